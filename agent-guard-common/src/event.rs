@@ -1,0 +1,127 @@
+//! Records the kernel programs put on the `EVENTS` ring buffer.
+//!
+//! Every record starts with an [`EventHeader`]; `kind` says which struct follows.
+//! The kernel only reports what is out of scope (or what it could not decide); in-scope
+//! actions cost a lookup and nothing else.
+
+use crate::path::PATH_MAX_MATCH;
+
+pub const KIND_NET: u32 = 1;
+pub const KIND_FILE: u32 = 2;
+pub const KIND_EXEC: u32 = 3;
+/// The last process of a task exited.
+pub const KIND_TASK_EMPTY: u32 = 4;
+/// A tagged process forked a child the kernel could not tag (PROC_TAGS full): the daemon
+/// kills the child, so that no process ever escapes its task untagged.
+pub const KIND_TAG_LOST: u32 = 5;
+
+/// `EventHeader::verdict`: no rule of the grant allows the action.
+pub const VERDICT_OUT_OF_SCOPE: u32 = 1;
+/// `EventHeader::verdict`: the kernel could not match the path as seen at this hook
+/// (relative, not normalised, or longer than `PATH_MAX_MATCH`); the daemon decides.
+pub const VERDICT_UNRESOLVED: u32 = 2;
+/// `EventHeader::verdict`: informational record (task empty).
+pub const VERDICT_NONE: u32 = 0;
+
+/// `EventHeader::reason`.
+pub const REASON_NONE: u32 = 0;
+pub const REASON_NO_RULE: u32 = 1;
+pub const REASON_EXPIRED: u32 = 2;
+pub const REASON_REVOKED: u32 = 3;
+
+/// `EventHeader::action`: what the kernel did.
+pub const ACTION_ALLOWED: u32 = 0;
+/// The kernel refused the operation (EPERM).
+pub const ACTION_BLOCKED: u32 = 1;
+
+/// Hooks, in `NetEvent::hook`.
+pub const HOOK_CONNECT4: u32 = 1;
+pub const HOOK_CONNECT6: u32 = 2;
+pub const HOOK_SENDMSG4: u32 = 3;
+pub const HOOK_SENDMSG6: u32 = 4;
+
+/// `FileEvent::path_flags` / `ExecEvent::path_flags`.
+pub const PATH_RELATIVE: u32 = 1;
+pub const PATH_UNNORMALIZED: u32 = 2;
+pub const PATH_TRUNCATED: u32 = 4;
+
+/// `ExecEvent`: arguments captured and bytes kept of each.
+pub const EXEC_ARGS: usize = 8;
+pub const EXEC_ARG_LEN: usize = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventHeader {
+    pub kind: u32,
+    pub verdict: u32,
+    pub reason: u32,
+    pub action: u32,
+    pub task_id: u32,
+    pub tgid: u32,
+    pub pid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub _pad: u32,
+    /// CLOCK_BOOTTIME, ns.
+    pub boot_ns: u64,
+    pub comm: [u8; 16],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetEvent {
+    pub header: EventHeader,
+    pub hook: u32,
+    /// IPPROTO_TCP (6) or IPPROTO_UDP (17).
+    pub protocol: u32,
+    /// Destination port, host byte order.
+    pub port: u32,
+    pub _pad: u32,
+    /// Destination, IPv6 or IPv4-mapped IPv6, network byte order.
+    pub addr: [u8; 16],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileEvent {
+    pub header: EventHeader,
+    /// ACCESS_* bits requested.
+    pub access: u32,
+    /// open(2) flags as passed.
+    pub open_flags: u32,
+    /// Directory fd a relative path is resolved against (AT_FDCWD = -100).
+    pub dfd: i32,
+    pub path_flags: u32,
+    pub path: [u8; PATH_MAX_MATCH],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecEvent {
+    pub header: EventHeader,
+    pub path_flags: u32,
+    /// Arguments captured in `argv` (at most EXEC_ARGS).
+    pub argc: u32,
+    pub path: [u8; PATH_MAX_MATCH],
+    pub argv: [[u8; EXEC_ARG_LEN]; EXEC_ARGS],
+}
+
+/// Header-only record (`KIND_TASK_EMPTY`, `KIND_TAG_LOST`); for `KIND_TAG_LOST`,
+/// `child_tgid` names the untagged child.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskEvent {
+    pub header: EventHeader,
+    pub child_tgid: u32,
+    pub _pad: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 64);
+const _: () = assert!(core::mem::size_of::<NetEvent>() == 64 + 32);
+const _: () = assert!(core::mem::size_of::<FileEvent>() == 64 + 16 + PATH_MAX_MATCH);
+const _: () =
+    assert!(core::mem::size_of::<ExecEvent>() == 64 + 8 + PATH_MAX_MATCH + EXEC_ARGS * EXEC_ARG_LEN);
+const _: () = assert!(core::mem::size_of::<TaskEvent>() == 72);
+
+#[cfg(feature = "user")]
+pub use crate::pod::{DecodeError, KernelEvent};

@@ -1,0 +1,26 @@
+//! Map names, defined once. Names are at most 15 characters (BPF_OBJ_NAME_LEN - 1).
+//! Sizes are defaults: the daemon overrides them at load time (`EbpfLoader::map_max_entries`).
+
+/// tgid -> [`crate::task::ProcTag`]: which task a process works for.
+pub const PROC_TAGS: &str = "PROC_TAGS";
+/// task id -> [`crate::task::TaskEntry`]: grant, mode, expiry and live process count.
+pub const TASKS: &str = "TASKS";
+/// LPM trie [`crate::net::NetKey`] -> [`crate::net::NetPorts`].
+pub const NET_RULES: &str = "NET_RULES";
+/// [`crate::path::PathKey`] -> [`crate::path::PathRule`].
+pub const PATH_RULES: &str = "PATH_RULES";
+/// Ring buffer of [`crate::event`] records.
+pub const EVENTS: &str = "EVENTS";
+/// Per-CPU counter of events the kernel could not put on the ring buffer.
+pub const EVENT_DROPS: &str = "EVENT_DROPS";
+/// Per-CPU scratch [`crate::event::FileEvent`] built by the file hooks (too big for the 512-byte stack).
+pub const SCRATCH: &str = "SCRATCH";
+
+pub const DEFAULT_PROC_TAGS: u32 = 131_072;
+pub const DEFAULT_TASKS: u32 = 4_096;
+pub const DEFAULT_NET_RULES: u32 = 65_536;
+pub const DEFAULT_PATH_RULES: u32 = 65_536;
+/// Bytes; must be a power of two and a multiple of the page size.
+pub const DEFAULT_EVENTS_BYTES: u32 = 16 * 1024 * 1024;
+/// Per-CPU scratch [`crate::event::ExecEvent`] built by the exec hooks.
+pub const EXEC_SCRATCH: &str = "EXEC_SCRATCH";

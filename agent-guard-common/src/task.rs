@@ -1,0 +1,38 @@
+//! Process tags and task entries.
+
+/// Value of `PROC_TAGS`, keyed by tgid. Set by the daemon for a task's first process and by
+/// the `task_newtask` program for every process forked from a tagged one.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcTag {
+    pub task_id: u32,
+    pub _pad: u32,
+}
+
+/// `TaskEntry::mode`: out-of-scope actions are refused with EPERM.
+pub const MODE_ENFORCE: u32 = 0;
+/// `TaskEntry::mode`: out-of-scope actions proceed and are flagged.
+pub const MODE_AUDIT: u32 = 1;
+
+/// `TaskEntry::state`: the grant is in force until `expires_ns`.
+pub const STATE_ACTIVE: u32 = 0;
+/// `TaskEntry::state`: the task was stopped; every action is out of scope.
+pub const STATE_REVOKED: u32 = 1;
+
+/// Value of `TASKS`, keyed by task id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskEntry {
+    /// Key prefix of this task's rules in `NET_RULES` and `PATH_RULES`.
+    pub grant_id: u32,
+    pub mode: u32,
+    pub state: u32,
+    pub _pad: u32,
+    /// CLOCK_BOOTTIME (bpf_ktime_get_boot_ns) after which the grant no longer allows anything.
+    pub expires_ns: u64,
+    /// Processes (thread groups) of the task still alive; updated atomically by the kernel.
+    pub live_procs: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<ProcTag>() == 8);
+const _: () = assert!(core::mem::size_of::<TaskEntry>() == 32);

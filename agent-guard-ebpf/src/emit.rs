@@ -1,0 +1,47 @@
+//! Filling event headers and putting records on the ring buffer.
+
+use agent_guard_common::event::EventHeader;
+use aya_ebpf::helpers::{
+    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+    bpf_ktime_get_boot_ns,
+};
+
+use crate::maps::{EVENT_DROPS, EVENTS};
+
+#[inline(always)]
+pub fn header(kind: u32, verdict: u32, reason: u32, action: u32, task_id: u32) -> EventHeader {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let uid_gid = bpf_get_current_uid_gid();
+    EventHeader {
+        kind,
+        verdict,
+        reason,
+        action,
+        task_id,
+        tgid: (pid_tgid >> 32) as u32,
+        pid: pid_tgid as u32,
+        uid: uid_gid as u32,
+        gid: (uid_gid >> 32) as u32,
+        _pad: 0,
+        // SAFETY: helper without arguments.
+        boot_ns: unsafe { bpf_ktime_get_boot_ns() },
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+    }
+}
+
+/// Puts `record` on the ring buffer; when it is full the loss is counted in EVENT_DROPS,
+/// which the daemon reports, so nothing is lost silently.
+#[inline(always)]
+pub fn send<T>(record: &T) {
+    if EVENTS.output(record, 0).is_err() {
+        count_drop();
+    }
+}
+
+#[inline(always)]
+pub fn count_drop() {
+    if let Some(drops) = EVENT_DROPS.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, only this CPU writes it while this program runs.
+        unsafe { *drops += 1 };
+    }
+}

@@ -1,0 +1,29 @@
+//! agent-guard kernel programs. One module per hook family; each `#[hook]` function is a thin
+//! wrapper around a `try_*` function and states whether it fails open or closed.
+#![no_std]
+#![no_main]
+// Atomic add/sub on map values: core's atomic types are not built for bpfel-unknown-none.
+#![feature(core_intrinsics)]
+#![allow(internal_features, reason = "core_intrinsics is the only route to BPF_ATOMIC here")]
+
+mod config;
+mod emit;
+mod exec;
+mod file;
+mod maps;
+mod net;
+mod path_match;
+mod tag;
+mod task;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // SAFETY: the verifier rejects any program that could reach this; it is never executed.
+    unsafe { core::hint::unreachable_unchecked() }
+}
+
+/// Required by the kernel for GPL-only helpers (bpf_probe_read_user_str, bpf_send_signal).
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,39 @@
+//! The maps, named as in `agent_guard_common::maps` (the static's identifier is the map name;
+//! the daemon takes each by that constant and fails to start if one is missing).
+//! Sizes here are placeholders: the daemon sets every size at load time.
+
+use agent_guard_common::{
+    event::{ExecEvent, FileEvent},
+    net::{NetKey, NetPorts},
+    path::{PathKey, PathRule},
+    task::{ProcTag, TaskEntry},
+};
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, LpmTrie, PerCpuArray, RingBuf},
+};
+
+#[map]
+pub static PROC_TAGS: HashMap<u32, ProcTag> = HashMap::with_max_entries(1, 0);
+
+#[map]
+pub static TASKS: HashMap<u32, TaskEntry> = HashMap::with_max_entries(1, 0);
+
+/// BPF_F_NO_PREALLOC is mandatory for LPM tries.
+#[map]
+pub static NET_RULES: LpmTrie<NetKey, NetPorts> = LpmTrie::with_max_entries(1, 1);
+
+#[map]
+pub static PATH_RULES: HashMap<PathKey, PathRule> = HashMap::with_max_entries(1, 0);
+
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(4096, 0);
+
+#[map]
+pub static EVENT_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub static SCRATCH: PerCpuArray<FileEvent> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);

@@ -1,0 +1,119 @@
+//! Task tags follow processes: every process forked by a tagged one is tagged before it first
+//! runs, and the tag is removed when its whole thread group has exited.
+//!
+//! - `task/task_newtask` fires in copy_process() (kernel/fork.c) after the child's pid is
+//!   allocated and before wake_up_new_task(), with the clone flags: the child cannot act
+//!   untagged. Threads (CLONE_THREAD) share the tgid and so the tag; double forks, setsid()
+//!   and re-parenting do not matter because the tag is keyed by tgid, not by parent.
+//! - `sched/sched_process_exit` fires in do_exit() after `group_dead` is computed; the tag is
+//!   removed only when the group is dead, so a leader that exits first does not untag live
+//!   threads, and a reused pid never inherits a stale tag (a tgid is not reused before the
+//!   group is dead and reaped).
+//!
+//! Fail-open/closed: if a child cannot be tagged (PROC_TAGS full) the kernel reports
+//! KIND_TAG_LOST and the daemon kills that child: a process never escapes its task untagged.
+
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
+use agent_guard_common::{
+    event::{ACTION_ALLOWED, KIND_TAG_LOST, KIND_TASK_EMPTY, TaskEvent, VERDICT_NONE},
+    event::REASON_NONE,
+};
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+
+use crate::{
+    config, emit,
+    maps::{PROC_TAGS, TASKS},
+    task::current_tgid,
+};
+
+/// include/uapi/linux/sched.h
+const CLONE_THREAD: u64 = 0x0001_0000;
+
+#[tracepoint]
+pub fn task_newtask(ctx: TracePointContext) -> u32 {
+    // SAFETY: offsets read from the record's format file at load time.
+    let fields = unsafe {
+        (
+            ctx.read_at::<i32>(config::newtask_pid_off()),
+            ctx.read_at::<u64>(config::newtask_flags_off()),
+        )
+    };
+    if let (Ok(child), Ok(flags)) = fields {
+        try_newtask(child as u32, flags);
+    }
+    0
+}
+
+#[inline(always)]
+fn try_newtask(child: u32, clone_flags: u64) {
+    if clone_flags & CLONE_THREAD != 0 {
+        return;
+    }
+    // SAFETY: value copied out at once.
+    let Some(tag) = (unsafe { PROC_TAGS.get(&current_tgid()) }).copied() else {
+        return;
+    };
+    if PROC_TAGS.insert(&child, &tag, 0).is_err() {
+        let event = TaskEvent {
+            header: emit::header(KIND_TAG_LOST, VERDICT_NONE, REASON_NONE, ACTION_ALLOWED, tag.task_id),
+            child_tgid: child,
+            _pad: 0,
+        };
+        emit::send(&event);
+        return;
+    }
+    if let Some(entry) = TASKS.get_ptr_mut(&tag.task_id) {
+        // SAFETY: the field is 8-byte aligned inside a map value and only updated atomically
+        // (BPF_ATOMIC; core's atomic types are not available on the bpf target).
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*entry).live_procs, 1) };
+    }
+}
+
+#[tracepoint]
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    let group_dead_off = config::exit_group_dead_off();
+    // SAFETY: offsets read from the record's format file at load time.
+    let group_dead = if group_dead_off == 0 {
+        // Kernels before 6.16 have no group_dead field: fall back to the leader's exit
+        // (weaker: a leader exiting before its threads untags them; reported at start).
+        let pid = unsafe { ctx.read_at::<i32>(config::exit_pid_off()) };
+        matches!(pid, Ok(pid) if pid as u32 == current_tgid())
+    } else {
+        matches!(unsafe { ctx.read_at::<u8>(group_dead_off) }, Ok(v) if v != 0)
+    };
+    if group_dead {
+        try_group_exit(current_tgid());
+    }
+    0
+}
+
+#[inline(always)]
+fn try_group_exit(tgid: u32) {
+    // SAFETY: value copied out at once.
+    let Some(tag) = (unsafe { PROC_TAGS.get(&tgid) }).copied() else {
+        return;
+    };
+    let _ = PROC_TAGS.remove(&tgid);
+    let Some(entry) = TASKS.get_ptr_mut(&tag.task_id) else {
+        return;
+    };
+    // A fetching atomic needs BPF cpu v3, which the bpfel target does not build for: add
+    // without fetch, then read. The last exit always reads 0; two exits racing may both read
+    // 0, so TASK_EMPTY can repeat and the daemon treats it as idempotent.
+    // SAFETY: as in try_newtask.
+    let live = unsafe {
+        let live = &raw mut (*entry).live_procs;
+        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(live, u64::MAX);
+        core::ptr::read_volatile(live)
+    };
+    if live == 0 {
+        let event = TaskEvent {
+            header: emit::header(KIND_TASK_EMPTY, VERDICT_NONE, REASON_NONE, ACTION_ALLOWED, tag.task_id),
+            child_tgid: 0,
+            _pad: 0,
+        };
+        emit::send(&event);
+    }
+}
+

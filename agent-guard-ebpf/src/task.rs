@@ -1,0 +1,69 @@
+//! Which task the current process works for, and whether its grant is still in force.
+
+use agent_guard_common::{
+    event::{REASON_EXPIRED, REASON_NO_RULE, REASON_REVOKED},
+    task::{STATE_ACTIVE, TaskEntry},
+};
+use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns};
+
+use crate::maps::{PROC_TAGS, TASKS};
+
+/// The current process's task, copied out of the maps.
+pub struct CurrentTask {
+    pub task_id: u32,
+    pub entry: TaskEntry,
+}
+
+#[inline(always)]
+pub fn current_tgid() -> u32 {
+    (bpf_get_current_pid_tgid() >> 32) as u32
+}
+
+/// `None` for untagged processes: they are never affected.
+#[inline(always)]
+pub fn current_task() -> Option<CurrentTask> {
+    // SAFETY: values are plain integers copied out at once; a concurrent update can at worst
+    // give a stale copy of one entry, never a dangling reference.
+    let tag = unsafe { PROC_TAGS.get(&current_tgid()) }?;
+    let task_id = tag.task_id;
+    let entry = unsafe { TASKS.get(&task_id) };
+    match entry {
+        Some(entry) => Some(CurrentTask { task_id, entry: *entry }),
+        // A tag whose task is gone (stopped while the process lived on) allows nothing:
+        // fail closed with an entry that is revoked.
+        None => Some(CurrentTask {
+            task_id,
+            entry: TaskEntry {
+                grant_id: 0,
+                mode: 0,
+                state: agent_guard_common::task::STATE_REVOKED,
+                _pad: 0,
+                expires_ns: 0,
+                live_procs: 0,
+            },
+        }),
+    }
+}
+
+impl CurrentTask {
+    /// `None` while the grant is in force; otherwise why nothing is allowed any more.
+    /// Expiry is checked against kernel time here, so it needs nothing from the daemon.
+    #[inline(always)]
+    pub fn grant_ended(&self) -> Option<u32> {
+        if self.entry.state != STATE_ACTIVE {
+            return Some(REASON_REVOKED);
+        }
+        // SAFETY: helper without arguments.
+        let now = unsafe { bpf_ktime_get_boot_ns() };
+        if now >= self.entry.expires_ns {
+            return Some(REASON_EXPIRED);
+        }
+        None
+    }
+
+    /// Reason for an out-of-scope verdict: the grant ended, or no rule matched.
+    #[inline(always)]
+    pub fn out_of_scope_reason(&self) -> u32 {
+        self.grant_ended().unwrap_or(REASON_NO_RULE)
+    }
+}
