@@ -1,1 +1,21 @@
-fn main(){}
+//! agent-guard: kernel-enforced, task-scoped access boundaries for AI agents.
+//! One executable: the daemon and the CLI verbs that talk to it.
+
+mod api;
+mod cli;
+mod client;
+mod daemon;
+mod grant;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("agent-guard: {err:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The local control API: newline-delimited JSON over a Unix socket, documented in
+//! docs/api.md. Every request and response carries `version`; a daemon refuses versions it
+//! does not speak. The caller's process is identified by the kernel (SO_PEERCRED), never by a
+//! pid in the request, so a client can only put *itself* into a task.
+
+use serde::{Deserialize, Serialize};
+
+pub const API_VERSION: u32 = 1;
+pub const DEFAULT_SOCKET: &str = "/run/agent-guard/agent-guard.sock";
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    pub version: u32,
+    #[serde(flatten)]
+    pub body: RequestBody,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RequestBody {
+    /// Open a task for the calling process and tag it.
+    OpenTask {
+        agent: String,
+        intent: String,
+        /// The grant file's text, and where it came from (for errors and events).
+        grant_yaml: String,
+        grant_source: String,
+        /// Seconds; at most the grant's own ttl.
+        ttl_secs: Option<u64>,
+    },
+    ListTasks,
+    StopTask { id: u32 },
+    Status,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Response {
+    pub version: u32,
+    #[serde(flatten)]
+    pub body: ResponseBody,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ResponseBody {
+    TaskOpened { task: TaskInfo },
+    Tasks { tasks: Vec<TaskInfo> },
+    TaskStopped { task: TaskInfo },
+    Status { status: StatusInfo },
+    Error { code: ErrorCode, message: String },
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    UnsupportedVersion,
+    InvalidGrant,
+    NotFound,
+    Forbidden,
+    Kernel,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TaskInfo {
+    pub id: u32,
+    pub agent: String,
+    pub intent: String,
+    pub grant: String,
+    pub grant_source: String,
+    pub mode: String,
+    pub state: TaskState,
+    pub root_pid: u32,
+    /// RFC 3339.
+    pub started: String,
+    pub expires: String,
+    pub ended: Option<String>,
+    pub live_processes: u64,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    Open,
+    /// Its last process exited.
+    Closed,
+    /// Stopped by an operator: processes killed, grant revoked.
+    Stopped,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StatusInfo {
+    pub version: String,
+    pub kernel: String,
+    pub enforcement: Enforcement,
+    pub open_tasks: usize,
+    pub events_dropped: u64,
+}
+
+/// How each capability is enforced on this kernel (never more than what is loaded).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Enforcement {
+    pub network: String,
+    pub file: String,
+    pub exec: String,
+}

@@ -1,0 +1,88 @@
+//! `agent-guard daemon`
+
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::{Context, bail};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::daemon::{DaemonConfig, MapSizes};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Append events as JSON lines to this file.
+    #[arg(long, default_value = "/var/log/agent-guard/events.jsonl")]
+    events_file: PathBuf,
+    /// Do not write events to stdout.
+    #[arg(long)]
+    no_stdout: bool,
+    /// Group allowed to use the API socket (mode 0660); by default only root (mode 0600).
+    #[arg(long)]
+    socket_group: Option<String>,
+    /// Cgroup directory, under the cgroup v2 root, holding one directory per task.
+    #[arg(long, default_value = "agent-guard")]
+    cgroup_name: String,
+    /// Most processes tagged at once.
+    #[arg(long, default_value_t = agent_guard_common::maps::DEFAULT_PROC_TAGS)]
+    max_processes: u32,
+    /// Most tasks at once.
+    #[arg(long, default_value_t = agent_guard_common::maps::DEFAULT_TASKS)]
+    max_tasks: u32,
+}
+
+/// Binds the socket: refuses to take over one a live daemon is serving.
+fn bind(socket: &Path, group: Option<&str>) -> anyhow::Result<std::os::unix::net::UnixListener> {
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if socket.exists() {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            bail!("another daemon is serving {}", socket.display());
+        }
+        std::fs::remove_file(socket).with_context(|| format!("removing stale socket {}", socket.display()))?;
+    }
+    // Create the socket with no access for anyone but root, then open it up as configured.
+    let old_umask = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let listener = std::os::unix::net::UnixListener::bind(socket);
+    nix::sys::stat::umask(old_umask);
+    let listener = listener.with_context(|| format!("binding {}", socket.display()))?;
+    if let Some(group) = group {
+        let gid = nix::unistd::Group::from_name(group)?.with_context(|| format!("no group {group}"))?.gid;
+        nix::unistd::chown(socket, None, Some(gid))?;
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))?;
+    }
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+pub fn main(socket: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let config = DaemonConfig {
+        stdout: !args.no_stdout,
+        events_file: Some(args.events_file),
+        map_sizes: MapSizes { proc_tags: args.max_processes, tasks: args.max_tasks, ..MapSizes::default() },
+        cgroup_name: args.cgroup_name,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let listener = tokio::net::UnixListener::from_std(bind(socket, args.socket_group.as_deref())?)?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        };
+        let result = crate::daemon::run(config, listener, shutdown).await;
+        let _ = std::fs::remove_file(socket);
+        result.context("agent-guard daemon")
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

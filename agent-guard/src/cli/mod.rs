@@ -1,0 +1,46 @@
+//! Command-line verbs, one module each.
+
+mod daemon;
+mod run;
+mod status;
+mod task;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+use crate::api::DEFAULT_SOCKET;
+
+#[derive(Parser)]
+#[command(name = "agent-guard", version, about = "Kernel-enforced, task-scoped access boundaries for AI agents")]
+pub struct Cli {
+    /// The daemon's API socket.
+    #[arg(long, global = true, env = "AGENT_GUARD_SOCKET", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the guard: load the kernel programs, serve the API, write events.
+    Daemon(daemon::Args),
+    /// Open a task for an agent and run CMD inside it.
+    Run(run::Args),
+    /// List or stop tasks.
+    Task {
+        #[command(subcommand)]
+        command: task::Command,
+    },
+    /// Show the daemon's enforcement levels and counters.
+    Status(status::Args),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Daemon(args) => daemon::main(&cli.socket, args),
+        Command::Run(args) => run::main(&cli.socket, args),
+        Command::Task { command } => task::main(&cli.socket, command),
+        Command::Status(args) => status::main(&cli.socket, args),
+    }
+}

@@ -1,0 +1,33 @@
+//! `agent-guard status`
+
+use std::{path::Path, process::ExitCode};
+
+use crate::{
+    api::{RequestBody, ResponseBody},
+    client,
+};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn main(socket: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    let ResponseBody::Status { status } = client::call(socket, RequestBody::Status)? else {
+        anyhow::bail!("unexpected reply from the daemon");
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("agent-guard {} on Linux {}", status.version, status.kernel);
+    println!("enforcement:");
+    println!("  network  {}", status.enforcement.network);
+    println!("  file     {}", status.enforcement.file);
+    println!("  exec     {}", status.enforcement.exec);
+    println!("open tasks      {}", status.open_tasks);
+    println!("events dropped  {}", status.events_dropped);
+    Ok(ExitCode::SUCCESS)
+}

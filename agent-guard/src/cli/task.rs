@@ -1,0 +1,53 @@
+//! `agent-guard task list` and `agent-guard task stop ID`
+
+use std::{path::Path, process::ExitCode};
+
+use crate::{
+    api::{RequestBody, ResponseBody, TaskInfo},
+    client,
+};
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// List tasks (open and ended since the daemon started).
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a task: revoke its grant in the kernel and kill its processes.
+    Stop { id: u32 },
+}
+
+fn print_table(tasks: &[TaskInfo]) {
+    println!("{:<5} {:<16} {:<8} {:<20} {:<8} {:>5}  {:<27} INTENT", "ID", "AGENT", "STATE", "GRANT", "MODE", "PROCS", "EXPIRES");
+    for t in tasks {
+        let state = serde_json::to_value(t.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        println!(
+            "{:<5} {:<16} {:<8} {:<20} {:<8} {:>5}  {:<27} {}",
+            t.id, t.agent, state, t.grant, t.mode, t.live_processes, t.expires, t.intent
+        );
+    }
+}
+
+pub fn main(socket: &Path, command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::List { json } => {
+            let ResponseBody::Tasks { tasks } = client::call(socket, RequestBody::ListTasks)? else {
+                anyhow::bail!("unexpected reply from the daemon");
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tasks)?);
+            } else {
+                print_table(&tasks);
+            }
+        }
+        Command::Stop { id } => {
+            let ResponseBody::TaskStopped { task } = client::call(socket, RequestBody::StopTask { id })? else {
+                anyhow::bail!("unexpected reply from the daemon");
+            };
+            println!("task {} stopped: grant revoked in the kernel, processes killed", task.id);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,38 @@
+//! A blocking client for the control API: the CLI verbs need one request each, and `run`
+//! must exec right after, with no runtime threads around.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    os::unix::net::UnixStream,
+    path::{Path, PathBuf},
+};
+
+use crate::api::{API_VERSION, Request, RequestBody, Response, ResponseBody};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to the agent-guard daemon at {socket}: {source} (is `agent-guard daemon` running?)")]
+    Connect { socket: PathBuf, source: std::io::Error },
+    #[error("talking to the daemon at {socket}: {source}")]
+    Io { socket: PathBuf, source: std::io::Error },
+    #[error("the daemon at {socket} sent a response that is not API v{API_VERSION}: {detail}")]
+    Protocol { socket: PathBuf, detail: String },
+    #[error("{message} ({code:?})")]
+    Refused { code: crate::api::ErrorCode, message: String },
+}
+
+pub fn call(socket: &Path, body: RequestBody) -> Result<ResponseBody, ClientError> {
+    let io = |source| ClientError::Io { socket: socket.to_path_buf(), source };
+    let mut stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect { socket: socket.to_path_buf(), source })?;
+    let mut line = serde_json::to_string(&Request { version: API_VERSION, body }).expect("requests serialize");
+    line.push('\n');
+    stream.write_all(line.as_bytes()).map_err(io)?;
+    let mut reply = String::new();
+    BufReader::new(&stream).read_line(&mut reply).map_err(io)?;
+    let response: Response = serde_json::from_str(&reply)
+        .map_err(|err| ClientError::Protocol { socket: socket.to_path_buf(), detail: err.to_string() })?;
+    match response.body {
+        ResponseBody::Error { code, message } => Err(ClientError::Refused { code, message }),
+        body => Ok(body),
+    }
+}

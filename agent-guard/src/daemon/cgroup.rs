@@ -1,0 +1,54 @@
+//! Per-task cgroup v2 directories: they group a task's processes for the operator (and for
+//! `cgroup.kill` on stop). Enforcement does not depend on them: the kernel programs are
+//! attached at the cgroup v2 root and decide by the process tag, so a process that moves
+//! itself to another cgroup stays bound by its task.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("no cgroup v2 hierarchy is mounted (looked in /proc/self/mounts)")]
+    NoCgroup2,
+    #[error("cgroup {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// Mount point of the cgroup v2 hierarchy (/sys/fs/cgroup, or /sys/fs/cgroup/unified in hybrid mode).
+pub fn cgroup2_root() -> Result<PathBuf, CgroupError> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts")
+        .map_err(|source| CgroupError::Io { path: "/proc/self/mounts".into(), source })?;
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (_, dir, fstype) = (fields.next()?, fields.next()?, fields.next()?);
+            (fstype == "cgroup2").then(|| PathBuf::from(dir))
+        })
+        .next()
+        .ok_or(CgroupError::NoCgroup2)
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError + '_ {
+    move |source| CgroupError::Io { path: path.to_path_buf(), source }
+}
+
+/// Creates `dir` and moves `pid` into it.
+pub fn create_with(dir: &Path, pid: u32) -> Result<(), CgroupError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let procs = dir.join("cgroup.procs");
+    std::fs::write(&procs, pid.to_string()).map_err(io(&procs))
+}
+
+/// Kills every process in `dir` (cgroup.kill, Linux 5.14+).
+pub fn kill_all(dir: &Path) -> Result<(), CgroupError> {
+    let kill = dir.join("cgroup.kill");
+    std::fs::write(&kill, "1").map_err(io(&kill))
+}
+
+/// Removes an empty task cgroup; a missing one is fine.
+pub fn remove(dir: &Path) -> Result<(), CgroupError> {
+    match std::fs::remove_dir(dir) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(io(dir)(err)),
+        _ => Ok(()),
+    }
+}

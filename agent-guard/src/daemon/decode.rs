@@ -1,0 +1,194 @@
+//! Kernel records -> events: decode, then enrich with the task (agent, intent, grant), the
+//! process (/proc) and the rule or reason that decided.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use agent_guard_common::{
+    event::{
+        ACTION_BLOCKED, EventHeader, ExecEvent, FileEvent, HOOK_SENDMSG4, HOOK_SENDMSG6, KernelEvent, NetEvent,
+        PATH_RELATIVE, PATH_TRUNCATED, PATH_UNNORMALIZED, REASON_EXPIRED, REASON_REVOKED, VERDICT_UNRESOLVED,
+    },
+    path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE},
+};
+
+use super::{
+    clock,
+    event::{Decision, Event, Kind, Object, PolicyDecision, Process},
+    registry::{Registry, Task},
+};
+use crate::grant::{Mode, normalize_path};
+
+const AT_FDCWD: i32 = -100;
+
+/// What to do with a kernel record.
+pub enum Decoded {
+    Event(Box<Event>),
+    /// The last process of a task exited.
+    TaskEmpty(u32),
+    /// A child could not be tagged: kill it (fail closed) and report.
+    TagLost { task_id: u32, child: u32, event: Box<Event> },
+    /// In scope after all (a path the kernel could not decide, resolved here).
+    Nothing,
+}
+
+fn c_string(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+fn access_names(access: u32) -> Vec<&'static str> {
+    [(ACCESS_READ, "read"), (ACCESS_WRITE, "write"), (ACCESS_EXEC, "exec")]
+        .into_iter()
+        .filter(|(bit, _)| access & bit != 0)
+        .map(|(_, name)| name)
+        .collect()
+}
+
+fn process(header: &EventHeader) -> Process {
+    let proc = procfs::process::Process::new(header.tgid as i32).ok();
+    Process {
+        pid: header.tgid,
+        tid: header.pid,
+        ppid: proc.as_ref().and_then(|p| p.stat().ok()).map(|s| s.ppid as u32),
+        uid: header.uid,
+        gid: header.gid,
+        comm: c_string(&header.comm),
+        executable: proc.as_ref().and_then(|p| p.exe().ok()).map(|p| p.display().to_string()),
+        argv: None,
+    }
+}
+
+/// The event skeleton every out-of-scope action shares.
+fn action_event(reg: &Registry, kind: Kind, header: &EventHeader, task: Option<&Task>) -> Event {
+    let mut event = Event::new(kind, &reg.host, clock::wall_of_boot_ns(header.boot_ns));
+    event.process = Some(process(header));
+    event.task = task.map(Task::task_ref);
+    event.policy_decision = Some(match task.map(|t| t.grant.spec.mode) {
+        Some(Mode::Audit) => PolicyDecision::Flag,
+        _ => PolicyDecision::Deny,
+    });
+    let grant = task.map_or("(unknown)".to_string(), |t| t.info.grant.clone());
+    let (rule, reason) = match header.reason {
+        REASON_EXPIRED => ("grant.ttl".to_string(), format!("grant {grant} expired at {}", task.map_or("?", |t| t.info.expires.as_str()))),
+        REASON_REVOKED => ("task.stopped".to_string(), "the task was stopped: its grant is revoked".to_string()),
+        _ => ("default-deny".to_string(), format!("no rule of grant {grant} allows this")),
+    };
+    event.rule = Some(rule);
+    event.reason = Some(reason);
+    event
+}
+
+pub fn decode(reg: &Registry, record: KernelEvent) -> Decoded {
+    let task_id = record.header().task_id;
+    let task = reg.tasks.get(&task_id);
+    match record {
+        KernelEvent::TaskEmpty(_) => Decoded::TaskEmpty(task_id),
+        KernelEvent::TagLost(e) => {
+            let mut event = Event::new(Kind::TagLost, &reg.host, clock::wall_of_boot_ns(e.header.boot_ns));
+            event.process = Some(process(&e.header));
+            event.task = task.map(Task::task_ref);
+            event.decision = Some(Decision::Denied);
+            event.enforcement = Some("kill".into());
+            event.reason = Some(format!("child {} could not be tagged (PROC_TAGS is full): killed", e.child_tgid));
+            Decoded::TagLost { task_id, child: e.child_tgid, event: Box::new(event) }
+        }
+        KernelEvent::Net(e) => Decoded::Event(Box::new(net_event(reg, &e, task))),
+        KernelEvent::File(e) => file_event(reg, &e, task),
+        KernelEvent::Exec(e) => exec_event(reg, &e, task),
+    }
+}
+
+fn net_event(reg: &Registry, e: &NetEvent, task: Option<&Task>) -> Event {
+    let kind = if e.hook == HOOK_SENDMSG4 || e.hook == HOOK_SENDMSG6 { Kind::NetworkSend } else { Kind::NetworkConnect };
+    let mut event = action_event(reg, kind, &e.header, task);
+    let v6 = Ipv6Addr::from(e.addr);
+    let address = v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4);
+    let protocol = match e.protocol {
+        6 => "tcp".to_string(),
+        17 => "udp".to_string(),
+        other => format!("ip-proto-{other}"),
+    };
+    event.decision = Some(if e.header.action == ACTION_BLOCKED { Decision::Denied } else { Decision::Flagged });
+    event.enforcement = Some("cgroup".into());
+    if event.rule.as_deref() == Some("default-deny") {
+        event.reason = Some(format!(
+            "no rule of grant {} allows {protocol} to {address}:{}",
+            task.map_or("(unknown)", |t| t.info.grant.as_str()),
+            e.port
+        ));
+    }
+    event.object = Some(Object::Network { address: address.to_string(), port: e.port as u16, protocol });
+    event
+}
+
+/// Resolves a path the kernel could not decide: against the process's cwd or directory fd.
+/// Returns None when it cannot be resolved any more (the process is gone).
+fn resolve(tgid: u32, dfd: i32, path: &str) -> Option<String> {
+    if path.starts_with('/') {
+        return Some(normalize_path("/", path));
+    }
+    let base = if dfd == AT_FDCWD { format!("/proc/{tgid}/cwd") } else { format!("/proc/{tgid}/fd/{dfd}") };
+    let base = std::fs::read_link(base).ok()?;
+    Some(normalize_path(&base.to_string_lossy(), path))
+}
+
+/// For a path the kernel left undecided: Some(resolved path) if it is still out of scope,
+/// None if the grant allows it after all.
+fn undecided_path(e_flags: u32, header: &EventHeader, dfd: i32, raw: &str, need: u32, task: Option<&Task>) -> Option<(String, String)> {
+    if e_flags & PATH_TRUNCATED != 0 {
+        return Some((raw.to_string(), "path longer than the kernel matches (255 bytes): out of scope".into()));
+    }
+    let Some(resolved) = resolve(header.tgid, dfd, raw) else {
+        return Some((raw.to_string(), "relative path could not be resolved (process gone): out of scope".into()));
+    };
+    let allowed = task.map_or(0, |t| t.grant.path_access(&resolved));
+    if allowed & need == need {
+        return None;
+    }
+    let how = if e_flags & PATH_RELATIVE != 0 { "relative" } else if e_flags & PATH_UNNORMALIZED != 0 { "unnormalised" } else { "" };
+    Some((resolved, format!("{how} path resolved lexically by the daemon")))
+}
+
+fn file_event(reg: &Registry, e: &FileEvent, task: Option<&Task>) -> Decoded {
+    let raw = c_string(&e.path);
+    let (path, note) = if e.header.verdict == VERDICT_UNRESOLVED {
+        match undecided_path(e.path_flags, &e.header, e.dfd, &raw, e.access, task) {
+            Some(found) => (found.0, Some(found.1)),
+            None => return Decoded::Nothing,
+        }
+    } else {
+        (raw, None)
+    };
+    let mut event = action_event(reg, Kind::FileOpen, &e.header, task);
+    event.decision = Some(Decision::Flagged);
+    event.enforcement = Some("observe".into());
+    if let (Some(note), Some(reason)) = (note, event.reason.as_mut()) {
+        reason.push_str(&format!(" ({note})"));
+    }
+    event.object = Some(Object::File { path, access: access_names(e.access) });
+    Decoded::Event(Box::new(event))
+}
+
+fn exec_event(reg: &Registry, e: &ExecEvent, task: Option<&Task>) -> Decoded {
+    let raw = c_string(&e.path);
+    let (path, note) = if e.header.verdict == VERDICT_UNRESOLVED {
+        match undecided_path(e.path_flags, &e.header, AT_FDCWD, &raw, ACCESS_EXEC, task) {
+            Some(found) => (found.0, Some(found.1)),
+            None => return Decoded::Nothing,
+        }
+    } else {
+        (raw, None)
+    };
+    let mut event = action_event(reg, Kind::ProcessExec, &e.header, task);
+    event.decision = Some(Decision::Flagged);
+    event.enforcement = Some("observe".into());
+    if let (Some(note), Some(reason)) = (note, event.reason.as_mut()) {
+        reason.push_str(&format!(" ({note})"));
+    }
+    if let Some(process) = event.process.as_mut() {
+        let argc = (e.argc as usize).min(e.argv.len());
+        process.argv = Some(e.argv[..argc].iter().map(|a| c_string(a)).collect());
+    }
+    event.object = Some(Object::Executable { path });
+    Decoded::Event(Box::new(event))
+}

@@ -1,0 +1,131 @@
+//! The event schema (v1, docs/events.md): one JSON object per line.
+
+use serde::Serialize;
+
+pub const SCHEMA: &str = "agent-guard.event/v1";
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Event {
+    pub schema: &'static str,
+    /// RFC 3339, UTC.
+    pub time: String,
+    pub host: String,
+    /// UUIDv7, unique per event: receivers use it to de-duplicate.
+    pub event_id: String,
+    pub kind: Kind,
+    /// What happened to the action.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    /// What the grant says should happen (differs from `decision` where the kernel can only observe).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_decision: Option<PolicyDecision>,
+    /// How the decision was carried out: `cgroup` (cgroup sock_addr program), `observe`
+    /// (seen at syscall entry, not blocked), `none` (task lifecycle).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enforcement: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<Process>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<Object>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+pub enum Kind {
+    #[serde(rename = "task.open")]
+    TaskOpen,
+    #[serde(rename = "task.close")]
+    TaskClose,
+    #[serde(rename = "task.stop")]
+    TaskStop,
+    #[serde(rename = "network.connect")]
+    NetworkConnect,
+    #[serde(rename = "network.send")]
+    NetworkSend,
+    #[serde(rename = "file.open")]
+    FileOpen,
+    #[serde(rename = "process.exec")]
+    ProcessExec,
+    #[serde(rename = "guard.events_dropped")]
+    EventsDropped,
+    #[serde(rename = "guard.tag_lost")]
+    TagLost,
+    #[serde(rename = "guard.start")]
+    GuardStart,
+    #[serde(rename = "guard.stop")]
+    GuardStop,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Allowed,
+    Denied,
+    Flagged,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyDecision {
+    Deny,
+    Flag,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Process {
+    pub pid: u32,
+    pub tid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ppid: Option<u32>,
+    pub uid: u32,
+    pub gid: u32,
+    pub comm: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub executable: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct TaskRef {
+    pub id: u32,
+    pub agent: String,
+    pub intent: String,
+    pub grant: String,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Object {
+    Network { address: String, port: u16, protocol: String },
+    File { path: String, access: Vec<&'static str> },
+    Executable { path: String },
+}
+
+impl Event {
+    pub fn new(kind: Kind, host: &str, time: std::time::SystemTime) -> Event {
+        Event {
+            schema: SCHEMA,
+            time: super::clock::rfc3339(time),
+            host: host.to_string(),
+            event_id: uuid::Uuid::now_v7().to_string(),
+            kind,
+            decision: None,
+            policy_decision: None,
+            enforcement: None,
+            process: None,
+            task: None,
+            object: None,
+            rule: None,
+            reason: None,
+            count: None,
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Loading and attaching the kernel programs, and the maps the daemon writes.
+//!
+//! Everything attached here is owned by [`Kernel`]: dropping it detaches every program
+//! (links are file descriptors) and frees the maps.
+
+use std::{fs::File, path::Path};
+
+use agent_guard_common::{
+    maps,
+    net::{NET_KEY_BITS, NetKey, NetPorts},
+    path::{PathKey, PathRule},
+    task::{ProcTag, STATE_REVOKED, TaskEntry},
+};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
+    programs::{CgroupAttachMode, CgroupSockAddr, TracePoint},
+};
+
+use super::{KernelError, tracefs};
+use crate::{api::Enforcement, grant::CompiledGrant};
+
+/// The eBPF object built by build.rs (aya-build) from the agent-guard-ebpf crate.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent-guard"));
+
+/// Map sizes, set at load time.
+#[derive(Clone, Debug)]
+pub struct MapSizes {
+    pub proc_tags: u32,
+    pub tasks: u32,
+    pub net_rules: u32,
+    pub path_rules: u32,
+    pub events_bytes: u32,
+}
+
+impl Default for MapSizes {
+    fn default() -> Self {
+        MapSizes {
+            proc_tags: maps::DEFAULT_PROC_TAGS,
+            tasks: maps::DEFAULT_TASKS,
+            net_rules: maps::DEFAULT_NET_RULES,
+            path_rules: maps::DEFAULT_PATH_RULES,
+            events_bytes: maps::DEFAULT_EVENTS_BYTES,
+        }
+    }
+}
+
+pub struct Kernel {
+    /// Owns the programs and their links.
+    _ebpf: Ebpf,
+    proc_tags: HashMap<MapData, u32, ProcTag>,
+    tasks: HashMap<MapData, u32, TaskEntry>,
+    net_rules: LpmTrie<MapData, NetKey, NetPorts>,
+    path_rules: HashMap<MapData, PathKey, PathRule>,
+    drops: PerCpuArray<MapData, u64>,
+    pub enforcement: Enforcement,
+    /// Said at start when the kernel lacks something the daemon would use.
+    pub warnings: Vec<String>,
+}
+
+fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, KernelError> {
+    let map = ebpf.take_map(name).ok_or(KernelError::MissingMap { name })?;
+    T::try_from(map).map_err(|source| KernelError::Map { name, source })
+}
+
+/// Tracepoint programs: (program name, category, event).
+const TRACEPOINTS: &[(&str, &str, &str)] = &[
+    ("task_newtask", "task", "task_newtask"),
+    ("sched_process_exit", "sched", "sched_process_exit"),
+    ("sys_enter_openat", "syscalls", "sys_enter_openat"),
+    ("sys_enter_open", "syscalls", "sys_enter_open"),
+    ("sys_enter_openat2", "syscalls", "sys_enter_openat2"),
+    ("sys_enter_creat", "syscalls", "sys_enter_creat"),
+    ("sys_enter_execve", "syscalls", "sys_enter_execve"),
+    ("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
+];
+
+const SOCK_ADDR_PROGRAMS: &[&str] = &["connect4", "connect6", "sendmsg4", "sendmsg6"];
+
+impl Kernel {
+    /// Loads every program and attaches it. Any failure is fatal and names the program: the
+    /// daemon never runs with less enforcement than it reports.
+    pub fn load(sizes: &MapSizes, cgroup_root: &Path) -> Result<(Kernel, RingBuf<MapData>), KernelError> {
+        tracefs::ensure_mounted()?;
+        let mut warnings = Vec::new();
+        let offset = |cat, event, field| -> Result<u32, KernelError> {
+            tracefs::field_offset(cat, event, field)?
+                .ok_or(KernelError::TracepointLayout { event, field })
+        };
+        let newtask_pid = offset("task", "task_newtask", "pid")?;
+        let newtask_flags = offset("task", "task_newtask", "clone_flags")?;
+        let exit_pid = offset("sched", "sched_process_exit", "pid")?;
+        let exit_group_dead = match tracefs::field_offset("sched", "sched_process_exit", "group_dead")? {
+            Some(off) => off,
+            None => {
+                warnings.push(
+                    "sched_process_exit has no group_dead field (kernel < 6.16): a task's tag is removed when a \
+                     thread-group leader exits, even if its other threads live on"
+                        .into(),
+                );
+                0
+            }
+        };
+
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(maps::PROC_TAGS, sizes.proc_tags)
+            .map_max_entries(maps::TASKS, sizes.tasks)
+            .map_max_entries(maps::NET_RULES, sizes.net_rules)
+            .map_max_entries(maps::PATH_RULES, sizes.path_rules)
+            .map_max_entries(maps::EVENTS, sizes.events_bytes)
+            .override_global("NEWTASK_PID_OFF", &newtask_pid, true)
+            .override_global("NEWTASK_FLAGS_OFF", &newtask_flags, true)
+            .override_global("EXIT_PID_OFF", &exit_pid, true)
+            .override_global("EXIT_GDEAD_OFF", &exit_group_dead, true)
+            .load(EBPF_OBJECT)
+            .map_err(|source| KernelError::Object { source: Box::new(source) })?;
+
+        for &(name, category, event) in TRACEPOINTS {
+            let program: &mut TracePoint = ebpf
+                .program_mut(name)
+                .ok_or(KernelError::MissingProgram { name })?
+                .try_into()
+                .map_err(|source| KernelError::Program { name, source })?;
+            program.load().map_err(|source| KernelError::Program { name, source })?;
+            program.attach(category, event).map_err(|source| KernelError::Program { name, source })?;
+        }
+        let cgroup = File::open(cgroup_root)
+            .map_err(|source| KernelError::Cgroup { path: cgroup_root.to_path_buf(), source })?;
+        for &name in SOCK_ADDR_PROGRAMS {
+            let program: &mut CgroupSockAddr = ebpf
+                .program_mut(name)
+                .ok_or(KernelError::MissingProgram { name })?
+                .try_into()
+                .map_err(|source| KernelError::Program { name, source })?;
+            program.load().map_err(|source| KernelError::Program { name, source })?;
+            // AllowMultiple: coexist with other cgroup programs (systemd, other guards); ours
+            // runs for every process in the hierarchy whatever sub-cgroup it is in.
+            program
+                .attach(&cgroup, CgroupAttachMode::AllowMultiple)
+                .map_err(|source| KernelError::Program { name, source })?;
+        }
+
+        let events = take(&mut ebpf, maps::EVENTS)?;
+        let kernel = Kernel {
+            proc_tags: take(&mut ebpf, maps::PROC_TAGS)?,
+            tasks: take(&mut ebpf, maps::TASKS)?,
+            net_rules: take(&mut ebpf, maps::NET_RULES)?,
+            path_rules: take(&mut ebpf, maps::PATH_RULES)?,
+            drops: take(&mut ebpf, maps::EVENT_DROPS)?,
+            _ebpf: ebpf,
+            // What is attached above, and nothing more: BPF LSM is not used yet, so file and
+            // exec are observed at syscall entry, not denied.
+            enforcement: Enforcement { network: "cgroup".into(), file: "observe".into(), exec: "observe".into() },
+            warnings,
+        };
+        Ok((kernel, events))
+    }
+
+    /// Writes a grant's rules under `grant_id`. On failure, removes what it wrote.
+    pub fn put_grant(&mut self, grant_id: u32, grant: &CompiledGrant) -> Result<(), KernelError> {
+        let result = self.try_put_grant(grant_id, grant);
+        if result.is_err() {
+            self.remove_grant(grant_id, grant);
+        }
+        result
+    }
+
+    fn try_put_grant(&mut self, grant_id: u32, grant: &CompiledGrant) -> Result<(), KernelError> {
+        for (hash, rule) in &grant.paths {
+            self.path_rules
+                .insert(&PathKey { grant_id, _pad: 0, hash: *hash }, rule, 0)
+                .map_err(|source| KernelError::Map { name: maps::PATH_RULES, source })?;
+        }
+        for (len, addr, ports) in &grant.nets {
+            self.net_rules
+                .insert(&net_key(grant_id, *len, addr), ports, 0)
+                .map_err(|source| KernelError::Map { name: maps::NET_RULES, source })?;
+        }
+        Ok(())
+    }
+
+    pub fn remove_grant(&mut self, grant_id: u32, grant: &CompiledGrant) {
+        for (hash, _) in &grant.paths {
+            let _ = self.path_rules.remove(&PathKey { grant_id, _pad: 0, hash: *hash });
+        }
+        for (len, addr, _) in &grant.nets {
+            let _ = self.net_rules.remove(&net_key(grant_id, *len, addr));
+        }
+    }
+
+    pub fn put_task(&mut self, task_id: u32, entry: &TaskEntry) -> Result<(), KernelError> {
+        self.tasks.insert(&task_id, entry, 0).map_err(|source| KernelError::Map { name: maps::TASKS, source })
+    }
+
+    pub fn remove_task(&mut self, task_id: u32) {
+        let _ = self.tasks.remove(&task_id);
+    }
+
+    /// Marks a task's grant revoked: from now on the kernel allows it nothing.
+    pub fn revoke_task(&mut self, task_id: u32) -> Result<(), KernelError> {
+        let mut entry = self.tasks.get(&task_id, 0).map_err(|source| KernelError::Map { name: maps::TASKS, source })?;
+        entry.state = STATE_REVOKED;
+        self.put_task(task_id, &entry)
+    }
+
+    pub fn live_processes(&self, task_id: u32) -> u64 {
+        self.tasks.get(&task_id, 0).map_or(0, |e| e.live_procs)
+    }
+
+    pub fn tag(&mut self, tgid: u32, task_id: u32) -> Result<(), KernelError> {
+        self.proc_tags
+            .insert(&tgid, &ProcTag { task_id, _pad: 0 }, 0)
+            .map_err(|source| KernelError::Map { name: maps::PROC_TAGS, source })
+    }
+
+    pub fn task_of(&self, tgid: u32) -> Option<u32> {
+        self.proc_tags.get(&tgid, 0).ok().map(|tag| tag.task_id)
+    }
+
+    /// Tagged processes of a task (a scan of PROC_TAGS).
+    pub fn processes_of(&self, task_id: u32) -> Vec<u32> {
+        self.proc_tags
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, tag)| tag.task_id == task_id)
+            .map(|(tgid, _)| tgid)
+            .collect()
+    }
+
+    /// Events the kernel could not put on the ring buffer, summed over CPUs.
+    pub fn dropped_events(&self) -> u64 {
+        self.drops.get(&0, 0).map_or(0, |values| values.iter().sum())
+    }
+}
+
+fn net_key(grant_id: u32, len: u8, addr: &[u8; 16]) -> Key<NetKey> {
+    Key::new(NET_KEY_BITS - 128 + u32::from(len), NetKey { grant_be: grant_id.to_be_bytes(), addr: *addr })
+}

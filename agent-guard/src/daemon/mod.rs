@@ -1,0 +1,195 @@
+//! The daemon: owns the kernel programs and maps, serves the API, turns kernel records into
+//! events. `run` takes its listener and shutdown signal as arguments so tests can drive it.
+
+mod cgroup;
+mod clock;
+mod decode;
+pub mod event;
+mod kernel;
+mod output;
+mod registry;
+mod server;
+mod tracefs;
+
+use std::{
+    future::Future,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
+};
+
+use agent_guard_common::event::KernelEvent;
+use aya::maps::{MapData, RingBuf};
+use tokio::{io::unix::AsyncFd, net::UnixListener};
+
+pub use kernel::MapSizes;
+
+use self::{
+    decode::Decoded,
+    event::{Event, Kind},
+    output::Outputs,
+    registry::Registry,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("tracefs {path}: {detail}")]
+    Tracefs { path: PathBuf, detail: String },
+    #[error("tracepoint {event} has no field {field} on this kernel")]
+    TracepointLayout { event: &'static str, field: &'static str },
+    #[error("loading the eBPF object: {source}")]
+    Object { source: Box<aya::EbpfError> },
+    #[error("the eBPF object has no program {name}")]
+    MissingProgram { name: &'static str },
+    #[error("kernel program {name}: {source:#}")]
+    Program { name: &'static str, source: aya::programs::ProgramError },
+    #[error("the eBPF object has no map {name}")]
+    MissingMap { name: &'static str },
+    #[error("map {name}: {source}")]
+    Map { name: &'static str, source: aya::maps::MapError },
+    #[error("cgroup {path}: {source}")]
+    Cgroup { path: PathBuf, source: std::io::Error },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("the daemon must run as root (it loads eBPF programs); running as uid {uid}")]
+    NotRoot { uid: u32 },
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::CgroupError),
+    #[error(transparent)]
+    Output(#[from] output::OutputError),
+    #[error("ring buffer {0}")]
+    RingBuffer(std::io::Error),
+}
+
+pub struct DaemonConfig {
+    /// Events as JSON lines on stdout.
+    pub stdout: bool,
+    /// Events as JSON lines appended to this file.
+    pub events_file: Option<PathBuf>,
+    pub map_sizes: MapSizes,
+    /// Name of the cgroup directory (under the cgroup v2 root) that holds the task cgroups.
+    pub cgroup_name: String,
+}
+
+/// Runs until `shutdown` completes. Open tasks are stopped (their processes killed) at
+/// shutdown: once the programs are detached nothing would bound them any more.
+pub async fn run(config: DaemonConfig, listener: UnixListener, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    let uid = nix::unistd::geteuid().as_raw();
+    if uid != 0 {
+        return Err(DaemonError::NotRoot { uid });
+    }
+    let cgroup_root = cgroup::cgroup2_root()?;
+    let (kernel, ring) = kernel::Kernel::load(&config.map_sizes, &cgroup_root)?;
+    for warning in &kernel.warnings {
+        tracing::warn!("{warning}");
+    }
+    let (sink, writer) = output::start(Outputs { stdout: config.stdout, file: config.events_file.clone() })?;
+    let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    let enforcement = kernel.enforcement.clone();
+    let registry = Arc::new(Mutex::new(Registry::new(kernel, cgroup_root.join(&config.cgroup_name), host.clone(), sink.clone())));
+
+    let mut start = Event::new(Kind::GuardStart, &host, SystemTime::now());
+    start.enforcement = Some(format!("network={} file={} exec={}", enforcement.network, enforcement.file, enforcement.exec));
+    sink.send(start);
+    tracing::info!(network = %enforcement.network, file = %enforcement.file, exec = %enforcement.exec, "agent-guard started");
+
+    // SAFETY: the ring buffer owns its fd for as long as the AsyncFd lives.
+    let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(|err| DaemonError::RingBuffer(err.into()))?;
+    let reader = tokio::spawn(read_events(ring, registry.clone()));
+    let drops = tokio::spawn(watch_drops(registry.clone()));
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => { tokio::spawn(server::serve_connection(stream, registry.clone())); }
+                Err(err) => tracing::warn!(%err, "accept failed"),
+            },
+        }
+    }
+
+    reader.abort();
+    drops.abort();
+    {
+        let mut reg = registry.lock().expect("registry lock is never poisoned");
+        report_drops(&mut reg);
+        let open: Vec<u32> = reg.list().iter().filter(|t| t.ended.is_none()).map(|t| t.id).collect();
+        for id in open {
+            let _ = reg.stop_task(id, "agent-guard is shutting down: its tasks cannot stay unguarded");
+        }
+        let mut stop = Event::new(Kind::GuardStop, &reg.host, SystemTime::now());
+        stop.reason = Some("shutdown signal".into());
+        reg.sink.send(stop);
+    }
+    // Dropping the registry drops the kernel object: every program is detached here.
+    drop(Arc::try_unwrap(registry).ok());
+    drop(sink);
+    let _ = writer.await;
+    tracing::info!("agent-guard stopped; all programs detached");
+    Ok(())
+}
+
+async fn read_events(mut ring: AsyncFd<RingBuf<MapData>>, registry: Arc<Mutex<Registry>>) {
+    loop {
+        let mut guard = match ring.readable_mut().await {
+            Ok(guard) => guard,
+            Err(err) => {
+                tracing::error!(%err, "ring buffer poll failed");
+                return;
+            }
+        };
+        let ring = guard.get_inner_mut();
+        while let Some(item) = ring.next() {
+            let record = KernelEvent::try_from(&*item);
+            drop(item);
+            let record = match record {
+                Ok(record) => record,
+                Err(err) => {
+                    tracing::error!(%err, "undecodable kernel record");
+                    continue;
+                }
+            };
+            let mut reg = registry.lock().expect("registry lock is never poisoned");
+            match decode::decode(&reg, record) {
+                Decoded::Event(event) => reg.sink.send(*event),
+                Decoded::TaskEmpty(id) => reg.close_task(id),
+                Decoded::TagLost { task_id, child, event } => {
+                    // Fail closed: an untagged child of a task must not run.
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child as i32), nix::sys::signal::Signal::SIGKILL);
+                    tracing::error!(task = task_id, child, "untaggable child killed");
+                    reg.sink.send(*event);
+                }
+                Decoded::Nothing => {}
+            }
+        }
+        guard.clear_ready();
+    }
+}
+
+/// Reports kernel-side event losses once a second.
+async fn watch_drops(registry: Arc<Mutex<Registry>>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        report_drops(&mut registry.lock().expect("registry lock is never poisoned"));
+    }
+}
+
+fn report_drops(reg: &mut Registry) {
+    let total = reg.kernel.dropped_events();
+    if total > reg.dropped_total {
+        let mut event = Event::new(Kind::EventsDropped, &reg.host, SystemTime::now());
+        event.count = Some(total - reg.dropped_total);
+        event.reason = Some(format!("the kernel ring buffer was full: {} events lost since start", total));
+        reg.dropped_total = total;
+        reg.sink.send(event);
+        tracing::error!(total, "kernel events dropped");
+    }
+}
+

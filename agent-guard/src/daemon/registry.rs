@@ -1,0 +1,248 @@
+//! The task registry: open tasks and their grants, kept in step with the kernel maps.
+//! Every change to the maps goes through here, under one lock, and either completes or is
+//! rolled back (nothing half-applied).
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    time::{Duration, SystemTime},
+};
+
+use agent_guard_common::task::{MODE_AUDIT, MODE_ENFORCE, STATE_ACTIVE, TaskEntry};
+
+use super::{
+    KernelError, cgroup,
+    clock::{self, boot_ns_now},
+    event::{Decision, Event, Kind, TaskRef},
+    kernel::Kernel,
+    output::EventSink,
+};
+use crate::{
+    api::{ErrorCode, StatusInfo, TaskInfo, TaskState},
+    grant::{CompiledGrant, Grant, Mode},
+};
+
+pub struct Task {
+    pub info: TaskInfo,
+    pub grant: Grant,
+    compiled: CompiledGrant,
+    cgroup: PathBuf,
+}
+
+impl Task {
+    pub fn task_ref(&self) -> TaskRef {
+        TaskRef {
+            id: self.info.id,
+            agent: self.info.agent.clone(),
+            intent: self.info.intent.clone(),
+            grant: self.info.grant.clone(),
+        }
+    }
+}
+
+pub struct Registry {
+    pub kernel: Kernel,
+    pub tasks: BTreeMap<u32, Task>,
+    next_id: u32,
+    cgroup_base: PathBuf,
+    pub host: String,
+    pub sink: EventSink,
+    pub dropped_total: u64,
+}
+
+/// A refused request: what the API sends back.
+#[derive(Debug)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
+    Refusal { code, message: message.into() }
+}
+
+impl From<KernelError> for Refusal {
+    fn from(err: KernelError) -> Self {
+        refuse(ErrorCode::Kernel, err.to_string())
+    }
+}
+
+pub struct OpenRequest {
+    pub agent: String,
+    pub intent: String,
+    pub grant_yaml: String,
+    pub grant_source: String,
+    pub ttl: Option<Duration>,
+    /// The caller, from SO_PEERCRED.
+    pub pid: u32,
+}
+
+fn check_label(what: &str, value: &str, max: usize) -> Result<(), Refusal> {
+    if value.trim().is_empty() || value.len() > max || value.chars().any(char::is_control) {
+        return Err(refuse(ErrorCode::BadRequest, format!("{what} must be 1-{max} bytes of printable text")));
+    }
+    Ok(())
+}
+
+impl Registry {
+    pub fn new(kernel: Kernel, cgroup_base: PathBuf, host: String, sink: EventSink) -> Registry {
+        Registry { kernel, tasks: BTreeMap::new(), next_id: 1, cgroup_base, host, sink, dropped_total: 0 }
+    }
+
+    pub fn open_task(&mut self, req: OpenRequest) -> Result<TaskInfo, Refusal> {
+        check_label("agent", &req.agent, 128)?;
+        check_label("intent", &req.intent, 4096)?;
+        let grant = Grant::parse(&req.grant_source, &req.grant_yaml)
+            .map_err(|err| refuse(ErrorCode::InvalidGrant, err.to_string()))?;
+        let ttl = grant
+            .effective_ttl(req.ttl)
+            .map_err(|msg| refuse(ErrorCode::InvalidGrant, format!("grant {}: {msg}", req.grant_source)))?;
+        let compiled = CompiledGrant::compile(&grant)
+            .map_err(|err| refuse(ErrorCode::InvalidGrant, format!("grant {}: {err}", req.grant_source)))?;
+
+        let id = self.next_id;
+        let started = SystemTime::now();
+        let expires_ns = boot_ns_now().saturating_add(ttl.as_nanos() as u64);
+        let entry = TaskEntry {
+            grant_id: id,
+            mode: if grant.spec.mode == Mode::Audit { MODE_AUDIT } else { MODE_ENFORCE },
+            state: STATE_ACTIVE,
+            _pad: 0,
+            expires_ns,
+            live_procs: 1,
+        };
+        let cgroup = self.cgroup_base.join(format!("task-{id}"));
+
+        // Rules first, then the task, then the cgroup, and the tag last: the tag is what puts
+        // the process under the grant, so it only goes in once everything it points to exists.
+        self.kernel.put_grant(id, &compiled)?;
+        let rollback = |kernel: &mut Kernel, upto: u8| {
+            if upto >= 2 {
+                let _ = cgroup::remove(&cgroup);
+            }
+            if upto >= 1 {
+                kernel.remove_task(id);
+            }
+            kernel.remove_grant(id, &compiled);
+        };
+        if let Err(err) = self.kernel.put_task(id, &entry) {
+            rollback(&mut self.kernel, 0);
+            return Err(err.into());
+        }
+        if let Err(err) = cgroup::create_with(&cgroup, req.pid) {
+            rollback(&mut self.kernel, 2);
+            return Err(refuse(ErrorCode::Kernel, err.to_string()));
+        }
+        if let Err(err) = self.kernel.tag(req.pid, id) {
+            rollback(&mut self.kernel, 2);
+            return Err(err.into());
+        }
+        self.next_id += 1;
+
+        let info = TaskInfo {
+            id,
+            agent: req.agent,
+            intent: req.intent,
+            grant: grant.metadata.name.clone(),
+            grant_source: req.grant_source,
+            mode: if grant.spec.mode == Mode::Audit { "audit" } else { "enforce" }.into(),
+            state: TaskState::Open,
+            root_pid: req.pid,
+            started: clock::rfc3339(started),
+            expires: clock::rfc3339(started + ttl),
+            ended: None,
+            live_processes: 1,
+        };
+        let task = Task { info: info.clone(), grant, compiled, cgroup };
+        let mut event = Event::new(Kind::TaskOpen, &self.host, started);
+        event.task = Some(task.task_ref());
+        event.decision = Some(Decision::Allowed);
+        event.enforcement = Some("none".into());
+        event.reason = Some(format!("ttl {}, mode {}, grant file {}", humantime::format_duration(ttl), info.mode, info.grant_source));
+        self.sink.send(event);
+        self.tasks.insert(id, task);
+        Ok(info)
+    }
+
+    /// The task's last process exited: free its kernel entries and cgroup. Idempotent (the
+    /// kernel may report an empty task more than once).
+    pub fn close_task(&mut self, id: u32) {
+        let Some(task) = self.tasks.get_mut(&id) else { return };
+        if task.info.ended.is_some() {
+            return;
+        }
+        // A fork may have raced the report: only close when the kernel agrees it is empty.
+        if task.info.state == TaskState::Open && self.kernel.live_processes(id) != 0 {
+            return;
+        }
+        let now = SystemTime::now();
+        if task.info.state == TaskState::Open {
+            task.info.state = TaskState::Closed;
+        }
+        task.info.ended = Some(clock::rfc3339(now));
+        task.info.live_processes = 0;
+        self.kernel.remove_task(id);
+        self.kernel.remove_grant(id, &task.compiled);
+        if let Err(err) = cgroup::remove(&task.cgroup) {
+            tracing::warn!(task = id, %err, "cannot remove the task's cgroup");
+        }
+        let mut event = Event::new(Kind::TaskClose, &self.host, now);
+        event.task = Some(task.task_ref());
+        event.enforcement = Some("none".into());
+        event.reason = Some(match task.info.state {
+            TaskState::Stopped => "stopped by an operator; its processes have exited".into(),
+            _ => "its last process exited".into(),
+        });
+        self.sink.send(event);
+    }
+
+    /// Revokes the grant in the kernel (before anything else), then kills the task's processes.
+    pub fn stop_task(&mut self, id: u32, why: &str) -> Result<TaskInfo, Refusal> {
+        let task = self.tasks.get(&id).ok_or_else(|| refuse(ErrorCode::NotFound, format!("no task {id}")))?;
+        if task.info.state != TaskState::Open {
+            return Ok(self.info(id).expect("task exists"));
+        }
+        self.kernel.revoke_task(id)?;
+        if let Err(err) = cgroup::kill_all(&task.cgroup) {
+            tracing::warn!(task = id, %err, "cgroup.kill failed; killing tagged processes one by one");
+        }
+        // Processes that left the task's cgroup are still tagged: kill them by tag.
+        for pid in self.kernel.processes_of(id) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+        }
+        let task = self.tasks.get_mut(&id).expect("task exists");
+        task.info.state = TaskState::Stopped;
+        let mut event = Event::new(Kind::TaskStop, &self.host, SystemTime::now());
+        event.task = Some(task.task_ref());
+        event.enforcement = Some("none".into());
+        event.reason = Some(why.to_string());
+        self.sink.send(event);
+        if self.kernel.live_processes(id) == 0 {
+            self.close_task(id);
+        }
+        Ok(self.info(id).expect("task exists"))
+    }
+
+    pub fn info(&self, id: u32) -> Option<TaskInfo> {
+        let task = self.tasks.get(&id)?;
+        let mut info = task.info.clone();
+        if info.ended.is_none() {
+            info.live_processes = self.kernel.live_processes(id);
+        }
+        Some(info)
+    }
+
+    pub fn list(&self) -> Vec<TaskInfo> {
+        self.tasks.keys().filter_map(|id| self.info(*id)).collect()
+    }
+
+    pub fn status(&self) -> StatusInfo {
+        StatusInfo {
+            version: env!("CARGO_PKG_VERSION").into(),
+            kernel: nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default(),
+            enforcement: self.kernel.enforcement.clone(),
+            open_tasks: self.tasks.values().filter(|t| t.info.state == TaskState::Open).count(),
+            events_dropped: self.dropped_total,
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! The API server: one request per line, one response per line (docs/api.md).
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::{SinkExt, StreamExt};
+use tokio::net::UnixStream;
+use tokio_util::codec::{Framed, LinesCodec};
+
+use super::registry::{OpenRequest, Refusal, Registry};
+use crate::api::{API_VERSION, ErrorCode, Request, RequestBody, Response, ResponseBody};
+
+/// Longest request line accepted (a grant file travels inside one).
+const MAX_LINE: usize = 4 * 1024 * 1024;
+
+pub async fn serve_connection(stream: UnixStream, registry: Arc<Mutex<Registry>>) {
+    let peer_pid = match stream.peer_cred().map(|cred| cred.pid()) {
+        Ok(Some(pid)) if pid > 0 => pid as u32,
+        _ => {
+            tracing::warn!("API connection without a peer pid: closed");
+            return;
+        }
+    };
+    let mut lines = Framed::new(stream, LinesCodec::new_with_max_length(MAX_LINE));
+    while let Some(line) = lines.next().await {
+        let body = match line {
+            Ok(line) => handle_line(&line, peer_pid, &registry),
+            Err(err) => ResponseBody::Error { code: ErrorCode::BadRequest, message: err.to_string() },
+        };
+        let reply = serde_json::to_string(&Response { version: API_VERSION, body }).expect("responses serialize");
+        if lines.send(reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn error(refusal: Refusal) -> ResponseBody {
+    ResponseBody::Error { code: refusal.code, message: refusal.message }
+}
+
+fn handle_line(line: &str, peer_pid: u32, registry: &Mutex<Registry>) -> ResponseBody {
+    // Check the version before the body, so an old client gets a clear answer.
+    let version = serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v.get("version")?.as_u64());
+    if version != Some(u64::from(API_VERSION)) {
+        return ResponseBody::Error {
+            code: ErrorCode::UnsupportedVersion,
+            message: format!("this daemon speaks API version {API_VERSION}; the request has version {version:?}"),
+        };
+    }
+    let request: Request = match serde_json::from_str(line) {
+        Ok(request) => request,
+        Err(err) => return ResponseBody::Error { code: ErrorCode::BadRequest, message: err.to_string() },
+    };
+    let mut reg = registry.lock().expect("registry lock is never poisoned");
+    // A tagged process may not use the control API: it could otherwise open a broader task for
+    // itself or stop others. (Delegated sub-tasks come with grant subsets, later.)
+    if let Some(task) = reg.kernel.task_of(peer_pid) {
+        return ResponseBody::Error {
+            code: ErrorCode::Forbidden,
+            message: format!("process {peer_pid} belongs to task {task}: tagged processes cannot use the control API"),
+        };
+    }
+    match request.body {
+        RequestBody::OpenTask { agent, intent, grant_yaml, grant_source, ttl_secs } => reg
+            .open_task(OpenRequest { agent, intent, grant_yaml, grant_source, ttl: ttl_secs.map(Duration::from_secs), pid: peer_pid })
+            .map_or_else(error, |task| ResponseBody::TaskOpened { task }),
+        RequestBody::ListTasks => ResponseBody::Tasks { tasks: reg.list() },
+        RequestBody::StopTask { id } => reg
+            .stop_task(id, &format!("stopped through the API by process {peer_pid}"))
+            .map_or_else(error, |task| ResponseBody::TaskStopped { task }),
+        RequestBody::Status => ResponseBody::Status { status: reg.status() },
+    }
+}

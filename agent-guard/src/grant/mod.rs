@@ -1,0 +1,175 @@
+//! Grants: what a task may touch, in YAML. Default deny: what a grant does not name is out of
+//! scope. Parsed strictly (unknown fields refused), validated as it is parsed so that every
+//! error carries the file, line and column, and compiled to kernel map entries only once the
+//! whole file is valid (nothing is ever half-applied).
+
+mod compile;
+mod eval;
+mod net_rule;
+mod path_pattern;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use compile::CompiledGrant;
+pub use eval::normalize_path;
+pub use net_rule::NetRule;
+pub use path_pattern::PathPattern;
+
+/// Used when neither the grant nor the command line names a TTL.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Grant {
+    pub api_version: ApiVersion,
+    pub kind: GrantKind,
+    pub metadata: Metadata,
+    pub spec: GrantSpec,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub enum ApiVersion {
+    #[serde(rename = "agent-guard.dev/v1")]
+    V1,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub enum GrantKind {
+    Grant,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GrantSpec {
+    #[serde(default)]
+    pub mode: Mode,
+    /// Longest life of a task opened with this grant ("15m", "1h30m").
+    #[serde(default, with = "opt_duration")]
+    pub ttl: Option<Duration>,
+    #[serde(default)]
+    pub files: FileRules,
+    #[serde(default)]
+    pub exec: Vec<PathPattern>,
+    #[serde(default)]
+    pub network: NetworkRules,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Out-of-scope actions are refused where the kernel allows it.
+    #[default]
+    Enforce,
+    /// Out-of-scope actions proceed and are flagged.
+    Audit,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FileRules {
+    #[serde(default)]
+    pub read: Vec<PathPattern>,
+    #[serde(default)]
+    pub write: Vec<PathPattern>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkRules {
+    #[serde(default)]
+    pub connect: Vec<NetRule>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    #[error("grant {file}: line {line}, column {column}: {message}")]
+    Invalid { file: String, line: usize, column: usize, message: String },
+    #[error("grant {file}: {message}")]
+    InvalidNoLocation { file: String, message: String },
+}
+
+impl Grant {
+    /// Parses and validates `text`; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Self, GrantError> {
+        let grant: Grant = serde_yaml_ng::from_str(text).map_err(|err| match err.location() {
+            Some(loc) => GrantError::Invalid {
+                file: file.to_string(),
+                line: loc.line(),
+                column: loc.column(),
+                message: strip_location(&err.to_string()),
+            },
+            None => GrantError::InvalidNoLocation { file: file.to_string(), message: err.to_string() },
+        })?;
+        grant.validate().map_err(|message| GrantError::InvalidNoLocation { file: file.to_string(), message })?;
+        Ok(grant)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let name = &self.metadata.name;
+        if name.is_empty() || name.len() > 63 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
+            return Err(format!(
+                "metadata.name {name:?} must be 1-63 characters of letters, digits, '-', '_' or '.'"
+            ));
+        }
+        if let Some(ttl) = self.spec.ttl {
+            if ttl.is_zero() {
+                return Err("spec.ttl must be longer than 0s".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The TTL a task gets: the requested one, which may not exceed the grant's own.
+    pub fn effective_ttl(&self, requested: Option<Duration>) -> Result<Duration, String> {
+        match (requested, self.spec.ttl) {
+            (Some(req), Some(max)) if req > max => Err(format!(
+                "requested ttl {} exceeds the grant's ttl {}",
+                humantime::format_duration(req),
+                humantime::format_duration(max)
+            )),
+            (Some(req), _) if req.is_zero() => Err("ttl must be longer than 0s".into()),
+            (Some(req), _) => Ok(req),
+            (None, Some(max)) => Ok(max),
+            (None, None) => Ok(DEFAULT_TTL),
+        }
+    }
+}
+
+/// serde_yaml_ng appends " at line L column C" to messages; the location is reported apart.
+fn strip_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_string(),
+        None => message.to_string(),
+    }
+}
+
+mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
+        let text = String::deserialize(de)?;
+        humantime::parse_duration(&text)
+            .map(Some)
+            .map_err(|err| D::Error::custom(format!("invalid duration {text:?}: {err} (examples: 90s, 15m, 1h30m)")))
+    }
+
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, ser: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => ser.serialize_str(&humantime::format_duration(*d).to_string()),
+            None => ser.serialize_none(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,172 @@
+//! Network rules: `CIDR:PORTS[/PROTO]`, e.g. `10.0.0.0/8:443`, `[::1]/128:8080-8090`,
+//! `127.0.0.1:53/udp`, `192.168.1.0/24:*`. Without a protocol a rule covers TCP connects and
+//! UDP sends. IPv4 rules also cover IPv4-mapped IPv6 destinations (`::ffff:a.b.c.d`).
+
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    str::FromStr,
+};
+
+use agent_guard_common::net::{PROTO_TCP, PROTO_UDP};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de::Error as _};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Protocols(pub u8);
+
+impl Protocols {
+    pub const ALL: Protocols = Protocols(PROTO_TCP | PROTO_UDP);
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NetRule {
+    pub net: IpNet,
+    pub port_lo: u16,
+    pub port_hi: u16,
+    pub protocols: Protocols,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid network rule {rule:?}: {reason}")]
+pub struct NetRuleError {
+    pub rule: String,
+    pub reason: String,
+}
+
+/// Address as the kernel keys it: IPv6, with IPv4 mapped into `::ffff:0:0/96`.
+pub fn mapped(addr: IpAddr) -> [u8; 16] {
+    match addr {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+impl NetRule {
+    /// The rule's prefix in the kernel's address space: (prefix length, address).
+    pub fn mapped_prefix(&self) -> (u8, [u8; 16]) {
+        match self.net {
+            IpNet::V4(net) => (96 + net.prefix_len(), mapped(IpAddr::V4(net.network()))),
+            IpNet::V6(net) => (net.prefix_len(), net.network().octets()),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn matches(&self, dest: &[u8; 16], port: u16, protocol: u8) -> bool {
+        let (len, net) = self.mapped_prefix();
+        prefix_contains(&net, len, dest)
+            && (self.port_lo..=self.port_hi).contains(&port)
+            && self.protocols.0 & protocol != 0
+    }
+}
+
+/// Whether `addr` lies in `net/len` (both 128-bit, network byte order).
+pub fn prefix_contains(net: &[u8; 16], len: u8, addr: &[u8; 16]) -> bool {
+    let (n, a) = (u128::from_be_bytes(*net), u128::from_be_bytes(*addr));
+    let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+    n & mask == a & mask
+}
+
+fn parse_ports(text: &str) -> Result<(u16, u16), String> {
+    if text == "*" {
+        return Ok((0, u16::MAX));
+    }
+    let port = |p: &str| p.parse::<u16>().map_err(|_| format!("{p:?} is not a port (0-65535)"));
+    let (lo, hi) = match text.split_once('-') {
+        Some((lo, hi)) => (port(lo)?, port(hi)?),
+        None => (port(text)?, port(text)?),
+    };
+    if lo > hi {
+        return Err(format!("port range {lo}-{hi} is empty"));
+    }
+    Ok((lo, hi))
+}
+
+fn parse_net(text: &str) -> Result<IpNet, String> {
+    let (addr, len) = if let Some(rest) = text.strip_prefix('[') {
+        let (addr, rest) = rest.split_once(']').ok_or("missing ']' after the IPv6 address")?;
+        let addr: Ipv6Addr = addr.parse().map_err(|_| format!("{addr:?} is not an IPv6 address"))?;
+        let len = match rest {
+            "" => None,
+            _ => Some(rest.strip_prefix('/').ok_or("expected /PREFIX after ']'")?),
+        };
+        (IpAddr::V6(addr), len)
+    } else {
+        let (addr, len) = match text.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (text, None),
+        };
+        if addr.contains(':') {
+            return Err("IPv6 addresses go in brackets: [2001:db8::]/32:443".into());
+        }
+        let addr: Ipv4Addr = addr.parse().map_err(|_| format!("{addr:?} is not an IPv4 address"))?;
+        (IpAddr::V4(addr), len)
+    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        None => max,
+        Some(l) => l.parse::<u8>().ok().filter(|l| *l <= max).ok_or(format!("prefix length {l:?} is not 0-{max}"))?,
+    };
+    let net = match addr {
+        IpAddr::V4(a) => IpNet::V4(Ipv4Net::new(a, len).map_err(|e| e.to_string())?),
+        IpAddr::V6(a) => IpNet::V6(Ipv6Net::new(a, len).map_err(|e| e.to_string())?),
+    };
+    if net.network() != addr {
+        return Err(format!("host bits are set; did you mean {}/{len}?", net.network()));
+    }
+    Ok(net)
+}
+
+impl FromStr for NetRule {
+    type Err = NetRuleError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let fail = |reason: String| NetRuleError { rule: text.to_string(), reason };
+        let (body, protocols) = if let Some(b) = text.strip_suffix("/tcp") {
+            (b, Protocols(PROTO_TCP))
+        } else if let Some(b) = text.strip_suffix("/udp") {
+            (b, Protocols(PROTO_UDP))
+        } else {
+            (text, Protocols::ALL)
+        };
+        let (net, ports) = body
+            .rsplit_once(':')
+            .filter(|(net, _)| !net.is_empty() && (!net.starts_with('[') || net.contains(']')))
+            .ok_or_else(|| fail("expected CIDR:PORTS, e.g. 10.0.0.0/8:443 or [::1]/128:8080-8090".into()))?;
+        let net = parse_net(net).map_err(fail)?;
+        let (port_lo, port_hi) = parse_ports(ports).map_err(fail)?;
+        Ok(NetRule { net, port_lo, port_hi, protocols })
+    }
+}
+
+impl fmt::Display for NetRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.net {
+            IpNet::V4(net) => write!(f, "{net}:")?,
+            IpNet::V6(net) => write!(f, "[{}]/{}:", net.network(), net.prefix_len())?,
+        }
+        match (self.port_lo, self.port_hi) {
+            (0, u16::MAX) => f.write_str("*")?,
+            (lo, hi) if lo == hi => write!(f, "{lo}")?,
+            (lo, hi) => write!(f, "{lo}-{hi}")?,
+        }
+        match self.protocols.0 {
+            PROTO_TCP => f.write_str("/tcp"),
+            PROTO_UDP => f.write_str("/udp"),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for NetRule {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(de)?;
+        text.parse().map_err(D::Error::custom)
+    }
+}
+
+impl Serialize for NetRule {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        ser.collect_str(self)
+    }
+}
