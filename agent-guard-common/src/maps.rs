@@ -24,3 +24,7 @@ pub const DEFAULT_PATH_RULES: u32 = 65_536;
 pub const DEFAULT_EVENTS_BYTES: u32 = 16 * 1024 * 1024;
 /// Per-CPU scratch [`crate::event::ExecEvent`] built by the exec hooks.
 pub const EXEC_SCRATCH: &str = "EXEC_SCRATCH";
+/// LRU tid -> [`crate::event::ExecEvent`]: an out-of-scope execve seen at syscall entry,
+/// reported only if the exec then succeeds (failed PATH lookups are not execs).
+pub const EXEC_PENDING: &str = "EXEC_PENDING";
+pub const DEFAULT_EXEC_PENDING: u32 = 4_096;

@@ -15,6 +15,10 @@ static EXIT_PID_OFF: u32 = 24;
 #[unsafe(no_mangle)]
 static EXIT_GDEAD_OFF: u32 = 32;
 
+/// sched/sched_process_exec: `old_pid` (the thread that called execve).
+#[unsafe(no_mangle)]
+static EXEC_OLDPID_OFF: u32 = 16;
+
 #[inline(always)]
 fn load(value: &'static u32) -> u32 {
     // SAFETY: reading a global the loader may have rewritten; volatile keeps the compiler
@@ -33,4 +37,7 @@ pub fn exit_pid_off() -> usize {
 }
 pub fn exit_group_dead_off() -> usize {
     load(&EXIT_GDEAD_OFF) as usize
+}
+pub fn exec_old_pid_off() -> usize {
+    load(&EXEC_OLDPID_OFF) as usize
 }

@@ -1,14 +1,17 @@
-//! Execs, observed at syscall entry (tracepoints syscalls/sys_enter_execve{,at}).
+//! Execs, observed (tracepoints syscalls/sys_enter_execve{,at} and sched/sched_process_exec).
 //!
 //! As with files, this host's kernel refuses BPF LSM, so an exec outside the grant is reported
 //! with the decision it would get, not denied; `bprm_check_security` decides on the resolved
-//! binary in the LSM stage. Record offsets: kernel/trace/trace_syscalls.c (args from 16).
+//! binary in the LSM stage. The path and argv are read at syscall entry (offsets:
+//! kernel/trace/trace_syscalls.c, args from 16) and kept per thread in EXEC_PENDING; the event
+//! is sent from sched_process_exec, which fires only once an exec has succeeded
+//! (fs/exec.c: exec_binprm), so the failed attempts of a PATH search are not reported.
 //!
 //! Fail-open/closed: observation only; a failed read skips the event and never affects exec.
 
 use agent_guard_common::{
-    event::{ACTION_ALLOWED, EXEC_ARGS, KIND_EXEC, VERDICT_OUT_OF_SCOPE, VERDICT_UNRESOLVED},
-    path::ACCESS_EXEC,
+    event::{ACTION_ALLOWED, EXEC_ARG_LEN, EXEC_ARGS, KIND_EXEC, VERDICT_OUT_OF_SCOPE, VERDICT_UNRESOLVED},
+    path::{ACCESS_EXEC, PATH_MAX_MATCH},
 };
 use aya_ebpf::{
     helpers::{bpf_probe_read_user, bpf_probe_read_user_str_bytes},
@@ -16,7 +19,12 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 
-use crate::{emit, maps::EXEC_SCRATCH, path_match::match_path, task::current_task};
+use crate::{
+    config, emit,
+    maps::{EXEC_PENDING, EXEC_SCRATCH},
+    path_match::match_path,
+    task::{current_task, current_tid},
+};
 
 #[tracepoint]
 pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
@@ -49,6 +57,9 @@ fn try_exec(filename: u64, argv: u64) {
     };
     // SAFETY: per-CPU scratch entry, used by this program only until it returns.
     let event = unsafe { &mut *event };
+    // Zeroed first (fixed-size stores, no loop) so no earlier path or argument leaks into this event.
+    event.path = [0; PATH_MAX_MATCH];
+    event.argv = [[0; EXEC_ARG_LEN]; EXEC_ARGS];
     let len = match unsafe { bpf_probe_read_user_str_bytes(filename as *const u8, &mut event.path) }
     {
         Ok(path) => path.len(),
@@ -61,18 +72,14 @@ fn try_exec(filename: u64, argv: u64) {
     } else if matched.flags != 0 {
         VERDICT_UNRESOLVED
     } else if matched.allowed & ACCESS_EXEC != 0 {
+        // In scope: forget an earlier out-of-scope attempt of this thread.
+        let _ = EXEC_PENDING.remove(&current_tid());
         return;
     } else {
         VERDICT_OUT_OF_SCOPE
     };
-    for i in 0..event.path.len() {
-        if i > len {
-            event.path[i] = 0;
-        }
-    }
     event.argc = 0;
     for i in 0..EXEC_ARGS {
-        event.argv[i][0] = 0;
         // SAFETY: reading the i-th pointer of the user argv array; a fault ends the list.
         let arg = unsafe { bpf_probe_read_user((argv as *const u64).wrapping_add(i)) };
         let Ok(arg) = arg else { break };
@@ -87,5 +94,25 @@ fn try_exec(filename: u64, argv: u64) {
     event.header =
         emit::header(KIND_EXEC, verdict, task.out_of_scope_reason(), ACTION_ALLOWED, task.task_id);
     event.path_flags = matched.flags;
-    emit::send(event);
+    if EXEC_PENDING.insert(&current_tid(), event, 0).is_err() {
+        emit::count_drop();
+    }
+}
+
+#[tracepoint]
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    // SAFETY: offset read from the record's format file at load time.
+    if let Ok(old_pid) = unsafe { ctx.read_at::<i32>(config::exec_old_pid_off()) } {
+        try_exec_done(old_pid as u32);
+    }
+    0
+}
+
+#[inline(always)]
+fn try_exec_done(old_tid: u32) {
+    // SAFETY: the value is sent and its entry removed before anything else uses this tid.
+    if let Some(event) = unsafe { EXEC_PENDING.get(&old_tid) } {
+        emit::send(event);
+        let _ = EXEC_PENDING.remove(&old_tid);
+    }
 }

@@ -13,7 +13,7 @@
 
 use agent_guard_common::{
     event::{ACTION_ALLOWED, KIND_FILE, VERDICT_OUT_OF_SCOPE, VERDICT_UNRESOLVED},
-    path::{ACCESS_READ, ACCESS_WRITE},
+    path::{ACCESS_READ, ACCESS_WRITE, PATH_MAX_MATCH},
 };
 use aya_ebpf::{
     helpers::bpf_probe_read_user_str_bytes, macros::tracepoint, programs::TracePointContext,
@@ -98,6 +98,9 @@ fn try_open(dfd: i64, filename: u64, flags: u32) {
     };
     // SAFETY: per-CPU scratch entry, used by this program only until it returns.
     let event = unsafe { &mut *event };
+    // Zeroed first (a fixed-size store LLVM unrolls, no loop for the verifier) so that bytes
+    // of an earlier path in this per-CPU scratch never reach an event.
+    event.path = [0; PATH_MAX_MATCH];
     let Ok(path) = (unsafe { bpf_probe_read_user_str_bytes(filename as *const u8, &mut event.path) })
     else {
         return;
@@ -115,12 +118,6 @@ fn try_open(dfd: i64, filename: u64, flags: u32) {
     } else {
         VERDICT_OUT_OF_SCOPE
     };
-    // Zero the bytes after the string so stale scratch contents never reach an event.
-    for i in 0..event.path.len() {
-        if i > len {
-            event.path[i] = 0;
-        }
-    }
     event.header =
         emit::header(KIND_FILE, verdict, task.out_of_scope_reason(), ACTION_ALLOWED, task.task_id);
     event.access = access;

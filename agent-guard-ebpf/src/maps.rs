@@ -10,7 +10,7 @@ use agent_guard_common::{
 };
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LpmTrie, PerCpuArray, RingBuf},
+    maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 
 #[map]
@@ -37,3 +37,6 @@ pub static SCRATCH: PerCpuArray<FileEvent> = PerCpuArray::with_max_entries(1, 0)
 
 #[map]
 pub static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub static EXEC_PENDING: LruHashMap<u32, ExecEvent> = LruHashMap::with_max_entries(1, 0);

@@ -1,11 +1,18 @@
 //! Path decisions shared by every hook that sees a path (file opens and execs now; the BPF LSM
 //! hooks of the next stage feed resolved paths through the same function).
 //! Representation: see `agent_guard_common::path`.
+//!
+//! The walk over the path's bytes runs under `bpf_loop` (Linux 5.17+): its callback is verified
+//! once, where an open-coded 256-step loop with a map lookup per '/' made the verifier explore
+//! every iteration separately and exceed its 1M-instruction budget.
+
+use core::ffi::c_void;
 
 use agent_guard_common::{
     event::{PATH_RELATIVE, PATH_TRUNCATED, PATH_UNNORMALIZED},
     path::{FNV_OFFSET, PATH_MAX_MATCH, PathKey, PathRule, fnv1a_step},
 };
+use aya_ebpf::helpers::generated::bpf_loop;
 
 use crate::maps::PATH_RULES;
 
@@ -22,11 +29,53 @@ fn rule(grant_id: u32, hash: u64) -> Option<PathRule> {
     unsafe { PATH_RULES.get(&PathKey { grant_id, _pad: 0, hash }) }.copied()
 }
 
-/// Matches the first `len` bytes of `path` against the grant.
+/// State of one walk, on the caller's stack, shared with the `bpf_loop` callback.
+#[repr(C)]
+struct Walk {
+    path: *const [u8; PATH_MAX_MATCH],
+    hash: u64,
+    grant_id: u32,
+    allowed: u32,
+    children: u32,
+    prev: u32,
+    unnormalized: u32,
+    _pad: u32,
+}
+
+/// One byte of the walk; returns 1 to stop at the terminating NUL.
+#[inline(never)]
+extern "C" fn walk_byte(index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the `Walk` match_path passed to bpf_loop, alive for the whole loop;
+    // the index is masked into the array (PATH_MAX_MATCH is a power of two).
+    let walk = unsafe { &mut *ctx.cast::<Walk>() };
+    let c = unsafe { (*walk.path)[(index as usize) & (PATH_MAX_MATCH - 1)] };
+    if c == 0 {
+        return 1;
+    }
+    // "//", "/." and "/.." (and, conservatively, hidden names "/.x") go to the daemon.
+    if walk.prev == b'/' as u32 && (c == b'/' || c == b'.') {
+        walk.unnormalized = 1;
+    }
+    walk.hash = fnv1a_step(walk.hash, c);
+    if c == b'/' {
+        match rule(walk.grant_id, walk.hash) {
+            Some(r) => {
+                walk.allowed |= r.subtree;
+                walk.children = r.children;
+            }
+            None => walk.children = 0,
+        }
+    }
+    walk.prev = c as u32;
+    0
+}
+
+/// Matches `path` (NUL-terminated at `len`, as the str-read helpers leave it) against the grant.
 ///
 /// Only absolute, normalised paths are decided here: a path with `.`/`..` components, `//`
 /// or a trailing '/' could otherwise slip past a prefix rule (`/srv/a/../../etc/shadow`), and
-/// a relative one needs the cwd. Those are returned undecided, flagged, for the daemon.
+/// a relative one needs the cwd. Those (and, to keep the check cheap, any component starting
+/// with '.') are returned undecided, flagged, for the daemon to resolve.
 #[inline(always)]
 pub fn match_path(grant_id: u32, path: &[u8; PATH_MAX_MATCH], len: usize) -> PathMatch {
     if len == 0 || path[0] != b'/' {
@@ -35,54 +84,37 @@ pub fn match_path(grant_id: u32, path: &[u8; PATH_MAX_MATCH], len: usize) -> Pat
     if len >= PATH_MAX_MATCH - 1 {
         return PathMatch { allowed: 0, flags: PATH_TRUNCATED };
     }
-    let mut hash = FNV_OFFSET;
-    let mut allowed = 0u32;
-    let mut children = 0u32;
-    let mut seg_len = 0u32;
-    let mut seg_dots = 0u32;
-    let mut unnormalized = false;
-    for i in 0..PATH_MAX_MATCH {
-        if i >= len {
-            break;
-        }
-        let c = path[i];
-        hash = fnv1a_step(hash, c);
-        if c == b'/' {
-            if i > 0 && (seg_len == 0 || (seg_len == seg_dots && seg_dots <= 2)) {
-                unnormalized = true;
-            }
-            seg_len = 0;
-            seg_dots = 0;
-            match rule(grant_id, hash) {
-                Some(r) => {
-                    allowed |= r.subtree;
-                    children = r.children;
-                }
-                None => children = 0,
-            }
-        } else {
-            seg_len += 1;
-            if c == b'.' {
-                seg_dots += 1;
-            }
-        }
+    let mut walk = Walk {
+        path: path as *const _,
+        hash: FNV_OFFSET,
+        grant_id,
+        allowed: 0,
+        children: 0,
+        prev: 0,
+        unnormalized: 0,
+        _pad: 0,
+    };
+    // SAFETY: callback and context as bpf_loop documents them; the walk outlives the call.
+    let steps = unsafe {
+        bpf_loop(PATH_MAX_MATCH as u32, walk_byte as *mut c_void, (&raw mut walk).cast(), 0)
+    };
+    if steps < 0 {
+        // The helper failed: decide nothing in the kernel.
+        return PathMatch { allowed: 0, flags: PATH_TRUNCATED };
     }
     if len == 1 {
-        // "/" itself: only a subtree rule on "/" covers it, looked up in the loop.
-        return PathMatch { allowed, flags: 0 };
+        // "/" itself: only a subtree rule on "/" covers it, looked up in the walk.
+        return PathMatch { allowed: walk.allowed, flags: 0 };
     }
-    if seg_len == 0 || (seg_len == seg_dots && seg_dots <= 2) {
-        unnormalized = true;
-    }
-    if unnormalized {
+    if walk.unnormalized != 0 || walk.prev == b'/' as u32 {
         return PathMatch { allowed: 0, flags: PATH_UNNORMALIZED };
     }
-    allowed |= children;
-    if let Some(r) = rule(grant_id, hash) {
+    let mut allowed = walk.allowed | walk.children;
+    if let Some(r) = rule(grant_id, walk.hash) {
         allowed |= r.exact;
     }
     // `/a/b/**` covers the directory `/a/b` itself.
-    if let Some(r) = rule(grant_id, fnv1a_step(hash, b'/')) {
+    if let Some(r) = rule(grant_id, fnv1a_step(walk.hash, b'/')) {
         allowed |= r.subtree;
     }
     PathMatch { allowed, flags: 0 }

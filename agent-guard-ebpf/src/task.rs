@@ -19,6 +19,11 @@ pub fn current_tgid() -> u32 {
     (bpf_get_current_pid_tgid() >> 32) as u32
 }
 
+#[inline(always)]
+pub fn current_tid() -> u32 {
+    bpf_get_current_pid_tgid() as u32
+}
+
 /// `None` for untagged processes: they are never affected.
 #[inline(always)]
 pub fn current_task() -> Option<CurrentTask> {

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 pub const API_VERSION: u32 = 1;
 pub const DEFAULT_SOCKET: &str = "/run/agent-guard/agent-guard.sock";
 
+// No deny_unknown_fields here: serde cannot combine it with `flatten`; the flattened body
+// enum carries it instead, so unknown fields are still refused.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Request {
     pub version: u32,
     #[serde(flatten)]
@@ -35,7 +36,6 @@ pub enum RequestBody {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Response {
     pub version: u32,
     #[serde(flatten)]

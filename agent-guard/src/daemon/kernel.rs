@@ -73,6 +73,7 @@ const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sys_enter_creat", "syscalls", "sys_enter_creat"),
     ("sys_enter_execve", "syscalls", "sys_enter_execve"),
     ("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
+    ("sched_process_exec", "sched", "sched_process_exec"),
 ];
 
 const SOCK_ADDR_PROGRAMS: &[&str] = &["connect4", "connect6", "sendmsg4", "sendmsg6"];
@@ -90,6 +91,7 @@ impl Kernel {
         let newtask_pid = offset("task", "task_newtask", "pid")?;
         let newtask_flags = offset("task", "task_newtask", "clone_flags")?;
         let exit_pid = offset("sched", "sched_process_exit", "pid")?;
+        let exec_old_pid = offset("sched", "sched_process_exec", "old_pid")?;
         let exit_group_dead = match tracefs::field_offset("sched", "sched_process_exit", "group_dead")? {
             Some(off) => off,
             None => {
@@ -108,9 +110,11 @@ impl Kernel {
             .map_max_entries(maps::NET_RULES, sizes.net_rules)
             .map_max_entries(maps::PATH_RULES, sizes.path_rules)
             .map_max_entries(maps::EVENTS, sizes.events_bytes)
+            .map_max_entries(maps::EXEC_PENDING, maps::DEFAULT_EXEC_PENDING)
             .override_global("NEWTASK_PID_OFF", &newtask_pid, true)
             .override_global("NEWTASK_FLAGS_OFF", &newtask_flags, true)
             .override_global("EXIT_PID_OFF", &exit_pid, true)
+            .override_global("EXEC_OLDPID_OFF", &exec_old_pid, true)
             .override_global("EXIT_GDEAD_OFF", &exit_group_dead, true)
             .load(EBPF_OBJECT)
             .map_err(|source| KernelError::Object { source: Box::new(source) })?;
@@ -133,10 +137,12 @@ impl Kernel {
                 .try_into()
                 .map_err(|source| KernelError::Program { name, source })?;
             program.load().map_err(|source| KernelError::Program { name, source })?;
-            // AllowMultiple: coexist with other cgroup programs (systemd, other guards); ours
-            // runs for every process in the hierarchy whatever sub-cgroup it is in.
+            // Attached through a bpf_link, which the kernel always adds as a multi-program
+            // attachment (kernel/bpf/cgroup.c: cgroup_bpf_link_attach passes BPF_F_ALLOW_MULTI
+            // and link_create refuses any explicit flag): ours coexists with systemd's and other
+            // guards' programs and runs for every process below the root.
             program
-                .attach(&cgroup, CgroupAttachMode::AllowMultiple)
+                .attach(&cgroup, CgroupAttachMode::Single)
                 .map_err(|source| KernelError::Program { name, source })?;
         }
 
