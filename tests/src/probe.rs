@@ -1,1 +1,151 @@
-fn main(){}
+//! ag-probe: the "agent" of the end-to-end tests. Each verb performs one real action and
+//! reports what the kernel said, as one line on stdout:
+//!   connect ADDR:PORT      TCP connect         -> "ok" | "EPERM" | "error <errno>"
+//!   udp ADDR:PORT          UDP sendto          -> same
+//!   open PATH r|w          open(2)             -> same
+//!   grandchild VERB ARGS   runs VERB in a grandchild (fork, fork) and relays its line
+//!   daemonize OUT VERB ARGS  double fork + setsid; the orphaned grandchild writes its line
+//!                          to OUT after its parent chain is gone; returns at once
+//!   exit N                 exits with status N
+//!   sleep SECS             sleeps
+//!   pid                    prints its pid
+//!   pid-then VERB ARGS     prints "PID LINE" for VERB
+//! Exit status: 0 ok, 1 EPERM, 2 other error, 64 usage.
+
+use std::{
+    io::Write,
+    net::{SocketAddr, TcpStream, UdpSocket},
+    time::Duration,
+};
+
+fn outcome(result: std::io::Result<()>) -> (String, i32) {
+    match result {
+        Ok(()) => ("ok".into(), 0),
+        Err(err) if err.raw_os_error() == Some(libc::EPERM) => ("EPERM".into(), 1),
+        Err(err) => (format!("error {}", err.raw_os_error().unwrap_or(-1)), 2),
+    }
+}
+
+fn act(args: &[String]) -> (String, i32) {
+    let addr = |i: usize| -> SocketAddr { args.get(i).and_then(|a| a.parse().ok()).unwrap_or_else(|| usage()) };
+    match args.first().map(String::as_str) {
+        Some("connect") => outcome(TcpStream::connect_timeout(&addr(1), Duration::from_secs(5)).map(drop)),
+        Some("udp") => {
+            let dest = addr(1);
+            let bind: SocketAddr = if dest.is_ipv4() { "0.0.0.0:0".parse().unwrap() } else { "[::]:0".parse().unwrap() };
+            outcome(UdpSocket::bind(bind).and_then(|s| s.send_to(b"probe", dest)).map(drop))
+        }
+        Some("open") => {
+            let path = args.get(1).unwrap_or_else(|| usage());
+            let write = args.get(2).map(String::as_str) == Some("w");
+            outcome(std::fs::OpenOptions::new().read(!write).write(write).create(write).truncate(false).open(path).map(drop))
+        }
+        Some("exit") => std::process::exit(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(0)),
+        Some("sleep") => {
+            std::thread::sleep(Duration::from_secs_f64(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(1.0)));
+            ("ok".into(), 0)
+        }
+        Some("pid") => (std::process::id().to_string(), 0),
+        Some("pid-then") => {
+            let (line, code) = act(&args[1..]);
+            (format!("{} {line}", std::process::id()), code)
+        }
+        Some("grandchild") => {
+            let (mut read, write) = pipe();
+            // SAFETY: single-threaded process; the child only calls async-signal-safe code
+            // before it execs or exits (fork again, wait, write, _exit).
+            match unsafe { libc::fork() } {
+                0 => {
+                    drop(read);
+                    let inner = run_in_child(&args[1..], write);
+                    unsafe { libc::_exit(inner) }
+                }
+                -1 => ("error fork".into(), 2),
+                child => {
+                    drop(write);
+                    let mut line = String::new();
+                    std::io::Read::read_to_string(&mut read, &mut line).ok();
+                    wait(child);
+                    let line = line.trim().to_string();
+                    let code = if line == "ok" { 0 } else if line == "EPERM" { 1 } else { 2 };
+                    (line, code)
+                }
+            }
+        }
+        Some("daemonize") => {
+            let out = args.get(1).unwrap_or_else(|| usage()).clone();
+            match unsafe { libc::fork() } {
+                0 => {
+                    unsafe { libc::setsid() };
+                    let intermediate = unsafe { libc::getpid() };
+                    match unsafe { libc::fork() } {
+                        0 => {
+                            // Like a real daemon: detach from the caller's stdio.
+                            let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").unwrap();
+                            for fd in 0..3 {
+                                unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd) };
+                            }
+                            // Wait until re-parented: the intermediate process has exited.
+                            while unsafe { libc::getppid() } == intermediate {
+                                std::thread::sleep(Duration::from_millis(10));
+                            }
+                            let (line, _) = act(&args[2..]);
+                            let ppid = unsafe { libc::getppid() };
+                            let _ = std::fs::write(&out, format!("{line} ppid={ppid}\n"));
+                            unsafe { libc::_exit(0) }
+                        }
+                        _ => unsafe { libc::_exit(0) },
+                    }
+                }
+                -1 => ("error fork".into(), 2),
+                child => {
+                    wait(child);
+                    ("started".into(), 0)
+                }
+            }
+        }
+        _ => usage(),
+    }
+}
+
+/// In the child: fork a grandchild that performs `args` and writes its line to `write`.
+fn run_in_child(args: &[String], mut write: std::fs::File) -> i32 {
+    match unsafe { libc::fork() } {
+        0 => {
+            let (line, code) = act(args);
+            let _ = writeln!(write, "{line}");
+            unsafe { libc::_exit(code) }
+        }
+        -1 => 2,
+        grandchild => {
+            drop(write);
+            wait(grandchild);
+            0
+        }
+    }
+}
+
+fn pipe() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+    // SAFETY: both fds were just created and are owned by nothing else.
+    unsafe { (std::fs::File::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1])) }
+}
+
+fn wait(pid: libc::pid_t) {
+    let mut status = 0;
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+}
+
+fn usage() -> ! {
+    eprintln!("usage: ag-probe connect|udp ADDR:PORT | open PATH r|w | grandchild VERB.. | daemonize OUT VERB.. | exit N | sleep S | pid");
+    std::process::exit(64)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (line, code) = act(&args);
+    println!("{line}");
+    std::process::exit(code);
+}

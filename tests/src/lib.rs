@@ -1,0 +1,159 @@
+//! Harness for the end-to-end tests: a real `agent-guard daemon` on this host's kernel, real
+//! `agent-guard run` invocations, and the events file the daemon writes. Needs root; anything
+//! missing is a loud failure, never a skip.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::TcpListener,
+    os::unix::net::UnixStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// Fails the test (never skips) when not root: the daemon loads eBPF programs.
+pub fn require_root() {
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "end-to-end tests need root (they load eBPF programs and create cgroups); run `cargo xtask test` as root");
+}
+
+/// The agent-guard binary under test: $AGENT_GUARD_BIN, or the workspace's debug build.
+pub fn agent_guard_bin() -> PathBuf {
+    let path = std::env::var_os("AGENT_GUARD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/agent-guard"));
+    assert!(path.is_file(), "agent-guard binary not found at {}: build it first (`cargo xtask test` does)", path.display());
+    path
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+pub struct Daemon {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub events: PathBuf,
+}
+
+impl Daemon {
+    /// Starts a daemon with its own socket, events file and cgroup directory, and waits until
+    /// it answers `status`.
+    pub fn start() -> Daemon {
+        require_root();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("agent-guard.sock");
+        let events = dir.path().join("events.jsonl");
+        let cgroup = format!("agent-guard-e2e-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+        let stderr = std::fs::File::create(dir.path().join("daemon.stderr")).expect("stderr file");
+        let child = Command::new(agent_guard_bin())
+            .args(["--socket", socket.to_str().unwrap(), "daemon", "--no-stdout", "--cgroup-name", &cgroup])
+            .args(["--events-file", events.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn agent-guard daemon");
+        let mut daemon = Daemon { child: Some(child), dir, socket, events };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Some(status) = daemon.child.as_mut().unwrap().try_wait().expect("try_wait") {
+                panic!("daemon exited with {status} before serving; stderr:\n{}", daemon.stderr());
+            }
+            if UnixStream::connect(&daemon.socket).is_ok() && daemon.cli(&["status"]).status.success() {
+                return daemon;
+            }
+            assert!(Instant::now() < deadline, "daemon did not serve within 90 s; stderr:\n{}", daemon.stderr());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.stderr")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon running").id()
+    }
+
+    /// Runs `agent-guard ARGS` against this daemon.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(agent_guard_bin()).arg("--socket").arg(&self.socket).args(args).output().expect("run agent-guard")
+    }
+
+    /// `agent-guard run --agent AGENT --intent INTENT --grant GRANT -- CMD...`
+    pub fn run(&self, agent: &str, intent: &str, grant: &Path, cmd: &[&str]) -> Output {
+        let mut args = vec!["run", "--agent", agent, "--intent", intent, "--grant", grant.to_str().unwrap(), "--"];
+        args.extend_from_slice(cmd);
+        self.cli(&args)
+    }
+
+    /// Every event written so far.
+    pub fn events(&self) -> Vec<Value> {
+        let Ok(file) = std::fs::File::open(&self.events) else { return Vec::new() };
+        BufReader::new(file)
+            .lines()
+            .map(|line| serde_json::from_str(&line.expect("events line")).expect("events are JSON lines"))
+            .collect()
+    }
+
+    /// Waits (up to 10 s) for an event matching `pred` and returns it.
+    pub fn wait_event(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(event) = self.events().into_iter().find(|e| pred(e)) {
+                return event;
+            }
+            assert!(Instant::now() < deadline, "no event {what} within 10 s; events:\n{:#?}", self.events());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM and returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("daemon running");
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "daemon did not stop within 30 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A TCP listener on loopback that accepts (and drops) connections in the background.
+pub fn listener(addr: &str) -> u16 {
+    let listener = TcpListener::bind(addr).expect("bind test listener");
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || for _ in listener.incoming() {});
+    port
+}
+
+/// Writes a grant file into `dir` and returns its path.
+pub fn grant(dir: &Path, name: &str, mode: &str, connect: &[String], extra: &str) -> PathBuf {
+    let rules = connect.iter().map(|r| format!("\"{r}\"")).collect::<Vec<_>>().join(", ");
+    let text = format!(
+        "apiVersion: agent-guard.dev/v1\nkind: Grant\nmetadata: {{name: {name}}}\nspec:\n  mode: {mode}\n  ttl: 10m\n  network: {{connect: [{rules}]}}\n{extra}"
+    );
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, text).expect("write grant");
+    path
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
