@@ -1,1 +1,35 @@
-fn main(){}
+//! Developer tasks cargo cannot do alone. Built by the preinstalled stable toolchain with std
+//! only; it installs everything else the build needs (idempotently) and then drives the pinned
+//! nightly named in toolchain.txt.
+//!
+//!   cargo xtask setup   install what is missing: pinned nightly + rust-src, LLVM 22, bpf-linker
+//!   cargo xtask build   setup, then build agent-guard (and the test probe)
+//!   cargo xtask test    setup, build, then every test (unit + end-to-end as root)
+//!   cargo xtask demo    setup, build, then show an agent's out-of-scope connect refused
+
+mod cmd;
+mod demo;
+mod setup;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("setup") => setup::ensure_all().map(drop),
+        Some("build") => setup::ensure_all().and_then(|tc| cmd::build(&tc)),
+        Some("test") => setup::ensure_all().and_then(|tc| cmd::test(&tc)),
+        Some("demo") => setup::ensure_all().and_then(|tc| demo::run(&tc)),
+        _ => {
+            eprintln!("usage: cargo xtask setup|build|test|demo");
+            return ExitCode::from(64);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("\nxtask: error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -52,3 +52,21 @@ pub fn remove(dir: &Path) -> Result<(), CgroupError> {
         _ => Ok(()),
     }
 }
+
+/// Removes a task cgroup once the kernel has let go of its last process. The exit tracepoint
+/// that closes a task fires in do_exit() before the exiting task leaves its cgroup
+/// (cgroup_exit() runs later, kernel/exit.c), so rmdir can briefly see EBUSY: retry for a while
+/// on a thread of its own instead of holding up the caller.
+pub fn remove_when_empty(dir: PathBuf) {
+    std::thread::spawn(move || {
+        for _ in 0..100 {
+            match remove(&dir) {
+                Ok(()) => return,
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            }
+        }
+        if let Err(err) = remove(&dir) {
+            tracing::warn!(%err, "task cgroup still busy after 5 s; left in place");
+        }
+    });
+}

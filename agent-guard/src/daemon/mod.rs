@@ -128,11 +128,30 @@ pub async fn run(config: DaemonConfig, listener: UnixListener, shutdown: impl Fu
         reg.sink.send(stop);
     }
     // Dropping the registry drops the kernel object: every program is detached here.
+    let cgroup_base = registry.lock().expect("registry lock is never poisoned").cgroup_base().to_path_buf();
     drop(Arc::try_unwrap(registry).ok());
+    remove_cgroups(&cgroup_base).await;
     drop(sink);
     let _ = writer.await;
     tracing::info!("agent-guard stopped; all programs detached");
     Ok(())
+}
+
+/// Removes the task cgroups and their parent, waiting briefly for killed processes to leave.
+async fn remove_cgroups(base: &std::path::Path) {
+    for _ in 0..50 {
+        let children: Vec<PathBuf> = std::fs::read_dir(base)
+            .map(|dir| dir.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+            .unwrap_or_default();
+        for child in &children {
+            let _ = cgroup::remove(child);
+        }
+        if cgroup::remove(base).is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tracing::warn!(path = %base.display(), "task cgroups still busy at shutdown; left in place");
 }
 
 async fn read_events(mut ring: AsyncFd<RingBuf<MapData>>, registry: Arc<Mutex<Registry>>) {

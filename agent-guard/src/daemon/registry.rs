@@ -183,9 +183,7 @@ impl Registry {
         task.info.live_processes = 0;
         self.kernel.remove_task(id);
         self.kernel.remove_grant(id, &task.compiled);
-        if let Err(err) = cgroup::remove(&task.cgroup) {
-            tracing::warn!(task = id, %err, "cannot remove the task's cgroup");
-        }
+        cgroup::remove_when_empty(task.cgroup.clone());
         let mut event = Event::new(Kind::TaskClose, &self.host, now);
         event.task = Some(task.task_ref());
         event.enforcement = Some("none".into());
@@ -234,6 +232,11 @@ impl Registry {
 
     pub fn list(&self) -> Vec<TaskInfo> {
         self.tasks.keys().filter_map(|id| self.info(*id)).collect()
+    }
+
+    /// The directory holding the task cgroups (removed at shutdown when empty).
+    pub fn cgroup_base(&self) -> &std::path::Path {
+        &self.cgroup_base
     }
 
     pub fn status(&self) -> StatusInfo {

@@ -1,0 +1,64 @@
+//! Running commands with visible progress, and the build and test steps.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+pub type Result<T> = std::result::Result<T, String>;
+
+pub fn step(what: &str) {
+    eprintln!("\n==> {what}");
+}
+
+/// Runs `cmd`, streaming its output, and fails with a message naming it.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    eprintln!("    $ {shown}");
+    let status = cmd.status().map_err(|e| format!("cannot start {shown}: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{shown} failed with {status}")) }
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+/// `cargo +TOOLCHAIN ...` in the workspace, with the outer (stable) cargo's variables removed
+/// so that the pinned toolchain's own cargo and rustc are used.
+pub fn cargo(toolchain: &str) -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.arg(format!("+{toolchain}")).current_dir(workspace_root());
+    for var in ["RUSTUP_TOOLCHAIN", "RUSTC", "RUSTDOC", "CARGO", "RUSTC_WRAPPER", "CARGO_TARGET_DIR"] {
+        cmd.env_remove(var);
+    }
+    cmd.env("PATH", crate::setup::path_with_tools());
+    cmd
+}
+
+pub fn agent_guard_bin() -> PathBuf {
+    workspace_root().join("target/debug/agent-guard")
+}
+
+pub fn build(toolchain: &str) -> Result<()> {
+    step("building agent-guard (kernel programs included, via build.rs)");
+    run(cargo(toolchain).args(["build", "--package", "agent-guard", "--package", "agent-guard-e2e", "--bins"]))
+}
+
+pub fn test(toolchain: &str) -> Result<()> {
+    build(toolchain)?;
+    if !is_root() {
+        return Err("the end-to-end tests load eBPF programs: run `cargo xtask test` as root".into());
+    }
+    step("unit tests (grants, matching, event decoding) and end-to-end tests on this host's kernel");
+    run(cargo(toolchain)
+        .args(["test", "--workspace", "--exclude", "agent-guard-ebpf"])
+        .env("AGENT_GUARD_BIN", agent_guard_bin()))
+}
+
+pub fn is_root() -> bool {
+    // std has no geteuid; /proc/self/status says it.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false)
+}

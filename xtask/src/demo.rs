@@ -1,0 +1,145 @@
+//! `cargo xtask demo`: a support agent inside a task. Its connect to the ticket service it was
+//! granted succeeds; its connect to a paste site it was not granted is refused by the kernel,
+//! and the daemon's event says which agent, task, intent, grant and rule.
+
+use std::{
+    io::{Read, Write},
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::cmd::{self, Result, agent_guard_bin, is_root, step, workspace_root};
+
+const TICKETS_PORT: u16 = 8080;
+const PASTE_PORT: u16 = 9090;
+
+/// A tiny HTTP responder on 127.0.0.1:`port`, so that a refused connect can only be the guard.
+fn serve(port: u16, body: &'static str) -> Result<()> {
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .map_err(|e| format!("the demo needs 127.0.0.1:{port} free for its stand-in service: {e}"))?;
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = write!(conn, "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        }
+    });
+    Ok(())
+}
+
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent_guard(socket: &Path) -> Command {
+    let mut cmd = Command::new(agent_guard_bin());
+    cmd.arg("--socket").arg(socket);
+    cmd
+}
+
+fn show(cmd: &mut Command) -> Result<std::process::ExitStatus> {
+    eprintln!("    $ {cmd:?}");
+    cmd.status().map_err(|e| format!("cannot run {cmd:?}: {e}"))
+}
+
+pub fn run(toolchain: &str) -> Result<()> {
+    cmd::build(toolchain)?;
+    if !is_root() {
+        return Err("the demo loads eBPF programs: run `cargo xtask demo` as root".into());
+    }
+    if !Path::new("/usr/bin/curl").exists() {
+        step("installing curl (the demo's agent uses it)");
+        cmd::run(Command::new("apt-get").args(["install", "-y", "--no-install-recommends", "curl"]))?;
+    }
+    let dir = std::env::temp_dir().join(format!("agent-guard-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let socket = dir.join("agent-guard.sock");
+    let events = dir.join("events.jsonl");
+    let grant = workspace_root().join("policies/examples/triage-tickets.yaml");
+
+    step(&format!("stand-in services: ticket service on 127.0.0.1:{TICKETS_PORT}, paste site on 127.0.0.1:{PASTE_PORT}"));
+    serve(TICKETS_PORT, "ticket 4412: printer on fire\n")?;
+    serve(PASTE_PORT, "pasted\n")?;
+
+    step("starting the agent-guard daemon");
+    let child = Command::new(agent_guard_bin())
+        .arg("--socket")
+        .arg(&socket)
+        .args(["daemon", "--no-stdout", "--cgroup-name", "agent-guard-demo", "--events-file"])
+        .arg(&events)
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start the daemon: {e}"))?;
+    let daemon = Daemon { child, socket: socket.clone() };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !agent_guard(&daemon.socket).arg("status").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success()) {
+        if Instant::now() > deadline {
+            return Err("the daemon did not answer within 60 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    show(agent_guard(&socket).arg("status"))?;
+
+    step(&format!("the grant the agent gets ({})", grant.display()));
+    eprintln!("{}", std::fs::read_to_string(&grant).map_err(|e| e.to_string())?);
+
+    step("the agent fetches the ticket it was asked to summarise (in scope)");
+    let fetch = show(agent_guard(&socket).args(["run", "--agent", "support-bot", "--intent", "Summarise ticket 4412 for on-call", "--grant"]).arg(&grant).args([
+        "--",
+        "/usr/bin/curl",
+        "-sS",
+        "--max-time",
+        "5",
+        &format!("http://127.0.0.1:{TICKETS_PORT}/tickets/4412"),
+    ]))?;
+
+    step("the same agent tries to post the ticket to a paste site (out of scope)");
+    let paste = show(agent_guard(&socket).args(["run", "--agent", "support-bot", "--intent", "Summarise ticket 4412 for on-call", "--grant"]).arg(&grant).args([
+        "--",
+        "/usr/bin/curl",
+        "-sS",
+        "--max-time",
+        "5",
+        "-d",
+        "ticket 4412",
+        &format!("http://127.0.0.1:{PASTE_PORT}/paste"),
+    ]))?;
+
+    step("the event that explains the refusal");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let denial = loop {
+        let text = std::fs::read_to_string(&events).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("\"network.connect\"") && l.contains("\"denied\"")) {
+            break line.to_string();
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no denial event in {}", events.display()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    println!("{denial}");
+
+    step("tasks");
+    show(agent_guard(&socket).args(["task", "list"]))?;
+    drop(daemon);
+    eprintln!("\nall events: {}", events.display());
+
+    if !fetch.success() {
+        return Err("the in-scope fetch failed".into());
+    }
+    if paste.success() {
+        return Err("the out-of-scope connect was not refused".into());
+    }
+    eprintln!("demo ok: in-scope connect allowed, out-of-scope connect refused by the kernel (EPERM), event recorded");
+    Ok(())
+}
