@@ -42,6 +42,11 @@ impl Daemon {
     /// Starts a daemon with its own socket, events file and cgroup directory, and waits until
     /// it answers `status`.
     pub fn start() -> Daemon {
+        Self::start_with(&[])
+    }
+
+    /// Starts a daemon with extra `daemon` arguments.
+    pub fn start_with(extra: &[&str]) -> Daemon {
         require_root();
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("agent-guard.sock");
@@ -51,6 +56,7 @@ impl Daemon {
         let child = Command::new(agent_guard_bin())
             .args(["--socket", socket.to_str().unwrap(), "daemon", "--no-stdout", "--cgroup-name", &cgroup])
             .args(["--events-file", events.to_str().unwrap()])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

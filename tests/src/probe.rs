@@ -8,6 +8,8 @@
 //!                          to OUT after its parent chain is gone; returns at once
 //!   exit N                 exits with status N
 //!   sleep SECS             sleeps
+//!   after SECS VERB ARGS   sleeps, then does VERB
+//!   open-many N PATH [HOLD]  opens PATH N times (results ignored), then sleeps HOLD seconds
 //!   pid                    prints its pid
 //!   pid-then VERB ARGS     prints "PID LINE" for VERB
 //! Exit status: 0 ok, 1 EPERM, 2 other error, 64 usage.
@@ -46,6 +48,21 @@ fn act(args: &[String]) -> (String, i32) {
             ("ok".into(), 0)
         }
         Some("pid") => (std::process::id().to_string(), 0),
+        Some("after") => {
+            std::thread::sleep(Duration::from_secs_f64(args.get(1).and_then(|n| n.parse().ok()).unwrap_or_else(|| usage())));
+            act(&args[2..])
+        }
+        Some("open-many") => {
+            let count: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or_else(|| usage());
+            let path = args.get(2).unwrap_or_else(|| usage());
+            for _ in 0..count {
+                let _ = std::fs::File::open(path);
+            }
+            if let Some(hold) = args.get(3).and_then(|s| s.parse::<f64>().ok()) {
+                std::thread::sleep(Duration::from_secs_f64(hold));
+            }
+            ("ok".into(), 0)
+        }
         Some("pid-then") => {
             let (line, code) = act(&args[1..]);
             (format!("{} {line}", std::process::id()), code)

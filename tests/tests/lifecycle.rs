@@ -102,3 +102,59 @@ fn status_reports_the_true_enforcement_levels() {
     assert_eq!(status["enforcement"]["file"], "observe");
     assert_eq!(status["enforcement"]["exec"], "observe");
 }
+
+#[test]
+fn kernel_events_lost_to_a_full_ring_buffer_are_counted_and_reported() {
+    // A 4 KiB ring buffer holds about a dozen file events. Freeze the daemon (SIGSTOP) while
+    // the agent makes 300 out-of-scope opens: most cannot be delivered. Every one must be
+    // either delivered or counted as dropped, and the loss must be reported in an event.
+    let mut daemon = Daemon::start_with(&["--ring-buffer-bytes", "4096"]);
+    let flood = daemon.dir.path().join("flood");
+    std::fs::create_dir_all(&flood).unwrap();
+    let target = flood.join("target");
+    std::fs::write(&target, "x").unwrap();
+    // Everything the probe touches is granted but the target, so the target's opens are the
+    // only events while the daemon is frozen.
+    let probe_dir = std::path::Path::new(PROBE).parent().unwrap().display().to_string();
+    let extra = format!(
+        "  files: {{read: [\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/sys/**\", \"/dev/**\", \"{probe_dir}/**\"]}}\n  exec: [\"{probe_dir}/*\"]\n"
+    );
+    let g = grant(daemon.dir.path(), "flood", "enforce", &[], &extra);
+    let mut agent = std::process::Command::new(agent_guard_e2e::agent_guard_bin())
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .args(["run", "--agent", "flooder", "--intent", "flood", "--grant", g.to_str().unwrap(), "--", PROBE])
+        .args(["after", "1", "open-many", "300", target.to_str().unwrap(), "3"])
+        // cargo test points LD_LIBRARY_PATH at the toolchain: the loader's probing there would
+        // add out-of-scope opens of its own.
+        .env_remove("LD_LIBRARY_PATH")
+        .spawn()
+        .unwrap();
+    daemon.wait_event("task open", |e| e["kind"] == "task.open");
+    unsafe { libc::kill(daemon.pid() as i32, libc::SIGSTOP) };
+    std::thread::sleep(Duration::from_millis(2500));
+    unsafe { libc::kill(daemon.pid() as i32, libc::SIGCONT) };
+    assert!(agent.wait().unwrap().success());
+    let dropped = daemon.wait_event("events_dropped", |e| e["kind"] == "guard.events_dropped");
+    let dropped = dropped["count"].as_u64().unwrap();
+    daemon.wait_event("task close", |e| e["kind"] == "task.close");
+    let delivered = daemon
+        .events()
+        .into_iter()
+        .filter(|e| e["kind"] == "file.open" && e["object"]["path"] == target.to_str().unwrap())
+        .count() as u64;
+    assert!(dropped > 0, "a 4 KiB buffer cannot hold 300 events");
+    let others: Vec<_> = daemon
+        .events()
+        .into_iter()
+        .filter(|e| e["process"].is_object() && e["object"]["path"] != target.to_str().unwrap())
+        .collect();
+    assert_eq!(
+        delivered + dropped,
+        300,
+        "every event is delivered or counted ({delivered} delivered, {dropped} dropped); other events: {others:#?}"
+    );
+    let status: serde_json::Value = serde_json::from_slice(&daemon.cli(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(status["events_dropped"], dropped);
+    assert!(daemon.stop().success());
+}

@@ -31,6 +31,17 @@ pub struct Args {
     /// Most tasks at once.
     #[arg(long, default_value_t = agent_guard_common::maps::DEFAULT_TASKS)]
     max_tasks: u32,
+    /// Size of the kernel-to-daemon ring buffer in bytes: a power of two, at least 4096.
+    #[arg(long, default_value_t = agent_guard_common::maps::DEFAULT_EVENTS_BYTES, value_parser = ring_size)]
+    ring_buffer_bytes: u32,
+}
+
+fn ring_size(text: &str) -> Result<u32, String> {
+    let size: u32 = text.parse().map_err(|_| format!("{text:?} is not a number of bytes"))?;
+    if size < 4096 || !size.is_power_of_two() {
+        return Err(format!("{size} must be a power of two of at least 4096 (the kernel's ring buffer rule)"));
+    }
+    Ok(size)
 }
 
 /// Binds the socket: refuses to take over one a live daemon is serving.
@@ -66,7 +77,12 @@ pub fn main(socket: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let config = DaemonConfig {
         stdout: !args.no_stdout,
         events_file: Some(args.events_file),
-        map_sizes: MapSizes { proc_tags: args.max_processes, tasks: args.max_tasks, ..MapSizes::default() },
+        map_sizes: MapSizes {
+            proc_tags: args.max_processes,
+            tasks: args.max_tasks,
+            events_bytes: args.ring_buffer_bytes,
+            ..MapSizes::default()
+        },
         cgroup_name: args.cgroup_name,
     };
     let runtime = tokio::runtime::Runtime::new()?;

@@ -191,12 +191,15 @@ async fn read_events(mut ring: AsyncFd<RingBuf<MapData>>, registry: Arc<Mutex<Re
     }
 }
 
-/// Reports kernel-side event losses once a second.
+/// Once a second: reports kernel-side event losses, and closes tasks whose "empty" record
+/// may have been among them.
 async fn watch_drops(registry: Arc<Mutex<Registry>>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        report_drops(&mut registry.lock().expect("registry lock is never poisoned"));
+        let mut reg = registry.lock().expect("registry lock is never poisoned");
+        report_drops(&mut reg);
+        reg.close_empty_tasks();
     }
 }
 

@@ -221,6 +221,20 @@ impl Registry {
         Ok(self.info(id).expect("task exists"))
     }
 
+    /// Closes tasks the kernel counts as empty: covers a TASK_EMPTY record lost to a full
+    /// ring buffer (the count itself lives in the TASKS map and is never lost).
+    pub fn close_empty_tasks(&mut self) {
+        let empty: Vec<u32> = self
+            .tasks
+            .values()
+            .filter(|t| t.info.ended.is_none() && self.kernel.live_processes(t.info.id) == 0)
+            .map(|t| t.info.id)
+            .collect();
+        for id in empty {
+            self.close_task(id);
+        }
+    }
+
     pub fn info(&self, id: u32) -> Option<TaskInfo> {
         let task = self.tasks.get(&id)?;
         let mut info = task.info.clone();
