@@ -14,3 +14,9 @@ pub mod task;
 
 #[cfg(feature = "user")]
 mod pod;
+
+#[cfg(all(test, feature = "user"))]
+extern crate std;
+
+#[cfg(all(test, feature = "user"))]
+mod tests;

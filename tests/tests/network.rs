@@ -103,3 +103,24 @@ fn untagged_processes_are_never_affected() {
     assert_eq!(stdout(&direct), "ok", "untagged connect must succeed");
     assert!(agent.wait().unwrap().success());
 }
+
+#[test]
+fn access_ends_at_expiry_by_kernel_time() {
+    let daemon = Daemon::start();
+    let allowed = listener("127.0.0.1:0");
+    let g = grant(daemon.dir.path(), "short", "enforce", &[format!("127.0.0.1/32:{allowed}")], "");
+    let target = format!("127.0.0.1:{allowed}");
+    let out = daemon.cli(&[
+        "run", "--agent", "slow-bot", "--intent", "outlive the grant", "--grant", g.to_str().unwrap(), "--ttl", "2s", "--",
+        PROBE, "pid-then", "connect", &target,
+    ]);
+    assert!(stdout(&out).ends_with(" ok"), "within the ttl the connect is allowed: {out:?}");
+    let out = daemon.cli(&[
+        "run", "--agent", "slow-bot", "--intent", "outlive the grant", "--grant", g.to_str().unwrap(), "--ttl", "2s", "--",
+        PROBE, "after", "2.5", "connect", &target,
+    ]);
+    assert_eq!(stdout(&out), "EPERM", "after the ttl the same connect is refused by the kernel: {out:?}");
+    let event = daemon.wait_event("expired connect", |e| e["kind"] == "network.connect");
+    assert_eq!(event["rule"], "grant.ttl");
+    assert_eq!(event["decision"], "denied");
+}

@@ -50,9 +50,41 @@ pub fn test(toolchain: &str) -> Result<()> {
         return Err("the end-to-end tests load eBPF programs: run `cargo xtask test` as root".into());
     }
     step("unit tests (grants, matching, event decoding) and end-to-end tests on this host's kernel");
-    run(cargo(toolchain)
-        .args(["test", "--workspace", "--exclude", "agent-guard-ebpf"])
-        .env("AGENT_GUARD_BIN", agent_guard_bin()))
+    let mut cmd = cargo(toolchain);
+    cmd.args(["test", "--workspace", "--exclude", "agent-guard-ebpf"]).env("AGENT_GUARD_BIN", agent_guard_bin());
+    let (passed, failed) = run_counting_tests(&mut cmd)?;
+    // One closing line for the whole run (cargo's last "test result" is only its last binary's).
+    println!("summary: {passed} passed, {failed} failed");
+    if passed == 0 {
+        return Err("no test ran".into());
+    }
+    Ok(())
+}
+
+/// Runs `cargo test`, passing its output through, and adds up its "test result" lines.
+fn run_counting_tests(cmd: &mut Command) -> Result<(u64, u64)> {
+    use std::io::{BufRead, BufReader};
+    let shown = format!("{cmd:?}");
+    eprintln!("    $ {shown}");
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().map_err(|e| format!("cannot start {shown}: {e}"))?;
+    let (mut passed, mut failed) = (0, 0);
+    for line in BufReader::new(child.stdout.take().expect("piped stdout")).lines() {
+        let line = line.map_err(|e| format!("reading test output: {e}"))?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let count = |word: &str| {
+                rest.split(';').find_map(|part| part.trim().strip_suffix(word)?.trim().rsplit(' ').next()?.parse::<u64>().ok())
+            };
+            passed += count(" passed").unwrap_or(0);
+            failed += count(" failed").unwrap_or(0);
+        }
+    }
+    let status = child.wait().map_err(|e| format!("{shown}: {e}"))?;
+    if !status.success() {
+        println!("summary: {passed} passed, {failed} failed");
+        return Err(format!("{shown} failed with {status}"));
+    }
+    Ok((passed, failed))
 }
 
 pub fn is_root() -> bool {

@@ -182,3 +182,24 @@ fn normalize_resolves_relative_and_dotdot() {
     assert_eq!(normalize_path("/", "a/./b//c"), "/a/b/c");
     assert_eq!(normalize_path("/x", "/../../y"), "/y");
 }
+
+#[test]
+fn every_shipped_policy_parses_and_compiles() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let mut dirs = vec![root];
+    let mut checked = 0;
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let grant = Grant::parse(&path.display().to_string(), &text).unwrap_or_else(|e| panic!("{e}"));
+                CompiledGrant::compile(&grant).unwrap();
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 3, "policies/ holds the default grant and examples");
+}

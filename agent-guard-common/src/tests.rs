@@ -1,0 +1,63 @@
+use std::vec::Vec;
+
+use crate::event::{
+    ACTION_BLOCKED, DecodeError, EventHeader, HOOK_CONNECT4, KIND_NET, KernelEvent, NetEvent, VERDICT_OUT_OF_SCOPE,
+};
+
+fn net_event() -> NetEvent {
+    NetEvent {
+        header: EventHeader {
+            kind: KIND_NET,
+            verdict: VERDICT_OUT_OF_SCOPE,
+            reason: 1,
+            action: ACTION_BLOCKED,
+            task_id: 7,
+            tgid: 100,
+            pid: 101,
+            uid: 0,
+            gid: 0,
+            _pad: 0,
+            boot_ns: 42,
+            comm: *b"curl\0\0\0\0\0\0\0\0\0\0\0\0",
+        },
+        hook: HOOK_CONNECT4,
+        protocol: 6,
+        port: 9090,
+        _pad: 0,
+        addr: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1],
+    }
+}
+
+fn bytes_of<T>(value: &T) -> Vec<u8> {
+    // SAFETY: test-only view of a #[repr(C)] integer-only struct as bytes.
+    unsafe { core::slice::from_raw_parts((value as *const T).cast::<u8>(), core::mem::size_of::<T>()) }.to_vec()
+}
+
+#[test]
+fn decodes_a_net_record() {
+    let event = net_event();
+    let decoded = KernelEvent::try_from(bytes_of(&event).as_slice()).unwrap();
+    assert_eq!(decoded, KernelEvent::Net(event));
+    assert_eq!(decoded.header().task_id, 7);
+}
+
+#[test]
+fn refuses_short_and_unknown_records() {
+    let bytes = bytes_of(&net_event());
+    assert_eq!(
+        KernelEvent::try_from(&bytes[..70]),
+        Err(DecodeError::Short { kind: KIND_NET, len: 70, need: core::mem::size_of::<NetEvent>() })
+    );
+    assert!(matches!(KernelEvent::try_from(&bytes[..10]), Err(DecodeError::Short { kind: 0, .. })));
+    let mut unknown = bytes.clone();
+    unknown[0] = 99;
+    assert_eq!(KernelEvent::try_from(unknown.as_slice()), Err(DecodeError::UnknownKind(99)));
+}
+
+#[test]
+fn fnv_matches_the_reference_values() {
+    // Published FNV-1a 64 test vectors: both sides must hash identically.
+    assert_eq!(crate::path::fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+    assert_eq!(crate::path::fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    assert_eq!(crate::path::fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
+}
