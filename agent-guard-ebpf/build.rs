@@ -2,8 +2,7 @@ use which::which;
 
 /// Building this crate needs bpf-linker; say so plainly instead of failing at link time.
 fn main() {
-    let bpf_linker = which("bpf-linker").expect(
-        "bpf-linker not found on PATH: run `cargo xtask setup` (it installs bpf-linker built against LLVM 22)",
-    );
+    let bpf_linker = which("bpf-linker")
+        .expect("bpf-linker not found on PATH: run `cargo xtask setup` (it installs bpf-linker built against LLVM 22)");
     println!("cargo:rerun-if-changed={}", bpf_linker.display());
 }

@@ -17,5 +17,8 @@ fn main() -> anyhow::Result<()> {
         .find(|p| p.name.as_str() == "agent-guard-ebpf")
         .ok_or_else(|| anyhow!("agent-guard-ebpf package not found"))?;
     let root_dir = ebpf.manifest_path.parent().context("ebpf manifest has no parent")?.as_str().to_owned();
-    aya_build::build_ebpf([Package { name: ebpf.name.as_str(), root_dir: &root_dir, ..Default::default() }], Toolchain::Custom(toolchain))
+    aya_build::build_ebpf(
+        [Package { name: ebpf.name.as_str(), root_dir: &root_dir, ..Default::default() }],
+        Toolchain::Custom(toolchain),
+    )
 }

@@ -119,8 +119,7 @@ pub struct TaskEvent {
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 64);
 const _: () = assert!(core::mem::size_of::<NetEvent>() == 64 + 32);
 const _: () = assert!(core::mem::size_of::<FileEvent>() == 64 + 16 + PATH_MAX_MATCH);
-const _: () =
-    assert!(core::mem::size_of::<ExecEvent>() == 64 + 8 + PATH_MAX_MATCH + EXEC_ARGS * EXEC_ARG_LEN);
+const _: () = assert!(core::mem::size_of::<ExecEvent>() == 64 + 8 + PATH_MAX_MATCH + EXEC_ARGS * EXEC_ARG_LEN);
 const _: () = assert!(core::mem::size_of::<TaskEvent>() == 72);
 
 #[cfg(feature = "user")]

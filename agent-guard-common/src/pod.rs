@@ -1,8 +1,8 @@
 //! Userspace-only: `aya::Pod` for map types and checked decoding of ring-buffer records.
 
 use crate::event::{
-    EventHeader, ExecEvent, FileEvent, KIND_EXEC, KIND_FILE, KIND_NET, KIND_TASK_EMPTY, NetEvent,
-    TaskEvent, KIND_TAG_LOST,
+    EventHeader, ExecEvent, FileEvent, KIND_EXEC, KIND_FILE, KIND_NET, KIND_TAG_LOST, KIND_TASK_EMPTY, NetEvent,
+    TaskEvent,
 };
 use crate::net::{NetKey, NetPorts};
 use crate::path::{PathKey, PathRule};
@@ -21,7 +21,7 @@ unsafe impl aya::Pod for PathRule {}
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KernelEvent {
     Net(NetEvent),
-    File(FileEvent),
+    File(Box<FileEvent>),
     Exec(Box<ExecEvent>),
     TaskEmpty(TaskEvent),
     TagLost(TaskEvent),
@@ -33,7 +33,11 @@ use alloc::boxed::Box;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DecodeError {
     /// The record is shorter than the struct its kind names.
-    Short { kind: u32, len: usize, need: usize },
+    Short {
+        kind: u32,
+        len: usize,
+        need: usize,
+    },
     UnknownKind(u32),
 }
 
@@ -66,7 +70,7 @@ impl TryFrom<&[u8]> for KernelEvent {
         let header: EventHeader = read_record(0, bytes)?;
         match header.kind {
             KIND_NET => read_record(header.kind, bytes).map(KernelEvent::Net),
-            KIND_FILE => read_record(header.kind, bytes).map(KernelEvent::File),
+            KIND_FILE => read_record(header.kind, bytes).map(|e| KernelEvent::File(Box::new(e))),
             KIND_EXEC => read_record(header.kind, bytes).map(|e| KernelEvent::Exec(Box::new(e))),
             KIND_TASK_EMPTY => read_record(header.kind, bytes).map(KernelEvent::TaskEmpty),
             KIND_TAG_LOST => read_record(header.kind, bytes).map(KernelEvent::TagLost),

@@ -2,8 +2,7 @@
 
 use agent_guard_common::event::EventHeader;
 use aya_ebpf::helpers::{
-    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-    bpf_ktime_get_boot_ns,
+    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
 };
 
 use crate::maps::{EVENT_DROPS, EVENTS};

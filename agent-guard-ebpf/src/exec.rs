@@ -60,8 +60,7 @@ fn try_exec(filename: u64, argv: u64) {
     // Zeroed first (fixed-size stores, no loop) so no earlier path or argument leaks into this event.
     event.path = [0; PATH_MAX_MATCH];
     event.argv = [[0; EXEC_ARG_LEN]; EXEC_ARGS];
-    let len = match unsafe { bpf_probe_read_user_str_bytes(filename as *const u8, &mut event.path) }
-    {
+    let len = match unsafe { bpf_probe_read_user_str_bytes(filename as *const u8, &mut event.path) } {
         Ok(path) => path.len(),
         Err(_) => 0,
     };
@@ -91,8 +90,7 @@ fn try_exec(filename: u64, argv: u64) {
         }
         event.argc = i as u32 + 1;
     }
-    event.header =
-        emit::header(KIND_EXEC, verdict, task.out_of_scope_reason(), ACTION_ALLOWED, task.task_id);
+    event.header = emit::header(KIND_EXEC, verdict, task.out_of_scope_reason(), ACTION_ALLOWED, task.task_id);
     event.path_flags = matched.flags;
     if EXEC_PENDING.insert(&current_tid(), event, 0).is_err() {
         emit::count_drop();

@@ -15,9 +15,7 @@ use agent_guard_common::{
     event::{ACTION_ALLOWED, KIND_FILE, VERDICT_OUT_OF_SCOPE, VERDICT_UNRESOLVED},
     path::{ACCESS_READ, ACCESS_WRITE, PATH_MAX_MATCH},
 };
-use aya_ebpf::{
-    helpers::bpf_probe_read_user_str_bytes, macros::tracepoint, programs::TracePointContext,
-};
+use aya_ebpf::{helpers::bpf_probe_read_user_str_bytes, macros::tracepoint, programs::TracePointContext};
 
 use crate::{emit, maps::SCRATCH, path_match::match_path, task::current_task};
 
@@ -101,8 +99,7 @@ fn try_open(dfd: i64, filename: u64, flags: u32) {
     // Zeroed first (a fixed-size store LLVM unrolls, no loop for the verifier) so that bytes
     // of an earlier path in this per-CPU scratch never reach an event.
     event.path = [0; PATH_MAX_MATCH];
-    let Ok(path) = (unsafe { bpf_probe_read_user_str_bytes(filename as *const u8, &mut event.path) })
-    else {
+    let Ok(path) = (unsafe { bpf_probe_read_user_str_bytes(filename as *const u8, &mut event.path) }) else {
         return;
     };
     let len = path.len();
@@ -118,8 +115,7 @@ fn try_open(dfd: i64, filename: u64, flags: u32) {
     } else {
         VERDICT_OUT_OF_SCOPE
     };
-    event.header =
-        emit::header(KIND_FILE, verdict, task.out_of_scope_reason(), ACTION_ALLOWED, task.task_id);
+    event.header = emit::header(KIND_FILE, verdict, task.out_of_scope_reason(), ACTION_ALLOWED, task.task_id);
     event.access = access;
     event.open_flags = flags;
     event.dfd = dfd as i32;

@@ -95,9 +95,7 @@ pub fn match_path(grant_id: u32, path: &[u8; PATH_MAX_MATCH], len: usize) -> Pat
         _pad: 0,
     };
     // SAFETY: callback and context as bpf_loop documents them; the walk outlives the call.
-    let steps = unsafe {
-        bpf_loop(PATH_MAX_MATCH as u32, walk_byte as *mut c_void, (&raw mut walk).cast(), 0)
-    };
+    let steps = unsafe { bpf_loop(PATH_MAX_MATCH as u32, walk_byte as *mut c_void, (&raw mut walk).cast(), 0) };
     if steps < 0 {
         // The helper failed: decide nothing in the kernel.
         return PathMatch { allowed: 0, flags: PATH_TRUNCATED };

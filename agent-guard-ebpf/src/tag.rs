@@ -16,8 +16,8 @@
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use agent_guard_common::{
-    event::{ACTION_ALLOWED, KIND_TAG_LOST, KIND_TASK_EMPTY, TaskEvent, VERDICT_NONE},
     event::REASON_NONE,
+    event::{ACTION_ALLOWED, KIND_TAG_LOST, KIND_TASK_EMPTY, TaskEvent, VERDICT_NONE},
 };
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 
@@ -33,12 +33,8 @@ const CLONE_THREAD: u64 = 0x0001_0000;
 #[tracepoint]
 pub fn task_newtask(ctx: TracePointContext) -> u32 {
     // SAFETY: offsets read from the record's format file at load time.
-    let fields = unsafe {
-        (
-            ctx.read_at::<i32>(config::newtask_pid_off()),
-            ctx.read_at::<u64>(config::newtask_flags_off()),
-        )
-    };
+    let fields =
+        unsafe { (ctx.read_at::<i32>(config::newtask_pid_off()), ctx.read_at::<u64>(config::newtask_flags_off())) };
     if let (Ok(child), Ok(flags)) = fields {
         try_newtask(child as u32, flags);
     }
@@ -116,4 +112,3 @@ fn try_group_exit(tgid: u32) {
         emit::send(&event);
     }
 }
-

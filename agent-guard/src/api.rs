@@ -31,7 +31,9 @@ pub enum RequestBody {
         ttl_secs: Option<u64>,
     },
     ListTasks,
-    StopTask { id: u32 },
+    StopTask {
+        id: u32,
+    },
     Status,
 }
 

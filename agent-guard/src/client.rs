@@ -23,7 +23,8 @@ pub enum ClientError {
 
 pub fn call(socket: &Path, body: RequestBody) -> Result<ResponseBody, ClientError> {
     let io = |source| ClientError::Io { socket: socket.to_path_buf(), source };
-    let mut stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect { socket: socket.to_path_buf(), source })?;
+    let mut stream =
+        UnixStream::connect(socket).map_err(|source| ClientError::Connect { socket: socket.to_path_buf(), source })?;
     let mut line = serde_json::to_string(&Request { version: API_VERSION, body }).expect("requests serialize");
     line.push('\n');
     stream.write_all(line.as_bytes()).map_err(io)?;

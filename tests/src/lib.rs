@@ -17,7 +17,10 @@ use serde_json::Value;
 /// Fails the test (never skips) when not root: the daemon loads eBPF programs.
 pub fn require_root() {
     let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "end-to-end tests need root (they load eBPF programs and create cgroups); run `cargo xtask test` as root");
+    assert_eq!(
+        euid, 0,
+        "end-to-end tests need root (they load eBPF programs and create cgroups); run `cargo xtask test` as root"
+    );
 }
 
 /// The agent-guard binary under test: $AGENT_GUARD_BIN, or the workspace's debug build.
@@ -25,7 +28,11 @@ pub fn agent_guard_bin() -> PathBuf {
     let path = std::env::var_os("AGENT_GUARD_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/agent-guard"));
-    assert!(path.is_file(), "agent-guard binary not found at {}: build it first (`cargo xtask test` does)", path.display());
+    assert!(
+        path.is_file(),
+        "agent-guard binary not found at {}: build it first (`cargo xtask test` does)",
+        path.display()
+    );
     path
 }
 

@@ -34,13 +34,22 @@ fn act(args: &[String]) -> (String, i32) {
         Some("connect") => outcome(TcpStream::connect_timeout(&addr(1), Duration::from_secs(5)).map(drop)),
         Some("udp") => {
             let dest = addr(1);
-            let bind: SocketAddr = if dest.is_ipv4() { "0.0.0.0:0".parse().unwrap() } else { "[::]:0".parse().unwrap() };
+            let bind: SocketAddr =
+                if dest.is_ipv4() { "0.0.0.0:0".parse().unwrap() } else { "[::]:0".parse().unwrap() };
             outcome(UdpSocket::bind(bind).and_then(|s| s.send_to(b"probe", dest)).map(drop))
         }
         Some("open") => {
             let path = args.get(1).unwrap_or_else(|| usage());
             let write = args.get(2).map(String::as_str) == Some("w");
-            outcome(std::fs::OpenOptions::new().read(!write).write(write).create(write).truncate(false).open(path).map(drop))
+            outcome(
+                std::fs::OpenOptions::new()
+                    .read(!write)
+                    .write(write)
+                    .create(write)
+                    .truncate(false)
+                    .open(path)
+                    .map(drop),
+            )
         }
         Some("exit") => std::process::exit(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(0)),
         Some("sleep") => {
@@ -49,7 +58,9 @@ fn act(args: &[String]) -> (String, i32) {
         }
         Some("pid") => (std::process::id().to_string(), 0),
         Some("after") => {
-            std::thread::sleep(Duration::from_secs_f64(args.get(1).and_then(|n| n.parse().ok()).unwrap_or_else(|| usage())));
+            std::thread::sleep(Duration::from_secs_f64(
+                args.get(1).and_then(|n| n.parse().ok()).unwrap_or_else(|| usage()),
+            ));
             act(&args[2..])
         }
         Some("open-many") => {
@@ -84,7 +95,13 @@ fn act(args: &[String]) -> (String, i32) {
                     std::io::Read::read_to_string(&mut read, &mut line).ok();
                     wait(child);
                     let line = line.trim().to_string();
-                    let code = if line == "ok" { 0 } else if line == "EPERM" { 1 } else { 2 };
+                    let code = if line == "ok" {
+                        0
+                    } else if line == "EPERM" {
+                        1
+                    } else {
+                        2
+                    };
                     (line, code)
                 }
             }
@@ -156,7 +173,9 @@ fn wait(pid: libc::pid_t) {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: ag-probe connect|udp ADDR:PORT | open PATH r|w | grandchild VERB.. | daemonize OUT VERB.. | exit N | sleep S | pid");
+    eprintln!(
+        "usage: ag-probe connect|udp ADDR:PORT | open PATH r|w | grandchild VERB.. | daemonize OUT VERB.. | exit N | sleep S | pid"
+    );
     std::process::exit(64)
 }
 

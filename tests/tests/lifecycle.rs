@@ -22,7 +22,11 @@ fn a_malformed_grant_is_refused_with_file_line_and_nothing_applied() {
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&list.stdout).unwrap(), serde_json::json!([]));
 
     let unknown = daemon.dir.path().join("unknown.yaml");
-    std::fs::write(&unknown, "apiVersion: agent-guard.dev/v1\nkind: Grant\nmetadata: {name: x}\nspec:\n  network: {conect: []}\n").unwrap();
+    std::fs::write(
+        &unknown,
+        "apiVersion: agent-guard.dev/v1\nkind: Grant\nmetadata: {name: x}\nspec:\n  network: {conect: []}\n",
+    )
+    .unwrap();
     let out = daemon.run("a", "b", &unknown, &[PROBE, "exit", "0"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("unknown field `conect`") && err.contains("line 5"), "{err}");
@@ -32,7 +36,21 @@ fn a_malformed_grant_is_refused_with_file_line_and_nothing_applied() {
 fn a_ttl_longer_than_the_grant_allows_is_refused() {
     let daemon = Daemon::start();
     let g = grant(daemon.dir.path(), "ttl", "enforce", &[], "");
-    let out = daemon.cli(&["run", "--agent", "a", "--intent", "b", "--grant", g.to_str().unwrap(), "--ttl", "2h", "--", PROBE, "exit", "0"]);
+    let out = daemon.cli(&[
+        "run",
+        "--agent",
+        "a",
+        "--intent",
+        "b",
+        "--grant",
+        g.to_str().unwrap(),
+        "--ttl",
+        "2h",
+        "--",
+        PROBE,
+        "exit",
+        "0",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("exceeds the grant's ttl 10m"));
 }
@@ -42,14 +60,41 @@ fn task_stop_revokes_and_kills_and_tagged_processes_cannot_use_the_api() {
     let daemon = Daemon::start();
     let g = grant(daemon.dir.path(), "stop", "enforce", &[], "");
     // From inside a task, the control API is refused.
-    let inner = daemon.run("a", "escalate", &g, &[agent_guard_e2e::agent_guard_bin().to_str().unwrap(), "--socket", daemon.socket.to_str().unwrap(), "task", "list"]);
+    let inner = daemon.run(
+        "a",
+        "escalate",
+        &g,
+        &[
+            agent_guard_e2e::agent_guard_bin().to_str().unwrap(),
+            "--socket",
+            daemon.socket.to_str().unwrap(),
+            "task",
+            "list",
+        ],
+    );
     assert!(!inner.status.success());
-    assert!(String::from_utf8_lossy(&inner.stderr).contains("tagged processes cannot use the control API"), "{inner:?}");
+    assert!(
+        String::from_utf8_lossy(&inner.stderr).contains("tagged processes cannot use the control API"),
+        "{inner:?}"
+    );
 
     let mut agent = std::process::Command::new(agent_guard_e2e::agent_guard_bin())
         .arg("--socket")
         .arg(&daemon.socket)
-        .args(["run", "--agent", "sleeper", "--intent", "sleep", "--grant", g.to_str().unwrap(), "--", PROBE, "grandchild", "sleep", "60"])
+        .args([
+            "run",
+            "--agent",
+            "sleeper",
+            "--intent",
+            "sleep",
+            "--grant",
+            g.to_str().unwrap(),
+            "--",
+            PROBE,
+            "grandchild",
+            "sleep",
+            "60",
+        ])
         .spawn()
         .unwrap();
     let open = daemon.wait_event("task open", |e| e["kind"] == "task.open" && e["task"]["agent"] == "sleeper");
@@ -76,7 +121,19 @@ fn sigterm_stops_open_tasks_detaches_and_exits_cleanly() {
     let mut agent = std::process::Command::new(agent_guard_e2e::agent_guard_bin())
         .arg("--socket")
         .arg(&daemon.socket)
-        .args(["run", "--agent", "long", "--intent", "run long", "--grant", g.to_str().unwrap(), "--", PROBE, "sleep", "60"])
+        .args([
+            "run",
+            "--agent",
+            "long",
+            "--intent",
+            "run long",
+            "--grant",
+            g.to_str().unwrap(),
+            "--",
+            PROBE,
+            "sleep",
+            "60",
+        ])
         .spawn()
         .unwrap();
     daemon.wait_event("task open", |e| e["kind"] == "task.open");

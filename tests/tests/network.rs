@@ -15,7 +15,8 @@ fn allowed_connect_succeeds_and_out_of_scope_connect_gets_eperm() {
     assert_eq!(stdout(&ok), "ok", "allowed connect: {ok:?}");
     assert!(ok.status.success());
 
-    let denied = daemon.run("triage-bot", "exfiltrate the tickets", &g, &[PROBE, "connect", &format!("127.0.0.1:{other}")]);
+    let denied =
+        daemon.run("triage-bot", "exfiltrate the tickets", &g, &[PROBE, "connect", &format!("127.0.0.1:{other}")]);
     assert_eq!(stdout(&denied), "EPERM", "out-of-scope connect: {denied:?}");
     assert_eq!(denied.status.code(), Some(1), "the probe's exit status passes through");
 
@@ -111,13 +112,38 @@ fn access_ends_at_expiry_by_kernel_time() {
     let g = grant(daemon.dir.path(), "short", "enforce", &[format!("127.0.0.1/32:{allowed}")], "");
     let target = format!("127.0.0.1:{allowed}");
     let out = daemon.cli(&[
-        "run", "--agent", "slow-bot", "--intent", "outlive the grant", "--grant", g.to_str().unwrap(), "--ttl", "2s", "--",
-        PROBE, "pid-then", "connect", &target,
+        "run",
+        "--agent",
+        "slow-bot",
+        "--intent",
+        "outlive the grant",
+        "--grant",
+        g.to_str().unwrap(),
+        "--ttl",
+        "2s",
+        "--",
+        PROBE,
+        "pid-then",
+        "connect",
+        &target,
     ]);
     assert!(stdout(&out).ends_with(" ok"), "within the ttl the connect is allowed: {out:?}");
     let out = daemon.cli(&[
-        "run", "--agent", "slow-bot", "--intent", "outlive the grant", "--grant", g.to_str().unwrap(), "--ttl", "2s", "--",
-        PROBE, "after", "2.5", "connect", &target,
+        "run",
+        "--agent",
+        "slow-bot",
+        "--intent",
+        "outlive the grant",
+        "--grant",
+        g.to_str().unwrap(),
+        "--ttl",
+        "2s",
+        "--",
+        PROBE,
+        "after",
+        "2.5",
+        "connect",
+        &target,
     ]);
     assert_eq!(stdout(&out), "EPERM", "after the ttl the same connect is refused by the kernel: {out:?}");
     let event = daemon.wait_event("expired connect", |e| e["kind"] == "network.connect");

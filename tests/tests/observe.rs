@@ -28,13 +28,16 @@ fn out_of_scope_opens_and_execs_are_reported_with_their_would_be_decision() {
     let out = daemon.run("reader", "write notes", &g, &[PROBE, "open", inside.to_str().unwrap(), "w"]);
     assert_eq!(stdout(&out), "ok");
 
-    let secret = daemon.wait_event("open of the secret", |e| e["kind"] == "file.open" && e["object"]["path"] == outside.to_str().unwrap());
+    let secret = daemon.wait_event("open of the secret", |e| {
+        e["kind"] == "file.open" && e["object"]["path"] == outside.to_str().unwrap()
+    });
     assert_eq!(secret["decision"], "flagged");
     assert_eq!(secret["policy_decision"], "deny");
     assert_eq!(secret["enforcement"], "observe");
     assert_eq!(secret["object"]["access"], serde_json::json!(["read"]));
     assert_eq!(secret["task"]["intent"], "read secrets");
-    let write = daemon.wait_event("write of notes", |e| e["kind"] == "file.open" && e["object"]["path"] == inside.to_str().unwrap());
+    let write = daemon
+        .wait_event("write of notes", |e| e["kind"] == "file.open" && e["object"]["path"] == inside.to_str().unwrap());
     assert_eq!(write["object"]["access"], serde_json::json!(["write"]));
     assert_eq!(write["task"]["intent"], "write notes");
     // The in-scope read of notes.txt is not reported.
@@ -53,7 +56,8 @@ fn out_of_scope_opens_and_execs_are_reported_with_their_would_be_decision() {
     assert_eq!(exec["process"]["argv"], serde_json::json!(["/usr/bin/true", "--flag"]));
     assert_eq!(exec["decision"], "flagged");
     assert_eq!(exec["task"]["agent"], "runner");
-    let probe_execs = daemon.events().into_iter().filter(|e| e["kind"] == "process.exec" && e["object"]["path"] == PROBE).count();
+    let probe_execs =
+        daemon.events().into_iter().filter(|e| e["kind"] == "process.exec" && e["object"]["path"] == PROBE).count();
     assert_eq!(probe_execs, 0, "granted execs are not reported");
 }
 
@@ -75,6 +79,7 @@ fn relative_and_dotdot_paths_are_resolved_before_judging() {
     let out = daemon.run("rel", "dotdot", &g, &[PROBE, "open", &sneaky, "r"]);
     assert_eq!(stdout(&out), "ok");
     let out_txt = daemon.dir.path().join("out.txt").display().to_string();
-    let event = daemon.wait_event("dotdot open", |e| e["kind"] == "file.open" && e["object"]["path"] == out_txt.as_str());
+    let event =
+        daemon.wait_event("dotdot open", |e| e["kind"] == "file.open" && e["object"]["path"] == out_txt.as_str());
     assert_eq!(event["decision"], "flagged");
 }

@@ -22,7 +22,12 @@ fn grandchildren_and_daemonized_children_stay_tagged() {
     // which has exited by the time it connects.
     for (port, expect) in [(other, "EPERM"), (allowed, "ok")] {
         let result = daemon.dir.path().join(format!("daemonized-{port}"));
-        let out = daemon.run("forker", "daemonize", &g, &[PROBE, "daemonize", result.to_str().unwrap(), "connect", &format!("127.0.0.1:{port}")]);
+        let out = daemon.run(
+            "forker",
+            "daemonize",
+            &g,
+            &[PROBE, "daemonize", result.to_str().unwrap(), "connect", &format!("127.0.0.1:{port}")],
+        );
         assert_eq!(stdout(&out), "started");
         let deadline = Instant::now() + Duration::from_secs(10);
         while !result.exists() {
@@ -71,7 +76,10 @@ fn a_reused_pid_does_not_inherit_a_stale_tag() {
     daemon.wait_event("task.close", |e| e["kind"] == "task.close");
     for _attempt in 0..50 {
         std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).expect("write ns_last_pid (root)");
-        let direct = std::process::Command::new(PROBE).args(["pid-then", "connect", &format!("127.0.0.1:{other}")]).output().unwrap();
+        let direct = std::process::Command::new(PROBE)
+            .args(["pid-then", "connect", &format!("127.0.0.1:{other}")])
+            .output()
+            .unwrap();
         let line = stdout(&direct);
         let (new_pid, result) = line.split_once(' ').unwrap();
         if new_pid.parse::<u32>().unwrap() == pid {

@@ -49,6 +49,18 @@ pub fn test(toolchain: &str) -> Result<()> {
     if !is_root() {
         return Err("the end-to-end tests load eBPF programs: run `cargo xtask test` as root".into());
     }
+    step("formatting and lints");
+    run(cargo(toolchain).args(["fmt", "--all", "--check"]))?;
+    run(cargo(toolchain).args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "agent-guard-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     step("unit tests (grants, matching, event decoding) and end-to-end tests on this host's kernel");
     let mut cmd = cargo(toolchain);
     cmd.args(["test", "--workspace", "--exclude", "agent-guard-ebpf"]).env("AGENT_GUARD_BIN", agent_guard_bin());
@@ -66,14 +78,16 @@ fn run_counting_tests(cmd: &mut Command) -> Result<(u64, u64)> {
     use std::io::{BufRead, BufReader};
     let shown = format!("{cmd:?}");
     eprintln!("    $ {shown}");
-    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().map_err(|e| format!("cannot start {shown}: {e}"))?;
+    let mut child =
+        cmd.stdout(std::process::Stdio::piped()).spawn().map_err(|e| format!("cannot start {shown}: {e}"))?;
     let (mut passed, mut failed) = (0, 0);
     for line in BufReader::new(child.stdout.take().expect("piped stdout")).lines() {
         let line = line.map_err(|e| format!("reading test output: {e}"))?;
         println!("{line}");
         if let Some(rest) = line.strip_prefix("test result: ") {
             let count = |word: &str| {
-                rest.split(';').find_map(|part| part.trim().strip_suffix(word)?.trim().rsplit(' ').next()?.parse::<u64>().ok())
+                rest.split(';')
+                    .find_map(|part| part.trim().strip_suffix(word)?.trim().rsplit(' ').next()?.parse::<u64>().ok())
             };
             passed += count(" passed").unwrap_or(0);
             failed += count(" failed").unwrap_or(0);

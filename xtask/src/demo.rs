@@ -67,7 +67,9 @@ pub fn run(toolchain: &str) -> Result<()> {
     let events = dir.join("events.jsonl");
     let grant = workspace_root().join("policies/examples/triage-tickets.yaml");
 
-    step(&format!("stand-in services: ticket service on 127.0.0.1:{TICKETS_PORT}, paste site on 127.0.0.1:{PASTE_PORT}"));
+    step(&format!(
+        "stand-in services: ticket service on 127.0.0.1:{TICKETS_PORT}, paste site on 127.0.0.1:{PASTE_PORT}"
+    ));
     serve(TICKETS_PORT, "ticket 4412: printer on fire\n")?;
     serve(PASTE_PORT, "pasted\n")?;
 
@@ -82,7 +84,13 @@ pub fn run(toolchain: &str) -> Result<()> {
         .map_err(|e| format!("cannot start the daemon: {e}"))?;
     let daemon = Daemon { child, socket: socket.clone() };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !agent_guard(&daemon.socket).arg("status").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success()) {
+    while !agent_guard(&daemon.socket)
+        .arg("status")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
         if Instant::now() > deadline {
             return Err("the daemon did not answer within 60 s".into());
         }
@@ -94,26 +102,36 @@ pub fn run(toolchain: &str) -> Result<()> {
     eprintln!("{}", std::fs::read_to_string(&grant).map_err(|e| e.to_string())?);
 
     step("the agent fetches the ticket it was asked to summarise (in scope)");
-    let fetch = show(agent_guard(&socket).args(["run", "--agent", "support-bot", "--intent", "Summarise ticket 4412 for on-call", "--grant"]).arg(&grant).args([
-        "--",
-        "/usr/bin/curl",
-        "-sS",
-        "--max-time",
-        "5",
-        &format!("http://127.0.0.1:{TICKETS_PORT}/tickets/4412"),
-    ]))?;
+    let fetch = show(
+        agent_guard(&socket)
+            .args(["run", "--agent", "support-bot", "--intent", "Summarise ticket 4412 for on-call", "--grant"])
+            .arg(&grant)
+            .args([
+                "--",
+                "/usr/bin/curl",
+                "-sS",
+                "--max-time",
+                "5",
+                &format!("http://127.0.0.1:{TICKETS_PORT}/tickets/4412"),
+            ]),
+    )?;
 
     step("the same agent tries to post the ticket to a paste site (out of scope)");
-    let paste = show(agent_guard(&socket).args(["run", "--agent", "support-bot", "--intent", "Summarise ticket 4412 for on-call", "--grant"]).arg(&grant).args([
-        "--",
-        "/usr/bin/curl",
-        "-sS",
-        "--max-time",
-        "5",
-        "-d",
-        "ticket 4412",
-        &format!("http://127.0.0.1:{PASTE_PORT}/paste"),
-    ]))?;
+    let paste = show(
+        agent_guard(&socket)
+            .args(["run", "--agent", "support-bot", "--intent", "Summarise ticket 4412 for on-call", "--grant"])
+            .arg(&grant)
+            .args([
+                "--",
+                "/usr/bin/curl",
+                "-sS",
+                "--max-time",
+                "5",
+                "-d",
+                "ticket 4412",
+                &format!("http://127.0.0.1:{PASTE_PORT}/paste"),
+            ]),
+    )?;
 
     step("the event that explains the refusal");
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -10,11 +10,13 @@ use crate::cmd::{Result, is_root, run, step, workspace_root};
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
-const DEBIAN_PACKAGES: &[&str] = &["llvm-22-dev", "libpolly-22-dev"];
+/// The set measured to build bpf-linker 0.13 here (../shared/FACTS.md).
+const DEBIAN_PACKAGES: &[&str] = &["llvm-22-dev", "libpolly-22-dev", "clang-22"];
 
 /// PATH with LLVM 22's tools (bpf-linker's build needs llvm-config-22 there) and cargo's bin.
 pub fn path_with_tools() -> String {
-    let home = std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap_or_default()));
+    let home =
+        std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap_or_default()));
     format!("{LLVM_BIN}:{home}/bin:{}", std::env::var("PATH").unwrap_or_default())
 }
 
@@ -35,20 +37,29 @@ pub fn ensure_all() -> Result<String> {
     Ok(toolchain)
 }
 
+/// rust-src: the eBPF crate is built with build-std=core. clippy and rustfmt: `xtask test` lints.
+const COMPONENTS: &[&str] = &["rust-src", "clippy", "rustfmt"];
+
 fn ensure_toolchain(toolchain: &str) -> Result<()> {
     let installed = output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", toolchain]))
-        .is_some_and(|list| list.lines().any(|l| l.starts_with("rust-src")));
+        .is_some_and(|list| COMPONENTS.iter().all(|c| list.lines().any(|l| l.starts_with(c))));
     if installed {
-        eprintln!("ok: Rust toolchain {toolchain} with rust-src");
+        eprintln!("ok: Rust toolchain {toolchain} with {}", COMPONENTS.join(", "));
         return Ok(());
     }
-    step(&format!("installing Rust toolchain {toolchain} with rust-src (pinned in toolchain.txt)"));
-    run(Command::new("rustup").args(["toolchain", "install", toolchain, "--profile", "minimal", "--component", "rust-src"]))
+    step(&format!("installing Rust toolchain {toolchain} with {} (pinned in toolchain.txt)", COMPONENTS.join(", ")));
+    let mut install = Command::new("rustup");
+    install.args(["toolchain", "install", toolchain, "--profile", "minimal"]);
+    for component in COMPONENTS {
+        install.args(["--component", component]);
+    }
+    run(&mut install)
         .map_err(|e| format!("{e}\n  missing piece: Rust toolchain {toolchain} (rustup could not install it)"))
 }
 
 fn debian_installed(package: &str) -> bool {
-    output(Command::new("dpkg-query").args(["-W", "-f=${Status}", package])).is_some_and(|s| s.contains("install ok installed"))
+    output(Command::new("dpkg-query").args(["-W", "-f=${Status}", package]))
+        .is_some_and(|s| s.contains("install ok installed"))
 }
 
 fn ensure_llvm() -> Result<()> {
@@ -58,7 +69,10 @@ fn ensure_llvm() -> Result<()> {
         return Ok(());
     }
     if !is_root() {
-        return Err(format!("missing piece: Debian packages {} (run as root so apt-get can install them)", missing.join(" ")));
+        return Err(format!(
+            "missing piece: Debian packages {} (run as root so apt-get can install them)",
+            missing.join(" ")
+        ));
     }
     step(&format!("installing Debian packages {}", missing.join(" ")));
     run(Command::new("apt-get").arg("update").env("DEBIAN_FRONTEND", "noninteractive"))?;

@@ -57,7 +57,10 @@ pub fn main(socket: &Path, args: Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("unexpected reply from the daemon: {reply:?}");
     };
     if !args.quiet {
-        eprintln!("agent-guard: task {} open (agent {}, grant {}, {} mode, expires {})", task.id, task.agent, task.grant, task.mode, task.expires);
+        eprintln!(
+            "agent-guard: task {} open (agent {}, grant {}, {} mode, expires {})",
+            task.id, task.agent, task.grant, task.mode, task.expires
+        );
     }
     let err = std::process::Command::new(&args.command[0]).args(&args.command[1..]).exec();
     // exec returned: CMD could not be started. Exit like a shell does (127 not found, 126 otherwise).

@@ -20,7 +20,10 @@ pub enum Command {
 }
 
 fn print_table(tasks: &[TaskInfo]) {
-    println!("{:<5} {:<16} {:<8} {:<20} {:<8} {:>5}  {:<27} INTENT", "ID", "AGENT", "STATE", "GRANT", "MODE", "PROCS", "EXPIRES");
+    println!(
+        "{:<5} {:<16} {:<8} {:<20} {:<8} {:>5}  {:<27} INTENT",
+        "ID", "AGENT", "STATE", "GRANT", "MODE", "PROCS", "EXPIRES"
+    );
     for t in tasks {
         let state = serde_json::to_value(t.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
         println!(

@@ -26,7 +26,11 @@ pub enum Decoded {
     /// The last process of a task exited.
     TaskEmpty(u32),
     /// A child could not be tagged: kill it (fail closed) and report.
-    TagLost { task_id: u32, child: u32, event: Box<Event> },
+    TagLost {
+        task_id: u32,
+        child: u32,
+        event: Box<Event>,
+    },
     /// In scope after all (a path the kernel could not decide, resolved here).
     Nothing,
 }
@@ -69,7 +73,10 @@ fn action_event(reg: &Registry, kind: Kind, header: &EventHeader, task: Option<&
     });
     let grant = task.map_or("(unknown)".to_string(), |t| t.info.grant.clone());
     let (rule, reason) = match header.reason {
-        REASON_EXPIRED => ("grant.ttl".to_string(), format!("grant {grant} expired at {}", task.map_or("?", |t| t.info.expires.as_str()))),
+        REASON_EXPIRED => (
+            "grant.ttl".to_string(),
+            format!("grant {grant} expired at {}", task.map_or("?", |t| t.info.expires.as_str())),
+        ),
         REASON_REVOKED => ("task.stopped".to_string(), "the task was stopped: its grant is revoked".to_string()),
         _ => ("default-deny".to_string(), format!("no rule of grant {grant} allows this")),
     };
@@ -99,7 +106,8 @@ pub fn decode(reg: &Registry, record: KernelEvent) -> Decoded {
 }
 
 fn net_event(reg: &Registry, e: &NetEvent, task: Option<&Task>) -> Event {
-    let kind = if e.hook == HOOK_SENDMSG4 || e.hook == HOOK_SENDMSG6 { Kind::NetworkSend } else { Kind::NetworkConnect };
+    let kind =
+        if e.hook == HOOK_SENDMSG4 || e.hook == HOOK_SENDMSG6 { Kind::NetworkSend } else { Kind::NetworkConnect };
     let mut event = action_event(reg, kind, &e.header, task);
     let v6 = Ipv6Addr::from(e.addr);
     let address = v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4);
@@ -134,7 +142,14 @@ fn resolve(tgid: u32, dfd: i32, path: &str) -> Option<String> {
 
 /// For a path the kernel left undecided: Some(resolved path) if it is still out of scope,
 /// None if the grant allows it after all.
-fn undecided_path(e_flags: u32, header: &EventHeader, dfd: i32, raw: &str, need: u32, task: Option<&Task>) -> Option<(String, String)> {
+fn undecided_path(
+    e_flags: u32,
+    header: &EventHeader,
+    dfd: i32,
+    raw: &str,
+    need: u32,
+    task: Option<&Task>,
+) -> Option<(String, String)> {
     if e_flags & PATH_TRUNCATED != 0 {
         return Some((raw.to_string(), "path longer than the kernel matches (255 bytes): out of scope".into()));
     }
@@ -145,7 +160,13 @@ fn undecided_path(e_flags: u32, header: &EventHeader, dfd: i32, raw: &str, need:
     if allowed & need == need {
         return None;
     }
-    let how = if e_flags & PATH_RELATIVE != 0 { "relative" } else if e_flags & PATH_UNNORMALIZED != 0 { "unnormalised" } else { "" };
+    let how = if e_flags & PATH_RELATIVE != 0 {
+        "relative"
+    } else if e_flags & PATH_UNNORMALIZED != 0 {
+        "unnormalised"
+    } else {
+        ""
+    };
     Some((resolved, format!("{how} path resolved lexically by the daemon")))
 }
 

@@ -58,7 +58,10 @@ pub struct Kernel {
     pub warnings: Vec<String>,
 }
 
-fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, KernelError> {
+fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<T, KernelError> {
     let map = ebpf.take_map(name).ok_or(KernelError::MissingMap { name })?;
     T::try_from(map).map_err(|source| KernelError::Map { name, source })
 }
@@ -85,8 +88,7 @@ impl Kernel {
         tracefs::ensure_mounted()?;
         let mut warnings = Vec::new();
         let offset = |cat, event, field| -> Result<u32, KernelError> {
-            tracefs::field_offset(cat, event, field)?
-                .ok_or(KernelError::TracepointLayout { event, field })
+            tracefs::field_offset(cat, event, field)?.ok_or(KernelError::TracepointLayout { event, field })
         };
         let newtask_pid = offset("task", "task_newtask", "pid")?;
         let newtask_flags = offset("task", "task_newtask", "clone_flags")?;

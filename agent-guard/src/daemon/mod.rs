@@ -77,7 +77,11 @@ pub struct DaemonConfig {
 
 /// Runs until `shutdown` completes. Open tasks are stopped (their processes killed) at
 /// shutdown: once the programs are detached nothing would bound them any more.
-pub async fn run(config: DaemonConfig, listener: UnixListener, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+pub async fn run(
+    config: DaemonConfig,
+    listener: UnixListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
     let uid = nix::unistd::geteuid().as_raw();
     if uid != 0 {
         return Err(DaemonError::NotRoot { uid });
@@ -90,10 +94,12 @@ pub async fn run(config: DaemonConfig, listener: UnixListener, shutdown: impl Fu
     let (sink, writer) = output::start(Outputs { stdout: config.stdout, file: config.events_file.clone() })?;
     let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
     let enforcement = kernel.enforcement.clone();
-    let registry = Arc::new(Mutex::new(Registry::new(kernel, cgroup_root.join(&config.cgroup_name), host.clone(), sink.clone())));
+    let registry =
+        Arc::new(Mutex::new(Registry::new(kernel, cgroup_root.join(&config.cgroup_name), host.clone(), sink.clone())));
 
     let mut start = Event::new(Kind::GuardStart, &host, SystemTime::now());
-    start.enforcement = Some(format!("network={} file={} exec={}", enforcement.network, enforcement.file, enforcement.exec));
+    start.enforcement =
+        Some(format!("network={} file={} exec={}", enforcement.network, enforcement.file, enforcement.exec));
     sink.send(start);
     tracing::info!(network = %enforcement.network, file = %enforcement.file, exec = %enforcement.exec, "agent-guard started");
 
@@ -180,7 +186,10 @@ async fn read_events(mut ring: AsyncFd<RingBuf<MapData>>, registry: Arc<Mutex<Re
                 Decoded::TaskEmpty(id) => reg.close_task(id),
                 Decoded::TagLost { task_id, child, event } => {
                     // Fail closed: an untagged child of a task must not run.
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child as i32), nix::sys::signal::Signal::SIGKILL);
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(child as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
                     tracing::error!(task = task_id, child, "untaggable child killed");
                     reg.sink.send(*event);
                 }
@@ -214,4 +223,3 @@ fn report_drops(reg: &mut Registry) {
         tracing::error!(total, "kernel events dropped");
     }
 }
-

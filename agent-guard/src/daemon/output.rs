@@ -54,10 +54,10 @@ pub fn start(outputs: Outputs) -> Result<(EventSink, tokio::task::JoinHandle<()>
             if stdout && out.write_all(line.as_bytes()).and_then(|_| out.flush()).is_err() {
                 tracing::warn!("cannot write event {} to stdout", event.event_id);
             }
-            if let Some((path, writer)) = file.as_mut() {
-                if let Err(err) = writer.write_all(line.as_bytes()).and_then(|_| writer.flush()) {
-                    tracing::error!(path = %path.display(), %err, "cannot write event {}", event.event_id);
-                }
+            if let Some((path, writer)) = file.as_mut()
+                && let Err(err) = writer.write_all(line.as_bytes()).and_then(|_| writer.flush())
+            {
+                tracing::error!(path = %path.display(), %err, "cannot write event {}", event.event_id);
             }
         }
     });

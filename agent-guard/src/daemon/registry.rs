@@ -158,7 +158,12 @@ impl Registry {
         event.task = Some(task.task_ref());
         event.decision = Some(Decision::Allowed);
         event.enforcement = Some("none".into());
-        event.reason = Some(format!("ttl {}, mode {}, grant file {}", humantime::format_duration(ttl), info.mode, info.grant_source));
+        event.reason = Some(format!(
+            "ttl {}, mode {}, grant file {}",
+            humantime::format_duration(ttl),
+            info.mode,
+            info.grant_source
+        ));
         self.sink.send(event);
         self.tasks.insert(id, task);
         Ok(info)

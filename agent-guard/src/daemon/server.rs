@@ -64,7 +64,14 @@ fn handle_line(line: &str, peer_pid: u32, registry: &Mutex<Registry>) -> Respons
     }
     match request.body {
         RequestBody::OpenTask { agent, intent, grant_yaml, grant_source, ttl_secs } => reg
-            .open_task(OpenRequest { agent, intent, grant_yaml, grant_source, ttl: ttl_secs.map(Duration::from_secs), pid: peer_pid })
+            .open_task(OpenRequest {
+                agent,
+                intent,
+                grant_yaml,
+                grant_source,
+                ttl: ttl_secs.map(Duration::from_secs),
+                pid: peer_pid,
+            })
             .map_or_else(error, |task| ResponseBody::TaskOpened { task }),
         RequestBody::ListTasks => ResponseBody::Tasks { tasks: reg.list() },
         RequestBody::StopTask { id } => reg

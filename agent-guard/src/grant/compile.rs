@@ -61,14 +61,28 @@ impl CompiledGrant {
                 })
                 .map(|(i, r)| {
                     let rule_index = u16::try_from(i).unwrap_or(u16::MAX);
-                    (i, PortRule { port_lo: r.port_lo, port_hi: r.port_hi, protocols: r.protocols.0, _pad: 0, rule_index })
+                    (
+                        i,
+                        PortRule {
+                            port_lo: r.port_lo,
+                            port_hi: r.port_hi,
+                            protocols: r.protocols.0,
+                            _pad: 0,
+                            rule_index,
+                        },
+                    )
                 })
                 .collect();
             if covering.len() > MAX_PORT_RULES {
-                let prefix = rules.iter().find(|r| r.mapped_prefix() == (len, addr)).map(|r| r.net.to_string()).unwrap_or_default();
+                let prefix = rules
+                    .iter()
+                    .find(|r| r.mapped_prefix() == (len, addr))
+                    .map(|r| r.net.to_string())
+                    .unwrap_or_default();
                 return Err(CompileError::TooManyPortRules { prefix, count: covering.len() });
             }
-            let mut ports = NetPorts { count: covering.len() as u32, _pad: 0, rules: [PortRule::default(); MAX_PORT_RULES] };
+            let mut ports =
+                NetPorts { count: covering.len() as u32, _pad: 0, rules: [PortRule::default(); MAX_PORT_RULES] };
             for (slot, (_, rule)) in covering.into_iter().enumerate() {
                 ports.rules[slot] = rule;
             }

@@ -114,15 +114,14 @@ impl Grant {
 
     fn validate(&self) -> Result<(), String> {
         let name = &self.metadata.name;
-        if name.is_empty() || name.len() > 63 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
-            return Err(format!(
-                "metadata.name {name:?} must be 1-63 characters of letters, digits, '-', '_' or '.'"
-            ));
+        if name.is_empty()
+            || name.len() > 63
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            return Err(format!("metadata.name {name:?} must be 1-63 characters of letters, digits, '-', '_' or '.'"));
         }
-        if let Some(ttl) = self.spec.ttl {
-            if ttl.is_zero() {
-                return Err("spec.ttl must be longer than 0s".into());
-            }
+        if self.spec.ttl.is_some_and(|ttl| ttl.is_zero()) {
+            return Err("spec.ttl must be longer than 0s".into());
         }
         Ok(())
     }

@@ -6,7 +6,10 @@ use agent_guard_common::{
 };
 
 use super::*;
-use crate::grant::{compile::CompileError, net_rule::{mapped, prefix_contains}};
+use crate::grant::{
+    compile::CompileError,
+    net_rule::{mapped, prefix_contains},
+};
 
 const EXAMPLE: &str = r#"
 apiVersion: agent-guard.dev/v1
@@ -120,13 +123,31 @@ fn kernel_style_match(paths: &HashMap<u64, PathRule>, path: &str) -> u32 {
 
 #[test]
 fn compiled_paths_agree_with_the_reference_evaluator() {
-    let text = EXAMPLE.replace("\"/usr/**\"]", "\"/usr/**\", \"/etc/hosts\", \"/**\"]").replace("\"/var/log/*\"", "\"/var/log/*\", \"/srv/tickets/new/*\"");
+    let text = EXAMPLE
+        .replace("\"/usr/**\"]", "\"/usr/**\", \"/etc/hosts\", \"/**\"]")
+        .replace("\"/var/log/*\"", "\"/var/log/*\", \"/srv/tickets/new/*\"");
     let g = Grant::parse("x.yaml", &text).unwrap();
     let compiled: HashMap<u64, PathRule> = CompiledGrant::compile(&g).unwrap().paths.into_iter().collect();
     for path in [
-        "/", "/srv", "/srv/tickets", "/srv/tickets/4412", "/srv/tickets/a/b/c", "/srv/ticketsx", "/srv/tickets/new",
-        "/srv/tickets/new/x", "/srv/tickets/new/x/y", "/usr/bin/python3", "/usr/bin/curl", "/usr/bin/wget",
-        "/etc/hosts", "/etc/shadow", "/tmp/work", "/tmp/work/out.txt", "/tmp/workx", "/var/log", "/var/log/syslog",
+        "/",
+        "/srv",
+        "/srv/tickets",
+        "/srv/tickets/4412",
+        "/srv/tickets/a/b/c",
+        "/srv/ticketsx",
+        "/srv/tickets/new",
+        "/srv/tickets/new/x",
+        "/srv/tickets/new/x/y",
+        "/usr/bin/python3",
+        "/usr/bin/curl",
+        "/usr/bin/wget",
+        "/etc/hosts",
+        "/etc/shadow",
+        "/tmp/work",
+        "/tmp/work/out.txt",
+        "/tmp/workx",
+        "/var/log",
+        "/var/log/syslog",
         "/var/log/apt/history.log",
     ] {
         assert_eq!(kernel_style_match(&compiled, path), g.path_access(path), "path {path}");
@@ -152,13 +173,19 @@ fn compiled_nets_agree_with_the_reference_evaluator() {
                 .any(|r| r.protocols & proto != 0 && (r.port_lo..=r.port_hi).contains(&port))
         })
     };
-    let addrs: Vec<std::net::IpAddr> =
-        ["127.0.0.1", "127.0.0.2", "10.9.9.9", "10.1.2.3", "11.0.0.1", "::1", "::2"].iter().map(|a| a.parse().unwrap()).collect();
+    let addrs: Vec<std::net::IpAddr> = ["127.0.0.1", "127.0.0.2", "10.9.9.9", "10.1.2.3", "11.0.0.1", "::1", "::2"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
     for addr in addrs {
         for port in [53, 80, 443, 8080, 8085, 8091] {
             for proto in [PROTO_TCP, PROTO_UDP] {
                 let dest = mapped(addr);
-                assert_eq!(lookup(&dest, port, proto), g.connect_rule(&dest, port, proto).is_some(), "{addr}:{port}/{proto}");
+                assert_eq!(
+                    lookup(&dest, port, proto),
+                    g.connect_rule(&dest, port, proto).is_some(),
+                    "{addr}:{port}/{proto}"
+                );
             }
         }
     }
