@@ -96,11 +96,18 @@ impl Daemon {
         Command::new(agent_guard_bin()).arg("--socket").arg(&self.socket).args(args).output().expect("run agent-guard")
     }
 
-    /// `agent-guard run --agent AGENT --intent INTENT --grant GRANT -- CMD...`
+    /// `agent-guard run --agent AGENT --intent INTENT --grant GRANT [RUN_ARGS] -- CMD...`, not yet started.
+    pub fn run_command(&self, agent: &str, intent: &str, grant: &Path, run_args: &[&str], cmd: &[&str]) -> Command {
+        let mut command = Command::new(agent_guard_bin());
+        command.arg("--socket").arg(&self.socket);
+        command.args(["run", "--agent", agent, "--intent", intent, "--grant"]).arg(grant);
+        command.args(run_args).arg("--").args(cmd);
+        command
+    }
+
+    /// Runs `agent-guard run ... -- CMD...` to completion.
     pub fn run(&self, agent: &str, intent: &str, grant: &Path, cmd: &[&str]) -> Output {
-        let mut args = vec!["run", "--agent", agent, "--intent", intent, "--grant", grant.to_str().unwrap(), "--"];
-        args.extend_from_slice(cmd);
-        self.cli(&args)
+        self.run_command(agent, intent, grant, &[], cmd).output().expect("run agent-guard run")
     }
 
     /// Every event written so far.

@@ -36,21 +36,7 @@ fn a_malformed_grant_is_refused_with_file_line_and_nothing_applied() {
 fn a_ttl_longer_than_the_grant_allows_is_refused() {
     let daemon = Daemon::start();
     let g = grant(daemon.dir.path(), "ttl", "enforce", &[], "");
-    let out = daemon.cli(&[
-        "run",
-        "--agent",
-        "a",
-        "--intent",
-        "b",
-        "--grant",
-        g.to_str().unwrap(),
-        "--ttl",
-        "2h",
-        "--",
-        PROBE,
-        "exit",
-        "0",
-    ]);
+    let out = daemon.run_command("a", "b", &g, &["--ttl", "2h"], &[PROBE, "exit", "0"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("exceeds the grant's ttl 10m"));
 }
@@ -78,25 +64,8 @@ fn task_stop_revokes_and_kills_and_tagged_processes_cannot_use_the_api() {
         "{inner:?}"
     );
 
-    let mut agent = std::process::Command::new(agent_guard_e2e::agent_guard_bin())
-        .arg("--socket")
-        .arg(&daemon.socket)
-        .args([
-            "run",
-            "--agent",
-            "sleeper",
-            "--intent",
-            "sleep",
-            "--grant",
-            g.to_str().unwrap(),
-            "--",
-            PROBE,
-            "grandchild",
-            "sleep",
-            "60",
-        ])
-        .spawn()
-        .unwrap();
+    let mut agent =
+        daemon.run_command("sleeper", "sleep", &g, &[], &[PROBE, "grandchild", "sleep", "60"]).spawn().unwrap();
     let open = daemon.wait_event("task open", |e| e["kind"] == "task.open" && e["task"]["agent"] == "sleeper");
     let id = open["task"]["id"].to_string();
     std::thread::sleep(Duration::from_millis(300));
@@ -118,24 +87,7 @@ fn sigterm_stops_open_tasks_detaches_and_exits_cleanly() {
     let mut daemon = Daemon::start();
     let other = listener("127.0.0.1:0");
     let g = grant(daemon.dir.path(), "term", "enforce", &[], "");
-    let mut agent = std::process::Command::new(agent_guard_e2e::agent_guard_bin())
-        .arg("--socket")
-        .arg(&daemon.socket)
-        .args([
-            "run",
-            "--agent",
-            "long",
-            "--intent",
-            "run long",
-            "--grant",
-            g.to_str().unwrap(),
-            "--",
-            PROBE,
-            "sleep",
-            "60",
-        ])
-        .spawn()
-        .unwrap();
+    let mut agent = daemon.run_command("long", "run long", &g, &[], &[PROBE, "sleep", "60"]).spawn().unwrap();
     daemon.wait_event("task open", |e| e["kind"] == "task.open");
     let events = daemon.events.clone();
     let socket = daemon.socket.clone();
@@ -177,16 +129,16 @@ fn kernel_events_lost_to_a_full_ring_buffer_are_counted_and_reported() {
         "  files: {{read: [\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/sys/**\", \"/dev/**\", \"{probe_dir}/**\"]}}\n  exec: [\"{probe_dir}/*\"]\n"
     );
     let g = grant(daemon.dir.path(), "flood", "enforce", &[], &extra);
-    let mut agent = std::process::Command::new(agent_guard_e2e::agent_guard_bin())
-        .arg("--socket")
-        .arg(&daemon.socket)
-        .args(["run", "--agent", "flooder", "--intent", "flood", "--grant", g.to_str().unwrap(), "--", PROBE])
-        .args(["after", "1", "open-many", "300", target.to_str().unwrap(), "3"])
-        // cargo test points LD_LIBRARY_PATH at the toolchain: the loader's probing there would
-        // add out-of-scope opens of its own.
-        .env_remove("LD_LIBRARY_PATH")
-        .spawn()
-        .unwrap();
+    let mut agent = daemon.run_command(
+        "flooder",
+        "flood",
+        &g,
+        &[],
+        &[PROBE, "after", "1", "open-many", "300", target.to_str().unwrap(), "3"],
+    );
+    // cargo test points LD_LIBRARY_PATH at the toolchain: the loader's probing there would
+    // add out-of-scope opens of its own.
+    let mut agent = agent.env_remove("LD_LIBRARY_PATH").spawn().unwrap();
     daemon.wait_event("task open", |e| e["kind"] == "task.open");
     unsafe { libc::kill(daemon.pid() as i32, libc::SIGSTOP) };
     std::thread::sleep(Duration::from_millis(2500));

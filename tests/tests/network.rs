@@ -93,12 +93,7 @@ fn untagged_processes_are_never_affected() {
     let other = listener("127.0.0.1:0");
     let g = grant(daemon.dir.path(), "net-none", "enforce", &[], "");
     // A task is open (and denies everything) while an untagged process connects.
-    let mut agent = std::process::Command::new(agent_guard_e2e::agent_guard_bin())
-        .arg("--socket")
-        .arg(&daemon.socket)
-        .args(["run", "--agent", "a", "--intent", "wait", "--grant", g.to_str().unwrap(), "--", PROBE, "sleep", "3"])
-        .spawn()
-        .unwrap();
+    let mut agent = daemon.run_command("a", "wait", &g, &[], &[PROBE, "sleep", "3"]).spawn().unwrap();
     daemon.wait_event("task open", |e| e["kind"] == "task.open");
     let direct = std::process::Command::new(PROBE).args(["connect", &format!("127.0.0.1:{other}")]).output().unwrap();
     assert_eq!(stdout(&direct), "ok", "untagged connect must succeed");
@@ -111,40 +106,23 @@ fn access_ends_at_expiry_by_kernel_time() {
     let allowed = listener("127.0.0.1:0");
     let g = grant(daemon.dir.path(), "short", "enforce", &[format!("127.0.0.1/32:{allowed}")], "");
     let target = format!("127.0.0.1:{allowed}");
-    let out = daemon.cli(&[
-        "run",
-        "--agent",
+    let mut early = daemon.run_command(
         "slow-bot",
-        "--intent",
         "outlive the grant",
-        "--grant",
-        g.to_str().unwrap(),
-        "--ttl",
-        "2s",
-        "--",
-        PROBE,
-        "pid-then",
-        "connect",
-        &target,
-    ]);
+        &g,
+        &["--ttl", "2s"],
+        &[PROBE, "pid-then", "connect", &target],
+    );
+    let out = early.output().unwrap();
     assert!(stdout(&out).ends_with(" ok"), "within the ttl the connect is allowed: {out:?}");
-    let out = daemon.cli(&[
-        "run",
-        "--agent",
+    let mut late = daemon.run_command(
         "slow-bot",
-        "--intent",
         "outlive the grant",
-        "--grant",
-        g.to_str().unwrap(),
-        "--ttl",
-        "2s",
-        "--",
-        PROBE,
-        "after",
-        "2.5",
-        "connect",
-        &target,
-    ]);
+        &g,
+        &["--ttl", "2s"],
+        &[PROBE, "after", "2.5", "connect", &target],
+    );
+    let out = late.output().unwrap();
     assert_eq!(stdout(&out), "EPERM", "after the ttl the same connect is refused by the kernel: {out:?}");
     let event = daemon.wait_event("expired connect", |e| e["kind"] == "network.connect");
     assert_eq!(event["rule"], "grant.ttl");

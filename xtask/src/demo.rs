@@ -101,37 +101,19 @@ pub fn run(toolchain: &str) -> Result<()> {
     step(&format!("the grant the agent gets ({})", grant.display()));
     eprintln!("{}", std::fs::read_to_string(&grant).map_err(|e| e.to_string())?);
 
+    // The same agent and task intent both times: only the destination differs.
+    let curl = |args: &[&str]| {
+        let mut cmd = agent_guard(&socket);
+        cmd.args(["run", "--agent", "support-bot", "--intent", "Summarise ticket 4412 for on-call", "--grant"])
+            .arg(&grant);
+        cmd.args(["--", "/usr/bin/curl", "-sS", "--max-time", "5"]).args(args);
+        cmd
+    };
     step("the agent fetches the ticket it was asked to summarise (in scope)");
-    let fetch = show(
-        agent_guard(&socket)
-            .args(["run", "--agent", "support-bot", "--intent", "Summarise ticket 4412 for on-call", "--grant"])
-            .arg(&grant)
-            .args([
-                "--",
-                "/usr/bin/curl",
-                "-sS",
-                "--max-time",
-                "5",
-                &format!("http://127.0.0.1:{TICKETS_PORT}/tickets/4412"),
-            ]),
-    )?;
+    let fetch = show(&mut curl(&[&format!("http://127.0.0.1:{TICKETS_PORT}/tickets/4412")]))?;
 
     step("the same agent tries to post the ticket to a paste site (out of scope)");
-    let paste = show(
-        agent_guard(&socket)
-            .args(["run", "--agent", "support-bot", "--intent", "Summarise ticket 4412 for on-call", "--grant"])
-            .arg(&grant)
-            .args([
-                "--",
-                "/usr/bin/curl",
-                "-sS",
-                "--max-time",
-                "5",
-                "-d",
-                "ticket 4412",
-                &format!("http://127.0.0.1:{PASTE_PORT}/paste"),
-            ]),
-    )?;
+    let paste = show(&mut curl(&["-d", "ticket 4412", &format!("http://127.0.0.1:{PASTE_PORT}/paste")]))?;
 
     step("the event that explains the refusal");
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -170,42 +170,59 @@ fn undecided_path(
     Some((resolved, format!("{how} path resolved lexically by the daemon")))
 }
 
-fn file_event(reg: &Registry, e: &FileEvent, task: Option<&Task>) -> Decoded {
-    let raw = c_string(&e.path);
-    let (path, note) = if e.header.verdict == VERDICT_UNRESOLVED {
-        match undecided_path(e.path_flags, &e.header, e.dfd, &raw, e.access, task) {
-            Some(found) => (found.0, Some(found.1)),
-            None => return Decoded::Nothing,
-        }
+/// What the kernel saw of a path-bearing action (file open or exec).
+struct PathAction<'a> {
+    kind: Kind,
+    header: &'a EventHeader,
+    raw_path: &'a [u8],
+    path_flags: u32,
+    dfd: i32,
+    need: u32,
+}
+
+/// The event for an action the kernel could only observe, with the path it concerns; None
+/// when the path, resolved here because the kernel could not decide it, is in scope after all.
+fn observed_event(reg: &Registry, action: PathAction<'_>, task: Option<&Task>) -> Option<(Event, String)> {
+    let raw = c_string(action.raw_path);
+    let (path, note) = if action.header.verdict == VERDICT_UNRESOLVED {
+        let (path, note) = undecided_path(action.path_flags, action.header, action.dfd, &raw, action.need, task)?;
+        (path, Some(note))
     } else {
         (raw, None)
     };
-    let mut event = action_event(reg, Kind::FileOpen, &e.header, task);
+    let mut event = action_event(reg, action.kind, action.header, task);
     event.decision = Some(Decision::Flagged);
     event.enforcement = Some("observe".into());
     if let (Some(note), Some(reason)) = (note, event.reason.as_mut()) {
         reason.push_str(&format!(" ({note})"));
     }
+    Some((event, path))
+}
+
+fn file_event(reg: &Registry, e: &FileEvent, task: Option<&Task>) -> Decoded {
+    let action = PathAction {
+        kind: Kind::FileOpen,
+        header: &e.header,
+        raw_path: &e.path,
+        path_flags: e.path_flags,
+        dfd: e.dfd,
+        need: e.access,
+    };
+    let Some((mut event, path)) = observed_event(reg, action, task) else { return Decoded::Nothing };
     event.object = Some(Object::File { path, access: access_names(e.access) });
     Decoded::Event(Box::new(event))
 }
 
 fn exec_event(reg: &Registry, e: &ExecEvent, task: Option<&Task>) -> Decoded {
-    let raw = c_string(&e.path);
-    let (path, note) = if e.header.verdict == VERDICT_UNRESOLVED {
-        match undecided_path(e.path_flags, &e.header, AT_FDCWD, &raw, ACCESS_EXEC, task) {
-            Some(found) => (found.0, Some(found.1)),
-            None => return Decoded::Nothing,
-        }
-    } else {
-        (raw, None)
+    let action = PathAction {
+        kind: Kind::ProcessExec,
+        header: &e.header,
+        raw_path: &e.path,
+        path_flags: e.path_flags,
+        dfd: AT_FDCWD,
+        need: ACCESS_EXEC,
     };
-    let mut event = action_event(reg, Kind::ProcessExec, &e.header, task);
-    event.decision = Some(Decision::Flagged);
-    event.enforcement = Some("observe".into());
-    if let (Some(note), Some(reason)) = (note, event.reason.as_mut()) {
-        reason.push_str(&format!(" ({note})"));
-    }
+    let Some((mut event, path)) = observed_event(reg, action, task) else { return Decoded::Nothing };
     if let Some(process) = event.process.as_mut() {
         let argc = (e.argc as usize).min(e.argv.len());
         process.argv = Some(e.argv[..argc].iter().map(|a| c_string(a)).collect());
