@@ -44,7 +44,28 @@ pub fn build(toolchain: &str) -> Result<()> {
     run(cargo(toolchain).args(["build", "--package", "agent-guard", "--package", "agent-guard-e2e", "--bins"]))
 }
 
+/// Host tests (format, lints, unit, end-to-end) then the VM stage, with one closing line.
 pub fn test(toolchain: &str) -> Result<()> {
+    let host = host_tests(toolchain);
+    let vm = host.as_ref().map_err(Clone::clone).and_then(|_| crate::vm::test(toolchain));
+    let (mut passed, mut failed) = host.as_ref().copied().unwrap_or((0, 1));
+    if let Ok((p, f)) = vm {
+        passed += p;
+        failed += f;
+    } else if host.is_ok() {
+        failed += 1;
+    }
+    // One closing line for the whole run (cargo's last "test result" is only its last binary's).
+    println!("summary: {passed} passed, {failed} failed");
+    host?;
+    vm?;
+    if passed == 0 {
+        return Err("no test ran".into());
+    }
+    Ok(())
+}
+
+fn host_tests(toolchain: &str) -> Result<(u64, u64)> {
     build(toolchain)?;
     if !is_root() {
         return Err("the end-to-end tests load eBPF programs: run `cargo xtask test` as root".into());
@@ -64,13 +85,16 @@ pub fn test(toolchain: &str) -> Result<()> {
     step("unit tests (grants, matching, event decoding) and end-to-end tests on this host's kernel");
     let mut cmd = cargo(toolchain);
     cmd.args(["test", "--workspace", "--exclude", "agent-guard-ebpf"]).env("AGENT_GUARD_BIN", agent_guard_bin());
-    let (passed, failed) = run_counting_tests(&mut cmd)?;
-    // One closing line for the whole run (cargo's last "test result" is only its last binary's).
-    println!("summary: {passed} passed, {failed} failed");
-    if passed == 0 {
-        return Err("no test ran".into());
-    }
-    Ok(())
+    run_counting_tests(&mut cmd)
+}
+
+/// Adds up the counts of a libtest "test result: ok. N passed; M failed; ..." line.
+pub fn count_results(line: &str) -> Option<(u64, u64)> {
+    let rest = line.split("test result: ").nth(1)?;
+    let count = |word: &str| {
+        rest.split(';').find_map(|part| part.trim().strip_suffix(word)?.trim().rsplit(' ').next()?.parse::<u64>().ok())
+    };
+    Some((count(" passed").unwrap_or(0), count(" failed").unwrap_or(0)))
 }
 
 /// Runs `cargo test`, passing its output through, and adds up its "test result" lines.
@@ -84,19 +108,14 @@ fn run_counting_tests(cmd: &mut Command) -> Result<(u64, u64)> {
     for line in BufReader::new(child.stdout.take().expect("piped stdout")).lines() {
         let line = line.map_err(|e| format!("reading test output: {e}"))?;
         println!("{line}");
-        if let Some(rest) = line.strip_prefix("test result: ") {
-            let count = |word: &str| {
-                rest.split(';')
-                    .find_map(|part| part.trim().strip_suffix(word)?.trim().rsplit(' ').next()?.parse::<u64>().ok())
-            };
-            passed += count(" passed").unwrap_or(0);
-            failed += count(" failed").unwrap_or(0);
+        if let Some((p, f)) = count_results(&line) {
+            passed += p;
+            failed += f;
         }
     }
     let status = child.wait().map_err(|e| format!("{shown}: {e}"))?;
     if !status.success() {
-        println!("summary: {passed} passed, {failed} failed");
-        return Err(format!("{shown} failed with {status}"));
+        return Err(format!("{shown} failed with {status} ({passed} passed, {failed} failed)"));
     }
     Ok((passed, failed))
 }

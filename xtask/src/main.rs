@@ -4,12 +4,14 @@
 //!
 //!   cargo xtask setup   install what is missing: pinned nightly + rust-src, LLVM 22, bpf-linker
 //!   cargo xtask build   setup, then build agent-guard (and the test probe)
-//!   cargo xtask test    setup, build, then every test (unit + end-to-end as root)
+//!   cargo xtask test    setup, build, then every test (unit + end-to-end as root, then the VM stage)
+//!   cargo xtask vm-test setup, build, then the BPF LSM suite in a qemu VM
 //!   cargo xtask demo    setup, build, then show an agent's out-of-scope connect refused
 
 mod cmd;
 mod demo;
 mod setup;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -19,9 +21,12 @@ fn main() -> ExitCode {
         Some("setup") => setup::ensure_all().map(drop),
         Some("build") => setup::ensure_all().and_then(|tc| cmd::build(&tc)),
         Some("test") => setup::ensure_all().and_then(|tc| cmd::test(&tc)),
+        Some("vm-test") => setup::ensure_all().and_then(|tc| vm::test(&tc)).map(|(passed, failed)| {
+            println!("summary: {passed} passed, {failed} failed");
+        }),
         Some("demo") => setup::ensure_all().and_then(|tc| demo::run(&tc)),
         _ => {
-            eprintln!("usage: cargo xtask setup|build|test|demo");
+            eprintln!("usage: cargo xtask setup|build|test|vm-test|demo");
             return ExitCode::from(64);
         }
     };

@@ -57,7 +57,7 @@ fn ensure_toolchain(toolchain: &str) -> Result<()> {
         .map_err(|e| format!("{e}\n  missing piece: Rust toolchain {toolchain} (rustup could not install it)"))
 }
 
-fn debian_installed(package: &str) -> bool {
+pub fn debian_installed(package: &str) -> bool {
     output(Command::new("dpkg-query").args(["-W", "-f=${Status}", package]))
         .is_some_and(|s| s.contains("install ok installed"))
 }
@@ -75,12 +75,8 @@ fn ensure_llvm() -> Result<()> {
         ));
     }
     step(&format!("installing Debian packages {}", missing.join(" ")));
-    run(Command::new("apt-get").arg("update").env("DEBIAN_FRONTEND", "noninteractive"))?;
-    run(Command::new("apt-get")
-        .args(["install", "-y", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
-    .map_err(|e| format!("{e}\n  missing piece: {} (LLVM 22 from Debian bookworm-security)", missing.join(" ")))
+    apt_install(&missing)
+        .map_err(|e| format!("{e}\n  missing piece: {} (LLVM 22 from Debian bookworm-security)", missing.join(" ")))
 }
 
 fn ensure_bpf_linker() -> Result<()> {
@@ -95,4 +91,19 @@ fn ensure_bpf_linker() -> Result<()> {
         .args(["--no-default-features", "--features", "llvm-22"])
         .env("PATH", path_with_tools()))
     .map_err(|e| format!("{e}\n  missing piece: bpf-linker (needs llvm-22-dev and {LLVM_BIN} on PATH)"))
+}
+
+/// `apt-get update` then `apt-get install` of `packages`, as root, without recommends.
+pub fn apt_install(packages: &[&str]) -> Result<()> {
+    if !is_root() {
+        return Err(format!(
+            "missing piece: Debian packages {} (run as root so apt-get can install them)",
+            packages.join(" ")
+        ));
+    }
+    run(Command::new("apt-get").arg("update").env("DEBIAN_FRONTEND", "noninteractive"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "--no-install-recommends"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
 }
