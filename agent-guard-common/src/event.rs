@@ -39,6 +39,9 @@ pub const HOOK_CONNECT4: u32 = 1;
 pub const HOOK_CONNECT6: u32 = 2;
 pub const HOOK_SENDMSG4: u32 = 3;
 pub const HOOK_SENDMSG6: u32 = 4;
+/// The BPF LSM `socket_connect` hook (IPv4, IPv6).
+pub const HOOK_LSM_CONNECT4: u32 = 5;
+pub const HOOK_LSM_CONNECT6: u32 = 6;
 
 /// `FileEvent::path_flags` / `ExecEvent::path_flags`.
 pub const PATH_RELATIVE: u32 = 1;

@@ -19,6 +19,22 @@ static EXIT_GDEAD_OFF: u32 = 32;
 #[unsafe(no_mangle)]
 static EXEC_OLDPID_OFF: u32 = 16;
 
+/// BTF offsets for the LSM hooks (include/linux/fs.h, include/linux/binfmts.h,
+/// include/linux/net.h), read from /sys/kernel/btf/vmlinux by the daemon.
+#[unsafe(no_mangle)]
+static FILE_PATH_OFF: u32 = 0;
+#[unsafe(no_mangle)]
+static FILE_MODE_OFF: u32 = 0;
+#[unsafe(no_mangle)]
+static FILE_FLAGS_OFF: u32 = 0;
+#[unsafe(no_mangle)]
+static BPRM_FILE_OFF: u32 = 0;
+#[unsafe(no_mangle)]
+static SOCKET_TYPE_OFF: u32 = 0;
+/// 1 when the LSM hooks decide execs: the execve tracepoints then only capture argv for them.
+#[unsafe(no_mangle)]
+static EXEC_CAPTURE: u32 = 0;
+
 #[inline(always)]
 fn load(value: &'static u32) -> u32 {
     // SAFETY: reading a global the loader may have rewritten; volatile keeps the compiler
@@ -40,4 +56,22 @@ pub fn exit_group_dead_off() -> usize {
 }
 pub fn exec_old_pid_off() -> usize {
     load(&EXEC_OLDPID_OFF) as usize
+}
+pub fn file_path_off() -> usize {
+    load(&FILE_PATH_OFF) as usize
+}
+pub fn file_mode_off() -> usize {
+    load(&FILE_MODE_OFF) as usize
+}
+pub fn bprm_file_off() -> usize {
+    load(&BPRM_FILE_OFF) as usize
+}
+pub fn socket_type_off() -> usize {
+    load(&SOCKET_TYPE_OFF) as usize
+}
+pub fn exec_capture() -> bool {
+    load(&EXEC_CAPTURE) != 0
+}
+pub fn file_flags_off() -> usize {
+    load(&FILE_FLAGS_OFF) as usize
 }

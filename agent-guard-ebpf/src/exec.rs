@@ -10,7 +10,7 @@
 //! Fail-open/closed: observation only; a failed read skips the event and never affects exec.
 
 use agent_guard_common::{
-    event::{ACTION_ALLOWED, EXEC_ARG_LEN, EXEC_ARGS, KIND_EXEC, VERDICT_OUT_OF_SCOPE, VERDICT_UNRESOLVED},
+    event::{ACTION_ALLOWED, EXEC_ARG_LEN, EXEC_ARGS, ExecEvent, KIND_EXEC, VERDICT_OUT_OF_SCOPE, VERDICT_UNRESOLVED},
     path::{ACCESS_EXEC, PATH_MAX_MATCH},
 };
 use aya_ebpf::{
@@ -64,8 +64,15 @@ fn try_exec(filename: u64, argv: u64) {
         Ok(path) => path.len(),
         Err(_) => 0,
     };
+    if config::exec_capture() {
+        // BPF LSM decides this exec on the resolved binary (lsm.rs); keep path and argv for
+        // its event.
+        capture_args(event, argv);
+        let _ = EXEC_PENDING.insert(&current_tid(), event, 0);
+        return;
+    }
     let ended = task.grant_ended();
-    let matched = match_path(task.entry.grant_id, &event.path, len);
+    let matched = match_path(task.entry.grant_id, &event.path, len, false);
     let verdict = if ended.is_some() {
         VERDICT_OUT_OF_SCOPE
     } else if matched.flags != 0 {
@@ -77,6 +84,17 @@ fn try_exec(filename: u64, argv: u64) {
     } else {
         VERDICT_OUT_OF_SCOPE
     };
+    capture_args(event, argv);
+    event.header = emit::header(KIND_EXEC, verdict, task.out_of_scope_reason(), ACTION_ALLOWED, task.task_id);
+    event.path_flags = matched.flags;
+    if EXEC_PENDING.insert(&current_tid(), event, 0).is_err() {
+        emit::count_drop();
+    }
+}
+
+/// Copies up to EXEC_ARGS arguments of the user argv array into the event.
+#[inline(always)]
+fn capture_args(event: &mut ExecEvent, argv: u64) {
     event.argc = 0;
     for i in 0..EXEC_ARGS {
         // SAFETY: reading the i-th pointer of the user argv array; a fault ends the list.
@@ -89,11 +107,6 @@ fn try_exec(filename: u64, argv: u64) {
             break;
         }
         event.argc = i as u32 + 1;
-    }
-    event.header = emit::header(KIND_EXEC, verdict, task.out_of_scope_reason(), ACTION_ALLOWED, task.task_id);
-    event.path_flags = matched.flags;
-    if EXEC_PENDING.insert(&current_tid(), event, 0).is_err() {
-        emit::count_drop();
     }
 }
 

@@ -105,7 +105,7 @@ fn try_open(dfd: i64, filename: u64, flags: u32) {
     let len = path.len();
     let access = access_of(flags);
     let ended = task.grant_ended();
-    let matched = match_path(task.entry.grant_id, &event.path, len);
+    let matched = match_path(task.entry.grant_id, &event.path, len, false);
     let verdict = if ended.is_some() {
         VERDICT_OUT_OF_SCOPE
     } else if matched.flags != 0 {

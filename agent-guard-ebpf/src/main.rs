@@ -10,6 +10,7 @@ mod config;
 mod emit;
 mod exec;
 mod file;
+mod lsm;
 mod maps;
 mod net;
 mod path_match;

@@ -103,7 +103,7 @@ fn try_sock_addr(ctx: &SockAddrContext, hook: u32) -> i32 {
 }
 
 #[inline(always)]
-fn rule_allows(grant_id: u32, addr: &[u8; 16], port: u16, protocol: u32) -> bool {
+pub fn rule_allows(grant_id: u32, addr: &[u8; 16], port: u16, protocol: u32) -> bool {
     let proto_bit = match protocol {
         IPPROTO_TCP => PROTO_TCP,
         IPPROTO_UDP => PROTO_UDP,

@@ -76,8 +76,10 @@ extern "C" fn walk_byte(index: u64, ctx: *mut c_void) -> i64 {
 /// or a trailing '/' could otherwise slip past a prefix rule (`/srv/a/../../etc/shadow`), and
 /// a relative one needs the cwd. Those (and, to keep the check cheap, any component starting
 /// with '.') are returned undecided, flagged, for the daemon to resolve.
+/// `resolved` paths come from the kernel (d_path): absolute and normalised by construction,
+/// so names starting with '.' are matched instead of being handed to the daemon.
 #[inline(always)]
-pub fn match_path(grant_id: u32, path: &[u8; PATH_MAX_MATCH], len: usize) -> PathMatch {
+pub fn match_path(grant_id: u32, path: &[u8; PATH_MAX_MATCH], len: usize, resolved: bool) -> PathMatch {
     if len == 0 || path[0] != b'/' {
         return PathMatch { allowed: 0, flags: PATH_RELATIVE };
     }
@@ -104,7 +106,7 @@ pub fn match_path(grant_id: u32, path: &[u8; PATH_MAX_MATCH], len: usize) -> Pat
         // "/" itself: only a subtree rule on "/" covers it, looked up in the walk.
         return PathMatch { allowed: walk.allowed, flags: 0 };
     }
-    if walk.unnormalized != 0 || walk.prev == b'/' as u32 {
+    if !resolved && (walk.unnormalized != 0 || walk.prev == b'/' as u32) {
         return PathMatch { allowed: 0, flags: PATH_UNNORMALIZED };
     }
     let mut allowed = walk.allowed | walk.children;

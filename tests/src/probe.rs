@@ -6,6 +6,7 @@
 //!   grandchild VERB ARGS   runs VERB in a grandchild (fork, fork) and relays its line
 //!   daemonize OUT VERB ARGS  double fork + setsid; the orphaned grandchild writes its line
 //!                          to OUT after its parent chain is gone; returns at once
+//!   exec PROG ARGS         runs PROG (fork + exec) -> "ok" | "EPERM" | "error .."
 //!   exit N                 exits with status N
 //!   sleep SECS             sleeps
 //!   after SECS VERB ARGS   sleeps, then does VERB
@@ -50,6 +51,16 @@ fn act(args: &[String]) -> (String, i32) {
                     .open(path)
                     .map(drop),
             )
+        }
+        Some("exec") => {
+            let program = args.get(1).unwrap_or_else(|| usage());
+            outcome(std::process::Command::new(program).args(&args[2..]).status().and_then(|status| {
+                if status.success() {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::other(format!("{program} exited with {status}")))
+                }
+            }))
         }
         Some("exit") => std::process::exit(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(0)),
         Some("sleep") => {

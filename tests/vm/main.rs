@@ -1,21 +1,142 @@
 //! The end-to-end suite that needs BPF LSM. It runs inside the qemu VM booted by
 //! `cargo xtask vm-test` with the real daemon, real processes and real grant files; on a
-//! kernel without BPF LSM its first assertion fails loudly.
+//! kernel without BPF LSM the daemon (started with `--require lsm`) refuses to start and every
+//! case fails loudly.
+
+use std::path::{Path, PathBuf};
 
 use agent_guard_e2e::{Daemon, grant, listener, stdout};
 
 const PROBE: &str = env!("CARGO_BIN_EXE_ag-probe");
 
+/// What every process here needs to start: the loader, libraries, the probe itself, and
+/// /proc (Rust's runtime reads /proc/self/maps).
+fn base_files(extra_read: &[&Path], write: &[&Path], exec: &[&str]) -> String {
+    let probe_dir = Path::new(PROBE).parent().unwrap().display().to_string();
+    let mut read: Vec<String> = ["/lib/**", "/lib64/**", "/usr/**", "/etc/**", "/proc/**", "/sys/**", "/dev/**"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    read.push(format!("{probe_dir}/**"));
+    read.extend(extra_read.iter().map(|p| p.display().to_string()));
+    let quote = |v: Vec<String>| v.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+    let mut exec_list = vec![format!("{probe_dir}/*")];
+    exec_list.extend(exec.iter().map(|s| s.to_string()));
+    format!(
+        "  files: {{read: [{}], write: [{}]}}\n  exec: [{}]\n",
+        quote(read),
+        quote(write.iter().map(|p| p.display().to_string()).collect()),
+        quote(exec_list)
+    )
+}
+
+fn start() -> Daemon {
+    Daemon::start_with(&["--require", "lsm"])
+}
+
+struct Files {
+    allowed: PathBuf,
+    secret: PathBuf,
+    link_to_secret: PathBuf,
+}
+
+fn files(daemon: &Daemon) -> Files {
+    let dir = daemon.dir.path();
+    std::fs::create_dir_all(dir.join("work")).unwrap();
+    let allowed = dir.join("work/notes.txt");
+    let secret = dir.join("secret.txt");
+    let link_to_secret = dir.join("work/link");
+    std::fs::write(&allowed, "notes").unwrap();
+    std::fs::write(&secret, "secret").unwrap();
+    std::os::unix::fs::symlink(&secret, &link_to_secret).unwrap();
+    Files { allowed, secret, link_to_secret }
+}
+
 #[test]
-fn the_daemon_runs_and_enforces_network_in_the_vm() {
-    let daemon = Daemon::start();
+fn status_reports_lsm_for_every_capability() {
+    let daemon = start();
+    let status: serde_json::Value = serde_json::from_slice(&daemon.cli(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(status["enforcement"]["file"], "lsm");
+    assert_eq!(status["enforcement"]["exec"], "lsm");
+    assert_eq!(status["enforcement"]["network"], "lsm");
+}
+
+#[test]
+fn out_of_scope_opens_are_refused_in_the_kernel_on_the_resolved_file() {
+    let daemon = start();
+    let f = files(&daemon);
+    let work = daemon.dir.path().join("work");
+    let g = grant(daemon.dir.path(), "lsm-files", "enforce", &[], &base_files(&[&work.join("**")], &[], &[]));
+    let open = |path: &Path, mode: &str| {
+        stdout(&daemon.run("reader", "read notes", &g, &[PROBE, "open", path.to_str().unwrap(), mode]))
+    };
+    assert_eq!(open(&f.allowed, "r"), "ok");
+    assert_eq!(open(&f.secret, "r"), "EPERM", "a file outside the grant");
+    assert_eq!(open(&f.link_to_secret, "r"), "EPERM", "a symlink inside the grant to a file outside it");
+    assert_eq!(open(&f.allowed, "w"), "EPERM", "write access the grant does not give");
+    let sneaky = format!("{}/../secret.txt", work.display());
+    assert_eq!(open(Path::new(&sneaky), "r"), "EPERM", "'..' out of the granted tree");
+
+    let event = daemon
+        .wait_event("denied open", |e| e["kind"] == "file.open" && e["object"]["path"] == f.secret.to_str().unwrap());
+    assert_eq!(event["decision"], "denied");
+    assert_eq!(event["enforcement"], "lsm");
+    assert_eq!(event["task"]["intent"], "read notes");
+    assert_eq!(event["object"]["access"], serde_json::json!(["read"]));
+    // The untagged harness reads the secret freely.
+    assert_eq!(std::fs::read_to_string(&f.secret).unwrap(), "secret");
+    let direct = std::process::Command::new(PROBE).args(["open", f.secret.to_str().unwrap(), "r"]).output().unwrap();
+    assert_eq!(stdout(&direct), "ok");
+}
+
+#[test]
+fn audit_mode_flags_out_of_scope_opens_and_lets_them_through() {
+    let daemon = start();
+    let f = files(&daemon);
+    let g = grant(daemon.dir.path(), "lsm-audit", "audit", &[], &base_files(&[], &[], &[]));
+    let out = daemon.run("auditor", "look around", &g, &[PROBE, "open", f.secret.to_str().unwrap(), "r"]);
+    assert_eq!(stdout(&out), "ok");
+    let event = daemon
+        .wait_event("flagged open", |e| e["kind"] == "file.open" && e["object"]["path"] == f.secret.to_str().unwrap());
+    assert_eq!(event["decision"], "flagged");
+    assert_eq!(event["enforcement"], "lsm");
+    assert_eq!(event["policy_decision"], "flag");
+}
+
+#[test]
+fn out_of_scope_execs_are_refused_and_reported_with_argv() {
+    let daemon = start();
+    let g = grant(daemon.dir.path(), "lsm-exec", "enforce", &[], &base_files(&[], &[], &[]));
+    let out = daemon.run("runner", "run busybox", &g, &[PROBE, "exec", "/bin/busybox", "true", "--flag"]);
+    assert_eq!(stdout(&out), "EPERM", "{out:?}");
+    let event = daemon.wait_event("denied exec", |e| e["kind"] == "process.exec");
+    assert_eq!(event["decision"], "denied");
+    assert_eq!(event["enforcement"], "lsm");
+    assert_eq!(event["object"]["path"], "/bin/busybox");
+    assert_eq!(event["process"]["argv"], serde_json::json!(["/bin/busybox", "true", "--flag"]));
+
+    let allowed = grant(daemon.dir.path(), "lsm-exec-ok", "enforce", &[], &base_files(&[], &[], &["/bin/busybox"]));
+    let out = daemon.run("runner", "run busybox", &allowed, &[PROBE, "exec", "/bin/busybox", "true"]);
+    assert_eq!(stdout(&out), "ok", "{out:?}");
+}
+
+#[test]
+fn connects_are_refused_by_the_lsm_hook() {
+    let daemon = start();
     let allowed = listener("127.0.0.1:0");
     let other = listener("127.0.0.1:0");
-    let g = grant(daemon.dir.path(), "vm-net", "enforce", &[format!("127.0.0.1/32:{allowed}")], "");
+    let g = grant(
+        daemon.dir.path(),
+        "lsm-net",
+        "enforce",
+        &[format!("127.0.0.1/32:{allowed}")],
+        &base_files(&[], &[], &[]),
+    );
     let ok = daemon.run("vm-bot", "in scope", &g, &[PROBE, "connect", &format!("127.0.0.1:{allowed}")]);
-    assert_eq!(stdout(&ok), "ok", "{ok:?}\n{}", daemon.stderr());
+    assert_eq!(stdout(&ok), "ok", "{ok:?}");
     let denied = daemon.run("vm-bot", "out of scope", &g, &[PROBE, "connect", &format!("127.0.0.1:{other}")]);
     assert_eq!(stdout(&denied), "EPERM", "{denied:?}");
-    let status = daemon.cli(&["status"]);
-    println!("{}", String::from_utf8_lossy(&status.stdout));
+    let event = daemon.wait_event("denied connect", |e| e["kind"] == "network.connect");
+    assert_eq!(event["enforcement"], "lsm");
+    assert_eq!(event["object"]["port"], other);
 }

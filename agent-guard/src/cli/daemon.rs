@@ -31,6 +31,10 @@ pub struct Args {
     /// Most tasks at once.
     #[arg(long, default_value_t = agent_guard_common::maps::DEFAULT_TASKS)]
     max_tasks: u32,
+    /// Refuse to start unless network, file and exec are all enforced at least at this level
+    /// (lsm > cgroup > kill > observe).
+    #[arg(long, value_enum)]
+    require: Option<crate::daemon::Level>,
     /// Size of the kernel-to-daemon ring buffer in bytes: a power of two, at least 4096.
     #[arg(long, default_value_t = agent_guard_common::maps::DEFAULT_EVENTS_BYTES, value_parser = ring_size)]
     ring_buffer_bytes: u32,
@@ -84,6 +88,7 @@ pub fn main(socket: &Path, args: Args) -> anyhow::Result<ExitCode> {
             ..MapSizes::default()
         },
         cgroup_name: args.cgroup_name,
+        require: args.require,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {

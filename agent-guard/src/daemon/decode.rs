@@ -5,8 +5,9 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use agent_guard_common::{
     event::{
-        ACTION_BLOCKED, EventHeader, ExecEvent, FileEvent, HOOK_SENDMSG4, HOOK_SENDMSG6, KernelEvent, NetEvent,
-        PATH_RELATIVE, PATH_TRUNCATED, PATH_UNNORMALIZED, REASON_EXPIRED, REASON_REVOKED, VERDICT_UNRESOLVED,
+        ACTION_BLOCKED, EventHeader, ExecEvent, FileEvent, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, HOOK_SENDMSG4,
+        HOOK_SENDMSG6, KernelEvent, NetEvent, PATH_RELATIVE, PATH_TRUNCATED, PATH_UNNORMALIZED, REASON_EXPIRED,
+        REASON_REVOKED, VERDICT_UNRESOLVED,
     },
     path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE},
 };
@@ -117,7 +118,8 @@ fn net_event(reg: &Registry, e: &NetEvent, task: Option<&Task>) -> Event {
         other => format!("ip-proto-{other}"),
     };
     event.decision = Some(if e.header.action == ACTION_BLOCKED { Decision::Denied } else { Decision::Flagged });
-    event.enforcement = Some("cgroup".into());
+    let lsm = e.hook == HOOK_LSM_CONNECT4 || e.hook == HOOK_LSM_CONNECT6;
+    event.enforcement = Some(if lsm { "lsm" } else { "cgroup" }.into());
     if event.rule.as_deref() == Some("default-deny") {
         event.reason = Some(format!(
             "no rule of grant {} allows {protocol} to {address}:{}",
@@ -180,7 +182,7 @@ struct PathAction<'a> {
     need: u32,
 }
 
-/// The event for an action the kernel could only observe, with the path it concerns; None
+/// The event for a file or exec action, with the path it concerns; None
 /// when the path, resolved here because the kernel could not decide it, is in scope after all.
 fn observed_event(reg: &Registry, action: PathAction<'_>, task: Option<&Task>) -> Option<(Event, String)> {
     let raw = c_string(action.raw_path);
@@ -191,8 +193,10 @@ fn observed_event(reg: &Registry, action: PathAction<'_>, task: Option<&Task>) -
         (raw, None)
     };
     let mut event = action_event(reg, action.kind, action.header, task);
-    event.decision = Some(Decision::Flagged);
-    event.enforcement = Some("observe".into());
+    // Refused by a BPF LSM hook, or seen and let through (audit mode, or observation only).
+    event.decision = Some(if action.header.action == ACTION_BLOCKED { Decision::Denied } else { Decision::Flagged });
+    let levels = &reg.kernel.enforcement;
+    event.enforcement = Some(if action.kind == Kind::ProcessExec { &levels.exec } else { &levels.file }.clone());
     if let (Some(note), Some(reason)) = (note, event.reason.as_mut()) {
         reason.push_str(&format!(" ({note})"));
     }

@@ -14,10 +14,10 @@ use agent_guard_common::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
-    programs::{CgroupAttachMode, CgroupSockAddr, TracePoint},
+    programs::{CgroupAttachMode, CgroupSockAddr, Lsm, TracePoint},
 };
 
-use super::{KernelError, tracefs};
+use super::{KernelError, btf, tracefs};
 use crate::{api::Enforcement, grant::CompiledGrant};
 
 /// The eBPF object built by build.rs (aya-build) from the agent-guard-ebpf crate.
@@ -67,25 +67,55 @@ fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
 }
 
 /// Tracepoint programs: (program name, category, event).
+/// Tagging, and execve argv capture (for the exec events of either mode).
 const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("task_newtask", "task", "task_newtask"),
     ("sched_process_exit", "sched", "sched_process_exit"),
+    ("sys_enter_execve", "syscalls", "sys_enter_execve"),
+    ("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
+];
+/// Observation of file opens and execs, where BPF LSM is not available.
+const OBSERVE_TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sys_enter_openat", "syscalls", "sys_enter_openat"),
     ("sys_enter_open", "syscalls", "sys_enter_open"),
     ("sys_enter_openat2", "syscalls", "sys_enter_openat2"),
     ("sys_enter_creat", "syscalls", "sys_enter_creat"),
-    ("sys_enter_execve", "syscalls", "sys_enter_execve"),
-    ("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
     ("sched_process_exec", "sched", "sched_process_exec"),
 ];
+/// BPF LSM programs: (program name, LSM hook).
+const LSM_PROGRAMS: &[(&str, &str)] =
+    &[("file_open", "file_open"), ("bprm_check_security", "bprm_check_security"), ("socket_connect", "socket_connect")];
 
 const SOCK_ADDR_PROGRAMS: &[&str] = &["connect4", "connect6", "sendmsg4", "sendmsg6"];
 
 impl Kernel {
-    /// Loads every program and attaches it. Any failure is fatal and names the program: the
+    /// Loads every program and attaches it, with BPF LSM for file, exec and connect where the
+    /// kernel takes it; otherwise (unless `require_lsm`) file and exec are observed and the
+    /// reason is kept in `warnings`. Any other failure is fatal and names the program: the
     /// daemon never runs with less enforcement than it reports.
-    pub fn load(sizes: &MapSizes, cgroup_root: &Path) -> Result<(Kernel, RingBuf<MapData>), KernelError> {
+    pub fn load(
+        sizes: &MapSizes,
+        cgroup_root: &Path,
+        require_lsm: bool,
+    ) -> Result<(Kernel, RingBuf<MapData>), KernelError> {
         tracefs::ensure_mounted()?;
+        let lsm = btf::lsm_offsets().map_err(|detail| KernelError::LsmUnavailable { detail });
+        match lsm.and_then(|offsets| Self::load_mode(sizes, cgroup_root, Some(offsets))) {
+            Ok(loaded) => Ok(loaded),
+            Err(err @ (KernelError::LsmUnavailable { .. } | KernelError::Lsm { .. })) if !require_lsm => {
+                let (mut kernel, ring) = Self::load_mode(sizes, cgroup_root, None)?;
+                kernel.warnings.push(format!("file and exec are observed, not refused: {err}"));
+                Ok((kernel, ring))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    fn load_mode(
+        sizes: &MapSizes,
+        cgroup_root: &Path,
+        lsm: Option<btf::LsmOffsets>,
+    ) -> Result<(Kernel, RingBuf<MapData>), KernelError> {
         let mut warnings = Vec::new();
         let offset = |cat, event, field| -> Result<u32, KernelError> {
             tracefs::field_offset(cat, event, field)?.ok_or(KernelError::TracepointLayout { event, field })
@@ -118,10 +148,29 @@ impl Kernel {
             .override_global("EXIT_PID_OFF", &exit_pid, true)
             .override_global("EXEC_OLDPID_OFF", &exec_old_pid, true)
             .override_global("EXIT_GDEAD_OFF", &exit_group_dead, true)
+            .override_global("FILE_PATH_OFF", &lsm.map_or(0, |o| o.file_path), true)
+            .override_global("FILE_MODE_OFF", &lsm.map_or(0, |o| o.file_mode), true)
+            .override_global("FILE_FLAGS_OFF", &lsm.map_or(0, |o| o.file_flags), true)
+            .override_global("BPRM_FILE_OFF", &lsm.map_or(0, |o| o.bprm_file), true)
+            .override_global("SOCKET_TYPE_OFF", &lsm.map_or(0, |o| o.socket_type), true)
+            .override_global("EXEC_CAPTURE", &u32::from(lsm.is_some()), true)
             .load(EBPF_OBJECT)
             .map_err(|source| KernelError::Object { source: Box::new(source) })?;
 
-        for &(name, category, event) in TRACEPOINTS {
+        if lsm.is_some() {
+            let btf = aya::Btf::from_sys_fs().map_err(|e| KernelError::LsmUnavailable { detail: e.to_string() })?;
+            for &(name, hook) in LSM_PROGRAMS {
+                let program: &mut Lsm = ebpf
+                    .program_mut(name)
+                    .ok_or(KernelError::MissingProgram { name })?
+                    .try_into()
+                    .map_err(|source| KernelError::Program { name, source })?;
+                program.load(hook, &btf).map_err(|source| KernelError::Lsm { name, source })?;
+                program.attach().map_err(|source| KernelError::Lsm { name, source })?;
+            }
+        }
+        let observe: &[(&str, &str, &str)] = if lsm.is_some() { &[] } else { OBSERVE_TRACEPOINTS };
+        for &(name, category, event) in TRACEPOINTS.iter().chain(observe) {
             let program: &mut TracePoint = ebpf
                 .program_mut(name)
                 .ok_or(KernelError::MissingProgram { name })?
@@ -156,9 +205,11 @@ impl Kernel {
             path_rules: take(&mut ebpf, maps::PATH_RULES)?,
             drops: take(&mut ebpf, maps::EVENT_DROPS)?,
             _ebpf: ebpf,
-            // What is attached above, and nothing more: BPF LSM is not used yet, so file and
-            // exec are observed at syscall entry, not denied.
-            enforcement: Enforcement { network: "cgroup".into(), file: "observe".into(), exec: "observe".into() },
+            // What is attached above, and nothing more.
+            enforcement: match lsm {
+                Some(_) => Enforcement { network: "lsm".into(), file: "lsm".into(), exec: "lsm".into() },
+                None => Enforcement { network: "cgroup".into(), file: "observe".into(), exec: "observe".into() },
+            },
             warnings,
         };
         Ok((kernel, events))

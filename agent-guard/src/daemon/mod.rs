@@ -1,6 +1,7 @@
 //! The daemon: owns the kernel programs and maps, serves the API, turns kernel records into
 //! events. `run` takes its listener and shutdown signal as arguments so tests can drive it.
 
+mod btf;
 mod cgroup;
 mod clock;
 mod decode;
@@ -41,7 +42,7 @@ pub enum KernelError {
     Object { source: Box<aya::EbpfError> },
     #[error("the eBPF object has no program {name}")]
     MissingProgram { name: &'static str },
-    #[error("kernel program {name}: {source:#}")]
+    #[error("kernel program {name}: {source}")]
     Program { name: &'static str, source: aya::programs::ProgramError },
     #[error("the eBPF object has no map {name}")]
     MissingMap { name: &'static str },
@@ -49,6 +50,10 @@ pub enum KernelError {
     Map { name: &'static str, source: aya::maps::MapError },
     #[error("cgroup {path}: {source}")]
     Cgroup { path: PathBuf, source: std::io::Error },
+    #[error("BPF LSM is not available: {detail}")]
+    LsmUnavailable { detail: String },
+    #[error("BPF LSM program {name} does not load or attach on this kernel: {source}")]
+    Lsm { name: &'static str, source: aya::programs::ProgramError },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +68,41 @@ pub enum DaemonError {
     Output(#[from] output::OutputError),
     #[error("ring buffer {0}")]
     RingBuffer(std::io::Error),
+    #[error("--require {want}: {capability} enforcement on this kernel is only `{have}`{why}")]
+    Required { want: Level, capability: &'static str, have: String, why: String },
+}
+
+/// Enforcement levels, strongest last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Level {
+    /// Reported only.
+    Observe,
+    /// The process is killed at syscall entry (the syscall's effects may happen).
+    Kill,
+    /// Refused by a cgroup program.
+    Cgroup,
+    /// Refused by a BPF LSM hook on the object the kernel resolved.
+    Lsm,
+}
+
+impl std::fmt::Display for Level {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Level::Observe => "observe",
+            Level::Kill => "kill",
+            Level::Cgroup => "cgroup",
+            Level::Lsm => "lsm",
+        })
+    }
+}
+
+fn level_of(name: &str) -> Level {
+    match name {
+        "lsm" => Level::Lsm,
+        "cgroup" => Level::Cgroup,
+        "kill" => Level::Kill,
+        _ => Level::Observe,
+    }
 }
 
 pub struct DaemonConfig {
@@ -73,6 +113,8 @@ pub struct DaemonConfig {
     pub map_sizes: MapSizes,
     /// Name of the cgroup directory (under the cgroup v2 root) that holds the task cgroups.
     pub cgroup_name: String,
+    /// Refuse to start unless every capability is enforced at least at this level.
+    pub require: Option<Level>,
 }
 
 /// Runs until `shutdown` completes. Open tasks are stopped (their processes killed) at
@@ -87,7 +129,16 @@ pub async fn run(
         return Err(DaemonError::NotRoot { uid });
     }
     let cgroup_root = cgroup::cgroup2_root()?;
-    let (kernel, ring) = kernel::Kernel::load(&config.map_sizes, &cgroup_root)?;
+    let (kernel, ring) = kernel::Kernel::load(&config.map_sizes, &cgroup_root, config.require == Some(Level::Lsm))?;
+    if let Some(want) = config.require {
+        let e = &kernel.enforcement;
+        for (capability, have) in [("network", &e.network), ("file", &e.file), ("exec", &e.exec)] {
+            if level_of(have) < want {
+                let why = kernel.warnings.first().map(|w| format!(" ({w})")).unwrap_or_default();
+                return Err(DaemonError::Required { want, capability, have: have.clone(), why });
+            }
+        }
+    }
     for warning in &kernel.warnings {
         tracing::warn!("{warning}");
     }

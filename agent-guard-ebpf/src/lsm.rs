@@ -1,0 +1,248 @@
+//! BPF LSM hooks: in-kernel denial on the object the kernel resolved, where the kernel allows
+//! BPF LSM (CONFIG_BPF_LSM=y and `bpf` in the active LSM list). The daemon loads these only
+//! after probing that they load; otherwise file and exec fall back to observation (file.rs,
+//! exec.rs) and say so.
+//!
+//! - `file_open` (security_file_open, fs/open.c do_dentry_open): the opened file, after path
+//!   resolution and symlinks, with its access from `f_mode`: no time-of-check/time-of-use gap.
+//! - `bprm_check_security` (security_bprm_check, fs/exec.c search_binary_handler): the binary
+//!   about to run. For a `#!` script it runs for the script and again for its interpreter
+//!   (load_script re-enters search_binary_handler), so both need `exec` in the grant.
+//! - `socket_connect` (security_socket_connect, net/socket.c __sys_connect_file): TCP and UDP
+//!   connects, in addition to the cgroup programs.
+//!
+//! Paths come from bpf_d_path (allowed in these hooks: kernel/trace/bpf_trace.c
+//! bpf_d_path_allowed); they are absolute and normalised.
+//!
+//! Fail-open/closed: untagged processes are never affected. For a tagged process, a path that
+//! cannot be resolved into the 256-byte buffer, a missing scratch buffer, or an ended grant is
+//! refused in enforce mode. The verifier needs constant return values in [-4095, 0]: each hook
+//! returns the literal 0 or -1 (-EPERM).
+
+use agent_guard_common::{
+    event::{
+        ACTION_ALLOWED, ACTION_BLOCKED, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, KIND_EXEC, KIND_FILE, KIND_NET, NetEvent,
+        PATH_TRUNCATED, VERDICT_OUT_OF_SCOPE,
+    },
+    path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, PATH_MAX_MATCH},
+    task::MODE_AUDIT,
+};
+use aya_ebpf::{
+    bindings::path,
+    helpers::{bpf_probe_read_kernel, generated::bpf_d_path},
+    macros::lsm,
+    programs::LsmContext,
+};
+
+use crate::{
+    config, emit,
+    maps::{EXEC_PENDING, EXEC_SCRATCH, SCRATCH},
+    net::rule_allows,
+    path_match::match_path,
+    task::{CurrentTask, current_task, current_tid},
+};
+
+/// include/linux/fs.h
+const FMODE_READ: u32 = 0x1;
+const FMODE_WRITE: u32 = 0x2;
+/// The open flag open_exec() passes (fs/exec.c do_open_execat); it reaches f_flags, not f_mode.
+const FMODE_EXEC_FLAG: u32 = 0x20;
+const AT_FDCWD: i32 = -100;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const SOCK_STREAM: u16 = 1;
+const SOCK_DGRAM: u16 = 2;
+
+#[lsm(hook = "file_open")]
+pub fn file_open(ctx: LsmContext) -> i32 {
+    if try_file_open(&ctx) { 0 } else { -1 }
+}
+
+#[lsm(hook = "bprm_check_security")]
+pub fn bprm_check_security(ctx: LsmContext) -> i32 {
+    if try_bprm_check(&ctx) { 0 } else { -1 }
+}
+
+#[lsm(hook = "socket_connect")]
+pub fn socket_connect(ctx: LsmContext) -> i32 {
+    if try_socket_connect(&ctx) { 0 } else { -1 }
+}
+
+/// Writes the resolved path of `file` into `buf`; its length without the NUL, or None.
+#[inline(always)]
+fn resolve(file: *const u8, buf: &mut [u8; PATH_MAX_MATCH]) -> Option<usize> {
+    *buf = [0; PATH_MAX_MATCH];
+    // SAFETY: `file` is the hook's BTF pointer to a struct file and f_path its member at the
+    // offset the daemon read from BTF; the verifier checks both.
+    let len = unsafe {
+        bpf_d_path(file.add(config::file_path_off()) as *mut path, buf.as_mut_ptr().cast(), PATH_MAX_MATCH as u32)
+    };
+    if len <= 0 { None } else { Some(len as usize - 1) }
+}
+
+/// The verdict for a resolved path: `true` to allow. Reports what it refuses or flags.
+#[inline(always)]
+fn try_file_open(ctx: &LsmContext) -> bool {
+    let Some(task) = current_task() else {
+        return true;
+    };
+    let file: *const u8 = ctx.arg(0);
+    // SAFETY: f_mode at the BTF offset of struct file.
+    let mode = unsafe { bpf_probe_read_kernel(file.add(config::file_mode_off()) as *const u32) }.unwrap_or(0);
+    let mut need = 0;
+    if mode & FMODE_READ != 0 {
+        need |= ACCESS_READ;
+    }
+    if mode & FMODE_WRITE != 0 {
+        need |= ACCESS_WRITE;
+    }
+    if need == 0 {
+        // O_PATH and similar opens give no access to the contents.
+        return true;
+    }
+    // The kernel opening a binary to run it (open_exec: the program, a script's interpreter,
+    // an ELF's loader) needs read or exec in the grant, and is reported as an exec; whether
+    // the program may run at all is also bprm_check_security's decision.
+    // SAFETY: f_flags at the BTF offset of struct file.
+    let flags = unsafe { bpf_probe_read_kernel(file.add(config::file_flags_off()) as *const u32) }.unwrap_or(0);
+    if flags & FMODE_EXEC_FLAG != 0 {
+        return decide_exec(&task, file, ACCESS_READ | ACCESS_EXEC);
+    }
+    let Some(event) = SCRATCH.get_ptr_mut(0) else {
+        return fail_closed(&task);
+    };
+    // SAFETY: per-CPU scratch entry, used by this program only until it returns.
+    let event = unsafe { &mut *event };
+    let resolved = resolve(file, &mut event.path);
+    let (allowed, flags) = match resolved {
+        Some(len) => (match_path(task.entry.grant_id, &event.path, len, true).allowed, 0),
+        None => (0, PATH_TRUNCATED),
+    };
+    if task.grant_ended().is_none() && allowed & need == need {
+        return true;
+    }
+    let audit = task.entry.mode == MODE_AUDIT;
+    event.header = emit::header(
+        KIND_FILE,
+        VERDICT_OUT_OF_SCOPE,
+        task.out_of_scope_reason(),
+        if audit { ACTION_ALLOWED } else { ACTION_BLOCKED },
+        task.task_id,
+    );
+    event.access = need;
+    event.open_flags = mode;
+    event.dfd = AT_FDCWD;
+    event.path_flags = flags;
+    emit::send(event);
+    audit
+}
+
+#[inline(always)]
+fn try_bprm_check(ctx: &LsmContext) -> bool {
+    let Some(task) = current_task() else {
+        return true;
+    };
+    let bprm: *const u8 = ctx.arg(0);
+    // SAFETY: a direct load through the hook's BTF pointer (struct linux_binprm), of its
+    // `file` member; the verifier types the result as a struct file pointer.
+    let file: *const u8 = unsafe { *(bprm.add(config::bprm_file_off()) as *const *const u8) };
+    decide_exec(&task, file, ACCESS_EXEC)
+}
+
+/// An exec of `file`, allowed when the grant gives it any of the `accept` bits. Refused or
+/// flagged execs are reported with the argv the execve tracepoint captured for this thread.
+#[inline(always)]
+fn decide_exec(task: &CurrentTask, file: *const u8, accept: u32) -> bool {
+    let Some(event) = EXEC_SCRATCH.get_ptr_mut(0) else {
+        return fail_closed(task);
+    };
+    // SAFETY: per-CPU scratch entry, used by this program only until it returns.
+    let event = unsafe { &mut *event };
+    let resolved = resolve(file, &mut event.path);
+    let (allowed, flags) = match resolved {
+        Some(len) => (match_path(task.entry.grant_id, &event.path, len, true).allowed, 0),
+        None => (0, PATH_TRUNCATED),
+    };
+    if task.grant_ended().is_none() && allowed & accept != 0 {
+        return true;
+    }
+    event.argc = 0;
+    // SAFETY: the value is copied at once.
+    if let Some(pending) = unsafe { EXEC_PENDING.get(&current_tid()) } {
+        event.argc = pending.argc;
+        event.argv = pending.argv;
+    }
+    let audit = task.entry.mode == MODE_AUDIT;
+    event.header = emit::header(
+        KIND_EXEC,
+        VERDICT_OUT_OF_SCOPE,
+        task.out_of_scope_reason(),
+        if audit { ACTION_ALLOWED } else { ACTION_BLOCKED },
+        task.task_id,
+    );
+    event.path_flags = flags;
+    emit::send(event);
+    audit
+}
+
+#[inline(always)]
+fn try_socket_connect(ctx: &LsmContext) -> bool {
+    let Some(task) = current_task() else {
+        return true;
+    };
+    let sock: *const u8 = ctx.arg(0);
+    let address: *const u8 = ctx.arg(1);
+    // SAFETY: struct sockaddr as copied into the kernel by move_addr_to_kernel; family first,
+    // then (for inet) the big-endian port and the address (include/uapi/linux/in.h, in6.h).
+    let family = unsafe { bpf_probe_read_kernel(address as *const u16) }.unwrap_or(0);
+    let sock_type = unsafe { bpf_probe_read_kernel(sock.add(config::socket_type_off()) as *const u16) }.unwrap_or(0);
+    let protocol = match sock_type {
+        SOCK_STREAM => 6,
+        SOCK_DGRAM => 17,
+        _ => return true,
+    };
+    let port = u16::from_be(unsafe { bpf_probe_read_kernel(address.add(2) as *const u16) }.unwrap_or(0));
+    let mut addr = [0u8; 16];
+    let hook = match family {
+        AF_INET => {
+            addr[10] = 0xff;
+            addr[11] = 0xff;
+            let v4 = unsafe { bpf_probe_read_kernel(address.add(4) as *const [u8; 4]) }.unwrap_or([0; 4]);
+            addr[12..16].copy_from_slice(&v4);
+            HOOK_LSM_CONNECT4
+        }
+        AF_INET6 => {
+            addr = unsafe { bpf_probe_read_kernel(address.add(8) as *const [u8; 16]) }.unwrap_or([0; 16]);
+            HOOK_LSM_CONNECT6
+        }
+        // AF_UNIX, AF_UNSPEC (disconnect) and others are not network destinations.
+        _ => return true,
+    };
+    if task.grant_ended().is_none() && rule_allows(task.entry.grant_id, &addr, port, protocol) {
+        return true;
+    }
+    let audit = task.entry.mode == MODE_AUDIT;
+    let event = NetEvent {
+        header: emit::header(
+            KIND_NET,
+            VERDICT_OUT_OF_SCOPE,
+            task.out_of_scope_reason(),
+            if audit { ACTION_ALLOWED } else { ACTION_BLOCKED },
+            task.task_id,
+        ),
+        hook,
+        protocol,
+        port: port as u32,
+        _pad: 0,
+        addr,
+    };
+    emit::send(&event);
+    audit
+}
+
+/// No scratch buffer: refuse in enforce mode without an event (counted as a drop).
+#[inline(always)]
+fn fail_closed(task: &CurrentTask) -> bool {
+    emit::count_drop();
+    task.entry.mode == MODE_AUDIT
+}
