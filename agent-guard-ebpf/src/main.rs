@@ -4,13 +4,17 @@
 #![no_main]
 // Atomic add/sub on map values: core's atomic types are not built for bpfel-unknown-none.
 #![feature(core_intrinsics)]
+// An empty asm makes LSM verdicts opaque to LLVM (lsm.rs: verdict).
+#![feature(asm_experimental_arch)]
 #![allow(internal_features, reason = "core_intrinsics is the only route to BPF_ATOMIC here")]
 
 mod config;
+mod dentry_path;
 mod emit;
 mod exec;
 mod file;
 mod lsm;
+mod lsm_tree;
 mod maps;
 mod net;
 mod path_match;

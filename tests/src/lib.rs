@@ -38,6 +38,8 @@ pub fn agent_guard_bin() -> PathBuf {
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+const START_TIMEOUT: Duration = Duration::from_secs(300);
+
 pub struct Daemon {
     child: Option<Child>,
     pub dir: tempfile::TempDir,
@@ -70,7 +72,8 @@ impl Daemon {
             .spawn()
             .expect("spawn agent-guard daemon");
         let mut daemon = Daemon { child: Some(child), dir, socket, events };
-        let deadline = Instant::now() + Duration::from_secs(90);
+        // Verifying the programs takes a while under emulation (the VM suite): allow for it.
+        let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(status) = daemon.child.as_mut().unwrap().try_wait().expect("try_wait") {
                 panic!("daemon exited with {status} before serving; stderr:\n{}", daemon.stderr());
@@ -78,7 +81,11 @@ impl Daemon {
             if UnixStream::connect(&daemon.socket).is_ok() && daemon.cli(&["status"]).status.success() {
                 return daemon;
             }
-            assert!(Instant::now() < deadline, "daemon did not serve within 90 s; stderr:\n{}", daemon.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not serve within {START_TIMEOUT:?}; stderr:\n{}",
+                daemon.stderr()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }

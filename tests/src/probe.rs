@@ -7,6 +7,8 @@
 //!   daemonize OUT VERB ARGS  double fork + setsid; the orphaned grandchild writes its line
 //!                          to OUT after its parent chain is gone; returns at once
 //!   exec PROG ARGS         runs PROG (fork + exec) -> "ok" | "EPERM" | "error .."
+//!   mkdir|rmdir|unlink|truncate|chmod|create PATH, reopen-rw PATH (via /proc/self/fd)
+//!   rename|link A B, symlink TARGET LINK
 //!   exit N                 exits with status N
 //!   sleep SECS             sleeps
 //!   after SECS VERB ARGS   sleeps, then does VERB
@@ -61,6 +63,38 @@ fn act(args: &[String]) -> (String, i32) {
                     Err(std::io::Error::other(format!("{program} exited with {status}")))
                 }
             }))
+        }
+        Some(verb @ ("mkdir" | "rmdir" | "unlink" | "truncate" | "chmod" | "create" | "reopen-rw")) => {
+            let path = args.get(1).unwrap_or_else(|| usage());
+            outcome(match verb {
+                "mkdir" => std::fs::create_dir(path),
+                "rmdir" => std::fs::remove_dir(path),
+                "unlink" => std::fs::remove_file(path),
+                "truncate" => std::fs::OpenOptions::new().write(true).open(path).and_then(|_| {
+                    // truncate(2) by path, not through the open file.
+                    let c = std::ffi::CString::new(path.as_str()).unwrap();
+                    if unsafe { libc::truncate(c.as_ptr(), 0) } == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                }),
+                "chmod" => std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)),
+                "create" => std::fs::OpenOptions::new().write(true).create_new(true).open(path).map(drop),
+                // Open read-only, then reopen the same file read-write through /proc/self/fd.
+                _ => std::fs::File::open(path).and_then(|f| {
+                    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+                    std::fs::OpenOptions::new().read(true).write(true).open(format!("/proc/self/fd/{fd}")).map(drop)
+                }),
+            })
+        }
+        Some(verb @ ("rename" | "link" | "symlink")) => {
+            let (a, b) = (args.get(1).unwrap_or_else(|| usage()), args.get(2).unwrap_or_else(|| usage()));
+            outcome(match verb {
+                "rename" => std::fs::rename(a, b),
+                "link" => std::fs::hard_link(a, b),
+                _ => std::os::unix::fs::symlink(a, b),
+            })
         }
         Some("exit") => std::process::exit(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(0)),
         Some("sleep") => {

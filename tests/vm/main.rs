@@ -30,18 +30,36 @@ fn base_files(extra_read: &[&Path], write: &[&Path], exec: &[&str]) -> String {
     )
 }
 
-fn start() -> Daemon {
-    Daemon::start_with(&["--require", "lsm"])
+/// One daemon for the whole suite: under emulation, verifying the programs is the slow part
+/// of a start. Each test works in its own directory, with its own grant and agent names.
+/// If it cannot start, the first test shows why and the others fail at once.
+fn start() -> &'static Daemon {
+    static DAEMON: std::sync::OnceLock<Option<Daemon>> = std::sync::OnceLock::new();
+    let daemon = DAEMON.get_or_init(|| {
+        std::panic::catch_unwind(|| Daemon::start_with(&["--require", "lsm"]))
+            .map_err(|panic| eprintln!("{}", panic.downcast_ref::<String>().map_or("daemon start failed", |s| s)))
+            .ok()
+    });
+    daemon.as_ref().expect("the daemon did not start with --require lsm (see the first failing test)")
 }
 
 struct Files {
+    /// This test's directory (removed at the end of the test).
+    dir: tempfile::TempDir,
     allowed: PathBuf,
     secret: PathBuf,
     link_to_secret: PathBuf,
 }
 
+impl Files {
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
 fn files(daemon: &Daemon) -> Files {
-    let dir = daemon.dir.path();
+    let temp = tempfile::tempdir_in(daemon.dir.path()).unwrap();
+    let dir = temp.path();
     std::fs::create_dir_all(dir.join("work")).unwrap();
     let allowed = dir.join("work/notes.txt");
     let secret = dir.join("secret.txt");
@@ -49,7 +67,7 @@ fn files(daemon: &Daemon) -> Files {
     std::fs::write(&allowed, "notes").unwrap();
     std::fs::write(&secret, "secret").unwrap();
     std::os::unix::fs::symlink(&secret, &link_to_secret).unwrap();
-    Files { allowed, secret, link_to_secret }
+    Files { dir: temp, allowed, secret, link_to_secret }
 }
 
 #[test]
@@ -64,9 +82,9 @@ fn status_reports_lsm_for_every_capability() {
 #[test]
 fn out_of_scope_opens_are_refused_in_the_kernel_on_the_resolved_file() {
     let daemon = start();
-    let f = files(&daemon);
-    let work = daemon.dir.path().join("work");
-    let g = grant(daemon.dir.path(), "lsm-files", "enforce", &[], &base_files(&[&work.join("**")], &[], &[]));
+    let f = files(daemon);
+    let work = f.path().join("work");
+    let g = grant(f.path(), "lsm-files", "enforce", &[], &base_files(&[&work.join("**")], &[], &[]));
     let open = |path: &Path, mode: &str| {
         stdout(&daemon.run("reader", "read notes", &g, &[PROBE, "open", path.to_str().unwrap(), mode]))
     };
@@ -92,8 +110,8 @@ fn out_of_scope_opens_are_refused_in_the_kernel_on_the_resolved_file() {
 #[test]
 fn audit_mode_flags_out_of_scope_opens_and_lets_them_through() {
     let daemon = start();
-    let f = files(&daemon);
-    let g = grant(daemon.dir.path(), "lsm-audit", "audit", &[], &base_files(&[], &[], &[]));
+    let f = files(daemon);
+    let g = grant(f.path(), "lsm-audit", "audit", &[], &base_files(&[], &[], &[]));
     let out = daemon.run("auditor", "look around", &g, &[PROBE, "open", f.secret.to_str().unwrap(), "r"]);
     assert_eq!(stdout(&out), "ok");
     let event = daemon
@@ -106,16 +124,17 @@ fn audit_mode_flags_out_of_scope_opens_and_lets_them_through() {
 #[test]
 fn out_of_scope_execs_are_refused_and_reported_with_argv() {
     let daemon = start();
-    let g = grant(daemon.dir.path(), "lsm-exec", "enforce", &[], &base_files(&[], &[], &[]));
+    let f = files(daemon);
+    let g = grant(f.path(), "lsm-exec", "enforce", &[], &base_files(&[], &[], &[]));
     let out = daemon.run("runner", "run busybox", &g, &[PROBE, "exec", "/bin/busybox", "true", "--flag"]);
     assert_eq!(stdout(&out), "EPERM", "{out:?}");
-    let event = daemon.wait_event("denied exec", |e| e["kind"] == "process.exec");
+    let event = daemon.wait_event("denied exec", |e| e["kind"] == "process.exec" && e["task"]["agent"] == "runner");
     assert_eq!(event["decision"], "denied");
     assert_eq!(event["enforcement"], "lsm");
     assert_eq!(event["object"]["path"], "/bin/busybox");
     assert_eq!(event["process"]["argv"], serde_json::json!(["/bin/busybox", "true", "--flag"]));
 
-    let allowed = grant(daemon.dir.path(), "lsm-exec-ok", "enforce", &[], &base_files(&[], &[], &["/bin/busybox"]));
+    let allowed = grant(f.path(), "lsm-exec-ok", "enforce", &[], &base_files(&[], &[], &["/bin/busybox"]));
     let out = daemon.run("runner", "run busybox", &allowed, &[PROBE, "exec", "/bin/busybox", "true"]);
     assert_eq!(stdout(&out), "ok", "{out:?}");
 }
@@ -125,18 +144,66 @@ fn connects_are_refused_by_the_lsm_hook() {
     let daemon = start();
     let allowed = listener("127.0.0.1:0");
     let other = listener("127.0.0.1:0");
-    let g = grant(
-        daemon.dir.path(),
-        "lsm-net",
-        "enforce",
-        &[format!("127.0.0.1/32:{allowed}")],
-        &base_files(&[], &[], &[]),
-    );
+    let f = files(daemon);
+    let g = grant(f.path(), "lsm-net", "enforce", &[format!("127.0.0.1/32:{allowed}")], &base_files(&[], &[], &[]));
     let ok = daemon.run("vm-bot", "in scope", &g, &[PROBE, "connect", &format!("127.0.0.1:{allowed}")]);
     assert_eq!(stdout(&ok), "ok", "{ok:?}");
     let denied = daemon.run("vm-bot", "out of scope", &g, &[PROBE, "connect", &format!("127.0.0.1:{other}")]);
     assert_eq!(stdout(&denied), "EPERM", "{denied:?}");
-    let event = daemon.wait_event("denied connect", |e| e["kind"] == "network.connect");
+    let event =
+        daemon.wait_event("denied connect", |e| e["kind"] == "network.connect" && e["task"]["agent"] == "vm-bot");
     assert_eq!(event["enforcement"], "lsm");
     assert_eq!(event["object"]["port"], other);
+}
+
+#[test]
+fn changes_to_the_file_tree_need_write_on_every_path_they_touch() {
+    let daemon = start();
+    let f = files(daemon);
+    let dir = f.path();
+    let work = dir.join("work");
+    let g = grant(f.path(), "lsm-tree", "enforce", &[], &base_files(&[], &[&work.join("**")], &[]));
+    let run = |args: &[&str]| {
+        let mut cmd = vec![PROBE];
+        cmd.extend_from_slice(args);
+        stdout(&daemon.run("writer", "edit the work tree", &g, &cmd))
+    };
+    let p = |path: PathBuf| path.display().to_string();
+    // Inside the writable tree: everything works.
+    assert_eq!(run(&["create", &p(work.join("new.txt"))]), "ok");
+    assert_eq!(run(&["mkdir", &p(work.join("sub"))]), "ok");
+    assert_eq!(run(&["rename", &p(work.join("new.txt")), &p(work.join("sub/moved.txt"))]), "ok");
+    assert_eq!(run(&["truncate", &p(work.join("sub/moved.txt"))]), "ok");
+    assert_eq!(run(&["chmod", &p(work.join("sub/moved.txt"))]), "ok");
+    assert_eq!(run(&["symlink", &p(f.secret.clone()), &p(work.join("sub/to-secret"))]), "ok");
+    assert_eq!(run(&["unlink", &p(work.join("sub/moved.txt"))]), "ok");
+    assert_eq!(run(&["unlink", &p(work.join("sub/to-secret"))]), "ok");
+    assert_eq!(run(&["rmdir", &p(work.join("sub"))]), "ok");
+    // Outside it: refused, whichever name is outside.
+    assert_eq!(run(&["create", &p(dir.join("outside.txt"))]), "EPERM", "O_CREAT outside");
+    assert_eq!(run(&["mkdir", &p(dir.join("outdir"))]), "EPERM");
+    assert_eq!(run(&["unlink", &p(f.secret.clone())]), "EPERM");
+    assert_eq!(run(&["chmod", &p(f.secret.clone())]), "EPERM");
+    assert_eq!(run(&["truncate", &p(f.secret.clone())]), "EPERM");
+    assert_eq!(run(&["rename", &p(f.secret.clone()), &p(work.join("stolen.txt"))]), "EPERM", "moving a file in");
+    assert_eq!(run(&["rename", &p(f.allowed.clone()), &p(dir.join("leaked.txt"))]), "EPERM", "moving a file out");
+    assert_eq!(run(&["link", &p(f.secret.clone()), &p(work.join("hard"))]), "EPERM", "hard link to a denied file");
+    assert!(f.secret.exists() && !work.join("stolen.txt").exists() && !work.join("hard").exists());
+
+    let event = daemon.wait_event("refused unlink", |e| e["object"]["operation"] == "unlink");
+    assert_eq!(event["kind"], "file.change");
+    assert_eq!(event["decision"], "denied");
+    assert_eq!(event["object"]["path"], p(f.secret.clone()));
+    let rename = daemon.wait_event("refused rename", |e| e["object"]["operation"] == "rename_from");
+    assert_eq!(rename["object"]["path"], p(f.secret.clone()));
+}
+
+#[test]
+fn reopening_through_proc_self_fd_is_judged_on_the_file() {
+    let daemon = start();
+    let f = files(daemon);
+    let work = f.path().join("work");
+    let g = grant(f.path(), "lsm-reopen", "enforce", &[], &base_files(&[&work.join("**")], &[], &[]));
+    let out = daemon.run("reader", "read only", &g, &[PROBE, "reopen-rw", f.allowed.to_str().unwrap()]);
+    assert_eq!(stdout(&out), "EPERM", "a read-only grant does not become writable through /proc/self/fd");
 }
