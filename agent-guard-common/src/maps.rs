@@ -28,5 +28,3 @@ pub const EXEC_SCRATCH: &str = "EXEC_SCRATCH";
 /// reported only if the exec then succeeds (failed PATH lookups are not execs).
 pub const EXEC_PENDING: &str = "EXEC_PENDING";
 pub const DEFAULT_EXEC_PENDING: u32 = 4_096;
-/// Per-CPU 512-byte buffer where the file-tree hooks join a directory's path and a name.
-pub const PATH_JOIN: &str = "PATH_JOIN";

@@ -21,8 +21,8 @@
 
 use agent_guard_common::{
     event::{
-        ACTION_ALLOWED, ACTION_BLOCKED, FILE_OP_OPEN, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, KIND_EXEC, KIND_FILE,
-        KIND_NET, NetEvent, PATH_TRUNCATED, VERDICT_OUT_OF_SCOPE,
+        ACTION_ALLOWED, ACTION_BLOCKED, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, KIND_EXEC, KIND_FILE, KIND_NET, NetEvent,
+        PATH_TRUNCATED, VERDICT_OUT_OF_SCOPE,
     },
     path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, PATH_MAX_MATCH},
     task::MODE_AUDIT,
@@ -73,7 +73,7 @@ pub fn socket_connect(ctx: LsmContext) -> i32 {
 /// through a negation, which is what LLVM makes of `if allow { 0 } else { -1 }` when it can see
 /// that `allow` is 0 or 1. Hiding that behind an empty asm leaves LLVM two constant returns.
 #[inline(always)]
-pub fn verdict(allow: bool) -> i32 {
+fn verdict(allow: bool) -> i32 {
     let mut flag = allow as u64;
     // SAFETY: an empty instruction sequence; it only makes `flag` opaque to the optimiser.
     unsafe { core::arch::asm!("/* {0} */", inout(reg) flag) };
@@ -82,7 +82,7 @@ pub fn verdict(allow: bool) -> i32 {
 
 /// Writes the resolved path of `file` into `buf`; its length without the NUL, or None.
 #[inline(always)]
-pub fn resolve(file: *const u8, buf: &mut [u8; PATH_MAX_MATCH]) -> Option<usize> {
+fn resolve(file: *const u8, buf: &mut [u8; PATH_MAX_MATCH]) -> Option<usize> {
     *buf = [0; PATH_MAX_MATCH];
     // SAFETY: `file` is the hook's BTF pointer to a struct file and f_path its member at the
     // offset the daemon read from BTF; the verifier checks both.
@@ -145,7 +145,6 @@ fn try_file_open(ctx: &LsmContext) -> bool {
     event.open_flags = mode;
     event.dfd = AT_FDCWD;
     event.path_flags = flags;
-    event.op = FILE_OP_OPEN;
     emit::send(event);
     audit
 }
@@ -255,7 +254,7 @@ fn try_socket_connect(ctx: &LsmContext) -> bool {
 
 /// No scratch buffer: refuse in enforce mode without an event (counted as a drop).
 #[inline(always)]
-pub fn fail_closed(task: &CurrentTask) -> bool {
+fn fail_closed(task: &CurrentTask) -> bool {
     emit::count_drop();
     task.entry.mode == MODE_AUDIT
 }

@@ -9,12 +9,10 @@
 #![allow(internal_features, reason = "core_intrinsics is the only route to BPF_ATOMIC here")]
 
 mod config;
-mod dentry_path;
 mod emit;
 mod exec;
 mod file;
 mod lsm;
-mod lsm_tree;
 mod maps;
 mod net;
 mod path_match;

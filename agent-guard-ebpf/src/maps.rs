@@ -40,6 +40,3 @@ pub static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(
 
 #[map]
 pub static EXEC_PENDING: LruHashMap<u32, ExecEvent> = LruHashMap::with_max_entries(1, 0);
-
-#[map]
-pub static PATH_JOIN: PerCpuArray<[u8; 512]> = PerCpuArray::with_max_entries(1, 0);

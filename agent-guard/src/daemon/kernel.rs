@@ -83,21 +83,8 @@ const OBSERVE_TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sched_process_exec", "sched", "sched_process_exec"),
 ];
 /// BPF LSM programs: (program name, LSM hook).
-const LSM_PROGRAMS: &[(&str, &str)] = &[
-    ("file_open", "file_open"),
-    ("bprm_check_security", "bprm_check_security"),
-    ("socket_connect", "socket_connect"),
-    ("path_mknod", "path_mknod"),
-    ("path_mkdir", "path_mkdir"),
-    ("path_rmdir", "path_rmdir"),
-    ("path_unlink", "path_unlink"),
-    ("path_symlink", "path_symlink"),
-    ("path_link", "path_link"),
-    ("path_rename", "path_rename"),
-    ("path_truncate", "path_truncate"),
-    ("path_chmod", "path_chmod"),
-    ("path_chown", "path_chown"),
-];
+const LSM_PROGRAMS: &[(&str, &str)] =
+    &[("file_open", "file_open"), ("bprm_check_security", "bprm_check_security"), ("socket_connect", "socket_connect")];
 
 const SOCK_ADDR_PROGRAMS: &[&str] = &["connect4", "connect6", "sendmsg4", "sendmsg6"];
 
@@ -166,14 +153,6 @@ impl Kernel {
             .override_global("FILE_FLAGS_OFF", &lsm.map_or(0, |o| o.file_flags), true)
             .override_global("BPRM_FILE_OFF", &lsm.map_or(0, |o| o.bprm_file), true)
             .override_global("SOCKET_TYPE_OFF", &lsm.map_or(0, |o| o.socket_type), true)
-            .override_global("DENTRY_NAME_OFF", &lsm.map_or(0, |o| o.dentry_name), true)
-            .override_global("DENTRY_PARENT_OFF", &lsm.map_or(0, |o| o.dentry_parent), true)
-            .override_global("PATH_MNT_OFF", &lsm.map_or(0, |o| o.path_mnt), true)
-            .override_global("PATH_DENTRY_OFF", &lsm.map_or(0, |o| o.path_dentry), true)
-            .override_global("VFSMNT_ROOT_OFF", &lsm.map_or(0, |o| o.vfsmnt_root), true)
-            .override_global("MOUNT_MNT_OFF", &lsm.map_or(0, |o| o.mount_mnt), true)
-            .override_global("MOUNT_PARENT_OFF", &lsm.map_or(0, |o| o.mount_parent), true)
-            .override_global("MOUNT_POINT_OFF", &lsm.map_or(0, |o| o.mount_point), true)
             .override_global("EXEC_CAPTURE", &u32::from(lsm.is_some()), true)
             .load(EBPF_OBJECT)
             .map_err(|source| KernelError::Object { source: Box::new(source) })?;
