@@ -9,6 +9,7 @@
 //!   exec PROG ARGS         runs PROG (fork + exec) -> "ok" | "EPERM" | "error .."
 //!   mkdir|rmdir|unlink|truncate|chmod|create PATH, reopen-rw PATH (via /proc/self/fd)
 //!   rename|link A B, symlink TARGET LINK
+//!   memfd-exec PROG        copies PROG into a memfd and fexecve()s it (`PROG --help`-less: argv[0] only)
 //!   exit N                 exits with status N
 //!   sleep SECS             sleeps
 //!   after SECS VERB ARGS   sleeps, then does VERB
@@ -95,6 +96,37 @@ fn act(args: &[String]) -> (String, i32) {
                 "link" => std::fs::hard_link(a, b),
                 _ => std::os::unix::fs::symlink(a, b),
             })
+        }
+        Some("memfd-exec") => {
+            // Copy PROG into an anonymous memfd and fexecve it (the file has no path).
+            let program = args.get(1).unwrap_or_else(|| usage());
+            let result = (|| -> std::io::Result<()> {
+                let bytes = std::fs::read(program)?;
+                let name = std::ffi::CString::new("agent").unwrap();
+                let fd = unsafe { libc::memfd_create(name.as_ptr(), 0) };
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let mut file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+                file.write_all(&bytes)?;
+                let child = unsafe { libc::fork() };
+                if child == 0 {
+                    let arg0 = std::ffi::CString::new(program.as_str()).unwrap();
+                    let argv = [arg0.as_ptr(), std::ptr::null()];
+                    let envp = [std::ptr::null()];
+                    unsafe { libc::fexecve(fd, argv.as_ptr(), envp.as_ptr()) };
+                    let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(1);
+                    unsafe { libc::_exit(if errno == libc::EPERM { 126 } else { 127 }) };
+                }
+                let mut status = 0;
+                unsafe { libc::waitpid(child, &mut status, 0) };
+                match libc::WEXITSTATUS(status) {
+                    0 => Ok(()),
+                    126 => Err(std::io::Error::from_raw_os_error(libc::EPERM)),
+                    code => Err(std::io::Error::other(format!("exit {code}"))),
+                }
+            })();
+            outcome(result)
         }
         Some("exit") => std::process::exit(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(0)),
         Some("sleep") => {

@@ -165,3 +165,61 @@ fn reopening_through_proc_self_fd_is_judged_on_the_file() {
     let out = daemon.run("reader", "read only", &g, &[PROBE, "reopen-rw", f.allowed.to_str().unwrap()]);
     assert_eq!(stdout(&out), "EPERM", "a read-only grant does not become writable through /proc/self/fd");
 }
+
+#[test]
+fn scripts_need_exec_on_the_script_and_on_its_interpreter() {
+    let daemon = start();
+    let f = files(daemon);
+    let script = f.path().join("work/job.sh");
+    std::fs::write(&script, "#!/bin/busybox sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let s = script.to_str().unwrap();
+    // The interpreter reads the script: it is readable in every case; only exec differs.
+    let run = |name: &str, exec: &[&str]| {
+        let g = grant(f.path(), name, "enforce", &[], &base_files(&[&script], &[], exec));
+        stdout(&daemon.run("scripter", "run a script", &g, &[PROBE, "exec", s]))
+    };
+    assert_eq!(run("both", &[s, "/bin/busybox"]), "ok");
+    assert_eq!(run("interpreter-only", &["/bin/busybox"]), "EPERM", "the script itself is not granted");
+    assert_eq!(run("script-only", &[s]), "EPERM", "its interpreter is not granted");
+}
+
+#[test]
+fn an_anonymous_memfd_cannot_be_executed_unless_granted() {
+    let daemon = start();
+    let f = files(daemon);
+    // The probe reads the binary to copy it: readable and executable at its path.
+    let busybox = Path::new("/bin/busybox");
+    let g = grant(f.path(), "memfd", "enforce", &[], &base_files(&[busybox], &[], &["/bin/busybox"]));
+    // The copy of a granted binary has no granted path: "/memfd:agent (deleted)".
+    let out = daemon.run("memfd-bot", "run from memory", &g, &[PROBE, "memfd-exec", "/bin/busybox"]);
+    assert_eq!(stdout(&out), "EPERM", "{out:?}");
+    let event = daemon.wait_event("memfd exec", |e| e["kind"] == "process.exec" && e["task"]["agent"] == "memfd-bot");
+    assert!(event["object"]["path"].as_str().unwrap().starts_with("/memfd:agent"), "{event}");
+}
+
+#[test]
+fn truncating_a_read_only_file_is_refused_before_it_happens() {
+    let daemon = start();
+    let f = files(daemon);
+    let work = f.path().join("work");
+    let g = grant(f.path(), "trunc", "enforce", &[], &base_files(&[&work.join("**")], &[], &[]));
+    let out = daemon.run("trunc-bot", "truncate", &g, &[PROBE, "truncate", f.allowed.to_str().unwrap()]);
+    assert_eq!(stdout(&out), "EPERM");
+    assert_eq!(std::fs::read_to_string(&f.allowed).unwrap(), "notes", "the file is intact");
+}
+
+#[test]
+fn a_hard_link_inside_the_granted_tree_gives_access_to_its_file() {
+    // Grants are by path: an existing hard link inside a granted tree is that tree's file.
+    // (Creating links from inside a task is not refused yet: the file-tree hooks are the next stage.)
+    let daemon = start();
+    let f = files(daemon);
+    let work = f.path().join("work");
+    let link = work.join("hard-secret");
+    std::fs::hard_link(&f.secret, &link).unwrap();
+    let g = grant(f.path(), "hardlink", "enforce", &[], &base_files(&[&work.join("**")], &[], &[]));
+    let open = |p: &Path| stdout(&daemon.run("linker", "read", &g, &[PROBE, "open", p.to_str().unwrap(), "r"]));
+    assert_eq!(open(&link), "ok");
+    assert_eq!(open(&f.secret), "EPERM");
+}
