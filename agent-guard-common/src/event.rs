@@ -14,6 +14,13 @@ pub const KIND_TASK_EMPTY: u32 = 4;
 /// A tagged process forked a child the kernel could not tag (PROC_TAGS full): the daemon
 /// kills the child, so that no process ever escapes its task untagged.
 pub const KIND_TAG_LOST: u32 = 5;
+/// A tagged process tried to signal or trace the daemon, or to use bpf(2) (`TaskEvent`:
+/// `child_tgid` is the target, `detail` the TAMPER_* attempt).
+pub const KIND_TAMPER: u32 = 6;
+
+pub const TAMPER_SIGNAL: u32 = 1;
+pub const TAMPER_PTRACE: u32 = 2;
+pub const TAMPER_BPF: u32 = 3;
 
 /// `EventHeader::verdict`: no rule of the grant allows the action.
 pub const VERDICT_OUT_OF_SCOPE: u32 = 1;
@@ -116,7 +123,8 @@ pub struct ExecEvent {
 pub struct TaskEvent {
     pub header: EventHeader,
     pub child_tgid: u32,
-    pub _pad: u32,
+    /// KIND_TAMPER: what was attempted (TAMPER_*); 0 otherwise.
+    pub detail: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 64);

@@ -1,8 +1,8 @@
 //! Userspace-only: `aya::Pod` for map types and checked decoding of ring-buffer records.
 
 use crate::event::{
-    EventHeader, ExecEvent, FileEvent, KIND_EXEC, KIND_FILE, KIND_NET, KIND_TAG_LOST, KIND_TASK_EMPTY, NetEvent,
-    TaskEvent,
+    EventHeader, ExecEvent, FileEvent, KIND_EXEC, KIND_FILE, KIND_NET, KIND_TAG_LOST, KIND_TAMPER, KIND_TASK_EMPTY,
+    NetEvent, TaskEvent,
 };
 use crate::net::{NetKey, NetPorts};
 use crate::path::{PathKey, PathRule};
@@ -25,6 +25,7 @@ pub enum KernelEvent {
     Exec(Box<ExecEvent>),
     TaskEmpty(TaskEvent),
     TagLost(TaskEvent),
+    Tamper(TaskEvent),
 }
 
 extern crate alloc;
@@ -74,6 +75,7 @@ impl TryFrom<&[u8]> for KernelEvent {
             KIND_EXEC => read_record(header.kind, bytes).map(|e| KernelEvent::Exec(Box::new(e))),
             KIND_TASK_EMPTY => read_record(header.kind, bytes).map(KernelEvent::TaskEmpty),
             KIND_TAG_LOST => read_record(header.kind, bytes).map(KernelEvent::TagLost),
+            KIND_TAMPER => read_record(header.kind, bytes).map(KernelEvent::Tamper),
             other => Err(DecodeError::UnknownKind(other)),
         }
     }
@@ -85,7 +87,7 @@ impl KernelEvent {
             KernelEvent::Net(e) => &e.header,
             KernelEvent::File(e) => &e.header,
             KernelEvent::Exec(e) => &e.header,
-            KernelEvent::TaskEmpty(e) | KernelEvent::TagLost(e) => &e.header,
+            KernelEvent::TaskEmpty(e) | KernelEvent::TagLost(e) | KernelEvent::Tamper(e) => &e.header,
         }
     }
 }

@@ -31,6 +31,12 @@ static FILE_FLAGS_OFF: u32 = 0;
 static BPRM_FILE_OFF: u32 = 0;
 #[unsafe(no_mangle)]
 static SOCKET_TYPE_OFF: u32 = 0;
+/// struct task_struct: tgid (include/linux/sched.h).
+#[unsafe(no_mangle)]
+static TASK_TGID_OFF: u32 = 0;
+/// The daemon's own tgid, which tagged processes may not signal or trace.
+#[unsafe(no_mangle)]
+static DAEMON_TGID: u32 = 0;
 /// 1 when the LSM hooks decide execs: the execve tracepoints then only capture argv for them.
 #[unsafe(no_mangle)]
 static EXEC_CAPTURE: u32 = 0;
@@ -74,4 +80,10 @@ pub fn exec_capture() -> bool {
 }
 pub fn file_flags_off() -> usize {
     load(&FILE_FLAGS_OFF) as usize
+}
+pub fn task_tgid_off() -> usize {
+    load(&TASK_TGID_OFF) as usize
+}
+pub fn daemon_tgid() -> u32 {
+    load(&DAEMON_TGID)
 }

@@ -73,7 +73,7 @@ pub fn socket_connect(ctx: LsmContext) -> i32 {
 /// through a negation, which is what LLVM makes of `if allow { 0 } else { -1 }` when it can see
 /// that `allow` is 0 or 1. Hiding that behind an empty asm leaves LLVM two constant returns.
 #[inline(always)]
-fn verdict(allow: bool) -> i32 {
+pub fn verdict(allow: bool) -> i32 {
     let mut flag = allow as u64;
     // SAFETY: an empty instruction sequence; it only makes `flag` opaque to the optimiser.
     unsafe { core::arch::asm!("/* {0} */", inout(reg) flag) };

@@ -13,6 +13,7 @@ mod emit;
 mod exec;
 mod file;
 mod lsm;
+mod lsm_guard;
 mod maps;
 mod net;
 mod path_match;

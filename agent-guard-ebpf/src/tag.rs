@@ -54,7 +54,7 @@ fn try_newtask(child: u32, clone_flags: u64) {
         let event = TaskEvent {
             header: emit::header(KIND_TAG_LOST, VERDICT_NONE, REASON_NONE, ACTION_ALLOWED, tag.task_id),
             child_tgid: child,
-            _pad: 0,
+            detail: 0,
         };
         emit::send(&event);
         return;
@@ -107,7 +107,7 @@ fn try_group_exit(tgid: u32) {
         let event = TaskEvent {
             header: emit::header(KIND_TASK_EMPTY, VERDICT_NONE, REASON_NONE, ACTION_ALLOWED, tag.task_id),
             child_tgid: 0,
-            _pad: 0,
+            detail: 0,
         };
         emit::send(&event);
     }

@@ -10,6 +10,7 @@
 //!   mkdir|rmdir|unlink|truncate|chmod|create PATH, reopen-rw PATH (via /proc/self/fd)
 //!   rename|link A B, symlink TARGET LINK
 //!   memfd-exec PROG        copies PROG into a memfd and fexecve()s it (`PROG --help`-less: argv[0] only)
+//!   ptrace PID             PTRACE_SEIZE (then detach); bpf: creates a BPF array map
 //!   exit N                 exits with status N
 //!   sleep SECS             sleeps
 //!   after SECS VERB ARGS   sleeps, then does VERB
@@ -127,6 +128,28 @@ fn act(args: &[String]) -> (String, i32) {
                 }
             })();
             outcome(result)
+        }
+        Some("ptrace") => {
+            // PTRACE_SEIZE attaches without stopping the target; detach at once if it worked.
+            let pid: libc::pid_t = args.get(1).and_then(|p| p.parse().ok()).unwrap_or_else(|| usage());
+            let rc = unsafe { libc::ptrace(libc::PTRACE_SEIZE, pid, 0, 0) };
+            if rc == 0 {
+                unsafe { libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0) };
+            }
+            outcome(if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) })
+        }
+        Some("bpf") => {
+            // BPF_MAP_CREATE of an array map with one 4-byte entry: refused or created.
+            let mut attr = [0u32; 32];
+            attr[0] = 2; // BPF_MAP_TYPE_ARRAY
+            attr[1] = 4;
+            attr[2] = 4;
+            attr[3] = 1;
+            let fd = unsafe { libc::syscall(libc::SYS_bpf, 0, attr.as_mut_ptr(), std::mem::size_of_val(&attr)) };
+            if fd >= 0 {
+                unsafe { libc::close(fd as i32) };
+            }
+            outcome(if fd >= 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) })
         }
         Some("exit") => std::process::exit(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(0)),
         Some("sleep") => {

@@ -223,3 +223,28 @@ fn a_hard_link_inside_the_granted_tree_gives_access_to_its_file() {
     assert_eq!(open(&link), "ok");
     assert_eq!(open(&f.secret), "EPERM");
 }
+
+#[test]
+fn an_agent_cannot_kill_trace_or_reprogram_the_guard() {
+    let daemon = start();
+    let f = files(daemon);
+    let g = grant(f.path(), "tamper", "audit", &[], &base_files(&[], &[], &["/bin/busybox"]));
+    let pid = daemon.pid().to_string();
+    // Audit mode does not matter: self-protection is not part of the grant.
+    let kill = daemon.run("tamperer", "stop the guard", &g, &["/bin/busybox", "kill", "-9", &pid]);
+    assert!(!kill.status.success(), "kill of the daemon must fail: {kill:?}");
+    let status = daemon.cli(&["status"]);
+    assert!(status.status.success(), "the daemon still serves");
+    let event = daemon.wait_event("tamper", |e| e["kind"] == "guard.tamper" && e["task"]["agent"] == "tamperer");
+    assert_eq!(event["decision"], "denied");
+    assert!(event["reason"].as_str().unwrap().contains("signal"), "{event}");
+    let trace = daemon.run("tamperer", "trace the guard", &g, &[PROBE, "ptrace", &pid]);
+    assert_eq!(stdout(&trace), "EPERM", "ptrace of the daemon");
+    let bpf = daemon.run("tamperer", "load a program", &g, &[PROBE, "bpf"]);
+    assert_eq!(stdout(&bpf), "EPERM", "bpf(2) from a task");
+    // The same bpf(2) call works untagged, so the refusal is the guard's.
+    let direct = std::process::Command::new(PROBE).arg("bpf").output().unwrap();
+    assert_eq!(stdout(&direct), "ok");
+    // An untagged process may still signal it (signal 0: only an existence check here).
+    assert_eq!(unsafe { libc::kill(daemon.pid() as i32, 0) }, 0);
+}

@@ -14,6 +14,7 @@ pub struct LsmOffsets {
     pub file_flags: u32,
     pub bprm_file: u32,
     pub socket_type: u32,
+    pub task_tgid: u32,
 }
 
 struct Bytes(Vec<u8>);
@@ -47,6 +48,7 @@ pub fn lsm_offsets() -> Result<LsmOffsets, String> {
         file_flags: offset(&types, "file", "f_flags")?,
         bprm_file: offset(&types, "linux_binprm", "file")?,
         socket_type: offset(&types, "socket", "type")?,
+        task_tgid: offset(&types, "task_struct", "tgid")?,
     })
 }
 

@@ -7,7 +7,7 @@ use agent_guard_common::{
     event::{
         ACTION_BLOCKED, EventHeader, ExecEvent, FileEvent, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, HOOK_SENDMSG4,
         HOOK_SENDMSG6, KernelEvent, NetEvent, PATH_RELATIVE, PATH_TRUNCATED, PATH_UNNORMALIZED, REASON_EXPIRED,
-        REASON_REVOKED, VERDICT_UNRESOLVED,
+        REASON_REVOKED, TAMPER_PTRACE, TAMPER_SIGNAL, VERDICT_UNRESOLVED,
     },
     path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE},
 };
@@ -99,6 +99,24 @@ pub fn decode(reg: &Registry, record: KernelEvent) -> Decoded {
             event.enforcement = Some("kill".into());
             event.reason = Some(format!("child {} could not be tagged (PROC_TAGS is full): killed", e.child_tgid));
             Decoded::TagLost { task_id, child: e.child_tgid, event: Box::new(event) }
+        }
+        KernelEvent::Tamper(e) => {
+            let mut event = Event::new(Kind::Tamper, &reg.host, clock::wall_of_boot_ns(e.header.boot_ns));
+            event.process = Some(process(&e.header));
+            event.task = task.map(Task::task_ref);
+            event.decision = Some(Decision::Denied);
+            event.enforcement = Some("lsm".into());
+            event.rule = Some("guard.self_protection".into());
+            event.reason = Some(match e.detail {
+                TAMPER_SIGNAL => {
+                    format!("a tagged process tried to signal the agent-guard daemon (pid {})", e.child_tgid)
+                }
+                TAMPER_PTRACE => {
+                    format!("a tagged process tried to trace the agent-guard daemon (pid {})", e.child_tgid)
+                }
+                _ => "a tagged process tried to use bpf(2)".to_string(),
+            });
+            Decoded::Event(Box::new(event))
         }
         KernelEvent::Net(e) => Decoded::Event(Box::new(net_event(reg, &e, task))),
         KernelEvent::File(e) => file_event(reg, &e, task),

@@ -57,6 +57,9 @@ pub enum Kind {
     EventsDropped,
     #[serde(rename = "guard.tag_lost")]
     TagLost,
+    /// A tagged process tried to signal or trace the daemon, or to use bpf(2): refused.
+    #[serde(rename = "guard.tamper")]
+    Tamper,
     #[serde(rename = "guard.start")]
     GuardStart,
     #[serde(rename = "guard.stop")]

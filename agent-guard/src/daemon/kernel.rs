@@ -83,8 +83,15 @@ const OBSERVE_TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sched_process_exec", "sched", "sched_process_exec"),
 ];
 /// BPF LSM programs: (program name, LSM hook).
-const LSM_PROGRAMS: &[(&str, &str)] =
-    &[("file_open", "file_open"), ("bprm_check_security", "bprm_check_security"), ("socket_connect", "socket_connect")];
+const LSM_PROGRAMS: &[(&str, &str)] = &[
+    ("file_open", "file_open"),
+    ("bprm_check_security", "bprm_check_security"),
+    ("socket_connect", "socket_connect"),
+    // Self-protection: tagged processes may not signal or trace the daemon, nor use bpf(2).
+    ("task_kill", "task_kill"),
+    ("ptrace_access_check", "ptrace_access_check"),
+    ("bpf", "bpf"),
+];
 
 const SOCK_ADDR_PROGRAMS: &[&str] = &["connect4", "connect6", "sendmsg4", "sendmsg6"];
 
@@ -153,6 +160,8 @@ impl Kernel {
             .override_global("FILE_FLAGS_OFF", &lsm.map_or(0, |o| o.file_flags), true)
             .override_global("BPRM_FILE_OFF", &lsm.map_or(0, |o| o.bprm_file), true)
             .override_global("SOCKET_TYPE_OFF", &lsm.map_or(0, |o| o.socket_type), true)
+            .override_global("TASK_TGID_OFF", &lsm.map_or(0, |o| o.task_tgid), true)
+            .override_global("DAEMON_TGID", &std::process::id(), true)
             .override_global("EXEC_CAPTURE", &u32::from(lsm.is_some()), true)
             .load(EBPF_OBJECT)
             .map_err(|source| KernelError::Object { source: Box::new(source) })?;
