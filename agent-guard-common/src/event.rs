@@ -27,6 +27,8 @@ pub const VERDICT_OUT_OF_SCOPE: u32 = 1;
 /// `EventHeader::verdict`: the kernel could not match the path as seen at this hook
 /// (relative, not normalised, or longer than `PATH_MAX_MATCH`); the daemon decides.
 pub const VERDICT_UNRESOLVED: u32 = 2;
+/// `EventHeader::verdict`: an `ask` rule matched: the process is held until a human decides.
+pub const VERDICT_ASK: u32 = 3;
 /// `EventHeader::verdict`: informational record (task empty).
 pub const VERDICT_NONE: u32 = 0;
 
@@ -40,6 +42,8 @@ pub const REASON_REVOKED: u32 = 3;
 pub const ACTION_ALLOWED: u32 = 0;
 /// The kernel refused the operation (EPERM).
 pub const ACTION_BLOCKED: u32 = 1;
+/// The process is stopped inside the syscall, which restarts when it is continued.
+pub const ACTION_HELD: u32 = 2;
 
 /// Hooks, in `NetEvent::hook`.
 pub const HOOK_CONNECT4: u32 = 1;

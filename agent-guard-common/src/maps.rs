@@ -28,3 +28,6 @@ pub const EXEC_SCRATCH: &str = "EXEC_SCRATCH";
 /// reported only if the exec then succeeds (failed PATH lookups are not execs).
 pub const EXEC_PENDING: &str = "EXEC_PENDING";
 pub const DEFAULT_EXEC_PENDING: u32 = 4_096;
+/// tid -> [`crate::task::Approval`]: actions held for a human's decision.
+pub const APPROVALS: &str = "APPROVALS";
+pub const DEFAULT_APPROVALS: u32 = 4_096;

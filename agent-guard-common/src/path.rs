@@ -12,6 +12,9 @@
 pub const ACCESS_READ: u32 = 1;
 pub const ACCESS_WRITE: u32 = 2;
 pub const ACCESS_EXEC: u32 = 4;
+/// A rule with `action: ask` stores its access bits shifted by ASK_SHIFT: the kernel holds the
+/// action and asks the daemon (a human) instead of refusing it.
+pub const ASK_SHIFT: u32 = 4;
 
 /// Bytes of a path the kernel reads and matches. A longer path is not matched in the kernel:
 /// it is reported with `PATH_TRUNCATED` and the daemon decides with the full path.

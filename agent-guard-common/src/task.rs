@@ -34,5 +34,21 @@ pub struct TaskEntry {
     pub live_procs: u64,
 }
 
+/// `Approval::state`
+pub const APPROVAL_PENDING: u32 = 0;
+pub const APPROVAL_GRANTED: u32 = 1;
+pub const APPROVAL_REFUSED: u32 = 2;
+
+/// Value of `APPROVALS`, keyed by the held thread's tid: the decision on the held action
+/// identified by (`access`, `hash` of its path).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Approval {
+    pub state: u32,
+    pub access: u32,
+    pub hash: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<Approval>() == 16);
 const _: () = assert!(core::mem::size_of::<ProcTag>() == 8);
 const _: () = assert!(core::mem::size_of::<TaskEntry>() == 32);

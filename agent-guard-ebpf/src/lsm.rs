@@ -21,10 +21,10 @@
 
 use agent_guard_common::{
     event::{
-        ACTION_ALLOWED, ACTION_BLOCKED, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, KIND_EXEC, KIND_FILE, KIND_NET, NetEvent,
-        PATH_TRUNCATED, VERDICT_OUT_OF_SCOPE,
+        ACTION_ALLOWED, ACTION_BLOCKED, ACTION_HELD, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, KIND_EXEC, KIND_FILE,
+        KIND_NET, NetEvent, PATH_TRUNCATED, VERDICT_ASK, VERDICT_OUT_OF_SCOPE,
     },
-    path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, PATH_MAX_MATCH},
+    path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, ASK_SHIFT, PATH_MAX_MATCH},
     task::MODE_AUDIT,
 };
 use aya_ebpf::{
@@ -36,6 +36,7 @@ use aya_ebpf::{
 
 use crate::{
     config, emit,
+    hold::{Asked, Verdict, ask, hold, ret},
     maps::{EXEC_PENDING, EXEC_SCRATCH, SCRATCH},
     net::rule_allows,
     path_match::match_path,
@@ -55,12 +56,12 @@ const SOCK_DGRAM: u16 = 2;
 
 #[lsm(hook = "file_open")]
 pub fn file_open(ctx: LsmContext) -> i32 {
-    verdict(try_file_open(&ctx))
+    ret(try_file_open(&ctx))
 }
 
 #[lsm(hook = "bprm_check_security")]
 pub fn bprm_check_security(ctx: LsmContext) -> i32 {
-    verdict(try_bprm_check(&ctx))
+    ret(try_bprm_check(&ctx))
 }
 
 #[lsm(hook = "socket_connect")]
@@ -68,16 +69,16 @@ pub fn socket_connect(ctx: LsmContext) -> i32 {
     verdict(try_socket_connect(&ctx))
 }
 
-/// The hook's return value: 0 to allow, -1 (-EPERM) to refuse. The verifier needs a value it
-/// can bound within [-4095, 0] (kernel/bpf/verifier.c check_return_code) and loses all bounds
-/// through a negation, which is what LLVM makes of `if allow { 0 } else { -1 }` when it can see
-/// that `allow` is 0 or 1. Hiding that behind an empty asm leaves LLVM two constant returns.
+/// The hook's return value for a yes/no decision: 0 to allow, -1 (-EPERM) to refuse.
 #[inline(always)]
 pub fn verdict(allow: bool) -> i32 {
-    let mut flag = allow as u64;
-    // SAFETY: an empty instruction sequence; it only makes `flag` opaque to the optimiser.
-    unsafe { core::arch::asm!("/* {0} */", inout(reg) flag) };
-    if flag != 0 { 0 } else { -1 }
+    ret(if allow { Verdict::Allow } else { Verdict::Deny })
+}
+
+/// `Allow` or `Deny` for the yes/no paths of the hooks that can also hold.
+#[inline(always)]
+fn yes_no(allow: bool) -> Verdict {
+    if allow { Verdict::Allow } else { Verdict::Deny }
 }
 
 /// Writes the resolved path of `file` into `buf`; its length without the NUL, or None.
@@ -92,11 +93,11 @@ fn resolve(file: *const u8, buf: &mut [u8; PATH_MAX_MATCH]) -> Option<usize> {
     if len <= 0 { None } else { Some(len as usize - 1) }
 }
 
-/// The verdict for a resolved path: `true` to allow. Reports what it refuses or flags.
+/// The verdict for a resolved path. Reports what it refuses, flags or holds.
 #[inline(always)]
-fn try_file_open(ctx: &LsmContext) -> bool {
+fn try_file_open(ctx: &LsmContext) -> Verdict {
     let Some(task) = current_task() else {
-        return true;
+        return Verdict::Allow;
     };
     let file: *const u8 = ctx.arg(0);
     // SAFETY: f_mode at the BTF offset of struct file.
@@ -110,7 +111,7 @@ fn try_file_open(ctx: &LsmContext) -> bool {
     }
     if need == 0 {
         // O_PATH and similar opens give no access to the contents.
-        return true;
+        return Verdict::Allow;
     }
     // The kernel opening a binary to run it (open_exec: the program, a script's interpreter,
     // an ELF's loader) needs read or exec in the grant, and is reported as an exec; whether
@@ -118,41 +119,44 @@ fn try_file_open(ctx: &LsmContext) -> bool {
     // SAFETY: f_flags at the BTF offset of struct file.
     let flags = unsafe { bpf_probe_read_kernel(file.add(config::file_flags_off()) as *const u32) }.unwrap_or(0);
     if flags & FMODE_EXEC_FLAG != 0 {
-        return decide_exec(&task, file, ACCESS_READ | ACCESS_EXEC);
+        // An `ask` on exec is asked once, by bprm_check_security: the open itself goes through.
+        return decide_exec(&task, file, ACCESS_READ | ACCESS_EXEC | (ACCESS_EXEC << ASK_SHIFT));
     }
     let Some(event) = SCRATCH.get_ptr_mut(0) else {
-        return fail_closed(&task);
+        return yes_no(fail_closed(&task));
     };
     // SAFETY: per-CPU scratch entry, used by this program only until it returns.
     let event = unsafe { &mut *event };
     let resolved = resolve(file, &mut event.path);
-    let (allowed, flags) = match resolved {
-        Some(len) => (match_path(task.entry.grant_id, &event.path, len, true).allowed, 0),
-        None => (0, PATH_TRUNCATED),
+    let (allowed, flags, hash) = match resolved {
+        Some(len) => {
+            let m = match_path(task.entry.grant_id, &event.path, len, true);
+            (m.allowed, 0, m.hash)
+        }
+        None => (0, PATH_TRUNCATED, 0),
     };
     if task.grant_ended().is_none() && allowed & need == need {
-        return true;
+        return Verdict::Allow;
     }
-    let audit = task.entry.mode == MODE_AUDIT;
-    event.header = emit::header(
-        KIND_FILE,
-        VERDICT_OUT_OF_SCOPE,
-        task.out_of_scope_reason(),
-        if audit { ACTION_ALLOWED } else { ACTION_BLOCKED },
-        task.task_id,
-    );
+    let (verdict, action, why) = match ask(&task, allowed, need, hash) {
+        Asked::Decided(v) => return v,
+        Asked::New => (Verdict::Hold, ACTION_HELD, VERDICT_ASK),
+        Asked::No if task.entry.mode == MODE_AUDIT => (Verdict::Allow, ACTION_ALLOWED, VERDICT_OUT_OF_SCOPE),
+        Asked::No => (Verdict::Deny, ACTION_BLOCKED, VERDICT_OUT_OF_SCOPE),
+    };
+    event.header = emit::header(KIND_FILE, why, task.out_of_scope_reason(), action, task.task_id);
     event.access = need;
     event.open_flags = mode;
     event.dfd = AT_FDCWD;
     event.path_flags = flags;
     emit::send(event);
-    audit
+    if verdict == Verdict::Hold { hold() } else { verdict }
 }
 
 #[inline(always)]
-fn try_bprm_check(ctx: &LsmContext) -> bool {
+fn try_bprm_check(ctx: &LsmContext) -> Verdict {
     let Some(task) = current_task() else {
-        return true;
+        return Verdict::Allow;
     };
     let bprm: *const u8 = ctx.arg(0);
     // SAFETY: a direct load through the hook's BTF pointer (struct linux_binprm), of its
@@ -164,37 +168,40 @@ fn try_bprm_check(ctx: &LsmContext) -> bool {
 /// An exec of `file`, allowed when the grant gives it any of the `accept` bits. Refused or
 /// flagged execs are reported with the argv the execve tracepoint captured for this thread.
 #[inline(always)]
-fn decide_exec(task: &CurrentTask, file: *const u8, accept: u32) -> bool {
+fn decide_exec(task: &CurrentTask, file: *const u8, accept: u32) -> Verdict {
     let Some(event) = EXEC_SCRATCH.get_ptr_mut(0) else {
-        return fail_closed(task);
+        return yes_no(fail_closed(task));
     };
     // SAFETY: per-CPU scratch entry, used by this program only until it returns.
     let event = unsafe { &mut *event };
     let resolved = resolve(file, &mut event.path);
-    let (allowed, flags) = match resolved {
-        Some(len) => (match_path(task.entry.grant_id, &event.path, len, true).allowed, 0),
-        None => (0, PATH_TRUNCATED),
+    let (allowed, flags, hash) = match resolved {
+        Some(len) => {
+            let m = match_path(task.entry.grant_id, &event.path, len, true);
+            (m.allowed, 0, m.hash)
+        }
+        None => (0, PATH_TRUNCATED, 0),
     };
     if task.grant_ended().is_none() && allowed & accept != 0 {
-        return true;
+        return Verdict::Allow;
     }
+    // An `ask` on exec covers both the kernel's open of the binary and the exec check.
+    let (verdict, action, why) = match ask(task, allowed, ACCESS_EXEC, hash) {
+        Asked::Decided(v) => return v,
+        Asked::New => (Verdict::Hold, ACTION_HELD, VERDICT_ASK),
+        Asked::No if task.entry.mode == MODE_AUDIT => (Verdict::Allow, ACTION_ALLOWED, VERDICT_OUT_OF_SCOPE),
+        Asked::No => (Verdict::Deny, ACTION_BLOCKED, VERDICT_OUT_OF_SCOPE),
+    };
     event.argc = 0;
     // SAFETY: the value is copied at once.
     if let Some(pending) = unsafe { EXEC_PENDING.get(&current_tid()) } {
         event.argc = pending.argc;
         event.argv = pending.argv;
     }
-    let audit = task.entry.mode == MODE_AUDIT;
-    event.header = emit::header(
-        KIND_EXEC,
-        VERDICT_OUT_OF_SCOPE,
-        task.out_of_scope_reason(),
-        if audit { ACTION_ALLOWED } else { ACTION_BLOCKED },
-        task.task_id,
-    );
+    event.header = emit::header(KIND_EXEC, why, task.out_of_scope_reason(), action, task.task_id);
     event.path_flags = flags;
     emit::send(event);
-    audit
+    if verdict == Verdict::Hold { hold() } else { verdict }
 }
 
 #[inline(always)]

@@ -12,6 +12,7 @@ mod config;
 mod emit;
 mod exec;
 mod file;
+mod hold;
 mod lsm;
 mod lsm_guard;
 mod maps;

@@ -6,7 +6,7 @@ use agent_guard_common::{
     event::{ExecEvent, FileEvent},
     net::{NetKey, NetPorts},
     path::{PathKey, PathRule},
-    task::{ProcTag, TaskEntry},
+    task::{Approval, ProcTag, TaskEntry},
 };
 use aya_ebpf::{
     macros::map,
@@ -40,3 +40,6 @@ pub static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(
 
 #[map]
 pub static EXEC_PENDING: LruHashMap<u32, ExecEvent> = LruHashMap::with_max_entries(1, 0);
+
+#[map]
+pub static APPROVALS: HashMap<u32, Approval> = HashMap::with_max_entries(1, 0);

@@ -21,6 +21,8 @@ pub struct PathMatch {
     pub allowed: u32,
     /// PATH_* flags: when non-zero the kernel did not decide and `allowed` is 0.
     pub flags: u32,
+    /// FNV-1a of the whole path (identifies a held action, see lsm.rs).
+    pub hash: u64,
 }
 
 #[inline(always)]
@@ -81,10 +83,10 @@ extern "C" fn walk_byte(index: u64, ctx: *mut c_void) -> i64 {
 #[inline(always)]
 pub fn match_path(grant_id: u32, path: &[u8; PATH_MAX_MATCH], len: usize, resolved: bool) -> PathMatch {
     if len == 0 || path[0] != b'/' {
-        return PathMatch { allowed: 0, flags: PATH_RELATIVE };
+        return PathMatch { allowed: 0, flags: PATH_RELATIVE, hash: 0 };
     }
     if len >= PATH_MAX_MATCH - 1 {
-        return PathMatch { allowed: 0, flags: PATH_TRUNCATED };
+        return PathMatch { allowed: 0, flags: PATH_TRUNCATED, hash: 0 };
     }
     let mut walk = Walk {
         path: path as *const _,
@@ -100,14 +102,14 @@ pub fn match_path(grant_id: u32, path: &[u8; PATH_MAX_MATCH], len: usize, resolv
     let steps = unsafe { bpf_loop(PATH_MAX_MATCH as u32, walk_byte as *mut c_void, (&raw mut walk).cast(), 0) };
     if steps < 0 {
         // The helper failed: decide nothing in the kernel.
-        return PathMatch { allowed: 0, flags: PATH_TRUNCATED };
+        return PathMatch { allowed: 0, flags: PATH_TRUNCATED, hash: 0 };
     }
     if len == 1 {
         // "/" itself: only a subtree rule on "/" covers it, looked up in the walk.
-        return PathMatch { allowed: walk.allowed, flags: 0 };
+        return PathMatch { allowed: walk.allowed, flags: 0, hash: walk.hash };
     }
     if !resolved && (walk.unnormalized != 0 || walk.prev == b'/' as u32) {
-        return PathMatch { allowed: 0, flags: PATH_UNNORMALIZED };
+        return PathMatch { allowed: 0, flags: PATH_UNNORMALIZED, hash: 0 };
     }
     let mut allowed = walk.allowed | walk.children;
     if let Some(r) = rule(grant_id, walk.hash) {
@@ -117,5 +119,5 @@ pub fn match_path(grant_id: u32, path: &[u8; PATH_MAX_MATCH], len: usize, resolv
     if let Some(r) = rule(grant_id, fnv1a_step(walk.hash, b'/')) {
         allowed |= r.subtree;
     }
-    PathMatch { allowed, flags: 0 }
+    PathMatch { allowed, flags: 0, hash: walk.hash }
 }

@@ -35,6 +35,17 @@ pub enum RequestBody {
         id: u32,
     },
     Status,
+    /// Let a held action continue (and, with `for_secs`, allow the same path and access to
+    /// the task for that long without asking again).
+    Approve {
+        id: u32,
+        for_secs: Option<u64>,
+    },
+    /// Refuse a held action: the syscall fails with EPERM.
+    Deny {
+        id: u32,
+    },
+    ListApprovals,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -51,6 +62,8 @@ pub enum ResponseBody {
     Tasks { tasks: Vec<TaskInfo> },
     TaskStopped { task: TaskInfo },
     Status { status: StatusInfo },
+    Approval { approval: ApprovalInfo },
+    Approvals { approvals: Vec<ApprovalInfo> },
     Error { code: ErrorCode, message: String },
 }
 
@@ -93,6 +106,27 @@ pub enum TaskState {
     Stopped,
 }
 
+/// An action held in the kernel until a human decides.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalInfo {
+    pub id: u32,
+    pub task: u32,
+    pub agent: String,
+    pub intent: String,
+    pub pid: u32,
+    /// `file` or `exec`.
+    pub object: String,
+    pub path: String,
+    pub access: Vec<String>,
+    /// RFC 3339.
+    pub requested: String,
+    /// When it is refused if nobody answers.
+    pub deadline: String,
+    /// `pending`, `approved`, `denied`, `timed_out`.
+    pub state: String,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct StatusInfo {
@@ -100,6 +134,7 @@ pub struct StatusInfo {
     pub kernel: String,
     pub enforcement: Enforcement,
     pub open_tasks: usize,
+    pub pending_approvals: usize,
     pub events_dropped: u64,
 }
 

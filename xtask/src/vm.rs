@@ -102,14 +102,14 @@ fn copy_to_root(root: &Path, file: &Path) -> Result<()> {
 }
 
 /// The VM's /init: mount what the daemon needs, run the suite, print the marker, power off.
+/// /tmp and /run stay on the initramfs (itself a writable tmpfs): the binaries may live under
+/// /tmp on the host (a checkout there), at the same paths in the VM.
 const INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
 mkdir -p /proc /sys /dev /tmp /run
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-mount -t tmpfs tmp /tmp
-mount -t tmpfs run /run
 mount -t bpf bpf /sys/fs/bpf
 mount -t securityfs securityfs /sys/kernel/security
 mount -t cgroup2 cgroup2 /sys/fs/cgroup

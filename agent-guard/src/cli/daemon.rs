@@ -35,6 +35,10 @@ pub struct Args {
     /// (lsm > cgroup > kill > observe).
     #[arg(long, value_enum)]
     require: Option<crate::daemon::Level>,
+    /// How long an action held by an `ask` rule waits for `agent-guard approve|deny` before it is
+    /// refused.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    approval_timeout: std::time::Duration,
     /// Size of the kernel-to-daemon ring buffer in bytes: a power of two, at least 4096.
     #[arg(long, default_value_t = agent_guard_common::maps::DEFAULT_EVENTS_BYTES, value_parser = ring_size)]
     ring_buffer_bytes: u32,
@@ -89,6 +93,7 @@ pub fn main(socket: &Path, args: Args) -> anyhow::Result<ExitCode> {
         },
         cgroup_name: args.cgroup_name,
         require: args.require,
+        approval_timeout: args.approval_timeout,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {

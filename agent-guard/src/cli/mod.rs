@@ -1,5 +1,6 @@
 //! Command-line verbs, one module each.
 
+mod approval;
 mod daemon;
 mod run;
 mod status;
@@ -34,6 +35,12 @@ enum Command {
     },
     /// Show the daemon's enforcement levels and counters.
     Status(status::Args),
+    /// Let an action held by an `ask` rule continue.
+    Approve(approval::Approve),
+    /// Refuse an action held by an `ask` rule (it fails with EPERM).
+    Deny(approval::Deny),
+    /// List held actions and their decisions.
+    Approvals(approval::List),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -42,5 +49,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::main(&cli.socket, args),
         Command::Task { command } => task::main(&cli.socket, command),
         Command::Status(args) => status::main(&cli.socket, args),
+        Command::Approve(args) => approval::approve(&cli.socket, args),
+        Command::Deny(args) => approval::deny(&cli.socket, args),
+        Command::Approvals(args) => approval::list(&cli.socket, args),
     }
 }

@@ -28,6 +28,7 @@ pub fn main(socket: &Path, args: Args) -> anyhow::Result<ExitCode> {
     println!("  file     {}", status.enforcement.file);
     println!("  exec     {}", status.enforcement.exec);
     println!("open tasks      {}", status.open_tasks);
+    println!("held actions    {}", status.pending_approvals);
     println!("events dropped  {}", status.events_dropped);
     Ok(ExitCode::SUCCESS)
 }

@@ -7,7 +7,7 @@ use agent_guard_common::{
     event::{
         ACTION_BLOCKED, EventHeader, ExecEvent, FileEvent, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, HOOK_SENDMSG4,
         HOOK_SENDMSG6, KernelEvent, NetEvent, PATH_RELATIVE, PATH_TRUNCATED, PATH_UNNORMALIZED, REASON_EXPIRED,
-        REASON_REVOKED, TAMPER_PTRACE, TAMPER_SIGNAL, VERDICT_UNRESOLVED,
+        REASON_REVOKED, TAMPER_PTRACE, TAMPER_SIGNAL, VERDICT_ASK, VERDICT_UNRESOLVED,
     },
     path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE},
 };
@@ -34,6 +34,20 @@ pub enum Decoded {
     },
     /// In scope after all (a path the kernel could not decide, resolved here).
     Nothing,
+    /// An action held by an `ask` rule: the registry files it and reports it.
+    Held(HeldAction),
+}
+
+pub struct HeldAction {
+    pub task_id: u32,
+    pub tid: u32,
+    pub tgid: u32,
+    /// `file` or `exec`.
+    pub object: &'static str,
+    pub path: String,
+    /// ACCESS_* bits the held syscall needs.
+    pub access: u32,
+    pub event: Box<Event>,
 }
 
 fn c_string(bytes: &[u8]) -> String {
@@ -41,7 +55,7 @@ fn c_string(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
-fn access_names(access: u32) -> Vec<&'static str> {
+pub fn access_names(access: u32) -> Vec<&'static str> {
     [(ACCESS_READ, "read"), (ACCESS_WRITE, "write"), (ACCESS_EXEC, "exec")]
         .into_iter()
         .filter(|(bit, _)| access & bit != 0)
@@ -221,7 +235,41 @@ fn observed_event(reg: &Registry, action: PathAction<'_>, task: Option<&Task>) -
     Some((event, path))
 }
 
+/// The approval-request event for an action the kernel holds.
+fn held(
+    reg: &Registry,
+    header: &EventHeader,
+    task: Option<&Task>,
+    object: &'static str,
+    raw: &[u8],
+    access: u32,
+) -> Decoded {
+    let path = c_string(raw);
+    let mut event = action_event(reg, Kind::ApprovalRequest, header, task);
+    event.decision = Some(Decision::Held);
+    event.enforcement = Some("lsm".into());
+    event.rule = Some("ask".into());
+    event.reason =
+        Some(format!("an ask rule matched: {object} {path} ({}) waits for a human", access_names(access).join("+")));
+    event.object = Some(match object {
+        "exec" => Object::Executable { path: path.clone() },
+        _ => Object::File { path: path.clone(), access: access_names(access) },
+    });
+    Decoded::Held(HeldAction {
+        task_id: header.task_id,
+        tid: header.pid,
+        tgid: header.tgid,
+        object,
+        path,
+        access,
+        event: Box::new(event),
+    })
+}
+
 fn file_event(reg: &Registry, e: &FileEvent, task: Option<&Task>) -> Decoded {
+    if e.header.verdict == VERDICT_ASK {
+        return held(reg, &e.header, task, "file", &e.path, e.access);
+    }
     let action = PathAction {
         kind: Kind::FileOpen,
         header: &e.header,
@@ -236,6 +284,9 @@ fn file_event(reg: &Registry, e: &FileEvent, task: Option<&Task>) -> Decoded {
 }
 
 fn exec_event(reg: &Registry, e: &ExecEvent, task: Option<&Task>) -> Decoded {
+    if e.header.verdict == VERDICT_ASK {
+        return held(reg, &e.header, task, "exec", &e.path, ACCESS_EXEC);
+    }
     let action = PathAction {
         kind: Kind::ProcessExec,
         header: &e.header,

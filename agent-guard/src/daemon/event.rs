@@ -35,6 +35,9 @@ pub struct Event {
     pub reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
+    /// The approval a held action waits for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
@@ -60,6 +63,14 @@ pub enum Kind {
     /// A tagged process tried to signal or trace the daemon, or to use bpf(2): refused.
     #[serde(rename = "guard.tamper")]
     Tamper,
+    /// An action held in the kernel by an `ask` rule; `approval` names it for
+    /// `agent-guard approve|deny`.
+    #[serde(rename = "approval.request")]
+    ApprovalRequest,
+    #[serde(rename = "approval.granted")]
+    ApprovalGranted,
+    #[serde(rename = "approval.denied")]
+    ApprovalDenied,
     #[serde(rename = "guard.start")]
     GuardStart,
     #[serde(rename = "guard.stop")]
@@ -72,6 +83,8 @@ pub enum Decision {
     Allowed,
     Denied,
     Flagged,
+    /// Stopped inside the kernel until a human decides.
+    Held,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
@@ -129,6 +142,7 @@ impl Event {
             rule: None,
             reason: None,
             count: None,
+            approval: None,
         }
     }
 }

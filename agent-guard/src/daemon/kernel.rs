@@ -9,7 +9,7 @@ use agent_guard_common::{
     maps,
     net::{NET_KEY_BITS, NetKey, NetPorts},
     path::{PathKey, PathRule},
-    task::{ProcTag, STATE_REVOKED, TaskEntry},
+    task::{Approval, ProcTag, STATE_REVOKED, TaskEntry},
 };
 use aya::{
     Ebpf, EbpfLoader,
@@ -53,6 +53,7 @@ pub struct Kernel {
     net_rules: LpmTrie<MapData, NetKey, NetPorts>,
     path_rules: HashMap<MapData, PathKey, PathRule>,
     drops: PerCpuArray<MapData, u64>,
+    approvals: HashMap<MapData, u32, Approval>,
     pub enforcement: Enforcement,
     /// Said at start when the kernel lacks something the daemon would use.
     pub warnings: Vec<String>,
@@ -150,6 +151,7 @@ impl Kernel {
             .map_max_entries(maps::PATH_RULES, sizes.path_rules)
             .map_max_entries(maps::EVENTS, sizes.events_bytes)
             .map_max_entries(maps::EXEC_PENDING, maps::DEFAULT_EXEC_PENDING)
+            .map_max_entries(maps::APPROVALS, maps::DEFAULT_APPROVALS)
             .override_global("NEWTASK_PID_OFF", &newtask_pid, true)
             .override_global("NEWTASK_FLAGS_OFF", &newtask_flags, true)
             .override_global("EXIT_PID_OFF", &exit_pid, true)
@@ -215,6 +217,7 @@ impl Kernel {
             net_rules: take(&mut ebpf, maps::NET_RULES)?,
             path_rules: take(&mut ebpf, maps::PATH_RULES)?,
             drops: take(&mut ebpf, maps::EVENT_DROPS)?,
+            approvals: take(&mut ebpf, maps::APPROVALS)?,
             _ebpf: ebpf,
             // What is attached above, and nothing more.
             enforcement: match lsm {
@@ -295,6 +298,32 @@ impl Kernel {
             .filter(|(_, tag)| tag.task_id == task_id)
             .map(|(tgid, _)| tgid)
             .collect()
+    }
+
+    /// Records a human's decision on the action held for thread `tid`.
+    pub fn decide_held(&mut self, tid: u32, state: u32, access: u32, hash: u64) -> Result<(), KernelError> {
+        self.approvals
+            .insert(&tid, &Approval { state, access, hash }, 0)
+            .map_err(|source| KernelError::Map { name: maps::APPROVALS, source })
+    }
+
+    /// Adds `bits` to the exact-path rule of `hash` in grant `grant_id`; returns the rule it
+    /// replaced (None: there was none), for `restore_path_rule`.
+    pub fn add_path_bits(&mut self, grant_id: u32, hash: u64, bits: u32) -> Result<Option<PathRule>, KernelError> {
+        let key = PathKey { grant_id, _pad: 0, hash };
+        let previous = self.path_rules.get(&key, 0).ok();
+        let mut rule = previous.unwrap_or_default();
+        rule.exact |= bits;
+        self.path_rules.insert(&key, &rule, 0).map_err(|source| KernelError::Map { name: maps::PATH_RULES, source })?;
+        Ok(previous)
+    }
+
+    pub fn restore_path_rule(&mut self, grant_id: u32, hash: u64, previous: Option<PathRule>) {
+        let key = PathKey { grant_id, _pad: 0, hash };
+        let _ = match previous {
+            Some(rule) => self.path_rules.insert(&key, &rule, 0),
+            None => self.path_rules.remove(&key),
+        };
     }
 
     /// Events the kernel could not put on the ring buffer, summed over CPUs.

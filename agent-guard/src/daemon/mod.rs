@@ -115,6 +115,8 @@ pub struct DaemonConfig {
     pub cgroup_name: String,
     /// Refuse to start unless every capability is enforced at least at this level.
     pub require: Option<Level>,
+    /// How long an action held by an `ask` rule waits for a human before it is refused.
+    pub approval_timeout: Duration,
 }
 
 /// Runs until `shutdown` completes. Open tasks are stopped (their processes killed) at
@@ -145,8 +147,13 @@ pub async fn run(
     let (sink, writer) = output::start(Outputs { stdout: config.stdout, file: config.events_file.clone() })?;
     let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
     let enforcement = kernel.enforcement.clone();
-    let registry =
-        Arc::new(Mutex::new(Registry::new(kernel, cgroup_root.join(&config.cgroup_name), host.clone(), sink.clone())));
+    let registry = Arc::new(Mutex::new(Registry::new(
+        kernel,
+        cgroup_root.join(&config.cgroup_name),
+        host.clone(),
+        sink.clone(),
+        config.approval_timeout,
+    )));
 
     let mut start = Event::new(Kind::GuardStart, &host, SystemTime::now());
     start.enforcement =
@@ -244,6 +251,7 @@ async fn read_events(mut ring: AsyncFd<RingBuf<MapData>>, registry: Arc<Mutex<Re
                     tracing::error!(task = task_id, child, "untaggable child killed");
                     reg.sink.send(*event);
                 }
+                Decoded::Held(held) => reg.hold(held),
                 Decoded::Nothing => {}
             }
         }
@@ -260,6 +268,7 @@ async fn watch_drops(registry: Arc<Mutex<Registry>>) {
         let mut reg = registry.lock().expect("registry lock is never poisoned");
         report_drops(&mut reg);
         reg.close_empty_tasks();
+        reg.expire();
     }
 }
 

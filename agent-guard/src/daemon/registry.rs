@@ -5,20 +5,24 @@
 use std::{
     collections::BTreeMap,
     path::PathBuf,
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
-use agent_guard_common::task::{MODE_AUDIT, MODE_ENFORCE, STATE_ACTIVE, TaskEntry};
+use agent_guard_common::{
+    path::{PathRule, fnv1a},
+    task::{APPROVAL_GRANTED, APPROVAL_REFUSED, MODE_AUDIT, MODE_ENFORCE, STATE_ACTIVE, TaskEntry},
+};
 
 use super::{
     KernelError, cgroup,
     clock::{self, boot_ns_now},
+    decode::{HeldAction, access_names},
     event::{Decision, Event, Kind, TaskRef},
     kernel::Kernel,
     output::EventSink,
 };
 use crate::{
-    api::{ErrorCode, StatusInfo, TaskInfo, TaskState},
+    api::{ApprovalInfo, ErrorCode, StatusInfo, TaskInfo, TaskState},
     grant::{CompiledGrant, Grant, Mode},
 };
 
@@ -40,10 +44,32 @@ impl Task {
     }
 }
 
+/// An action held in the kernel, waiting for a human.
+pub struct Held {
+    info: ApprovalInfo,
+    tid: u32,
+    tgid: u32,
+    access: u32,
+    hash: u64,
+    deadline: Instant,
+}
+
+/// A path allowed for a while by `approve --for`, and what to restore when it ends.
+struct TemporaryAllow {
+    task_id: u32,
+    hash: u64,
+    previous: Option<PathRule>,
+    until: Instant,
+}
+
 pub struct Registry {
     pub kernel: Kernel,
     pub tasks: BTreeMap<u32, Task>,
     next_id: u32,
+    approvals: BTreeMap<u32, Held>,
+    next_approval: u32,
+    approval_timeout: Duration,
+    temporary: Vec<TemporaryAllow>,
     cgroup_base: PathBuf,
     pub host: String,
     pub sink: EventSink,
@@ -85,8 +111,140 @@ fn check_label(what: &str, value: &str, max: usize) -> Result<(), Refusal> {
 }
 
 impl Registry {
-    pub fn new(kernel: Kernel, cgroup_base: PathBuf, host: String, sink: EventSink) -> Registry {
-        Registry { kernel, tasks: BTreeMap::new(), next_id: 1, cgroup_base, host, sink, dropped_total: 0 }
+    pub fn new(
+        kernel: Kernel,
+        cgroup_base: PathBuf,
+        host: String,
+        sink: EventSink,
+        approval_timeout: Duration,
+    ) -> Registry {
+        Registry {
+            kernel,
+            tasks: BTreeMap::new(),
+            next_id: 1,
+            approvals: BTreeMap::new(),
+            next_approval: 1,
+            approval_timeout,
+            temporary: Vec::new(),
+            cgroup_base,
+            host,
+            sink,
+            dropped_total: 0,
+        }
+    }
+
+    /// Files an action the kernel holds and reports it (`approval.request`).
+    pub fn hold(&mut self, held: HeldAction) {
+        let id = self.next_approval;
+        self.next_approval += 1;
+        let now = SystemTime::now();
+        let task = self.tasks.get(&held.task_id);
+        let info = ApprovalInfo {
+            id,
+            task: held.task_id,
+            agent: task.map(|t| t.info.agent.clone()).unwrap_or_default(),
+            intent: task.map(|t| t.info.intent.clone()).unwrap_or_default(),
+            pid: held.tgid,
+            object: held.object.to_string(),
+            path: held.path.clone(),
+            access: access_names(held.access).iter().map(|s| s.to_string()).collect(),
+            requested: clock::rfc3339(now),
+            deadline: clock::rfc3339(now + self.approval_timeout),
+            state: "pending".into(),
+        };
+        let hash = fnv1a(held.path.as_bytes());
+        let mut event = *held.event;
+        event.approval = Some(id);
+        self.sink.send(event);
+        self.approvals.insert(
+            id,
+            Held {
+                info,
+                tid: held.tid,
+                tgid: held.tgid,
+                access: held.access,
+                hash,
+                deadline: Instant::now() + self.approval_timeout,
+            },
+        );
+    }
+
+    /// Approves or refuses held action `id`, then continues its process.
+    pub fn decide(
+        &mut self,
+        id: u32,
+        approve: bool,
+        allow_for: Option<Duration>,
+        by: &str,
+    ) -> Result<ApprovalInfo, Refusal> {
+        let held = self.approvals.get(&id).ok_or_else(|| refuse(ErrorCode::NotFound, format!("no approval {id}")))?;
+        if held.info.state != "pending" {
+            return Err(refuse(ErrorCode::BadRequest, format!("approval {id} is already {}", held.info.state)));
+        }
+        let state = if approve { APPROVAL_GRANTED } else { APPROVAL_REFUSED };
+        self.kernel.decide_held(held.tid, state, held.access, held.hash)?;
+        if approve && let Some(duration) = allow_for {
+            let (task_id, hash, access) = (held.info.task, held.hash, held.access);
+            let grant_id = task_id;
+            let previous = self.kernel.add_path_bits(grant_id, hash, access)?;
+            self.temporary.push(TemporaryAllow { task_id, hash, previous, until: Instant::now() + duration });
+        }
+        let held = self.approvals.get_mut(&id).expect("checked above");
+        held.info.state = if approve {
+            "approved"
+        } else if by.is_empty() {
+            "timed_out"
+        } else {
+            "denied"
+        }
+        .into();
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(held.tgid as i32), nix::sys::signal::Signal::SIGCONT);
+        let info = held.info.clone();
+        let mut event = Event::new(
+            if approve { Kind::ApprovalGranted } else { Kind::ApprovalDenied },
+            &self.host,
+            SystemTime::now(),
+        );
+        event.task = self.tasks.get(&info.task).map(Task::task_ref);
+        event.approval = Some(id);
+        event.decision = Some(if approve { Decision::Allowed } else { Decision::Denied });
+        event.enforcement = Some("lsm".into());
+        event.rule = Some("ask".into());
+        event.reason = Some(match (approve, by.is_empty(), allow_for) {
+            (true, _, Some(d)) => {
+                format!("approved by {by} for {}: {} {}", humantime::format_duration(d), info.object, info.path)
+            }
+            (true, _, None) => format!("approved by {by}: {} {}", info.object, info.path),
+            (false, true, _) => {
+                format!("no answer within {}: refused", humantime::format_duration(self.approval_timeout))
+            }
+            (false, false, _) => format!("denied by {by}: {} {}", info.object, info.path),
+        });
+        self.sink.send(event);
+        Ok(info)
+    }
+
+    /// Refuses held actions nobody answered in time, and ends `approve --for` allowances.
+    pub fn expire(&mut self) {
+        let now = Instant::now();
+        let late: Vec<u32> = self
+            .approvals
+            .iter()
+            .filter(|(_, h)| h.info.state == "pending" && h.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            let _ = self.decide(id, false, None, "");
+        }
+        let (ended, kept): (Vec<_>, Vec<_>) = self.temporary.drain(..).partition(|t| t.until <= now);
+        self.temporary = kept;
+        for t in ended {
+            self.kernel.restore_path_rule(t.task_id, t.hash, t.previous);
+        }
+    }
+
+    pub fn approvals(&self) -> Vec<ApprovalInfo> {
+        self.approvals.values().map(|h| h.info.clone()).collect()
     }
 
     pub fn open_task(&mut self, req: OpenRequest) -> Result<TaskInfo, Refusal> {
@@ -264,6 +422,7 @@ impl Registry {
             kernel: nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default(),
             enforcement: self.kernel.enforcement.clone(),
             open_tasks: self.tasks.values().filter(|t| t.info.state == TaskState::Open).count(),
+            pending_approvals: self.approvals.values().filter(|h| h.info.state == "pending").count(),
             events_dropped: self.dropped_total,
         }
     }

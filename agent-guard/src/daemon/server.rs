@@ -16,8 +16,8 @@ use crate::api::{API_VERSION, ErrorCode, Request, RequestBody, Response, Respons
 const MAX_LINE: usize = 4 * 1024 * 1024;
 
 pub async fn serve_connection(stream: UnixStream, registry: Arc<Mutex<Registry>>) {
-    let peer_pid = match stream.peer_cred().map(|cred| cred.pid()) {
-        Ok(Some(pid)) if pid > 0 => pid as u32,
+    let (peer_pid, peer_uid) = match stream.peer_cred().map(|cred| (cred.pid(), cred.uid())) {
+        Ok((Some(pid), uid)) if pid > 0 => (pid as u32, uid),
         _ => {
             tracing::warn!("API connection without a peer pid: closed");
             return;
@@ -26,7 +26,7 @@ pub async fn serve_connection(stream: UnixStream, registry: Arc<Mutex<Registry>>
     let mut lines = Framed::new(stream, LinesCodec::new_with_max_length(MAX_LINE));
     while let Some(line) = lines.next().await {
         let body = match line {
-            Ok(line) => handle_line(&line, peer_pid, &registry),
+            Ok(line) => handle_line(&line, peer_pid, peer_uid, &registry),
             Err(err) => ResponseBody::Error { code: ErrorCode::BadRequest, message: err.to_string() },
         };
         let reply = serde_json::to_string(&Response { version: API_VERSION, body }).expect("responses serialize");
@@ -40,7 +40,7 @@ fn error(refusal: Refusal) -> ResponseBody {
     ResponseBody::Error { code: refusal.code, message: refusal.message }
 }
 
-fn handle_line(line: &str, peer_pid: u32, registry: &Mutex<Registry>) -> ResponseBody {
+fn handle_line(line: &str, peer_pid: u32, peer_uid: u32, registry: &Mutex<Registry>) -> ResponseBody {
     // Check the version before the body, so an old client gets a clear answer.
     let version = serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v.get("version")?.as_u64());
     if version != Some(u64::from(API_VERSION)) {
@@ -78,5 +78,12 @@ fn handle_line(line: &str, peer_pid: u32, registry: &Mutex<Registry>) -> Respons
             .stop_task(id, &format!("stopped through the API by process {peer_pid}"))
             .map_or_else(error, |task| ResponseBody::TaskStopped { task }),
         RequestBody::Status => ResponseBody::Status { status: reg.status() },
+        RequestBody::Approve { id, for_secs } => reg
+            .decide(id, true, for_secs.map(Duration::from_secs), &format!("process {peer_pid} (uid {peer_uid})"))
+            .map_or_else(error, |approval| ResponseBody::Approval { approval }),
+        RequestBody::Deny { id } => reg
+            .decide(id, false, None, &format!("process {peer_pid} (uid {peer_uid})"))
+            .map_or_else(error, |approval| ResponseBody::Approval { approval }),
+        RequestBody::ListApprovals => ResponseBody::Approvals { approvals: reg.approvals() },
     }
 }

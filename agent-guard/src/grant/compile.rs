@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use agent_guard_common::{
     net::{MAX_PORT_RULES, NetPorts, PortRule},
-    path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, PathRule, fnv1a},
+    path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, ASK_SHIFT, PathRule, fnv1a},
 };
 
-use super::{Grant, PathPattern, net_rule::prefix_contains};
+use super::{FileRule, Grant, PathPattern, RuleAction, net_rule::prefix_contains};
 
 /// A grant's map entries, without the grant id (added when they are written).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,7 +33,11 @@ impl CompiledGrant {
         let spec = &grant.spec;
         let lists = [(&spec.files.read, ACCESS_READ), (&spec.files.write, ACCESS_WRITE), (&spec.exec, ACCESS_EXEC)];
         for (patterns, access) in lists {
-            for pattern in patterns {
+            for FileRule { pattern, action } in patterns {
+                let access = match action {
+                    RuleAction::Allow => access,
+                    RuleAction::Ask => access << ASK_SHIFT,
+                };
                 let rule = paths.entry(fnv1a(pattern.key_path().as_bytes())).or_default();
                 match pattern {
                     PathPattern::Exact(_) => rule.exact |= access,

@@ -2,25 +2,25 @@
 //! The kernel decides from compiled map entries; tests check that both agree. The daemon uses
 //! this evaluator for paths the kernel could not decide at its hook (relative, `..`, too long).
 
-use agent_guard_common::path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE};
+use agent_guard_common::path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, ASK_SHIFT};
 
-use super::Grant;
 #[cfg(test)]
 use super::NetRule;
+use super::{Grant, RuleAction};
 
 impl Grant {
-    /// ACCESS_* bits the grant gives `path` (absolute and normalised).
+    /// ACCESS_* bits the grant gives `path`, with the bits of `ask` rules shifted by
+    /// ASK_SHIFT (the kernel's representation).
     pub fn path_access(&self, path: &str) -> u32 {
         let files = &self.spec.files;
         let mut access = 0;
-        if files.read.iter().any(|p| p.matches(path)) {
-            access |= ACCESS_READ;
-        }
-        if files.write.iter().any(|p| p.matches(path)) {
-            access |= ACCESS_WRITE;
-        }
-        if self.spec.exec.iter().any(|p| p.matches(path)) {
-            access |= ACCESS_EXEC;
+        for (rules, bit) in [(&files.read, ACCESS_READ), (&files.write, ACCESS_WRITE), (&self.spec.exec, ACCESS_EXEC)] {
+            for rule in rules.iter().filter(|r| r.pattern.matches(path)) {
+                access |= match rule.action {
+                    RuleAction::Allow => bit,
+                    RuleAction::Ask => bit << ASK_SHIFT,
+                };
+            }
         }
         access
     }

@@ -5,6 +5,7 @@
 
 mod compile;
 mod eval;
+mod file_rule;
 mod net_rule;
 mod path_pattern;
 
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use compile::CompiledGrant;
 pub use eval::normalize_path;
+pub use file_rule::{FileRule, RuleAction};
 pub use net_rule::NetRule;
 pub use path_pattern::PathPattern;
 
@@ -57,7 +59,7 @@ pub struct GrantSpec {
     #[serde(default)]
     pub files: FileRules,
     #[serde(default)]
-    pub exec: Vec<PathPattern>,
+    pub exec: Vec<FileRule>,
     #[serde(default)]
     pub network: NetworkRules,
 }
@@ -76,9 +78,9 @@ pub enum Mode {
 #[serde(deny_unknown_fields)]
 pub struct FileRules {
     #[serde(default)]
-    pub read: Vec<PathPattern>,
+    pub read: Vec<FileRule>,
     #[serde(default)]
-    pub write: Vec<PathPattern>,
+    pub write: Vec<FileRule>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]

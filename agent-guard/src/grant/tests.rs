@@ -33,7 +33,10 @@ fn parses_the_documented_shape() {
     assert_eq!(g.metadata.name, "triage-tickets");
     assert_eq!(g.spec.mode, Mode::Enforce);
     assert_eq!(g.spec.ttl, Some(std::time::Duration::from_secs(900)));
-    assert_eq!(g.spec.files.read[0], PathPattern::Subtree("/srv/tickets".into()));
+    assert_eq!(
+        g.spec.files.read[0],
+        FileRule { pattern: PathPattern::Subtree("/srv/tickets".into()), action: RuleAction::Allow }
+    );
     assert_eq!(g.spec.network.connect.len(), 4);
 }
 
@@ -229,4 +232,21 @@ fn every_shipped_policy_parses_and_compiles() {
         }
     }
     assert!(checked >= 3, "policies/ holds the default grant and examples");
+}
+
+#[test]
+fn ask_rules_parse_and_compile_to_ask_bits() {
+    let text = EXAMPLE.replace(
+        "write: [\"/tmp/work/**\", \"/var/log/*\"]",
+        "write: [\"/tmp/work/**\", {path: \"/etc/hosts\", action: ask}]",
+    );
+    let g = Grant::parse("ask.yaml", &text).unwrap();
+    assert_eq!(g.spec.files.write[1].action, RuleAction::Ask);
+    assert_eq!(g.path_access("/etc/hosts"), ACCESS_WRITE << agent_guard_common::path::ASK_SHIFT);
+    let compiled: HashMap<u64, PathRule> = CompiledGrant::compile(&g).unwrap().paths.into_iter().collect();
+    assert_eq!(kernel_style_match(&compiled, "/etc/hosts"), g.path_access("/etc/hosts"));
+    let bad = EXAMPLE.replace("\"/usr/**\"]", "\"/usr/**\", {path: \"/x\", action: maybe}]");
+    assert!(error_of(&bad).contains("unknown variant `maybe`"), "{}", error_of(&bad));
+    let unknown = EXAMPLE.replace("\"/usr/**\"]", "\"/usr/**\", {path: \"/x\", acton: ask}]");
+    assert!(error_of(&unknown).contains("unknown field `acton`"));
 }

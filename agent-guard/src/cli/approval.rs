@@ -1,0 +1,78 @@
+//! `agent-guard approve ID [--for 10m]`, `agent-guard deny ID`, `agent-guard approvals`:
+//! decide actions that `ask` rules hold in the kernel.
+
+use std::{path::Path, process::ExitCode, time::Duration};
+
+use crate::{
+    api::{RequestBody, ResponseBody},
+    client,
+};
+
+#[derive(clap::Args)]
+pub struct Approve {
+    /// The approval id (from the approval.request event or `agent-guard approvals`).
+    id: u32,
+    /// Also allow the same path and access to the task for this long, without asking again.
+    #[arg(long = "for", value_parser = humantime::parse_duration)]
+    allow_for: Option<Duration>,
+}
+
+#[derive(clap::Args)]
+pub struct Deny {
+    id: u32,
+}
+
+#[derive(clap::Args)]
+pub struct List {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn decided(reply: ResponseBody) -> anyhow::Result<ExitCode> {
+    let ResponseBody::Approval { approval } = reply else {
+        anyhow::bail!("unexpected reply from the daemon");
+    };
+    println!(
+        "approval {}: {} {} {} for task {} ({})",
+        approval.id, approval.state, approval.object, approval.path, approval.task, approval.agent
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn approve(socket: &Path, args: Approve) -> anyhow::Result<ExitCode> {
+    decided(client::call(
+        socket,
+        RequestBody::Approve { id: args.id, for_secs: args.allow_for.map(|d| d.as_secs().max(1)) },
+    )?)
+}
+
+pub fn deny(socket: &Path, args: Deny) -> anyhow::Result<ExitCode> {
+    decided(client::call(socket, RequestBody::Deny { id: args.id })?)
+}
+
+pub fn list(socket: &Path, args: List) -> anyhow::Result<ExitCode> {
+    let ResponseBody::Approvals { approvals } = client::call(socket, RequestBody::ListApprovals)? else {
+        anyhow::bail!("unexpected reply from the daemon");
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&approvals)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<5} {:<10} {:<6} {:<16} {:<6} {:<28} PATH", "ID", "STATE", "TASK", "AGENT", "PID", "DEADLINE");
+    for a in approvals {
+        println!(
+            "{:<5} {:<10} {:<6} {:<16} {:<6} {:<28} {} {} ({})",
+            a.id,
+            a.state,
+            a.task,
+            a.agent,
+            a.pid,
+            a.deadline,
+            a.object,
+            a.path,
+            a.access.join("+")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
