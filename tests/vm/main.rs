@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use agent_guard_e2e::{Daemon, grant, listener, stdout};
 
 const PROBE: &str = env!("CARGO_BIN_EXE_ag-probe");
+/// The suite's daemon refuses held actions nobody answers within this.
+const APPROVAL_TIMEOUT_SECS: u64 = 6;
 
 /// What every process here needs to start: the loader, libraries, the probe itself, and
 /// /proc (Rust's runtime reads /proc/self/maps).
@@ -36,9 +38,11 @@ fn base_files(extra_read: &[&Path], write: &[&Path], exec: &[&str]) -> String {
 fn start() -> &'static Daemon {
     static DAEMON: std::sync::OnceLock<Option<Daemon>> = std::sync::OnceLock::new();
     let daemon = DAEMON.get_or_init(|| {
-        std::panic::catch_unwind(|| Daemon::start_with(&["--require", "lsm"]))
-            .map_err(|panic| eprintln!("{}", panic.downcast_ref::<String>().map_or("daemon start failed", |s| s)))
-            .ok()
+        std::panic::catch_unwind(|| {
+            Daemon::start_with(&["--require", "lsm", "--approval-timeout", &format!("{}s", APPROVAL_TIMEOUT_SECS)])
+        })
+        .map_err(|panic| eprintln!("{}", panic.downcast_ref::<String>().map_or("daemon start failed", |s| s)))
+        .ok()
     });
     daemon.as_ref().expect("the daemon did not start with --require lsm (see the first failing test)")
 }
@@ -247,4 +251,71 @@ fn an_agent_cannot_kill_trace_or_reprogram_the_guard() {
     assert_eq!(stdout(&direct), "ok");
     // An untagged process may still signal it (signal 0: only an existence check here).
     assert_eq!(unsafe { libc::kill(daemon.pid() as i32, 0) }, 0);
+}
+
+/// A grant whose `ask` rules hold reads of `asked` and execs of `/bin/busybox`.
+fn ask_grant(f: &Files, name: &str, asked: &Path) -> PathBuf {
+    let base = base_files(&[], &[], &[]);
+    let ask_read = format!("{{path: \"{}\", action: ask}}", asked.display());
+    let files = base
+        .replacen("read: [", &format!("read: [{ask_read}, "), 1)
+        .replacen("exec: [", "exec: [{path: \"/bin/busybox\", action: ask}, ", 1)
+        .replacen("read: [", "read: [\"/bin/busybox\", ", 1);
+    grant(f.path(), name, "enforce", &[], &files)
+}
+
+/// Starts `run` in the background and returns it with the id of the approval it waits for.
+fn held(daemon: &Daemon, agent: &str, g: &Path, cmd: &[&str]) -> (std::process::Child, String) {
+    let child =
+        daemon.run_command(agent, "needs a human", g, &[], cmd).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let request =
+        daemon.wait_event("approval request", |e| e["kind"] == "approval.request" && e["task"]["agent"] == agent);
+    assert_eq!(request["decision"], "held");
+    (child, request["approval"].to_string())
+}
+
+fn finish(child: std::process::Child) -> String {
+    stdout(&child.wait_with_output().unwrap())
+}
+
+#[test]
+fn an_ask_rule_holds_an_open_until_approved_and_the_call_succeeds() {
+    let daemon = start();
+    let f = files(daemon);
+    let g = ask_grant(&f, "ask-approve", &f.secret);
+    let (child, id) = held(daemon, "asker-yes", &g, &[PROBE, "open", f.secret.to_str().unwrap(), "r"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let approve = daemon.cli(&["approve", &id]);
+    assert!(approve.status.success(), "{approve:?}");
+    assert_eq!(finish(child), "ok", "the held open() continues and succeeds, transparently");
+    let granted = daemon.wait_event("granted", |e| e["kind"] == "approval.granted" && e["approval"].to_string() == id);
+    assert_eq!(granted["task"]["agent"], "asker-yes");
+}
+
+#[test]
+fn an_ask_rule_refuses_when_denied_or_when_nobody_answers() {
+    let daemon = start();
+    let f = files(daemon);
+    let g = ask_grant(&f, "ask-deny", &f.secret);
+    let (child, id) = held(daemon, "asker-no", &g, &[PROBE, "open", f.secret.to_str().unwrap(), "r"]);
+    assert!(daemon.cli(&["deny", &id]).status.success());
+    assert_eq!(finish(child), "EPERM");
+
+    let started = std::time::Instant::now();
+    let (child, _) = held(daemon, "asker-silent", &g, &[PROBE, "open", f.secret.to_str().unwrap(), "r"]);
+    assert_eq!(finish(child), "EPERM", "no answer: refused");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(APPROVAL_TIMEOUT_SECS - 1));
+    let timed_out =
+        daemon.wait_event("timeout", |e| e["kind"] == "approval.denied" && e["task"]["agent"] == "asker-silent");
+    assert!(timed_out["reason"].as_str().unwrap().contains("no answer"), "{timed_out}");
+}
+
+#[test]
+fn an_ask_rule_holds_an_exec_until_approved() {
+    let daemon = start();
+    let f = files(daemon);
+    let g = ask_grant(&f, "ask-exec", &f.secret);
+    let (child, id) = held(daemon, "asker-exec", &g, &[PROBE, "exec", "/bin/busybox", "true"]);
+    assert!(daemon.cli(&["approve", &id]).status.success());
+    assert_eq!(finish(child), "ok");
 }
