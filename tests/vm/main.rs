@@ -319,3 +319,18 @@ fn an_ask_rule_holds_an_exec_until_approved() {
     assert!(daemon.cli(&["approve", &id]).status.success());
     assert_eq!(finish(child), "ok");
 }
+
+#[test]
+fn relative_paths_are_judged_on_what_they_resolve_to() {
+    let daemon = start();
+    let f = files(daemon);
+    let work = f.path().join("work");
+    let g = grant(f.path(), "relative", "enforce", &[], &base_files(&[&work.join("**")], &[], &[]));
+    let open = |rel: &str| {
+        let mut cmd = daemon.run_command("rel-bot", "relative", &g, &[], &[PROBE, "open", rel, "r"]);
+        stdout(&cmd.current_dir(&work).output().unwrap())
+    };
+    assert_eq!(open("notes.txt"), "ok");
+    assert_eq!(open("./link"), "EPERM", "a relative symlink to a denied file");
+    assert_eq!(open("../secret.txt"), "EPERM");
+}
