@@ -22,7 +22,7 @@
 use agent_guard_common::{
     event::{
         ACTION_ALLOWED, ACTION_BLOCKED, ACTION_HELD, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, KIND_EXEC, KIND_FILE,
-        KIND_NET, NetEvent, PATH_TRUNCATED, VERDICT_ASK, VERDICT_OUT_OF_SCOPE,
+        PATH_TRUNCATED, VERDICT_ASK, VERDICT_OUT_OF_SCOPE,
     },
     path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, ASK_SHIFT, PATH_MAX_MATCH},
     task::MODE_AUDIT,
@@ -38,7 +38,7 @@ use crate::{
     config, emit,
     hold::{Asked, Verdict, ask, hold, ret},
     maps::{EXEC_PENDING, EXEC_SCRATCH, SCRATCH},
-    net::rule_allows,
+    net::{report_connect, rule_allows},
     path_match::match_path,
     task::{CurrentTask, current_task, current_tid},
 };
@@ -79,6 +79,31 @@ pub fn verdict(allow: bool) -> i32 {
 #[inline(always)]
 fn yes_no(allow: bool) -> Verdict {
     if allow { Verdict::Allow } else { Verdict::Deny }
+}
+
+/// Resolves `file` into `buf` and matches it: (grant bits, PATH_* flags, path hash). A path
+/// that does not fit the buffer matches nothing (PATH_TRUNCATED).
+#[inline(always)]
+fn resolve_and_match(task: &CurrentTask, file: *const u8, buf: &mut [u8; PATH_MAX_MATCH]) -> (u32, u32, u64) {
+    match resolve(file, buf) {
+        Some(len) => {
+            let m = match_path(task.entry.grant_id, buf, len, true);
+            (m.allowed, 0, m.hash)
+        }
+        None => (0, PATH_TRUNCATED, 0),
+    }
+}
+
+/// For an action no allow rule covers: Err(verdict) when a human already decided it; else
+/// what to do and report: (verdict, EventHeader::action, EventHeader::verdict).
+#[inline(always)]
+fn settle(task: &CurrentTask, asked: Asked) -> Result<(Verdict, u32, u32), Verdict> {
+    match asked {
+        Asked::Decided(v) => Err(v),
+        Asked::New => Ok((Verdict::Hold, ACTION_HELD, VERDICT_ASK)),
+        Asked::No if task.entry.mode == MODE_AUDIT => Ok((Verdict::Allow, ACTION_ALLOWED, VERDICT_OUT_OF_SCOPE)),
+        Asked::No => Ok((Verdict::Deny, ACTION_BLOCKED, VERDICT_OUT_OF_SCOPE)),
+    }
 }
 
 /// Writes the resolved path of `file` into `buf`; its length without the NUL, or None.
@@ -127,22 +152,13 @@ fn try_file_open(ctx: &LsmContext) -> Verdict {
     };
     // SAFETY: per-CPU scratch entry, used by this program only until it returns.
     let event = unsafe { &mut *event };
-    let resolved = resolve(file, &mut event.path);
-    let (allowed, flags, hash) = match resolved {
-        Some(len) => {
-            let m = match_path(task.entry.grant_id, &event.path, len, true);
-            (m.allowed, 0, m.hash)
-        }
-        None => (0, PATH_TRUNCATED, 0),
-    };
+    let (allowed, flags, hash) = resolve_and_match(&task, file, &mut event.path);
     if task.grant_ended().is_none() && allowed & need == need {
         return Verdict::Allow;
     }
-    let (verdict, action, why) = match ask(&task, allowed, need, hash) {
-        Asked::Decided(v) => return v,
-        Asked::New => (Verdict::Hold, ACTION_HELD, VERDICT_ASK),
-        Asked::No if task.entry.mode == MODE_AUDIT => (Verdict::Allow, ACTION_ALLOWED, VERDICT_OUT_OF_SCOPE),
-        Asked::No => (Verdict::Deny, ACTION_BLOCKED, VERDICT_OUT_OF_SCOPE),
+    let (verdict, action, why) = match settle(&task, ask(&task, allowed, need, hash)) {
+        Ok(outcome) => outcome,
+        Err(decided) => return decided,
     };
     event.header = emit::header(KIND_FILE, why, task.out_of_scope_reason(), action, task.task_id);
     event.access = need;
@@ -174,23 +190,14 @@ fn decide_exec(task: &CurrentTask, file: *const u8, accept: u32) -> Verdict {
     };
     // SAFETY: per-CPU scratch entry, used by this program only until it returns.
     let event = unsafe { &mut *event };
-    let resolved = resolve(file, &mut event.path);
-    let (allowed, flags, hash) = match resolved {
-        Some(len) => {
-            let m = match_path(task.entry.grant_id, &event.path, len, true);
-            (m.allowed, 0, m.hash)
-        }
-        None => (0, PATH_TRUNCATED, 0),
-    };
+    let (allowed, flags, hash) = resolve_and_match(task, file, &mut event.path);
     if task.grant_ended().is_none() && allowed & accept != 0 {
         return Verdict::Allow;
     }
     // An `ask` on exec covers both the kernel's open of the binary and the exec check.
-    let (verdict, action, why) = match ask(task, allowed, ACCESS_EXEC, hash) {
-        Asked::Decided(v) => return v,
-        Asked::New => (Verdict::Hold, ACTION_HELD, VERDICT_ASK),
-        Asked::No if task.entry.mode == MODE_AUDIT => (Verdict::Allow, ACTION_ALLOWED, VERDICT_OUT_OF_SCOPE),
-        Asked::No => (Verdict::Deny, ACTION_BLOCKED, VERDICT_OUT_OF_SCOPE),
+    let (verdict, action, why) = match settle(task, ask(task, allowed, ACCESS_EXEC, hash)) {
+        Ok(outcome) => outcome,
+        Err(decided) => return decided,
     };
     event.argc = 0;
     // SAFETY: the value is copied at once.
@@ -240,23 +247,7 @@ fn try_socket_connect(ctx: &LsmContext) -> bool {
     if task.grant_ended().is_none() && rule_allows(task.entry.grant_id, &addr, port, protocol) {
         return true;
     }
-    let audit = task.entry.mode == MODE_AUDIT;
-    let event = NetEvent {
-        header: emit::header(
-            KIND_NET,
-            VERDICT_OUT_OF_SCOPE,
-            task.out_of_scope_reason(),
-            if audit { ACTION_ALLOWED } else { ACTION_BLOCKED },
-            task.task_id,
-        ),
-        hook,
-        protocol,
-        port: port as u32,
-        _pad: 0,
-        addr,
-    };
-    emit::send(&event);
-    audit
+    report_connect(&task, hook, protocol, port, addr)
 }
 
 /// No scratch buffer: refuse in enforce mode without an event (counted as a drop).

@@ -19,7 +19,11 @@ use agent_guard_common::{
 };
 use aya_ebpf::{macros::cgroup_sock_addr, maps::lpm_trie::Key, programs::SockAddrContext};
 
-use crate::{emit, maps::NET_RULES, task::current_task};
+use crate::{
+    emit,
+    maps::NET_RULES,
+    task::{CurrentTask, current_task},
+};
 
 const ALLOW: i32 = 1;
 const DENY: i32 = 0;
@@ -78,17 +82,22 @@ fn try_sock_addr(ctx: &SockAddrContext, hook: u32) -> i32 {
     let (protocol, port) = unsafe { ((*sa).protocol, u16::from_be((*sa).user_port as u16)) };
     let addr = destination(ctx, hook);
 
-    let reason = task.out_of_scope_reason();
     if task.grant_ended().is_none() && rule_allows(task.entry.grant_id, &addr, port, protocol) {
         return ALLOW;
     }
 
+    if report_connect(&task, hook, protocol, port, addr) { ALLOW } else { DENY }
+}
+
+/// Reports an out-of-scope connect or send; whether it may proceed (audit mode).
+#[inline(always)]
+pub fn report_connect(task: &CurrentTask, hook: u32, protocol: u32, port: u16, addr: [u8; 16]) -> bool {
     let audit = task.entry.mode == MODE_AUDIT;
     let event = NetEvent {
         header: emit::header(
             KIND_NET,
             VERDICT_OUT_OF_SCOPE,
-            reason,
+            task.out_of_scope_reason(),
             if audit { ACTION_ALLOWED } else { ACTION_BLOCKED },
             task.task_id,
         ),
@@ -99,7 +108,7 @@ fn try_sock_addr(ctx: &SockAddrContext, hook: u32) -> i32 {
         addr,
     };
     emit::send(&event);
-    if audit { ALLOW } else { DENY }
+    audit
 }
 
 #[inline(always)]
