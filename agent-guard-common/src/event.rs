@@ -106,8 +106,25 @@ pub struct FileEvent {
     /// Directory fd a relative path is resolved against (AT_FDCWD = -100).
     pub dfd: i32,
     pub path_flags: u32,
+    /// FILE_OP_*: what the process does to the path.
+    pub op: u32,
+    pub _pad: u32,
     pub path: [u8; PATH_MAX_MATCH],
 }
+
+/// `FileEvent::op`: opening a file, or changing the file tree (all need `write`).
+pub const FILE_OP_OPEN: u32 = 0;
+pub const FILE_OP_CREATE: u32 = 1;
+pub const FILE_OP_UNLINK: u32 = 2;
+pub const FILE_OP_MKDIR: u32 = 3;
+pub const FILE_OP_RMDIR: u32 = 4;
+pub const FILE_OP_RENAME_FROM: u32 = 5;
+pub const FILE_OP_RENAME_TO: u32 = 6;
+pub const FILE_OP_LINK: u32 = 7;
+pub const FILE_OP_SYMLINK: u32 = 8;
+pub const FILE_OP_TRUNCATE: u32 = 9;
+pub const FILE_OP_CHMOD: u32 = 10;
+pub const FILE_OP_CHOWN: u32 = 11;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,7 +150,7 @@ pub struct TaskEvent {
 
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 64);
 const _: () = assert!(core::mem::size_of::<NetEvent>() == 64 + 32);
-const _: () = assert!(core::mem::size_of::<FileEvent>() == 64 + 16 + PATH_MAX_MATCH);
+const _: () = assert!(core::mem::size_of::<FileEvent>() == 64 + 24 + PATH_MAX_MATCH);
 const _: () = assert!(core::mem::size_of::<ExecEvent>() == 64 + 8 + PATH_MAX_MATCH + EXEC_ARGS * EXEC_ARG_LEN);
 const _: () = assert!(core::mem::size_of::<TaskEvent>() == 72);
 

@@ -31,3 +31,5 @@ pub const DEFAULT_EXEC_PENDING: u32 = 4_096;
 /// tid -> [`crate::task::Approval`]: actions held for a human's decision.
 pub const APPROVALS: &str = "APPROVALS";
 pub const DEFAULT_APPROVALS: u32 = 4_096;
+/// Per-CPU 512-byte buffer where the file-tree hooks join a directory's path and a name.
+pub const PATH_JOIN: &str = "PATH_JOIN";

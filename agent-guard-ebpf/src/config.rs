@@ -37,6 +37,25 @@ static TASK_TGID_OFF: u32 = 0;
 /// The daemon's own tgid, which tagged processes may not signal or trace.
 #[unsafe(no_mangle)]
 static DAEMON_TGID: u32 = 0;
+/// struct dentry: d_name.name and d_parent (include/linux/dcache.h); struct path: mnt and
+/// dentry (include/linux/path.h); struct vfsmount: mnt_root; struct mount (fs/mount.h): the
+/// embedded vfsmount, mnt_parent and mnt_mountpoint.
+#[unsafe(no_mangle)]
+static DENTRY_NAME_OFF: u32 = 0;
+#[unsafe(no_mangle)]
+static DENTRY_PARENT_OFF: u32 = 0;
+#[unsafe(no_mangle)]
+static PATH_MNT_OFF: u32 = 0;
+#[unsafe(no_mangle)]
+static PATH_DENTRY_OFF: u32 = 0;
+#[unsafe(no_mangle)]
+static VFSMNT_ROOT_OFF: u32 = 0;
+#[unsafe(no_mangle)]
+static MOUNT_MNT_OFF: u32 = 0;
+#[unsafe(no_mangle)]
+static MOUNT_PARENT_OFF: u32 = 0;
+#[unsafe(no_mangle)]
+static MOUNT_POINT_OFF: u32 = 0;
 /// 1 when the LSM hooks decide execs: the execve tracepoints then only capture argv for them.
 #[unsafe(no_mangle)]
 static EXEC_CAPTURE: u32 = 0;
@@ -86,4 +105,28 @@ pub fn task_tgid_off() -> usize {
 }
 pub fn daemon_tgid() -> u32 {
     load(&DAEMON_TGID)
+}
+pub fn dentry_name_off() -> usize {
+    load(&DENTRY_NAME_OFF) as usize
+}
+pub fn dentry_parent_off() -> usize {
+    load(&DENTRY_PARENT_OFF) as usize
+}
+pub fn path_mnt_off() -> usize {
+    load(&PATH_MNT_OFF) as usize
+}
+pub fn path_dentry_off() -> usize {
+    load(&PATH_DENTRY_OFF) as usize
+}
+pub fn vfsmnt_root_off() -> usize {
+    load(&VFSMNT_ROOT_OFF) as usize
+}
+pub fn mount_mnt_off() -> usize {
+    load(&MOUNT_MNT_OFF) as usize
+}
+pub fn mount_parent_off() -> usize {
+    load(&MOUNT_PARENT_OFF) as usize
+}
+pub fn mount_point_off() -> usize {
+    load(&MOUNT_POINT_OFF) as usize
 }

@@ -12,7 +12,7 @@
 //! when the ring buffer is full) and never affects the syscall.
 
 use agent_guard_common::{
-    event::{ACTION_ALLOWED, KIND_FILE, VERDICT_OUT_OF_SCOPE, VERDICT_UNRESOLVED},
+    event::{ACTION_ALLOWED, FILE_OP_OPEN, KIND_FILE, VERDICT_OUT_OF_SCOPE, VERDICT_UNRESOLVED},
     path::{ACCESS_READ, ACCESS_WRITE, PATH_MAX_MATCH},
 };
 use aya_ebpf::{helpers::bpf_probe_read_user_str_bytes, macros::tracepoint, programs::TracePointContext};
@@ -120,5 +120,6 @@ fn try_open(dfd: i64, filename: u64, flags: u32) {
     event.open_flags = flags;
     event.dfd = dfd as i32;
     event.path_flags = matched.flags;
+    event.op = FILE_OP_OPEN;
     emit::send(event);
 }

@@ -21,8 +21,8 @@
 
 use agent_guard_common::{
     event::{
-        ACTION_ALLOWED, ACTION_BLOCKED, ACTION_HELD, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, KIND_EXEC, KIND_FILE,
-        PATH_TRUNCATED, VERDICT_ASK, VERDICT_OUT_OF_SCOPE,
+        ACTION_ALLOWED, ACTION_BLOCKED, ACTION_HELD, FILE_OP_OPEN, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, KIND_EXEC,
+        KIND_FILE, PATH_TRUNCATED, VERDICT_ASK, VERDICT_OUT_OF_SCOPE,
     },
     path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, ASK_SHIFT, PATH_MAX_MATCH},
     task::MODE_AUDIT,
@@ -165,6 +165,7 @@ fn try_file_open(ctx: &LsmContext) -> Verdict {
     event.open_flags = mode;
     event.dfd = AT_FDCWD;
     event.path_flags = flags;
+    event.op = FILE_OP_OPEN;
     emit::send(event);
     if verdict == Verdict::Hold { hold() } else { verdict }
 }
@@ -252,7 +253,7 @@ fn try_socket_connect(ctx: &LsmContext) -> bool {
 
 /// No scratch buffer: refuse in enforce mode without an event (counted as a drop).
 #[inline(always)]
-fn fail_closed(task: &CurrentTask) -> bool {
+pub fn fail_closed(task: &CurrentTask) -> bool {
     emit::count_drop();
     task.entry.mode == MODE_AUDIT
 }

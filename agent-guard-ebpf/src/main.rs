@@ -9,12 +9,14 @@
 #![allow(internal_features, reason = "core_intrinsics is the only route to BPF_ATOMIC here")]
 
 mod config;
+mod dentry_path;
 mod emit;
 mod exec;
 mod file;
 mod hold;
 mod lsm;
 mod lsm_guard;
+mod lsm_tree;
 mod maps;
 mod net;
 mod path_match;

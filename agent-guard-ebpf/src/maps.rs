@@ -43,3 +43,6 @@ pub static EXEC_PENDING: LruHashMap<u32, ExecEvent> = LruHashMap::with_max_entri
 
 #[map]
 pub static APPROVALS: HashMap<u32, Approval> = HashMap::with_max_entries(1, 0);
+
+#[map]
+pub static PATH_JOIN: PerCpuArray<[u8; 512]> = PerCpuArray::with_max_entries(1, 0);

@@ -334,3 +334,45 @@ fn relative_paths_are_judged_on_what_they_resolve_to() {
     assert_eq!(open("./link"), "EPERM", "a relative symlink to a denied file");
     assert_eq!(open("../secret.txt"), "EPERM");
 }
+
+#[test]
+fn changes_to_the_file_tree_need_write_on_every_path_they_touch() {
+    let daemon = start();
+    let f = files(daemon);
+    let dir = f.path();
+    let work = dir.join("work");
+    let g = grant(f.path(), "lsm-tree", "enforce", &[], &base_files(&[], &[&work.join("**")], &[]));
+    let run = |args: &[&str]| {
+        let mut cmd = vec![PROBE];
+        cmd.extend_from_slice(args);
+        stdout(&daemon.run("writer", "edit the work tree", &g, &cmd))
+    };
+    let p = |path: PathBuf| path.display().to_string();
+    // Inside the writable tree: everything works.
+    assert_eq!(run(&["create", &p(work.join("new.txt"))]), "ok");
+    assert_eq!(run(&["mkdir", &p(work.join("sub"))]), "ok");
+    assert_eq!(run(&["rename", &p(work.join("new.txt")), &p(work.join("sub/moved.txt"))]), "ok");
+    assert_eq!(run(&["truncate", &p(work.join("sub/moved.txt"))]), "ok");
+    assert_eq!(run(&["chmod", &p(work.join("sub/moved.txt"))]), "ok");
+    assert_eq!(run(&["symlink", &p(f.secret.clone()), &p(work.join("sub/to-secret"))]), "ok");
+    assert_eq!(run(&["unlink", &p(work.join("sub/moved.txt"))]), "ok");
+    assert_eq!(run(&["unlink", &p(work.join("sub/to-secret"))]), "ok");
+    assert_eq!(run(&["rmdir", &p(work.join("sub"))]), "ok");
+    // Outside it: refused, whichever name is outside.
+    assert_eq!(run(&["create", &p(dir.join("outside.txt"))]), "EPERM", "O_CREAT outside");
+    assert_eq!(run(&["mkdir", &p(dir.join("outdir"))]), "EPERM");
+    assert_eq!(run(&["unlink", &p(f.secret.clone())]), "EPERM");
+    assert_eq!(run(&["chmod", &p(f.secret.clone())]), "EPERM");
+    assert_eq!(run(&["truncate", &p(f.secret.clone())]), "EPERM");
+    assert_eq!(run(&["rename", &p(f.secret.clone()), &p(work.join("stolen.txt"))]), "EPERM", "moving a file in");
+    assert_eq!(run(&["rename", &p(f.allowed.clone()), &p(dir.join("leaked.txt"))]), "EPERM", "moving a file out");
+    assert_eq!(run(&["link", &p(f.secret.clone()), &p(work.join("hard"))]), "EPERM", "hard link to a denied file");
+    assert!(f.secret.exists() && !work.join("stolen.txt").exists() && !work.join("hard").exists());
+
+    let event = daemon.wait_event("refused unlink", |e| e["object"]["operation"] == "unlink");
+    assert_eq!(event["kind"], "file.change");
+    assert_eq!(event["decision"], "denied");
+    assert_eq!(event["object"]["path"], p(f.secret.clone()));
+    let rename = daemon.wait_event("refused rename", |e| e["object"]["operation"] == "rename_from");
+    assert_eq!(rename["object"]["path"], p(f.secret.clone()));
+}

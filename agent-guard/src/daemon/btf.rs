@@ -15,6 +15,14 @@ pub struct LsmOffsets {
     pub bprm_file: u32,
     pub socket_type: u32,
     pub task_tgid: u32,
+    pub dentry_name: u32,
+    pub dentry_parent: u32,
+    pub path_mnt: u32,
+    pub path_dentry: u32,
+    pub vfsmnt_root: u32,
+    pub mount_mnt: u32,
+    pub mount_parent: u32,
+    pub mount_point: u32,
 }
 
 struct Bytes(Vec<u8>);
@@ -49,6 +57,14 @@ pub fn lsm_offsets() -> Result<LsmOffsets, String> {
         bprm_file: offset(&types, "linux_binprm", "file")?,
         socket_type: offset(&types, "socket", "type")?,
         task_tgid: offset(&types, "task_struct", "tgid")?,
+        dentry_name: offset(&types, "dentry", "d_name.name")?,
+        dentry_parent: offset(&types, "dentry", "d_parent")?,
+        path_mnt: offset(&types, "path", "mnt")?,
+        path_dentry: offset(&types, "path", "dentry")?,
+        vfsmnt_root: offset(&types, "vfsmount", "mnt_root")?,
+        mount_mnt: offset(&types, "mount", "mnt")?,
+        mount_parent: offset(&types, "mount", "mnt_parent")?,
+        mount_point: offset(&types, "mount", "mnt_mountpoint")?,
     })
 }
 

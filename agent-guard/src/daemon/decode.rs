@@ -5,9 +5,11 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use agent_guard_common::{
     event::{
-        ACTION_BLOCKED, EventHeader, ExecEvent, FileEvent, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, HOOK_SENDMSG4,
-        HOOK_SENDMSG6, KernelEvent, NetEvent, PATH_RELATIVE, PATH_TRUNCATED, PATH_UNNORMALIZED, REASON_EXPIRED,
-        REASON_REVOKED, TAMPER_PTRACE, TAMPER_SIGNAL, VERDICT_ASK, VERDICT_UNRESOLVED,
+        ACTION_BLOCKED, EventHeader, ExecEvent, FILE_OP_CHMOD, FILE_OP_CHOWN, FILE_OP_CREATE, FILE_OP_LINK,
+        FILE_OP_MKDIR, FILE_OP_RENAME_FROM, FILE_OP_RENAME_TO, FILE_OP_RMDIR, FILE_OP_SYMLINK, FILE_OP_TRUNCATE,
+        FILE_OP_UNLINK, FileEvent, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6, KernelEvent,
+        NetEvent, PATH_RELATIVE, PATH_TRUNCATED, PATH_UNNORMALIZED, REASON_EXPIRED, REASON_REVOKED, TAMPER_PTRACE,
+        TAMPER_SIGNAL, VERDICT_ASK, VERDICT_UNRESOLVED,
     },
     path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE},
 };
@@ -253,7 +255,7 @@ fn held(
         Some(format!("an ask rule matched: {object} {path} ({}) waits for a human", access_names(access).join("+")));
     event.object = Some(match object {
         "exec" => Object::Executable { path: path.clone() },
-        _ => Object::File { path: path.clone(), access: access_names(access) },
+        _ => Object::File { path: path.clone(), access: access_names(access), operation: None },
     });
     Decoded::Held(HeldAction {
         task_id: header.task_id,
@@ -266,20 +268,39 @@ fn held(
     })
 }
 
+/// FILE_OP_* names, for `object.operation` of file.change events.
+fn operation_name(op: u32) -> Option<&'static str> {
+    Some(match op {
+        FILE_OP_CREATE => "create",
+        FILE_OP_UNLINK => "unlink",
+        FILE_OP_MKDIR => "mkdir",
+        FILE_OP_RMDIR => "rmdir",
+        FILE_OP_RENAME_FROM => "rename_from",
+        FILE_OP_RENAME_TO => "rename_to",
+        FILE_OP_LINK => "link",
+        FILE_OP_SYMLINK => "symlink",
+        FILE_OP_TRUNCATE => "truncate",
+        FILE_OP_CHMOD => "chmod",
+        FILE_OP_CHOWN => "chown",
+        _ => return None,
+    })
+}
+
 fn file_event(reg: &Registry, e: &FileEvent, task: Option<&Task>) -> Decoded {
     if e.header.verdict == VERDICT_ASK {
         return held(reg, &e.header, task, "file", &e.path, e.access);
     }
-    let action = PathAction {
-        kind: Kind::FileOpen,
-        header: &e.header,
-        raw_path: &e.path,
-        path_flags: e.path_flags,
-        dfd: e.dfd,
-        need: e.access,
-    };
+    let operation = operation_name(e.op);
+    let kind = if operation.is_some() { Kind::FileChange } else { Kind::FileOpen };
+    let action =
+        PathAction { kind, header: &e.header, raw_path: &e.path, path_flags: e.path_flags, dfd: e.dfd, need: e.access };
     let Some((mut event, path)) = observed_event(reg, action, task) else { return Decoded::Nothing };
-    event.object = Some(Object::File { path, access: access_names(e.access) });
+    if e.op == FILE_OP_LINK
+        && let Some(reason) = event.reason.as_mut()
+    {
+        reason.push_str(" (hard links are refused inside a task: their source cannot be resolved to a path)");
+    }
+    event.object = Some(Object::File { path, access: access_names(e.access), operation });
     Decoded::Event(Box::new(event))
 }
 

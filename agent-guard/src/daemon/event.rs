@@ -54,6 +54,10 @@ pub enum Kind {
     NetworkSend,
     #[serde(rename = "file.open")]
     FileOpen,
+    /// A change to the file tree: create, unlink, mkdir, rmdir, rename, link, symlink,
+    /// truncate, chmod, chown (`object.operation`).
+    #[serde(rename = "file.change")]
+    FileChange,
     #[serde(rename = "process.exec")]
     ProcessExec,
     #[serde(rename = "guard.events_dropped")]
@@ -120,9 +124,20 @@ pub struct TaskRef {
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Object {
-    Network { address: String, port: u16, protocol: String },
-    File { path: String, access: Vec<&'static str> },
-    Executable { path: String },
+    Network {
+        address: String,
+        port: u16,
+        protocol: String,
+    },
+    File {
+        path: String,
+        access: Vec<&'static str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        operation: Option<&'static str>,
+    },
+    Executable {
+        path: String,
+    },
 }
 
 impl Event {

@@ -92,6 +92,17 @@ const LSM_PROGRAMS: &[(&str, &str)] = &[
     ("task_kill", "task_kill"),
     ("ptrace_access_check", "ptrace_access_check"),
     ("bpf", "bpf"),
+    // Changes to the file tree (lsm_tree.rs).
+    ("path_mknod", "path_mknod"),
+    ("path_mkdir", "path_mkdir"),
+    ("path_rmdir", "path_rmdir"),
+    ("path_unlink", "path_unlink"),
+    ("path_symlink", "path_symlink"),
+    ("path_link", "path_link"),
+    ("path_rename", "path_rename"),
+    ("path_truncate", "path_truncate"),
+    ("path_chmod", "path_chmod"),
+    ("path_chown", "path_chown"),
 ];
 
 const SOCK_ADDR_PROGRAMS: &[&str] = &["connect4", "connect6", "sendmsg4", "sendmsg6"];
@@ -163,6 +174,14 @@ impl Kernel {
             .override_global("BPRM_FILE_OFF", &lsm.map_or(0, |o| o.bprm_file), true)
             .override_global("SOCKET_TYPE_OFF", &lsm.map_or(0, |o| o.socket_type), true)
             .override_global("TASK_TGID_OFF", &lsm.map_or(0, |o| o.task_tgid), true)
+            .override_global("DENTRY_NAME_OFF", &lsm.map_or(0, |o| o.dentry_name), true)
+            .override_global("DENTRY_PARENT_OFF", &lsm.map_or(0, |o| o.dentry_parent), true)
+            .override_global("PATH_MNT_OFF", &lsm.map_or(0, |o| o.path_mnt), true)
+            .override_global("PATH_DENTRY_OFF", &lsm.map_or(0, |o| o.path_dentry), true)
+            .override_global("VFSMNT_ROOT_OFF", &lsm.map_or(0, |o| o.vfsmnt_root), true)
+            .override_global("MOUNT_MNT_OFF", &lsm.map_or(0, |o| o.mount_mnt), true)
+            .override_global("MOUNT_PARENT_OFF", &lsm.map_or(0, |o| o.mount_parent), true)
+            .override_global("MOUNT_POINT_OFF", &lsm.map_or(0, |o| o.mount_point), true)
             .override_global("DAEMON_TGID", &std::process::id(), true)
             .override_global("EXEC_CAPTURE", &u32::from(lsm.is_some()), true)
             .load(EBPF_OBJECT)

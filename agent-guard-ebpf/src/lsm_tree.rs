@@ -1,0 +1,143 @@
+//! BPF LSM hooks for changes to the file tree (CONFIG_SECURITY_PATH hooks, called from
+//! fs/namei.c and fs/open.c with the parent directory's `struct path` and the new or victim
+//! dentry). Every change needs `write` on the path it touches:
+//! creating a file (path_mknod, also for O_CREAT: may_o_create), mkdir, rmdir, unlink,
+//! symlink, rename (both the old and the new name), truncate, chmod, chown.
+//!
+//! Hard links are refused for tagged processes in enforce mode: path_link gives the source as a
+//! bare dentry, which bpf_d_path cannot resolve, so a link could otherwise give a denied file a
+//! name inside the granted tree.
+//!
+//! Paths are built by walking the dentry and mount tree (dentry_path.rs): bpf_d_path is not
+//! allowed in these hooks.
+//!
+//! Fail-open/closed: as in lsm.rs; a path that cannot be built (too long, too deep, unreadable)
+//! is refused in enforce mode.
+
+use agent_guard_common::{
+    event::{
+        ACTION_ALLOWED, ACTION_BLOCKED, FILE_OP_CHMOD, FILE_OP_CHOWN, FILE_OP_CREATE, FILE_OP_LINK, FILE_OP_MKDIR,
+        FILE_OP_RENAME_FROM, FILE_OP_RENAME_TO, FILE_OP_RMDIR, FILE_OP_SYMLINK, FILE_OP_TRUNCATE, FILE_OP_UNLINK,
+        KIND_FILE, PATH_TRUNCATED, VERDICT_OUT_OF_SCOPE,
+    },
+    path::ACCESS_WRITE,
+    task::MODE_AUDIT,
+};
+use aya_ebpf::{bindings::path, macros::lsm, programs::LsmContext};
+
+use crate::{
+    dentry_path, emit,
+    lsm::{fail_closed, verdict},
+    maps::SCRATCH,
+    path_match::match_path,
+    task::{CurrentTask, current_task},
+};
+
+const AT_FDCWD: i32 = -100;
+
+macro_rules! dir_entry_hook {
+    ($name:ident, $hook:literal, $op:expr) => {
+        #[lsm(hook = $hook)]
+        pub fn $name(ctx: LsmContext) -> i32 {
+            let Some(task) = current_task() else { return 0 };
+            verdict(change_in(&task, ctx.arg(0), ctx.arg(1), $op))
+        }
+    };
+}
+
+macro_rules! whole_path_hook {
+    ($name:ident, $hook:literal, $op:expr) => {
+        #[lsm(hook = $hook)]
+        pub fn $name(ctx: LsmContext) -> i32 {
+            let Some(task) = current_task() else { return 0 };
+            verdict(change_at(&task, ctx.arg(0), $op))
+        }
+    };
+}
+
+dir_entry_hook!(path_mknod, "path_mknod", FILE_OP_CREATE);
+dir_entry_hook!(path_mkdir, "path_mkdir", FILE_OP_MKDIR);
+dir_entry_hook!(path_rmdir, "path_rmdir", FILE_OP_RMDIR);
+dir_entry_hook!(path_unlink, "path_unlink", FILE_OP_UNLINK);
+dir_entry_hook!(path_symlink, "path_symlink", FILE_OP_SYMLINK);
+whole_path_hook!(path_truncate, "path_truncate", FILE_OP_TRUNCATE);
+whole_path_hook!(path_chmod, "path_chmod", FILE_OP_CHMOD);
+whole_path_hook!(path_chown, "path_chown", FILE_OP_CHOWN);
+
+/// path_rename(old_dir, old_dentry, new_dir, new_dentry, flags): both names need `write`.
+#[lsm(hook = "path_rename")]
+pub fn path_rename(ctx: LsmContext) -> i32 {
+    let Some(task) = current_task() else { return 0 };
+    let from = change_in(&task, ctx.arg(0), ctx.arg(1), FILE_OP_RENAME_FROM);
+    let to = change_in(&task, ctx.arg(2), ctx.arg(3), FILE_OP_RENAME_TO);
+    verdict(from && to)
+}
+
+/// path_link(old_dentry, new_dir, new_dentry): refused (see the module comment).
+#[lsm(hook = "path_link")]
+pub fn path_link(ctx: LsmContext) -> i32 {
+    let Some(task) = current_task() else { return 0 };
+    verdict(refuse_link(&task, ctx.arg(1), ctx.arg(2)))
+}
+
+/// A change to `name` in directory `dir`.
+#[inline(always)]
+fn change_in(task: &CurrentTask, dir: *const path, dentry: *const u8, op: u32) -> bool {
+    let Some(event) = SCRATCH.get_ptr_mut(0) else { return fail_closed(task) };
+    // SAFETY: per-CPU scratch entry, used by this program only until it returns.
+    let event = unsafe { &mut *event };
+    let len = dentry_path::of_entry(dir.cast(), dentry, &mut event.path);
+    decide(task, event, len, op, false)
+}
+
+/// A change to the object at `p` itself.
+#[inline(always)]
+fn change_at(task: &CurrentTask, p: *const path, op: u32) -> bool {
+    let Some(event) = SCRATCH.get_ptr_mut(0) else { return fail_closed(task) };
+    // SAFETY: per-CPU scratch entry, used by this program only until it returns.
+    let event = unsafe { &mut *event };
+    let len = dentry_path::of_path(p.cast(), &mut event.path);
+    decide(task, event, len, op, false)
+}
+
+#[inline(always)]
+fn refuse_link(task: &CurrentTask, new_dir: *const path, new_dentry: *const u8) -> bool {
+    let Some(event) = SCRATCH.get_ptr_mut(0) else { return fail_closed(task) };
+    // SAFETY: per-CPU scratch entry, used by this program only until it returns.
+    let event = unsafe { &mut *event };
+    let len = dentry_path::of_entry(new_dir.cast(), new_dentry, &mut event.path);
+    decide(task, event, len, FILE_OP_LINK, true)
+}
+
+/// `write` on the built path decides; reports what it refuses or flags.
+#[inline(always)]
+fn decide(
+    task: &CurrentTask,
+    event: &mut agent_guard_common::event::FileEvent,
+    len: Option<usize>,
+    op: u32,
+    always_out: bool,
+) -> bool {
+    let (allowed, flags) = match len {
+        Some(len) => (match_path(task.entry.grant_id, &event.path, len, true).allowed, 0),
+        None => (0, PATH_TRUNCATED),
+    };
+    if !always_out && task.grant_ended().is_none() && allowed & ACCESS_WRITE != 0 {
+        return true;
+    }
+    let audit = task.entry.mode == MODE_AUDIT;
+    event.header = emit::header(
+        KIND_FILE,
+        VERDICT_OUT_OF_SCOPE,
+        task.out_of_scope_reason(),
+        if audit { ACTION_ALLOWED } else { ACTION_BLOCKED },
+        task.task_id,
+    );
+    event.access = ACCESS_WRITE;
+    event.open_flags = 0;
+    event.dfd = AT_FDCWD;
+    event.path_flags = flags;
+    event.op = op;
+    emit::send(event);
+    audit
+}
