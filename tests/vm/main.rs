@@ -376,3 +376,28 @@ fn changes_to_the_file_tree_need_write_on_every_path_they_touch() {
     let rename = daemon.wait_event("refused rename", |e| e["object"]["operation"] == "rename_from");
     assert_eq!(rename["object"]["path"], p(f.secret.clone()));
 }
+
+#[test]
+fn symlink_loops_fail_in_the_kernel_and_bind_mounts_are_paths_in_the_tree() {
+    let daemon = start();
+    let f = files(daemon);
+    let work = f.path().join("work");
+    let (a, b) = (work.join("loop-a"), work.join("loop-b"));
+    std::os::unix::fs::symlink(&b, &a).unwrap();
+    std::os::unix::fs::symlink(&a, &b).unwrap();
+    // A bind mount (made here, untagged: only root can mount) of the secret's directory inside
+    // the granted tree is a path in the tree, like a hard link.
+    let outside = f.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("data"), "x").unwrap();
+    let mnt = work.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let status = std::process::Command::new("mount").arg("--bind").arg(&outside).arg(&mnt).status().unwrap();
+    assert!(status.success(), "bind mount");
+    let g = grant(f.path(), "loops", "enforce", &[], &base_files(&[&work.join("**")], &[], &[]));
+    let open = |p: &Path| stdout(&daemon.run("loop-bot", "loops", &g, &[PROBE, "open", p.to_str().unwrap(), "r"]));
+    assert_eq!(open(&a), "error 40", "ELOOP from the kernel's path walk, before any hook");
+    assert_eq!(open(&mnt.join("data")), "ok", "through the bind mount: a path in the granted tree");
+    assert_eq!(open(&outside.join("data")), "EPERM", "the same file by its own path");
+    let _ = std::process::Command::new("umount").arg(&mnt).status();
+}
