@@ -11,6 +11,7 @@
 //!   rename|link A B, symlink TARGET LINK
 //!   memfd-exec PROG        copies PROG into a memfd and fexecve()s it (`PROG --help`-less: argv[0] only)
 //!   ptrace PID             PTRACE_SEIZE (then detach); bpf: creates a BPF array map
+//!   uring-open PATH        openat(PATH, O_RDONLY) submitted through io_uring, not a syscall
 //!   exit N                 exits with status N
 //!   sleep SECS             sleeps
 //!   after SECS VERB ARGS   sleeps, then does VERB
@@ -151,6 +152,7 @@ fn act(args: &[String]) -> (String, i32) {
             }
             outcome(if fd >= 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) })
         }
+        Some("uring-open") => outcome(uring_open(args.get(1).unwrap_or_else(|| usage()))),
         Some("exit") => std::process::exit(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(0)),
         Some("sleep") => {
             std::thread::sleep(Duration::from_secs_f64(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(1.0)));
@@ -256,6 +258,79 @@ fn run_in_child(args: &[String], mut write: std::fs::File) -> i32 {
             wait(grandchild);
             0
         }
+    }
+}
+
+/// One IORING_OP_OPENAT through a minimal io_uring (include/uapi/linux/io_uring.h layouts):
+/// the open is performed by the kernel on the ring's behalf, with no open syscall to observe.
+fn uring_open(path: &str) -> std::io::Result<()> {
+    const IORING_OP_OPENAT: u8 = 18;
+    const IORING_ENTER_GETEVENTS: u32 = 1;
+    const OFF_SQ_RING: i64 = 0;
+    const OFF_CQ_RING: i64 = 0x800_0000;
+    const OFF_SQES: i64 = 0x1000_0000;
+    let last = || std::io::Error::last_os_error();
+    // struct io_uring_params: 40 bytes of scalars, then io_sqring_offsets and io_cqring_offsets.
+    let mut params = [0u32; 30];
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 4u32, params.as_mut_ptr()) } as i32;
+    if fd < 0 {
+        return Err(last());
+    }
+    let (sq_entries, cq_entries) = (params[0] as usize, params[1] as usize);
+    // sq_off at u32 index 10: head, tail, ring_mask, ring_entries, flags, dropped, array.
+    let (sq_head, sq_tail, sq_mask, sq_array) = (params[10], params[11], params[12], params[16]);
+    // cq_off at u32 index 20: head, tail, ring_mask, ring_entries, overflow, cqes.
+    let (cq_head, cq_mask, cqes) = (params[20], params[22], params[25]);
+    let map = |len: usize, off: i64| unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_POPULATE,
+            fd,
+            off,
+        )
+    };
+    let sq = map(sq_array as usize + sq_entries * 4, OFF_SQ_RING) as *mut u8;
+    let cq = map(cqes as usize + cq_entries * 16, OFF_CQ_RING) as *mut u8;
+    let sqes = map(sq_entries * 64, OFF_SQES) as *mut u8;
+    if [sq, cq, sqes].iter().any(|p| *p as isize == -1) {
+        return Err(last());
+    }
+    let c_path = std::ffi::CString::new(path).unwrap();
+    unsafe {
+        let sqe = sqes;
+        std::ptr::write_bytes(sqe, 0, 64);
+        *sqe = IORING_OP_OPENAT;
+        *(sqe.add(4) as *mut i32) = libc::AT_FDCWD;
+        *(sqe.add(16) as *mut u64) = c_path.as_ptr() as u64;
+        *(sqe.add(28) as *mut u32) = libc::O_RDONLY as u32;
+        *(sqe.add(32) as *mut u64) = 7;
+        let tail = sq.add(sq_tail as usize) as *mut u32;
+        let mask = *(sq.add(sq_mask as usize) as *const u32);
+        let t = std::ptr::read_volatile(tail);
+        *(sq.add(sq_array as usize) as *mut u32).add((t & mask) as usize) = 0;
+        std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
+        std::ptr::write_volatile(tail, t + 1);
+        let _ = sq_head;
+        let rc = libc::syscall(
+            libc::SYS_io_uring_enter,
+            fd,
+            1u32,
+            1u32,
+            IORING_ENTER_GETEVENTS,
+            std::ptr::null::<u8>(),
+            0usize,
+        );
+        if rc < 0 {
+            return Err(last());
+        }
+        std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+        let head = std::ptr::read_volatile(cq.add(cq_head as usize) as *const u32);
+        let cmask = *(cq.add(cq_mask as usize) as *const u32);
+        let cqe = cq.add(cqes as usize + ((head & cmask) as usize) * 16);
+        let res = *(cqe.add(8) as *const i32);
+        if res < 0 { Err(std::io::Error::from_raw_os_error(-res)) } else { Ok(()) }
     }
 }
 

@@ -401,3 +401,17 @@ fn symlink_loops_fail_in_the_kernel_and_bind_mounts_are_paths_in_the_tree() {
     assert_eq!(open(&outside.join("data")), "EPERM", "the same file by its own path");
     let _ = std::process::Command::new("umount").arg(&mnt).status();
 }
+
+#[test]
+fn opens_submitted_through_io_uring_are_refused_too() {
+    let daemon = start();
+    let f = files(daemon);
+    let work = f.path().join("work");
+    let g = grant(f.path(), "uring", "enforce", &[], &base_files(&[&work.join("**")], &[], &[]));
+    let open = |p: &Path| stdout(&daemon.run("uring-bot", "io_uring", &g, &[PROBE, "uring-open", p.to_str().unwrap()]));
+    assert_eq!(open(&f.allowed), "ok", "the ring works");
+    assert_eq!(open(&f.secret), "EPERM", "IORING_OP_OPENAT goes through the file_open hook");
+    // The untagged harness gets the same file through a ring.
+    let direct = std::process::Command::new(PROBE).args(["uring-open", f.secret.to_str().unwrap()]).output().unwrap();
+    assert_eq!(stdout(&direct), "ok");
+}
