@@ -415,3 +415,21 @@ fn opens_submitted_through_io_uring_are_refused_too() {
     let direct = std::process::Command::new(PROBE).args(["uring-open", f.secret.to_str().unwrap()]).output().unwrap();
     assert_eq!(stdout(&direct), "ok");
 }
+
+#[test]
+fn an_interpreter_opening_a_file_is_judged_like_any_other_process() {
+    let daemon = start();
+    let f = files(daemon);
+    let work = f.path().join("work");
+    let g = grant(f.path(), "python", "enforce", &[], &base_files(&[&work.join("**")], &[], &["/usr/bin/python3.11"]));
+    let python = |path: &Path| {
+        let code = format!("open({:?}).read()", path.display().to_string());
+        daemon.run("py-bot", "python3 -c open", &g, &["/usr/bin/python3.11", "-S", "-I", "-c", &code])
+    };
+    let ok = python(&f.allowed);
+    assert!(ok.status.success(), "{ok:?}");
+    let denied = python(&f.secret);
+    assert!(!denied.status.success());
+    let stderr = String::from_utf8_lossy(&denied.stderr);
+    assert!(stderr.contains("PermissionError") && stderr.contains("Operation not permitted"), "{stderr}");
+}

@@ -17,7 +17,11 @@ use std::{
 
 use crate::cmd::{self, Result, cargo, run, step, workspace_root};
 
-const PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static", "cpio"];
+/// python3.11-minimal: the suite proves that an interpreter's open() is judged like any other.
+const PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static", "cpio", "python3.11-minimal"];
+const PYTHON: &str = "/usr/bin/python3.11";
+/// What `python3.11 -S -I` loads from disk at start (the rest of its start-up modules are frozen).
+const PYTHON_STDLIB: &str = "/usr/lib/python3.11/encodings";
 const KERNEL_PATTERN: &str = "^linux-image-6\\.12\\.[0-9]+\\+deb12-cloud-amd64-unsigned$";
 const MARKER: &str = "AGENT-GUARD-VM-RESULT";
 /// Wall-clock limit for one VM run (TCG emulation is slow; the suite takes well under this).
@@ -94,6 +98,19 @@ fn install_binary(root: &Path, binary: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Copies the regular files below `dir` to the same paths under `root`.
+fn copy_tree(root: &Path, dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            copy_tree(root, &path)?;
+        } else if path.is_file() {
+            copy_to_root(root, &path)?;
+        }
+    }
+    Ok(())
+}
+
 fn copy_to_root(root: &Path, file: &Path) -> Result<()> {
     let dest = root.join(file.strip_prefix("/").map_err(|_| format!("{} is not absolute", file.display()))?);
     std::fs::create_dir_all(dest.parent().expect("has a parent")).map_err(|e| e.to_string())?;
@@ -151,9 +168,10 @@ fn build_initramfs(test_bin: &Path) -> Result<PathBuf> {
     std::fs::copy("/bin/busybox", root.join("bin/busybox")).map_err(|e| format!("busybox: {e}"))?;
     let agent_guard = cmd::agent_guard_bin();
     let probe = workspace_root().join("target/debug/ag-probe");
-    for binary in [agent_guard.as_path(), probe.as_path(), test_bin] {
+    for binary in [agent_guard.as_path(), probe.as_path(), test_bin, Path::new(PYTHON)] {
         install_binary(&root, binary)?;
     }
+    copy_tree(&root, Path::new(PYTHON_STDLIB))?;
     let init = INIT
         .replace("@AGENT_GUARD@", &agent_guard.display().to_string())
         .replace("@TEST_BIN@", &test_bin.display().to_string())
