@@ -44,6 +44,9 @@ pub const ACTION_ALLOWED: u32 = 0;
 pub const ACTION_BLOCKED: u32 = 1;
 /// The process is stopped inside the syscall, which restarts when it is continued.
 pub const ACTION_HELD: u32 = 2;
+/// The process was killed (SIGKILL) because of the action: where the kernel cannot refuse it
+/// (no BPF LSM), the strongest remaining response. For an open, the syscall still ran.
+pub const ACTION_KILLED: u32 = 3;
 
 /// Hooks, in `NetEvent::hook`.
 pub const HOOK_CONNECT4: u32 = 1;

@@ -56,6 +56,10 @@ static MOUNT_MNT_OFF: u32 = 0;
 static MOUNT_PARENT_OFF: u32 = 0;
 #[unsafe(no_mangle)]
 static MOUNT_POINT_OFF: u32 = 0;
+/// 1 when BPF LSM is not available and out-of-scope opens and execs of tasks in enforce mode
+/// are answered by killing the process (the `kill` level).
+#[unsafe(no_mangle)]
+static KILL_MODE: u32 = 0;
 /// 1 when the LSM hooks decide execs: the execve tracepoints then only capture argv for them.
 #[unsafe(no_mangle)]
 static EXEC_CAPTURE: u32 = 0;
@@ -129,4 +133,7 @@ pub fn mount_parent_off() -> usize {
 }
 pub fn mount_point_off() -> usize {
     load(&MOUNT_POINT_OFF) as usize
+}
+pub fn kill_mode() -> bool {
+    load(&KILL_MODE) != 0
 }

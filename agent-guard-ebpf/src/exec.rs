@@ -5,7 +5,7 @@
 //! binary in the LSM stage. The path and argv are read at syscall entry (offsets:
 //! kernel/trace/trace_syscalls.c, args from 16) and kept per thread in EXEC_PENDING; the event
 //! is sent from sched_process_exec, which fires only once an exec has succeeded
-//! (fs/exec.c: exec_binprm), so the failed attempts of a PATH search are not reported.
+//! (fs/exec.c: exec_binprm), so the failed attempts of a PATH search are not reported (or killed).
 //!
 //! Fail-open/closed: observation only; a failed read skips the event and never affects exec.
 
@@ -23,7 +23,7 @@ use crate::{
     config, emit,
     maps::{EXEC_PENDING, EXEC_SCRATCH},
     path_match::match_path,
-    task::{current_task, current_tid},
+    task::{current_task, current_tid, kill_if_enforced},
 };
 
 #[tracepoint]
@@ -122,8 +122,16 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn try_exec_done(old_tid: u32) {
     // SAFETY: the value is sent and its entry removed before anything else uses this tid.
-    if let Some(event) = unsafe { EXEC_PENDING.get(&old_tid) } {
-        emit::send(event);
-        let _ = EXEC_PENDING.remove(&old_tid);
+    let Some(event) = EXEC_PENDING.get_ptr_mut(&old_tid) else {
+        return;
+    };
+    // SAFETY: the entry is this thread's, sent and removed before the tid execs again.
+    let event = unsafe { &mut *event };
+    // The exec succeeded: with the `kill` level the new program is killed before it runs a
+    // single instruction (the signal is taken on the way back to user space).
+    if let Some(task) = current_task() {
+        event.header.action = kill_if_enforced(&task, event.header.verdict);
     }
+    emit::send(event);
+    let _ = EXEC_PENDING.remove(&old_tid);
 }

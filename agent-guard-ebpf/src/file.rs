@@ -17,7 +17,12 @@ use agent_guard_common::{
 };
 use aya_ebpf::{helpers::bpf_probe_read_user_str_bytes, macros::tracepoint, programs::TracePointContext};
 
-use crate::{emit, maps::SCRATCH, path_match::match_path, task::current_task};
+use crate::{
+    emit,
+    maps::SCRATCH,
+    path_match::match_path,
+    task::{current_task, kill_if_enforced},
+};
 
 const AT_FDCWD: i64 = -100;
 const O_ACCMODE: u32 = 0o3;
@@ -115,7 +120,8 @@ fn try_open(dfd: i64, filename: u64, flags: u32) {
     } else {
         VERDICT_OUT_OF_SCOPE
     };
-    event.header = emit::header(KIND_FILE, verdict, task.out_of_scope_reason(), ACTION_ALLOWED, task.task_id);
+    let action = kill_if_enforced(&task, verdict);
+    event.header = emit::header(KIND_FILE, verdict, task.out_of_scope_reason(), action, task.task_id);
     event.access = access;
     event.open_flags = flags;
     event.dfd = dfd as i32;

@@ -72,3 +72,20 @@ impl CurrentTask {
         self.grant_ended().unwrap_or(REASON_NO_RULE)
     }
 }
+
+/// The `kill` level: where BPF LSM is not available, an out-of-scope action the kernel itself
+/// decided (not one left to the daemon) of a task in enforce mode kills the process. Returns
+/// the EventHeader::action to report.
+#[inline(always)]
+pub fn kill_if_enforced(task: &CurrentTask, verdict: u32) -> u32 {
+    if crate::config::kill_mode()
+        && verdict == agent_guard_common::event::VERDICT_OUT_OF_SCOPE
+        && task.entry.mode != agent_guard_common::task::MODE_AUDIT
+    {
+        // SAFETY: helper with a signal number; SIGKILL (9) goes to the whole process.
+        unsafe { aya_ebpf::helpers::generated::bpf_send_signal(9) };
+        agent_guard_common::event::ACTION_KILLED
+    } else {
+        agent_guard_common::event::ACTION_ALLOWED
+    }
+}

@@ -33,7 +33,8 @@ pub fn agent_guard_bin() -> PathBuf {
         "agent-guard binary not found at {}: build it first (`cargo xtask test` does)",
         path.display()
     );
-    path
+    // Grants name its directory, which must be a normalised path.
+    std::fs::canonicalize(&path).expect("canonical path of the agent-guard binary")
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -57,7 +58,8 @@ impl Daemon {
     /// Starts a daemon with extra `daemon` arguments.
     pub fn start_with(extra: &[&str]) -> Daemon {
         require_root();
-        let dir = tempfile::tempdir().expect("temp dir");
+        // No leading dot: the kernel leaves paths with hidden components to the daemon (observed).
+        let dir = tempfile::Builder::new().prefix("agent-guard-e2e-").tempdir().expect("temp dir");
         let socket = dir.path().join("agent-guard.sock");
         let events = dir.path().join("events.jsonl");
         let cgroup = format!("agent-guard-e2e-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
@@ -109,6 +111,9 @@ impl Daemon {
         command.arg("--socket").arg(&self.socket);
         command.args(["run", "--agent", agent, "--intent", intent, "--grant"]).arg(grant);
         command.args(run_args).arg("--").args(cmd);
+        // cargo test points LD_LIBRARY_PATH at the toolchain: the loader's probing there would
+        // be out of scope for every grant (and, without BPF LSM, get the agent killed).
+        command.env_remove("LD_LIBRARY_PATH");
         command
     }
 
@@ -170,11 +175,24 @@ pub fn listener(addr: &str) -> u16 {
     port
 }
 
+/// What every test process needs to start and run (loader, libraries, /proc for Rust's
+/// runtime, the test binaries), for grants whose `extra` does not name files itself: without
+/// BPF LSM an out-of-scope open kills the process.
+/// The test's own directory `dir` is writable (probes report results there).
+fn base_files(dir: &Path) -> String {
+    let bins = agent_guard_bin().parent().expect("target dir").display().to_string();
+    let dir = dir.display();
+    format!(
+        "  files: {{read: [\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/sys/**\", \"/dev/**\", \"{bins}/**\", \"{dir}/**\"], write: [\"/dev/**\", \"{dir}/**\"]}}\n  exec: [\"{bins}/*\", \"/usr/bin/*\"]\n"
+    )
+}
+
 /// Writes a grant file into `dir` and returns its path.
 pub fn grant(dir: &Path, name: &str, mode: &str, connect: &[String], extra: &str) -> PathBuf {
+    let files = if extra.contains("files:") { String::new() } else { base_files(dir) };
     let rules = connect.iter().map(|r| format!("\"{r}\"")).collect::<Vec<_>>().join(", ");
     let text = format!(
-        "apiVersion: agent-guard.dev/v1\nkind: Grant\nmetadata: {{name: {name}}}\nspec:\n  mode: {mode}\n  ttl: 10m\n  network: {{connect: [{rules}]}}\n{extra}"
+        "apiVersion: agent-guard.dev/v1\nkind: Grant\nmetadata: {{name: {name}}}\nspec:\n  mode: {mode}\n  ttl: 10m\n  network: {{connect: [{rules}]}}\n{files}{extra}"
     );
     let path = dir.join(format!("{name}.yaml"));
     std::fs::write(&path, text).expect("write grant");

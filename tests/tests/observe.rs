@@ -1,5 +1,6 @@
-//! File opens and execs of tagged processes are observed on this host's kernel (no BPF LSM
-//! here) and the out-of-scope ones are reported with the decision they would get.
+//! File opens and execs of tagged processes on this host's kernel (no BPF LSM here): an
+//! out-of-scope one the kernel decides kills the process (the `kill` level); one only the
+//! daemon can resolve is observed and reported.
 
 use agent_guard_e2e::{Daemon, grant, stdout};
 
@@ -16,26 +17,31 @@ fn out_of_scope_opens_and_execs_are_reported_with_their_would_be_decision() {
     std::fs::write(&outside, "x").unwrap();
     let probe_dir = std::path::Path::new(PROBE).parent().unwrap().display().to_string();
     let extra = format!(
-        "  files: {{read: [\"{work}/**\", \"/usr/**\", \"/lib/**\", \"/etc/**\"], write: []}}\n  exec: [\"{probe_dir}/*\"]\n",
+        "  files: {{read: [\"{work}/**\", \"/usr/**\", \"/lib/**\", \"/etc/**\", \"/proc/**\", \"/sys/**\"], write: []}}\n  exec: [\"{probe_dir}/*\"]\n",
         work = work.display()
     );
     let g = grant(daemon.dir.path(), "files", "enforce", &[], &extra);
 
     let out = daemon.run("reader", "read notes", &g, &[PROBE, "open", inside.to_str().unwrap(), "r"]);
-    assert_eq!(stdout(&out), "ok", "observe mode never blocks");
-    let out = daemon.run("reader", "read secrets", &g, &[PROBE, "open", outside.to_str().unwrap(), "r"]);
-    assert_eq!(stdout(&out), "ok", "observe mode never blocks");
-    let out = daemon.run("reader", "write notes", &g, &[PROBE, "open", inside.to_str().unwrap(), "w"]);
     assert_eq!(stdout(&out), "ok");
+    let killed = |out: &std::process::Output| {
+        use std::os::unix::process::ExitStatusExt;
+        out.status.signal() == Some(9) && stdout(out).is_empty()
+    };
+    let out = daemon.run("reader", "read secrets", &g, &[PROBE, "open", outside.to_str().unwrap(), "r"]);
+    assert!(killed(&out), "an out-of-scope open kills the agent: {out:?}");
+    let out = daemon.run("reader", "write notes", &g, &[PROBE, "open", inside.to_str().unwrap(), "w"]);
+    assert!(killed(&out), "write access the grant does not give: {out:?}");
 
     let secret = daemon.wait_event("open of the secret", |e| {
         e["kind"] == "file.open" && e["object"]["path"] == outside.to_str().unwrap()
     });
-    assert_eq!(secret["decision"], "flagged");
+    assert_eq!(secret["decision"], "denied");
     assert_eq!(secret["policy_decision"], "deny");
-    assert_eq!(secret["enforcement"], "observe");
+    assert_eq!(secret["enforcement"], "kill");
     assert_eq!(secret["object"]["access"], serde_json::json!(["read"]));
     assert_eq!(secret["task"]["intent"], "read secrets");
+    assert!(secret["reason"].as_str().unwrap().contains("killed"), "{secret}");
     let write = daemon
         .wait_event("write of notes", |e| e["kind"] == "file.open" && e["object"]["path"] == inside.to_str().unwrap());
     assert_eq!(write["object"]["access"], serde_json::json!(["write"]));
@@ -48,13 +54,15 @@ fn out_of_scope_opens_and_execs_are_reported_with_their_would_be_decision() {
         .count();
     assert_eq!(reads_of_notes, 0);
 
-    // Exec: the probe is granted; /usr/bin/true is not, and is reported with its argv.
+    // Exec: the probe is granted; /usr/bin/true is not: the new program is killed before it
+    // runs, and reported with its argv.
     let out = daemon.run("runner", "run true", &g, &["/usr/bin/true", "--flag"]);
-    assert!(out.status.success());
+    assert!(killed(&out), "{out:?}");
     let exec = daemon.wait_event("exec of true", |e| e["kind"] == "process.exec");
     assert_eq!(exec["object"]["path"], "/usr/bin/true");
     assert_eq!(exec["process"]["argv"], serde_json::json!(["/usr/bin/true", "--flag"]));
-    assert_eq!(exec["decision"], "flagged");
+    assert_eq!(exec["decision"], "denied");
+    assert_eq!(exec["enforcement"], "kill");
     assert_eq!(exec["task"]["agent"], "runner");
     let probe_execs =
         daemon.events().into_iter().filter(|e| e["kind"] == "process.exec" && e["object"]["path"] == PROBE).count();
@@ -70,7 +78,7 @@ fn relative_and_dotdot_paths_are_resolved_before_judging() {
     std::fs::write(daemon.dir.path().join("out.txt"), "x").unwrap();
     let probe_dir = std::path::Path::new(PROBE).parent().unwrap().display().to_string();
     let extra = format!(
-        "  files: {{read: [\"{work}/**\", \"/usr/**\", \"/lib/**\", \"/etc/**\"]}}\n  exec: [\"{probe_dir}/*\"]\n",
+        "  files: {{read: [\"{work}/**\", \"/usr/**\", \"/lib/**\", \"/etc/**\", \"/proc/**\", \"/sys/**\"]}}\n  exec: [\"{probe_dir}/*\"]\n",
         work = work.display()
     );
     let g = grant(daemon.dir.path(), "rel", "enforce", &[], &extra);

@@ -44,6 +44,9 @@ impl Drop for Daemon {
 fn agent_guard(socket: &Path) -> Command {
     let mut cmd = Command::new(agent_guard_bin());
     cmd.arg("--socket").arg(socket);
+    // `cargo run` points LD_LIBRARY_PATH into target/: the loader's probing there is outside
+    // the demo grant, and on a kernel without BPF LSM an out-of-scope open kills the agent.
+    cmd.env_remove("LD_LIBRARY_PATH");
     cmd
 }
 

@@ -5,11 +5,11 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use agent_guard_common::{
     event::{
-        ACTION_BLOCKED, EventHeader, ExecEvent, FILE_OP_CHMOD, FILE_OP_CHOWN, FILE_OP_CREATE, FILE_OP_LINK,
-        FILE_OP_MKDIR, FILE_OP_RENAME_FROM, FILE_OP_RENAME_TO, FILE_OP_RMDIR, FILE_OP_SYMLINK, FILE_OP_TRUNCATE,
-        FILE_OP_UNLINK, FileEvent, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6, KernelEvent,
-        NetEvent, PATH_RELATIVE, PATH_TRUNCATED, PATH_UNNORMALIZED, REASON_EXPIRED, REASON_REVOKED, TAMPER_PTRACE,
-        TAMPER_SIGNAL, VERDICT_ASK, VERDICT_UNRESOLVED,
+        ACTION_BLOCKED, ACTION_KILLED, EventHeader, ExecEvent, FILE_OP_CHMOD, FILE_OP_CHOWN, FILE_OP_CREATE,
+        FILE_OP_LINK, FILE_OP_MKDIR, FILE_OP_RENAME_FROM, FILE_OP_RENAME_TO, FILE_OP_RMDIR, FILE_OP_SYMLINK,
+        FILE_OP_TRUNCATE, FILE_OP_UNLINK, FileEvent, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, HOOK_SENDMSG4,
+        HOOK_SENDMSG6, KernelEvent, NetEvent, PATH_RELATIVE, PATH_TRUNCATED, PATH_UNNORMALIZED, REASON_EXPIRED,
+        REASON_REVOKED, TAMPER_PTRACE, TAMPER_SIGNAL, VERDICT_ASK, VERDICT_UNRESOLVED,
     },
     path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE},
 };
@@ -227,10 +227,23 @@ fn observed_event(reg: &Registry, action: PathAction<'_>, task: Option<&Task>) -
         (raw, None)
     };
     let mut event = action_event(reg, action.kind, action.header, task);
-    // Refused by a BPF LSM hook, or seen and let through (audit mode, or observation only).
-    event.decision = Some(if action.header.action == ACTION_BLOCKED { Decision::Denied } else { Decision::Flagged });
+    // Refused by a BPF LSM hook, answered by killing the process, or let through (audit mode,
+    // or a path only the daemon could resolve, which is observed).
     let levels = &reg.kernel.enforcement;
-    event.enforcement = Some(if action.kind == Kind::ProcessExec { &levels.exec } else { &levels.file }.clone());
+    let level = if action.kind == Kind::ProcessExec { &levels.exec } else { &levels.file };
+    let (decision, enforcement) = match action.header.action {
+        ACTION_BLOCKED => (Decision::Denied, level.as_str()),
+        ACTION_KILLED => (Decision::Denied, "kill"),
+        _ if level == "lsm" => (Decision::Flagged, "lsm"),
+        _ => (Decision::Flagged, "observe"),
+    };
+    event.decision = Some(decision);
+    event.enforcement = Some(enforcement.to_string());
+    if action.header.action == ACTION_KILLED
+        && let Some(reason) = event.reason.as_mut()
+    {
+        reason.push_str(" (the process was killed; without BPF LSM the syscall itself may have run)");
+    }
     if let (Some(note), Some(reason)) = (note, event.reason.as_mut()) {
         reason.push_str(&format!(" ({note})"));
     }

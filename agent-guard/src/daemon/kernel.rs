@@ -184,6 +184,7 @@ impl Kernel {
             .override_global("MOUNT_POINT_OFF", &lsm.map_or(0, |o| o.mount_point), true)
             .override_global("DAEMON_TGID", &std::process::id(), true)
             .override_global("EXEC_CAPTURE", &u32::from(lsm.is_some()), true)
+            .override_global("KILL_MODE", &u32::from(lsm.is_none()), true)
             .load(EBPF_OBJECT)
             .map_err(|source| KernelError::Object { source: Box::new(source) })?;
 
@@ -241,7 +242,7 @@ impl Kernel {
             // What is attached above, and nothing more.
             enforcement: match lsm {
                 Some(_) => Enforcement { network: "lsm".into(), file: "lsm".into(), exec: "lsm".into() },
-                None => Enforcement { network: "cgroup".into(), file: "observe".into(), exec: "observe".into() },
+                None => Enforcement { network: "cgroup".into(), file: "kill".into(), exec: "kill".into() },
             },
             warnings,
         };
