@@ -367,7 +367,14 @@ fn changes_to_the_file_tree_need_write_on_every_path_they_touch() {
     assert_eq!(run(&["rename", &p(f.secret.clone()), &p(work.join("stolen.txt"))]), "EPERM", "moving a file in");
     assert_eq!(run(&["rename", &p(f.allowed.clone()), &p(dir.join("leaked.txt"))]), "EPERM", "moving a file out");
     assert_eq!(run(&["link", &p(f.secret.clone()), &p(work.join("hard"))]), "EPERM", "hard link to a denied file");
+    // Rename over an existing file: inside the tree it replaces it; over a denied file it is refused.
+    std::fs::write(work.join("a.txt"), "a").unwrap();
+    std::fs::write(work.join("b.txt"), "b").unwrap();
+    assert_eq!(run(&["rename", &p(work.join("a.txt")), &p(work.join("b.txt"))]), "ok");
+    assert_eq!(std::fs::read_to_string(work.join("b.txt")).unwrap(), "a");
+    assert_eq!(run(&["rename", &p(work.join("b.txt")), &p(f.secret.clone())]), "EPERM", "over a denied file");
     assert!(f.secret.exists() && !work.join("stolen.txt").exists() && !work.join("hard").exists());
+    assert_eq!(std::fs::read_to_string(&f.secret).unwrap(), "secret");
 
     let event = daemon.wait_event("refused unlink", |e| e["object"]["operation"] == "unlink");
     assert_eq!(event["kind"], "file.change");
