@@ -39,6 +39,17 @@ pub fn agent_guard_bin() -> PathBuf {
     workspace_root().join("target/debug/agent-guard")
 }
 
+/// Writes policies/grant.schema.json from the grant types (`agent-guard policy schema`).
+pub fn codegen(toolchain: &str) -> Result<()> {
+    build(toolchain)?;
+    step("writing policies/grant.schema.json");
+    let out = Command::new(agent_guard_bin()).args(["policy", "schema"]).output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err("agent-guard policy schema failed".into());
+    }
+    std::fs::write(workspace_root().join("policies/grant.schema.json"), out.stdout).map_err(|e| e.to_string())
+}
+
 pub fn build(toolchain: &str) -> Result<()> {
     step("building agent-guard (kernel programs included, via build.rs)");
     run(cargo(toolchain).args(["build", "--package", "agent-guard", "--package", "agent-guard-e2e", "--bins"]))

@@ -7,6 +7,7 @@
 //!   cargo xtask test    setup, build, then every test (unit + end-to-end as root, then the VM stage)
 //!   cargo xtask vm-test setup, build, then the BPF LSM suite in a qemu VM
 //!   cargo xtask demo    setup, build, then show an agent's out-of-scope connect refused
+//!   cargo xtask codegen regenerate policies/grant.schema.json from the grant types
 
 mod cmd;
 mod demo;
@@ -21,12 +22,13 @@ fn main() -> ExitCode {
         Some("setup") => setup::ensure_all().map(drop),
         Some("build") => setup::ensure_all().and_then(|tc| cmd::build(&tc)),
         Some("test") => setup::ensure_all().and_then(|tc| cmd::test(&tc)),
+        Some("codegen") => setup::ensure_all().and_then(|tc| cmd::codegen(&tc)),
         Some("vm-test") => setup::ensure_all().and_then(|tc| vm::test(&tc)).map(|(passed, failed)| {
             println!("summary: {passed} passed, {failed} failed");
         }),
         Some("demo") => setup::ensure_all().and_then(|tc| demo::run(&tc)),
         _ => {
-            eprintln!("usage: cargo xtask setup|build|test|vm-test|demo");
+            eprintln!("usage: cargo xtask setup|build|test|vm-test|demo|codegen");
             return ExitCode::from(64);
         }
     };

@@ -2,6 +2,7 @@
 
 mod approval;
 mod daemon;
+mod policy;
 mod run;
 mod status;
 mod task;
@@ -35,6 +36,11 @@ enum Command {
     },
     /// Show the daemon's enforcement levels and counters.
     Status(status::Args),
+    /// Check grant files, or print their JSON Schema (no daemon needed).
+    Policy {
+        #[command(subcommand)]
+        command: policy::Command,
+    },
     /// Let an action held by an `ask` rule continue.
     Approve(approval::Approve),
     /// Refuse an action held by an `ask` rule (it fails with EPERM).
@@ -49,6 +55,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::main(&cli.socket, args),
         Command::Task { command } => task::main(&cli.socket, command),
         Command::Status(args) => status::main(&cli.socket, args),
+        Command::Policy { command } => policy::main(command),
         Command::Approve(args) => approval::approve(&cli.socket, args),
         Command::Deny(args) => approval::deny(&cli.socket, args),
         Command::Approvals(args) => approval::list(&cli.socket, args),

@@ -11,7 +11,7 @@ use serde::{
 
 use super::PathPattern;
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RuleAction {
     #[default]
@@ -62,5 +62,27 @@ impl Serialize for FileRule {
             RuleAction::Allow => self.pattern.serialize(ser),
             action => Detailed { path: self.pattern.clone(), action }.serialize(ser),
         }
+    }
+}
+
+impl schemars::JsonSchema for FileRule {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "FileRule".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let pattern = generator.subschema_for::<PathPattern>();
+        let action = generator.subschema_for::<RuleAction>();
+        schemars::json_schema!({
+            "anyOf": [
+                pattern,
+                {
+                    "type": "object",
+                    "properties": {"path": pattern, "action": action},
+                    "required": ["path"],
+                    "additionalProperties": false
+                }
+            ]
+        })
     }
 }

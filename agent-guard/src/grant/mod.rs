@@ -22,7 +22,7 @@ pub use path_pattern::PathPattern;
 /// Used when neither the grant nor the command line names a TTL.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Grant {
     pub api_version: ApiVersion,
@@ -31,30 +31,31 @@ pub struct Grant {
     pub spec: GrantSpec,
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub enum ApiVersion {
     #[serde(rename = "agent-guard.dev/v1")]
     V1,
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub enum GrantKind {
     Grant,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Metadata {
     pub name: String,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantSpec {
     #[serde(default)]
     pub mode: Mode,
     /// Longest life of a task opened with this grant ("15m", "1h30m").
     #[serde(default, with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
     pub ttl: Option<Duration>,
     #[serde(default)]
     pub files: FileRules,
@@ -64,7 +65,7 @@ pub struct GrantSpec {
     pub network: NetworkRules,
 }
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Out-of-scope actions are refused where the kernel allows it.
@@ -74,7 +75,7 @@ pub enum Mode {
     Audit,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileRules {
     #[serde(default)]
@@ -83,7 +84,7 @@ pub struct FileRules {
     pub write: Vec<FileRule>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkRules {
     #[serde(default)]
@@ -170,6 +171,13 @@ mod opt_duration {
             None => ser.serialize_none(),
         }
     }
+}
+
+/// The JSON Schema of grant files, generated from these types (committed as
+/// policies/grant.schema.json for editors; a test keeps the file current).
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(Grant);
+    serde_json::to_string_pretty(&schema).expect("schemas serialize") + "\n"
 }
 
 #[cfg(test)]

@@ -170,3 +170,17 @@ impl Serialize for NetRule {
         ser.collect_str(self)
     }
 }
+
+impl schemars::JsonSchema for NetRule {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "NetRule".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "CIDR:PORTS[/tcp|/udp], e.g. 10.0.0.0/8:443, [::1]/128:8080-8090, 127.0.0.53/32:53/udp, 192.168.1.0/24:*",
+            "pattern": "^(\\[[0-9a-fA-F:.]+\\]|[0-9.]+)(/[0-9]{1,3})?:([0-9]{1,5}(-[0-9]{1,5})?|\\*)(/tcp|/udp)?$"
+        })
+    }
+}

@@ -110,3 +110,17 @@ impl Serialize for PathPattern {
         ser.collect_str(self)
     }
 }
+
+impl schemars::JsonSchema for PathPattern {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PathPattern".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "An absolute, normalised path; or DIR/* (the direct entries of DIR); or DIR/** (everything below DIR, and DIR itself).",
+            "pattern": "^/[^*?\\[\\]{}]*(/\\*|/\\*\\*)?$"
+        })
+    }
+}

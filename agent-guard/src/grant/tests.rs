@@ -250,3 +250,10 @@ fn ask_rules_parse_and_compile_to_ask_bits() {
     let unknown = EXAMPLE.replace("\"/usr/**\"]", "\"/usr/**\", {path: \"/x\", acton: ask}]");
     assert!(error_of(&unknown).contains("unknown field `acton`"));
 }
+
+#[test]
+fn the_committed_json_schema_is_current() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/grant.schema.json");
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(committed == super::json_schema(), "{} is stale: regenerate it with `cargo xtask codegen`", path.display());
+}
