@@ -34,6 +34,15 @@ pub enum RequestBody {
     StopTask {
         id: u32,
     },
+    /// Revoke a task's grant in the kernel (its processes live on, allowed nothing).
+    RevokeGrant {
+        id: u32,
+    },
+    /// Push a task's expiry back by `secs`; the time left never exceeds the grant's ttl.
+    ExtendGrant {
+        id: u32,
+        secs: u64,
+    },
     Status,
     /// Let a held action continue (and, with `for_secs`, allow the same path and access to
     /// the task for that long without asking again).
@@ -58,13 +67,32 @@ pub struct Response {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ResponseBody {
-    TaskOpened { task: TaskInfo },
-    Tasks { tasks: Vec<TaskInfo> },
-    TaskStopped { task: TaskInfo },
-    Status { status: StatusInfo },
-    Approval { approval: ApprovalInfo },
-    Approvals { approvals: Vec<ApprovalInfo> },
-    Error { code: ErrorCode, message: String },
+    TaskOpened {
+        task: TaskInfo,
+    },
+    Tasks {
+        tasks: Vec<TaskInfo>,
+    },
+    TaskStopped {
+        task: TaskInfo,
+    },
+    /// A task after a change to its grant.
+    Task {
+        task: TaskInfo,
+    },
+    Status {
+        status: StatusInfo,
+    },
+    Approval {
+        approval: ApprovalInfo,
+    },
+    Approvals {
+        approvals: Vec<ApprovalInfo>,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -94,6 +122,12 @@ pub struct TaskInfo {
     pub expires: String,
     pub ended: Option<String>,
     pub live_processes: u64,
+    /// Seconds until the grant expires (0 once expired or revoked).
+    pub remaining_secs: u64,
+    /// Whether the grant was revoked (`agent-guard grant revoke`, or the task stopped).
+    pub revoked: bool,
+    /// Reported actions so far, by "decision rule" (e.g. "denied default-deny").
+    pub counts: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]

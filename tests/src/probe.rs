@@ -12,6 +12,7 @@
 //!   memfd-exec PROG        copies PROG into a memfd and fexecve()s it (`PROG --help`-less: argv[0] only)
 //!   ptrace PID             PTRACE_SEIZE (then detach); bpf: creates a BPF array map
 //!   uring-open PATH        openat(PATH, O_RDONLY) submitted through io_uring, not a syscall
+//!   connect-twice ADDR GAP connect, sleep GAP seconds, connect: "FIRST SECOND"
 //!   exit N                 exits with status N
 //!   sleep SECS             sleeps
 //!   after SECS VERB ARGS   sleeps, then does VERB
@@ -153,6 +154,14 @@ fn act(args: &[String]) -> (String, i32) {
             outcome(if fd >= 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) })
         }
         Some("uring-open") => outcome(uring_open(args.get(1).unwrap_or_else(|| usage()))),
+        Some("connect-twice") => {
+            // connect, wait GAP seconds, connect again: "FIRST SECOND".
+            let gap = args.get(2).and_then(|g| g.parse().ok()).unwrap_or_else(|| usage());
+            let first = outcome(TcpStream::connect_timeout(&addr(1), Duration::from_secs(5)).map(drop)).0;
+            std::thread::sleep(Duration::from_secs_f64(gap));
+            let second = outcome(TcpStream::connect_timeout(&addr(1), Duration::from_secs(5)).map(drop)).0;
+            (format!("{first} {second}"), 0)
+        }
         Some("exit") => std::process::exit(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(0)),
         Some("sleep") => {
             std::thread::sleep(Duration::from_secs_f64(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(1.0)));

@@ -2,6 +2,7 @@
 
 mod approval;
 mod daemon;
+mod grant;
 mod policy;
 mod run;
 mod status;
@@ -36,6 +37,11 @@ enum Command {
     },
     /// Show the daemon's enforcement levels and counters.
     Status(status::Args),
+    /// Revoke or extend a running task's grant.
+    Grant {
+        #[command(subcommand)]
+        command: grant::Command,
+    },
     /// Check grant files, or print their JSON Schema (no daemon needed).
     Policy {
         #[command(subcommand)]
@@ -56,6 +62,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Task { command } => task::main(&cli.socket, command),
         Command::Status(args) => status::main(&cli.socket, args),
         Command::Policy { command } => policy::main(command),
+        Command::Grant { command } => grant::main(&cli.socket, command),
         Command::Approve(args) => approval::approve(&cli.socket, args),
         Command::Deny(args) => approval::deny(&cli.socket, args),
         Command::Approvals(args) => approval::list(&cli.socket, args),

@@ -17,6 +17,13 @@ pub enum Command {
     },
     /// Stop a task: revoke its grant in the kernel and kill its processes.
     Stop { id: u32 },
+    /// Show one task: time left, and reported actions by decision and rule.
+    Show {
+        id: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn print_table(tasks: &[TaskInfo]) {
@@ -43,6 +50,25 @@ pub fn main(socket: &Path, command: Command) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&tasks)?);
             } else {
                 print_table(&tasks);
+            }
+        }
+        Command::Show { id, json } => {
+            let ResponseBody::Tasks { tasks } = client::call(socket, RequestBody::ListTasks)? else {
+                anyhow::bail!("unexpected reply from the daemon");
+            };
+            let task = tasks.into_iter().find(|t| t.id == id).ok_or_else(|| anyhow::anyhow!("no task {id}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&task)?);
+            } else {
+                println!("task {} — agent {}, grant {} ({} mode)", task.id, task.agent, task.grant, task.mode);
+                println!("intent     {}", task.intent);
+                println!("state      {:?}{}", task.state, if task.revoked { ", grant revoked" } else { "" });
+                println!("started    {}", task.started);
+                println!("expires    {} ({} s left)", task.expires, task.remaining_secs);
+                println!("processes  {}", task.live_processes);
+                for (what, count) in &task.counts {
+                    println!("  {count:>6}  {what}");
+                }
             }
         }
         Command::Stop { id } => {

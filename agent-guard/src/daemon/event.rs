@@ -48,6 +48,10 @@ pub enum Kind {
     TaskClose,
     #[serde(rename = "task.stop")]
     TaskStop,
+    #[serde(rename = "grant.revoke")]
+    GrantRevoke,
+    #[serde(rename = "grant.extend")]
+    GrantExtend,
     #[serde(rename = "network.connect")]
     NetworkConnect,
     #[serde(rename = "network.send")]

@@ -296,6 +296,13 @@ impl Kernel {
         self.put_task(task_id, &entry)
     }
 
+    /// Sets a task's expiry (CLOCK_BOOTTIME ns), which the programs check themselves.
+    pub fn set_expiry(&mut self, task_id: u32, expires_ns: u64) -> Result<(), KernelError> {
+        let mut entry = self.tasks.get(&task_id, 0).map_err(|source| KernelError::Map { name: maps::TASKS, source })?;
+        entry.expires_ns = expires_ns;
+        self.put_task(task_id, &entry)
+    }
+
     pub fn live_processes(&self, task_id: u32) -> u64 {
         self.tasks.get(&task_id, 0).map_or(0, |e| e.live_procs)
     }

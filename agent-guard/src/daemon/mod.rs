@@ -240,7 +240,10 @@ async fn read_events(mut ring: AsyncFd<RingBuf<MapData>>, registry: Arc<Mutex<Re
             };
             let mut reg = registry.lock().expect("registry lock is never poisoned");
             match decode::decode(&reg, record) {
-                Decoded::Event(event) => reg.sink.send(*event),
+                Decoded::Event(event) => {
+                    reg.count(&event);
+                    reg.sink.send(*event);
+                }
                 Decoded::TaskEmpty(id) => reg.close_task(id),
                 Decoded::TagLost { task_id, child, event } => {
                     // Fail closed: an untagged child of a task must not run.

@@ -29,6 +29,8 @@ use crate::{
 pub struct Task {
     pub info: TaskInfo,
     pub grant: Grant,
+    /// CLOCK_BOOTTIME of the expiry, as in the kernel's task entry.
+    expires_ns: u64,
     compiled: CompiledGrant,
     cgroup: PathBuf,
 }
@@ -310,8 +312,11 @@ impl Registry {
             expires: clock::rfc3339(started + ttl),
             ended: None,
             live_processes: 1,
+            remaining_secs: ttl.as_secs(),
+            revoked: false,
+            counts: Default::default(),
         };
-        let task = Task { info: info.clone(), grant, compiled, cgroup };
+        let task = Task { info: info.clone(), grant, expires_ns, compiled, cgroup };
         let mut event = Event::new(Kind::TaskOpen, &self.host, started);
         event.task = Some(task.task_ref());
         event.decision = Some(Decision::Allowed);
@@ -373,6 +378,7 @@ impl Registry {
         }
         let task = self.tasks.get_mut(&id).expect("task exists");
         task.info.state = TaskState::Stopped;
+        task.info.revoked = true;
         let mut event = Event::new(Kind::TaskStop, &self.host, SystemTime::now());
         event.task = Some(task.task_ref());
         event.enforcement = Some("none".into());
@@ -404,7 +410,73 @@ impl Registry {
         if info.ended.is_none() {
             info.live_processes = self.kernel.live_processes(id);
         }
+        info.remaining_secs = if info.revoked || info.ended.is_some() {
+            0
+        } else {
+            task.expires_ns.saturating_sub(boot_ns_now()) / 1_000_000_000
+        };
         Some(info)
+    }
+
+    /// Counts a reported action against its task ("decision rule").
+    pub fn count(&mut self, event: &Event) {
+        let (Some(task), Some(decision)) = (&event.task, event.decision) else { return };
+        let Some(task) = self.tasks.get_mut(&task.id) else { return };
+        let decision =
+            serde_json::to_value(decision).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let key = format!("{decision} {}", event.rule.as_deref().unwrap_or("-"));
+        *task.info.counts.entry(key).or_default() += 1;
+    }
+
+    /// Revokes a task's grant in the kernel; in force when this returns.
+    pub fn revoke(&mut self, id: u32, by: &str) -> Result<TaskInfo, Refusal> {
+        let task = self.tasks.get(&id).ok_or_else(|| refuse(ErrorCode::NotFound, format!("no task {id}")))?;
+        if task.info.ended.is_some() {
+            return Err(refuse(ErrorCode::BadRequest, format!("task {id} has ended")));
+        }
+        self.kernel.revoke_task(id)?;
+        let task = self.tasks.get_mut(&id).expect("checked above");
+        task.info.revoked = true;
+        let mut event = Event::new(Kind::GrantRevoke, &self.host, SystemTime::now());
+        event.task = Some(task.task_ref());
+        event.enforcement = Some("none".into());
+        event.reason = Some(format!("revoked by {by}: the task's processes are allowed nothing from now on"));
+        self.sink.send(event);
+        Ok(self.info(id).expect("task exists"))
+    }
+
+    /// Pushes a task's expiry back by `by`: the time left never exceeds the grant's ttl.
+    pub fn extend(&mut self, id: u32, by: Duration, who: &str) -> Result<TaskInfo, Refusal> {
+        let task = self.tasks.get(&id).ok_or_else(|| refuse(ErrorCode::NotFound, format!("no task {id}")))?;
+        if task.info.ended.is_some() || task.info.revoked {
+            return Err(refuse(ErrorCode::BadRequest, format!("task {id} has ended or its grant was revoked")));
+        }
+        let now = boot_ns_now();
+        let max_left = task.grant.effective_ttl(None).map_err(|m| refuse(ErrorCode::BadRequest, m))?;
+        let wanted = task.expires_ns.max(now).saturating_add(by.as_nanos() as u64);
+        let expires_ns = wanted.min(now.saturating_add(max_left.as_nanos() as u64));
+        if expires_ns < wanted {
+            return Err(refuse(
+                ErrorCode::BadRequest,
+                format!(
+                    "extending task {id} by {} would leave more than the grant's ttl {}",
+                    humantime::format_duration(by),
+                    humantime::format_duration(max_left)
+                ),
+            ));
+        }
+        self.kernel.set_expiry(id, expires_ns)?;
+        let wall = clock::wall_of_boot_ns(expires_ns);
+        let task = self.tasks.get_mut(&id).expect("checked above");
+        task.expires_ns = expires_ns;
+        task.info.expires = clock::rfc3339(wall);
+        let mut event = Event::new(Kind::GrantExtend, &self.host, SystemTime::now());
+        event.task = Some(task.task_ref());
+        event.enforcement = Some("none".into());
+        event.reason =
+            Some(format!("extended by {who} by {} to {}", humantime::format_duration(by), task.info.expires));
+        self.sink.send(event);
+        Ok(self.info(id).expect("task exists"))
     }
 
     pub fn list(&self) -> Vec<TaskInfo> {

@@ -78,6 +78,12 @@ fn handle_line(line: &str, peer_pid: u32, peer_uid: u32, registry: &Mutex<Regist
             .stop_task(id, &format!("stopped through the API by process {peer_pid}"))
             .map_or_else(error, |task| ResponseBody::TaskStopped { task }),
         RequestBody::Status => ResponseBody::Status { status: reg.status() },
+        RequestBody::RevokeGrant { id } => reg
+            .revoke(id, &format!("process {peer_pid} (uid {peer_uid})"))
+            .map_or_else(error, |task| ResponseBody::Task { task }),
+        RequestBody::ExtendGrant { id, secs } => reg
+            .extend(id, Duration::from_secs(secs), &format!("process {peer_pid} (uid {peer_uid})"))
+            .map_or_else(error, |task| ResponseBody::Task { task }),
         RequestBody::Approve { id, for_secs } => reg
             .decide(id, true, for_secs.map(Duration::from_secs), &format!("process {peer_pid} (uid {peer_uid})"))
             .map_or_else(error, |approval| ResponseBody::Approval { approval }),
