@@ -72,7 +72,7 @@ pub fn socket_connect(ctx: LsmContext) -> i32 {
 /// The hook's return value for a yes/no decision: 0 to allow, -1 (-EPERM) to refuse.
 #[inline(always)]
 pub fn verdict(allow: bool) -> i32 {
-    ret(if allow { Verdict::Allow } else { Verdict::Deny })
+    ret(yes_no(allow))
 }
 
 /// `Allow` or `Deny` for the yes/no paths of the hooks that can also hold.

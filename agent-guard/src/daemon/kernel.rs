@@ -291,15 +291,18 @@ impl Kernel {
 
     /// Marks a task's grant revoked: from now on the kernel allows it nothing.
     pub fn revoke_task(&mut self, task_id: u32) -> Result<(), KernelError> {
-        let mut entry = self.tasks.get(&task_id, 0).map_err(|source| KernelError::Map { name: maps::TASKS, source })?;
-        entry.state = STATE_REVOKED;
-        self.put_task(task_id, &entry)
+        self.update_task(task_id, |entry| entry.state = STATE_REVOKED)
     }
 
     /// Sets a task's expiry (CLOCK_BOOTTIME ns), which the programs check themselves.
     pub fn set_expiry(&mut self, task_id: u32, expires_ns: u64) -> Result<(), KernelError> {
+        self.update_task(task_id, |entry| entry.expires_ns = expires_ns)
+    }
+
+    /// Reads a task's entry, changes it and writes it back.
+    fn update_task(&mut self, task_id: u32, change: impl FnOnce(&mut TaskEntry)) -> Result<(), KernelError> {
         let mut entry = self.tasks.get(&task_id, 0).map_err(|source| KernelError::Map { name: maps::TASKS, source })?;
-        entry.expires_ns = expires_ns;
+        change(&mut entry);
         self.put_task(task_id, &entry)
     }
 
