@@ -29,6 +29,13 @@ pub const VERDICT_OUT_OF_SCOPE: u32 = 1;
 pub const VERDICT_UNRESOLVED: u32 = 2;
 /// `EventHeader::verdict`: an `ask` rule matched: the process is held until a human decides.
 pub const VERDICT_ASK: u32 = 3;
+/// `NetEvent::rule_index` when no rule matched.
+pub const NO_RULE: u32 = u32::MAX;
+
+/// `EventHeader::verdict`: a `deny` rule matched.
+pub const VERDICT_RULE_DENY: u32 = 4;
+/// `EventHeader::verdict`: a `flag` rule matched: allowed and reported.
+pub const VERDICT_FLAGGED: u32 = 5;
 /// `EventHeader::verdict`: informational record (task empty).
 pub const VERDICT_NONE: u32 = 0;
 
@@ -93,7 +100,9 @@ pub struct NetEvent {
     pub protocol: u32,
     /// Destination port, host byte order.
     pub port: u32,
-    pub _pad: u32,
+    /// Index in the grant's `network.connect` of the rule that flagged or denied it;
+    /// NO_RULE when none matched.
+    pub rule_index: u32,
     /// Destination, IPv6 or IPv4-mapped IPv6, network byte order.
     pub addr: [u8; 16],
 }

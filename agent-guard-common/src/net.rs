@@ -13,6 +13,12 @@ pub const MAX_PORT_RULES: usize = 16;
 pub const PROTO_TCP: u8 = 1;
 pub const PROTO_UDP: u8 = 2;
 
+/// `PortRule::action`. When several rules match a destination the largest value decides
+/// (deny > flag > allow); connects cannot be held, so there is no `ask`.
+pub const NET_ALLOW: u8 = 0;
+pub const NET_FLAG: u8 = 1;
+pub const NET_DENY: u8 = 2;
+
 /// Key data length in bits: 32 (grant id) + 128 (address).
 pub const NET_KEY_BITS: u32 = 160;
 
@@ -33,7 +39,8 @@ pub struct PortRule {
     pub port_lo: u16,
     pub port_hi: u16,
     pub protocols: u8,
-    pub _pad: u8,
+    /// NET_ALLOW, NET_FLAG or NET_DENY.
+    pub action: u8,
     /// Index of the rule in the grant's `network.connect` list, for events.
     pub rule_index: u16,
 }

@@ -12,9 +12,51 @@
 pub const ACCESS_READ: u32 = 1;
 pub const ACCESS_WRITE: u32 = 2;
 pub const ACCESS_EXEC: u32 = 4;
-/// A rule with `action: ask` stores its access bits shifted by ASK_SHIFT: the kernel holds the
-/// action and asks the daemon (a human) instead of refusing it.
+/// A rule's access bits are stored shifted by its action: `allow` unshifted, `ask` by
+/// ASK_SHIFT (the kernel holds the action and asks a human), `flag` by FLAG_SHIFT (allowed and
+/// reported), `deny` by DENY_SHIFT (refused whatever else matches). When several match, the
+/// most restrictive decides: deny > ask > flag > allow.
 pub const ASK_SHIFT: u32 = 4;
+pub const FLAG_SHIFT: u32 = 8;
+pub const DENY_SHIFT: u32 = 12;
+/// Bits a human approved for a while (`approve --for`), set on the path's exact entry: they
+/// turn an `ask` on that path into an allow, and never override a `deny`.
+pub const APPROVED_SHIFT: u32 = 16;
+/// The three access bits.
+pub const ACCESS_MASK: u32 = ACCESS_READ | ACCESS_WRITE | ACCESS_EXEC;
+
+/// What a grant says about an action needing `need` (ACCESS_* bits) on a path whose rules
+/// gave `bits` (all matching rules OR-ed, each shifted by its action). Shared by the kernel
+/// programs and the daemon's reference evaluator, so both apply the same precedence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    /// Allowed, and reported.
+    Flag,
+    /// Held for a human.
+    Ask,
+    /// A `deny` rule matched.
+    Deny,
+    /// No rule gives every access needed (default deny).
+    OutOfScope,
+}
+
+#[inline(always)]
+pub fn decide(bits: u32, need: u32) -> Decision {
+    if (bits >> DENY_SHIFT) & need != 0 {
+        return Decision::Deny;
+    }
+    let covered = (bits | (bits >> ASK_SHIFT) | (bits >> FLAG_SHIFT) | (bits >> APPROVED_SHIFT)) & ACCESS_MASK;
+    if covered & need != need {
+        Decision::OutOfScope
+    } else if (bits >> ASK_SHIFT) & !(bits >> APPROVED_SHIFT) & need != 0 {
+        Decision::Ask
+    } else if (bits >> FLAG_SHIFT) & need != 0 {
+        Decision::Flag
+    } else {
+        Decision::Allow
+    }
+}
 
 /// Bytes of a path the kernel reads and matches. A longer path is not matched in the kernel:
 /// it is reported with `PATH_TRUNCATED` and the daemon decides with the full path.

@@ -23,7 +23,7 @@ fn net_event() -> NetEvent {
         hook: HOOK_CONNECT4,
         protocol: 6,
         port: 9090,
-        _pad: 0,
+        rule_index: crate::event::NO_RULE,
         addr: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1],
     }
 }
@@ -60,4 +60,23 @@ fn fnv_matches_the_reference_values() {
     assert_eq!(crate::path::fnv1a(b""), 0xcbf2_9ce4_8422_2325);
     assert_eq!(crate::path::fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
     assert_eq!(crate::path::fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
+}
+
+#[test]
+fn the_most_restrictive_action_decides() {
+    use crate::path::{ACCESS_READ, ACCESS_WRITE, ASK_SHIFT, DENY_SHIFT, Decision, FLAG_SHIFT, decide};
+    let (r, w) = (ACCESS_READ, ACCESS_WRITE);
+    assert_eq!(decide(r, r), Decision::Allow);
+    assert_eq!(decide(r, r | w), Decision::OutOfScope);
+    assert_eq!(decide(r | (r << ASK_SHIFT), r), Decision::Ask);
+    assert_eq!(decide(r | (w << ASK_SHIFT), r | w), Decision::Ask);
+    assert_eq!(decide(r | (r << FLAG_SHIFT), r), Decision::Flag);
+    assert_eq!(decide((r << FLAG_SHIFT) | (r << ASK_SHIFT), r), Decision::Ask);
+    assert_eq!(decide(r | (r << ASK_SHIFT) | (r << DENY_SHIFT), r), Decision::Deny);
+    assert_eq!(decide(r << DENY_SHIFT, r | w), Decision::Deny);
+    assert_eq!(decide(w << DENY_SHIFT, r), Decision::OutOfScope);
+    assert_eq!(decide(0, r), Decision::OutOfScope);
+    let approved = crate::path::APPROVED_SHIFT;
+    assert_eq!(decide((r << ASK_SHIFT) | (r << approved), r), Decision::Allow);
+    assert_eq!(decide((r << DENY_SHIFT) | (r << approved), r), Decision::Deny);
 }

@@ -10,8 +10,11 @@
 //! Fail-open/closed: observation only; a failed read skips the event and never affects exec.
 
 use agent_guard_common::{
-    event::{ACTION_ALLOWED, EXEC_ARG_LEN, EXEC_ARGS, ExecEvent, KIND_EXEC, VERDICT_OUT_OF_SCOPE, VERDICT_UNRESOLVED},
-    path::{ACCESS_EXEC, PATH_MAX_MATCH},
+    event::{
+        ACTION_ALLOWED, EXEC_ARG_LEN, EXEC_ARGS, ExecEvent, KIND_EXEC, VERDICT_FLAGGED, VERDICT_OUT_OF_SCOPE,
+        VERDICT_RULE_DENY, VERDICT_UNRESOLVED,
+    },
+    path::{ACCESS_EXEC, Decision, PATH_MAX_MATCH, decide},
 };
 use aya_ebpf::{
     helpers::{bpf_probe_read_user, bpf_probe_read_user_str_bytes},
@@ -23,7 +26,7 @@ use crate::{
     config, emit,
     maps::{EXEC_PENDING, EXEC_SCRATCH},
     path_match::match_path,
-    task::{current_task, current_tid, kill_if_enforced},
+    task::{current_task, current_tid, kill_if_enforced, reason_for},
 };
 
 #[tracepoint]
@@ -77,15 +80,21 @@ fn try_exec(filename: u64, argv: u64) {
         VERDICT_OUT_OF_SCOPE
     } else if matched.flags != 0 {
         VERDICT_UNRESOLVED
-    } else if matched.allowed & ACCESS_EXEC != 0 {
-        // In scope: forget an earlier out-of-scope attempt of this thread.
-        let _ = EXEC_PENDING.remove(&current_tid());
-        return;
     } else {
-        VERDICT_OUT_OF_SCOPE
+        match decide(matched.allowed, ACCESS_EXEC) {
+            Decision::Allow => {
+                // In scope: forget an earlier out-of-scope attempt of this thread.
+                let _ = EXEC_PENDING.remove(&current_tid());
+                return;
+            }
+            Decision::Flag => VERDICT_FLAGGED,
+            Decision::Deny => VERDICT_RULE_DENY,
+            // Without BPF LSM nothing can be held: an `ask` is out of scope.
+            Decision::Ask | Decision::OutOfScope => VERDICT_OUT_OF_SCOPE,
+        }
     };
     capture_args(event, argv);
-    event.header = emit::header(KIND_EXEC, verdict, task.out_of_scope_reason(), ACTION_ALLOWED, task.task_id);
+    event.header = emit::header(KIND_EXEC, verdict, reason_for(&task, verdict), ACTION_ALLOWED, task.task_id);
     event.path_flags = matched.flags;
     if EXEC_PENDING.insert(&current_tid(), event, 0).is_err() {
         emit::count_drop();

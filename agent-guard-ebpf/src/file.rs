@@ -12,8 +12,8 @@
 //! when the ring buffer is full) and never affects the syscall.
 
 use agent_guard_common::{
-    event::{ACTION_ALLOWED, FILE_OP_OPEN, KIND_FILE, VERDICT_OUT_OF_SCOPE, VERDICT_UNRESOLVED},
-    path::{ACCESS_READ, ACCESS_WRITE, PATH_MAX_MATCH},
+    event::{FILE_OP_OPEN, KIND_FILE, VERDICT_FLAGGED, VERDICT_OUT_OF_SCOPE, VERDICT_RULE_DENY, VERDICT_UNRESOLVED},
+    path::{ACCESS_READ, ACCESS_WRITE, Decision, PATH_MAX_MATCH, decide},
 };
 use aya_ebpf::{helpers::bpf_probe_read_user_str_bytes, macros::tracepoint, programs::TracePointContext};
 
@@ -21,7 +21,7 @@ use crate::{
     emit,
     maps::SCRATCH,
     path_match::match_path,
-    task::{current_task, kill_if_enforced},
+    task::{current_task, kill_if_enforced, reason_for},
 };
 
 const AT_FDCWD: i64 = -100;
@@ -115,13 +115,17 @@ fn try_open(dfd: i64, filename: u64, flags: u32) {
         VERDICT_OUT_OF_SCOPE
     } else if matched.flags != 0 {
         VERDICT_UNRESOLVED
-    } else if matched.allowed & access == access {
-        return;
     } else {
-        VERDICT_OUT_OF_SCOPE
+        match decide(matched.allowed, access) {
+            Decision::Allow => return,
+            Decision::Flag => VERDICT_FLAGGED,
+            Decision::Deny => VERDICT_RULE_DENY,
+            // Without BPF LSM nothing can be held: an `ask` is out of scope.
+            Decision::Ask | Decision::OutOfScope => VERDICT_OUT_OF_SCOPE,
+        }
     };
     let action = kill_if_enforced(&task, verdict);
-    event.header = emit::header(KIND_FILE, verdict, task.out_of_scope_reason(), action, task.task_id);
+    event.header = emit::header(KIND_FILE, verdict, reason_for(&task, verdict), action, task.task_id);
     event.access = access;
     event.open_flags = flags;
     event.dfd = dfd as i32;

@@ -7,7 +7,6 @@
 //! with a SIGCONT handler without SA_RESTART).
 
 use agent_guard_common::{
-    path::ASK_SHIFT,
     task::{APPROVAL_GRANTED, APPROVAL_PENDING, APPROVAL_REFUSED, Approval, MODE_AUDIT},
 };
 use aya_ebpf::helpers::generated::bpf_send_signal;
@@ -61,10 +60,9 @@ pub enum Asked {
 }
 
 #[inline(always)]
-pub fn ask(task: &CurrentTask, allowed: u32, need: u32, hash: u64) -> Asked {
-    let asked = (allowed >> ASK_SHIFT) & need;
+pub fn ask(task: &CurrentTask, need: u32, hash: u64) -> Asked {
     // Audit mode never holds: the action goes through and is flagged.
-    if asked == 0 || (allowed | asked) & need != need || task.entry.mode == MODE_AUDIT || task.grant_ended().is_some() {
+    if task.entry.mode == MODE_AUDIT || task.grant_ended().is_some() {
         return Asked::No;
     }
     let tid = current_tid();

@@ -22,9 +22,10 @@
 use agent_guard_common::{
     event::{
         ACTION_ALLOWED, ACTION_BLOCKED, ACTION_HELD, FILE_OP_OPEN, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, KIND_EXEC,
-        KIND_FILE, PATH_TRUNCATED, VERDICT_ASK, VERDICT_OUT_OF_SCOPE,
+        KIND_FILE, PATH_TRUNCATED, VERDICT_ASK, VERDICT_FLAGGED, VERDICT_OUT_OF_SCOPE, VERDICT_RULE_DENY,
     },
-    path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, ASK_SHIFT, PATH_MAX_MATCH},
+    net::NET_FLAG,
+    path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, Decision, PATH_MAX_MATCH, decide},
     task::MODE_AUDIT,
 };
 use aya_ebpf::{
@@ -38,9 +39,9 @@ use crate::{
     config, emit,
     hold::{Asked, Verdict, ask, hold, ret},
     maps::{EXEC_PENDING, EXEC_SCRATCH, SCRATCH},
-    net::{report_connect, rule_allows},
+    net::{connect_verdict, net_decision},
     path_match::match_path,
-    task::{CurrentTask, current_task, current_tid},
+    task::{CurrentTask, current_task, current_tid, reason_for},
 };
 
 /// include/linux/fs.h
@@ -94,16 +95,31 @@ fn resolve_and_match(task: &CurrentTask, file: *const u8, buf: &mut [u8; PATH_MA
     }
 }
 
-/// For an action no allow rule covers: Err(verdict) when a human already decided it; else
-/// what to do and report: (verdict, EventHeader::action, EventHeader::verdict).
+/// What to do with `decision` for an action needing `need` on the path hashed `hash`:
+/// Err(verdict) to return at once, without a report (allowed, or a human already decided);
+/// else (verdict, EventHeader::action, EventHeader::verdict) to report and return.
 #[inline(always)]
-fn settle(task: &CurrentTask, asked: Asked) -> Result<(Verdict, u32, u32), Verdict> {
-    match asked {
-        Asked::Decided(v) => Err(v),
-        Asked::New => Ok((Verdict::Hold, ACTION_HELD, VERDICT_ASK)),
-        Asked::No if task.entry.mode == MODE_AUDIT => Ok((Verdict::Allow, ACTION_ALLOWED, VERDICT_OUT_OF_SCOPE)),
-        Asked::No => Ok((Verdict::Deny, ACTION_BLOCKED, VERDICT_OUT_OF_SCOPE)),
+fn outcome(task: &CurrentTask, decision: Decision, need: u32, hash: u64) -> Result<(Verdict, u32, u32), Verdict> {
+    let audit = task.entry.mode == MODE_AUDIT;
+    let refuse = |why| if audit { Ok((Verdict::Allow, ACTION_ALLOWED, why)) } else { Ok((Verdict::Deny, ACTION_BLOCKED, why)) };
+    match decision {
+        Decision::Allow => Err(Verdict::Allow),
+        Decision::Flag => Ok((Verdict::Allow, ACTION_ALLOWED, VERDICT_FLAGGED)),
+        Decision::Deny => refuse(VERDICT_RULE_DENY),
+        Decision::Ask => match ask(task, need, hash) {
+            Asked::Decided(v) => Err(v),
+            Asked::New => Ok((Verdict::Hold, ACTION_HELD, VERDICT_ASK)),
+            Asked::No => refuse(VERDICT_OUT_OF_SCOPE),
+        },
+        Decision::OutOfScope => refuse(VERDICT_OUT_OF_SCOPE),
     }
+}
+
+/// The grant's decision on a resolved path, or out of scope when the grant ended or the path
+/// could not be resolved.
+#[inline(always)]
+fn decision_for(task: &CurrentTask, bits: u32, path_flags: u32, need: u32) -> Decision {
+    if task.grant_ended().is_some() || path_flags != 0 { Decision::OutOfScope } else { decide(bits, need) }
 }
 
 /// Writes the resolved path of `file` into `buf`; its length without the NUL, or None.
@@ -144,27 +160,24 @@ fn try_file_open(ctx: &LsmContext) -> Verdict {
     // SAFETY: f_flags at the BTF offset of struct file.
     let flags = unsafe { bpf_probe_read_kernel(file.add(config::file_flags_off()) as *const u32) }.unwrap_or(0);
     if flags & FMODE_EXEC_FLAG != 0 {
-        // An `ask` on exec is asked once, by bprm_check_security: the open itself goes through.
-        return decide_exec(&task, file, ACCESS_READ | ACCESS_EXEC | (ACCESS_EXEC << ASK_SHIFT));
+        return decide_exec(&task, file, true);
     }
     let Some(event) = SCRATCH.get_ptr_mut(0) else {
         return yes_no(fail_closed(&task));
     };
     // SAFETY: per-CPU scratch entry, used by this program only until it returns.
     let event = unsafe { &mut *event };
-    let (allowed, flags, hash) = resolve_and_match(&task, file, &mut event.path);
-    if task.grant_ended().is_none() && allowed & need == need {
-        return Verdict::Allow;
-    }
-    let (verdict, action, why) = match settle(&task, ask(&task, allowed, need, hash)) {
+    let (bits, path_flags, hash) = resolve_and_match(&task, file, &mut event.path);
+    let decision = decision_for(&task, bits, path_flags, need);
+    let (verdict, action, why) = match outcome(&task, decision, need, hash) {
         Ok(outcome) => outcome,
         Err(decided) => return decided,
     };
-    event.header = emit::header(KIND_FILE, why, task.out_of_scope_reason(), action, task.task_id);
+    event.header = emit::header(KIND_FILE, why, reason_for(&task, why), action, task.task_id);
     event.access = need;
     event.open_flags = mode;
     event.dfd = AT_FDCWD;
-    event.path_flags = flags;
+    event.path_flags = path_flags;
     event.op = FILE_OP_OPEN;
     emit::send(event);
     if verdict == Verdict::Hold { hold() } else { verdict }
@@ -179,24 +192,30 @@ fn try_bprm_check(ctx: &LsmContext) -> Verdict {
     // SAFETY: a direct load through the hook's BTF pointer (struct linux_binprm), of its
     // `file` member; the verifier types the result as a struct file pointer.
     let file: *const u8 = unsafe { *(bprm.add(config::bprm_file_off()) as *const *const u8) };
-    decide_exec(&task, file, ACCESS_EXEC)
+    decide_exec(&task, file, false)
 }
 
-/// An exec of `file`, allowed when the grant gives it any of the `accept` bits. Refused or
-/// flagged execs are reported with the argv the execve tracepoint captured for this thread.
+/// An exec of `file`: the exec check itself, or (`open`) the kernel opening the binary, which
+/// `read` or `exec` in the grant allows (an `ask` or `flag` on exec is settled once, by the
+/// exec check). Refused, held or flagged execs are reported with the argv the execve
+/// tracepoint captured for this thread.
 #[inline(always)]
-fn decide_exec(task: &CurrentTask, file: *const u8, accept: u32) -> Verdict {
+fn decide_exec(task: &CurrentTask, file: *const u8, open: bool) -> Verdict {
     let Some(event) = EXEC_SCRATCH.get_ptr_mut(0) else {
         return yes_no(fail_closed(task));
     };
     // SAFETY: per-CPU scratch entry, used by this program only until it returns.
     let event = unsafe { &mut *event };
-    let (allowed, flags, hash) = resolve_and_match(task, file, &mut event.path);
-    if task.grant_ended().is_none() && allowed & accept != 0 {
-        return Verdict::Allow;
+    let (bits, path_flags, hash) = resolve_and_match(task, file, &mut event.path);
+    let mut decision = decision_for(task, bits, path_flags, ACCESS_EXEC);
+    if open {
+        decision = match decision {
+            Decision::OutOfScope => decision_for(task, bits, path_flags, ACCESS_READ),
+            Decision::Ask | Decision::Flag => Decision::Allow,
+            d => d,
+        };
     }
-    // An `ask` on exec covers both the kernel's open of the binary and the exec check.
-    let (verdict, action, why) = match settle(task, ask(task, allowed, ACCESS_EXEC, hash)) {
+    let (verdict, action, why) = match outcome(task, decision, ACCESS_EXEC, hash) {
         Ok(outcome) => outcome,
         Err(decided) => return decided,
     };
@@ -206,8 +225,8 @@ fn decide_exec(task: &CurrentTask, file: *const u8, accept: u32) -> Verdict {
         event.argc = pending.argc;
         event.argv = pending.argv;
     }
-    event.header = emit::header(KIND_EXEC, why, task.out_of_scope_reason(), action, task.task_id);
-    event.path_flags = flags;
+    event.header = emit::header(KIND_EXEC, why, reason_for(task, why), action, task.task_id);
+    event.path_flags = path_flags;
     emit::send(event);
     if verdict == Verdict::Hold { hold() } else { verdict }
 }
@@ -245,10 +264,12 @@ fn try_socket_connect(ctx: &LsmContext) -> bool {
         // AF_UNIX, AF_UNSPEC (disconnect) and others are not network destinations.
         _ => return true,
     };
-    if task.grant_ended().is_none() && rule_allows(task.entry.grant_id, &addr, port, protocol) {
+    // A flagged connect is let through silently here: the cgroup connect program, which the
+    // kernel runs after this hook (inet_stream_connect / udp pre_connect), reports it once.
+    if task.grant_ended().is_none() && net_decision(task.entry.grant_id, &addr, port, protocol).0 == NET_FLAG {
         return true;
     }
-    report_connect(&task, hook, protocol, port, addr)
+    connect_verdict(&task, hook, protocol, port, addr)
 }
 
 /// No scratch buffer: refuse in enforce mode without an event (counted as a drop).

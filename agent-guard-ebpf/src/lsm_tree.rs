@@ -12,15 +12,17 @@
 //! allowed in these hooks.
 //!
 //! Fail-open/closed: as in lsm.rs; a path that cannot be built (too long, too deep, unreadable)
-//! is refused in enforce mode.
+//! is refused in enforce mode. An `ask` rule on `write` is not held here (the rule is for
+//! opens): a tree change it covers is refused as out of scope. A `flag` rule lets the change
+//! through and reports it.
 
 use agent_guard_common::{
     event::{
         ACTION_ALLOWED, ACTION_BLOCKED, FILE_OP_CHMOD, FILE_OP_CHOWN, FILE_OP_CREATE, FILE_OP_LINK, FILE_OP_MKDIR,
         FILE_OP_RENAME_FROM, FILE_OP_RENAME_TO, FILE_OP_RMDIR, FILE_OP_SYMLINK, FILE_OP_TRUNCATE, FILE_OP_UNLINK,
-        KIND_FILE, PATH_TRUNCATED, VERDICT_OUT_OF_SCOPE,
+        KIND_FILE, PATH_TRUNCATED, REASON_NONE, VERDICT_FLAGGED, VERDICT_OUT_OF_SCOPE, VERDICT_RULE_DENY,
     },
-    path::ACCESS_WRITE,
+    path::{ACCESS_WRITE, Decision, decide as decide_bits},
     task::MODE_AUDIT,
 };
 use aya_ebpf::{bindings::path, macros::lsm, programs::LsmContext};
@@ -118,26 +120,29 @@ fn decide(
     op: u32,
     always_out: bool,
 ) -> bool {
-    let (allowed, flags) = match len {
+    let (bits, flags) = match len {
         Some(len) => (match_path(task.entry.grant_id, &event.path, len, true).allowed, 0),
         None => (0, PATH_TRUNCATED),
     };
-    if !always_out && task.grant_ended().is_none() && allowed & ACCESS_WRITE != 0 {
-        return true;
-    }
+    let decision = if always_out || task.grant_ended().is_some() {
+        Decision::OutOfScope
+    } else {
+        decide_bits(bits, ACCESS_WRITE)
+    };
     let audit = task.entry.mode == MODE_AUDIT;
-    event.header = emit::header(
-        KIND_FILE,
-        VERDICT_OUT_OF_SCOPE,
-        task.out_of_scope_reason(),
-        if audit { ACTION_ALLOWED } else { ACTION_BLOCKED },
-        task.task_id,
-    );
+    let (verdict, reason, allow) = match decision {
+        Decision::Allow => return true,
+        Decision::Flag => (VERDICT_FLAGGED, REASON_NONE, true),
+        Decision::Deny => (VERDICT_RULE_DENY, REASON_NONE, audit),
+        Decision::Ask | Decision::OutOfScope => (VERDICT_OUT_OF_SCOPE, task.out_of_scope_reason(), audit),
+    };
+    event.header =
+        emit::header(KIND_FILE, verdict, reason, if allow { ACTION_ALLOWED } else { ACTION_BLOCKED }, task.task_id);
     event.access = ACCESS_WRITE;
     event.open_flags = 0;
     event.dfd = AT_FDCWD;
     event.path_flags = flags;
     event.op = op;
     emit::send(event);
-    audit
+    allow
 }

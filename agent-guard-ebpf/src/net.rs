@@ -8,13 +8,14 @@
 //! Fail-open/closed: untagged processes are always allowed (they are not ours to judge). For a
 //! tagged process every failure (no task entry, grant ended, no rule) denies in enforce mode;
 //! a full ring buffer loses the event (counted) but never changes the decision.
+//! Rule actions: the most restrictive matching port rule decides (deny > flag > allow).
 
 use agent_guard_common::{
     event::{
-        ACTION_ALLOWED, ACTION_BLOCKED, HOOK_CONNECT4, HOOK_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6, KIND_NET, NetEvent,
-        VERDICT_OUT_OF_SCOPE,
+        ACTION_ALLOWED, ACTION_BLOCKED, HOOK_CONNECT4, HOOK_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6, KIND_NET, NO_RULE,
+        NetEvent, REASON_NONE, VERDICT_FLAGGED, VERDICT_OUT_OF_SCOPE, VERDICT_RULE_DENY,
     },
-    net::{NET_KEY_BITS, NetKey, PROTO_TCP, PROTO_UDP},
+    net::{NET_ALLOW, NET_DENY, NET_FLAG, NET_KEY_BITS, NetKey, PROTO_TCP, PROTO_UDP},
     task::MODE_AUDIT,
 };
 use aya_ebpf::{macros::cgroup_sock_addr, maps::lpm_trie::Key, programs::SockAddrContext};
@@ -82,55 +83,74 @@ fn try_sock_addr(ctx: &SockAddrContext, hook: u32) -> i32 {
     let (protocol, port) = unsafe { ((*sa).protocol, u16::from_be((*sa).user_port as u16)) };
     let addr = destination(ctx, hook);
 
-    if task.grant_ended().is_none() && rule_allows(task.entry.grant_id, &addr, port, protocol) {
-        return ALLOW;
-    }
-
-    if report_connect(&task, hook, protocol, port, addr) { ALLOW } else { DENY }
+    if connect_verdict(&task, hook, protocol, port, addr) { ALLOW } else { DENY }
 }
 
-/// Reports an out-of-scope connect or send; whether it may proceed (audit mode).
+/// Decides a connect or send of a tagged process and reports what is not plainly allowed;
+/// whether it may proceed.
 #[inline(always)]
-pub fn report_connect(task: &CurrentTask, hook: u32, protocol: u32, port: u16, addr: [u8; 16]) -> bool {
+pub fn connect_verdict(task: &CurrentTask, hook: u32, protocol: u32, port: u16, addr: [u8; 16]) -> bool {
+    let (action, rule_index) = if task.grant_ended().is_none() {
+        net_decision(task.entry.grant_id, &addr, port, protocol)
+    } else {
+        (NO_MATCH, NO_RULE)
+    };
     let audit = task.entry.mode == MODE_AUDIT;
+    let (verdict, reason, allow) = match action {
+        NET_ALLOW => return true,
+        NET_FLAG => (VERDICT_FLAGGED, REASON_NONE, true),
+        NET_DENY => (VERDICT_RULE_DENY, REASON_NONE, audit),
+        _ => (VERDICT_OUT_OF_SCOPE, task.out_of_scope_reason(), audit),
+    };
     let event = NetEvent {
         header: emit::header(
             KIND_NET,
-            VERDICT_OUT_OF_SCOPE,
-            task.out_of_scope_reason(),
-            if audit { ACTION_ALLOWED } else { ACTION_BLOCKED },
+            verdict,
+            reason,
+            if allow { ACTION_ALLOWED } else { ACTION_BLOCKED },
             task.task_id,
         ),
         hook,
         protocol,
         port: port as u32,
-        _pad: 0,
+        rule_index,
         addr,
     };
     emit::send(&event);
-    audit
+    allow
 }
 
+/// No port rule matched the destination.
+const NO_MATCH: u8 = u8::MAX;
+
+/// The action of the most restrictive port rule matching the destination, and that rule's
+/// index; (NO_MATCH, NO_RULE) when none does.
 #[inline(always)]
-pub fn rule_allows(grant_id: u32, addr: &[u8; 16], port: u16, protocol: u32) -> bool {
+pub fn net_decision(grant_id: u32, addr: &[u8; 16], port: u16, protocol: u32) -> (u8, u32) {
     let proto_bit = match protocol {
         IPPROTO_TCP => PROTO_TCP,
         IPPROTO_UDP => PROTO_UDP,
-        _ => return false,
+        _ => return (NO_MATCH, NO_RULE),
     };
     let key = Key::new(NET_KEY_BITS, NetKey { grant_be: grant_id.to_be_bytes(), addr: *addr });
     let Some(ports) = NET_RULES.get(&key) else {
-        return false;
+        return (NO_MATCH, NO_RULE);
     };
     let count = ports.count as usize;
+    let (mut action, mut index) = (NO_MATCH, NO_RULE);
     for i in 0..ports.rules.len() {
         if i >= count {
             break;
         }
         let rule = &ports.rules[i];
-        if rule.protocols & proto_bit != 0 && port >= rule.port_lo && port <= rule.port_hi {
-            return true;
+        if rule.protocols & proto_bit != 0
+            && port >= rule.port_lo
+            && port <= rule.port_hi
+            && (action == NO_MATCH || rule.action > action)
+        {
+            action = rule.action;
+            index = rule.rule_index as u32;
         }
     }
-    false
+    (action, index)
 }

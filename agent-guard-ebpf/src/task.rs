@@ -73,13 +73,24 @@ impl CurrentTask {
     }
 }
 
+/// EventHeader::reason for `verdict`: why it is out of scope, or none (a rule decided).
+#[inline(always)]
+pub fn reason_for(task: &CurrentTask, verdict: u32) -> u32 {
+    if verdict == agent_guard_common::event::VERDICT_OUT_OF_SCOPE || verdict == agent_guard_common::event::VERDICT_UNRESOLVED {
+        task.out_of_scope_reason()
+    } else {
+        agent_guard_common::event::REASON_NONE
+    }
+}
+
 /// The `kill` level: where BPF LSM is not available, an out-of-scope action the kernel itself
 /// decided (not one left to the daemon) of a task in enforce mode kills the process. Returns
 /// the EventHeader::action to report.
 #[inline(always)]
 pub fn kill_if_enforced(task: &CurrentTask, verdict: u32) -> u32 {
     if crate::config::kill_mode()
-        && verdict == agent_guard_common::event::VERDICT_OUT_OF_SCOPE
+        && (verdict == agent_guard_common::event::VERDICT_OUT_OF_SCOPE
+            || verdict == agent_guard_common::event::VERDICT_RULE_DENY)
         && task.entry.mode != agent_guard_common::task::MODE_AUDIT
     {
         // SAFETY: helper with a signal number; SIGKILL (9) goes to the whole process.

@@ -9,9 +9,10 @@ use agent_guard_common::{
         FILE_OP_LINK, FILE_OP_MKDIR, FILE_OP_RENAME_FROM, FILE_OP_RENAME_TO, FILE_OP_RMDIR, FILE_OP_SYMLINK,
         FILE_OP_TRUNCATE, FILE_OP_UNLINK, FileEvent, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, HOOK_SENDMSG4,
         HOOK_SENDMSG6, KernelEvent, NetEvent, PATH_RELATIVE, PATH_TRUNCATED, PATH_UNNORMALIZED, REASON_EXPIRED,
-        REASON_REVOKED, TAMPER_PTRACE, TAMPER_SIGNAL, VERDICT_ASK, VERDICT_UNRESOLVED,
+        REASON_REVOKED, TAMPER_PTRACE, TAMPER_SIGNAL, VERDICT_ASK, VERDICT_FLAGGED, VERDICT_RULE_DENY,
+        VERDICT_UNRESOLVED,
     },
-    path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE},
+    path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, Decision as PathDecision},
 };
 
 use super::{
@@ -152,6 +153,12 @@ fn net_event(reg: &Registry, e: &NetEvent, task: Option<&Task>) -> Event {
         other => format!("ip-proto-{other}"),
     };
     event.decision = Some(if e.header.action == ACTION_BLOCKED { Decision::Denied } else { Decision::Flagged });
+    if matches!(e.header.verdict, VERDICT_RULE_DENY | VERDICT_FLAGGED) {
+        let what = if e.header.verdict == VERDICT_FLAGGED { "flags" } else { "refuses" };
+        event.rule = task.and_then(|t| t.grant.net_rule_name(e.rule_index as usize));
+        event.reason = Some(format!("rule {} {what} {protocol} to {address}:{}", event.rule.as_deref().unwrap_or("?"), e.port));
+        event.policy_decision = Some(if e.header.action == ACTION_BLOCKED { PolicyDecision::Deny } else { PolicyDecision::Flag });
+    }
     let lsm = e.hook == HOOK_LSM_CONNECT4 || e.hook == HOOK_LSM_CONNECT6;
     event.enforcement = Some(if lsm { "lsm" } else { "cgroup" }.into());
     if event.rule.as_deref() == Some("default-deny") {
@@ -192,8 +199,8 @@ fn undecided_path(
     let Some(resolved) = resolve(header.tgid, dfd, raw) else {
         return Some((raw.to_string(), "relative path could not be resolved (process gone): out of scope".into()));
     };
-    let allowed = task.map_or(0, |t| t.grant.path_access(&resolved));
-    if allowed & need == need {
+    let decision = task.map_or(PathDecision::OutOfScope, |t| t.grant.path_decision(&resolved, need).0);
+    if decision == PathDecision::Allow {
         return None;
     }
     let how = if e_flags & PATH_RELATIVE != 0 {
@@ -227,6 +234,7 @@ fn observed_event(reg: &Registry, action: PathAction<'_>, task: Option<&Task>) -
         (raw, None)
     };
     let mut event = action_event(reg, action.kind, action.header, task);
+    name_path_rule(&mut event, action.header.verdict, &path, action.need, task);
     // Refused by a BPF LSM hook, answered by killing the process, or let through (audit mode,
     // or a path only the daemon could resolve, which is observed).
     let levels = &reg.kernel.enforcement;
@@ -248,6 +256,24 @@ fn observed_event(reg: &Registry, action: PathAction<'_>, task: Option<&Task>) -
         reason.push_str(&format!(" ({note})"));
     }
     Some((event, path))
+}
+
+/// For a path action a rule decided (deny or flag, in the kernel or, for a path only the
+/// daemon could resolve, here): names the rule, from the reference evaluator.
+fn name_path_rule(event: &mut Event, verdict: u32, path: &str, need: u32, task: Option<&Task>) {
+    let Some((decision, Some(rule))) = task.map(|t| t.grant.path_decision(path, need)) else { return };
+    let what = match decision {
+        PathDecision::Deny => "refuses",
+        PathDecision::Flag => "flags",
+        _ => return,
+    };
+    if verdict == VERDICT_RULE_DENY || verdict == VERDICT_FLAGGED || verdict == VERDICT_UNRESOLVED {
+        event.reason = Some(format!("rule {rule} {what} {path}"));
+        event.rule = Some(rule);
+        if decision == PathDecision::Flag {
+            event.policy_decision = Some(PolicyDecision::Flag);
+        }
+    }
 }
 
 /// The approval-request event for an action the kernel holds.

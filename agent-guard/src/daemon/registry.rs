@@ -9,7 +9,7 @@ use std::{
 };
 
 use agent_guard_common::{
-    path::{PathRule, fnv1a},
+    path::{APPROVED_SHIFT, PathRule, fnv1a},
     task::{APPROVAL_GRANTED, APPROVAL_REFUSED, MODE_AUDIT, MODE_ENFORCE, STATE_ACTIVE, TaskEntry},
 };
 
@@ -188,7 +188,7 @@ impl Registry {
         if approve && let Some(duration) = allow_for {
             let (task_id, hash, access) = (held.info.task, held.hash, held.access);
             let grant_id = task_id;
-            let previous = self.kernel.add_path_bits(grant_id, hash, access)?;
+            let previous = self.kernel.add_path_bits(grant_id, hash, access << APPROVED_SHIFT)?;
             self.temporary.push(TemporaryAllow { task_id, hash, previous, until: Instant::now() + duration });
         }
         let held = self.approvals.get_mut(&id).expect("checked above");

@@ -1,13 +1,13 @@
 //! Grant -> kernel map entries (see agent_guard_common::{path, net} for the representation).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use agent_guard_common::{
-    net::{MAX_PORT_RULES, NetPorts, PortRule},
-    path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, ASK_SHIFT, PathRule, fnv1a},
+    net::{MAX_PORT_RULES, NET_ALLOW, NET_DENY, NET_FLAG, NetPorts, PortRule},
+    path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, ASK_SHIFT, DENY_SHIFT, FLAG_SHIFT, PathRule, fnv1a},
 };
 
-use super::{FileRule, Grant, PathPattern, RuleAction, net_rule::prefix_contains};
+use super::{Grant, PathPattern, RuleAction};
 
 /// A grant's map entries, without the grant id (added when they are written).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +25,31 @@ pub enum CompileError {
          at most {MAX_PORT_RULES} fit in one kernel entry: merge port ranges"
     )]
     TooManyPortRules { prefix: String, count: usize },
+    #[error("network rule {rule}: `ask` is not available for connects (they cannot be held); use flag or deny")]
+    AskOnNetwork { rule: String },
+}
+
+/// Where a path rule's access bits go in the kernel's word for its action.
+pub fn action_shift(action: RuleAction) -> u32 {
+    match action {
+        RuleAction::Allow => 0,
+        RuleAction::Ask => ASK_SHIFT,
+        RuleAction::Flag => FLAG_SHIFT,
+        RuleAction::Deny => DENY_SHIFT,
+    }
+}
+
+fn net_action(action: RuleAction) -> u8 {
+    match action {
+        RuleAction::Allow | RuleAction::Ask => NET_ALLOW,
+        RuleAction::Flag => NET_FLAG,
+        RuleAction::Deny => NET_DENY,
+    }
+}
+
+fn mask(addr: &[u8; 16], len: u8) -> [u8; 16] {
+    let m = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+    (u128::from_be_bytes(*addr) & m).to_be_bytes()
 }
 
 impl CompiledGrant {
@@ -32,63 +57,56 @@ impl CompiledGrant {
         let mut paths: BTreeMap<u64, PathRule> = BTreeMap::new();
         let spec = &grant.spec;
         let lists = [(&spec.files.read, ACCESS_READ), (&spec.files.write, ACCESS_WRITE), (&spec.exec, ACCESS_EXEC)];
-        for (patterns, access) in lists {
-            for FileRule { pattern, action } in patterns {
-                let access = match action {
-                    RuleAction::Allow => access,
-                    RuleAction::Ask => access << ASK_SHIFT,
-                };
-                let rule = paths.entry(fnv1a(pattern.key_path().as_bytes())).or_default();
-                match pattern {
-                    PathPattern::Exact(_) => rule.exact |= access,
-                    PathPattern::Children(_) => rule.children |= access,
-                    PathPattern::Subtree(_) => rule.subtree |= access,
+        for (rules, access) in lists {
+            for rule in rules {
+                let bits = access << action_shift(rule.action);
+                let entry = paths.entry(fnv1a(rule.target.key_path().as_bytes())).or_default();
+                match &rule.target {
+                    PathPattern::Exact(_) => entry.exact |= bits,
+                    PathPattern::Children(_) => entry.children |= bits,
+                    PathPattern::Subtree(_) => entry.subtree |= bits,
                 }
             }
         }
 
         // One trie entry per distinct prefix, holding its own port rules and those of every
         // wider prefix that contains it: the longest-prefix match is then the whole answer.
+        // Rules are grouped by prefix, and a prefix finds its covering ones by masking itself
+        // to each prefix length in use: O(prefixes x lengths), not O(prefixes x rules).
         let rules = &spec.network.connect;
-        let mut prefixes: BTreeMap<(u8, [u8; 16]), ()> = BTreeMap::new();
-        for rule in rules {
-            prefixes.insert(rule.mapped_prefix(), ());
+        let mut by_prefix: HashMap<(u8, [u8; 16]), Vec<usize>> = HashMap::new();
+        for (index, rule) in rules.iter().enumerate() {
+            if rule.action == RuleAction::Ask {
+                return Err(CompileError::AskOnNetwork { rule: rule.target.to_string() });
+            }
+            by_prefix.entry(rule.target.mapped_prefix()).or_default().push(index);
         }
-        let mut nets = Vec::new();
-        for &(len, addr) in prefixes.keys() {
-            let covering: Vec<(usize, PortRule)> = rules
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| {
-                    let (rlen, raddr) = r.mapped_prefix();
-                    rlen <= len && prefix_contains(&raddr, rlen, &addr)
-                })
-                .map(|(i, r)| {
-                    let rule_index = u16::try_from(i).unwrap_or(u16::MAX);
-                    (
-                        i,
-                        PortRule {
-                            port_lo: r.port_lo,
-                            port_hi: r.port_hi,
-                            protocols: r.protocols.0,
-                            _pad: 0,
-                            rule_index,
-                        },
-                    )
-                })
+        let lengths: BTreeSet<u8> = by_prefix.keys().map(|(len, _)| *len).collect();
+        let prefixes: BTreeSet<(u8, [u8; 16])> = by_prefix.keys().copied().collect();
+        let mut nets = Vec::with_capacity(prefixes.len());
+        for &(len, addr) in &prefixes {
+            let mut covering: Vec<usize> = lengths
+                .range(..=len)
+                .filter_map(|&l| by_prefix.get(&(l, mask(&addr, l))))
+                .flatten()
+                .copied()
                 .collect();
             if covering.len() > MAX_PORT_RULES {
-                let prefix = rules
-                    .iter()
-                    .find(|r| r.mapped_prefix() == (len, addr))
-                    .map(|r| r.net.to_string())
-                    .unwrap_or_default();
+                let prefix = rules[by_prefix[&(len, addr)][0]].target.net.to_string();
                 return Err(CompileError::TooManyPortRules { prefix, count: covering.len() });
             }
+            covering.sort_unstable();
             let mut ports =
                 NetPorts { count: covering.len() as u32, _pad: 0, rules: [PortRule::default(); MAX_PORT_RULES] };
-            for (slot, (_, rule)) in covering.into_iter().enumerate() {
-                ports.rules[slot] = rule;
+            for (slot, index) in covering.into_iter().enumerate() {
+                let rule = &rules[index];
+                ports.rules[slot] = PortRule {
+                    port_lo: rule.target.port_lo,
+                    port_hi: rule.target.port_hi,
+                    protocols: rule.target.protocols.0,
+                    action: net_action(rule.action),
+                    rule_index: u16::try_from(index).unwrap_or(u16::MAX),
+                };
             }
             nets.push((len, addr, ports));
         }

@@ -1,36 +1,61 @@
-//! The reference evaluator: what a grant allows, decided in userspace from the parsed rules.
+//! The reference evaluator: what a grant decides, computed in userspace from the parsed rules.
 //! The kernel decides from compiled map entries; tests check that both agree. The daemon uses
-//! this evaluator for paths the kernel could not decide at its hook (relative, `..`, too long).
+//! this evaluator for paths the kernel could not decide at its hook (relative, `..`, too long)
+//! and to name the rule behind a kernel decision.
 
-use agent_guard_common::path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, ASK_SHIFT};
+use agent_guard_common::path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, Decision, decide};
 
-#[cfg(test)]
-use super::NetRule;
-use super::{Grant, RuleAction};
+use super::{FileRule, Grant, NetRule, RuleAction, compile::action_shift};
 
 impl Grant {
-    /// ACCESS_* bits the grant gives `path`, with the bits of `ask` rules shifted by
-    /// ASK_SHIFT (the kernel's representation).
-    pub fn path_access(&self, path: &str) -> u32 {
+    /// The access lists with the bit each grants and its name in grant files.
+    fn path_lists(&self) -> [(&[FileRule], u32, &'static str); 3] {
         let files = &self.spec.files;
-        let mut access = 0;
-        for (rules, bit) in [(&files.read, ACCESS_READ), (&files.write, ACCESS_WRITE), (&self.spec.exec, ACCESS_EXEC)] {
-            for rule in rules.iter().filter(|r| r.pattern.matches(path)) {
-                access |= match rule.action {
-                    RuleAction::Allow => bit,
-                    RuleAction::Ask => bit << ASK_SHIFT,
-                };
-            }
-        }
-        access
+        [(&files.read, ACCESS_READ, "files.read"), (&files.write, ACCESS_WRITE, "files.write"), (&self.spec.exec, ACCESS_EXEC, "exec")]
     }
 
-    /// The first rule allowing a connect/send: the reference the kernel's LPM entries are
-    /// tested against (the kernel itself reports only what no rule allows).
-    #[cfg(test)]
-    /// The first rule allowing a connect/send to `dest` (IPv6 or IPv4-mapped) or None.
+    /// The bits every rule matching `path` contributes, each shifted by its action (the
+    /// kernel's representation, see agent_guard_common::path).
+    pub fn path_access(&self, path: &str) -> u32 {
+        let mut bits = 0;
+        for (rules, bit, _) in self.path_lists() {
+            for rule in rules.iter().filter(|r| r.target.matches(path)) {
+                bits |= bit << action_shift(rule.action);
+            }
+        }
+        bits
+    }
+
+    /// The grant's decision on an action needing `need` at `path`, and the rule that made it
+    /// ("files.read /srv/secret/** (deny)"); None for a default deny.
+    pub fn path_decision(&self, path: &str, need: u32) -> (Decision, Option<String>) {
+        let decision = decide(self.path_access(path), need);
+        let action = match decision {
+            Decision::Allow => RuleAction::Allow,
+            Decision::Flag => RuleAction::Flag,
+            Decision::Ask => RuleAction::Ask,
+            Decision::Deny => RuleAction::Deny,
+            Decision::OutOfScope => return (decision, None),
+        };
+        let rule = self.path_lists().into_iter().filter(|(_, bit, _)| need & bit != 0).find_map(|(rules, _, list)| {
+            let rule = rules.iter().find(|r| r.action == action && r.target.matches(path))?;
+            Some(format!("{list} {} ({action:?})", rule.target).to_lowercase())
+        });
+        (decision, rule)
+    }
+
+    /// The rule deciding a connect/send to `dest` (IPv6 or IPv4-mapped): the most restrictive
+    /// matching one, the first of equals, as the kernel picks it; None when no rule matches.
     pub fn connect_rule(&self, dest: &[u8; 16], port: u16, protocol: u8) -> Option<(usize, &NetRule)> {
-        self.spec.network.connect.iter().enumerate().find(|(_, rule)| rule.matches(dest, port, protocol))
+        let matching = self.spec.network.connect.iter().enumerate().filter(|(_, r)| r.target.matches(dest, port, protocol));
+        // max_by_key keeps the last of equals: reverse so the first wins.
+        matching.rev().max_by_key(|(_, r)| r.action)
+    }
+
+    /// "network.connect[3] 10.0.0.0/8:443 (deny)", for events.
+    pub fn net_rule_name(&self, index: usize) -> Option<String> {
+        let rule = self.spec.network.connect.get(index)?;
+        Some(format!("network.connect[{index}] {} ({})", rule.target, format!("{:?}", rule.action).to_lowercase()))
     }
 }
 

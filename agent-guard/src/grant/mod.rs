@@ -5,9 +5,9 @@
 
 mod compile;
 mod eval;
-mod file_rule;
 mod net_rule;
 mod path_pattern;
+mod rule;
 
 use std::time::Duration;
 
@@ -15,8 +15,13 @@ use serde::{Deserialize, Serialize};
 
 pub use compile::CompiledGrant;
 pub use eval::normalize_path;
-pub use file_rule::{FileRule, RuleAction};
-pub use net_rule::NetRule;
+pub use net_rule::Destination;
+pub use rule::{Rule, RuleAction};
+
+/// A file or exec rule.
+pub type FileRule = Rule<PathPattern>;
+/// A network rule.
+pub type NetRule = Rule<Destination>;
 pub use path_pattern::PathPattern;
 
 /// Used when neither the grant nor the command line names a TTL.

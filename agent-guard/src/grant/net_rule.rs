@@ -1,4 +1,4 @@
-//! Network rules: `CIDR:PORTS[/PROTO]`, e.g. `10.0.0.0/8:443`, `[::1]/128:8080-8090`,
+//! Network destinations: `CIDR:PORTS[/PROTO]`, e.g. `10.0.0.0/8:443`, `[::1]/128:8080-8090`,
 //! `127.0.0.1:53/udp`, `192.168.1.0/24:*`. Without a protocol a rule covers TCP connects and
 //! UDP sends. IPv4 rules also cover IPv4-mapped IPv6 destinations (`::ffff:a.b.c.d`).
 
@@ -10,7 +10,6 @@ use std::{
 
 use agent_guard_common::net::{PROTO_TCP, PROTO_UDP};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use serde::{Deserialize, Deserializer, Serialize, Serializer, de::Error as _};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Protocols(pub u8);
@@ -20,7 +19,7 @@ impl Protocols {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct NetRule {
+pub struct Destination {
     pub net: IpNet,
     pub port_lo: u16,
     pub port_hi: u16,
@@ -42,7 +41,7 @@ pub fn mapped(addr: IpAddr) -> [u8; 16] {
     }
 }
 
-impl NetRule {
+impl Destination {
     /// The rule's prefix in the kernel's address space: (prefix length, address).
     pub fn mapped_prefix(&self) -> (u8, [u8; 16]) {
         match self.net {
@@ -51,7 +50,6 @@ impl NetRule {
         }
     }
 
-    #[cfg(test)]
     pub fn matches(&self, dest: &[u8; 16], port: u16, protocol: u8) -> bool {
         let (len, net) = self.mapped_prefix();
         prefix_contains(&net, len, dest)
@@ -117,7 +115,7 @@ fn parse_net(text: &str) -> Result<IpNet, String> {
     Ok(net)
 }
 
-impl FromStr for NetRule {
+impl FromStr for Destination {
     type Err = NetRuleError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
@@ -135,11 +133,11 @@ impl FromStr for NetRule {
             .ok_or_else(|| fail("expected CIDR:PORTS, e.g. 10.0.0.0/8:443 or [::1]/128:8080-8090".into()))?;
         let net = parse_net(net).map_err(fail)?;
         let (port_lo, port_hi) = parse_ports(ports).map_err(fail)?;
-        Ok(NetRule { net, port_lo, port_hi, protocols })
+        Ok(Destination { net, port_lo, port_hi, protocols })
     }
 }
 
-impl fmt::Display for NetRule {
+impl fmt::Display for Destination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.net {
             IpNet::V4(net) => write!(f, "{net}:")?,
@@ -158,22 +156,13 @@ impl fmt::Display for NetRule {
     }
 }
 
-impl<'de> Deserialize<'de> for NetRule {
-    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(de)?;
-        text.parse().map_err(D::Error::custom)
-    }
+impl super::rule::RuleTarget for Destination {
+    const KEY: &'static str = "to";
 }
 
-impl Serialize for NetRule {
-    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        ser.collect_str(self)
-    }
-}
-
-impl schemars::JsonSchema for NetRule {
+impl schemars::JsonSchema for Destination {
     fn schema_name() -> std::borrow::Cow<'static, str> {
-        "NetRule".into()
+        "Destination".into()
     }
 
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

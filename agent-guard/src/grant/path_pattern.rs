@@ -6,7 +6,6 @@
 use std::{fmt, str::FromStr};
 
 use agent_guard_common::path::PATH_MAX_MATCH;
-use serde::{Deserialize, Deserializer, Serialize, Serializer, de::Error as _};
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PathPattern {
@@ -98,17 +97,8 @@ impl fmt::Display for PathPattern {
     }
 }
 
-impl<'de> Deserialize<'de> for PathPattern {
-    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(de)?;
-        text.parse().map_err(D::Error::custom)
-    }
-}
-
-impl Serialize for PathPattern {
-    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        ser.collect_str(self)
-    }
+impl super::rule::RuleTarget for PathPattern {
+    const KEY: &'static str = "path";
 }
 
 impl schemars::JsonSchema for PathPattern {

@@ -35,7 +35,7 @@ fn parses_the_documented_shape() {
     assert_eq!(g.spec.ttl, Some(std::time::Duration::from_secs(900)));
     assert_eq!(
         g.spec.files.read[0],
-        FileRule { pattern: PathPattern::Subtree("/srv/tickets".into()), action: RuleAction::Allow }
+        FileRule { target: PathPattern::Subtree("/srv/tickets".into()), action: RuleAction::Allow }
     );
     assert_eq!(g.spec.network.connect.len(), 4);
 }
@@ -91,10 +91,10 @@ fn ttl_requests_never_exceed_the_grant() {
 #[test]
 fn net_rules_parse_and_print_round_trip() {
     for text in ["127.0.0.1/32:8080", "10.0.0.0/8:443", "[::1]/128:8080-8090", "0.0.0.0/0:*", "10.0.0.0/8:53/udp"] {
-        let rule: NetRule = text.parse().unwrap();
+        let rule: Destination = text.parse().unwrap();
         assert_eq!(rule.to_string(), text);
     }
-    let bare: NetRule = "127.0.0.1:80".parse().unwrap();
+    let bare: Destination = "127.0.0.1:80".parse().unwrap();
     assert_eq!(bare.to_string(), "127.0.0.1/32:80");
 }
 
