@@ -20,14 +20,26 @@ pub struct Request {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RequestBody {
-    /// Open a task for the calling process and tag it.
+    /// Open a task for the calling process and tag it. The grant is either a grant file's text
+    /// (`grant_yaml`) or a profile of the daemon's policies, with an optional template filled
+    /// in with `vars`. From a process already inside a task this opens a sub-task, whose grant
+    /// must be a subset of the caller's.
     OpenTask {
-        agent: String,
+        /// Agent identity; with a profile, the profile's name.
+        agent: Option<String>,
         intent: String,
         /// The grant file's text, and where it came from (for errors and events).
-        grant_yaml: String,
-        grant_source: String,
-        /// Seconds; at most the grant's own ttl.
+        #[serde(default)]
+        grant_yaml: Option<String>,
+        #[serde(default)]
+        grant_source: Option<String>,
+        #[serde(default)]
+        profile: Option<String>,
+        #[serde(default)]
+        template: Option<String>,
+        #[serde(default)]
+        vars: std::collections::BTreeMap<String, String>,
+        /// Seconds; at most the grant's own ttl (and the profile's maximum).
         ttl_secs: Option<u64>,
     },
     ListTasks,
@@ -110,6 +122,8 @@ pub enum ErrorCode {
 #[serde(deny_unknown_fields)]
 pub struct TaskInfo {
     pub id: u32,
+    /// The task this one was opened from (a delegated sub-task), if any.
+    pub parent: Option<u32>,
     pub agent: String,
     pub intent: String,
     pub grant: String,
@@ -170,6 +184,9 @@ pub struct StatusInfo {
     pub open_tasks: usize,
     pub pending_approvals: usize,
     pub events_dropped: u64,
+    /// Policy files in force, from the daemon's policy directory.
+    pub policy_dir: String,
+    pub policies: Vec<String>,
 }
 
 /// How each capability is enforced on this kernel (never more than what is loaded).

@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod daemon;
 mod grant;
+mod policy;
 
 use clap::Parser;
 

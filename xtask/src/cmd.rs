@@ -39,15 +39,15 @@ pub fn agent_guard_bin() -> PathBuf {
     workspace_root().join("target/debug/agent-guard")
 }
 
-/// Writes policies/grant.schema.json from the grant types (`agent-guard policy schema`).
+/// Writes policies/policy.schema.json from the policy types (`agent-guard policy schema`).
 pub fn codegen(toolchain: &str) -> Result<()> {
     build(toolchain)?;
-    step("writing policies/grant.schema.json");
+    step("writing policies/policy.schema.json");
     let out = Command::new(agent_guard_bin()).args(["policy", "schema"]).output().map_err(|e| e.to_string())?;
     if !out.status.success() {
         return Err("agent-guard policy schema failed".into());
     }
-    std::fs::write(workspace_root().join("policies/grant.schema.json"), out.stdout).map_err(|e| e.to_string())
+    std::fs::write(workspace_root().join("policies/policy.schema.json"), out.stdout).map_err(|e| e.to_string())
 }
 
 pub fn build(toolchain: &str) -> Result<()> {

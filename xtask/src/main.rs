@@ -7,7 +7,7 @@
 //!   cargo xtask test    setup, build, then every test (unit + end-to-end as root, then the VM stage)
 //!   cargo xtask vm-test setup, build, then the BPF LSM suite in a qemu VM
 //!   cargo xtask demo    setup, build, then show an agent's out-of-scope connect refused
-//!   cargo xtask codegen regenerate policies/grant.schema.json from the grant types
+//!   cargo xtask codegen regenerate policies/policy.schema.json from the policy types
 
 mod cmd;
 mod demo;

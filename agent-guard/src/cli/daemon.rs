@@ -39,6 +39,10 @@ pub struct Args {
     /// refused.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     approval_timeout: std::time::Duration,
+    /// Policy directory: AgentProfile, GrantTemplate and Grant files (*.yaml), reloaded on SIGHUP
+    /// and whenever a file in it changes. A missing directory holds no policies.
+    #[arg(long, default_value = "/etc/agent-guard/policies")]
+    policy_dir: PathBuf,
     /// Size of the kernel-to-daemon ring buffer in bytes: a power of two, at least 4096.
     #[arg(long, default_value_t = agent_guard_common::maps::DEFAULT_EVENTS_BYTES, value_parser = ring_size)]
     ring_buffer_bytes: u32,
@@ -94,6 +98,7 @@ pub fn main(socket: &Path, args: Args) -> anyhow::Result<ExitCode> {
         cgroup_name: args.cgroup_name,
         require: args.require,
         approval_timeout: args.approval_timeout,
+        policy_dir: args.policy_dir,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {

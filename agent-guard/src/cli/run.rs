@@ -1,8 +1,10 @@
 //! `agent-guard run --agent NAME --intent TEXT --grant FILE [--ttl 15m] -- CMD [ARGS...]`
+//! `agent-guard run --profile NAME [--template NAME --var K=V...] --intent TEXT -- CMD...`
 //!
 //! Asks the daemon to open a task for this very process (the daemon identifies it by
 //! SO_PEERCRED), which tags it in the kernel, then execs CMD: CMD and everything it starts are
-//! inside the task, and CMD's exit status is this command's.
+//! inside the task, and CMD's exit status is this command's. Run inside a task, it opens a
+//! sub-task, which the daemon grants only if it is a subset of the current one.
 
 use std::{
     os::unix::process::CommandExt,
@@ -20,15 +22,24 @@ use crate::{
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Agent identity.
-    #[arg(long)]
-    agent: String,
+    /// Agent identity (with --profile, the profile's name).
+    #[arg(long, required_unless_present = "profile")]
+    agent: Option<String>,
     /// What the agent declares it is doing in this task.
     #[arg(long)]
     intent: String,
     /// Grant file (YAML, kind Grant).
+    #[arg(long, required_unless_present = "profile", conflicts_with = "profile")]
+    grant: Option<PathBuf>,
+    /// AgentProfile of the daemon's policy directory.
     #[arg(long)]
-    grant: PathBuf,
+    profile: Option<String>,
+    /// GrantTemplate the profile allows, filled in with --var.
+    #[arg(long, requires = "profile")]
+    template: Option<String>,
+    /// A template variable, NAME=VALUE (repeatable).
+    #[arg(long = "var", value_parser = parse_var, requires = "template")]
+    vars: Vec<(String, String)>,
     /// Task lifetime (e.g. 90s, 15m); at most the grant's ttl.
     #[arg(long, value_parser = humantime::parse_duration)]
     ttl: Option<Duration>,
@@ -40,9 +51,20 @@ pub struct Args {
     command: Vec<String>,
 }
 
+fn parse_var(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{text:?} is not NAME=VALUE"))
+}
+
 pub fn main(socket: &Path, args: Args) -> anyhow::Result<ExitCode> {
-    let grant_yaml = std::fs::read_to_string(&args.grant).with_context(|| format!("grant {}", args.grant.display()))?;
-    let grant_source = std::fs::canonicalize(&args.grant).unwrap_or(args.grant.clone()).display().to_string();
+    let (grant_yaml, grant_source) = match &args.grant {
+        Some(path) => (
+            Some(std::fs::read_to_string(path).with_context(|| format!("grant {}", path.display()))?),
+            Some(std::fs::canonicalize(path).unwrap_or(path.clone()).display().to_string()),
+        ),
+        None => (None, None),
+    };
     let reply = client::call(
         socket,
         RequestBody::OpenTask {
@@ -50,6 +72,9 @@ pub fn main(socket: &Path, args: Args) -> anyhow::Result<ExitCode> {
             intent: args.intent,
             grant_yaml,
             grant_source,
+            profile: args.profile,
+            template: args.template,
+            vars: args.vars.into_iter().collect(),
             ttl_secs: args.ttl.map(|d| d.as_secs().max(1)),
         },
     )?;
@@ -57,8 +82,9 @@ pub fn main(socket: &Path, args: Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("unexpected reply from the daemon: {reply:?}");
     };
     if !args.quiet {
+        let parent = task.parent.map(|p| format!(", sub-task of task {p}")).unwrap_or_default();
         eprintln!(
-            "agent-guard: task {} open (agent {}, grant {}, {} mode, expires {})",
+            "agent-guard: task {} open (agent {}, grant {}, {} mode, expires {}{parent})",
             task.id, task.agent, task.grant, task.mode, task.expires
         );
     }

@@ -83,6 +83,12 @@ pub enum Kind {
     GuardStart,
     #[serde(rename = "guard.stop")]
     GuardStop,
+    /// The policy directory was (re)loaded; `reason` lists what it holds.
+    #[serde(rename = "policy.load")]
+    PolicyLoad,
+    /// A reload did not validate: the previous policies stay in force; `reason` says why.
+    #[serde(rename = "policy.rejected")]
+    PolicyRejected,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
@@ -123,6 +129,9 @@ pub struct TaskRef {
     pub agent: String,
     pub intent: String,
     pub grant: String,
+    /// The task that opened this one (delegation), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<u32>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]

@@ -9,6 +9,7 @@ pub mod event;
 mod kernel;
 mod output;
 mod registry;
+mod reload;
 mod server;
 mod tracefs;
 
@@ -20,6 +21,8 @@ use std::{
 };
 
 use agent_guard_common::event::KernelEvent;
+
+use crate::policy;
 use aya::maps::{MapData, RingBuf};
 use tokio::{io::unix::AsyncFd, net::UnixListener};
 
@@ -68,6 +71,8 @@ pub enum DaemonError {
     Output(#[from] output::OutputError),
     #[error("ring buffer {0}")]
     RingBuffer(std::io::Error),
+    #[error("policy directory {dir} does not validate: {}", errors.join("; "))]
+    Policy { dir: PathBuf, errors: Vec<String> },
     #[error("--require {want}: {capability} enforcement on this kernel is only `{have}`{why}")]
     Required { want: Level, capability: &'static str, have: String, why: String },
 }
@@ -117,6 +122,8 @@ pub struct DaemonConfig {
     pub require: Option<Level>,
     /// How long an action held by an `ask` rule waits for a human before it is refused.
     pub approval_timeout: Duration,
+    /// Directory of policy files (profiles, templates, grants); reloaded on SIGHUP and on change.
+    pub policy_dir: PathBuf,
 }
 
 /// Runs until `shutdown` completes. Open tasks are stopped (their processes killed) at
@@ -130,6 +137,9 @@ pub async fn run(
     if uid != 0 {
         return Err(DaemonError::NotRoot { uid });
     }
+    // Policies first: a daemon that would start without the policies it was given is refused.
+    let policies = policy::PolicySet::load_dir(&config.policy_dir)
+        .map_err(|errors| DaemonError::Policy { dir: config.policy_dir.clone(), errors })?;
     let cgroup_root = cgroup::cgroup2_root()?;
     let (kernel, ring) = kernel::Kernel::load(&config.map_sizes, &cgroup_root, config.require == Some(Level::Lsm))?;
     if let Some(want) = config.require {
@@ -154,6 +164,11 @@ pub async fn run(
         sink.clone(),
         config.approval_timeout,
     )));
+    {
+        let mut reg = registry.lock().expect("registry lock is never poisoned");
+        reg.policies = policies;
+        reg.policy_dir = config.policy_dir.clone();
+    }
 
     let mut start = Event::new(Kind::GuardStart, &host, SystemTime::now());
     start.enforcement =
@@ -166,6 +181,7 @@ pub async fn run(
         .map_err(|err| DaemonError::RingBuffer(err.into()))?;
     let reader = tokio::spawn(read_events(ring, registry.clone()));
     let drops = tokio::spawn(watch_drops(registry.clone()));
+    let reloads = tokio::spawn(reload::watch(config.policy_dir.clone(), registry.clone()));
 
     tokio::pin!(shutdown);
     loop {
@@ -180,6 +196,7 @@ pub async fn run(
 
     reader.abort();
     drops.abort();
+    reloads.abort();
     {
         let mut reg = registry.lock().expect("registry lock is never poisoned");
         report_drops(&mut reg);

@@ -24,13 +24,21 @@ use super::{
 use crate::{
     api::{ApprovalInfo, ErrorCode, StatusInfo, TaskInfo, TaskState},
     grant::{CompiledGrant, Grant, Mode},
+    policy::PolicySet,
 };
 
 pub struct Task {
     pub info: TaskInfo,
+    /// The grant in force in the kernel (for a sub-task: with its parent's restrictions).
     pub grant: Grant,
     /// CLOCK_BOOTTIME of the expiry, as in the kernel's task entry.
     expires_ns: u64,
+    /// CLOCK_BOOTTIME past which no extension may go (the profile's maxTtl, or for a sub-task
+    /// its parent's), if any.
+    latest_ns: Option<u64>,
+    /// Processes moved from this task into sub-tasks: still counted by the kernel's
+    /// per-task counter (which only the kernel changes), subtracted here.
+    moved_out: u64,
     compiled: CompiledGrant,
     cgroup: PathBuf,
 }
@@ -42,6 +50,7 @@ impl Task {
             agent: self.info.agent.clone(),
             intent: self.info.intent.clone(),
             grant: self.info.grant.clone(),
+            parent: self.info.parent,
         }
     }
 }
@@ -76,6 +85,9 @@ pub struct Registry {
     pub host: String,
     pub sink: EventSink,
     pub dropped_total: u64,
+    /// Profiles and templates tasks are opened from; replaced whole by a valid reload.
+    pub policies: PolicySet,
+    pub policy_dir: PathBuf,
 }
 
 /// A refused request: what the API sends back.
@@ -95,14 +107,26 @@ impl From<KernelError> for Refusal {
     }
 }
 
+/// Where a task's grant comes from.
+pub enum GrantRequest {
+    /// A grant file's text.
+    File { yaml: String, source: String },
+    /// A profile of the daemon's policies, with an optional template and its variables.
+    Profile { profile: String, template: Option<String>, vars: BTreeMap<String, String> },
+}
+
 pub struct OpenRequest {
-    pub agent: String,
+    pub agent: Option<String>,
     pub intent: String,
-    pub grant_yaml: String,
-    pub grant_source: String,
+    pub grant: GrantRequest,
     pub ttl: Option<Duration>,
     /// The caller, from SO_PEERCRED.
     pub pid: u32,
+}
+
+/// Live processes of `task`: the kernel's count less those moved into sub-tasks.
+fn live_of(kernel: &Kernel, task: &Task) -> u64 {
+    kernel.live_processes(task.info.id).saturating_sub(task.moved_out)
 }
 
 fn check_label(what: &str, value: &str, max: usize) -> Result<(), Refusal> {
@@ -132,7 +156,46 @@ impl Registry {
             host,
             sink,
             dropped_total: 0,
+            policies: PolicySet::default(),
+            policy_dir: PathBuf::new(),
         }
+    }
+
+    /// Reads the policy directory again. A directory that does not validate changes nothing:
+    /// the policies in force stay, and a `policy.rejected` event says why. Running tasks keep
+    /// the grants they were opened with either way.
+    pub fn reload_policies(&mut self, why: &str) -> bool {
+        let mut event = Event::new(Kind::PolicyLoad, &self.host, SystemTime::now());
+        event.enforcement = Some("none".into());
+        let ok = match PolicySet::load_dir(&self.policy_dir) {
+            Ok(set) => {
+                event.decision = Some(Decision::Allowed);
+                event.reason = Some(format!(
+                    "{why}: {} ({} files: profiles [{}], templates [{}], grants [{}])",
+                    self.policy_dir.display(),
+                    set.files.len(),
+                    set.profiles.keys().cloned().collect::<Vec<_>>().join(", "),
+                    set.templates.keys().cloned().collect::<Vec<_>>().join(", "),
+                    set.grants.keys().cloned().collect::<Vec<_>>().join(", ")
+                ));
+                tracing::info!(dir = %self.policy_dir.display(), files = set.files.len(), "policies loaded");
+                self.policies = set;
+                true
+            }
+            Err(errors) => {
+                event.kind = Kind::PolicyRejected;
+                event.decision = Some(Decision::Denied);
+                event.reason = Some(format!(
+                    "{why}: {} does not validate; the previous policies stay in force: {}",
+                    self.policy_dir.display(),
+                    errors.join("; ")
+                ));
+                tracing::error!(dir = %self.policy_dir.display(), errors = %errors.join("; "), "policy reload rejected");
+                false
+            }
+        };
+        self.sink.send(event);
+        ok
     }
 
     /// Files an action the kernel holds and reports it (`approval.request`).
@@ -249,20 +312,85 @@ impl Registry {
         self.approvals.values().map(|h| h.info.clone()).collect()
     }
 
-    pub fn open_task(&mut self, req: OpenRequest) -> Result<TaskInfo, Refusal> {
-        check_label("agent", &req.agent, 128)?;
-        check_label("intent", &req.intent, 4096)?;
-        let grant = Grant::parse(&req.grant_source, &req.grant_yaml)
-            .map_err(|err| refuse(ErrorCode::InvalidGrant, err.to_string()))?;
-        let ttl = grant
-            .effective_ttl(req.ttl)
-            .map_err(|msg| refuse(ErrorCode::InvalidGrant, format!("grant {}: {msg}", req.grant_source)))?;
-        let compiled = CompiledGrant::compile(&grant)
-            .map_err(|err| refuse(ErrorCode::InvalidGrant, format!("grant {}: {err}", req.grant_source)))?;
+    /// The grant a request names, its source, the agent, and the latest expiry allowed.
+    fn resolve_grant(&self, req: &OpenRequest, id: u32) -> Result<(Grant, String, String, Duration, Option<Duration>), Refusal> {
+        let invalid = |msg: String| refuse(ErrorCode::InvalidGrant, msg);
+        match &req.grant {
+            GrantRequest::File { yaml, source } => {
+                let agent = req.agent.clone().ok_or_else(|| refuse(ErrorCode::BadRequest, "a task opened from a grant file needs an agent name"))?;
+                let grant = Grant::parse(source, yaml).map_err(|err| invalid(err.to_string()))?;
+                let ttl = grant.effective_ttl(req.ttl).map_err(|msg| invalid(format!("grant {source}: {msg}")))?;
+                Ok((grant, source.clone(), agent, ttl, None))
+            }
+            GrantRequest::Profile { profile, template, vars } => {
+                if let Some(agent) = &req.agent
+                    && agent != profile
+                {
+                    return Err(refuse(ErrorCode::BadRequest, format!("agent {agent:?} is not profile {profile:?}: a profile's tasks carry its name")));
+                }
+                let builtins = [("task_id", id.to_string()), ("agent", profile.clone())];
+                let resolved = self.policies.task_grant(profile, template.as_deref(), vars, &builtins).map_err(invalid)?;
+                let max = resolved.max_ttl;
+                if let Some(ttl) = req.ttl
+                    && ttl > max
+                {
+                    return Err(invalid(format!(
+                        "requested ttl {} exceeds profile {profile}'s maxTtl {}",
+                        humantime::format_duration(ttl),
+                        humantime::format_duration(max)
+                    )));
+                }
+                let ttl = resolved.grant.effective_ttl(req.ttl).map_err(|msg| invalid(format!("{}: {msg}", resolved.source)))?.min(max);
+                Ok((resolved.grant, resolved.source, profile.clone(), ttl, Some(max)))
+            }
+        }
+    }
 
+    pub fn open_task(&mut self, req: OpenRequest) -> Result<TaskInfo, Refusal> {
+        if let Some(agent) = &req.agent {
+            check_label("agent", agent, 128)?;
+        }
+        check_label("intent", &req.intent, 4096)?;
         let id = self.next_id;
+        let (mut grant, grant_source, agent, mut ttl, max_ttl) = self.resolve_grant(&req, id)?;
+        let now_ns = boot_ns_now();
+        let mut latest_ns = max_ttl.map(|max| now_ns.saturating_add(max.as_nanos() as u64));
+
+        // Inside a task: a sub-task, never broader than its parent and never outliving it.
+        let parent = self.kernel.task_of(req.pid);
+        if let Some(parent_id) = parent {
+            let parent_task = self
+                .tasks
+                .get(&parent_id)
+                .ok_or_else(|| refuse(ErrorCode::Forbidden, format!("process {} belongs to unknown task {parent_id}", req.pid)))?;
+            let left_ns = parent_task.expires_ns.saturating_sub(now_ns);
+            if parent_task.info.ended.is_some() || parent_task.info.revoked || left_ns == 0 {
+                return Err(refuse(ErrorCode::Forbidden, format!("task {parent_id} has ended: it cannot open sub-tasks")));
+            }
+            let mut problems = crate::grant::excess(&grant.spec, &parent_task.grant.spec);
+            let left = Duration::from_nanos(left_ns);
+            if req.ttl.is_some_and(|t| t > left) {
+                problems.push(format!(
+                    "ttl {} is longer than the {} task {parent_id} has left",
+                    humantime::format_duration(ttl),
+                    humantime::format_duration(Duration::from_secs(left.as_secs()))
+                ));
+            }
+            if !problems.is_empty() {
+                return Err(refuse(
+                    ErrorCode::Forbidden,
+                    format!("a sub-task of task {parent_id} may not be broader than it: {}", problems.join("; ")),
+                ));
+            }
+            ttl = ttl.min(left);
+            latest_ns = Some(latest_ns.unwrap_or(u64::MAX).min(parent_task.expires_ns));
+            grant.spec = crate::grant::with_restrictions(&grant.spec, &parent_task.grant.spec);
+        }
+        let compiled = CompiledGrant::compile(&grant)
+            .map_err(|err| refuse(ErrorCode::InvalidGrant, format!("grant {grant_source}: {err}")))?;
+
         let started = SystemTime::now();
-        let expires_ns = boot_ns_now().saturating_add(ttl.as_nanos() as u64);
+        let expires_ns = now_ns.saturating_add(ttl.as_nanos() as u64);
         let entry = TaskEntry {
             grant_id: id,
             mode: if grant.spec.mode == Mode::Audit { MODE_AUDIT } else { MODE_ENFORCE },
@@ -298,13 +426,17 @@ impl Registry {
             return Err(err.into());
         }
         self.next_id += 1;
+        if let Some(parent) = parent.and_then(|p| self.tasks.get_mut(&p)) {
+            parent.moved_out += 1;
+        }
 
         let info = TaskInfo {
             id,
-            agent: req.agent,
+            parent,
+            agent,
             intent: req.intent,
             grant: grant.metadata.name.clone(),
-            grant_source: req.grant_source,
+            grant_source,
             mode: if grant.spec.mode == Mode::Audit { "audit" } else { "enforce" }.into(),
             state: TaskState::Open,
             root_pid: req.pid,
@@ -316,16 +448,17 @@ impl Registry {
             revoked: false,
             counts: Default::default(),
         };
-        let task = Task { info: info.clone(), grant, expires_ns, compiled, cgroup };
+        let task = Task { info: info.clone(), grant, expires_ns, latest_ns, moved_out: 0, compiled, cgroup };
         let mut event = Event::new(Kind::TaskOpen, &self.host, started);
         event.task = Some(task.task_ref());
         event.decision = Some(Decision::Allowed);
         event.enforcement = Some("none".into());
         event.reason = Some(format!(
-            "ttl {}, mode {}, grant file {}",
+            "ttl {}, mode {}, grant from {}{}",
             humantime::format_duration(ttl),
             info.mode,
-            info.grant_source
+            info.grant_source,
+            parent.map(|p| format!(", sub-task of task {p}")).unwrap_or_default()
         ));
         self.sink.send(event);
         self.tasks.insert(id, task);
@@ -340,7 +473,7 @@ impl Registry {
             return;
         }
         // A fork may have raced the report: only close when the kernel agrees it is empty.
-        if task.info.state == TaskState::Open && self.kernel.live_processes(id) != 0 {
+        if task.info.state == TaskState::Open && live_of(&self.kernel, task) != 0 {
             return;
         }
         let now = SystemTime::now();
@@ -362,12 +495,22 @@ impl Registry {
         self.sink.send(event);
     }
 
-    /// Revokes the grant in the kernel (before anything else), then kills the task's processes.
+    /// Open sub-tasks of `id`.
+    fn children(&self, id: u32) -> Vec<u32> {
+        self.tasks.values().filter(|t| t.info.parent == Some(id) && t.info.ended.is_none()).map(|t| t.info.id).collect()
+    }
+
+    /// Revokes the grant in the kernel (before anything else), then kills the task's processes;
+    /// its sub-tasks first.
     pub fn stop_task(&mut self, id: u32, why: &str) -> Result<TaskInfo, Refusal> {
         let task = self.tasks.get(&id).ok_or_else(|| refuse(ErrorCode::NotFound, format!("no task {id}")))?;
         if task.info.state != TaskState::Open {
             return Ok(self.info(id).expect("task exists"));
         }
+        for child in self.children(id) {
+            self.stop_task(child, &format!("its parent task {id} was stopped"))?;
+        }
+        let task = &self.tasks[&id];
         self.kernel.revoke_task(id)?;
         if let Err(err) = cgroup::kill_all(&task.cgroup) {
             tracing::warn!(task = id, %err, "cgroup.kill failed; killing tagged processes one by one");
@@ -384,7 +527,7 @@ impl Registry {
         event.enforcement = Some("none".into());
         event.reason = Some(why.to_string());
         self.sink.send(event);
-        if self.kernel.live_processes(id) == 0 {
+        if self.live(id) == 0 {
             self.close_task(id);
         }
         Ok(self.info(id).expect("task exists"))
@@ -396,7 +539,7 @@ impl Registry {
         let empty: Vec<u32> = self
             .tasks
             .values()
-            .filter(|t| t.info.ended.is_none() && self.kernel.live_processes(t.info.id) == 0)
+            .filter(|t| t.info.ended.is_none() && live_of(&self.kernel, t) == 0)
             .map(|t| t.info.id)
             .collect();
         for id in empty {
@@ -404,11 +547,15 @@ impl Registry {
         }
     }
 
+    fn live(&self, id: u32) -> u64 {
+        self.tasks.get(&id).map_or(0, |t| live_of(&self.kernel, t))
+    }
+
     pub fn info(&self, id: u32) -> Option<TaskInfo> {
         let task = self.tasks.get(&id)?;
         let mut info = task.info.clone();
         if info.ended.is_none() {
-            info.live_processes = self.kernel.live_processes(id);
+            info.live_processes = live_of(&self.kernel, task);
         }
         info.remaining_secs = if info.revoked || info.ended.is_some() {
             0
@@ -428,13 +575,18 @@ impl Registry {
         *task.info.counts.entry(key).or_default() += 1;
     }
 
-    /// Revokes a task's grant in the kernel; in force when this returns.
+    /// Revokes a task's grant, and its sub-tasks', in the kernel; in force when this returns.
     pub fn revoke(&mut self, id: u32, by: &str) -> Result<TaskInfo, Refusal> {
         let task = self.tasks.get(&id).ok_or_else(|| refuse(ErrorCode::NotFound, format!("no task {id}")))?;
         if task.info.ended.is_some() {
             return Err(refuse(ErrorCode::BadRequest, format!("task {id} has ended")));
         }
         self.kernel.revoke_task(id)?;
+        for child in self.children(id) {
+            if !self.tasks[&child].info.revoked {
+                self.revoke(child, &format!("{by} (revoking its parent task {id})"))?;
+            }
+        }
         let task = self.tasks.get_mut(&id).expect("checked above");
         task.info.revoked = true;
         let mut event = Event::new(Kind::GrantRevoke, &self.host, SystemTime::now());
@@ -452,19 +604,23 @@ impl Registry {
             return Err(refuse(ErrorCode::BadRequest, format!("task {id} has ended or its grant was revoked")));
         }
         let now = boot_ns_now();
-        let max_left = task.grant.effective_ttl(None).map_err(|m| refuse(ErrorCode::BadRequest, m))?;
         let wanted = task.expires_ns.max(now).saturating_add(by.as_nanos() as u64);
-        let expires_ns = wanted.min(now.saturating_add(max_left.as_nanos() as u64));
-        if expires_ns < wanted {
+        // A profile's task (or a sub-task) has a latest end; a task from a grant file may have
+        // at most the grant's ttl left.
+        let (cap, limit) = match task.latest_ns {
+            Some(latest) => (latest, "the profile's maxTtl (or the parent task's end)".to_string()),
+            None => {
+                let max_left = task.grant.effective_ttl(None).map_err(|m| refuse(ErrorCode::BadRequest, m))?;
+                (now.saturating_add(max_left.as_nanos() as u64), format!("the grant's ttl {} from now", humantime::format_duration(max_left)))
+            }
+        };
+        if wanted > cap {
             return Err(refuse(
                 ErrorCode::BadRequest,
-                format!(
-                    "extending task {id} by {} would leave more than the grant's ttl {}",
-                    humantime::format_duration(by),
-                    humantime::format_duration(max_left)
-                ),
+                format!("extending task {id} by {} would go beyond {limit}", humantime::format_duration(by)),
             ));
         }
+        let expires_ns = wanted;
         self.kernel.set_expiry(id, expires_ns)?;
         let wall = clock::wall_of_boot_ns(expires_ns);
         let task = self.tasks.get_mut(&id).expect("checked above");
@@ -496,6 +652,8 @@ impl Registry {
             open_tasks: self.tasks.values().filter(|t| t.info.state == TaskState::Open).count(),
             pending_approvals: self.approvals.values().filter(|h| h.info.state == "pending").count(),
             events_dropped: self.dropped_total,
+            policy_dir: self.policy_dir.display().to_string(),
+            policies: self.policies.files.iter().map(|p| p.display().to_string()).collect(),
         }
     }
 }

@@ -9,7 +9,7 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::UnixStream;
 use tokio_util::codec::{Framed, LinesCodec};
 
-use super::registry::{OpenRequest, Refusal, Registry};
+use super::registry::{GrantRequest, OpenRequest, Refusal, Registry};
 use crate::api::{API_VERSION, ErrorCode, Request, RequestBody, Response, ResponseBody};
 
 /// Longest request line accepted (a grant file travels inside one).
@@ -54,25 +54,41 @@ fn handle_line(line: &str, peer_pid: u32, peer_uid: u32, registry: &Mutex<Regist
         Err(err) => return ResponseBody::Error { code: ErrorCode::BadRequest, message: err.to_string() },
     };
     let mut reg = registry.lock().expect("registry lock is never poisoned");
-    // A tagged process may not use the control API: it could otherwise open a broader task for
-    // itself or stop others. (Delegated sub-tasks come with grant subsets, later.)
-    if let Some(task) = reg.kernel.task_of(peer_pid) {
+    // A tagged process may only open a sub-task (a subset of its own grant, checked by the
+    // registry): anything else would let an agent stop, extend, approve or revoke.
+    if let Some(task) = reg.kernel.task_of(peer_pid)
+        && !matches!(request.body, RequestBody::OpenTask { .. })
+    {
         return ResponseBody::Error {
             code: ErrorCode::Forbidden,
-            message: format!("process {peer_pid} belongs to task {task}: tagged processes cannot use the control API"),
+            message: format!(
+                "process {peer_pid} belongs to task {task}: inside a task only `agent-guard run` (a sub-task) is allowed"
+            ),
         };
     }
     match request.body {
-        RequestBody::OpenTask { agent, intent, grant_yaml, grant_source, ttl_secs } => reg
-            .open_task(OpenRequest {
-                agent,
-                intent,
-                grant_yaml,
-                grant_source,
-                ttl: ttl_secs.map(Duration::from_secs),
-                pid: peer_pid,
-            })
-            .map_or_else(error, |task| ResponseBody::TaskOpened { task }),
+        RequestBody::OpenTask { agent, intent, grant_yaml, grant_source, profile, template, vars, ttl_secs } => {
+            let grant = match (grant_yaml, profile) {
+                (Some(yaml), None) => {
+                    if template.is_some() || !vars.is_empty() {
+                        return ResponseBody::Error {
+                            code: ErrorCode::BadRequest,
+                            message: "a template and variables need a profile".into(),
+                        };
+                    }
+                    GrantRequest::File { yaml, source: grant_source.unwrap_or_else(|| "(request)".into()) }
+                }
+                (None, Some(profile)) => GrantRequest::Profile { profile, template, vars },
+                _ => {
+                    return ResponseBody::Error {
+                        code: ErrorCode::BadRequest,
+                        message: "give either a grant file or a profile".into(),
+                    };
+                }
+            };
+            reg.open_task(OpenRequest { agent, intent, grant, ttl: ttl_secs.map(Duration::from_secs), pid: peer_pid })
+                .map_or_else(error, |task| ResponseBody::TaskOpened { task })
+        }
         RequestBody::ListTasks => ResponseBody::Tasks { tasks: reg.list() },
         RequestBody::StopTask { id } => reg
             .stop_task(id, &format!("stopped through the API by process {peer_pid}"))

@@ -46,6 +46,7 @@ impl Grant {
 
     /// The rule deciding a connect/send to `dest` (IPv6 or IPv4-mapped): the most restrictive
     /// matching one, the first of equals, as the kernel picks it; None when no rule matches.
+    #[cfg(test)]
     pub fn connect_rule(&self, dest: &[u8; 16], port: u16, protocol: u8) -> Option<(usize, &NetRule)> {
         let matching = self.spec.network.connect.iter().enumerate().filter(|(_, r)| r.target.matches(dest, port, protocol));
         // max_by_key keeps the last of equals: reverse so the first wins.

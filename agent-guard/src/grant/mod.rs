@@ -8,6 +8,7 @@ mod eval;
 mod net_rule;
 mod path_pattern;
 mod rule;
+mod subset;
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ pub use compile::CompiledGrant;
 pub use eval::normalize_path;
 pub use net_rule::Destination;
 pub use rule::{Rule, RuleAction};
+pub use subset::{excess, with_restrictions};
 
 /// A file or exec rule.
 pub type FileRule = Rule<PathPattern>;
@@ -98,40 +100,80 @@ pub struct NetworkRules {
 
 #[derive(Debug, thiserror::Error)]
 pub enum GrantError {
-    #[error("grant {file}: line {line}, column {column}: {message}")]
+    #[error("policy {file}: line {line}, column {column}: {message}")]
     Invalid { file: String, line: usize, column: usize, message: String },
-    #[error("grant {file}: {message}")]
+    #[error("policy {file}: {message}")]
     InvalidNoLocation { file: String, message: String },
+}
+
+/// Deserializes a policy document strictly, with the location of the first problem.
+pub fn from_yaml<T: serde::de::DeserializeOwned>(file: &str, text: &str) -> Result<T, GrantError> {
+    serde_yaml_ng::from_str(text).map_err(|err| match err.location() {
+        Some(loc) => GrantError::Invalid {
+            file: file.to_string(),
+            line: loc.line(),
+            column: loc.column(),
+            message: strip_location(&err.to_string()),
+        },
+        None => GrantError::InvalidNoLocation { file: file.to_string(), message: err.to_string() },
+    })
+}
+
+/// Names of grants, templates and profiles.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > 63
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    {
+        return Err(format!("metadata.name {name:?} must be 1-63 characters of letters, digits, '-', '_' or '.'"));
+    }
+    Ok(())
+}
+
+impl GrantSpec {
+    /// Checks what the types cannot: a positive ttl, and no target listed twice in one list
+    /// with different actions (which one was meant is anybody's guess).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.ttl.is_some_and(|ttl| ttl.is_zero()) {
+            return Err("spec.ttl must be longer than 0s".into());
+        }
+        fn no_contradiction<T: rule::RuleTarget + Eq + std::hash::Hash>(
+            list: &str,
+            rules: &[Rule<T>],
+        ) -> Result<(), String> {
+            let mut seen: std::collections::HashMap<&T, RuleAction> = std::collections::HashMap::new();
+            for rule in rules {
+                if let Some(other) = seen.insert(&rule.target, rule.action)
+                    && other != rule.action
+                {
+                    return Err(format!(
+                        "{list}: {} is listed as both {} and {}: keep one",
+                        rule.target,
+                        format!("{other:?}").to_lowercase(),
+                        format!("{:?}", rule.action).to_lowercase()
+                    ));
+                }
+            }
+            Ok(())
+        }
+        no_contradiction("files.read", &self.files.read)?;
+        no_contradiction("files.write", &self.files.write)?;
+        no_contradiction("exec", &self.exec)?;
+        no_contradiction("network.connect", &self.network.connect)
+    }
 }
 
 impl Grant {
     /// Parses and validates `text`; `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Self, GrantError> {
-        let grant: Grant = serde_yaml_ng::from_str(text).map_err(|err| match err.location() {
-            Some(loc) => GrantError::Invalid {
-                file: file.to_string(),
-                line: loc.line(),
-                column: loc.column(),
-                message: strip_location(&err.to_string()),
-            },
-            None => GrantError::InvalidNoLocation { file: file.to_string(), message: err.to_string() },
-        })?;
+        let grant: Grant = from_yaml(file, text)?;
         grant.validate().map_err(|message| GrantError::InvalidNoLocation { file: file.to_string(), message })?;
         Ok(grant)
     }
 
     fn validate(&self) -> Result<(), String> {
-        let name = &self.metadata.name;
-        if name.is_empty()
-            || name.len() > 63
-            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        {
-            return Err(format!("metadata.name {name:?} must be 1-63 characters of letters, digits, '-', '_' or '.'"));
-        }
-        if self.spec.ttl.is_some_and(|ttl| ttl.is_zero()) {
-            return Err("spec.ttl must be longer than 0s".into());
-        }
-        Ok(())
+        check_name(&self.metadata.name)?;
+        self.spec.validate()
     }
 
     /// The TTL a task gets: the requested one, which may not exceed the grant's own.
@@ -158,6 +200,23 @@ fn strip_location(message: &str) -> String {
     }
 }
 
+/// Durations written as "90s", "15m", "1h30m".
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(de)?;
+        humantime::parse_duration(&text)
+            .map_err(|err| D::Error::custom(format!("invalid duration {text:?}: {err} (examples: 90s, 15m, 1h30m)")))
+    }
+
+    pub fn serialize<S: Serializer>(value: &Duration, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(&humantime::format_duration(*value).to_string())
+    }
+}
+
 mod opt_duration {
     use std::time::Duration;
 
@@ -176,13 +235,6 @@ mod opt_duration {
             None => ser.serialize_none(),
         }
     }
-}
-
-/// The JSON Schema of grant files, generated from these types (committed as
-/// policies/grant.schema.json for editors; a test keeps the file current).
-pub fn json_schema() -> String {
-    let schema = schemars::schema_for!(Grant);
-    serde_json::to_string_pretty(&schema).expect("schemas serialize") + "\n"
 }
 
 #[cfg(test)]

@@ -48,7 +48,7 @@ fn error_of(text: &str) -> String {
 fn unknown_field_is_refused_with_its_line() {
     let text = EXAMPLE.replace("  exec:", "  exce:");
     let err = error_of(&text);
-    assert!(err.starts_with("grant bad.yaml: line 9, column 3:"), "{err}");
+    assert!(err.starts_with("policy bad.yaml: line 9, column 3:"), "{err}");
     assert!(err.contains("unknown field `exce`"), "{err}");
 }
 
@@ -56,7 +56,7 @@ fn unknown_field_is_refused_with_its_line() {
 fn bad_cidr_names_file_line_and_problem() {
     let text = EXAMPLE.replace("10.0.0.0/8:443", "10.0.0.1/8:443");
     let err = error_of(&text);
-    assert!(err.contains("grant bad.yaml: line 10"), "{err}");
+    assert!(err.contains("policy bad.yaml: line 10"), "{err}");
     assert!(err.contains("host bits are set; did you mean 10.0.0.0/8?"), "{err}");
 }
 
@@ -253,7 +253,7 @@ fn ask_rules_parse_and_compile_to_ask_bits() {
 
 #[test]
 fn the_committed_json_schema_is_current() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/grant.schema.json");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/policy.schema.json");
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(committed == super::json_schema(), "{} is stale: regenerate it with `cargo xtask codegen`", path.display());
+    assert!(committed == crate::policy::json_schema(), "{} is stale: regenerate it with `cargo xtask codegen`", path.display());
 }
