@@ -6,9 +6,7 @@
 //! a slow call that succeeds, or EPERM; never EINTR (-ERESTARTSYS would leak it to callers
 //! with a SIGCONT handler without SA_RESTART).
 
-use agent_guard_common::{
-    task::{APPROVAL_GRANTED, APPROVAL_PENDING, APPROVAL_REFUSED, Approval, MODE_AUDIT},
-};
+use agent_guard_common::task::{APPROVAL_GRANTED, APPROVAL_PENDING, APPROVAL_REFUSED, Approval, MODE_AUDIT};
 use aya_ebpf::helpers::generated::bpf_send_signal;
 
 use crate::{

@@ -101,7 +101,8 @@ fn resolve_and_match(task: &CurrentTask, file: *const u8, buf: &mut [u8; PATH_MA
 #[inline(always)]
 fn outcome(task: &CurrentTask, decision: Decision, need: u32, hash: u64) -> Result<(Verdict, u32, u32), Verdict> {
     let audit = task.entry.mode == MODE_AUDIT;
-    let refuse = |why| if audit { Ok((Verdict::Allow, ACTION_ALLOWED, why)) } else { Ok((Verdict::Deny, ACTION_BLOCKED, why)) };
+    let refuse =
+        |why| if audit { Ok((Verdict::Allow, ACTION_ALLOWED, why)) } else { Ok((Verdict::Deny, ACTION_BLOCKED, why)) };
     match decision {
         Decision::Allow => Err(Verdict::Allow),
         Decision::Flag => Ok((Verdict::Allow, ACTION_ALLOWED, VERDICT_FLAGGED)),

@@ -124,11 +124,8 @@ fn decide(
         Some(len) => (match_path(task.entry.grant_id, &event.path, len, true).allowed, 0),
         None => (0, PATH_TRUNCATED),
     };
-    let decision = if always_out || task.grant_ended().is_some() {
-        Decision::OutOfScope
-    } else {
-        decide_bits(bits, ACCESS_WRITE)
-    };
+    let decision =
+        if always_out || task.grant_ended().is_some() { Decision::OutOfScope } else { decide_bits(bits, ACCESS_WRITE) };
     let audit = task.entry.mode == MODE_AUDIT;
     let (verdict, reason, allow) = match decision {
         Decision::Allow => return true,

@@ -76,7 +76,9 @@ impl CurrentTask {
 /// EventHeader::reason for `verdict`: why it is out of scope, or none (a rule decided).
 #[inline(always)]
 pub fn reason_for(task: &CurrentTask, verdict: u32) -> u32 {
-    if verdict == agent_guard_common::event::VERDICT_OUT_OF_SCOPE || verdict == agent_guard_common::event::VERDICT_UNRESOLVED {
+    if verdict == agent_guard_common::event::VERDICT_OUT_OF_SCOPE
+        || verdict == agent_guard_common::event::VERDICT_UNRESOLVED
+    {
         task.out_of_scope_reason()
     } else {
         agent_guard_common::event::REASON_NONE

@@ -13,6 +13,7 @@
 //!   ptrace PID             PTRACE_SEIZE (then detach); bpf: creates a BPF array map
 //!   uring-open PATH        openat(PATH, O_RDONLY) submitted through io_uring, not a syscall
 //!   connect-twice ADDR GAP connect, sleep GAP seconds, connect: "FIRST SECOND"
+//!   connect-each ADDR[/udp].. a TCP connect (or UDP send) to each: one outcome per line
 //!   exit N                 exits with status N
 //!   sleep SECS             sleeps
 //!   after SECS VERB ARGS   sleeps, then does VERB
@@ -154,6 +155,25 @@ fn act(args: &[String]) -> (String, i32) {
             outcome(if fd >= 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) })
         }
         Some("uring-open") => outcome(uring_open(args.get(1).unwrap_or_else(|| usage()))),
+        Some("connect-each") => {
+            let lines: Vec<String> = args[1..]
+                .iter()
+                .map(|target| {
+                    let (dest, udp) = match target.strip_suffix("/udp") {
+                        Some(d) => (d, true),
+                        None => (target.strip_suffix("/tcp").unwrap_or(target), false),
+                    };
+                    let dest: SocketAddr = dest.parse().unwrap_or_else(|_| usage());
+                    let result = if udp {
+                        UdpSocket::bind("127.0.0.1:0").and_then(|s| s.send_to(b"x", dest).map(drop))
+                    } else {
+                        TcpStream::connect_timeout(&dest, Duration::from_secs(5)).map(drop)
+                    };
+                    outcome(result).0
+                })
+                .collect();
+            (lines.join("\n"), 0)
+        }
         Some("connect-twice") => {
             // connect, wait GAP seconds, connect again: "FIRST SECOND".
             let gap = args.get(2).and_then(|g| g.parse().ok()).unwrap_or_else(|| usage());

@@ -62,7 +62,7 @@ fn extend_pushes_the_expiry_back_but_never_beyond_the_grants_ttl() {
     let id = task_id(&daemon, "long-bot");
     let too_far = daemon.cli(&["grant", "extend", &id, "--for", "1h"]);
     assert!(!too_far.status.success());
-    assert!(String::from_utf8_lossy(&too_far.stderr).contains("more than the grant's ttl 10m"), "{too_far:?}");
+    assert!(String::from_utf8_lossy(&too_far.stderr).contains("beyond the grant's ttl 10m"), "{too_far:?}");
     let _ = { long }.wait();
 }
 
@@ -80,4 +80,28 @@ fn task_show_gives_time_left_and_counts_by_decision_and_rule() {
     assert_eq!(task["counts"]["denied default-deny"], 1, "{task}");
     assert_eq!(task["remaining_secs"], 0, "the task has ended: {task}");
     assert_eq!(task["state"], "closed");
+}
+
+#[test]
+fn access_ends_at_the_ttl_while_the_daemon_is_frozen() {
+    let mut daemon = Daemon::start();
+    let port = listener("127.0.0.1:0");
+    let g = grant(daemon.dir.path(), "short", "enforce", &[format!("127.0.0.1/32:{port}")], "");
+    let target = format!("127.0.0.1:{port}");
+    let agent = daemon
+        .run_command("frozen-bot", "outlive the guard", &g, &["--ttl", "2s"], &[PROBE, "connect-twice", &target, "3"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    task_id(&daemon, "frozen-bot");
+    // SIGSTOP the daemon: nothing in userspace can act until the agent is done.
+    let pid = daemon.pid() as i32;
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let result = stdout(&agent.wait_with_output().unwrap());
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert_eq!(result, "ok EPERM", "the kernel ended access at the ttl with the daemon stopped");
+    let event =
+        daemon.wait_event("expired connect", |e| e["kind"] == "network.connect" && e["task"]["agent"] == "frozen-bot");
+    assert_eq!(event["rule"], "grant.ttl");
+    assert!(daemon.stop().success());
 }

@@ -156,8 +156,10 @@ fn net_event(reg: &Registry, e: &NetEvent, task: Option<&Task>) -> Event {
     if matches!(e.header.verdict, VERDICT_RULE_DENY | VERDICT_FLAGGED) {
         let what = if e.header.verdict == VERDICT_FLAGGED { "flags" } else { "refuses" };
         event.rule = task.and_then(|t| t.grant.net_rule_name(e.rule_index as usize));
-        event.reason = Some(format!("rule {} {what} {protocol} to {address}:{}", event.rule.as_deref().unwrap_or("?"), e.port));
-        event.policy_decision = Some(if e.header.action == ACTION_BLOCKED { PolicyDecision::Deny } else { PolicyDecision::Flag });
+        event.reason =
+            Some(format!("rule {} {what} {protocol} to {address}:{}", event.rule.as_deref().unwrap_or("?"), e.port));
+        event.policy_decision =
+            Some(if e.header.action == ACTION_BLOCKED { PolicyDecision::Deny } else { PolicyDecision::Flag });
     }
     let lsm = e.hook == HOOK_LSM_CONNECT4 || e.hook == HOOK_LSM_CONNECT6;
     event.enforcement = Some(if lsm { "lsm" } else { "cgroup" }.into());

@@ -313,11 +313,17 @@ impl Registry {
     }
 
     /// The grant a request names, its source, the agent, and the latest expiry allowed.
-    fn resolve_grant(&self, req: &OpenRequest, id: u32) -> Result<(Grant, String, String, Duration, Option<Duration>), Refusal> {
+    fn resolve_grant(
+        &self,
+        req: &OpenRequest,
+        id: u32,
+    ) -> Result<(Grant, String, String, Duration, Option<Duration>), Refusal> {
         let invalid = |msg: String| refuse(ErrorCode::InvalidGrant, msg);
         match &req.grant {
             GrantRequest::File { yaml, source } => {
-                let agent = req.agent.clone().ok_or_else(|| refuse(ErrorCode::BadRequest, "a task opened from a grant file needs an agent name"))?;
+                let agent = req.agent.clone().ok_or_else(|| {
+                    refuse(ErrorCode::BadRequest, "a task opened from a grant file needs an agent name")
+                })?;
                 let grant = Grant::parse(source, yaml).map_err(|err| invalid(err.to_string()))?;
                 let ttl = grant.effective_ttl(req.ttl).map_err(|msg| invalid(format!("grant {source}: {msg}")))?;
                 Ok((grant, source.clone(), agent, ttl, None))
@@ -326,10 +332,14 @@ impl Registry {
                 if let Some(agent) = &req.agent
                     && agent != profile
                 {
-                    return Err(refuse(ErrorCode::BadRequest, format!("agent {agent:?} is not profile {profile:?}: a profile's tasks carry its name")));
+                    return Err(refuse(
+                        ErrorCode::BadRequest,
+                        format!("agent {agent:?} is not profile {profile:?}: a profile's tasks carry its name"),
+                    ));
                 }
                 let builtins = [("task_id", id.to_string()), ("agent", profile.clone())];
-                let resolved = self.policies.task_grant(profile, template.as_deref(), vars, &builtins).map_err(invalid)?;
+                let resolved =
+                    self.policies.task_grant(profile, template.as_deref(), vars, &builtins).map_err(invalid)?;
                 let max = resolved.max_ttl;
                 if let Some(ttl) = req.ttl
                     && ttl > max
@@ -340,7 +350,11 @@ impl Registry {
                         humantime::format_duration(max)
                     )));
                 }
-                let ttl = resolved.grant.effective_ttl(req.ttl).map_err(|msg| invalid(format!("{}: {msg}", resolved.source)))?.min(max);
+                let ttl = resolved
+                    .grant
+                    .effective_ttl(req.ttl)
+                    .map_err(|msg| invalid(format!("{}: {msg}", resolved.source)))?
+                    .min(max);
                 Ok((resolved.grant, resolved.source, profile.clone(), ttl, Some(max)))
             }
         }
@@ -359,13 +373,15 @@ impl Registry {
         // Inside a task: a sub-task, never broader than its parent and never outliving it.
         let parent = self.kernel.task_of(req.pid);
         if let Some(parent_id) = parent {
-            let parent_task = self
-                .tasks
-                .get(&parent_id)
-                .ok_or_else(|| refuse(ErrorCode::Forbidden, format!("process {} belongs to unknown task {parent_id}", req.pid)))?;
+            let parent_task = self.tasks.get(&parent_id).ok_or_else(|| {
+                refuse(ErrorCode::Forbidden, format!("process {} belongs to unknown task {parent_id}", req.pid))
+            })?;
             let left_ns = parent_task.expires_ns.saturating_sub(now_ns);
             if parent_task.info.ended.is_some() || parent_task.info.revoked || left_ns == 0 {
-                return Err(refuse(ErrorCode::Forbidden, format!("task {parent_id} has ended: it cannot open sub-tasks")));
+                return Err(refuse(
+                    ErrorCode::Forbidden,
+                    format!("task {parent_id} has ended: it cannot open sub-tasks"),
+                ));
             }
             let mut problems = crate::grant::excess(&grant.spec, &parent_task.grant.spec);
             let left = Duration::from_nanos(left_ns);
@@ -611,7 +627,10 @@ impl Registry {
             Some(latest) => (latest, "the profile's maxTtl (or the parent task's end)".to_string()),
             None => {
                 let max_left = task.grant.effective_ttl(None).map_err(|m| refuse(ErrorCode::BadRequest, m))?;
-                (now.saturating_add(max_left.as_nanos() as u64), format!("the grant's ttl {} from now", humantime::format_duration(max_left)))
+                (
+                    now.saturating_add(max_left.as_nanos() as u64),
+                    format!("the grant's ttl {} from now", humantime::format_duration(max_left)),
+                )
             }
         };
         if wanted > cap {

@@ -85,12 +85,8 @@ impl CompiledGrant {
         let prefixes: BTreeSet<(u8, [u8; 16])> = by_prefix.keys().copied().collect();
         let mut nets = Vec::with_capacity(prefixes.len());
         for &(len, addr) in &prefixes {
-            let mut covering: Vec<usize> = lengths
-                .range(..=len)
-                .filter_map(|&l| by_prefix.get(&(l, mask(&addr, l))))
-                .flatten()
-                .copied()
-                .collect();
+            let mut covering: Vec<usize> =
+                lengths.range(..=len).filter_map(|&l| by_prefix.get(&(l, mask(&addr, l)))).flatten().copied().collect();
             if covering.len() > MAX_PORT_RULES {
                 let prefix = rules[by_prefix[&(len, addr)][0]].target.net.to_string();
                 return Err(CompileError::TooManyPortRules { prefix, count: covering.len() });

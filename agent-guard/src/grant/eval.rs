@@ -11,7 +11,11 @@ impl Grant {
     /// The access lists with the bit each grants and its name in grant files.
     fn path_lists(&self) -> [(&[FileRule], u32, &'static str); 3] {
         let files = &self.spec.files;
-        [(&files.read, ACCESS_READ, "files.read"), (&files.write, ACCESS_WRITE, "files.write"), (&self.spec.exec, ACCESS_EXEC, "exec")]
+        [
+            (&files.read, ACCESS_READ, "files.read"),
+            (&files.write, ACCESS_WRITE, "files.write"),
+            (&self.spec.exec, ACCESS_EXEC, "exec"),
+        ]
     }
 
     /// The bits every rule matching `path` contributes, each shifted by its action (the
@@ -46,9 +50,9 @@ impl Grant {
 
     /// The rule deciding a connect/send to `dest` (IPv6 or IPv4-mapped): the most restrictive
     /// matching one, the first of equals, as the kernel picks it; None when no rule matches.
-    #[cfg(test)]
     pub fn connect_rule(&self, dest: &[u8; 16], port: u16, protocol: u8) -> Option<(usize, &NetRule)> {
-        let matching = self.spec.network.connect.iter().enumerate().filter(|(_, r)| r.target.matches(dest, port, protocol));
+        let matching =
+            self.spec.network.connect.iter().enumerate().filter(|(_, r)| r.target.matches(dest, port, protocol));
         // max_by_key keeps the last of equals: reverse so the first wins.
         matching.rev().max_by_key(|(_, r)| r.action)
     }

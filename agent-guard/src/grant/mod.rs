@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use compile::CompiledGrant;
 pub use eval::normalize_path;
-pub use net_rule::Destination;
+pub use net_rule::{Destination, mapped};
 pub use rule::{Rule, RuleAction};
 pub use subset::{excess, with_restrictions};
 

@@ -50,7 +50,6 @@ impl Destination {
         }
     }
 
-    #[cfg(test)]
     pub fn matches(&self, dest: &[u8; 16], port: u16, protocol: u8) -> bool {
         let (len, net) = self.mapped_prefix();
         prefix_contains(&net, len, dest)

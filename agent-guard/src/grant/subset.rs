@@ -10,9 +10,8 @@ use super::{Destination, FileRule, GrantSpec, Mode, PathPattern, RuleAction};
 
 /// Whether everything `child` matches, `parent` matches too.
 fn pattern_covers(parent: &PathPattern, child: &PathPattern) -> bool {
-    let under = |dir: &str, other: &str| {
-        other == dir || other.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
-    };
+    let under =
+        |dir: &str, other: &str| other == dir || other.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'));
     match (parent, child) {
         (_, PathPattern::Exact(path)) => parent.matches(path),
         (PathPattern::Subtree(dir), PathPattern::Children(other) | PathPattern::Subtree(other)) => under(dir, other),

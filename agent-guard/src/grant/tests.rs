@@ -255,5 +255,9 @@ fn ask_rules_parse_and_compile_to_ask_bits() {
 fn the_committed_json_schema_is_current() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/policy.schema.json");
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(committed == crate::policy::json_schema(), "{} is stale: regenerate it with `cargo xtask codegen`", path.display());
+    assert!(
+        committed == crate::policy::json_schema(),
+        "{} is stale: regenerate it with `cargo xtask codegen`",
+        path.display()
+    );
 }

@@ -37,12 +37,11 @@ pub fn scan(text: &str) -> Scan {
             }
             b'{' => {
                 let rest = &text[i + 1..];
-                let len = rest.find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')).unwrap_or(rest.len());
+                let len = rest
+                    .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+                    .unwrap_or(rest.len());
                 let name = &rest[..len];
-                if !name.is_empty()
-                    && !name.starts_with(|c: char| c.is_ascii_digit())
-                    && rest[len..].starts_with('}')
-                {
+                if !name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit()) && rest[len..].starts_with('}') {
                     found.push(Found { name: name.to_string(), line, column: i - line_start + 1, offset: i });
                     i += len + 1;
                 }

@@ -103,7 +103,10 @@ fn profiles_must_name_existing_templates_and_names_are_unique() {
 
 #[test]
 fn contradictory_rules_are_refused() {
-    let text = TEMPLATE.replace("{path: \"{workspace}/secret/**\", action: deny}", "{path: \"{workspace}/out/{ticket}/**\", action: deny}");
+    let text = TEMPLATE.replace(
+        "{path: \"{workspace}/secret/**\", action: deny}",
+        "{path: \"{workspace}/out/{ticket}/**\", action: deny}",
+    );
     let err = parse("t.yaml", &text).unwrap_err().to_string();
     assert!(err.contains("is listed as both allow and deny"), "{err}");
 }
@@ -145,10 +148,19 @@ fn a_sub_grant_must_lie_within_its_parent() {
 
 #[test]
 fn a_sub_task_inherits_its_parents_restrictions() {
-    let parent = grant_spec("  files: {read: [\"/srv/**\", {path: \"/srv/secret/**\", action: deny}, {path: \"/srv/audit/**\", action: flag}]}\n");
+    let parent = grant_spec(
+        "  files: {read: [\"/srv/**\", {path: \"/srv/secret/**\", action: deny}, {path: \"/srv/audit/**\", action: flag}]}\n",
+    );
     let child = grant_spec("  files: {read: [\"/srv/**\"]}\n");
     let merged = crate::grant::with_restrictions(&child, &parent);
-    let g = crate::grant::Grant { spec: merged, ..crate::grant::Grant::parse("g", "apiVersion: agent-guard.dev/v1\nkind: Grant\nmetadata: {name: g}\nspec: {}\n").unwrap() };
+    let g = crate::grant::Grant {
+        spec: merged,
+        ..crate::grant::Grant::parse(
+            "g",
+            "apiVersion: agent-guard.dev/v1\nkind: Grant\nmetadata: {name: g}\nspec: {}\n",
+        )
+        .unwrap()
+    };
     use agent_guard_common::path::{ACCESS_READ, Decision};
     assert_eq!(g.path_decision("/srv/secret/key", ACCESS_READ).0, Decision::Deny);
     assert_eq!(g.path_decision("/srv/audit/log", ACCESS_READ).0, Decision::Flag);

@@ -1,0 +1,108 @@
+//! Delegation without escalation: inside a task, `agent-guard run` opens a sub-task only with
+//! a subset of the current grant; anything broader is refused naming the excess, and a tagged
+//! process can use no other part of the control API.
+
+use agent_guard_e2e::{Daemon, agent_guard_bin, grant, listener, stdout};
+
+const PROBE: &str = env!("CARGO_BIN_EXE_ag-probe");
+
+/// `agent-guard --socket S run --agent A --intent I --grant G -- CMD...` as argv, for use inside a task.
+fn inner_run(daemon: &Daemon, agent: &str, g: &std::path::Path, cmd: &[&str]) -> Vec<String> {
+    let mut argv: Vec<String> = vec![agent_guard_bin().display().to_string(), "--socket".into()];
+    argv.push(daemon.socket.display().to_string());
+    argv.extend(["run", "--agent", agent, "--intent", "delegated step", "--grant"].map(String::from));
+    argv.push(g.display().to_string());
+    argv.push("--".into());
+    argv.extend(cmd.iter().map(|s| s.to_string()));
+    argv
+}
+
+#[test]
+fn a_sub_task_gets_a_subset_of_its_parents_grant_and_names_its_parent() {
+    let daemon = Daemon::start();
+    let (a, b) = (listener("127.0.0.1:0"), listener("127.0.0.1:0"));
+    let dir = daemon.dir.path();
+    let parent = grant(dir, "parent", "enforce", &[format!("127.0.0.1/32:{a}"), format!("127.0.0.1/32:{b}")], "");
+    let child = grant(dir, "child", "enforce", &[format!("127.0.0.1/32:{a}")], "");
+    let argv = inner_run(
+        &daemon,
+        "sub-bot",
+        &child,
+        &[PROBE, "connect-each", &format!("127.0.0.1:{a}"), &format!("127.0.0.1:{b}")],
+    );
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let out = daemon.run("lead-bot", "plans and delegates", &parent, &argv);
+    assert_eq!(stdout(&out), "ok\nEPERM", "the sub-task lost port {b}: {out:?}");
+    let lead = daemon.wait_event("parent open", |e| e["kind"] == "task.open" && e["task"]["agent"] == "lead-bot");
+    let sub = daemon.wait_event("sub-task open", |e| e["kind"] == "task.open" && e["task"]["agent"] == "sub-bot");
+    assert_eq!(sub["task"]["parent"], lead["task"]["id"]);
+    let denied = daemon.wait_event("sub-task denial", |e| e["kind"] == "network.connect");
+    assert_eq!(denied["task"]["agent"], "sub-bot");
+    assert_eq!(denied["task"]["parent"], lead["task"]["id"], "events of a sub-task name its parent");
+    // Both close once their processes are gone (the parent's count excludes the moved process).
+    daemon.wait_event("sub-task close", |e| e["kind"] == "task.close" && e["task"]["agent"] == "sub-bot");
+    daemon.wait_event("parent close", |e| e["kind"] == "task.close" && e["task"]["agent"] == "lead-bot");
+}
+
+#[test]
+fn a_broader_sub_task_is_refused_naming_the_excess_and_the_api_is_closed_to_agents() {
+    let daemon = Daemon::start();
+    let (a, b) = (listener("127.0.0.1:0"), listener("127.0.0.1:0"));
+    let dir = daemon.dir.path();
+    let parent = grant(dir, "narrow", "enforce", &[format!("127.0.0.1/32:{a}")], "");
+    let broader = grant(dir, "broader", "audit", &[format!("127.0.0.1/32:{a}"), format!("127.0.0.0/8:{b}")], "");
+    let argv = inner_run(&daemon, "greedy-bot", &broader, &[PROBE, "connect", &format!("127.0.0.1:{b}")]);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let out = daemon.run("lead-bot", "tries to escalate", &parent, &argv);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("may not be broader than it"), "{stderr}");
+    assert!(stderr.contains("mode audit"), "{stderr}");
+    assert!(stderr.contains(&format!("network.connect 127.0.0.0/8:{b} is not within")), "{stderr}");
+    assert!(!daemon.events().iter().any(|e| e["kind"] == "task.open" && e["task"]["agent"] == "greedy-bot"));
+
+    // Longer than the parent has left.
+    let child = grant(dir, "child", "enforce", &[format!("127.0.0.1/32:{a}")], "");
+    let argv = inner_run(&daemon, "slow-bot", &child, &["true"]);
+    let mut argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    argv.splice(argv.len() - 2..argv.len() - 2, ["--ttl", "9m"]);
+    let out = daemon.run_command("lead-bot", "short", &parent, &["--ttl", "1m"], &argv).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("longer than the"), "{out:?}");
+
+    // No other verb works from inside a task: not on its own task, not on another.
+    let own = [agent_guard_bin().display().to_string(), "--socket".into(), daemon.socket.display().to_string()];
+    for verb in [
+        vec!["grant", "extend", "1", "--for", "1h"],
+        vec!["task", "stop", "1"],
+        vec!["approve", "1"],
+        vec!["grant", "revoke", "1"],
+    ] {
+        let mut argv: Vec<&str> = own.iter().map(String::as_str).collect();
+        argv.extend(verb.iter());
+        let out = daemon.run("lead-bot", "tries the API", &parent, &argv);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains("inside a task only `agent-guard run`"), "{verb:?}: {stderr}");
+    }
+}
+
+#[test]
+fn revoking_a_parent_revokes_its_sub_tasks() {
+    let daemon = Daemon::start();
+    let port = listener("127.0.0.1:0");
+    let dir = daemon.dir.path();
+    let g = grant(dir, "both", "enforce", &[format!("127.0.0.1/32:{port}")], "");
+    let argv = inner_run(&daemon, "sub-bot", &g, &[PROBE, "connect-twice", &format!("127.0.0.1:{port}"), "2"]);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let agent = daemon
+        .run_command("lead-bot", "delegates", &g, &[], &argv)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lead = daemon.wait_event("parent open", |e| e["kind"] == "task.open" && e["task"]["agent"] == "lead-bot");
+    daemon.wait_event("sub-task open", |e| e["kind"] == "task.open" && e["task"]["agent"] == "sub-bot");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let revoke = daemon.cli(&["grant", "revoke", &lead["task"]["id"].to_string()]);
+    assert!(revoke.status.success(), "{revoke:?}");
+    assert_eq!(stdout(&agent.wait_with_output().unwrap()), "ok EPERM", "the sub-task lost its access with its parent");
+    daemon.wait_event("sub-task revoke", |e| e["kind"] == "grant.revoke" && e["task"]["agent"] == "sub-bot");
+}
