@@ -14,6 +14,7 @@
 //!   uring-open PATH        openat(PATH, O_RDONLY) submitted through io_uring, not a syscall
 //!   connect-twice ADDR GAP connect, sleep GAP seconds, connect: "FIRST SECOND"
 //!   connect-each ADDR[/udp].. a TCP connect (or UDP send) to each: one outcome per line
+//!   open-each PATH:r|w..   opens each existing PATH for reading or writing: one outcome per line
 //!   exit N                 exits with status N
 //!   sleep SECS             sleeps
 //!   after SECS VERB ARGS   sleeps, then does VERB
@@ -155,6 +156,17 @@ fn act(args: &[String]) -> (String, i32) {
             outcome(if fd >= 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) })
         }
         Some("uring-open") => outcome(uring_open(args.get(1).unwrap_or_else(|| usage()))),
+        Some("open-each") => {
+            let lines: Vec<String> = args[1..]
+                .iter()
+                .map(|item| {
+                    let (path, mode) = item.rsplit_once(':').unwrap_or_else(|| usage());
+                    let write = mode == "w";
+                    outcome(std::fs::OpenOptions::new().read(!write).write(write).open(path).map(drop)).0
+                })
+                .collect();
+            (lines.join("\n"), 0)
+        }
         Some("connect-each") => {
             let lines: Vec<String> = args[1..]
                 .iter()
@@ -165,7 +177,8 @@ fn act(args: &[String]) -> (String, i32) {
                     };
                     let dest: SocketAddr = dest.parse().unwrap_or_else(|_| usage());
                     let result = if udp {
-                        UdpSocket::bind("127.0.0.1:0").and_then(|s| s.send_to(b"x", dest).map(drop))
+                        let local = if dest.is_ipv6() { "[::]:0" } else { "127.0.0.1:0" };
+                        UdpSocket::bind(local).and_then(|s| s.send_to(b"x", dest).map(drop))
                     } else {
                         TcpStream::connect_timeout(&dest, Duration::from_secs(5)).map(drop)
                     };

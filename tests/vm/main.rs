@@ -440,3 +440,119 @@ fn an_interpreter_opening_a_file_is_judged_like_any_other_process() {
     let stderr = String::from_utf8_lossy(&denied.stderr);
     assert!(stderr.contains("PermissionError") && stderr.contains("Operation not permitted"), "{stderr}");
 }
+
+#[test]
+fn deny_and_flag_rules_carve_exceptions_out_of_an_allow() {
+    let daemon = start();
+    let f = files(daemon);
+    let work = f.path().join("work");
+    for sub in ["private", "watched"] {
+        std::fs::create_dir_all(work.join(sub)).unwrap();
+        std::fs::write(work.join(sub).join("file"), sub).unwrap();
+    }
+    let (private, watched) = (work.join("private/file"), work.join("watched/file"));
+    let base = base_files(&[&work.join("**")], &[&work.join("**")], &[]);
+    // Append the exceptions to the read list, and a deny on one program to exec.
+    let extra = base
+        .replace("], write: [", &format!(", {{path: \"{w}/private/**\", action: deny}}, {{path: \"{w}/watched/**\", action: flag}}], write: [", w = work.display()))
+        .replace("]}\n  exec: [", &format!(", {{path: \"{w}/private/**\", action: deny}}]}}\n  exec: [{{path: \"/usr/bin/python3.11\", action: flag}}, ", w = work.display()));
+    let g = grant(f.path(), "carve", "enforce", &[], &extra);
+    let out = daemon.run(
+        "carver",
+        "read around",
+        &g,
+        &[
+            PROBE,
+            "open-each",
+            &format!("{}:r", f.allowed.display()),
+            &format!("{}:r", private.display()),
+            &format!("{}:r", watched.display()),
+            &format!("{}:w", private.display()),
+        ],
+    );
+    assert_eq!(stdout(&out), "ok\nEPERM\nok\nEPERM", "{out:?}\n{extra}");
+    let denied = daemon
+        .wait_event("deny rule", |e| e["kind"] == "file.open" && e["object"]["path"] == private.to_str().unwrap());
+    assert_eq!(denied["decision"], "denied");
+    assert!(denied["rule"].as_str().unwrap().ends_with("/private/** (deny)"), "{denied}");
+    let flagged = daemon
+        .wait_event("flag rule", |e| e["kind"] == "file.open" && e["object"]["path"] == watched.to_str().unwrap());
+    assert_eq!(flagged["decision"], "flagged");
+    assert_eq!(flagged["policy_decision"], "flag");
+    assert!(flagged["rule"].as_str().unwrap().ends_with("/watched/** (flag)"), "{flagged}");
+    // A tree change under the deny is refused too, naming the rule.
+    let mkdir = daemon.run("carver", "mkdir", &g, &[PROBE, "mkdir", work.join("private/new").to_str().unwrap()]);
+    assert_eq!(stdout(&mkdir), "EPERM");
+    // A flagged exec runs and is reported.
+    let py = daemon.run("carver", "python", &g, &["/usr/bin/python3.11", "-S", "-I", "-c", "pass"]);
+    assert!(py.status.success(), "{py:?}");
+    let exec = daemon.wait_event("flagged exec", |e| e["kind"] == "process.exec" && e["decision"] == "flagged");
+    assert_eq!(exec["object"]["path"], "/usr/bin/python3.11");
+}
+
+#[test]
+fn kernel_file_decisions_equal_the_reference_evaluator() {
+    let daemon = start();
+    let f = files(daemon);
+    let root = f.path().join("tree");
+    let mut all = Vec::new();
+    for a in ["a", "b"] {
+        for x in ["x", "y"] {
+            let dir = root.join(a).join(x);
+            std::fs::create_dir_all(&dir).unwrap();
+            for name in ["f1", "f2"] {
+                std::fs::write(dir.join(name), name).unwrap();
+                all.push(dir.join(name));
+            }
+        }
+    }
+    let patterns: Vec<String> =
+        ["tree/**", "tree/a/**", "tree/a/*", "tree/a/x/*", "tree/b/**", "tree/b/y/f1", "tree/a/x/f2", "tree/b/x/**"]
+            .iter()
+            .map(|p| format!("{}/{p}", f.path().display()))
+            .collect();
+    let seed = std::env::var("AG_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("file property seed: AG_SEED={seed}");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let base = base_files(&[], &[], &[]);
+    let mut compared = 0;
+    for g in 0..6 {
+        let mut lists = [Vec::new(), Vec::new()];
+        for _ in 0..rng.usize(1..6) {
+            let pattern = &patterns[rng.usize(..patterns.len())];
+            let action = ["allow", "allow", "flag", "deny"][rng.usize(..4)];
+            let list = &mut lists[rng.usize(..2)];
+            if !list.iter().any(|(p, _): &(String, &str)| p == pattern) {
+                list.push((pattern.clone(), action));
+            }
+        }
+        let render = |l: &Vec<(String, &str)>| {
+            l.iter().map(|(p, a)| format!(", {{path: \"{p}\", action: {a}}}")).collect::<String>()
+        };
+        let extra = base
+            .replace("], write: [", &format!("{}], write: [", render(&lists[0])))
+            .replace("write: []", &format!("write: [\"/dev/null\"{}]", render(&lists[1])));
+        let path = grant(f.path(), &format!("files-{g}"), "enforce", &[], &extra);
+        let requests: Vec<(String, &str)> =
+            (0..10).map(|_| (all[rng.usize(..all.len())].display().to_string(), ["r", "w"][rng.usize(..2)])).collect();
+        let mut argv = vec![PROBE.to_string(), "open-each".to_string()];
+        argv.extend(requests.iter().map(|(p, m)| format!("{p}:{m}")));
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let out = daemon.run(&format!("files-{g}"), "random opens", &path, &argv);
+        let kernel: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+        assert_eq!(kernel.len(), requests.len(), "seed {seed}: {out:?}\n{extra}");
+        for ((file, mode), got) in requests.iter().zip(&kernel) {
+            let access = if *mode == "w" { "write" } else { "read" };
+            let eval = daemon.cli(&["policy", "eval", path.to_str().unwrap(), "--path", file, "--access", access]);
+            let reference = stdout(&eval);
+            let allowed = reference.starts_with("allow") || reference.starts_with("flag");
+            assert_eq!(
+                got == "ok",
+                allowed,
+                "seed {seed}: {file} {access}: kernel {got}, reference {reference}\n{extra}"
+            );
+            compared += 1;
+        }
+    }
+    eprintln!("compared {compared} file decisions with the reference");
+}
