@@ -5,6 +5,9 @@
 pub const PROC_TAGS: &str = "PROC_TAGS";
 /// task id -> [`crate::task::TaskEntry`]: grant, mode, expiry and live process count.
 pub const TASKS: &str = "TASKS";
+/// task id -> u64: processes (thread groups) of the task still alive. Only the kernel changes
+/// it (atomically, at fork and exit); the daemon creates it with 1 and deletes it at close.
+pub const TASK_LIVE: &str = "TASK_LIVE";
 /// LPM trie [`crate::net::NetKey`] -> [`crate::net::NetPorts`].
 pub const NET_RULES: &str = "NET_RULES";
 /// [`crate::path::PathKey`] -> [`crate::path::PathRule`].

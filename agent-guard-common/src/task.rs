@@ -19,7 +19,9 @@ pub const STATE_ACTIVE: u32 = 0;
 /// `TaskEntry::state`: the task was stopped; every action is out of scope.
 pub const STATE_REVOKED: u32 = 1;
 
-/// Value of `TASKS`, keyed by task id.
+/// Value of `TASKS`, keyed by task id. Written only by the daemon; the live-process count
+/// the kernel updates is kept apart, in `TASK_LIVE`, so that the daemon rewriting an entry
+/// (revoke, extend) can never lose a concurrent kernel update.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TaskEntry {
@@ -30,8 +32,6 @@ pub struct TaskEntry {
     pub _pad: u32,
     /// CLOCK_BOOTTIME (bpf_ktime_get_boot_ns) after which the grant no longer allows anything.
     pub expires_ns: u64,
-    /// Processes (thread groups) of the task still alive; updated atomically by the kernel.
-    pub live_procs: u64,
 }
 
 /// `Approval::state`
@@ -51,4 +51,4 @@ pub struct Approval {
 
 const _: () = assert!(core::mem::size_of::<Approval>() == 16);
 const _: () = assert!(core::mem::size_of::<ProcTag>() == 8);
-const _: () = assert!(core::mem::size_of::<TaskEntry>() == 32);
+const _: () = assert!(core::mem::size_of::<TaskEntry>() == 24);

@@ -19,6 +19,9 @@ pub static PROC_TAGS: HashMap<u32, ProcTag> = HashMap::with_max_entries(1, 0);
 #[map]
 pub static TASKS: HashMap<u32, TaskEntry> = HashMap::with_max_entries(1, 0);
 
+#[map]
+pub static TASK_LIVE: HashMap<u32, u64> = HashMap::with_max_entries(1, 0);
+
 /// BPF_F_NO_PREALLOC is mandatory for LPM tries.
 #[map]
 pub static NET_RULES: LpmTrie<NetKey, NetPorts> = LpmTrie::with_max_entries(1, 1);

@@ -23,7 +23,7 @@ use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 
 use crate::{
     config, emit,
-    maps::{PROC_TAGS, TASKS},
+    maps::{PROC_TAGS, TASK_LIVE},
     task::current_tgid,
 };
 
@@ -59,10 +59,10 @@ fn try_newtask(child: u32, clone_flags: u64) {
         emit::send(&event);
         return;
     }
-    if let Some(entry) = TASKS.get_ptr_mut(&tag.task_id) {
-        // SAFETY: the field is 8-byte aligned inside a map value and only updated atomically
-        // (BPF_ATOMIC; core's atomic types are not available on the bpf target).
-        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*entry).live_procs, 1) };
+    if let Some(live) = TASK_LIVE.get_ptr_mut(&tag.task_id) {
+        // SAFETY: an 8-byte aligned map value only ever updated atomically (BPF_ATOMIC; core's
+        // atomic types are not available on the bpf target).
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(live, 1) };
     }
 }
 
@@ -91,7 +91,7 @@ fn try_group_exit(tgid: u32) {
         return;
     };
     let _ = PROC_TAGS.remove(&tgid);
-    let Some(entry) = TASKS.get_ptr_mut(&tag.task_id) else {
+    let Some(live) = TASK_LIVE.get_ptr_mut(&tag.task_id) else {
         return;
     };
     // A fetching atomic needs BPF cpu v3, which the bpfel target does not build for: add
@@ -99,7 +99,6 @@ fn try_group_exit(tgid: u32) {
     // 0, so TASK_EMPTY can repeat and the daemon treats it as idempotent.
     // SAFETY: as in try_newtask.
     let live = unsafe {
-        let live = &raw mut (*entry).live_procs;
         atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(live, u64::MAX);
         core::ptr::read_volatile(live)
     };

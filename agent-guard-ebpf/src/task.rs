@@ -44,7 +44,6 @@ pub fn current_task() -> Option<CurrentTask> {
                 state: agent_guard_common::task::STATE_REVOKED,
                 _pad: 0,
                 expires_ns: 0,
-                live_procs: 0,
             },
         }),
     }

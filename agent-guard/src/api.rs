@@ -187,6 +187,16 @@ pub struct StatusInfo {
     /// Policy files in force, from the daemon's policy directory.
     pub policy_dir: String,
     pub policies: Vec<String>,
+    /// Kernel maps that bound how much the daemon accepts.
+    pub maps: Vec<MapUse>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MapUse {
+    pub name: String,
+    pub used: u64,
+    pub size: u32,
 }
 
 /// How each capability is enforced on this kernel (never more than what is loaded).

@@ -31,6 +31,12 @@ pub struct Args {
     /// Most tasks at once.
     #[arg(long, default_value_t = agent_guard_common::maps::DEFAULT_TASKS)]
     max_tasks: u32,
+    /// Most path entries over all open grants (one per distinct path or directory pattern).
+    #[arg(long, default_value_t = agent_guard_common::maps::DEFAULT_PATH_RULES)]
+    max_path_rules: u32,
+    /// Most network entries over all open grants (one per distinct prefix).
+    #[arg(long, default_value_t = agent_guard_common::maps::DEFAULT_NET_RULES)]
+    max_net_rules: u32,
     /// Refuse to start unless network, file and exec are all enforced at least at this level
     /// (lsm > cgroup > kill > observe).
     #[arg(long, value_enum)]
@@ -92,6 +98,8 @@ pub fn main(socket: &Path, args: Args) -> anyhow::Result<ExitCode> {
         map_sizes: MapSizes {
             proc_tags: args.max_processes,
             tasks: args.max_tasks,
+            path_rules: args.max_path_rules,
+            net_rules: args.max_net_rules,
             events_bytes: args.ring_buffer_bytes,
             ..MapSizes::default()
         },

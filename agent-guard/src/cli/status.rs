@@ -30,5 +30,11 @@ pub fn main(socket: &Path, args: Args) -> anyhow::Result<ExitCode> {
     println!("open tasks      {}", status.open_tasks);
     println!("held actions    {}", status.pending_approvals);
     println!("events dropped  {}", status.events_dropped);
+    println!("policies        {} ({} files)", status.policy_dir, status.policies.len());
+    println!("kernel maps (used / size):");
+    for map in &status.maps {
+        let percent = map.used as f64 * 100.0 / f64::from(map.size.max(1));
+        println!("  {:<12} {:>8} / {:<8} {percent:5.1}%", map.name, map.used, map.size);
+    }
     Ok(ExitCode::SUCCESS)
 }

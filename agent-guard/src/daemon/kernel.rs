@@ -23,6 +23,17 @@ use crate::{api::Enforcement, grant::CompiledGrant};
 /// The eBPF object built by build.rs (aya-build) from the agent-guard-ebpf crate.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent-guard"));
 
+/// BPF_EXIST (include/uapi/linux/bpf.h): update an existing element only.
+const BPF_EXIST: u64 = 2;
+
+/// Entries in use in the maps whose size limits what the daemon can accept.
+#[derive(Clone, Debug, Default)]
+pub struct MapUsage {
+    pub tasks: usize,
+    pub path_rules: usize,
+    pub net_rules: usize,
+}
+
 /// Map sizes, set at load time.
 #[derive(Clone, Debug)]
 pub struct MapSizes {
@@ -50,11 +61,15 @@ pub struct Kernel {
     _ebpf: Ebpf,
     proc_tags: HashMap<MapData, u32, ProcTag>,
     tasks: HashMap<MapData, u32, TaskEntry>,
+    task_live: HashMap<MapData, u32, u64>,
     net_rules: LpmTrie<MapData, NetKey, NetPorts>,
     path_rules: HashMap<MapData, PathKey, PathRule>,
     drops: PerCpuArray<MapData, u64>,
     approvals: HashMap<MapData, u32, Approval>,
     pub enforcement: Enforcement,
+    pub sizes: MapSizes,
+    /// Entries the daemon has written, per map (it is the only writer of these three).
+    pub used: MapUsage,
     /// Said at start when the kernel lacks something the daemon would use.
     pub warnings: Vec<String>,
 }
@@ -158,6 +173,7 @@ impl Kernel {
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(maps::PROC_TAGS, sizes.proc_tags)
             .map_max_entries(maps::TASKS, sizes.tasks)
+            .map_max_entries(maps::TASK_LIVE, sizes.tasks)
             .map_max_entries(maps::NET_RULES, sizes.net_rules)
             .map_max_entries(maps::PATH_RULES, sizes.path_rules)
             .map_max_entries(maps::EVENTS, sizes.events_bytes)
@@ -234,6 +250,7 @@ impl Kernel {
         let kernel = Kernel {
             proc_tags: take(&mut ebpf, maps::PROC_TAGS)?,
             tasks: take(&mut ebpf, maps::TASKS)?,
+            task_live: take(&mut ebpf, maps::TASK_LIVE)?,
             net_rules: take(&mut ebpf, maps::NET_RULES)?,
             path_rules: take(&mut ebpf, maps::PATH_RULES)?,
             drops: take(&mut ebpf, maps::EVENT_DROPS)?,
@@ -245,15 +262,31 @@ impl Kernel {
                 None => Enforcement { network: "cgroup".into(), file: "kill".into(), exec: "kill".into() },
             },
             warnings,
+            sizes: sizes.clone(),
+            used: MapUsage::default(),
         };
         Ok((kernel, events))
     }
 
-    /// Writes a grant's rules under `grant_id`. On failure, removes what it wrote.
+    /// Writes a grant's rules under `grant_id`, if they fit (a grant is never truncated). On
+    /// failure, removes what it wrote.
     pub fn put_grant(&mut self, grant_id: u32, grant: &CompiledGrant) -> Result<(), KernelError> {
+        let checks = [
+            (maps::PATH_RULES, grant.paths.len(), self.used.path_rules, self.sizes.path_rules, "--max-path-rules"),
+            (maps::NET_RULES, grant.nets.len(), self.used.net_rules, self.sizes.net_rules, "--max-net-rules"),
+        ];
+        for (name, need, used, size, option) in checks {
+            let free = (size as usize).saturating_sub(used);
+            if need > free {
+                return Err(KernelError::MapFull { name, need, free, size, option });
+            }
+        }
         let result = self.try_put_grant(grant_id, grant);
         if result.is_err() {
             self.remove_grant(grant_id, grant);
+        } else {
+            self.used.path_rules += grant.paths.len();
+            self.used.net_rules += grant.nets.len();
         }
         result
     }
@@ -274,19 +307,46 @@ impl Kernel {
 
     pub fn remove_grant(&mut self, grant_id: u32, grant: &CompiledGrant) {
         for (hash, _) in &grant.paths {
-            let _ = self.path_rules.remove(&PathKey { grant_id, _pad: 0, hash: *hash });
+            if self.path_rules.remove(&PathKey { grant_id, _pad: 0, hash: *hash }).is_ok() {
+                self.used.path_rules = self.used.path_rules.saturating_sub(1);
+            }
         }
         for (len, addr, _) in &grant.nets {
-            let _ = self.net_rules.remove(&net_key(grant_id, *len, addr));
+            if self.net_rules.remove(&net_key(grant_id, *len, addr)).is_ok() {
+                self.used.net_rules = self.used.net_rules.saturating_sub(1);
+            }
         }
     }
 
+    /// Creates a task's entry and its live count (1: the process about to be tagged).
     pub fn put_task(&mut self, task_id: u32, entry: &TaskEntry) -> Result<(), KernelError> {
-        self.tasks.insert(&task_id, entry, 0).map_err(|source| KernelError::Map { name: maps::TASKS, source })
+        if self.tasks.get(&task_id, 0).is_err() && self.used.tasks >= self.sizes.tasks as usize {
+            return Err(KernelError::MapFull {
+                name: maps::TASKS,
+                need: 1,
+                free: 0,
+                size: self.sizes.tasks,
+                option: "--max-tasks",
+            });
+        }
+        self.task_live.insert(&task_id, &1, 0).map_err(|source| KernelError::Map { name: maps::TASK_LIVE, source })?;
+        if let Err(source) = self.tasks.insert(&task_id, entry, 0) {
+            let _ = self.task_live.remove(&task_id);
+            return Err(KernelError::Map { name: maps::TASKS, source });
+        }
+        self.used.tasks += 1;
+        Ok(())
+    }
+
+    fn write_task(&mut self, task_id: u32, entry: &TaskEntry) -> Result<(), KernelError> {
+        self.tasks.insert(&task_id, entry, BPF_EXIST).map_err(|source| KernelError::Map { name: maps::TASKS, source })
     }
 
     pub fn remove_task(&mut self, task_id: u32) {
-        let _ = self.tasks.remove(&task_id);
+        if self.tasks.remove(&task_id).is_ok() {
+            self.used.tasks = self.used.tasks.saturating_sub(1);
+        }
+        let _ = self.task_live.remove(&task_id);
     }
 
     /// Marks a task's grant revoked: from now on the kernel allows it nothing.
@@ -303,11 +363,11 @@ impl Kernel {
     fn update_task(&mut self, task_id: u32, change: impl FnOnce(&mut TaskEntry)) -> Result<(), KernelError> {
         let mut entry = self.tasks.get(&task_id, 0).map_err(|source| KernelError::Map { name: maps::TASKS, source })?;
         change(&mut entry);
-        self.put_task(task_id, &entry)
+        self.write_task(task_id, &entry)
     }
 
     pub fn live_processes(&self, task_id: u32) -> u64 {
-        self.tasks.get(&task_id, 0).map_or(0, |e| e.live_procs)
+        self.task_live.get(&task_id, 0).unwrap_or(0)
     }
 
     pub fn tag(&mut self, tgid: u32, task_id: u32) -> Result<(), KernelError> {
@@ -345,15 +405,24 @@ impl Kernel {
         let mut rule = previous.unwrap_or_default();
         rule.exact |= bits;
         self.path_rules.insert(&key, &rule, 0).map_err(|source| KernelError::Map { name: maps::PATH_RULES, source })?;
+        if previous.is_none() {
+            self.used.path_rules += 1;
+        }
         Ok(previous)
     }
 
     pub fn restore_path_rule(&mut self, grant_id: u32, hash: u64, previous: Option<PathRule>) {
         let key = PathKey { grant_id, _pad: 0, hash };
-        let _ = match previous {
-            Some(rule) => self.path_rules.insert(&key, &rule, 0),
-            None => self.path_rules.remove(&key),
-        };
+        match previous {
+            Some(rule) => {
+                let _ = self.path_rules.insert(&key, &rule, 0);
+            }
+            None => {
+                if self.path_rules.remove(&key).is_ok() {
+                    self.used.path_rules = self.used.path_rules.saturating_sub(1);
+                }
+            }
+        }
     }
 
     /// Events the kernel could not put on the ring buffer, summed over CPUs.

@@ -51,6 +51,8 @@ pub enum KernelError {
     MissingMap { name: &'static str },
     #[error("map {name}: {source}")]
     Map { name: &'static str, source: aya::maps::MapError },
+    #[error("map {name} is full: this needs {need} entries, {free} of {size} are free (raise the daemon's {option})")]
+    MapFull { name: &'static str, need: usize, free: usize, size: u32, option: &'static str },
     #[error("cgroup {path}: {source}")]
     Cgroup { path: PathBuf, source: std::io::Error },
     #[error("BPF LSM is not available: {detail}")]

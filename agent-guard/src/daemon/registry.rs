@@ -9,6 +9,7 @@ use std::{
 };
 
 use agent_guard_common::{
+    maps,
     path::{APPROVED_SHIFT, PathRule, fnv1a},
     task::{APPROVAL_GRANTED, APPROVAL_REFUSED, MODE_AUDIT, MODE_ENFORCE, STATE_ACTIVE, TaskEntry},
 };
@@ -22,7 +23,7 @@ use super::{
     output::EventSink,
 };
 use crate::{
-    api::{ApprovalInfo, ErrorCode, StatusInfo, TaskInfo, TaskState},
+    api::{ApprovalInfo, ErrorCode, MapUse, StatusInfo, TaskInfo, TaskState},
     grant::{CompiledGrant, Grant, Mode},
     policy::PolicySet,
 };
@@ -413,7 +414,6 @@ impl Registry {
             state: STATE_ACTIVE,
             _pad: 0,
             expires_ns,
-            live_procs: 1,
         };
         let cgroup = self.cgroup_base.join(format!("task-{id}"));
 
@@ -673,6 +673,24 @@ impl Registry {
             events_dropped: self.dropped_total,
             policy_dir: self.policy_dir.display().to_string(),
             policies: self.policies.files.iter().map(|p| p.display().to_string()).collect(),
+            maps: self.map_usage(),
         }
+    }
+
+    /// Entries in use and size of each map that bounds what the daemon accepts.
+    fn map_usage(&self) -> Vec<MapUse> {
+        let k = &self.kernel;
+        let tagged: u64 = self.tasks.values().filter(|t| t.info.ended.is_none()).map(|t| live_of(k, t)).sum();
+        let approvals = self.approvals.values().filter(|h| h.info.state == "pending").count() as u64;
+        [
+            (maps::PROC_TAGS, tagged, k.sizes.proc_tags),
+            (maps::TASKS, k.used.tasks as u64, k.sizes.tasks),
+            (maps::PATH_RULES, k.used.path_rules as u64, k.sizes.path_rules),
+            (maps::NET_RULES, k.used.net_rules as u64, k.sizes.net_rules),
+            (maps::APPROVALS, approvals, maps::DEFAULT_APPROVALS),
+        ]
+        .into_iter()
+        .map(|(name, used, size)| MapUse { name: name.into(), used, size })
+        .collect()
     }
 }
