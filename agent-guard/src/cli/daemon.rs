@@ -101,7 +101,6 @@ pub fn main(socket: &Path, args: Args) -> anyhow::Result<ExitCode> {
             path_rules: args.max_path_rules,
             net_rules: args.max_net_rules,
             events_bytes: args.ring_buffer_bytes,
-            ..MapSizes::default()
         },
         cgroup_name: args.cgroup_name,
         require: args.require,

@@ -49,12 +49,7 @@ pub async fn watch(dir: PathBuf, registry: Arc<Mutex<Registry>>) {
             _ = hangup.recv() => "SIGHUP",
             Some(()) = changes.recv() => {
                 // Let a burst of writes settle, and fold it into one reload.
-                loop {
-                    match tokio::time::timeout(DEBOUNCE, changes.recv()).await {
-                        Ok(Some(())) => continue,
-                        _ => break,
-                    }
-                }
+                while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, changes.recv()).await {}
                 "policy files changed"
             }
         };
