@@ -68,7 +68,7 @@ pub fn run(toolchain: &str) -> Result<()> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let socket = dir.join("agent-guard.sock");
     let events = dir.join("events.jsonl");
-    let grant = workspace_root().join("policies/examples/triage-tickets.yaml");
+    let policies = workspace_root().join("policies/agents");
 
     step(&format!(
         "stand-in services: ticket service on 127.0.0.1:{TICKETS_PORT}, paste site on 127.0.0.1:{PASTE_PORT}"
@@ -82,6 +82,8 @@ pub fn run(toolchain: &str) -> Result<()> {
         .arg(&socket)
         .args(["daemon", "--no-stdout", "--cgroup-name", "agent-guard-demo", "--events-file"])
         .arg(&events)
+        .arg("--policy-dir")
+        .arg(&policies)
         .stdin(Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot start the daemon: {e}"))?;
@@ -101,14 +103,17 @@ pub fn run(toolchain: &str) -> Result<()> {
     }
     show(agent_guard(&socket).arg("status"))?;
 
-    step(&format!("the grant the agent gets ({})", grant.display()));
-    eprintln!("{}", std::fs::read_to_string(&grant).map_err(|e| e.to_string())?);
+    for file in ["support-bot.yaml", "triage.yaml"] {
+        step(&format!("policy written once: {}", policies.join(file).display()));
+        eprintln!("{}", std::fs::read_to_string(policies.join(file)).map_err(|e| e.to_string())?);
+    }
 
-    // The same agent and task intent both times: only the destination differs.
+    // The same agent and task intent both times: only the destination differs. The task's
+    // grant is the profile's base grant plus the template filled in for ticket 4412.
     let curl = |args: &[&str]| {
         let mut cmd = agent_guard(&socket);
-        cmd.args(["run", "--agent", "support-bot", "--intent", "Summarise ticket 4412 for on-call", "--grant"])
-            .arg(&grant);
+        cmd.args(["run", "--profile", "support-bot", "--template", "triage", "--var", "ticket=4412"])
+            .args(["--intent", "Summarise ticket 4412 for on-call"]);
         cmd.args(["--", "/usr/bin/curl", "-sS", "--max-time", "5"]).args(args);
         cmd
     };

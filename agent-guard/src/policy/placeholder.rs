@@ -23,17 +23,28 @@ pub struct Scan {
     pub checkable: String,
 }
 
-/// Finds every `{name}` (name: a lowercase letter or '_', then lowercase letters, digits, '_').
+/// Finds every `{name}` (name: a lowercase letter or '_', then lowercase letters, digits, '_')
+/// outside YAML comments.
 pub fn scan(text: &str) -> Scan {
     let bytes = text.as_bytes();
     let mut found = Vec::new();
     let (mut line, mut line_start) = (1, 0);
+    let (mut single, mut double) = (false, false);
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
             b'\n' => {
                 line += 1;
                 line_start = i + 1;
+                (single, double) = (false, false);
+            }
+            b'\'' if !double => single = !single,
+            b'"' if !single && (i == 0 || bytes[i - 1] != b'\\') => double = !double,
+            // A comment runs to the end of the line.
+            b'#' if !single && !double && (i == line_start || bytes[i - 1].is_ascii_whitespace()) => {
+                while i + 1 < bytes.len() && bytes[i + 1] != b'\n' {
+                    i += 1;
+                }
             }
             b'{' => {
                 let rest = &text[i + 1..];

@@ -74,6 +74,7 @@ impl PolicySet {
         let mut set = PolicySet::default();
         let mut errors = Vec::new();
         let mut seen: BTreeMap<(&'static str, String), PathBuf> = BTreeMap::new();
+        let mut profile_files: BTreeMap<String, PathBuf> = BTreeMap::new();
         for (path, doc) in docs {
             if let Some(first) = seen.insert((doc.kind(), doc.name().to_string()), path.clone()) {
                 errors.push(format!(
@@ -91,6 +92,7 @@ impl PolicySet {
                     set.grants.insert(g.metadata.name.clone(), g);
                 }
                 PolicyDocument::Profile(p) => {
+                    profile_files.insert(p.metadata.name.clone(), set.files.last().cloned().unwrap_or_default());
                     set.profiles.insert(p.metadata.name.clone(), p);
                 }
                 PolicyDocument::Template(t) => {
@@ -99,16 +101,20 @@ impl PolicySet {
             }
         }
         for profile in set.profiles.values() {
+            let file = profile_files.get(&profile.metadata.name).map(|p| p.display().to_string()).unwrap_or_default();
             for name in &profile.spec.templates {
                 match set.templates.get(name) {
                     None => errors.push(format!(
-                        "AgentProfile {}: spec.templates names {name:?}, which no GrantTemplate defines",
+                        "policy {file}: AgentProfile {}: spec.templates names {name:?}, which no GrantTemplate defines",
                         profile.metadata.name
                     )),
                     // The base grant and the template must make one valid grant together.
                     Some(template) => {
                         if let Err(err) = merge(profile, &template.spec.grant) {
-                            errors.push(format!("AgentProfile {} with template {name}: {err}", profile.metadata.name));
+                            errors.push(format!(
+                                "policy {file}: AgentProfile {} with template {name}: {err}",
+                                profile.metadata.name
+                            ));
                         }
                     }
                 }
