@@ -168,8 +168,8 @@ pub async fn run(
     )));
     {
         let mut reg = registry.lock().expect("registry lock is never poisoned");
-        reg.policies = policies;
         reg.policy_dir = config.policy_dir.clone();
+        reg.apply_policies(policies, "start");
     }
 
     let mut start = Event::new(Kind::GuardStart, &host, SystemTime::now());

@@ -166,25 +166,14 @@ impl Registry {
     /// the policies in force stay, and a `policy.rejected` event says why. Running tasks keep
     /// the grants they were opened with either way.
     pub fn reload_policies(&mut self, why: &str) -> bool {
-        let mut event = Event::new(Kind::PolicyLoad, &self.host, SystemTime::now());
-        event.enforcement = Some("none".into());
-        let ok = match PolicySet::load_dir(&self.policy_dir) {
+        match PolicySet::load_dir(&self.policy_dir) {
             Ok(set) => {
-                event.decision = Some(Decision::Allowed);
-                event.reason = Some(format!(
-                    "{why}: {} ({} files: profiles [{}], templates [{}], grants [{}])",
-                    self.policy_dir.display(),
-                    set.files.len(),
-                    set.profiles.keys().cloned().collect::<Vec<_>>().join(", "),
-                    set.templates.keys().cloned().collect::<Vec<_>>().join(", "),
-                    set.grants.keys().cloned().collect::<Vec<_>>().join(", ")
-                ));
-                tracing::info!(dir = %self.policy_dir.display(), files = set.files.len(), "policies loaded");
-                self.policies = set;
+                self.apply_policies(set, why);
                 true
             }
             Err(errors) => {
-                event.kind = Kind::PolicyRejected;
+                let mut event = Event::new(Kind::PolicyRejected, &self.host, SystemTime::now());
+                event.enforcement = Some("none".into());
                 event.decision = Some(Decision::Denied);
                 event.reason = Some(format!(
                     "{why}: {} does not validate; the previous policies stay in force: {}",
@@ -192,11 +181,28 @@ impl Registry {
                     errors.join("; ")
                 ));
                 tracing::error!(dir = %self.policy_dir.display(), errors = %errors.join("; "), "policy reload rejected");
+                self.sink.send(event);
                 false
             }
-        };
+        }
+    }
+
+    /// Puts `set` in force and reports it (`policy.load`).
+    pub fn apply_policies(&mut self, set: PolicySet, why: &str) {
+        let mut event = Event::new(Kind::PolicyLoad, &self.host, SystemTime::now());
+        event.enforcement = Some("none".into());
+        event.decision = Some(Decision::Allowed);
+        event.reason = Some(format!(
+            "{why}: {} ({} files: profiles [{}], templates [{}], grants [{}])",
+            self.policy_dir.display(),
+            set.files.len(),
+            set.profiles.keys().cloned().collect::<Vec<_>>().join(", "),
+            set.templates.keys().cloned().collect::<Vec<_>>().join(", "),
+            set.grants.keys().cloned().collect::<Vec<_>>().join(", ")
+        ));
+        tracing::info!(dir = %self.policy_dir.display(), files = set.files.len(), "policies loaded");
+        self.policies = set;
         self.sink.send(event);
-        ok
     }
 
     /// Files an action the kernel holds and reports it (`approval.request`).
