@@ -52,7 +52,16 @@ pub fn codegen(toolchain: &str) -> Result<()> {
 
 pub fn build(toolchain: &str) -> Result<()> {
     step("building agent-guard (kernel programs included, via build.rs)");
-    run(cargo(toolchain).args(["build", "--package", "agent-guard", "--package", "agent-guard-e2e", "--bins"]))
+    run(cargo(toolchain).args([
+        "build",
+        "--package",
+        "agent-guard",
+        "--package",
+        "agent-guard-e2e",
+        "--package",
+        "agent-guard-bench",
+        "--bins",
+    ]))
 }
 
 /// Host tests (format, lints, unit, end-to-end) then the VM stage, with one closing line.
@@ -96,7 +105,9 @@ fn host_tests(toolchain: &str) -> Result<(u64, u64)> {
     step("unit tests (grants, matching, event decoding) and end-to-end tests on this host's kernel");
     let mut cmd = cargo(toolchain);
     cmd.args(["test", "--workspace", "--exclude", "agent-guard-ebpf"]).env("AGENT_GUARD_BIN", agent_guard_bin());
-    run_counting_tests(&mut cmd)
+    let (passed, failed) = run_counting_tests(&mut cmd)?;
+    let (bench_passed, bench_failed) = crate::bench::smoke()?;
+    Ok((passed + bench_passed, failed + bench_failed))
 }
 
 /// Adds up the counts of a libtest "test result: ok. N passed; M failed; ..." line.

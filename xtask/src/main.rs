@@ -7,8 +7,10 @@
 //!   cargo xtask test    setup, build, then every test (unit + end-to-end as root, then the VM stage)
 //!   cargo xtask vm-test setup, build, then the BPF LSM suite in a qemu VM
 //!   cargo xtask demo    setup, build, then show an agent's out-of-scope connect refused
+//!   cargo xtask bench   setup, then the full benchmark: BENCHMARKS.md and benchmarks.json
 //!   cargo xtask codegen regenerate policies/policy.schema.json from the policy types
 
+mod bench;
 mod cmd;
 mod demo;
 mod setup;
@@ -27,8 +29,9 @@ fn main() -> ExitCode {
             println!("summary: {passed} passed, {failed} failed");
         }),
         Some("demo") => setup::ensure_all().and_then(|tc| demo::run(&tc)),
+        Some("bench") => setup::ensure_all().and_then(|tc| bench::full(&tc)),
         _ => {
-            eprintln!("usage: cargo xtask setup|build|test|vm-test|demo|codegen");
+            eprintln!("usage: cargo xtask setup|build|test|vm-test|demo|bench|codegen");
             return ExitCode::from(64);
         }
     };

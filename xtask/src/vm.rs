@@ -118,7 +118,7 @@ fn copy_to_root(root: &Path, file: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The VM's /init: mount what the daemon needs, run the suite, print the marker, power off.
+/// The VM's /init: mount what the daemon needs, run the payload's script, power off.
 /// /tmp and /run stay on the initramfs (itself a writable tmpfs): the binaries may live under
 /// /tmp on the host (a checkout there), at the same paths in the VM.
 const INIT: &str = r#"#!/bin/busybox sh
@@ -134,10 +134,21 @@ mount -t tracefs tracefs /sys/kernel/tracing
 ip link set lo up
 echo "kernel $(uname -r), lsm $(cat /sys/kernel/security/lsm)"
 export PATH=/bin:/usr/bin HOME=/root AGENT_GUARD_BIN=@AGENT_GUARD@
-@TEST_BIN@ --test-threads=1
-echo "@MARKER@: rc=$?"
+@SCRIPT@
 poweroff -f
 "#;
+
+/// What the VM runs: binaries copied in at their host paths (with their libraries), and the
+/// shell lines /init runs (each prints its own marker).
+struct Payload {
+    agent_guard: PathBuf,
+    binaries: Vec<PathBuf>,
+    script: String,
+}
+
+/// Marker of the benchmark step: its exit status, and the line its JSON follows.
+const BENCH_MARKER: &str = "AGENT-GUARD-VM-BENCH";
+const BENCH_JSON: &str = "AGENT-GUARD-BENCH-JSON: ";
 
 /// Builds the test binary for the VM suite and returns its path.
 fn build_vm_suite(toolchain: &str) -> Result<PathBuf> {
@@ -159,23 +170,19 @@ fn build_vm_suite(toolchain: &str) -> Result<PathBuf> {
         .ok_or_else(|| "cargo did not report the vm test executable".into())
 }
 
-fn build_initramfs(test_bin: &Path) -> Result<PathBuf> {
+fn build_initramfs(payload: &Payload) -> Result<PathBuf> {
     let root = vm_dir().join("initramfs");
     let _ = std::fs::remove_dir_all(&root);
     for dir in ["bin", "proc", "sys", "dev", "tmp", "run", "root"] {
         std::fs::create_dir_all(root.join(dir)).map_err(|e| e.to_string())?;
     }
     std::fs::copy("/bin/busybox", root.join("bin/busybox")).map_err(|e| format!("busybox: {e}"))?;
-    let agent_guard = cmd::agent_guard_bin();
-    let probe = workspace_root().join("target/debug/ag-probe");
-    for binary in [agent_guard.as_path(), probe.as_path(), test_bin, Path::new(PYTHON)] {
+    for binary in std::iter::once(&payload.agent_guard).chain(&payload.binaries) {
         install_binary(&root, binary)?;
     }
     copy_tree(&root, Path::new(PYTHON_STDLIB))?;
-    let init = INIT
-        .replace("@AGENT_GUARD@", &agent_guard.display().to_string())
-        .replace("@TEST_BIN@", &test_bin.display().to_string())
-        .replace("@MARKER@", MARKER);
+    let init =
+        INIT.replace("@AGENT_GUARD@", &payload.agent_guard.display().to_string()).replace("@SCRIPT@", &payload.script);
     let init_path = root.join("init");
     std::fs::write(&init_path, init).map_err(|e| e.to_string())?;
     std::fs::set_permissions(&init_path, std::fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
@@ -185,13 +192,11 @@ fn build_initramfs(test_bin: &Path) -> Result<PathBuf> {
     Ok(image)
 }
 
-pub fn test(toolchain: &str) -> Result<(u64, u64)> {
-    cmd::build(toolchain)?;
-    step("VM stage: a kernel with BPF LSM under qemu");
+/// Boots the VM with `payload` and returns its console lines (also shown as they come).
+fn boot(payload: &Payload) -> Result<Vec<String>> {
     ensure_packages()?;
     let kernel = ensure_kernel()?;
-    let test_bin = build_vm_suite(toolchain)?;
-    let initramfs = build_initramfs(&test_bin)?;
+    let initramfs = build_initramfs(payload)?;
     step(&format!("booting {} with lsm=...,bpf (TCG)", kernel.display()));
     let started = Instant::now();
     let mut qemu = Command::new("timeout")
@@ -206,23 +211,95 @@ pub fn test(toolchain: &str) -> Result<(u64, u64)> {
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start qemu: {e}"))?;
-    let mut verdict = None;
-    let (mut passed, mut failed) = (0, 0);
+    let mut lines = Vec::new();
     for line in BufReader::new(qemu.stdout.take().expect("piped")).lines() {
         let line = line.unwrap_or_default();
-        println!("vm| {line}");
-        if let Some((p, f)) = cmd::count_results(&line) {
-            passed += p;
-            failed += f;
+        if !line.starts_with(BENCH_JSON) {
+            println!("vm| {line}");
         }
-        if let Some(rc) = line.split(&format!("{MARKER}: rc=")).nth(1) {
-            verdict = rc.trim().parse::<i32>().ok();
-        }
+        lines.push(line);
     }
     let _ = qemu.wait();
     eprintln!("VM stage took {:.0} s", started.elapsed().as_secs_f64());
-    match verdict {
-        Some(0) if passed > 0 => Ok((passed, failed)),
+    Ok(lines)
+}
+
+/// The exit status a marker line reports.
+fn marker_rc(lines: &[String], marker: &str) -> Option<i32> {
+    lines.iter().find_map(|l| l.split(&format!("{marker}: rc=")).nth(1)?.trim().parse().ok())
+}
+
+fn bench_lines(bench: &Path, agent_guard: &Path, smoke: bool) -> String {
+    format!(
+        "{} lsm --agent-guard {}{}\necho \"{BENCH_MARKER}: rc=$?\"",
+        bench.display(),
+        agent_guard.display(),
+        if smoke { " --smoke" } else { "" }
+    )
+}
+
+/// The overhead rows measured on the BPF LSM path (JSON), from `ag-bench lsm` in the VM.
+pub fn bench(agent_guard: &Path, bench: &Path, workload: &Path) -> Result<String> {
+    step("VM: the benchmark on the BPF LSM path (ratios only: TCG emulation)");
+    let payload = Payload {
+        agent_guard: agent_guard.to_path_buf(),
+        binaries: vec![bench.to_path_buf(), workload.to_path_buf(), PathBuf::from("/usr/bin/true")],
+        script: bench_lines(bench, agent_guard, false),
+    };
+    let lines = boot(&payload)?;
+    match marker_rc(&lines, BENCH_MARKER) {
+        Some(0) => lines
+            .iter()
+            .find_map(|l| l.strip_prefix(BENCH_JSON))
+            .map(str::to_string)
+            .ok_or_else(|| "the VM benchmark printed no results".into()),
+        Some(rc) => Err(format!("the VM benchmark failed (rc={rc})")),
+        None => Err("the VM did not report a benchmark result (see the vm| lines above)".into()),
+    }
+}
+
+/// The BPF LSM suite, then a smoke run of the LSM benchmark, in one boot. The smoke run counts
+/// as one test: it must finish with results.
+pub fn test(toolchain: &str) -> Result<(u64, u64)> {
+    cmd::build(toolchain)?;
+    step("VM stage: a kernel with BPF LSM under qemu");
+    let test_bin = build_vm_suite(toolchain)?;
+    let target = workspace_root().join("target/debug");
+    let (bench, workload) = (target.join("ag-bench"), target.join("ag-workload"));
+    let agent_guard = cmd::agent_guard_bin();
+    let payload = Payload {
+        agent_guard: agent_guard.clone(),
+        binaries: vec![
+            target.join("ag-probe"),
+            test_bin.clone(),
+            PathBuf::from(PYTHON),
+            bench.clone(),
+            workload,
+            PathBuf::from("/usr/bin/true"),
+        ],
+        script: format!(
+            "{} --test-threads=1\necho \"{MARKER}: rc=$?\"\n{}",
+            test_bin.display(),
+            bench_lines(&bench, &agent_guard, true)
+        ),
+    };
+    let lines = boot(&payload)?;
+    let (mut passed, mut failed) = (0, 0);
+    for line in &lines {
+        if let Some((p, f)) = cmd::count_results(line) {
+            passed += p;
+            failed += f;
+        }
+    }
+    let bench_ok = marker_rc(&lines, BENCH_MARKER) == Some(0) && lines.iter().any(|l| l.starts_with(BENCH_JSON));
+    if bench_ok {
+        passed += 1;
+    } else {
+        failed += 1;
+    }
+    match marker_rc(&lines, MARKER) {
+        Some(0) if passed > 0 && bench_ok => Ok((passed, failed)),
+        Some(0) if !bench_ok => Err("the LSM benchmark smoke run failed in the VM (see the vm| lines above)".into()),
         Some(0) => Err("the VM suite ran no test".into()),
         Some(rc) => Err(format!("the VM suite failed (rc={rc})")),
         None => Err("the VM did not report a result (boot failure, crash or timeout): see the vm| lines above".into()),

@@ -1,0 +1,188 @@
+//! ag-workload: the measured workloads of `cargo xtask bench`, run bare, as a tagged agent, or
+//! under a Landlock ruleset. Each prints one number on stdout.
+//!
+//!   open N PATH            open(2)+close(2) N times             -> ns per iteration
+//!   connect N PORT         TCP connect to 127.0.0.1:PORT + close -> ns per iteration
+//!   forkexec N PROG        fork+exec PROG, wait, N times        -> ns per iteration
+//!   walk N DIR             stat every entry below DIR, N times  -> ns per walk
+//!   flood RATE MS PATH     opens PATH at RATE/s for MS ms       -> opens done, ns taken
+//!   until-eperm PORT       prints "ready", connects until EPERM -> CLOCK_MONOTONIC ns of the EPERM
+//!   now                    CLOCK_MONOTONIC ns
+//!   landlock [--read P].. [--write P].. [--exec P].. [--port N].. -- VERB ARGS
+//!                          restricts itself with Landlock (fs + TCP connect), then runs VERB
+
+use std::{
+    io::Write,
+    net::TcpStream,
+    os::fd::AsRawFd,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid timespec out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn per_op(start: Instant, n: u64) -> String {
+    format!("{}", start.elapsed().as_nanos() as u64 / n.max(1))
+}
+
+/// Closes with RST (SO_LINGER 0): thousands of connects leave no TIME_WAIT behind.
+fn close_now(stream: TcpStream) {
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: setsockopt on an open socket with a properly sized value.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&raw const linger).cast(),
+            size_of::<libc::linger>() as u32,
+        )
+    };
+}
+
+fn walk(dir: &Path) -> u64 {
+    let mut count = 0;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if let Ok(meta) = std::fs::symlink_metadata(&path) {
+                count += 1;
+                if meta.is_dir() {
+                    count += walk(&path);
+                }
+            }
+        }
+    }
+    count
+}
+
+fn run(args: &[String]) -> anyhow::Result<String> {
+    let arg = |i: usize| args.get(i).cloned().with_context(|| format!("missing argument {i}: {args:?}"));
+    let num = |i: usize| -> anyhow::Result<u64> { Ok(arg(i)?.parse()?) };
+    Ok(match args.first().map(String::as_str) {
+        Some("open") => {
+            let (n, path) = (num(1)?, arg(2)?);
+            let start = Instant::now();
+            for _ in 0..n {
+                drop(std::fs::File::open(&path)?);
+            }
+            per_op(start, n)
+        }
+        Some("connect") => {
+            let (n, port) = (num(1)?, num(2)? as u16);
+            let start = Instant::now();
+            for _ in 0..n {
+                close_now(TcpStream::connect(("127.0.0.1", port))?);
+            }
+            per_op(start, n)
+        }
+        Some("forkexec") => {
+            let (n, prog) = (num(1)?, arg(2)?);
+            let start = Instant::now();
+            for _ in 0..n {
+                let status = std::process::Command::new(&prog).status()?;
+                if !status.success() {
+                    bail!("{prog} exited with {status}");
+                }
+            }
+            per_op(start, n)
+        }
+        Some("walk") => {
+            let (n, dir) = (num(1)?, arg(2)?);
+            let start = Instant::now();
+            for _ in 0..n {
+                if walk(Path::new(&dir)) == 0 {
+                    bail!("{dir} is empty");
+                }
+            }
+            per_op(start, n)
+        }
+        Some("flood") => {
+            let (rate, millis, path) = (num(1)?, num(2)?, arg(3)?);
+            let total = rate * millis / 1000;
+            let start = Instant::now();
+            let mut done = 0;
+            // Paced in batches of 1 ms worth of opens.
+            let batch = (rate / 1000).max(1);
+            while done < total {
+                for _ in 0..batch.min(total - done) {
+                    let _ = std::fs::File::open(&path);
+                    done += 1;
+                }
+                let due = Duration::from_nanos(done * 1_000_000_000 / rate);
+                if let Some(wait) = due.checked_sub(start.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            format!("{done} {}", start.elapsed().as_nanos())
+        }
+        Some("until-eperm") => {
+            let port = num(1)? as u16;
+            println!("ready");
+            std::io::stdout().flush()?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match TcpStream::connect(("127.0.0.1", port)) {
+                    Ok(stream) => close_now(stream),
+                    Err(err) if err.raw_os_error() == Some(libc::EPERM) => break format!("{}", monotonic_ns()),
+                    Err(err) => bail!("connect: {err}"),
+                }
+                if Instant::now() > deadline {
+                    bail!("never refused");
+                }
+            }
+        }
+        Some("now") => format!("{}", monotonic_ns()),
+        Some("landlock") => landlock(&args[1..])?,
+        _ => bail!("usage: ag-workload open|connect|forkexec|walk|flood|until-eperm|now|landlock ..."),
+    })
+}
+
+/// Restricts this process with Landlock to the given paths and TCP ports, then runs the verb.
+fn landlock(args: &[String]) -> anyhow::Result<String> {
+    use landlock::{
+        ABI, Access, AccessFs, AccessNet, NetPort, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
+        path_beneath_rules,
+    };
+    let split = args.iter().position(|a| a == "--").context("landlock needs -- VERB")?;
+    let (opts, verb) = (&args[..split], &args[split + 1..]);
+    let abi = ABI::V4;
+    let mut ruleset =
+        Ruleset::default().handle_access(AccessFs::from_all(abi))?.handle_access(AccessNet::ConnectTcp)?.create()?;
+    for pair in opts.chunks(2) {
+        let [flag, value] = pair else { bail!("landlock options come in pairs") };
+        ruleset = match flag.as_str() {
+            "--read" => ruleset.add_rules(path_beneath_rules([value], AccessFs::from_read(abi)))?,
+            "--write" => ruleset.add_rules(path_beneath_rules([value], AccessFs::from_all(abi)))?,
+            "--exec" => ruleset.add_rules(path_beneath_rules([value], AccessFs::Execute | AccessFs::ReadFile))?,
+            "--port" => ruleset.add_rule(NetPort::new(value.parse()?, AccessNet::ConnectTcp))?,
+            other => bail!("unknown landlock option {other}"),
+        };
+    }
+    let status = ruleset.restrict_self()?;
+    if status.ruleset != RulesetStatus::FullyEnforced {
+        bail!("Landlock is not fully enforced here: {:?}", status.ruleset);
+    }
+    run(verb)
+}
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(line) => {
+            println!("{line}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("ag-workload: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
