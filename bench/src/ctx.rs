@@ -16,7 +16,7 @@ pub struct Ctx {
     pub bins: PathBuf,
     _scratch: tempfile::TempDir,
     pub dir: PathBuf,
-    /// A loopback listener accepting (and dropping) connections.
+    /// A free loopback port the workloads listen on and connect to (granted to tagged runs).
     pub port: u16,
     pub smoke: bool,
 }
@@ -40,9 +40,7 @@ impl Ctx {
                 std::fs::write(sub.join(format!("f{f}")), "x")?;
             }
         }
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let port = listener.local_addr()?.port();
-        std::thread::spawn(move || for _ in listener.incoming() {});
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         Ok(Ctx { agent_guard, workload, bins, _scratch: scratch, dir, port, smoke })
     }
 
@@ -79,6 +77,16 @@ pub fn monotonic_ns() -> u64 {
     // SAFETY: a valid timespec out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Anonymous (heap) and file-backed resident memory of `pid`, KiB. The file-backed part holds
+/// the binary and the kernel ring buffer's pages mapped into the daemon (twice, for wrap-around).
+pub fn rss_split(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |key: &str| {
+        status.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()?.parse().ok())
+    };
+    (kib("RssAnon:").unwrap_or(0), kib("RssFile:").unwrap_or(0))
 }
 
 /// (utime + stime) of `pid` in seconds, and its VmRSS and VmHWM in KiB.

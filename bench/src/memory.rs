@@ -8,7 +8,7 @@ use std::{
 use serde::Serialize;
 
 use crate::{
-    ctx::{Ctx, map_memory, proc_usage},
+    ctx::{Ctx, map_memory, proc_usage, rss_split},
     guard::{Guard, tagged, write_grant},
 };
 
@@ -17,6 +17,9 @@ pub struct Memory {
     pub tasks: usize,
     pub daemon_rss_idle_kib: u64,
     pub daemon_rss_with_tasks_kib: u64,
+    /// Of which heap (anonymous) and file-backed (binary, ring buffer mapping).
+    pub daemon_anon_with_tasks_kib: u64,
+    pub daemon_file_with_tasks_kib: u64,
     pub kernel_map_bytes: u64,
     pub open_seconds: f64,
 }
@@ -55,6 +58,7 @@ pub fn run(ctx: &Ctx, tasks: usize) -> anyhow::Result<Memory> {
     }
     let open_seconds = started.elapsed().as_secs_f64();
     let (_, rss, _) = proc_usage(guard.pid())?;
+    let (anon, file) = rss_split(guard.pid());
     let kernel = map_memory(guard.pid());
     guard.stop()?;
     for mut child in children {
@@ -64,6 +68,8 @@ pub fn run(ctx: &Ctx, tasks: usize) -> anyhow::Result<Memory> {
         tasks,
         daemon_rss_idle_kib: idle,
         daemon_rss_with_tasks_kib: rss,
+        daemon_anon_with_tasks_kib: anon,
+        daemon_file_with_tasks_kib: file,
         kernel_map_bytes: kernel,
         open_seconds,
     })

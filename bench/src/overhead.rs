@@ -107,7 +107,7 @@ fn run_with(ctx: &Ctx, reps: usize, scale: u64, peers: bool, daemon_args: &[&str
         }
         for (i, w) in workloads.iter().enumerate() {
             let bare = (bare_start[i] + bare_end[i]) / 2.0;
-            record(&mut samples, w, "bare (nothing attached)", bare, 1.0);
+            record(&mut samples, w, "bare (nothing attached)", bare, bare);
         }
         for (i, config, ns) in rows {
             let bare = (bare_start[i] + bare_end[i]) / 2.0;

@@ -66,16 +66,50 @@ pub fn access_names(access: u32) -> Vec<&'static str> {
         .collect()
 }
 
-fn process(header: &EventHeader) -> Process {
-    let proc = procfs::process::Process::new(header.tgid as i32).ok();
+/// What /proc says of a process (parent, executable), kept briefly: a process producing many
+/// events in a row (a loop, a flood) is read once, not twice per event.
+#[derive(Default)]
+pub struct ProcCache {
+    /// Keyed by (tgid, comm): the comm changes at exec, so an exec'd or reused pid with another
+    /// name is read again.
+    entries: std::collections::HashMap<(u32, [u8; 16]), ProcInfo>,
+}
+
+/// When it was read, the parent pid and the executable.
+type ProcInfo = (std::time::Instant, Option<u32>, Option<String>);
+
+impl ProcCache {
+    const TTL: std::time::Duration = std::time::Duration::from_secs(1);
+    const MAX: usize = 8192;
+
+    fn lookup(&mut self, header: &EventHeader) -> (Option<u32>, Option<String>) {
+        let key = (header.tgid, header.comm);
+        if let Some((at, ppid, exe)) = self.entries.get(&key)
+            && at.elapsed() < Self::TTL
+        {
+            return (*ppid, exe.clone());
+        }
+        let proc = procfs::process::Process::new(header.tgid as i32).ok();
+        let ppid = proc.as_ref().and_then(|p| p.stat().ok()).map(|s| s.ppid as u32);
+        let exe = proc.as_ref().and_then(|p| p.exe().ok()).map(|p| p.display().to_string());
+        if self.entries.len() >= Self::MAX {
+            self.entries.clear();
+        }
+        self.entries.insert(key, (std::time::Instant::now(), ppid, exe.clone()));
+        (ppid, exe)
+    }
+}
+
+fn process(reg: &Registry, header: &EventHeader) -> Process {
+    let (ppid, executable) = reg.proc_cache.borrow_mut().lookup(header);
     Process {
         pid: header.tgid,
         tid: header.pid,
-        ppid: proc.as_ref().and_then(|p| p.stat().ok()).map(|s| s.ppid as u32),
+        ppid,
         uid: header.uid,
         gid: header.gid,
         comm: c_string(&header.comm),
-        executable: proc.as_ref().and_then(|p| p.exe().ok()).map(|p| p.display().to_string()),
+        executable,
         argv: None,
     }
 }
@@ -83,7 +117,7 @@ fn process(header: &EventHeader) -> Process {
 /// The event skeleton every out-of-scope action shares.
 fn action_event(reg: &Registry, kind: Kind, header: &EventHeader, task: Option<&Task>) -> Event {
     let mut event = Event::new(kind, &reg.host, clock::wall_of_boot_ns(header.boot_ns));
-    event.process = Some(process(header));
+    event.process = Some(process(reg, header));
     event.task = task.map(Task::task_ref);
     event.policy_decision = Some(match task.map(|t| t.grant.spec.mode) {
         Some(Mode::Audit) => PolicyDecision::Flag,
@@ -110,7 +144,7 @@ pub fn decode(reg: &Registry, record: KernelEvent) -> Decoded {
         KernelEvent::TaskEmpty(_) => Decoded::TaskEmpty(task_id),
         KernelEvent::TagLost(e) => {
             let mut event = Event::new(Kind::TagLost, &reg.host, clock::wall_of_boot_ns(e.header.boot_ns));
-            event.process = Some(process(&e.header));
+            event.process = Some(process(reg, &e.header));
             event.task = task.map(Task::task_ref);
             event.decision = Some(Decision::Denied);
             event.enforcement = Some("kill".into());
@@ -119,7 +153,7 @@ pub fn decode(reg: &Registry, record: KernelEvent) -> Decoded {
         }
         KernelEvent::Tamper(e) => {
             let mut event = Event::new(Kind::Tamper, &reg.host, clock::wall_of_boot_ns(e.header.boot_ns));
-            event.process = Some(process(&e.header));
+            event.process = Some(process(reg, &e.header));
             event.task = task.map(Task::task_ref);
             event.decision = Some(Decision::Denied);
             event.enforcement = Some("lsm".into());

@@ -144,6 +144,10 @@ pub async fn run(
         .map_err(|errors| DaemonError::Policy { dir: config.policy_dir.clone(), errors })?;
     let cgroup_root = cgroup::cgroup2_root()?;
     let (kernel, ring) = kernel::Kernel::load(&config.map_sizes, &cgroup_root, config.require == Some(Level::Lsm))?;
+    // Loading parses the kernel's BTF and the eBPF object (twice where the LSM attempt falls
+    // back): tens of MiB freed again. Hand them back to the system rather than keep them resident.
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe { libc::malloc_trim(0) };
     if let Some(want) = config.require {
         let e = &kernel.enforcement;
         for (capability, have) in [("network", &e.network), ("file", &e.file), ("exec", &e.exec)] {

@@ -17,7 +17,7 @@ use agent_guard_common::{
 use super::{
     KernelError, cgroup,
     clock::{self, boot_ns_now},
-    decode::{HeldAction, access_names},
+    decode::{HeldAction, ProcCache, access_names},
     event::{Decision, Event, Kind, TaskRef},
     kernel::Kernel,
     output::EventSink,
@@ -89,6 +89,8 @@ pub struct Registry {
     /// Profiles and templates tasks are opened from; replaced whole by a valid reload.
     pub policies: PolicySet,
     pub policy_dir: PathBuf,
+    /// /proc reads of recent event sources (decode.rs).
+    pub proc_cache: std::cell::RefCell<ProcCache>,
 }
 
 /// A refused request: what the API sends back.
@@ -159,6 +161,7 @@ impl Registry {
             dropped_total: 0,
             policies: PolicySet::default(),
             policy_dir: PathBuf::new(),
+            proc_cache: Default::default(),
         }
     }
 

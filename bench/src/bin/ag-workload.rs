@@ -2,18 +2,19 @@
 //! under a Landlock ruleset. Each prints one number on stdout.
 //!
 //!   open N PATH            open(2)+close(2) N times             -> ns per iteration
-//!   connect N PORT         TCP connect to 127.0.0.1:PORT + close -> ns per iteration
+//!   connect N PORT         TCP connect to 127.0.0.1:PORT + close -> ns per iteration (it listens
+//!                          on PORT itself and accepts each connection: no backlog can fill up)
 //!   forkexec N PROG        fork+exec PROG, wait, N times        -> ns per iteration
 //!   walk N DIR             stat every entry below DIR, N times  -> ns per walk
 //!   flood RATE MS PATH     opens PATH at RATE/s for MS ms       -> opens done, ns taken
-//!   until-eperm PORT       prints "ready", connects until EPERM -> CLOCK_MONOTONIC ns of the EPERM
+//!   until-eperm PORT       prints "ready", connects (to itself) until EPERM -> CLOCK_MONOTONIC ns of it
 //!   now                    CLOCK_MONOTONIC ns
 //!   landlock [--read P].. [--write P].. [--exec P].. [--port N].. -- VERB ARGS
 //!                          restricts itself with Landlock (fs + TCP connect), then runs VERB
 
 use std::{
     io::Write,
-    net::TcpStream,
+    net::{TcpListener, TcpStream},
     os::fd::AsRawFd,
     path::Path,
     time::{Duration, Instant},
@@ -47,6 +48,15 @@ fn close_now(stream: TcpStream) {
     };
 }
 
+/// One connect to our own listener on `port`, accepted at once, both ends closed with RST.
+fn connect_once(listener: &TcpListener, port: u16) -> std::io::Result<()> {
+    let client = TcpStream::connect(("127.0.0.1", port))?;
+    let (server, _) = listener.accept()?;
+    close_now(client);
+    close_now(server);
+    Ok(())
+}
+
 fn walk(dir: &Path) -> u64 {
     let mut count = 0;
     if let Ok(entries) = std::fs::read_dir(dir) {
@@ -77,9 +87,10 @@ fn run(args: &[String]) -> anyhow::Result<String> {
         }
         Some("connect") => {
             let (n, port) = (num(1)?, num(2)? as u16);
+            let listener = TcpListener::bind(("127.0.0.1", port))?;
             let start = Instant::now();
             for _ in 0..n {
-                close_now(TcpStream::connect(("127.0.0.1", port))?);
+                connect_once(&listener, port)?;
             }
             per_op(start, n)
         }
@@ -125,12 +136,13 @@ fn run(args: &[String]) -> anyhow::Result<String> {
         }
         Some("until-eperm") => {
             let port = num(1)? as u16;
+            let listener = TcpListener::bind(("127.0.0.1", port))?;
             println!("ready");
             std::io::stdout().flush()?;
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
-                match TcpStream::connect(("127.0.0.1", port)) {
-                    Ok(stream) => close_now(stream),
+                match connect_once(&listener, port) {
+                    Ok(()) => {}
                     Err(err) if err.raw_os_error() == Some(libc::EPERM) => break format!("{}", monotonic_ns()),
                     Err(err) => bail!("connect: {err}"),
                 }
