@@ -131,6 +131,9 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Pipeline> {
         None if best > 0.0 => Some(step(ctx, &guard, &grant, double_target, millis, &mut tail)?),
         None => None,
     };
+    // The step at double rate may itself be lossless (then it is the best one seen).
+    let best =
+        steps.iter().chain(at_double.iter()).filter(|s| s.lost == 0).map(|s| s.achieved_rate).fold(best, f64::max);
     let (_, _, hwm) = proc_usage(guard.pid())?;
     guard.stop()?;
     Ok(Pipeline { steps, max_zero_loss_rate: best, at_double, daemon_peak_rss_kib: hwm })
