@@ -36,7 +36,7 @@ pub struct Pipeline {
     pub daemon_peak_rss_kib: u64,
 }
 
-/// Counts lines of the events file containing `needle`, reading only what was appended.
+/// Counts `file.open` lines of the events file containing `needle`, reading only what was appended.
 struct Tail {
     offset: u64,
     partial: String,
@@ -54,7 +54,8 @@ impl Tail {
         self.partial.push_str(&text);
         let complete = self.partial.rfind('\n').map_or(0, |i| i + 1);
         let lines = &self.partial[..complete];
-        let n = lines.lines().filter(|l| l.contains(needle)).count() as u64;
+        // The flood's own events only (not the task's open and close).
+        let n = lines.lines().filter(|l| l.contains(needle) && l.contains("\"kind\":\"file.open\"")).count() as u64;
         self.partial = self.partial[complete..].to_string();
         n
     }
