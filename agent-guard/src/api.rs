@@ -67,6 +67,10 @@ pub enum RequestBody {
         id: u32,
     },
     ListApprovals,
+    /// From inside a task: the step the agent is taking now. Never changes the grant.
+    DeclareIntent {
+        intent: String,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -126,6 +130,8 @@ pub struct TaskInfo {
     pub parent: Option<u32>,
     pub agent: String,
     pub intent: String,
+    /// The step the agent declared last (`agent-guard intent`), if any.
+    pub step_intent: Option<String>,
     pub grant: String,
     pub grant_source: String,
     pub mode: String,

@@ -3,6 +3,7 @@
 mod approval;
 mod daemon;
 mod grant;
+mod intent;
 mod policy;
 mod run;
 mod status;
@@ -47,6 +48,8 @@ enum Command {
         #[command(subcommand)]
         command: policy::Command,
     },
+    /// Inside a task: declare the step the agent is taking (carried by the task's next events).
+    Intent(intent::Args),
     /// Let an action held by an `ask` rule continue.
     Approve(approval::Approve),
     /// Refuse an action held by an `ask` rule (it fails with EPERM).
@@ -63,6 +66,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::main(&cli.socket, args),
         Command::Policy { command } => policy::main(command),
         Command::Grant { command } => grant::main(&cli.socket, command),
+        Command::Intent(args) => intent::main(&cli.socket, args),
         Command::Approve(args) => approval::approve(&cli.socket, args),
         Command::Deny(args) => approval::deny(&cli.socket, args),
         Command::Approvals(args) => approval::list(&cli.socket, args),

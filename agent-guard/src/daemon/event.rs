@@ -48,6 +48,9 @@ pub enum Kind {
     TaskClose,
     #[serde(rename = "task.stop")]
     TaskStop,
+    /// The agent declared a step (`task.step` and `reason` hold it).
+    #[serde(rename = "task.intent")]
+    TaskIntent,
     #[serde(rename = "grant.revoke")]
     GrantRevoke,
     #[serde(rename = "grant.extend")]
@@ -132,6 +135,9 @@ pub struct TaskRef {
     /// The task that opened this one (delegation), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<u32>,
+    /// The step the agent declared last (`agent-guard intent`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]

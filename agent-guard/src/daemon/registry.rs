@@ -52,6 +52,7 @@ impl Task {
             intent: self.info.intent.clone(),
             grant: self.info.grant.clone(),
             parent: self.info.parent,
+            step: self.info.step_intent.clone(),
         }
     }
 }
@@ -460,6 +461,7 @@ impl Registry {
             parent,
             agent,
             intent: req.intent,
+            step_intent: None,
             grant: grant.metadata.name.clone(),
             grant_source,
             mode: if grant.spec.mode == Mode::Audit { "audit" } else { "enforce" }.into(),
@@ -518,6 +520,28 @@ impl Registry {
             _ => "its last process exited".into(),
         });
         self.sink.send(event);
+    }
+
+    /// Records the step a task's process declares; the task's later events carry it.
+    pub fn declare_intent(&mut self, pid: u32, intent: String) -> Result<TaskInfo, Refusal> {
+        check_label("intent", &intent, 4096)?;
+        let id = self.kernel.task_of(pid).ok_or_else(|| {
+            refuse(
+                ErrorCode::BadRequest,
+                format!("process {pid} is not in a task: a step intent is declared from inside one"),
+            )
+        })?;
+        let task = self.tasks.get_mut(&id).ok_or_else(|| refuse(ErrorCode::NotFound, format!("no task {id}")))?;
+        if task.info.ended.is_some() {
+            return Err(refuse(ErrorCode::BadRequest, format!("task {id} has ended")));
+        }
+        task.info.step_intent = Some(intent.clone());
+        let mut event = Event::new(Kind::TaskIntent, &self.host, SystemTime::now());
+        event.task = Some(task.task_ref());
+        event.enforcement = Some("none".into());
+        event.reason = Some(format!("process {pid} declared: {intent}"));
+        self.sink.send(event);
+        Ok(self.info(id).expect("task exists"))
     }
 
     /// Open sub-tasks of `id`.

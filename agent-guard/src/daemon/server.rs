@@ -55,14 +55,15 @@ fn handle_line(line: &str, peer_pid: u32, peer_uid: u32, registry: &Mutex<Regist
     };
     let mut reg = registry.lock().expect("registry lock is never poisoned");
     // A tagged process may only open a sub-task (a subset of its own grant, checked by the
-    // registry): anything else would let an agent stop, extend, approve or revoke.
+    // registry) and declare its step: anything else would let an agent stop, extend, approve
+    // or revoke.
     if let Some(task) = reg.kernel.task_of(peer_pid)
-        && !matches!(request.body, RequestBody::OpenTask { .. })
+        && !matches!(request.body, RequestBody::OpenTask { .. } | RequestBody::DeclareIntent { .. })
     {
         return ResponseBody::Error {
             code: ErrorCode::Forbidden,
             message: format!(
-                "process {peer_pid} belongs to task {task}: inside a task only `agent-guard run` (a sub-task) is allowed"
+                "process {peer_pid} belongs to task {task}: inside a task only `agent-guard run` (a sub-task) and `agent-guard intent` are allowed"
             ),
         };
     }
@@ -107,5 +108,8 @@ fn handle_line(line: &str, peer_pid: u32, peer_uid: u32, registry: &Mutex<Regist
             .decide(id, false, None, &format!("process {peer_pid} (uid {peer_uid})"))
             .map_or_else(error, |approval| ResponseBody::Approval { approval }),
         RequestBody::ListApprovals => ResponseBody::Approvals { approvals: reg.approvals() },
+        RequestBody::DeclareIntent { intent } => {
+            reg.declare_intent(peer_pid, intent).map_or_else(error, |task| ResponseBody::Task { task })
+        }
     }
 }
