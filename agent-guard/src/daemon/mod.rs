@@ -160,7 +160,8 @@ pub async fn run(
     for warning in &kernel.warnings {
         tracing::warn!("{warning}");
     }
-    let (sink, writer) = output::start(Outputs { stdout: config.stdout, file: config.events_file.clone() })?;
+    let (sink, kernel_sink, writer) =
+        output::start(Outputs { stdout: config.stdout, file: config.events_file.clone() })?;
     let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
     let enforcement = kernel.enforcement.clone();
     let registry = Arc::new(Mutex::new(Registry::new(
@@ -185,7 +186,7 @@ pub async fn run(
     // SAFETY: the ring buffer owns its fd for as long as the AsyncFd lives.
     let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
         .map_err(|err| DaemonError::RingBuffer(err.into()))?;
-    let reader = tokio::spawn(read_events(ring, registry.clone()));
+    let reader = tokio::spawn(read_events(ring, registry.clone(), kernel_sink));
     let drops = tokio::spawn(watch_drops(registry.clone()));
     let reloads = tokio::spawn(reload::watch(config.policy_dir.clone(), registry.clone()));
 
@@ -241,7 +242,14 @@ async fn remove_cgroups(base: &std::path::Path) {
     tracing::warn!(path = %base.display(), "task cgroups still busy at shutdown; left in place");
 }
 
-async fn read_events(mut ring: AsyncFd<RingBuf<MapData>>, registry: Arc<Mutex<Registry>>) {
+/// Decodes kernel records into events. A record is only taken off the ring buffer once the
+/// kernel-event queue has room for its event (see output.rs): under a flood, the backlog stays
+/// in the ring buffer, and what does not fit there is counted by the kernel.
+async fn read_events(
+    mut ring: AsyncFd<RingBuf<MapData>>,
+    registry: Arc<Mutex<Registry>>,
+    kernel_sink: output::KernelSink,
+) {
     loop {
         let mut guard = match ring.readable_mut().await {
             Ok(guard) => guard,
@@ -251,7 +259,9 @@ async fn read_events(mut ring: AsyncFd<RingBuf<MapData>>, registry: Arc<Mutex<Re
             }
         };
         let ring = guard.get_inner_mut();
-        while let Some(item) = ring.next() {
+        loop {
+            let Ok(permit) = kernel_sink.reserve().await else { return };
+            let Some(item) = ring.next() else { break };
             let record = KernelEvent::try_from(&*item);
             drop(item);
             let record = match record {
@@ -265,7 +275,7 @@ async fn read_events(mut ring: AsyncFd<RingBuf<MapData>>, registry: Arc<Mutex<Re
             match decode::decode(&reg, record) {
                 Decoded::Event(event) => {
                     reg.count(&event);
-                    reg.sink.send(*event);
+                    permit.send(*event);
                 }
                 Decoded::TaskEmpty(id) => reg.close_task(id),
                 Decoded::TagLost { task_id, child, event } => {
