@@ -15,6 +15,8 @@
 //!   connect-twice ADDR GAP connect, sleep GAP seconds, connect: "FIRST SECOND"
 //!   connect-each ADDR[/udp].. a TCP connect (or UDP send) to each: one outcome per line
 //!   open-each PATH:r|w..   opens each existing PATH for reading or writing: one outcome per line
+//!   api-via-exited-child SOCKET JSON  makes a Unix socket, lets a forked child connect it to
+//!                          SOCKET and exit, then sends JSON on it: prints the reply line
 //!   exit N                 exits with status N
 //!   sleep SECS             sleeps
 //!   after SECS VERB ARGS   sleeps, then does VERB
@@ -156,6 +158,10 @@ fn act(args: &[String]) -> (String, i32) {
             outcome(if fd >= 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) })
         }
         Some("uring-open") => outcome(uring_open(args.get(1).unwrap_or_else(|| usage()))),
+        Some("api-via-exited-child") => {
+            let (socket, request) = (args.get(1).unwrap_or_else(|| usage()), args.get(2).unwrap_or_else(|| usage()));
+            (api_via_exited_child(socket, request), 0)
+        }
         Some("open-each") => {
             let lines: Vec<String> = args[1..]
                 .iter()
@@ -387,6 +393,41 @@ fn pipe() -> (std::fs::File, std::fs::File) {
 fn wait(pid: libc::pid_t) {
     let mut status = 0;
     unsafe { libc::waitpid(pid, &mut status, 0) };
+}
+
+/// The socket is created here, connected by a child that exits at once, then used here: the
+/// kernel's peer credentials name the (gone) child.
+fn api_via_exited_child(socket: &str, request: &str) -> String {
+    use std::{
+        io::{BufRead, BufReader},
+        os::{fd::FromRawFd, unix::net::UnixStream},
+    };
+    // SAFETY: plain socket/fork/connect/waitpid calls; the child only connects and _exits.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+        let mut addr: libc::sockaddr_un = std::mem::zeroed();
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (i, b) in socket.bytes().take(addr.sun_path.len() - 1).enumerate() {
+            addr.sun_path[i] = b as libc::c_char;
+        }
+        let child = libc::fork();
+        if child == 0 {
+            let rc = libc::connect(fd, (&raw const addr).cast(), size_of::<libc::sockaddr_un>() as libc::socklen_t);
+            libc::_exit(if rc == 0 { 0 } else { 1 });
+        }
+        let mut status = 0;
+        libc::waitpid(child, &mut status, 0);
+        if libc::WEXITSTATUS(status) != 0 {
+            return "error connect".into();
+        }
+        let stream = UnixStream::from_raw_fd(fd);
+        if (&stream).write_all(format!("{request}\n").as_bytes()).is_err() {
+            return "error write".into();
+        }
+        let mut line = String::new();
+        let _ = BufReader::new(&stream).read_line(&mut line);
+        line.trim().to_string()
+    }
 }
 
 fn usage() -> ! {

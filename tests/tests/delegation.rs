@@ -106,3 +106,24 @@ fn revoking_a_parent_revokes_its_sub_tasks() {
     assert_eq!(stdout(&agent.wait_with_output().unwrap()), "ok EPERM", "the sub-task lost its access with its parent");
     daemon.wait_event("sub-task revoke", |e| e["kind"] == "grant.revoke" && e["task"]["agent"] == "sub-bot");
 }
+
+#[test]
+fn a_socket_connected_by_an_exited_child_speaks_for_nobody() {
+    let daemon = Daemon::start();
+    let g = grant(daemon.dir.path(), "plain", "enforce", &[], "");
+    let request = r#"{"version":1,"op":"list_tasks"}"#;
+    let out = daemon.run(
+        "forking-bot",
+        "borrow a dead child's identity",
+        &g,
+        &[PROBE, "api-via-exited-child", daemon.socket.to_str().unwrap(), request],
+    );
+    let reply = stdout(&out);
+    assert!(reply.contains("\"forbidden\"") && reply.contains("has exited"), "{reply}");
+    // The same trick from an untagged process gets the same answer: the rule is about the peer.
+    let direct = std::process::Command::new(PROBE)
+        .args(["api-via-exited-child", daemon.socket.to_str().unwrap(), request])
+        .output()
+        .unwrap();
+    assert!(stdout(&direct).contains("has exited"), "{direct:?}");
+}

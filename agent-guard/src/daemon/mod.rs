@@ -8,6 +8,7 @@ mod decode;
 pub mod event;
 mod kernel;
 mod output;
+mod peer;
 mod registry;
 mod reload;
 mod server;

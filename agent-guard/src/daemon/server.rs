@@ -9,25 +9,37 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::UnixStream;
 use tokio_util::codec::{Framed, LinesCodec};
 
-use super::registry::{GrantRequest, OpenRequest, Refusal, Registry};
+use super::{
+    peer::Peer,
+    registry::{GrantRequest, OpenRequest, Refusal, Registry},
+};
 use crate::api::{API_VERSION, ErrorCode, Request, RequestBody, Response, ResponseBody};
 
 /// Longest request line accepted (a grant file travels inside one).
 const MAX_LINE: usize = 4 * 1024 * 1024;
 
 pub async fn serve_connection(stream: UnixStream, registry: Arc<Mutex<Registry>>) {
-    let (peer_pid, peer_uid) = match stream.peer_cred().map(|cred| (cred.pid(), cred.uid())) {
-        Ok((Some(pid), uid)) if pid > 0 => (pid as u32, uid),
-        _ => {
-            tracing::warn!("API connection without a peer pid: closed");
+    let uid = match stream.peer_cred() {
+        Ok(cred) => cred.uid(),
+        Err(err) => {
+            tracing::warn!(%err, "API connection without peer credentials: closed");
             return;
         }
     };
+    // Fail closed: a caller the kernel cannot name exactly gets nothing.
+    let Some(peer) = Peer::of(&stream, uid) else {
+        tracing::warn!("API connection without a peer pidfd (SO_PEERPIDFD needs Linux 6.5+): closed");
+        return;
+    };
     let mut lines = Framed::new(stream, LinesCodec::new_with_max_length(MAX_LINE));
     while let Some(line) = lines.next().await {
-        let body = match line {
-            Ok(line) => handle_line(&line, peer_pid, peer_uid, &registry),
-            Err(err) => ResponseBody::Error { code: ErrorCode::BadRequest, message: err.to_string() },
+        let body = match (line, peer.pid()) {
+            (Ok(line), Some(pid)) => handle_line(&line, pid, peer.uid, &registry),
+            (Ok(_), None) => ResponseBody::Error {
+                code: ErrorCode::Forbidden,
+                message: "the process that opened this connection has exited: requests on its socket are refused".into(),
+            },
+            (Err(err), _) => ResponseBody::Error { code: ErrorCode::BadRequest, message: err.to_string() },
         };
         let reply = serde_json::to_string(&Response { version: API_VERSION, body }).expect("responses serialize");
         if lines.send(reply).await.is_err() {

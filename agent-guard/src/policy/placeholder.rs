@@ -101,7 +101,8 @@ impl VarType {
                 value.starts_with('/')
                     && value.len() <= 200
                     && crate::grant::normalize_path("/", value) == value
-                    && value.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+@%=,~".contains(c))
+                    // No ',' (a flow sequence would split one rule into two), no YAML indicators.
+                    && value.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+@%=~".contains(c))
             }
             VarType::Name => {
                 !value.is_empty()
@@ -115,7 +116,7 @@ impl VarType {
         }
         Err(match self {
             VarType::Path => format!(
-                "variable {variable}={value:?} must be an absolute, normalised path of letters, digits and /._-+@%=,~ (no wildcards)"
+                "variable {variable}={value:?} must be an absolute, normalised path of letters, digits and /._-+@%=~ (no wildcards)"
             ),
             VarType::Name => format!("variable {variable}={value:?} must be 1-63 letters, digits, '-', '_' or '.'"),
         })

@@ -68,6 +68,8 @@ fn template_variables_are_checked() {
     assert!(fill(&[("workspace", "/srv/../etc"), ("ticket", "1")]).contains("absolute, normalised path"));
     assert!(fill(&[("workspace", "/srv/w\n  - /"), ("ticket", "1")]).contains("absolute, normalised path"));
     assert!(fill(&[("workspace", "/srv/*"), ("ticket", "1")]).contains("no wildcards"));
+    // In an unquoted flow sequence a comma would make two rules of one value.
+    assert!(fill(&[("workspace", "/srv/a,/etc"), ("ticket", "1")]).contains("absolute, normalised path"));
     assert!(fill(&[("workspace", "/srv/w"), ("ticket", "a/b")]).contains("letters, digits"));
     assert!(fill(&[("workspace", "/w"), ("ticket", "1"), ("extra", "x")]).contains("has no variable \"extra\""));
     let other = set.task_grant("ticket-bot", Some("other"), &BTreeMap::new(), &[]).unwrap_err();
