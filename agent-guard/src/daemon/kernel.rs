@@ -284,9 +284,6 @@ impl Kernel {
         let result = self.try_put_grant(grant_id, grant);
         if result.is_err() {
             self.remove_grant(grant_id, grant);
-        } else {
-            self.used.path_rules += grant.paths.len();
-            self.used.net_rules += grant.nets.len();
         }
         result
     }
@@ -296,11 +293,14 @@ impl Kernel {
             self.path_rules
                 .insert(&PathKey { grant_id, _pad: 0, hash: *hash }, rule, 0)
                 .map_err(|source| KernelError::Map { name: maps::PATH_RULES, source })?;
+            // Counted as written, so a rollback after a partial write leaves the count right.
+            self.used.path_rules += 1;
         }
         for (len, addr, ports) in &grant.nets {
             self.net_rules
                 .insert(&net_key(grant_id, *len, addr), ports, 0)
                 .map_err(|source| KernelError::Map { name: maps::NET_RULES, source })?;
+            self.used.net_rules += 1;
         }
         Ok(())
     }

@@ -260,9 +260,7 @@ async fn read_events(
             }
         };
         let ring = guard.get_inner_mut();
-        loop {
-            let Ok(permit) = kernel_sink.reserve().await else { return };
-            let Some(item) = ring.next() else { break };
+        while let Some(item) = ring.next() {
             let record = KernelEvent::try_from(&*item);
             drop(item);
             let record = match record {
@@ -272,11 +270,22 @@ async fn read_events(
                     continue;
                 }
             };
+            // Actions wait for room in the bounded queue (backpressure); records that drive
+            // decisions (a held action, an untaggable child, an empty task, tampering) never wait.
+            let permit = if is_action(&record) {
+                let Ok(permit) = kernel_sink.reserve().await else { return };
+                Some(permit)
+            } else {
+                None
+            };
             let mut reg = registry.lock().expect("registry lock is never poisoned");
             match decode::decode(&reg, record) {
                 Decoded::Event(event) => {
                     reg.count(&event);
-                    permit.send(*event);
+                    match permit {
+                        Some(permit) => permit.send(*event),
+                        None => reg.sink.send(*event),
+                    }
                 }
                 Decoded::TaskEmpty(id) => reg.close_task(id),
                 Decoded::TagLost { task_id, child, event } => {
@@ -294,6 +303,12 @@ async fn read_events(
         }
         guard.clear_ready();
     }
+}
+
+/// A reported file, exec or network action (not one held for a human).
+fn is_action(record: &KernelEvent) -> bool {
+    matches!(record, KernelEvent::Net(_) | KernelEvent::File(_) | KernelEvent::Exec(_))
+        && record.header().verdict != agent_guard_common::event::VERDICT_ASK
 }
 
 /// Once a second: reports kernel-side event losses, and closes tasks whose "empty" record

@@ -133,6 +133,11 @@ fn live_of(kernel: &Kernel, task: &Task) -> u64 {
     kernel.live_processes(task.info.id).saturating_sub(task.moved_out)
 }
 
+/// Limits on delegation, so that an agent cannot exhaust the task and rule maps other agents
+/// need, nor make the registry walk an unbounded tree.
+const MAX_SUB_TASK_DEPTH: usize = 8;
+const MAX_SUB_TASKS: usize = 64;
+
 fn check_label(what: &str, value: &str, max: usize) -> Result<(), Refusal> {
     if value.trim().is_empty() || value.len() > max || value.chars().any(char::is_control) {
         return Err(refuse(ErrorCode::BadRequest, format!("{what} must be 1-{max} bytes of printable text")));
@@ -395,6 +400,14 @@ impl Registry {
                 ));
             }
             let mut problems = crate::grant::excess(&grant.spec, &parent_task.grant.spec);
+            let (depth, root) = self.ancestry(parent_id);
+            if depth >= MAX_SUB_TASK_DEPTH {
+                problems.push(format!("sub-tasks nest at most {MAX_SUB_TASK_DEPTH} deep"));
+            }
+            let open = self.descendants(root).into_iter().filter(|d| self.tasks[d].info.ended.is_none()).count();
+            if open >= MAX_SUB_TASKS {
+                problems.push(format!("task {root} already has {open} open sub-tasks (at most {MAX_SUB_TASKS})"));
+            }
             let left = Duration::from_nanos(left_ns);
             if req.ttl.is_some_and(|t| t > left) {
                 problems.push(format!(
@@ -499,8 +512,12 @@ impl Registry {
         if task.info.ended.is_some() {
             return;
         }
-        // A fork may have raced the report: only close when the kernel agrees it is empty.
-        if task.info.state == TaskState::Open && live_of(&self.kernel, task) != 0 {
+        // A fork may have raced the report: only close when the kernel agrees it is empty. A
+        // task with open sub-tasks stays open too, so that stopping or revoking it still
+        // reaches them (the 1 s sweep closes it once they are gone).
+        let has_open_children = self.tasks.values().any(|t| t.info.parent == Some(id) && t.info.ended.is_none());
+        let task = self.tasks.get_mut(&id).expect("checked above");
+        if task.info.state == TaskState::Open && (live_of(&self.kernel, task) != 0 || has_open_children) {
             return;
         }
         let now = SystemTime::now();
@@ -542,6 +559,29 @@ impl Registry {
         event.reason = Some(format!("process {pid} declared: {intent}"));
         self.sink.send(event);
         Ok(self.info(id).expect("task exists"))
+    }
+
+    /// How many ancestors `id` has, and the top one (itself when it has none).
+    fn ancestry(&self, id: u32) -> (usize, u32) {
+        let (mut depth, mut top) = (0, id);
+        while let Some(parent) = self.tasks.get(&top).and_then(|t| t.info.parent) {
+            depth += 1;
+            top = parent;
+        }
+        (depth, top)
+    }
+
+    /// Every task below `id`, open or not.
+    fn descendants(&self, id: u32) -> Vec<u32> {
+        let mut found = Vec::new();
+        let mut queue = vec![id];
+        while let Some(next) = queue.pop() {
+            for t in self.tasks.values().filter(|t| t.info.parent == Some(next)) {
+                found.push(t.info.id);
+                queue.push(t.info.id);
+            }
+        }
+        found
     }
 
     /// Open sub-tasks of `id`.

@@ -37,7 +37,8 @@ pub async fn serve_connection(stream: UnixStream, registry: Arc<Mutex<Registry>>
             (Ok(line), Some(pid)) => handle_line(&line, pid, peer.uid, &registry),
             (Ok(_), None) => ResponseBody::Error {
                 code: ErrorCode::Forbidden,
-                message: "the process that opened this connection has exited: requests on its socket are refused".into(),
+                message: "the process that opened this connection has exited: requests on its socket are refused"
+                    .into(),
             },
             (Err(err), _) => ResponseBody::Error { code: ErrorCode::BadRequest, message: err.to_string() },
         };
