@@ -34,13 +34,14 @@ fn a_sub_task_gets_a_subset_of_its_parents_grant_and_names_its_parent() {
     let out = daemon.run("lead-bot", "plans and delegates", &parent, &argv);
     assert_eq!(stdout(&out), "ok\nEPERM", "the sub-task lost port {b}: {out:?}");
     let lead = daemon.wait_event("parent open", |e| e["kind"] == "task.open" && e["task"]["agent"] == "lead-bot");
-    let sub = daemon.wait_event("sub-task open", |e| e["kind"] == "task.open" && e["task"]["agent"] == "sub-bot");
+    let sub =
+        daemon.wait_event("sub-task open", |e| e["kind"] == "task.open" && e["task"]["agent"] == "lead-bot/sub-bot");
     assert_eq!(sub["task"]["parent"], lead["task"]["id"]);
     let denied = daemon.wait_event("sub-task denial", |e| e["kind"] == "network.connect");
-    assert_eq!(denied["task"]["agent"], "sub-bot");
+    assert_eq!(denied["task"]["agent"], "lead-bot/sub-bot", "a sub-agent is named under its parent agent");
     assert_eq!(denied["task"]["parent"], lead["task"]["id"], "events of a sub-task name its parent");
     // Both close once their processes are gone (the parent's count excludes the moved process).
-    daemon.wait_event("sub-task close", |e| e["kind"] == "task.close" && e["task"]["agent"] == "sub-bot");
+    daemon.wait_event("sub-task close", |e| e["kind"] == "task.close" && e["task"]["agent"] == "lead-bot/sub-bot");
     daemon.wait_event("parent close", |e| e["kind"] == "task.close" && e["task"]["agent"] == "lead-bot");
 }
 
@@ -99,12 +100,12 @@ fn revoking_a_parent_revokes_its_sub_tasks() {
         .spawn()
         .unwrap();
     let lead = daemon.wait_event("parent open", |e| e["kind"] == "task.open" && e["task"]["agent"] == "lead-bot");
-    daemon.wait_event("sub-task open", |e| e["kind"] == "task.open" && e["task"]["agent"] == "sub-bot");
+    daemon.wait_event("sub-task open", |e| e["kind"] == "task.open" && e["task"]["agent"] == "lead-bot/sub-bot");
     std::thread::sleep(std::time::Duration::from_millis(500));
     let revoke = daemon.cli(&["grant", "revoke", &lead["task"]["id"].to_string()]);
     assert!(revoke.status.success(), "{revoke:?}");
     assert_eq!(stdout(&agent.wait_with_output().unwrap()), "ok EPERM", "the sub-task lost its access with its parent");
-    daemon.wait_event("sub-task revoke", |e| e["kind"] == "grant.revoke" && e["task"]["agent"] == "sub-bot");
+    daemon.wait_event("sub-task revoke", |e| e["kind"] == "grant.revoke" && e["task"]["agent"] == "lead-bot/sub-bot");
 }
 
 #[test]

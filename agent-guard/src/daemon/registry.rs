@@ -382,7 +382,7 @@ impl Registry {
         }
         check_label("intent", &req.intent, 4096)?;
         let id = self.next_id;
-        let (mut grant, grant_source, agent, mut ttl, max_ttl) = self.resolve_grant(&req, id)?;
+        let (mut grant, grant_source, mut agent, mut ttl, max_ttl) = self.resolve_grant(&req, id)?;
         let now_ns = boot_ns_now();
         let mut latest_ns = max_ttl.map(|max| now_ns.saturating_add(max.as_nanos() as u64));
 
@@ -424,6 +424,10 @@ impl Registry {
             }
             ttl = ttl.min(left);
             latest_ns = Some(latest_ns.unwrap_or(u64::MAX).min(parent_task.expires_ns));
+            // An agent names its sub-agents, under its own name: it cannot pass for another.
+            if agent != parent_task.info.agent {
+                agent = format!("{}/{agent}", parent_task.info.agent);
+            }
             grant.spec = crate::grant::with_restrictions(&grant.spec, &parent_task.grant.spec);
         }
         let compiled = CompiledGrant::compile(&grant)
