@@ -211,7 +211,12 @@ fn decide_exec(task: &CurrentTask, file: *const u8, open: bool) -> Verdict {
     let mut decision = decision_for(task, bits, path_flags, ACCESS_EXEC);
     if open {
         decision = match decision {
-            Decision::OutOfScope => decision_for(task, bits, path_flags, ACCESS_READ),
+            // Read alone lets the kernel open the binary (bprm_check_security still refuses the
+            // exec); a read rule that asks is not an exec question: out of scope here.
+            Decision::OutOfScope => match decision_for(task, bits, path_flags, ACCESS_READ) {
+                Decision::Ask => Decision::OutOfScope,
+                d => d,
+            },
             Decision::Ask | Decision::Flag => Decision::Allow,
             d => d,
         };
