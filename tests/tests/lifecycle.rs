@@ -166,3 +166,17 @@ fn kernel_events_lost_to_a_full_ring_buffer_are_counted_and_reported() {
     assert_eq!(status["events_dropped"], dropped);
     assert!(daemon.stop().success());
 }
+
+#[test]
+fn an_idle_api_client_does_not_keep_the_daemon_from_stopping() {
+    let mut daemon = Daemon::start();
+    // A client that connects and says nothing, for as long as it likes.
+    let idle = std::os::unix::net::UnixStream::connect(&daemon.socket).unwrap();
+    let started = std::time::Instant::now();
+    assert!(daemon.stop().success());
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "stopped in {:?}", started.elapsed());
+    let stop = daemon.wait_event("guard.stop", |e| e["kind"] == "guard.stop");
+    assert_eq!(stop["reason"], "shutdown signal");
+    assert!(daemon.stderr().contains("all programs detached"), "{}", daemon.stderr());
+    drop(idle);
+}

@@ -192,19 +192,26 @@ pub async fn run(
     let reloads = tokio::spawn(reload::watch(config.policy_dir.clone(), registry.clone()));
 
     tokio::pin!(shutdown);
+    // Connections are tracked so that shutdown can close them: an idle client must not keep
+    // the registry (and with it the programs and the event writer) alive.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => { tokio::spawn(server::serve_connection(stream, registry.clone())); }
+                Ok((stream, _)) => { connections.spawn(server::serve_connection(stream, registry.clone())); }
                 Err(err) => tracing::warn!(%err, "accept failed"),
             },
+            // Reap finished connections as they end.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
 
-    reader.abort();
-    drops.abort();
-    reloads.abort();
+    connections.shutdown().await;
+    for task in [reader, drops, reloads] {
+        task.abort();
+        let _ = task.await;
+    }
     {
         let mut reg = registry.lock().expect("registry lock is never poisoned");
         report_drops(&mut reg);
