@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use crate::{
     grant::CompiledGrant,
-    policy::{PolicyDocument, PolicySet, json_schema},
+    policy::{PolicyDocument, PolicySet, json_schema, policy_files},
 };
 
 #[derive(clap::Subcommand)]
@@ -85,13 +85,7 @@ fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-                .map_err(|e| format!("policy directory {}: {e}", path.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
-                .collect();
-            entries.sort();
-            files.extend(entries);
+            files.extend(policy_files(path).map_err(|e| format!("policy directory {}: {e}", path.display()))?);
         } else {
             files.push(path.clone());
         }

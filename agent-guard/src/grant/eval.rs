@@ -43,7 +43,7 @@ impl Grant {
         };
         let rule = self.path_lists().into_iter().filter(|(_, bit, _)| need & bit != 0).find_map(|(rules, _, list)| {
             let rule = rules.iter().find(|r| r.action == action && r.target.matches(path))?;
-            Some(format!("{list} {} ({action:?})", rule.target).to_lowercase())
+            Some(format!("{list} {} ({})", rule.target, action.name()))
         });
         (decision, rule)
     }
@@ -60,7 +60,7 @@ impl Grant {
     /// "network.connect[3] 10.0.0.0/8:443 (deny)", for events.
     pub fn net_rule_name(&self, index: usize) -> Option<String> {
         let rule = self.spec.network.connect.get(index)?;
-        Some(format!("network.connect[{index}] {} ({})", rule.target, format!("{:?}", rule.action).to_lowercase()))
+        Some(format!("network.connect[{index}] {} ({})", rule.target, rule.action.name()))
     }
 }
 

@@ -149,8 +149,8 @@ impl GrantSpec {
                     return Err(format!(
                         "{list}: {} is listed as both {} and {}: keep one",
                         rule.target,
-                        format!("{other:?}").to_lowercase(),
-                        format!("{:?}", rule.action).to_lowercase()
+                        other.name(),
+                        rule.action.name()
                     ));
                 }
             }

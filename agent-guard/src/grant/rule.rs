@@ -32,6 +32,18 @@ pub enum RuleAction {
     Deny,
 }
 
+impl RuleAction {
+    /// As written in policy files.
+    pub fn name(self) -> &'static str {
+        match self {
+            RuleAction::Allow => "allow",
+            RuleAction::Flag => "flag",
+            RuleAction::Ask => "ask",
+            RuleAction::Deny => "deny",
+        }
+    }
+}
+
 /// What a rule applies to; `KEY` names it in the map form.
 pub trait RuleTarget: FromStr<Err: fmt::Display> + fmt::Display + Clone + schemars::JsonSchema {
     const KEY: &'static str;

@@ -12,7 +12,7 @@ mod template;
 use serde::Deserialize;
 
 pub use profile::AgentProfile;
-pub use set::PolicySet;
+pub use set::{PolicySet, policy_files};
 pub use template::GrantTemplate;
 
 use crate::grant::{Grant, GrantError};

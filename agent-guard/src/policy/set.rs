@@ -34,17 +34,11 @@ impl PolicySet {
     /// Reads every `*.yaml`/`*.yml` file of `dir` (not recursive, in name order). A missing
     /// directory is an empty set; every problem found is returned, not just the first.
     pub fn load_dir(dir: &Path) -> Result<PolicySet, Vec<String>> {
-        let entries = match std::fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(PolicySet::default()),
-            Err(err) => return Err(vec![format!("policy directory {}: {err}", dir.display())]),
-        };
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
-            .collect();
-        files.sort();
-        Self::load_files(&files)
+        match policy_files(dir) {
+            Ok(files) => Self::load_files(&files),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(PolicySet::default()),
+            Err(err) => Err(vec![format!("policy directory {}: {err}", dir.display())]),
+        }
     }
 
     pub fn load_files(files: &[PathBuf]) -> Result<PolicySet, Vec<String>> {
@@ -110,7 +104,7 @@ impl PolicySet {
                     )),
                     // The base grant and the template must make one valid grant together.
                     Some(template) => {
-                        if let Err(err) = merge(profile, &template.spec.grant) {
+                        if let Err(err) = merge(profile, &template.spec.grant).and_then(|spec| compile(profile, spec)) {
                             errors.push(format!(
                                 "policy {file}: AgentProfile {} with template {name}: {err}",
                                 profile.metadata.name
@@ -166,11 +160,22 @@ impl PolicySet {
     }
 }
 
+/// The `*.yaml` / `*.yml` files of `dir` (not recursive), in name order.
+pub fn policy_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 fn list(names: &[&str]) -> String {
     if names.is_empty() { "none".into() } else { names.join(", ") }
 }
 
-/// A template's grant with the profile's base rules added; validated and compiled.
+/// A template's grant with the profile's base rules added, validated. (Compiled when the
+/// policies load, and by the daemon when a task opens: not here.)
 fn merge(profile: &AgentProfile, grant: &GrantSpec) -> Result<GrantSpec, String> {
     let base = &profile.spec.base_grant;
     let mut spec = grant.clone();
@@ -182,12 +187,16 @@ fn merge(profile: &AgentProfile, grant: &GrantSpec) -> Result<GrantSpec, String>
         spec.ttl = Some(profile.spec.max_ttl);
     }
     spec.validate()?;
+    Ok(spec)
+}
+
+/// Whether the merged grant compiles (port rules per prefix, actions).
+fn compile(profile: &AgentProfile, spec: GrantSpec) -> Result<(), String> {
     let grant = Grant {
         api_version: crate::grant::ApiVersion::V1,
         kind: crate::grant::GrantKind::Grant,
         metadata: profile.metadata.clone(),
-        spec: spec.clone(),
+        spec,
     };
-    CompiledGrant::compile(&grant).map_err(|e| e.to_string())?;
-    Ok(spec)
+    CompiledGrant::compile(&grant).map(drop).map_err(|e| e.to_string())
 }
