@@ -79,28 +79,40 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Anonymous (heap) and file-backed resident memory of `pid`, KiB. The file-backed part holds
-/// the binary and the kernel ring buffer's pages mapped into the daemon (twice, for wrap-around).
-pub fn rss_split(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = |key: &str| {
-        status.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()?.parse().ok())
-    };
-    (kib("RssAnon:").unwrap_or(0), kib("RssFile:").unwrap_or(0))
+/// What /proc says of a process: CPU time and memory.
+pub struct Usage {
+    /// utime + stime, seconds.
+    pub cpu: f64,
+    /// Resident set now and at its peak, KiB.
+    pub rss_kib: u64,
+    pub hwm_kib: u64,
+    /// Of the resident set: anonymous (heap) and file-backed (the binary, and the kernel ring
+    /// buffer's pages mapped into the daemon twice, for wrap-around), KiB.
+    pub anon_kib: u64,
+    pub file_kib: u64,
 }
 
-/// (utime + stime) of `pid` in seconds, and its VmRSS and VmHWM in KiB.
-pub fn proc_usage(pid: u32) -> anyhow::Result<(f64, u64, u64)> {
+pub fn proc_usage(pid: u32) -> anyhow::Result<Usage> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let fields: Vec<&str> = stat[stat.rfind(')').context("stat")? + 2..].split_whitespace().collect();
     // SAFETY: sysconf with a valid name.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let cpu = (fields[11].parse::<f64>()? + fields[12].parse::<f64>()?) / hz;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = |key: &str| {
-        status.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()?.parse().ok())
+    let kib = |key: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
     };
-    Ok((cpu, kib("VmRSS:").unwrap_or(0), kib("VmHWM:").unwrap_or(0)))
+    Ok(Usage {
+        cpu,
+        rss_kib: kib("VmRSS:"),
+        hwm_kib: kib("VmHWM:"),
+        anon_kib: kib("RssAnon:"),
+        file_kib: kib("RssFile:"),
+    })
 }
 
 /// Kernel memory charged to the BPF maps `pid` holds (the `memlock` of each map fd), bytes.

@@ -8,7 +8,7 @@ use std::{
 use serde::Serialize;
 
 use crate::{
-    ctx::{Ctx, map_memory, proc_usage, rss_split},
+    ctx::{Ctx, map_memory, proc_usage},
     guard::{Guard, tagged, write_grant},
 };
 
@@ -27,7 +27,7 @@ pub struct Memory {
 pub fn run(ctx: &Ctx, tasks: usize) -> anyhow::Result<Memory> {
     let guard = Guard::start(&ctx.agent_guard, &ctx.dir, &["--max-tasks", &(tasks + 16).to_string()])?;
     let (grant, _) = write_grant(&ctx.dir, &ctx.bins, ctx.port, 10, "enforce")?;
-    let (_, idle, _) = proc_usage(guard.pid())?;
+    let idle = proc_usage(guard.pid())?.rss_kib;
     let started = Instant::now();
     let mut children: Vec<Child> = Vec::new();
     for i in 0..tasks {
@@ -57,8 +57,7 @@ pub fn run(ctx: &Ctx, tasks: usize) -> anyhow::Result<Memory> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let open_seconds = started.elapsed().as_secs_f64();
-    let (_, rss, _) = proc_usage(guard.pid())?;
-    let (anon, file) = rss_split(guard.pid());
+    let usage = proc_usage(guard.pid())?;
     let kernel = map_memory(guard.pid());
     guard.stop()?;
     for mut child in children {
@@ -67,9 +66,9 @@ pub fn run(ctx: &Ctx, tasks: usize) -> anyhow::Result<Memory> {
     Ok(Memory {
         tasks,
         daemon_rss_idle_kib: idle,
-        daemon_rss_with_tasks_kib: rss,
-        daemon_anon_with_tasks_kib: anon,
-        daemon_file_with_tasks_kib: file,
+        daemon_rss_with_tasks_kib: usage.rss_kib,
+        daemon_anon_with_tasks_kib: usage.anon_kib,
+        daemon_file_with_tasks_kib: usage.file_kib,
         kernel_map_bytes: kernel,
         open_seconds,
     })

@@ -64,7 +64,7 @@ impl Tail {
 fn step(ctx: &Ctx, guard: &Guard, grant: &Path, rate: u64, millis: u64, tail: &mut Tail) -> anyhow::Result<Step> {
     let agent = format!("flood-{rate}");
     let dropped0 = guard.status()?["events_dropped"].as_u64().unwrap_or(0);
-    let (cpu0, _, _) = proc_usage(guard.pid())?;
+    let cpu0 = proc_usage(guard.pid())?.cpu;
     let started = Instant::now();
     let cmd = vec![
         ctx.workload_path().display().to_string(),
@@ -94,7 +94,7 @@ fn step(ctx: &Ctx, guard: &Guard, grant: &Path, rate: u64, millis: u64, tail: &m
         std::thread::sleep(Duration::from_millis(50));
     }
     let wall = (started.elapsed() - last_change.elapsed().min(started.elapsed())).as_secs_f64().max(1e-3);
-    let (cpu1, _, _) = proc_usage(guard.pid())?;
+    let cpu1 = proc_usage(guard.pid())?.cpu;
     let dropped = guard.status()?["events_dropped"].as_u64().unwrap_or(0) - dropped0;
     Ok(Step {
         target_rate: rate,
@@ -135,7 +135,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Pipeline> {
     // The step at double rate may itself be lossless (then it is the best one seen).
     let best =
         steps.iter().chain(at_double.iter()).filter(|s| s.lost == 0).map(|s| s.achieved_rate).fold(best, f64::max);
-    let (_, _, hwm) = proc_usage(guard.pid())?;
+    let hwm = proc_usage(guard.pid())?.hwm_kib;
     guard.stop()?;
     Ok(Pipeline { steps, max_zero_loss_rate: best, at_double, daemon_peak_rss_kib: hwm })
 }

@@ -46,6 +46,12 @@ pub struct Outputs {
     pub file: Option<PathBuf>,
 }
 
+/// Appends `line`, flushing when the writer is about to wait.
+fn write_line(out: &mut impl Write, line: &str, flush: bool) -> std::io::Result<()> {
+    out.write_all(line.as_bytes())?;
+    if flush { out.flush() } else { Ok(()) }
+}
+
 /// Opens the outputs (so a bad path fails the start) and returns the control and kernel
 /// sinks and the writer task, which ends once both are dropped.
 pub fn start(outputs: Outputs) -> Result<(EventSink, KernelSink, tokio::task::JoinHandle<()>), OutputError> {
@@ -78,14 +84,11 @@ pub fn start(outputs: Outputs) -> Result<(EventSink, KernelSink, tokio::task::Jo
             let idle = control_rx.is_empty() && kernel_rx.is_empty();
             // The writes block; block_in_place lets the runtime move its other tasks away.
             tokio::task::block_in_place(|| {
-                if stdout
-                    && out.write_all(line.as_bytes()).and_then(|_| if idle { out.flush() } else { Ok(()) }).is_err()
-                {
+                if stdout && write_line(&mut out, &line, idle).is_err() {
                     tracing::warn!("cannot write event {} to stdout", event.event_id);
                 }
                 if let Some((path, writer)) = file.as_mut()
-                    && let Err(err) =
-                        writer.write_all(line.as_bytes()).and_then(|_| if idle { writer.flush() } else { Ok(()) })
+                    && let Err(err) = write_line(writer, &line, idle)
                 {
                     tracing::error!(path = %path.display(), %err, "cannot write event {}", event.event_id);
                 }
