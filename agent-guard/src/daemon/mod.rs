@@ -189,7 +189,7 @@ pub async fn run(
         .map_err(|err| DaemonError::RingBuffer(err.into()))?;
     let reader = tokio::spawn(read_events(ring, registry.clone(), kernel_sink));
     let drops = tokio::spawn(watch_drops(registry.clone()));
-    let reloads = tokio::spawn(reload::watch(config.policy_dir.clone(), registry.clone()));
+    let reloads = reload::start(config.policy_dir.clone(), registry.clone());
 
     tokio::pin!(shutdown);
     // Connections are tracked so that shutdown can close them: an idle client must not keep

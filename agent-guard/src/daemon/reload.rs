@@ -10,17 +10,22 @@ use std::{
 };
 
 use notify::{RecursiveMode, Watcher};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::{
+    signal::unix::{Signal, SignalKind, signal},
+    sync::mpsc::UnboundedReceiver,
+};
 
 use super::registry::Registry;
 
 /// Quiet time after the last change before reading the directory.
 const DEBOUNCE: Duration = Duration::from_millis(250);
 
-pub async fn watch(dir: PathBuf, registry: Arc<Mutex<Registry>>) {
-    let (tx, mut changes) = tokio::sync::mpsc::unbounded_channel::<()>();
-    // Kept alive for as long as this task runs.
-    let _watcher = match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+/// Installs the watcher and the SIGHUP handler now — before the daemon serves, so that no
+/// change made once it answers is missed and an early SIGHUP does not kill it (the default
+/// action) — and returns the task that reloads on them.
+pub fn start(dir: PathBuf, registry: Arc<Mutex<Registry>>) -> tokio::task::JoinHandle<()> {
+    let (tx, changes) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let watcher = match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok_and(|e| !e.kind.is_access()) {
             let _ = tx.send(());
         }
@@ -37,16 +42,24 @@ pub async fn watch(dir: PathBuf, registry: Arc<Mutex<Registry>>) {
             None
         }
     };
-    let mut hangup = match signal(SignalKind::hangup()) {
-        Ok(hangup) => hangup,
-        Err(err) => {
-            tracing::error!(%err, "cannot handle SIGHUP");
-            return;
-        }
-    };
+    let hangup = signal(SignalKind::hangup()).map_err(|err| tracing::error!(%err, "cannot handle SIGHUP")).ok();
+    tokio::spawn(async move {
+        // Kept alive for as long as this task runs.
+        let _watcher = watcher;
+        watch(changes, hangup, registry).await
+    })
+}
+
+async fn watch(mut changes: UnboundedReceiver<()>, mut hangup: Option<Signal>, registry: Arc<Mutex<Registry>>) {
     loop {
+        let signalled = async {
+            match hangup.as_mut() {
+                Some(hangup) => hangup.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         let why = tokio::select! {
-            _ = hangup.recv() => "SIGHUP",
+            _ = signalled => "SIGHUP",
             Some(()) = changes.recv() => {
                 // Let a burst of writes settle, and fold it into one reload.
                 while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, changes.recv()).await {}
