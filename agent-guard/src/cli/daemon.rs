@@ -9,16 +9,26 @@ use std::{
 use anyhow::{Context, bail};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::daemon::{DaemonConfig, MapSizes};
+use crate::daemon::{
+    DaemonConfig, MapSizes,
+    config::{ConfigFile, OutputConfig},
+};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Append events as JSON lines to this file.
-    #[arg(long, default_value = "/var/log/agent-guard/events.jsonl")]
-    events_file: PathBuf,
-    /// Do not write events to stdout.
+    /// Config file (YAML): outputs, audit store, metrics, flood control (docs/config.md). Without
+    /// one, events go to stdout and --events-file, and the audit store to its default path.
+    #[arg(long, conflicts_with_all = ["events_file", "no_stdout"])]
+    config: Option<PathBuf>,
+    /// Append events as JSON lines to this file (without --config).
+    #[arg(long)]
+    events_file: Option<PathBuf>,
+    /// Do not write events to stdout (without --config).
     #[arg(long)]
     no_stdout: bool,
+    /// Audit store database (overrides the config file's `auditStore.path`); `none` turns it off.
+    #[arg(long)]
+    audit_store: Option<PathBuf>,
     /// Group allowed to use the API socket (mode 0660); by default only root (mode 0600).
     #[arg(long)]
     socket_group: Option<String>,
@@ -92,9 +102,26 @@ pub fn main(socket: &Path, args: Args) -> anyhow::Result<ExitCode> {
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
+    let mut file = match &args.config {
+        Some(path) => ConfigFile::load(path)?,
+        None => {
+            let mut file = ConfigFile::default();
+            file.outputs.retain(|o| !(args.no_stdout && matches!(o, OutputConfig::Stdout(_))));
+            if let Some(path) = &args.events_file {
+                for output in &mut file.outputs {
+                    if let OutputConfig::File(f) = output {
+                        f.path = path.clone();
+                    }
+                }
+            }
+            file
+        }
+    };
+    if let Some(path) = args.audit_store {
+        file.audit_store.path = (path.as_os_str() != "none").then_some(path);
+    }
     let config = DaemonConfig {
-        stdout: !args.no_stdout,
-        events_file: Some(args.events_file),
+        file,
         map_sizes: MapSizes {
             proc_tags: args.max_processes,
             tasks: args.max_tasks,

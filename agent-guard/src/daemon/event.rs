@@ -4,7 +4,7 @@ use serde::Serialize;
 
 pub const SCHEMA: &str = "agent-guard.event/v1";
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Event {
     pub schema: &'static str,
     /// RFC 3339, UTC.
@@ -38,9 +38,53 @@ pub struct Event {
     /// The approval a held action waits for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<u32>,
+    /// Who asked for a control action (task open, stop, revoke, extend, approval), as the
+    /// kernel names the API caller (SO_PEERPIDFD, SO_PEERCRED).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor>,
+    /// On `task.open`: the grant as issued (after templates and profiles are applied).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant_spec: Option<crate::grant::GrantSpec>,
+    /// On `task.close` / `task.stop`: which of the grant's allow rules were used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// The event stands for `count` identical ones of one process (flood control).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub aggregated: bool,
 }
 
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+pub struct Actor {
+    pub pid: u32,
+    pub uid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+impl Actor {
+    pub fn new(pid: u32, uid: u32) -> Actor {
+        let user = nix::unistd::User::from_uid(uid.into()).ok().flatten().map(|u| u.name);
+        Actor { pid, uid, user }
+    }
+}
+
+impl std::fmt::Display for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.user {
+            Some(user) => write!(f, "process {} (uid {} {user})", self.pid, self.uid),
+            None => write!(f, "process {} (uid {})", self.pid, self.uid),
+        }
+    }
+}
+
+/// The grant's allow rules by use, in the notation of `Event::rule`.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+pub struct Usage {
+    pub used: Vec<String>,
+    pub unused: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub enum Kind {
     #[serde(rename = "task.open")]
     TaskOpen,
@@ -69,6 +113,13 @@ pub enum Kind {
     ProcessExec,
     #[serde(rename = "guard.events_dropped")]
     EventsDropped,
+    /// An output could not take `count` events (queue or spool full, or refused by the
+    /// receiver); `reason` names the output.
+    #[serde(rename = "guard.output_dropped")]
+    OutputDropped,
+    /// `count` delivery attempts of an output failed (they are retried, or counted as dropped).
+    #[serde(rename = "guard.output_failed")]
+    OutputFailed,
     #[serde(rename = "guard.tag_lost")]
     TagLost,
     /// A tagged process tried to signal or trace the daemon, or to use bpf(2): refused.
@@ -94,7 +145,7 @@ pub enum Kind {
     PolicyRejected,
 }
 
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
     Allowed,
@@ -104,14 +155,14 @@ pub enum Decision {
     Held,
 }
 
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PolicyDecision {
     Deny,
     Flag,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Process {
     pub pid: u32,
     pub tid: u32,
@@ -126,7 +177,7 @@ pub struct Process {
     pub argv: Option<Vec<String>>,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct TaskRef {
     pub id: u32,
     pub agent: String,
@@ -140,7 +191,7 @@ pub struct TaskRef {
     pub step: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Object {
     Network {
@@ -177,6 +228,10 @@ impl Event {
             reason: None,
             count: None,
             approval: None,
+            actor: None,
+            grant_spec: None,
+            usage: None,
+            aggregated: false,
         }
     }
 }

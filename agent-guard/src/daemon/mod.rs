@@ -4,9 +4,12 @@
 mod btf;
 mod cgroup;
 mod clock;
+pub mod config;
 mod decode;
 pub mod event;
 mod kernel;
+mod metrics;
+mod ocsf;
 mod output;
 mod peer;
 mod registry;
@@ -32,7 +35,6 @@ pub use kernel::MapSizes;
 use self::{
     decode::Decoded,
     event::{Event, Kind},
-    output::Outputs,
     registry::Registry,
 };
 
@@ -72,6 +74,8 @@ pub enum DaemonError {
     Cgroup(#[from] cgroup::CgroupError),
     #[error(transparent)]
     Output(#[from] output::OutputError),
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
     #[error("ring buffer {0}")]
     RingBuffer(std::io::Error),
     #[error("policy directory {dir} does not validate: {}", errors.join("; "))]
@@ -114,10 +118,8 @@ fn level_of(name: &str) -> Level {
 }
 
 pub struct DaemonConfig {
-    /// Events as JSON lines on stdout.
-    pub stdout: bool,
-    /// Events as JSON lines appended to this file.
-    pub events_file: Option<PathBuf>,
+    /// Outputs, audit store, metrics and flood control (the config file, or its defaults).
+    pub file: config::ConfigFile,
     pub map_sizes: MapSizes,
     /// Name of the cgroup directory (under the cgroup v2 root) that holds the task cgroups.
     pub cgroup_name: String,
@@ -161,9 +163,11 @@ pub async fn run(
     for warning in &kernel.warnings {
         tracing::warn!("{warning}");
     }
-    let (sink, kernel_sink, writer) =
-        output::start(Outputs { stdout: config.stdout, file: config.events_file.clone() })?;
     let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    let metrics = metrics::Metrics::default();
+    let hub =
+        output::start(&config.file.outputs, Vec::new(), config.file.aggregation.window, host.clone(), metrics.clone())?;
+    let (sink, kernel_sink, writer) = (hub.sink, hub.kernel, hub.task);
     let enforcement = kernel.enforcement.clone();
     let registry = Arc::new(Mutex::new(Registry::new(
         kernel,
@@ -190,6 +194,14 @@ pub async fn run(
     let reader = tokio::spawn(read_events(ring, registry.clone(), kernel_sink));
     let drops = tokio::spawn(watch_drops(registry.clone()));
     let reloads = reload::start(config.policy_dir.clone(), registry.clone());
+    let metrics_stop = tokio_util::sync::CancellationToken::new();
+    let metrics_server = match &config.file.metrics {
+        Some(m) => {
+            let stop = metrics_stop.clone();
+            Some(metrics::serve(m.listen, metrics, registry.clone(), async move { stop.cancelled().await }).await?)
+        }
+        None => None,
+    };
 
     tokio::pin!(shutdown);
     // Connections are tracked so that shutdown can close them: an idle client must not keep
@@ -208,6 +220,10 @@ pub async fn run(
     }
 
     connections.shutdown().await;
+    metrics_stop.cancel();
+    if let Some(server) = metrics_server {
+        let _ = server.await;
+    }
     for task in [reader, drops, reloads] {
         task.abort();
         let _ = task.await;
@@ -217,7 +233,7 @@ pub async fn run(
         report_drops(&mut reg);
         let open: Vec<u32> = reg.list().iter().filter(|t| t.ended.is_none()).map(|t| t.id).collect();
         for id in open {
-            let _ = reg.stop_task(id, "agent-guard is shutting down: its tasks cannot stay unguarded");
+            let _ = reg.stop_task(id, None, "agent-guard is shutting down: its tasks cannot stay unguarded");
         }
         let mut stop = Event::new(Kind::GuardStop, &reg.host, SystemTime::now());
         stop.reason = Some("shutdown signal".into());

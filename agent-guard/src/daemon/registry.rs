@@ -18,7 +18,7 @@ use super::{
     KernelError, cgroup,
     clock::{self, boot_ns_now},
     decode::{HeldAction, ProcCache, access_names},
-    event::{Decision, Event, Kind, TaskRef},
+    event::{Actor, Decision, Event, Kind, TaskRef},
     kernel::Kernel,
     output::EventSink,
 };
@@ -124,8 +124,8 @@ pub struct OpenRequest {
     pub intent: String,
     pub grant: GrantRequest,
     pub ttl: Option<Duration>,
-    /// The caller, from SO_PEERCRED.
-    pub pid: u32,
+    /// The caller, as the kernel names it (SO_PEERPIDFD, SO_PEERCRED).
+    pub actor: Actor,
 }
 
 /// Live processes of `task`: the kernel's count less those moved into sub-tasks.
@@ -256,7 +256,7 @@ impl Registry {
         id: u32,
         approve: bool,
         allow_for: Option<Duration>,
-        by: &str,
+        by: Option<&Actor>,
     ) -> Result<ApprovalInfo, Refusal> {
         let held = self.approvals.get(&id).ok_or_else(|| refuse(ErrorCode::NotFound, format!("no approval {id}")))?;
         if held.info.state != "pending" {
@@ -273,7 +273,7 @@ impl Registry {
         let held = self.approvals.get_mut(&id).expect("checked above");
         held.info.state = if approve {
             "approved"
-        } else if by.is_empty() {
+        } else if by.is_none() {
             "timed_out"
         } else {
             "denied"
@@ -288,18 +288,19 @@ impl Registry {
         );
         event.task = self.tasks.get(&info.task).map(Task::task_ref);
         event.approval = Some(id);
+        event.actor = by.cloned();
         event.decision = Some(if approve { Decision::Allowed } else { Decision::Denied });
         event.enforcement = Some("lsm".into());
         event.rule = Some("ask".into());
-        event.reason = Some(match (approve, by.is_empty(), allow_for) {
-            (true, _, Some(d)) => {
+        event.reason = Some(match (approve, by, allow_for) {
+            (true, Some(by), Some(d)) => {
                 format!("approved by {by} for {}: {} {}", humantime::format_duration(d), info.object, info.path)
             }
-            (true, _, None) => format!("approved by {by}: {} {}", info.object, info.path),
-            (false, true, _) => {
+            (true, Some(by), None) => format!("approved by {by}: {} {}", info.object, info.path),
+            (_, None, _) => {
                 format!("no answer within {}: refused", humantime::format_duration(self.approval_timeout))
             }
-            (false, false, _) => format!("denied by {by}: {} {}", info.object, info.path),
+            (false, Some(by), _) => format!("denied by {by}: {} {}", info.object, info.path),
         });
         self.sink.send(event);
         Ok(info)
@@ -315,7 +316,7 @@ impl Registry {
             .map(|(id, _)| *id)
             .collect();
         for id in late {
-            let _ = self.decide(id, false, None, "");
+            let _ = self.decide(id, false, None, None);
         }
         let (ended, kept): (Vec<_>, Vec<_>) = self.temporary.drain(..).partition(|t| t.until <= now);
         self.temporary = kept;
@@ -387,10 +388,10 @@ impl Registry {
         let mut latest_ns = max_ttl.map(|max| now_ns.saturating_add(max.as_nanos() as u64));
 
         // Inside a task: a sub-task, never broader than its parent and never outliving it.
-        let parent = self.kernel.task_of(req.pid);
+        let parent = self.kernel.task_of(req.actor.pid);
         if let Some(parent_id) = parent {
             let parent_task = self.tasks.get(&parent_id).ok_or_else(|| {
-                refuse(ErrorCode::Forbidden, format!("process {} belongs to unknown task {parent_id}", req.pid))
+                refuse(ErrorCode::Forbidden, format!("process {} belongs to unknown task {parent_id}", req.actor.pid))
             })?;
             let left_ns = parent_task.expires_ns.saturating_sub(now_ns);
             if parent_task.info.ended.is_some() || parent_task.info.revoked || left_ns == 0 {
@@ -460,11 +461,11 @@ impl Registry {
             rollback(&mut self.kernel, 0);
             return Err(err.into());
         }
-        if let Err(err) = cgroup::create_with(&cgroup, req.pid) {
+        if let Err(err) = cgroup::create_with(&cgroup, req.actor.pid) {
             rollback(&mut self.kernel, 2);
             return Err(refuse(ErrorCode::Kernel, err.to_string()));
         }
-        if let Err(err) = self.kernel.tag(req.pid, id) {
+        if let Err(err) = self.kernel.tag(req.actor.pid, id) {
             rollback(&mut self.kernel, 2);
             return Err(err.into());
         }
@@ -483,7 +484,7 @@ impl Registry {
             grant_source,
             mode: if grant.spec.mode == Mode::Audit { "audit" } else { "enforce" }.into(),
             state: TaskState::Open,
-            root_pid: req.pid,
+            root_pid: req.actor.pid,
             started: clock::rfc3339(started),
             expires: clock::rfc3339(started + ttl),
             ended: None,
@@ -495,6 +496,8 @@ impl Registry {
         let task = Task { info: info.clone(), grant, expires_ns, latest_ns, moved_out: 0, compiled, cgroup };
         let mut event = Event::new(Kind::TaskOpen, &self.host, started);
         event.task = Some(task.task_ref());
+        event.actor = Some(req.actor.clone());
+        event.grant_spec = Some(task.grant.spec.clone());
         event.decision = Some(Decision::Allowed);
         event.enforcement = Some("none".into());
         event.reason = Some(format!(
@@ -595,13 +598,13 @@ impl Registry {
 
     /// Revokes the grant in the kernel (before anything else), then kills the task's processes;
     /// its sub-tasks first.
-    pub fn stop_task(&mut self, id: u32, why: &str) -> Result<TaskInfo, Refusal> {
+    pub fn stop_task(&mut self, id: u32, by: Option<&Actor>, why: &str) -> Result<TaskInfo, Refusal> {
         let task = self.tasks.get(&id).ok_or_else(|| refuse(ErrorCode::NotFound, format!("no task {id}")))?;
         if task.info.state != TaskState::Open {
             return Ok(self.info(id).expect("task exists"));
         }
         for child in self.children(id) {
-            self.stop_task(child, &format!("its parent task {id} was stopped"))?;
+            self.stop_task(child, by, &format!("its parent task {id} was stopped"))?;
         }
         let task = &self.tasks[&id];
         self.kernel.revoke_task(id)?;
@@ -618,7 +621,11 @@ impl Registry {
         let mut event = Event::new(Kind::TaskStop, &self.host, SystemTime::now());
         event.task = Some(task.task_ref());
         event.enforcement = Some("none".into());
-        event.reason = Some(why.to_string());
+        event.actor = by.cloned();
+        event.reason = Some(match by {
+            Some(by) => format!("{why} by {by}"),
+            None => why.to_string(),
+        });
         self.sink.send(event);
         if self.live(id) == 0 {
             self.close_task(id);
@@ -669,7 +676,12 @@ impl Registry {
     }
 
     /// Revokes a task's grant, and its sub-tasks', in the kernel; in force when this returns.
-    pub fn revoke(&mut self, id: u32, by: &str) -> Result<TaskInfo, Refusal> {
+    pub fn revoke(&mut self, id: u32, by: &Actor) -> Result<TaskInfo, Refusal> {
+        self.revoke_from(id, by, None)
+    }
+
+    /// `cascade`: the parent task whose revocation reaches this one.
+    fn revoke_from(&mut self, id: u32, by: &Actor, cascade: Option<u32>) -> Result<TaskInfo, Refusal> {
         let task = self.tasks.get(&id).ok_or_else(|| refuse(ErrorCode::NotFound, format!("no task {id}")))?;
         if task.info.ended.is_some() {
             return Err(refuse(ErrorCode::BadRequest, format!("task {id} has ended")));
@@ -677,7 +689,7 @@ impl Registry {
         self.kernel.revoke_task(id)?;
         for child in self.children(id) {
             if !self.tasks[&child].info.revoked {
-                self.revoke(child, &format!("{by} (revoking its parent task {id})"))?;
+                self.revoke_from(child, by, Some(id))?;
             }
         }
         let task = self.tasks.get_mut(&id).expect("checked above");
@@ -685,13 +697,15 @@ impl Registry {
         let mut event = Event::new(Kind::GrantRevoke, &self.host, SystemTime::now());
         event.task = Some(task.task_ref());
         event.enforcement = Some("none".into());
-        event.reason = Some(format!("revoked by {by}: the task's processes are allowed nothing from now on"));
+        event.actor = Some(by.clone());
+        let cascade = cascade.map(|parent| format!(" (revoking its parent task {parent})")).unwrap_or_default();
+        event.reason = Some(format!("revoked by {by}{cascade}: the task's processes are allowed nothing from now on"));
         self.sink.send(event);
         Ok(self.info(id).expect("task exists"))
     }
 
     /// Pushes a task's expiry back by `by`: the time left never exceeds the grant's ttl.
-    pub fn extend(&mut self, id: u32, by: Duration, who: &str) -> Result<TaskInfo, Refusal> {
+    pub fn extend(&mut self, id: u32, by: Duration, who: &Actor) -> Result<TaskInfo, Refusal> {
         let task = self.tasks.get(&id).ok_or_else(|| refuse(ErrorCode::NotFound, format!("no task {id}")))?;
         if task.info.ended.is_some() || task.info.revoked {
             return Err(refuse(ErrorCode::BadRequest, format!("task {id} has ended or its grant was revoked")));
@@ -725,6 +739,7 @@ impl Registry {
         let mut event = Event::new(Kind::GrantExtend, &self.host, SystemTime::now());
         event.task = Some(task.task_ref());
         event.enforcement = Some("none".into());
+        event.actor = Some(who.clone());
         event.reason =
             Some(format!("extended by {who} by {} to {}", humantime::format_duration(by), task.info.expires));
         self.sink.send(event);

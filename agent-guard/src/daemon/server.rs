@@ -10,6 +10,7 @@ use tokio::net::UnixStream;
 use tokio_util::codec::{Framed, LinesCodec};
 
 use super::{
+    event::Actor,
     peer::Peer,
     registry::{GrantRequest, OpenRequest, Refusal, Registry},
 };
@@ -66,6 +67,7 @@ fn handle_line(line: &str, peer_pid: u32, peer_uid: u32, registry: &Mutex<Regist
         Ok(request) => request,
         Err(err) => return ResponseBody::Error { code: ErrorCode::BadRequest, message: err.to_string() },
     };
+    let actor = Actor::new(peer_pid, peer_uid);
     let mut reg = registry.lock().expect("registry lock is never poisoned");
     // A tagged process may only open a sub-task (a subset of its own grant, checked by the
     // registry) and declare its step: anything else would let an agent stop, extend, approve
@@ -100,26 +102,26 @@ fn handle_line(line: &str, peer_pid: u32, peer_uid: u32, registry: &Mutex<Regist
                     };
                 }
             };
-            reg.open_task(OpenRequest { agent, intent, grant, ttl: ttl_secs.map(Duration::from_secs), pid: peer_pid })
+            reg.open_task(OpenRequest { agent, intent, grant, ttl: ttl_secs.map(Duration::from_secs), actor })
                 .map_or_else(error, |task| ResponseBody::TaskOpened { task })
         }
         RequestBody::ListTasks => ResponseBody::Tasks { tasks: reg.list() },
         RequestBody::StopTask { id } => reg
-            .stop_task(id, &format!("stopped through the API by process {peer_pid}"))
+            .stop_task(id, Some(&actor), "stopped through the API")
             .map_or_else(error, |task| ResponseBody::TaskStopped { task }),
         RequestBody::Status => ResponseBody::Status { status: reg.status() },
-        RequestBody::RevokeGrant { id } => reg
-            .revoke(id, &format!("process {peer_pid} (uid {peer_uid})"))
-            .map_or_else(error, |task| ResponseBody::Task { task }),
-        RequestBody::ExtendGrant { id, secs } => reg
-            .extend(id, Duration::from_secs(secs), &format!("process {peer_pid} (uid {peer_uid})"))
-            .map_or_else(error, |task| ResponseBody::Task { task }),
+        RequestBody::RevokeGrant { id } => {
+            reg.revoke(id, &actor).map_or_else(error, |task| ResponseBody::Task { task })
+        }
+        RequestBody::ExtendGrant { id, secs } => {
+            reg.extend(id, Duration::from_secs(secs), &actor).map_or_else(error, |task| ResponseBody::Task { task })
+        }
         RequestBody::Approve { id, for_secs } => reg
-            .decide(id, true, for_secs.map(Duration::from_secs), &format!("process {peer_pid} (uid {peer_uid})"))
+            .decide(id, true, for_secs.map(Duration::from_secs), Some(&actor))
             .map_or_else(error, |approval| ResponseBody::Approval { approval }),
-        RequestBody::Deny { id } => reg
-            .decide(id, false, None, &format!("process {peer_pid} (uid {peer_uid})"))
-            .map_or_else(error, |approval| ResponseBody::Approval { approval }),
+        RequestBody::Deny { id } => {
+            reg.decide(id, false, None, Some(&actor)).map_or_else(error, |approval| ResponseBody::Approval { approval })
+        }
         RequestBody::ListApprovals => ResponseBody::Approvals { approvals: reg.approvals() },
         RequestBody::DeclareIntent { intent } => {
             reg.declare_intent(peer_pid, intent).map_or_else(error, |task| ResponseBody::Task { task })

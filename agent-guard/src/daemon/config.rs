@@ -1,0 +1,381 @@
+//! The daemon's config file (`agent-guard daemon --config FILE`, YAML): where events go, the
+//! local audit store, the metrics endpoint and flood control. Every field is checked when the
+//! daemon starts: an unknown key or a bad value refuses the start, naming the file and the key.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+
+use crate::grant::duration;
+
+pub const DEFAULT_EVENTS_FILE: &str = "/var/log/agent-guard/events.jsonl";
+pub const DEFAULT_AUDIT_STORE: &str = "/var/lib/agent-guard/audit.db";
+pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/agent-guard/spool";
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConfigFile {
+    /// Where events go, all at once. Absent: stdout and the default events file.
+    #[serde(default = "default_outputs")]
+    pub outputs: Vec<OutputConfig>,
+    #[serde(default)]
+    pub audit_store: AuditStoreConfig,
+    /// Prometheus metrics over HTTP (`GET /metrics`); off when absent.
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
+    #[serde(default)]
+    pub aggregation: AggregationConfig,
+}
+
+impl Default for ConfigFile {
+    fn default() -> Self {
+        ConfigFile {
+            outputs: default_outputs(),
+            audit_store: AuditStoreConfig::default(),
+            metrics: None,
+            aggregation: AggregationConfig::default(),
+        }
+    }
+}
+
+fn default_outputs() -> Vec<OutputConfig> {
+    vec![OutputConfig::Stdout(StdoutConfig::default()), OutputConfig::File(FileConfig::at(DEFAULT_EVENTS_FILE))]
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// agent-guard's own schema (docs/events.md).
+    #[default]
+    Json,
+    /// OCSF 1001/1007/4001 and base events (docs/ocsf.md).
+    Ocsf,
+}
+
+/// One output: where to, and in which format (`format`, default `json`). `name` names it in
+/// metrics and in `guard.output_*` events; it defaults to its type.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum OutputConfig {
+    Stdout(StdoutConfig),
+    File(FileConfig),
+    Syslog(SyslogConfig),
+    Http(HttpConfig),
+}
+
+impl OutputConfig {
+    pub fn name(&self) -> String {
+        let (name, kind) = match self {
+            OutputConfig::Stdout(c) => (&c.name, "stdout"),
+            OutputConfig::File(c) => (&c.name, "file"),
+            OutputConfig::Syslog(c) => (&c.name, "syslog"),
+            OutputConfig::Http(c) => (&c.name, "http"),
+        };
+        name.clone().unwrap_or_else(|| kind.to_string())
+    }
+
+    pub fn format(&self) -> Format {
+        match self {
+            OutputConfig::Stdout(c) => c.format,
+            OutputConfig::File(c) => c.format,
+            OutputConfig::Syslog(c) => c.format,
+            OutputConfig::Http(c) => c.format,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub format: Format,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub format: Format,
+    pub path: PathBuf,
+    /// Rotate once the file reaches this size.
+    #[serde(default = "default_max_size")]
+    pub max_size: ByteSize,
+    /// Rotate once the file is this old (from its first line).
+    #[serde(default, deserialize_with = "some_duration")]
+    pub max_age: Option<Duration>,
+    /// Rotated files kept (`events.jsonl.1` is the newest).
+    #[serde(default = "default_keep")]
+    pub keep: u32,
+}
+
+impl FileConfig {
+    pub fn at(path: impl Into<PathBuf>) -> FileConfig {
+        FileConfig {
+            name: None,
+            format: Format::Json,
+            path: path.into(),
+            max_size: default_max_size(),
+            max_age: None,
+            keep: default_keep(),
+        }
+    }
+}
+
+fn default_max_size() -> ByteSize {
+    ByteSize::mib(100)
+}
+
+fn default_keep() -> u32 {
+    5
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogTransport {
+    Udp,
+    Tcp,
+    Unix,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SyslogConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub format: Format,
+    pub transport: SyslogTransport,
+    /// `host:port` for udp and tcp, a socket path for unix (e.g. /dev/log).
+    pub address: String,
+    /// RFC 5424 facility name (`auth`, `authpriv`, `daemon`, `local0`...).
+    #[serde(default = "default_facility")]
+    pub facility: String,
+    /// Events waiting for the receiver, at most; beyond, they are counted as dropped.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+}
+
+fn default_facility() -> String {
+    "authpriv".into()
+}
+
+fn default_queue() -> usize {
+    65_536
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpFlavor {
+    /// POST a JSON array of events.
+    Webhook,
+    /// Splunk HTTP Event Collector (`/services/collector/event`).
+    SplunkHec,
+    /// Elasticsearch `_bulk` (`create` with `_id` = event id: a resent event is not duplicated).
+    Elasticsearch,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub format: Format,
+    pub flavor: HttpFlavor,
+    /// The endpoint: the full URL for webhooks; the base URL for Splunk HEC and Elasticsearch.
+    pub url: String,
+    /// Read from this file at start (Splunk HEC token, or a bearer token for the others).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Elasticsearch index or Splunk index.
+    #[serde(default)]
+    pub index: Option<String>,
+    /// Events per request, at most.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// Longest an event waits for its batch to fill.
+    #[serde(default = "default_flush", with = "duration")]
+    pub flush: Duration,
+    /// Per request.
+    #[serde(default = "default_timeout", with = "duration")]
+    pub timeout: Duration,
+    /// Events are written here before they are sent and removed once the receiver took them:
+    /// a receiver that is down or slow loses nothing, across daemon restarts too.
+    #[serde(default)]
+    pub spool_dir: Option<PathBuf>,
+    /// Beyond this the spool takes no more events (counted, reported).
+    #[serde(default = "default_spool_max")]
+    pub spool_max: ByteSize,
+}
+
+fn default_batch() -> usize {
+    500
+}
+
+fn default_flush() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_spool_max() -> ByteSize {
+    ByteSize::gib(1)
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AuditStoreConfig {
+    /// SQLite database; `null` turns the store off.
+    #[serde(default = "default_store_path")]
+    pub path: Option<PathBuf>,
+    /// Events older than this are removed (checked hourly).
+    #[serde(default = "default_retention", with = "duration")]
+    pub retention: Duration,
+}
+
+impl Default for AuditStoreConfig {
+    fn default() -> Self {
+        AuditStoreConfig { path: default_store_path(), retention: default_retention() }
+    }
+}
+
+fn default_store_path() -> Option<PathBuf> {
+    Some(DEFAULT_AUDIT_STORE.into())
+}
+
+fn default_retention() -> Duration {
+    Duration::from_secs(90 * 24 * 3600)
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MetricsConfig {
+    /// `host:port` to serve `GET /metrics` on.
+    pub listen: SocketAddr,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AggregationConfig {
+    /// Identical allowed or flagged events of one process within this window are reported
+    /// once, then once more with their count; `0s` turns aggregation off. Denials, held actions
+    /// and approvals are never aggregated.
+    #[serde(default = "default_window", with = "duration")]
+    pub window: Duration,
+}
+
+impl Default for AggregationConfig {
+    fn default() -> Self {
+        AggregationConfig { window: default_window() }
+    }
+}
+
+fn default_window() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn some_duration<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
+    duration::deserialize(de).map(Some)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl ConfigFile {
+    pub fn load(path: &std::path::Path) -> Result<ConfigFile, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let invalid = |message: String| ConfigError::Invalid { path: path.to_path_buf(), message };
+        let config: ConfigFile = serde_yaml_ng::from_str(&text).map_err(|err| invalid(err.to_string()))?;
+        config.validate().map_err(invalid)?;
+        Ok(config)
+    }
+
+    /// What serde cannot say: names unique, sizes sane, URLs that parse.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut names = std::collections::BTreeSet::new();
+        for output in &self.outputs {
+            let name = output.name();
+            if !names.insert(name.clone()) {
+                return Err(format!("two outputs are named {name:?}: give each a distinct `name`"));
+            }
+            match output {
+                OutputConfig::File(file) if file.max_size.as_u64() < 4096 => {
+                    return Err(format!("output {name:?}: maxSize {} is below 4 KiB", file.max_size));
+                }
+                OutputConfig::Http(http) => {
+                    let url = reqwest::Url::parse(&http.url)
+                        .map_err(|err| format!("output {name:?}: url {:?}: {err}", http.url))?;
+                    if !matches!(url.scheme(), "http" | "https") {
+                        return Err(format!("output {name:?}: url {:?} is not http(s)", http.url));
+                    }
+                    if http.batch == 0 {
+                        return Err(format!("output {name:?}: batch must be at least 1"));
+                    }
+                }
+                OutputConfig::Syslog(syslog) => {
+                    super::output::syslog::facility(&syslog.facility)
+                        .ok_or_else(|| format!("output {name:?}: unknown syslog facility {:?}", syslog.facility))?;
+                    if syslog.queue == 0 {
+                        return Err(format!("output {name:?}: queue must be at least 1"));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_config_parses() {
+        let config: ConfigFile = serde_yaml_ng::from_str(
+            r#"
+outputs:
+  - type: stdout
+  - {type: file, path: /tmp/e.jsonl, maxSize: 10MiB, maxAge: 1h, keep: 3, format: ocsf}
+  - {type: syslog, transport: tcp, address: "127.0.0.1:514", facility: local3}
+  - {type: http, name: siem, flavor: splunk_hec, url: "https://hec.example:8088", spoolDir: /tmp/spool}
+auditStore: {path: null}
+metrics: {listen: "127.0.0.1:9464"}
+aggregation: {window: 0s}
+"#,
+        )
+        .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.outputs.len(), 4);
+        assert_eq!(config.outputs[3].name(), "siem");
+        assert_eq!(config.outputs[1].format(), Format::Ocsf);
+        assert_eq!(config.audit_store.path, None);
+        assert_eq!(config.aggregation.window, Duration::ZERO);
+    }
+
+    #[test]
+    fn unknown_keys_and_duplicate_names_are_refused() {
+        let unknown = serde_yaml_ng::from_str::<ConfigFile>("outputs: [{type: file, path: /x, maxsize: 1}]");
+        assert!(unknown.unwrap_err().to_string().contains("maxsize"));
+        let unknown = serde_yaml_ng::from_str::<ConfigFile>("outputs: [{type: stdout, path: /x}]");
+        assert!(unknown.unwrap_err().to_string().contains("path"));
+        let twice: ConfigFile = serde_yaml_ng::from_str("outputs: [{type: stdout}, {type: stdout}]").unwrap();
+        assert!(twice.validate().unwrap_err().contains("two outputs are named \"stdout\""));
+        let bad_url: ConfigFile =
+            serde_yaml_ng::from_str("outputs: [{type: http, flavor: webhook, url: 'ftp://x'}]").unwrap();
+        assert!(bad_url.validate().unwrap_err().contains("not http(s)"));
+    }
+}

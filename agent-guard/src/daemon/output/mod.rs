@@ -1,0 +1,372 @@
+//! Event outputs. One hub task takes events from two queues, folds floods (aggregate.rs),
+//! renders each event once per format and hands it to every output, each with its own queue
+//! and its own thread or task, so one slow output never holds up another:
+//!
+//! - local outputs (stdout, files, the audit store) are waited for: when one falls behind, the
+//!   hub waits, the kernel-event queue fills, the ring-buffer reader stops decoding and the
+//!   kernel's ring buffer takes the backlog, whose overflow the kernel counts (EVENT_DROPS,
+//!   `guard.events_dropped`). Memory stays bounded and no loss is silent.
+//! - remote outputs (syslog, HTTP) are never waited for: HTTP spools to disk (http.rs), syslog
+//!   has a bounded queue; what they cannot take is counted (`agent_guard_output_dropped_events`)
+//!   and reported as `guard.output_dropped`; failed deliveries as `guard.output_failed`.
+//!
+//! Kernel events go through a bounded queue (`KERNEL_QUEUE`): the ring-buffer reader waits for
+//! room before decoding more. Control events (task lifecycle, approvals, policy) are few, caused
+//! by operators and API calls, and never dropped: an unbounded queue the hub serves first.
+
+pub mod aggregate;
+pub mod file;
+pub mod http;
+pub mod spool;
+pub mod syslog;
+
+use std::{
+    io::Write,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use tokio::sync::mpsc;
+
+use super::{
+    config::{DEFAULT_SPOOL_DIR, Format, OutputConfig},
+    event::{Event, Kind},
+    metrics::{EventLabels, Metrics},
+};
+
+/// Kernel events waiting for the hub, at most.
+pub const KERNEL_QUEUE: usize = 16_384;
+/// Rendered events waiting for one output, at most.
+const OUTPUT_QUEUE: usize = 16_384;
+/// Events a local output writes in one go (one flush, one transaction).
+const LOCAL_BATCH: usize = 1024;
+
+/// Where control events go.
+#[derive(Clone)]
+pub struct EventSink(mpsc::UnboundedSender<Event>);
+
+impl EventSink {
+    pub fn send(&self, event: Event) {
+        // The hub only stops after every sender is gone: a send cannot fail before that.
+        let _ = self.0.send(event);
+    }
+}
+
+/// Where kernel events go: wait for a permit (`reserve`) before decoding the next record.
+pub type KernelSink = mpsc::Sender<Event>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("output {output}: {message}")]
+    Config { output: String, message: String },
+    #[error("output {output}: {path}: {source}")]
+    File { output: String, path: PathBuf, source: std::io::Error },
+}
+
+/// One event in one format, with what outputs need to route and label it.
+pub struct Rendered {
+    pub id: String,
+    pub epoch_ms: u64,
+    pub kind: String,
+    pub decision: Option<String>,
+    pub task: Option<u32>,
+    pub rule: Option<String>,
+    /// The event, one line, no newline.
+    pub line: String,
+}
+
+fn as_text<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+pub fn render(event: &Event, format: Format) -> Rendered {
+    let line = match format {
+        Format::Json => serde_json::to_string(event).expect("events serialize"),
+        Format::Ocsf => {
+            let value = serde_json::to_value(event).expect("events serialize");
+            super::ocsf::to_ocsf(&value).to_string()
+        }
+    };
+    let epoch_ms = humantime::parse_rfc3339(&event.time)
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64);
+    Rendered {
+        id: event.event_id.clone(),
+        epoch_ms,
+        kind: as_text(&event.kind),
+        decision: event.decision.map(|d| as_text(&d)),
+        task: event.task.as_ref().map(|t| t.id),
+        rule: event.rule.clone(),
+        line,
+    }
+}
+
+/// Writes a batch of rendered events; the batch is one flush or one transaction.
+pub type LocalWriter = Box<dyn FnMut(&[Arc<Rendered>]) -> Result<(), String> + Send>;
+
+enum Target {
+    /// Waited for (see the module comment).
+    Local(mpsc::Sender<Arc<Rendered>>),
+    /// Never waited for.
+    Remote(mpsc::Sender<Arc<Rendered>>),
+}
+
+struct Output {
+    name: String,
+    format: Format,
+    target: Target,
+    /// Drops and failures already reported as events.
+    reported_dropped: u64,
+    reported_failures: u64,
+}
+
+/// A thread that writes batches for a local output.
+fn spawn_local(
+    name: &str,
+    mut write: LocalWriter,
+    metrics: Metrics,
+) -> (mpsc::Sender<Arc<Rendered>>, std::thread::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<Arc<Rendered>>(OUTPUT_QUEUE);
+    let name = name.to_string();
+    let thread = std::thread::Builder::new()
+        .name(format!("output-{name}"))
+        .spawn(move || {
+            let labels = Metrics::output(&name);
+            while let Some(first) = rx.blocking_recv() {
+                let mut batch = vec![first];
+                while batch.len() < LOCAL_BATCH {
+                    match rx.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                match write(&batch) {
+                    Ok(()) => {
+                        metrics.output_sent.get_or_create(&labels).inc_by(batch.len() as u64);
+                    }
+                    Err(err) => {
+                        metrics.output_failures.get_or_create(&labels).inc();
+                        metrics.output_dropped.get_or_create(&labels).inc_by(batch.len() as u64);
+                        tracing::error!(output = name, "{} events not written: {err}", batch.len());
+                    }
+                }
+            }
+        })
+        .expect("spawning an output thread");
+    (tx, thread)
+}
+
+fn stdout_writer() -> LocalWriter {
+    let mut out = std::io::BufWriter::new(std::io::stdout());
+    Box::new(move |batch| {
+        for event in batch {
+            out.write_all(event.line.as_bytes()).and_then(|()| out.write_all(b"\n")).map_err(|e| e.to_string())?;
+        }
+        out.flush().map_err(|e| e.to_string())
+    })
+}
+
+fn file_writer(mut file: file::RotatingFile) -> LocalWriter {
+    Box::new(move |batch| {
+        for (i, event) in batch.iter().enumerate() {
+            let line = format!("{}\n", event.line);
+            file.write_line(&line, i + 1 == batch.len()).map_err(|err| format!("{}: {err}", file.path().display()))?;
+        }
+        Ok(())
+    })
+}
+
+/// A running hub: the sinks feeding it and the task that ends once every output is drained.
+pub struct Hub {
+    pub sink: EventSink,
+    pub kernel: KernelSink,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// The local writer for the audit store, if there is one (opened by the caller).
+pub struct Extra {
+    pub name: String,
+    pub writer: LocalWriter,
+}
+
+/// Opens every output (so a bad path or URL fails the start) and starts the hub.
+pub fn start(
+    configs: &[OutputConfig],
+    extra: Vec<Extra>,
+    aggregation: Duration,
+    host: String,
+    metrics: Metrics,
+) -> Result<Hub, OutputError> {
+    let mut outputs = Vec::new();
+    let mut threads = Vec::new();
+    let mut tasks = Vec::new();
+    for config in configs {
+        let name = config.name();
+        let format = config.format();
+        let target = match config {
+            OutputConfig::Stdout(_) => {
+                let (tx, thread) = spawn_local(&name, stdout_writer(), metrics.clone());
+                threads.push(thread);
+                Target::Local(tx)
+            }
+            OutputConfig::File(file) => {
+                let opened = file::RotatingFile::open(file).map_err(|source| OutputError::File {
+                    output: name.clone(),
+                    path: file.path.clone(),
+                    source,
+                })?;
+                let (tx, thread) = spawn_local(&name, file_writer(opened), metrics.clone());
+                threads.push(thread);
+                Target::Local(tx)
+            }
+            OutputConfig::Syslog(syslog) => {
+                let (tx, rx) = mpsc::channel(syslog.queue);
+                threads.push(syslog::start(&name, syslog.clone(), host.clone(), metrics.clone(), rx));
+                Target::Remote(tx)
+            }
+            OutputConfig::Http(http) => {
+                let (tx, rx) = mpsc::channel(OUTPUT_QUEUE);
+                let spool = http.spool_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL_DIR).join(&name));
+                tasks.push(http::start(&name, http.clone(), spool, metrics.clone(), rx)?);
+                Target::Remote(tx)
+            }
+        };
+        outputs.push(Output { name, format, target, reported_dropped: 0, reported_failures: 0 });
+    }
+    for extra in extra {
+        let (tx, thread) = spawn_local(&extra.name, extra.writer, metrics.clone());
+        threads.push(thread);
+        outputs.push(Output {
+            name: extra.name,
+            format: Format::Json,
+            target: Target::Local(tx),
+            reported_dropped: 0,
+            reported_failures: 0,
+        });
+    }
+    let (control_tx, control_rx) = mpsc::unbounded_channel::<Event>();
+    let (kernel_tx, kernel_rx) = mpsc::channel::<Event>(KERNEL_QUEUE);
+    let hub = HubLoop { outputs, aggregator: aggregate::Aggregator::new(aggregation), host, metrics };
+    let task = tokio::spawn(async move {
+        hub.run(control_rx, kernel_rx).await;
+        for task in tasks {
+            let _ = task.await;
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
+    });
+    Ok(Hub { sink: EventSink(control_tx), kernel: kernel_tx, task })
+}
+
+struct HubLoop {
+    outputs: Vec<Output>,
+    aggregator: aggregate::Aggregator,
+    host: String,
+    metrics: Metrics,
+}
+
+impl HubLoop {
+    async fn run(mut self, mut control: mpsc::UnboundedReceiver<Event>, mut kernel: mpsc::Receiver<Event>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let (mut control_open, mut kernel_open) = (true, true);
+        while control_open || kernel_open {
+            tokio::select! {
+                biased;
+                event = control.recv(), if control_open => match event {
+                    Some(event) => self.admit(event).await,
+                    None => control_open = false,
+                },
+                event = kernel.recv(), if kernel_open => match event {
+                    Some(event) => self.admit(event).await,
+                    None => kernel_open = false,
+                },
+                _ = tick.tick() => self.on_tick(false).await,
+            }
+        }
+        self.on_tick(true).await;
+    }
+
+    async fn admit(&mut self, event: Event) {
+        let labels = EventLabels {
+            kind: as_text(&event.kind),
+            decision: event.decision.map(|d| as_text(&d)).unwrap_or_else(|| "none".into()),
+        };
+        self.metrics.events.get_or_create(&labels).inc();
+        if event.kind == Kind::EventsDropped {
+            self.metrics.ring_drops.inc_by(event.count.unwrap_or(0));
+        }
+        if !self.aggregator.admit(&event) {
+            self.metrics.aggregated.inc();
+            return;
+        }
+        self.fan_out(&event).await;
+    }
+
+    async fn fan_out(&mut self, event: &Event) {
+        let mut json: Option<Arc<Rendered>> = None;
+        let mut ocsf: Option<Arc<Rendered>> = None;
+        for output in &self.outputs {
+            let slot = match output.format {
+                Format::Json => &mut json,
+                Format::Ocsf => &mut ocsf,
+            };
+            let rendered = slot.get_or_insert_with(|| Arc::new(render(event, output.format))).clone();
+            match &output.target {
+                Target::Local(tx) => {
+                    let _ = tx.send(rendered).await;
+                }
+                Target::Remote(tx) => {
+                    if tx.try_send(rendered).is_err() {
+                        self.metrics.output_dropped.get_or_create(&Metrics::output(&output.name)).inc();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes aggregation windows and reports outputs' new drops and failures as events.
+    async fn on_tick(&mut self, last: bool) {
+        let mut due = Vec::new();
+        self.aggregator.expire(&self.host, last, &mut due);
+        for output in &mut self.outputs {
+            let labels = Metrics::output(&output.name);
+            let dropped = self.metrics.output_dropped.get_or_create(&labels).get();
+            let failures = self.metrics.output_failures.get_or_create(&labels).get();
+            if dropped > output.reported_dropped {
+                let mut event = Event::new(Kind::OutputDropped, &self.host, SystemTime::now());
+                event.count = Some(dropped - output.reported_dropped);
+                event.reason = Some(format!(
+                    "output {} could not take {} events ({dropped} in all): its queue or spool was full, or the receiver refused them",
+                    output.name,
+                    dropped - output.reported_dropped
+                ));
+                due.push(event);
+                output.reported_dropped = dropped;
+            }
+            if failures > output.reported_failures {
+                let mut event = Event::new(Kind::OutputFailed, &self.host, SystemTime::now());
+                event.count = Some(failures - output.reported_failures);
+                event.reason = Some(format!(
+                    "output {}: {} delivery attempts failed ({failures} in all); events are retried or counted as dropped",
+                    output.name,
+                    failures - output.reported_failures
+                ));
+                due.push(event);
+                output.reported_failures = failures;
+            }
+        }
+        for event in due {
+            self.metrics
+                .events
+                .get_or_create(&EventLabels { kind: as_text(&event.kind), decision: "none".into() })
+                .inc();
+            self.fan_out(&event).await;
+        }
+    }
+}
