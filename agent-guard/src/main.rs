@@ -2,6 +2,7 @@
 //! One executable: the daemon and the CLI verbs that talk to it.
 
 mod api;
+mod audit;
 mod cli;
 mod client;
 mod daemon;

@@ -1,10 +1,12 @@
 //! Command-line verbs, one module each.
 
 mod approval;
+mod audit;
 mod daemon;
 mod grant;
 mod intent;
 mod policy;
+mod report;
 mod run;
 mod status;
 mod task;
@@ -56,6 +58,10 @@ enum Command {
     Deny(approval::Deny),
     /// List held actions and their decisions.
     Approvals(approval::List),
+    /// Query the audit store's events, or list its tasks (no daemon needed).
+    Audit(audit::Args),
+    /// A task's evidence report from the audit store: Markdown, JSON or HTML (no daemon needed).
+    Report(report::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -70,5 +76,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Approve(args) => approval::approve(&cli.socket, args),
         Command::Deny(args) => approval::deny(&cli.socket, args),
         Command::Approvals(args) => approval::list(&cli.socket, args),
+        Command::Audit(args) => audit::main(args),
+        Command::Report(args) => report::main(args),
     }
 }
