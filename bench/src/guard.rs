@@ -30,6 +30,8 @@ impl Guard {
             .arg(&events)
             .arg("--policy-dir")
             .arg(&policies)
+            .arg("--audit-store")
+            .arg(dir.join("audit.db"))
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -57,6 +57,12 @@ impl Daemon {
 
     /// Starts a daemon with extra `daemon` arguments.
     pub fn start_with(extra: &[&str]) -> Daemon {
+        Self::start_configured(None, extra)
+    }
+
+    /// Starts a daemon with a config file: `config` is its YAML, where `{events}` stands for
+    /// the events file the harness reads and `{dir}` for the daemon's temporary directory.
+    pub fn start_configured(config: Option<&str>, extra: &[&str]) -> Daemon {
         require_root();
         // No leading dot: the kernel leaves paths with hidden components to the daemon (observed).
         let dir = tempfile::Builder::new().prefix("agent-guard-e2e-").tempdir().expect("temp dir");
@@ -64,9 +70,23 @@ impl Daemon {
         let events = dir.path().join("events.jsonl");
         let cgroup = format!("agent-guard-e2e-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
         let stderr = std::fs::File::create(dir.path().join("daemon.stderr")).expect("stderr file");
-        let child = Command::new(agent_guard_bin())
-            .args(["--socket", socket.to_str().unwrap(), "daemon", "--no-stdout", "--cgroup-name", &cgroup])
-            .args(["--events-file", events.to_str().unwrap()])
+        let mut command = Command::new(agent_guard_bin());
+        command.args(["--socket", socket.to_str().unwrap(), "daemon", "--cgroup-name", &cgroup]);
+        command.arg("--audit-store").arg(dir.path().join("audit.db"));
+        match config {
+            Some(yaml) => {
+                let yaml = yaml
+                    .replace("{events}", events.to_str().unwrap())
+                    .replace("{dir}", dir.path().to_str().unwrap());
+                let path = dir.path().join("agent-guard.yaml");
+                std::fs::write(&path, yaml).expect("write the config file");
+                command.arg("--config").arg(path);
+            }
+            None => {
+                command.args(["--no-stdout", "--events-file", events.to_str().unwrap()]);
+            }
+        }
+        let child = command
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

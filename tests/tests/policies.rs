@@ -157,6 +157,8 @@ fn a_daemon_refuses_to_start_on_policies_that_do_not_validate() {
             policies.path().to_str().unwrap(),
             "--events-file",
             policies.path().join("e").to_str().unwrap(),
+            "--audit-store",
+            "none",
         ])
         .output()
         .unwrap();

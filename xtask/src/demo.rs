@@ -68,6 +68,7 @@ pub fn run(toolchain: &str) -> Result<()> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let socket = dir.join("agent-guard.sock");
     let events = dir.join("events.jsonl");
+    let audit_store = dir.join("audit.db");
     let policies = workspace_root().join("policies/agents");
 
     step(&format!(
@@ -84,6 +85,8 @@ pub fn run(toolchain: &str) -> Result<()> {
         .arg(&events)
         .arg("--policy-dir")
         .arg(&policies)
+        .arg("--audit-store")
+        .arg(&audit_store)
         .stdin(Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot start the daemon: {e}"))?;
@@ -141,6 +144,23 @@ pub fn run(toolchain: &str) -> Result<()> {
     show(agent_guard(&socket).args(["task", "list"]))?;
     drop(daemon);
     eprintln!("\nall events: {}", events.display());
+
+    // The task that was refused, named by the denial event: `"task":{"id":N,...`.
+    let task = denial
+        .split("\"task\":{\"id\":")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .ok_or("the denial event names no task")?
+        .to_string();
+    step(&format!("the evidence report of task {task}, from the local audit store"));
+    let report = show(
+        Command::new(agent_guard_bin())
+            .args(["report", "--format", "md", "--task", &task, "--store"])
+            .arg(&audit_store),
+    )?;
+    if !report.success() {
+        return Err("no evidence report".into());
+    }
 
     if !fetch.success() {
         return Err("the in-scope fetch failed".into());

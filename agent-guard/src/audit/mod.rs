@@ -28,9 +28,6 @@ pub use store::{Query, Store};
 /// Where the daemon keeps the store unless told otherwise.
 pub const DEFAULT_STORE: &str = "/var/lib/agent-guard/audit.db";
 
-/// How long events are kept unless told otherwise.
-#[allow(dead_code, reason = "the daemon's wiring of the store passes it to Store::open")]
-pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {

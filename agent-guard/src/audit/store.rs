@@ -60,7 +60,6 @@ pub struct Store {
 
 impl Store {
     /// Opens the store for writing, creating it (and its directory) if needed.
-    #[allow(dead_code, reason = "the daemon's event writer opens the store (wired separately)")]
     pub fn open(path: &Path, retention: Duration) -> Result<Store, AuditError> {
         let io = |source| AuditError::Io { path: path.to_path_buf(), source };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -128,7 +127,6 @@ impl Store {
     /// Stores `events` in one transaction; returns how many were new (an event whose
     /// `event_id` is already stored is skipped: delivery upstream is at least once). Nothing
     /// is stored if one event lacks `event_id`, `time` or `kind`.
-    #[allow(dead_code, reason = "the daemon's event writer stores batches (wired separately)")]
     pub fn insert_batch(&mut self, events: &[Value]) -> Result<usize, AuditError> {
         let rows = events
             .iter()
@@ -167,7 +165,6 @@ impl Store {
     }
 
     /// Deletes events older than the retention at `now`; returns how many.
-    #[allow(dead_code, reason = "the daemon prunes the store periodically (wired separately)")]
     pub fn prune(&mut self, now: SystemTime) -> Result<usize, AuditError> {
         let Some(cutoff) = now.checked_sub(self.retention) else { return Ok(0) };
         self.conn.execute("DELETE FROM events WHERE time_ms < ?1", [event::ms_of(cutoff)]).map_err(sql(&self.path))

@@ -103,7 +103,7 @@ fn line(event: &Value) -> String {
     out
 }
 
-fn print_tasks(tasks: &[TaskRow], json: bool) -> anyhow::Result<()> {
+pub fn print_tasks(tasks: &[TaskRow], json: bool) -> anyhow::Result<()> {
     if json {
         for task in tasks {
             println!("{}", serde_json::to_string(task)?);

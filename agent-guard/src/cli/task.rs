@@ -14,6 +14,13 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Every task the audit store holds, finished ones of earlier daemon runs included
+        /// (read from the store: works with the daemon down).
+        #[arg(long)]
+        all: bool,
+        /// The audit store, for --all.
+        #[arg(long, env = "AGENT_GUARD_AUDIT_STORE", default_value = crate::audit::DEFAULT_STORE)]
+        store: std::path::PathBuf,
     },
     /// Stop a task: revoke its grant in the kernel and kill its processes.
     Stop { id: u32 },
@@ -42,7 +49,11 @@ fn print_table(tasks: &[TaskInfo]) {
 
 pub fn main(socket: &Path, command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::List { json } => {
+        Command::List { json, all: true, store } => {
+            let tasks = crate::audit::Store::open_read_only(&store)?.tasks()?;
+            super::audit::print_tasks(&tasks, json)?;
+        }
+        Command::List { json, .. } => {
             let ResponseBody::Tasks { tasks } = client::call(socket, RequestBody::ListTasks)? else {
                 anyhow::bail!("unexpected reply from the daemon");
             };

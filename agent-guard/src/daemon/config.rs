@@ -10,7 +10,6 @@ use serde::Deserialize;
 use crate::grant::duration;
 
 pub const DEFAULT_EVENTS_FILE: &str = "/var/log/agent-guard/events.jsonl";
-pub const DEFAULT_AUDIT_STORE: &str = "/var/lib/agent-guard/audit.db";
 pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/agent-guard/spool";
 
 #[derive(Debug, Deserialize, PartialEq)]
@@ -247,7 +246,7 @@ impl Default for AuditStoreConfig {
 }
 
 fn default_store_path() -> Option<PathBuf> {
-    Some(DEFAULT_AUDIT_STORE.into())
+    Some(crate::audit::DEFAULT_STORE.into())
 }
 
 fn default_retention() -> Duration {

@@ -76,6 +76,8 @@ pub enum DaemonError {
     Output(#[from] output::OutputError),
     #[error(transparent)]
     Metrics(#[from] metrics::MetricsError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     #[error("ring buffer {0}")]
     RingBuffer(std::io::Error),
     #[error("policy directory {dir} does not validate: {}", errors.join("; "))]
@@ -165,8 +167,13 @@ pub async fn run(
     }
     let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
     let metrics = metrics::Metrics::default();
+    let mut extra = Vec::new();
+    if let Some(path) = &config.file.audit_store.path {
+        let store = crate::audit::Store::open(path, config.file.audit_store.retention)?;
+        extra.push(output::Extra { name: "audit-store".into(), writer: output::store::writer(store) });
+    }
     let hub =
-        output::start(&config.file.outputs, Vec::new(), config.file.aggregation.window, host.clone(), metrics.clone())?;
+        output::start(&config.file.outputs, extra, config.file.aggregation.window, host.clone(), metrics.clone())?;
     let (sink, kernel_sink, writer) = (hub.sink, hub.kernel, hub.task);
     let enforcement = kernel.enforcement.clone();
     let registry = Arc::new(Mutex::new(Registry::new(

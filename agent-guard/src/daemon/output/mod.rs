@@ -18,6 +18,7 @@ pub mod aggregate;
 pub mod file;
 pub mod http;
 pub mod spool;
+pub mod store;
 pub mod syslog;
 
 use std::{

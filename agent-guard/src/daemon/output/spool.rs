@@ -194,7 +194,7 @@ mod tests {
     #[test]
     fn a_full_spool_refuses_and_says_so() {
         let dir = tempfile::tempdir().unwrap();
-        let mut writer = SpoolWriter::open(dir.path(), 40).unwrap();
+        let mut writer = SpoolWriter::open(dir.path(), 30).unwrap();
         writer.append(&record(1)).unwrap();
         assert!(matches!(writer.append(&record(2)), Err(SpoolError::Full { .. })));
     }
