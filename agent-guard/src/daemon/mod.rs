@@ -7,6 +7,8 @@ mod clock;
 mod decode;
 pub mod event;
 mod kernel;
+#[allow(dead_code, reason = "wired into the outputs by the outputs change")]
+mod ocsf;
 mod output;
 mod peer;
 mod registry;
