@@ -75,9 +75,8 @@ impl Daemon {
         command.arg("--audit-store").arg(dir.path().join("audit.db"));
         match config {
             Some(yaml) => {
-                let yaml = yaml
-                    .replace("{events}", events.to_str().unwrap())
-                    .replace("{dir}", dir.path().to_str().unwrap());
+                let yaml =
+                    yaml.replace("{events}", events.to_str().unwrap()).replace("{dir}", dir.path().to_str().unwrap());
                 let path = dir.path().join("agent-guard.yaml");
                 std::fs::write(&path, yaml).expect("write the config file");
                 command.arg("--config").arg(path);

@@ -102,6 +102,11 @@ fn host_tests(toolchain: &str) -> Result<(u64, u64)> {
         "-D",
         "warnings",
     ]))?;
+    // The syslog tests send to a real rsyslogd they start themselves.
+    if !crate::setup::debian_installed("rsyslog") {
+        step("installing rsyslog (the syslog receiver of the output tests)");
+        crate::setup::apt_install(&["rsyslog"])?;
+    }
     step("unit tests (grants, matching, event decoding) and end-to-end tests on this host's kernel");
     let mut cmd = cargo(toolchain);
     cmd.args(["test", "--workspace", "--exclude", "agent-guard-ebpf"]).env("AGENT_GUARD_BIN", agent_guard_bin());

@@ -28,7 +28,6 @@ pub use store::{Query, Store};
 /// Where the daemon keeps the store unless told otherwise.
 pub const DEFAULT_STORE: &str = "/var/lib/agent-guard/audit.db";
 
-
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error("audit store {path}: {source}")]

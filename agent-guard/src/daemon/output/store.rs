@@ -19,8 +19,7 @@ pub fn writer(mut store: Store) -> LocalWriter {
             }
             pruned = Instant::now();
         }
-        let events: Vec<serde_json::Value> =
-            batch.iter().filter_map(|r| serde_json::from_str(&r.line).ok()).collect();
+        let events: Vec<serde_json::Value> = batch.iter().filter_map(|r| serde_json::from_str(&r.line).ok()).collect();
         if events.len() != batch.len() {
             return Err(format!("{} of {} events are not JSON", batch.len() - events.len(), batch.len()));
         }
