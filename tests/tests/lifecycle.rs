@@ -115,7 +115,9 @@ fn kernel_events_lost_to_a_full_ring_buffer_are_counted_and_reported() {
     // A 4 KiB ring buffer holds about a dozen file events. Freeze the daemon (SIGSTOP) while
     // the agent makes 300 out-of-scope opens: most cannot be delivered. Every one must be
     // either delivered or counted as dropped, and the loss must be reported in an event.
-    let mut daemon = Daemon::start_with(&["--ring-buffer-bytes", "4096"]);
+    // Flood control off: every open must be accounted for one by one.
+    let config = "outputs: [{type: file, path: \"{events}\"}]\naggregation: {window: 0s}\n";
+    let mut daemon = Daemon::start_configured(Some(config), &["--ring-buffer-bytes", "4096"]);
     let flood = daemon.dir.path().join("flood");
     std::fs::create_dir_all(&flood).unwrap();
     let target = flood.join("target");

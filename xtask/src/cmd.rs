@@ -39,7 +39,8 @@ pub fn agent_guard_bin() -> PathBuf {
     workspace_root().join("target/debug/agent-guard")
 }
 
-/// Writes policies/policy.schema.json from the policy types (`agent-guard policy schema`).
+/// Writes policies/policy.schema.json and docs/event.schema.json from the types
+/// (`agent-guard policy schema`, `agent-guard events schema`).
 pub fn codegen(toolchain: &str) -> Result<()> {
     build(toolchain)?;
     step("writing policies/policy.schema.json");
@@ -47,7 +48,13 @@ pub fn codegen(toolchain: &str) -> Result<()> {
     if !out.status.success() {
         return Err("agent-guard policy schema failed".into());
     }
-    std::fs::write(workspace_root().join("policies/policy.schema.json"), out.stdout).map_err(|e| e.to_string())
+    std::fs::write(workspace_root().join("policies/policy.schema.json"), out.stdout).map_err(|e| e.to_string())?;
+    step("writing docs/event.schema.json");
+    let out = Command::new(agent_guard_bin()).args(["events", "schema"]).output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err("agent-guard events schema failed".into());
+    }
+    std::fs::write(workspace_root().join("docs/event.schema.json"), out.stdout).map_err(|e| e.to_string())
 }
 
 pub fn build(toolchain: &str) -> Result<()> {

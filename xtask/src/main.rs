@@ -8,7 +8,7 @@
 //!   cargo xtask vm-test setup, build, then the BPF LSM suite in a qemu VM
 //!   cargo xtask demo    setup, build, then show an agent's out-of-scope connect refused
 //!   cargo xtask bench   setup, then the full benchmark: BENCHMARKS.md and benchmarks.json
-//!   cargo xtask codegen regenerate policies/policy.schema.json from the policy types
+//!   cargo xtask codegen regenerate policies/policy.schema.json and docs/event.schema.json
 
 mod bench;
 mod cmd;

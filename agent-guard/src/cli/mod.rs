@@ -3,6 +3,7 @@
 mod approval;
 mod audit;
 mod daemon;
+mod events;
 mod grant;
 mod intent;
 mod policy;
@@ -50,6 +51,11 @@ enum Command {
         #[command(subcommand)]
         command: policy::Command,
     },
+    /// The event format: print the JSON Schema of event lines (no daemon needed).
+    Events {
+        #[command(subcommand)]
+        command: events::Command,
+    },
     /// Inside a task: declare the step the agent is taking (carried by the task's next events).
     Intent(intent::Args),
     /// Let an action held by an `ask` rule continue.
@@ -71,6 +77,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Task { command } => task::main(&cli.socket, command),
         Command::Status(args) => status::main(&cli.socket, args),
         Command::Policy { command } => policy::main(command),
+        Command::Events { command } => events::main(command),
         Command::Grant { command } => grant::main(&cli.socket, command),
         Command::Intent(args) => intent::main(&cli.socket, args),
         Command::Approve(args) => approval::approve(&cli.socket, args),

@@ -45,9 +45,6 @@ pub struct Event {
     /// On `task.open`: the grant as issued (after templates and profiles are applied).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grant_spec: Option<crate::grant::GrantSpec>,
-    /// On `task.close` / `task.stop`: which of the grant's allow rules were used.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<Usage>,
     /// The event stands for `count` identical ones of one process (flood control).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub aggregated: bool,
@@ -75,13 +72,6 @@ impl std::fmt::Display for Actor {
             None => write!(f, "process {} (uid {})", self.pid, self.uid),
         }
     }
-}
-
-/// The grant's allow rules by use, in the notation of `Event::rule`.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq, schemars::JsonSchema)]
-pub struct Usage {
-    pub used: Vec<String>,
-    pub unused: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
@@ -230,8 +220,27 @@ impl Event {
             approval: None,
             actor: None,
             grant_spec: None,
-            usage: None,
             aggregated: false,
         }
+    }
+}
+
+/// The JSON Schema of an event line (docs/event.schema.json).
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(Event);
+    serde_json::to_string_pretty(&schema).expect("schemas serialize") + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_committed_event_schema_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/event.schema.json");
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == super::json_schema(),
+            "{} is stale: regenerate it with `cargo xtask codegen`",
+            path.display()
+        );
     }
 }

@@ -1,0 +1,16 @@
+//! `agent-guard events schema`: the JSON Schema of event lines (docs/event.schema.json).
+
+use std::process::ExitCode;
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Print the JSON Schema of one event line (schema `agent-guard.event/v1`).
+    Schema,
+}
+
+pub fn main(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Schema => print!("{}", crate::daemon::event::json_schema()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
