@@ -17,6 +17,11 @@ pub const KIND_TAG_LOST: u32 = 5;
 /// A tagged process tried to signal or trace the daemon, or to use bpf(2) (`TaskEvent`:
 /// `child_tgid` is the target, `detail` the TAMPER_* attempt).
 pub const KIND_TAMPER: u32 = 6;
+/// A tagged process forked (`TaskEvent`: the header names the parent, `child_tgid` the child,
+/// whose exec id starts at the header's `boot_ns`). Lineage only: no event of its own.
+pub const KIND_FORK: u32 = 7;
+/// A tagged process exec'd (`TaskEvent`: the header names the new image). Lineage only.
+pub const KIND_EXEC_START: u32 = 8;
 
 pub const TAMPER_SIGNAL: u32 = 1;
 pub const TAMPER_PTRACE: u32 = 2;
@@ -85,9 +90,14 @@ pub struct EventHeader {
     pub pid: u32,
     pub uid: u32,
     pub gid: u32,
-    pub _pad: u32,
+    /// The process that forked this image (ProcTag::parent_tgid); 0 for the task's first.
+    pub ptgid: u32,
     /// CLOCK_BOOTTIME, ns.
     pub boot_ns: u64,
+    /// This image's exec id with `tgid`, and its parent's with `ptgid` (ProcTag); 0 when the
+    /// process is not tagged.
+    pub exec_ns: u64,
+    pub parent_exec_ns: u64,
     pub comm: [u8; 16],
 }
 
@@ -160,11 +170,11 @@ pub struct TaskEvent {
     pub detail: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<EventHeader>() == 64);
-const _: () = assert!(core::mem::size_of::<NetEvent>() == 64 + 32);
-const _: () = assert!(core::mem::size_of::<FileEvent>() == 64 + 24 + PATH_MAX_MATCH);
-const _: () = assert!(core::mem::size_of::<ExecEvent>() == 64 + 8 + PATH_MAX_MATCH + EXEC_ARGS * EXEC_ARG_LEN);
-const _: () = assert!(core::mem::size_of::<TaskEvent>() == 72);
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 80);
+const _: () = assert!(core::mem::size_of::<NetEvent>() == 80 + 32);
+const _: () = assert!(core::mem::size_of::<FileEvent>() == 80 + 24 + PATH_MAX_MATCH);
+const _: () = assert!(core::mem::size_of::<ExecEvent>() == 80 + 8 + PATH_MAX_MATCH + EXEC_ARGS * EXEC_ARG_LEN);
+const _: () = assert!(core::mem::size_of::<TaskEvent>() == 88);
 
 #[cfg(feature = "user")]
 pub use crate::pod::{DecodeError, KernelEvent};

@@ -1,8 +1,8 @@
 //! Userspace-only: `aya::Pod` for map types and checked decoding of ring-buffer records.
 
 use crate::event::{
-    EventHeader, ExecEvent, FileEvent, KIND_EXEC, KIND_FILE, KIND_NET, KIND_TAG_LOST, KIND_TAMPER, KIND_TASK_EMPTY,
-    NetEvent, TaskEvent,
+    EventHeader, ExecEvent, FileEvent, KIND_EXEC, KIND_EXEC_START, KIND_FILE, KIND_FORK, KIND_NET, KIND_TAG_LOST,
+    KIND_TAMPER, KIND_TASK_EMPTY, NetEvent, TaskEvent,
 };
 use crate::net::{NetKey, NetPorts};
 use crate::path::{PathKey, PathRule};
@@ -27,6 +27,8 @@ pub enum KernelEvent {
     TaskEmpty(TaskEvent),
     TagLost(TaskEvent),
     Tamper(TaskEvent),
+    Fork(TaskEvent),
+    ExecStart(TaskEvent),
 }
 
 extern crate alloc;
@@ -77,6 +79,8 @@ impl TryFrom<&[u8]> for KernelEvent {
             KIND_TASK_EMPTY => read_record(header.kind, bytes).map(KernelEvent::TaskEmpty),
             KIND_TAG_LOST => read_record(header.kind, bytes).map(KernelEvent::TagLost),
             KIND_TAMPER => read_record(header.kind, bytes).map(KernelEvent::Tamper),
+            KIND_FORK => read_record(header.kind, bytes).map(KernelEvent::Fork),
+            KIND_EXEC_START => read_record(header.kind, bytes).map(KernelEvent::ExecStart),
             other => Err(DecodeError::UnknownKind(other)),
         }
     }
@@ -88,7 +92,11 @@ impl KernelEvent {
             KernelEvent::Net(e) => &e.header,
             KernelEvent::File(e) => &e.header,
             KernelEvent::Exec(e) => &e.header,
-            KernelEvent::TaskEmpty(e) | KernelEvent::TagLost(e) | KernelEvent::Tamper(e) => &e.header,
+            KernelEvent::TaskEmpty(e)
+            | KernelEvent::TagLost(e)
+            | KernelEvent::Tamper(e)
+            | KernelEvent::Fork(e)
+            | KernelEvent::ExecStart(e) => &e.header,
         }
     }
 }

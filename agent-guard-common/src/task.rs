@@ -2,11 +2,19 @@
 
 /// Value of `PROC_TAGS`, keyed by tgid. Set by the daemon for a task's first process and by
 /// the `task_newtask` program for every process forked from a tagged one.
+///
+/// It also names the process image: (tgid, `exec_ns`) is its exec id — unique across pid reuse,
+/// since a reused tgid starts at a later time — and (`parent_tgid`, `parent_exec_ns`) the image
+/// that forked it. `exec_ns` is the fork's time, moved to the exec's time by every exec
+/// (sched_process_exec); the parent link stays. The task's first process has parent 0.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProcTag {
     pub task_id: u32,
-    pub _pad: u32,
+    pub parent_tgid: u32,
+    /// CLOCK_BOOTTIME of the fork or of the latest exec.
+    pub exec_ns: u64,
+    pub parent_exec_ns: u64,
 }
 
 /// `TaskEntry::mode`: out-of-scope actions are refused with EPERM.
@@ -50,5 +58,5 @@ pub struct Approval {
 }
 
 const _: () = assert!(core::mem::size_of::<Approval>() == 16);
-const _: () = assert!(core::mem::size_of::<ProcTag>() == 8);
+const _: () = assert!(core::mem::size_of::<ProcTag>() == 24);
 const _: () = assert!(core::mem::size_of::<TaskEntry>() == 24);

@@ -1,16 +1,25 @@
 //! Filling event headers and putting records on the ring buffer.
 
-use agent_guard_common::event::EventHeader;
+use agent_guard_common::{event::EventHeader, task::ProcTag};
 use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
 };
 
-use crate::maps::{EVENT_DROPS, EVENTS};
+use crate::maps::{EVENT_DROPS, EVENTS, PROC_TAGS};
 
 #[inline(always)]
 pub fn header(kind: u32, verdict: u32, reason: u32, action: u32, task_id: u32) -> EventHeader {
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
+    // The current image's exec id and its parent's (zeros if untagged): one more lookup, paid
+    // only when something is reported.
+    // SAFETY: value copied out at once.
+    let tag = unsafe { PROC_TAGS.get(&((pid_tgid >> 32) as u32)) }.copied().unwrap_or(ProcTag {
+        task_id: 0,
+        parent_tgid: 0,
+        exec_ns: 0,
+        parent_exec_ns: 0,
+    });
     EventHeader {
         kind,
         verdict,
@@ -21,9 +30,11 @@ pub fn header(kind: u32, verdict: u32, reason: u32, action: u32, task_id: u32) -
         pid: pid_tgid as u32,
         uid: uid_gid as u32,
         gid: (uid_gid >> 32) as u32,
-        _pad: 0,
+        ptgid: tag.parent_tgid,
         // SAFETY: helper without arguments.
         boot_ns: unsafe { bpf_ktime_get_boot_ns() },
+        exec_ns: tag.exec_ns,
+        parent_exec_ns: tag.parent_exec_ns,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
     }
 }

@@ -6,27 +6,29 @@
 //! kernel/trace/trace_syscalls.c, args from 16) and kept per thread in EXEC_PENDING; the event
 //! is sent from sched_process_exec, which fires only once an exec has succeeded
 //! (fs/exec.c: exec_binprm), so the failed attempts of a PATH search are not reported (or killed).
+//! sched_process_exec also gives every tagged image its exec id (ProcTag::exec_ns), with BPF
+//! LSM too.
 //!
 //! Fail-open/closed: observation only; a failed read skips the event and never affects exec.
 
 use agent_guard_common::{
     event::{
-        ACTION_ALLOWED, EXEC_ARG_LEN, EXEC_ARGS, ExecEvent, KIND_EXEC, VERDICT_FLAGGED, VERDICT_OUT_OF_SCOPE,
-        VERDICT_RULE_DENY, VERDICT_UNRESOLVED,
+        ACTION_ALLOWED, EXEC_ARG_LEN, EXEC_ARGS, ExecEvent, KIND_EXEC, KIND_EXEC_START, REASON_NONE, TaskEvent,
+        VERDICT_FLAGGED, VERDICT_NONE, VERDICT_OUT_OF_SCOPE, VERDICT_RULE_DENY, VERDICT_UNRESOLVED,
     },
     path::{ACCESS_EXEC, Decision, PATH_MAX_MATCH, decide},
 };
 use aya_ebpf::{
-    helpers::{bpf_probe_read_user, bpf_probe_read_user_str_bytes},
+    helpers::{bpf_ktime_get_boot_ns, bpf_probe_read_user, bpf_probe_read_user_str_bytes},
     macros::tracepoint,
     programs::TracePointContext,
 };
 
 use crate::{
     config, emit,
-    maps::{EXEC_PENDING, EXEC_SCRATCH},
+    maps::{EXEC_PENDING, EXEC_SCRATCH, PROC_TAGS},
     path_match::match_path,
-    task::{current_task, current_tid, kill_if_enforced, reason_for},
+    task::{current_task, current_tgid, current_tid, kill_if_enforced, reason_for},
 };
 
 #[tracepoint]
@@ -130,12 +132,33 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn try_exec_done(old_tid: u32) {
+    let Some(tag) = PROC_TAGS.get_ptr_mut(&current_tgid()) else {
+        return;
+    };
+    // The new image gets its exec id now (its parent stays the image that forked it), and the
+    // daemon learns the lineage from the EXEC_START record.
+    // SAFETY: plain integer fields of this process's own entry; only its threads write it, and
+    // an exec has just killed all of them but this one (fs/exec.c: de_thread).
+    let tag = unsafe {
+        (*tag).exec_ns = bpf_ktime_get_boot_ns();
+        *tag
+    };
+    let start = emit::header(KIND_EXEC_START, VERDICT_NONE, REASON_NONE, ACTION_ALLOWED, tag.task_id);
+    emit::send(&TaskEvent { header: start, child_tgid: 0, detail: 0 });
+    if config::exec_capture() {
+        // BPF LSM decided (and reported) this exec in bprm_check_security: only the captured
+        // arguments are left, of no more use.
+        let _ = EXEC_PENDING.remove(&old_tid);
+        return;
+    }
     // SAFETY: the value is sent and its entry removed before anything else uses this tid.
     let Some(event) = EXEC_PENDING.get_ptr_mut(&old_tid) else {
         return;
     };
     // SAFETY: the entry is this thread's, sent and removed before the tid execs again.
     let event = unsafe { &mut *event };
+    // Filled before the exec: the event is about the new image.
+    event.header.exec_ns = tag.exec_ns;
     // The exec succeeded: with the `kill` level the new program is killed before it runs a
     // single instruction (the signal is taken on the way back to user space).
     if let Some(task) = current_task() {

@@ -17,7 +17,8 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use agent_guard_common::{
     event::REASON_NONE,
-    event::{ACTION_ALLOWED, KIND_TAG_LOST, KIND_TASK_EMPTY, TaskEvent, VERDICT_NONE},
+    event::{ACTION_ALLOWED, KIND_FORK, KIND_TAG_LOST, KIND_TASK_EMPTY, TaskEvent, VERDICT_NONE},
+    task::ProcTag,
 };
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 
@@ -47,8 +48,16 @@ fn try_newtask(child: u32, clone_flags: u64) {
         return;
     }
     // SAFETY: value copied out at once.
-    let Some(tag) = (unsafe { PROC_TAGS.get(&current_tgid()) }).copied() else {
+    let Some(parent) = (unsafe { PROC_TAGS.get(&current_tgid()) }).copied() else {
         return;
+    };
+    // The child is a new image: its exec id starts now, and its parent is the current one.
+    let fork = emit::header(KIND_FORK, VERDICT_NONE, REASON_NONE, ACTION_ALLOWED, parent.task_id);
+    let tag = ProcTag {
+        task_id: parent.task_id,
+        parent_tgid: current_tgid(),
+        exec_ns: fork.boot_ns,
+        parent_exec_ns: parent.exec_ns,
     };
     if PROC_TAGS.insert(&child, &tag, 0).is_err() {
         let event = TaskEvent {
@@ -64,6 +73,8 @@ fn try_newtask(child: u32, clone_flags: u64) {
         // atomic types are not available on the bpf target).
         unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(live, 1) };
     }
+    // Lineage for the daemon (exec ids, ancestry); lost only with a full ring buffer, counted.
+    emit::send(&TaskEvent { header: fork, child_tgid: child, detail: 0 });
 }
 
 #[tracepoint]

@@ -89,3 +89,31 @@ fn a_reused_pid_does_not_inherit_a_stale_tag() {
     }
     panic!("could not get pid {pid} reused in 50 attempts");
 }
+
+#[test]
+fn events_carry_exec_ids_and_the_ancestry_up_to_the_task_root_even_through_exited_processes() {
+    let daemon = Daemon::start();
+    let other = listener("127.0.0.1:0");
+    let g = grant(daemon.dir.path(), "lineage", "enforce", &[], "");
+    // root (the outer sh, in `run`'s process) -> inner sh (exits at once) -> the probe, which
+    // connects a second later, its parent gone.
+    let script = format!("sh -c '{PROBE} after 1 connect 127.0.0.1:{other} &'; sleep 3");
+    let mut run =
+        daemon.run_command("lineage-bot", "trace lineage", &g, &[], &["/usr/bin/sh", "-c", &script]).spawn().unwrap();
+    let root_pid = run.id();
+    assert!(run.wait().unwrap().success());
+    let event = daemon.wait_event("the probe's denial", |e| e["kind"] == "network.connect");
+    let process = &event["process"];
+    let exec_id = process["exec_id"].as_str().expect("exec_id");
+    let pid = process["pid"].as_u64().unwrap();
+    assert!(exec_id.contains(&format!("-{pid}-")), "{process}");
+    let ancestry: Vec<&str> =
+        process["ancestry"].as_array().expect("ancestry").iter().map(|a| a.as_str().unwrap()).collect();
+    assert_eq!(ancestry.len(), 2, "inner sh, then the root: {process}");
+    assert_eq!(process["parent_exec_id"].as_str(), Some(ancestry[0]));
+    assert!(ancestry[1].contains(&format!("-{root_pid}-")), "the root is run's process {root_pid}: {process}");
+    assert!(!ancestry.contains(&exec_id));
+    // The inner sh had exited before the probe connected: its image is still named.
+    let inner_pid: u32 = ancestry[0].split('-').nth(1).unwrap().parse().unwrap();
+    assert!(inner_pid != root_pid && u64::from(inner_pid) != pid, "{process}");
+}

@@ -366,6 +366,14 @@ aggregation: {window: 0s}
     }
 
     #[test]
+    fn the_shipped_config_file_is_valid() {
+        let shipped: ConfigFile =
+            serde_yaml_ng::from_str(include_str!("../../../deploy/agent-guard.yaml")).expect("deploy/agent-guard.yaml");
+        shipped.validate().unwrap();
+        assert_eq!(shipped.audit_store.retention, Duration::from_secs(90 * 24 * 3600));
+    }
+
+    #[test]
     fn unknown_keys_and_duplicate_names_are_refused() {
         let unknown = serde_yaml_ng::from_str::<ConfigFile>("outputs: [{type: file, path: /x, maxsize: 1}]");
         assert!(unknown.unwrap_err().to_string().contains("maxsize"));

@@ -102,15 +102,30 @@ impl ProcCache {
 
 fn process(reg: &Registry, header: &EventHeader) -> Process {
     let (ppid, executable) = reg.proc_cache.borrow_mut().lookup(header);
+    let image = (header.tgid, header.exec_ns);
+    let parent = (header.ptgid, header.parent_exec_ns);
+    let mut lineage = reg.lineage.borrow_mut();
+    if header.exec_ns != 0 {
+        lineage.learn(image, parent, header.task_id);
+    }
+    let tagged = header.exec_ns != 0;
     Process {
         pid: header.tgid,
         tid: header.pid,
-        ppid,
+        // The kernel's parent (the forking image) when tagged: /proc's may be re-parented.
+        ppid: if tagged && header.ptgid != 0 { Some(header.ptgid) } else { ppid },
         uid: header.uid,
         gid: header.gid,
         comm: c_string(&header.comm),
         executable,
         argv: None,
+        exec_id: tagged.then(|| lineage.exec_id(image)),
+        parent_exec_id: (tagged && header.ptgid != 0).then(|| lineage.exec_id(parent)),
+        ancestry: if tagged {
+            lineage.ancestry(image).into_iter().map(|i| lineage.exec_id(i)).collect()
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -142,6 +157,16 @@ pub fn decode(reg: &Registry, record: KernelEvent) -> Decoded {
     let task = reg.tasks.get(&task_id);
     match record {
         KernelEvent::TaskEmpty(_) => Decoded::TaskEmpty(task_id),
+        KernelEvent::Fork(e) => {
+            let parent = (e.header.tgid, e.header.exec_ns);
+            reg.lineage.borrow_mut().learn((e.child_tgid, e.header.boot_ns), parent, task_id);
+            Decoded::Nothing
+        }
+        KernelEvent::ExecStart(e) => {
+            let parent = (e.header.ptgid, e.header.parent_exec_ns);
+            reg.lineage.borrow_mut().learn((e.header.tgid, e.header.exec_ns), parent, task_id);
+            Decoded::Nothing
+        }
         KernelEvent::TagLost(e) => {
             let mut event = Event::new(Kind::TagLost, &reg.host, clock::wall_of_boot_ns(e.header.boot_ns));
             event.process = Some(process(reg, &e.header));

@@ -165,6 +165,16 @@ pub struct Process {
     pub executable: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub argv: Option<Vec<String>>,
+    /// This process image (`BOOT-TGID-NS`): unique, stable across pid reuse; a new one at
+    /// every exec. Absent for untagged processes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exec_id: Option<String>,
+    /// The image that forked this process (absent for a task's first process).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_exec_id: Option<String>,
+    /// Exec ids of the ancestors, nearest first, up to the task's root process.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ancestry: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]

@@ -83,12 +83,14 @@ fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
 }
 
 /// Tracepoint programs: (program name, category, event).
-/// Tagging, and execve argv capture (for the exec events of either mode).
+/// Tagging, exec ids, and execve argv capture (for the exec events of either mode).
 const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("task_newtask", "task", "task_newtask"),
     ("sched_process_exit", "sched", "sched_process_exit"),
     ("sys_enter_execve", "syscalls", "sys_enter_execve"),
     ("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
+    // Exec ids (and, without BPF LSM, the exec events).
+    ("sched_process_exec", "sched", "sched_process_exec"),
 ];
 /// Observation of file opens and execs, where BPF LSM is not available.
 const OBSERVE_TRACEPOINTS: &[(&str, &str, &str)] = &[
@@ -96,7 +98,6 @@ const OBSERVE_TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sys_enter_open", "syscalls", "sys_enter_open"),
     ("sys_enter_openat2", "syscalls", "sys_enter_openat2"),
     ("sys_enter_creat", "syscalls", "sys_enter_creat"),
-    ("sched_process_exec", "sched", "sched_process_exec"),
 ];
 /// BPF LSM programs: (program name, LSM hook).
 const LSM_PROGRAMS: &[(&str, &str)] = &[
@@ -370,10 +371,14 @@ impl Kernel {
         self.task_live.get(&task_id, 0).unwrap_or(0)
     }
 
+    /// Tags `tgid` with `task_id`. A process already tagged (moved into a sub-task) keeps its
+    /// exec id and lineage; a new one becomes a root: exec id from now, no parent.
     pub fn tag(&mut self, tgid: u32, task_id: u32) -> Result<(), KernelError> {
-        self.proc_tags
-            .insert(&tgid, &ProcTag { task_id, _pad: 0 }, 0)
-            .map_err(|source| KernelError::Map { name: maps::PROC_TAGS, source })
+        let tag = match self.proc_tags.get(&tgid, 0) {
+            Ok(existing) => ProcTag { task_id, ..existing },
+            Err(_) => ProcTag { task_id, parent_tgid: 0, exec_ns: super::clock::boot_ns_now(), parent_exec_ns: 0 },
+        };
+        self.proc_tags.insert(&tgid, &tag, 0).map_err(|source| KernelError::Map { name: maps::PROC_TAGS, source })
     }
 
     pub fn task_of(&self, tgid: u32) -> Option<u32> {

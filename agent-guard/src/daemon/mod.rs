@@ -8,6 +8,7 @@ pub mod config;
 mod decode;
 pub mod event;
 mod kernel;
+mod lineage;
 mod metrics;
 mod ocsf;
 mod output;

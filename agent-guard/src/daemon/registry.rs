@@ -92,6 +92,8 @@ pub struct Registry {
     pub policy_dir: PathBuf,
     /// /proc reads of recent event sources (decode.rs).
     pub proc_cache: std::cell::RefCell<ProcCache>,
+    /// Exec ids and ancestry of tagged processes (lineage.rs).
+    pub lineage: std::cell::RefCell<super::lineage::Lineage>,
 }
 
 /// A refused request: what the API sends back.
@@ -168,6 +170,7 @@ impl Registry {
             policies: PolicySet::default(),
             policy_dir: PathBuf::new(),
             proc_cache: Default::default(),
+            lineage: Default::default(),
         }
     }
 
@@ -535,6 +538,7 @@ impl Registry {
         task.info.live_processes = 0;
         self.kernel.remove_task(id);
         self.kernel.remove_grant(id, &task.compiled);
+        self.lineage.borrow_mut().forget_task(id);
         cgroup::remove_when_empty(task.cgroup.clone());
         let mut event = Event::new(Kind::TaskClose, &self.host, now);
         event.task = Some(task.task_ref());

@@ -118,8 +118,19 @@ mod tests {
     fn event(decision: Decision, pid: u32, path: &str) -> Event {
         let mut e = Event::new(Kind::FileOpen, "h", SystemTime::now());
         e.decision = Some(decision);
-        e.process =
-            Some(Process { pid, tid: pid, ppid: None, uid: 0, gid: 0, comm: "x".into(), executable: None, argv: None });
+        e.process = Some(Process {
+            pid,
+            tid: pid,
+            ppid: None,
+            uid: 0,
+            gid: 0,
+            comm: "x".into(),
+            executable: None,
+            argv: None,
+            exec_id: None,
+            parent_exec_id: None,
+            ancestry: Vec::new(),
+        });
         e.object = Some(Object::File { path: path.into(), access: vec!["read"], operation: None });
         e
     }
