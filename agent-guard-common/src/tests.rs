@@ -47,8 +47,8 @@ fn decodes_a_net_record() {
 fn refuses_short_and_unknown_records() {
     let bytes = bytes_of(&net_event());
     assert_eq!(
-        KernelEvent::try_from(&bytes[..70]),
-        Err(DecodeError::Short { kind: KIND_NET, len: 70, need: core::mem::size_of::<NetEvent>() })
+        KernelEvent::try_from(&bytes[..90]),
+        Err(DecodeError::Short { kind: KIND_NET, len: 90, need: core::mem::size_of::<NetEvent>() })
     );
     assert!(matches!(KernelEvent::try_from(&bytes[..10]), Err(DecodeError::Short { kind: 0, .. })));
     let mut unknown = bytes.clone();
