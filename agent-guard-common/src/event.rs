@@ -41,6 +41,10 @@ pub const NO_RULE: u32 = u32::MAX;
 pub const VERDICT_RULE_DENY: u32 = 4;
 /// `EventHeader::verdict`: a `flag` rule matched: allowed and reported.
 pub const VERDICT_FLAGGED: u32 = 5;
+/// `EventHeader::verdict`: an allowed action, reported at its first use by the task (once per
+/// object and access; see USAGE_SEEN): the daemon records which rules were used and what was
+/// touched, for the task's usage summary. Not an event of its own.
+pub const VERDICT_IN_SCOPE: u32 = 6;
 /// `EventHeader::verdict`: informational record (task empty).
 pub const VERDICT_NONE: u32 = 0;
 

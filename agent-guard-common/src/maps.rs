@@ -36,3 +36,7 @@ pub const APPROVALS: &str = "APPROVALS";
 pub const DEFAULT_APPROVALS: u32 = 4_096;
 /// Per-CPU 512-byte buffer where the file-tree hooks join a directory's path and a name.
 pub const PATH_JOIN: &str = "PATH_JOIN";
+/// LRU [`crate::task::UsageKey`] -> u32: allowed accesses of a task already reported once
+/// (VERDICT_IN_SCOPE), so an allowed action is reported at its first use only.
+pub const USAGE_SEEN: &str = "USAGE_SEEN";
+pub const DEFAULT_USAGE_SEEN: u32 = 65_536;

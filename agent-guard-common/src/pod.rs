@@ -6,13 +6,14 @@ use crate::event::{
 };
 use crate::net::{NetKey, NetPorts};
 use crate::path::{PathKey, PathRule};
-use crate::task::{Approval, ProcTag, TaskEntry};
+use crate::task::{Approval, ProcTag, TaskEntry, UsageKey};
 
 // SAFETY: each type is #[repr(C)], made only of integers and integer arrays, with explicit
 // padding fields (sizes asserted in the defining modules), so every bit pattern is valid.
 unsafe impl aya::Pod for ProcTag {}
 unsafe impl aya::Pod for TaskEntry {}
 unsafe impl aya::Pod for Approval {}
+unsafe impl aya::Pod for UsageKey {}
 unsafe impl aya::Pod for NetKey {}
 unsafe impl aya::Pod for NetPorts {}
 unsafe impl aya::Pod for PathKey {}

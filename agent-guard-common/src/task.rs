@@ -57,6 +57,20 @@ pub struct Approval {
     pub hash: u64,
 }
 
+/// Key of `USAGE_SEEN`: an allowed access (ACCESS_* bits, or USE_CONNECT) of a task to the
+/// object hashed `hash` (FNV-1a of a path, or of a destination).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UsageKey {
+    pub task_id: u32,
+    pub access: u32,
+    pub hash: u64,
+}
+
+/// `UsageKey::access` of a connect or send.
+pub const USE_CONNECT: u32 = 1 << 31;
+
 const _: () = assert!(core::mem::size_of::<Approval>() == 16);
+const _: () = assert!(core::mem::size_of::<UsageKey>() == 16);
 const _: () = assert!(core::mem::size_of::<ProcTag>() == 24);
 const _: () = assert!(core::mem::size_of::<TaskEntry>() == 24);

@@ -14,7 +14,7 @@
 use agent_guard_common::{
     event::{
         ACTION_ALLOWED, EXEC_ARG_LEN, EXEC_ARGS, ExecEvent, KIND_EXEC, KIND_EXEC_START, REASON_NONE, TaskEvent,
-        VERDICT_FLAGGED, VERDICT_NONE, VERDICT_OUT_OF_SCOPE, VERDICT_RULE_DENY, VERDICT_UNRESOLVED,
+        VERDICT_FLAGGED, VERDICT_IN_SCOPE, VERDICT_NONE, VERDICT_OUT_OF_SCOPE, VERDICT_RULE_DENY, VERDICT_UNRESOLVED,
     },
     path::{ACCESS_EXEC, Decision, PATH_MAX_MATCH, decide},
 };
@@ -29,6 +29,7 @@ use crate::{
     maps::{EXEC_PENDING, EXEC_SCRATCH, PROC_TAGS},
     path_match::match_path,
     task::{current_task, current_tgid, current_tid, kill_if_enforced, reason_for},
+    usage,
 };
 
 #[tracepoint]
@@ -84,6 +85,8 @@ fn try_exec(filename: u64, argv: u64) {
         VERDICT_UNRESOLVED
     } else {
         match decide(matched.allowed, ACCESS_EXEC) {
+            // Reported (once) if the exec succeeds, like an out-of-scope one.
+            Decision::Allow if usage::first_use(task.task_id, ACCESS_EXEC, matched.hash) => VERDICT_IN_SCOPE,
             Decision::Allow => {
                 // In scope: forget an earlier out-of-scope attempt of this thread.
                 let _ = EXEC_PENDING.remove(&current_tid());

@@ -12,7 +12,10 @@
 //! when the ring buffer is full) and never affects the syscall.
 
 use agent_guard_common::{
-    event::{FILE_OP_OPEN, KIND_FILE, VERDICT_FLAGGED, VERDICT_OUT_OF_SCOPE, VERDICT_RULE_DENY, VERDICT_UNRESOLVED},
+    event::{
+        FILE_OP_OPEN, KIND_FILE, VERDICT_FLAGGED, VERDICT_IN_SCOPE, VERDICT_OUT_OF_SCOPE, VERDICT_RULE_DENY,
+        VERDICT_UNRESOLVED,
+    },
     path::{ACCESS_READ, ACCESS_WRITE, Decision, PATH_MAX_MATCH, decide},
 };
 use aya_ebpf::{helpers::bpf_probe_read_user_str_bytes, macros::tracepoint, programs::TracePointContext};
@@ -22,6 +25,7 @@ use crate::{
     maps::SCRATCH,
     path_match::match_path,
     task::{current_task, kill_if_enforced, reason_for},
+    usage,
 };
 
 const AT_FDCWD: i64 = -100;
@@ -117,6 +121,7 @@ fn try_open(dfd: i64, filename: u64, flags: u32) {
         VERDICT_UNRESOLVED
     } else {
         match decide(matched.allowed, access) {
+            Decision::Allow if usage::first_use(task.task_id, access, matched.hash) => VERDICT_IN_SCOPE,
             Decision::Allow => return,
             Decision::Flag => VERDICT_FLAGGED,
             Decision::Deny => VERDICT_RULE_DENY,

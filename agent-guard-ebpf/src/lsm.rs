@@ -22,7 +22,8 @@
 use agent_guard_common::{
     event::{
         ACTION_ALLOWED, ACTION_BLOCKED, ACTION_HELD, FILE_OP_OPEN, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, KIND_EXEC,
-        KIND_FILE, PATH_TRUNCATED, VERDICT_ASK, VERDICT_FLAGGED, VERDICT_OUT_OF_SCOPE, VERDICT_RULE_DENY,
+        KIND_FILE, PATH_TRUNCATED, VERDICT_ASK, VERDICT_FLAGGED, VERDICT_IN_SCOPE, VERDICT_OUT_OF_SCOPE,
+        VERDICT_RULE_DENY,
     },
     net::NET_FLAG,
     path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, Decision, PATH_MAX_MATCH, decide},
@@ -42,6 +43,7 @@ use crate::{
     net::{connect_verdict, net_decision},
     path_match::match_path,
     task::{CurrentTask, current_task, current_tid, reason_for},
+    usage,
 };
 
 /// include/linux/fs.h
@@ -104,6 +106,9 @@ fn outcome(task: &CurrentTask, decision: Decision, need: u32, hash: u64) -> Resu
     let refuse =
         |why| if audit { Ok((Verdict::Allow, ACTION_ALLOWED, why)) } else { Ok((Verdict::Deny, ACTION_BLOCKED, why)) };
     match decision {
+        Decision::Allow if usage::first_use(task.task_id, need, hash) => {
+            Ok((Verdict::Allow, ACTION_ALLOWED, VERDICT_IN_SCOPE))
+        }
         Decision::Allow => Err(Verdict::Allow),
         Decision::Flag => Ok((Verdict::Allow, ACTION_ALLOWED, VERDICT_FLAGGED)),
         Decision::Deny => refuse(VERDICT_RULE_DENY),

@@ -22,6 +22,7 @@ mod net;
 mod path_match;
 mod tag;
 mod task;
+mod usage;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -6,7 +6,7 @@ use agent_guard_common::{
     event::{ExecEvent, FileEvent},
     net::{NetKey, NetPorts},
     path::{PathKey, PathRule},
-    task::{Approval, ProcTag, TaskEntry},
+    task::{Approval, ProcTag, TaskEntry, UsageKey},
 };
 use aya_ebpf::{
     macros::map,
@@ -49,3 +49,6 @@ pub static APPROVALS: HashMap<u32, Approval> = HashMap::with_max_entries(1, 0);
 
 #[map]
 pub static PATH_JOIN: PerCpuArray<[u8; 512]> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub static USAGE_SEEN: LruHashMap<UsageKey, u32> = LruHashMap::with_max_entries(1, 0);

@@ -13,10 +13,11 @@
 use agent_guard_common::{
     event::{
         ACTION_ALLOWED, ACTION_BLOCKED, HOOK_CONNECT4, HOOK_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6, KIND_NET, NO_RULE,
-        NetEvent, REASON_NONE, VERDICT_FLAGGED, VERDICT_OUT_OF_SCOPE, VERDICT_RULE_DENY,
+        NetEvent, REASON_NONE, VERDICT_FLAGGED, VERDICT_IN_SCOPE, VERDICT_OUT_OF_SCOPE, VERDICT_RULE_DENY,
     },
     net::{NET_ALLOW, NET_DENY, NET_FLAG, NET_KEY_BITS, NetKey, PROTO_TCP, PROTO_UDP},
     task::MODE_AUDIT,
+    task::USE_CONNECT,
 };
 use aya_ebpf::{macros::cgroup_sock_addr, maps::lpm_trie::Key, programs::SockAddrContext};
 
@@ -24,6 +25,7 @@ use crate::{
     emit,
     maps::NET_RULES,
     task::{CurrentTask, current_task},
+    usage,
 };
 
 const ALLOW: i32 = 1;
@@ -97,6 +99,9 @@ pub fn connect_verdict(task: &CurrentTask, hook: u32, protocol: u32, port: u16, 
     };
     let audit = task.entry.mode == MODE_AUDIT;
     let (verdict, reason, allow) = match action {
+        NET_ALLOW if usage::first_use(task.task_id, USE_CONNECT, usage::destination_hash(&addr, port, protocol)) => {
+            (VERDICT_IN_SCOPE, REASON_NONE, true)
+        }
         NET_ALLOW => return true,
         NET_FLAG => (VERDICT_FLAGGED, REASON_NONE, true),
         NET_DENY => (VERDICT_RULE_DENY, REASON_NONE, audit),

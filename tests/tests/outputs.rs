@@ -253,7 +253,13 @@ fn the_audit_store_reports_a_finished_task_as_evidence() {
     let mut daemon = Daemon::start();
     let allowed = listener("127.0.0.1:0");
     let other = listener("127.0.0.1:0");
-    let g = grant(daemon.dir.path(), "evidence", "enforce", &[format!("127.0.0.1/32:{allowed}")], "");
+    let g = grant(
+        daemon.dir.path(),
+        "evidence",
+        "enforce",
+        &[format!("127.0.0.1/32:{allowed}"), "10.9.9.9/32:443".into()],
+        "",
+    );
     let out = daemon.run(
         "report-bot",
         "summarise ticket 4412",
@@ -263,6 +269,15 @@ fn the_audit_store_reports_a_finished_task_as_evidence() {
     assert_eq!(stdout(&out), "ok\nEPERM");
     let close = daemon.wait_event("task close", |e| e["kind"] == "task.close");
     let task = close["task"]["id"].as_u64().unwrap().to_string();
+    // The kernel reported the first use of each allowed access: the close says which rules
+    // were used, which never were, and what was reached.
+    let usage = &close["usage"];
+    let used: Vec<&str> = usage["used"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    let unused: Vec<&str> = usage["unused"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    assert!(used.contains(&format!("network.connect[0] 127.0.0.1/32:{allowed} (allow)").as_str()), "{usage}");
+    assert!(unused.contains(&"network.connect[1] 10.9.9.9/32:443 (allow)"), "{usage}");
+    assert!(used.iter().any(|r| r.starts_with("exec ")), "the probe's exec was allowed by an exec rule: {usage}");
+    assert_eq!(usage["destinations"][format!("127.0.0.1:{allowed}/tcp")], 1, "{usage}");
     let store = daemon.dir.path().join("audit.db");
     let cli = |args: &[&str]| {
         let out = Command::new(agent_guard_bin()).args(args).arg("--store").arg(&store).output().unwrap();
@@ -281,6 +296,11 @@ fn the_audit_store_reports_a_finished_task_as_evidence() {
     let findings = report["findings"].to_string();
     assert!(findings.contains(&format!("127.0.0.1:{other}")) && findings.contains("default-deny"), "{findings}");
     assert_eq!(report["ended"]["how"], "closed");
+    // The least-privilege suggestion drops the rule never used, and keeps the used one.
+    let narrowed = report["least_privilege"]["grant_yaml"].as_str().expect("a narrower grant");
+    assert!(!narrowed.contains("10.9.9.9") && narrowed.contains(&format!("127.0.0.1/32:{allowed}")), "{narrowed}");
+    let destinations = report["touched"]["destinations"].to_string();
+    assert!(destinations.contains(&format!("127.0.0.1:{allowed}/tcp")), "{destinations}");
     let markdown = cli(&["report", "--task", &task, "--format", "md"]);
     assert!(markdown.contains("summarise ticket 4412") && markdown.contains("default-deny"), "{markdown}");
     let html = cli(&["report", "--task", &task, "--format", "html"]);

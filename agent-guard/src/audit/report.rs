@@ -229,6 +229,25 @@ impl Builder {
                         })
                     };
                     self.usage = Usage { recorded: true, used: names("used"), unused: names("unused") };
+                    // What was touched within the grant: distinct objects per directory and
+                    // destination, from the kernel's first-use records (a stop's, then the close's).
+                    for (key, groups) in [("touched", &mut self.directories), ("destinations", &mut self.destinations)]
+                    {
+                        for (target, count) in usage.get(key).and_then(Value::as_object).into_iter().flatten() {
+                            let count = count.as_u64().unwrap_or(0);
+                            let touch = groups.entry(target.clone()).or_insert_with(|| Touch {
+                                target: target.clone(),
+                                count: 0,
+                                decisions: BTreeMap::new(),
+                                kinds: BTreeSet::new(),
+                            });
+                            let allowed = touch.decisions.entry("allowed".into()).or_default();
+                            // The close repeats the stop's totals: keep the larger.
+                            touch.count += count.saturating_sub(*allowed);
+                            *allowed = (*allowed).max(count);
+                            touch.kinds.insert("first use".into());
+                        }
+                    }
                 }
             }
             "approval.request" | "approval.granted" | "approval.denied" => self.approval(ix, event),

@@ -9,8 +9,8 @@ use agent_guard_common::{
         FILE_OP_LINK, FILE_OP_MKDIR, FILE_OP_RENAME_FROM, FILE_OP_RENAME_TO, FILE_OP_RMDIR, FILE_OP_SYMLINK,
         FILE_OP_TRUNCATE, FILE_OP_UNLINK, FileEvent, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, HOOK_SENDMSG4,
         HOOK_SENDMSG6, KernelEvent, NetEvent, PATH_RELATIVE, PATH_TRUNCATED, PATH_UNNORMALIZED, REASON_EXPIRED,
-        REASON_REVOKED, TAMPER_PTRACE, TAMPER_SIGNAL, VERDICT_ASK, VERDICT_FLAGGED, VERDICT_RULE_DENY,
-        VERDICT_UNRESOLVED,
+        REASON_REVOKED, TAMPER_PTRACE, TAMPER_SIGNAL, VERDICT_ASK, VERDICT_FLAGGED, VERDICT_IN_SCOPE,
+        VERDICT_RULE_DENY, VERDICT_UNRESOLVED,
     },
     path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, Decision as PathDecision},
 };
@@ -39,6 +39,20 @@ pub enum Decoded {
     Nothing,
     /// An action held by an `ask` rule: the registry files it and reports it.
     Held(HeldAction),
+    /// The first use of an allowed access: the rules that allowed it, and what was touched.
+    Used {
+        task_id: u32,
+        rules: Vec<String>,
+        touched: Touched,
+    },
+}
+
+/// What an allowed action touched.
+pub enum Touched {
+    /// The directory of a file opened or executed.
+    Directory(String),
+    /// `address:port/protocol`.
+    Destination(String),
 }
 
 pub struct HeldAction {
@@ -194,9 +208,37 @@ pub fn decode(reg: &Registry, record: KernelEvent) -> Decoded {
             });
             Decoded::Event(Box::new(event))
         }
+        KernelEvent::Net(e) if e.header.verdict == VERDICT_IN_SCOPE => {
+            let (address, protocol) = (address_of(&e.addr), protocol_name(e.protocol));
+            let rules = task.and_then(|t| t.grant.net_rule_name(e.rule_index as usize)).into_iter().collect();
+            Decoded::Used { task_id, rules, touched: Touched::Destination(format!("{address}:{}/{protocol}", e.port)) }
+        }
+        KernelEvent::File(e) if e.header.verdict == VERDICT_IN_SCOPE => used_path(task, task_id, &e.path, e.access),
+        KernelEvent::Exec(e) if e.header.verdict == VERDICT_IN_SCOPE => used_path(task, task_id, &e.path, ACCESS_EXEC),
         KernelEvent::Net(e) => Decoded::Event(Box::new(net_event(reg, &e, task))),
         KernelEvent::File(e) => file_event(reg, &e, task),
         KernelEvent::Exec(e) => exec_event(reg, &e, task),
+    }
+}
+
+/// The kernel decided these paths itself: absolute and normalised.
+fn used_path(task: Option<&Task>, task_id: u32, raw: &[u8], need: u32) -> Decoded {
+    let path = c_string(raw);
+    let rules = task.map(|t| t.grant.allowing_rules(&path, need)).unwrap_or_default();
+    let dir = std::path::Path::new(&path).parent().map_or("/".into(), |d| d.display().to_string());
+    Decoded::Used { task_id, rules, touched: Touched::Directory(dir) }
+}
+
+fn address_of(addr: &[u8; 16]) -> IpAddr {
+    let v6 = Ipv6Addr::from(*addr);
+    v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+}
+
+fn protocol_name(protocol: u32) -> String {
+    match protocol {
+        6 => "tcp".to_string(),
+        17 => "udp".to_string(),
+        other => format!("ip-proto-{other}"),
     }
 }
 
@@ -204,13 +246,7 @@ fn net_event(reg: &Registry, e: &NetEvent, task: Option<&Task>) -> Event {
     let kind =
         if e.hook == HOOK_SENDMSG4 || e.hook == HOOK_SENDMSG6 { Kind::NetworkSend } else { Kind::NetworkConnect };
     let mut event = action_event(reg, kind, &e.header, task);
-    let v6 = Ipv6Addr::from(e.addr);
-    let address = v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4);
-    let protocol = match e.protocol {
-        6 => "tcp".to_string(),
-        17 => "udp".to_string(),
-        other => format!("ip-proto-{other}"),
-    };
+    let (address, protocol) = (address_of(&e.addr), protocol_name(e.protocol));
     event.decision = Some(if e.header.action == ACTION_BLOCKED { Decision::Denied } else { Decision::Flagged });
     if matches!(e.header.verdict, VERDICT_RULE_DENY | VERDICT_FLAGGED) {
         let what = if e.header.verdict == VERDICT_FLAGGED { "flags" } else { "refuses" };

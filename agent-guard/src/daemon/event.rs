@@ -45,9 +45,24 @@ pub struct Event {
     /// On `task.open`: the grant as issued (after templates and profiles are applied).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grant_spec: Option<crate::grant::GrantSpec>,
+    /// On `task.stop` and `task.close`: the grant's rules by use, and what was touched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
     /// The event stands for `count` identical ones of one process (flood control).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub aggregated: bool,
+}
+
+/// What a task did within its grant, from the kernel's first-use records: which allow rules
+/// were used, which were not (a narrower grant would do), and what was touched.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+pub struct Usage {
+    pub used: Vec<String>,
+    pub unused: Vec<String>,
+    /// Directory -> distinct files opened or executed in it, allowed.
+    pub touched: std::collections::BTreeMap<String, u64>,
+    /// `address:port/protocol` -> 1 per destination reached, allowed.
+    pub destinations: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
@@ -229,6 +244,7 @@ impl Event {
             count: None,
             approval: None,
             actor: None,
+            usage: None,
             grant_spec: None,
             aggregated: false,
         }

@@ -180,6 +180,7 @@ impl Kernel {
             .map_max_entries(maps::EVENTS, sizes.events_bytes)
             .map_max_entries(maps::EXEC_PENDING, maps::DEFAULT_EXEC_PENDING)
             .map_max_entries(maps::APPROVALS, maps::DEFAULT_APPROVALS)
+            .map_max_entries(maps::USAGE_SEEN, maps::DEFAULT_USAGE_SEEN)
             .override_global("NEWTASK_PID_OFF", &newtask_pid, true)
             .override_global("NEWTASK_FLAGS_OFF", &newtask_flags, true)
             .override_global("EXIT_PID_OFF", &exit_pid, true)

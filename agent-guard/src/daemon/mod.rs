@@ -319,6 +319,7 @@ async fn read_events(
                     }
                 }
                 Decoded::TaskEmpty(id) => reg.close_task(id),
+                Decoded::Used { task_id, rules, touched } => reg.record_use(task_id, rules, touched),
                 Decoded::TagLost { task_id, child, event } => {
                     // Fail closed: an untagged child of a task must not run.
                     let _ = nix::sys::signal::kill(
@@ -338,8 +339,9 @@ async fn read_events(
 
 /// A reported file, exec or network action (not one held for a human).
 fn is_action(record: &KernelEvent) -> bool {
+    use agent_guard_common::event::{VERDICT_ASK, VERDICT_IN_SCOPE};
     matches!(record, KernelEvent::Net(_) | KernelEvent::File(_) | KernelEvent::Exec(_))
-        && record.header().verdict != agent_guard_common::event::VERDICT_ASK
+        && !matches!(record.header().verdict, VERDICT_ASK | VERDICT_IN_SCOPE)
 }
 
 /// Once a second: reports kernel-side event losses, and closes tasks whose "empty" record

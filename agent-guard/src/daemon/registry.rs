@@ -17,8 +17,9 @@ use agent_guard_common::{
 use super::{
     KernelError, cgroup,
     clock::{self, boot_ns_now},
+    decode::Touched,
     decode::{HeldAction, ProcCache, access_names},
-    event::{Actor, Decision, Event, Kind, TaskRef},
+    event::{Actor, Decision, Event, Kind, TaskRef, Usage},
     kernel::Kernel,
     output::EventSink,
 };
@@ -42,9 +43,19 @@ pub struct Task {
     moved_out: u64,
     compiled: CompiledGrant,
     cgroup: PathBuf,
+    /// Allow rules used so far and what was touched (the kernel's first-use records).
+    usage: Usage,
 }
 
 impl Task {
+    /// The usage summary: used rules, the allow rules never used, what was touched.
+    fn usage(&self) -> Usage {
+        let mut usage = self.usage.clone();
+        usage.used.sort();
+        usage.unused = self.grant.allow_rule_names().into_iter().filter(|r| !usage.used.contains(r)).collect();
+        usage
+    }
+
     pub fn task_ref(&self) -> TaskRef {
         TaskRef {
             id: self.info.id,
@@ -496,7 +507,16 @@ impl Registry {
             revoked: false,
             counts: Default::default(),
         };
-        let task = Task { info: info.clone(), grant, expires_ns, latest_ns, moved_out: 0, compiled, cgroup };
+        let task = Task {
+            info: info.clone(),
+            grant,
+            expires_ns,
+            latest_ns,
+            moved_out: 0,
+            compiled,
+            cgroup,
+            usage: Usage::default(),
+        };
         let mut event = Event::new(Kind::TaskOpen, &self.host, started);
         event.task = Some(task.task_ref());
         event.actor = Some(req.actor.clone());
@@ -542,6 +562,7 @@ impl Registry {
         cgroup::remove_when_empty(task.cgroup.clone());
         let mut event = Event::new(Kind::TaskClose, &self.host, now);
         event.task = Some(task.task_ref());
+        event.usage = Some(task.usage());
         event.enforcement = Some("none".into());
         event.reason = Some(match task.info.state {
             TaskState::Stopped => "stopped by an operator; its processes have exited".into(),
@@ -624,6 +645,7 @@ impl Registry {
         task.info.revoked = true;
         let mut event = Event::new(Kind::TaskStop, &self.host, SystemTime::now());
         event.task = Some(task.task_ref());
+        event.usage = Some(task.usage());
         event.enforcement = Some("none".into());
         event.actor = by.cloned();
         event.reason = Some(match by {
@@ -667,6 +689,21 @@ impl Registry {
             task.expires_ns.saturating_sub(boot_ns_now()) / 1_000_000_000
         };
         Some(info)
+    }
+
+    /// Records the first use of an allowed access (decode::Decoded::Used).
+    pub fn record_use(&mut self, task_id: u32, rules: Vec<String>, touched: Touched) {
+        let Some(task) = self.tasks.get_mut(&task_id) else { return };
+        for rule in rules {
+            if !task.usage.used.contains(&rule) {
+                task.usage.used.push(rule);
+            }
+        }
+        let (map, key) = match touched {
+            Touched::Directory(dir) => (&mut task.usage.touched, dir),
+            Touched::Destination(dest) => (&mut task.usage.destinations, dest),
+        };
+        *map.entry(key).or_default() += 1;
     }
 
     /// Counts a reported action against its task ("decision rule").

@@ -57,6 +57,36 @@ impl Grant {
         matching.rev().max_by_key(|(_, r)| r.action)
     }
 
+    /// Every allow rule, named as in events: what a usage summary accounts for.
+    pub fn allow_rule_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for (rules, _, list) in self.path_lists() {
+            for rule in rules.iter().filter(|r| r.action == RuleAction::Allow) {
+                names.push(format!("{list} {} ({})", rule.target, rule.action.name()));
+            }
+        }
+        for (index, rule) in self.spec.network.connect.iter().enumerate() {
+            if rule.action == RuleAction::Allow {
+                names.push(format!("network.connect[{index}] {} ({})", rule.target, rule.action.name()));
+            }
+        }
+        names
+    }
+
+    /// The allow rules that grant `need` at `path` (all of them: each was used).
+    pub fn allowing_rules(&self, path: &str, need: u32) -> Vec<String> {
+        self.path_lists()
+            .into_iter()
+            .filter(|(_, bit, _)| need & bit != 0)
+            .flat_map(|(rules, _, list)| {
+                rules
+                    .iter()
+                    .filter(|r| r.action == RuleAction::Allow && r.target.matches(path))
+                    .map(move |r| format!("{list} {} ({})", r.target, r.action.name()))
+            })
+            .collect()
+    }
+
     /// "network.connect[3] 10.0.0.0/8:443 (deny)", for events.
     pub fn net_rule_name(&self, index: usize) -> Option<String> {
         let rule = self.spec.network.connect.get(index)?;

@@ -1,0 +1,39 @@
+//! First use of an allowed access: reported once per task, object and access, so the daemon
+//! knows which of a grant's rules were used and what was touched, at the cost of one LRU
+//! lookup for every later use (USAGE_SEEN).
+//!
+//! Fail-open/closed: bookkeeping only, never affects a decision. An entry evicted from the LRU
+//! means a second report of the same use (harmless); a record lost to a full ring buffer is
+//! counted like any other.
+
+use agent_guard_common::{
+    path::{FNV_OFFSET, fnv1a_step},
+    task::UsageKey,
+};
+
+use crate::maps::USAGE_SEEN;
+
+/// Whether this is the first use of `access` on the object hashed `hash` by `task_id`
+/// (and remembers it).
+#[inline(always)]
+pub fn first_use(task_id: u32, access: u32, hash: u64) -> bool {
+    let key = UsageKey { task_id, access, hash };
+    if USAGE_SEEN.get_ptr(&key).is_some() {
+        return false;
+    }
+    let _ = USAGE_SEEN.insert(&key, &1, 0);
+    true
+}
+
+/// FNV-1a of a destination: address, port, protocol.
+#[inline(always)]
+pub fn destination_hash(addr: &[u8; 16], port: u16, protocol: u32) -> u64 {
+    let mut hash = FNV_OFFSET;
+    for byte in addr {
+        hash = fnv1a_step(hash, *byte);
+    }
+    for byte in port.to_be_bytes() {
+        hash = fnv1a_step(hash, byte);
+    }
+    fnv1a_step(hash, protocol as u8)
+}
