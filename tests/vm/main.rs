@@ -556,3 +556,39 @@ fn kernel_file_decisions_equal_the_reference_evaluator() {
     }
     eprintln!("compared {compared} file decisions with the reference");
 }
+
+#[test]
+fn allowed_use_is_recorded_once_and_unused_rules_are_named_at_close() {
+    let daemon = start();
+    let f = files(daemon);
+    let work = f.path().join("work");
+    let never = f.path().join("never");
+    let g = grant(f.path(), "lsm-usage", "enforce", &[], &base_files(&[&work.join("**"), &never.join("**")], &[], &[]));
+    let out = daemon.run(
+        "usage-reader",
+        "read notes twice",
+        &g,
+        &[
+            PROBE,
+            "open-each",
+            &format!("{}:r", f.allowed.display()),
+            &format!("{}:r", f.allowed.display()),
+            &format!("{}:r", f.secret.display()),
+        ],
+    );
+    assert_eq!(stdout(&out), "ok\nok\nEPERM");
+    let denied = daemon.wait_event("denied open with an exec id", |e| {
+        e["task"]["agent"] == "usage-reader" && e["kind"] == "file.open" && e["decision"] == "denied"
+    });
+    assert!(
+        denied["process"]["exec_id"].as_str().is_some_and(|id| id.contains(&format!("-{}-", denied["process"]["pid"])))
+    );
+    let close =
+        daemon.wait_event("close with usage", |e| e["task"]["agent"] == "usage-reader" && e["kind"] == "task.close");
+    let usage = &close["usage"];
+    let listed = |key: &str, rule: String| usage[key].as_array().unwrap().iter().any(|r| r.as_str() == Some(&rule));
+    assert!(listed("used", format!("files.read {}/** (allow)", work.display())), "{usage}");
+    assert!(listed("unused", format!("files.read {}/** (allow)", never.display())), "{usage}");
+    // Two opens of the same file: one first use.
+    assert_eq!(usage["touched"][work.to_str().unwrap()], 1, "{usage}");
+}
