@@ -312,3 +312,72 @@ fn the_audit_store_reports_a_finished_task_as_evidence() {
     let listed = cli(&["task", "list", "--all"]);
     assert!(listed.contains("report-bot") && listed.contains("evidence"), "{listed}");
 }
+
+/// Requests an HTTP receiver got: (url, authorization header, content type, body).
+type Requests = Arc<Mutex<Vec<(String, String, String, String)>>>;
+
+fn recording_receiver(port: u16, answer: &'static str) -> Requests {
+    let server = tiny_http::Server::http(("127.0.0.1", port)).expect("bind the receiver");
+    let requests: Requests = Arc::default();
+    let seen = requests.clone();
+    std::thread::spawn(move || {
+        for mut request in server.incoming_requests() {
+            let header = |name: &str| {
+                request
+                    .headers()
+                    .iter()
+                    .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+                    .map(|h| h.value.to_string())
+                    .unwrap_or_default()
+            };
+            let (auth, content_type) = (header("Authorization"), header("Content-Type"));
+            let mut body = String::new();
+            request.as_reader().read_to_string(&mut body).unwrap();
+            seen.lock().unwrap().push((request.url().to_string(), auth, content_type, body));
+            request.respond(tiny_http::Response::from_string(answer)).unwrap();
+        }
+    });
+    requests
+}
+
+#[test]
+fn splunk_hec_and_elasticsearch_bulk_get_their_own_formats() {
+    let (hec_port, es_port) = (free_port(), free_port());
+    let hec = recording_receiver(hec_port, r#"{"text":"Success","code":0}"#);
+    let es = recording_receiver(es_port, r#"{"errors":false,"items":[]}"#);
+    let token = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(token.path(), "s3cret\n").unwrap();
+    let config = format!(
+        "outputs:\n  - {{type: file, path: \"{{events}}\"}}\n  - {{type: http, name: hec, flavor: splunk_hec, url: \"http://127.0.0.1:{hec_port}/\", tokenFile: \"{}\", flush: 100ms, spoolDir: \"{{dir}}/hec\"}}\n  - {{type: http, name: es, flavor: elasticsearch, url: \"http://127.0.0.1:{es_port}/\", index: ag-test, flush: 100ms, spoolDir: \"{{dir}}/es\", format: ocsf}}\n",
+        token.path().display()
+    );
+    let daemon = Daemon::start_configured(Some(&config), &[]);
+    let g = grant(daemon.dir.path(), "formats", "enforce", &[], "");
+    let target = format!("127.0.0.1:{}", listener("127.0.0.1:0"));
+    assert_eq!(stdout(&daemon.run("format-bot", "try a port", &g, &[PROBE, "connect", &target])), "EPERM");
+    let id = daemon.wait_event("denial", |e| e["kind"] == "network.connect")["event_id"].as_str().unwrap().to_string();
+    let delivered = |requests: &Requests| requests.lock().unwrap().iter().any(|(_, _, _, body)| body.contains(&id));
+    wait_until("both receivers got the denial", Duration::from_secs(20), || delivered(&hec) && delivered(&es));
+
+    let hec = hec.lock().unwrap();
+    let (url, auth, _, body) = hec.iter().find(|(_, _, _, body)| body.contains(&id)).unwrap();
+    assert_eq!(url, "/services/collector/event");
+    assert_eq!(auth, "Splunk s3cret");
+    // HEC: one JSON object per event, concatenated, the event under "event".
+    let objects: Vec<Value> =
+        serde_json::Deserializer::from_str(body).into_iter::<Value>().map(|v| v.expect("HEC objects")).collect();
+    let ours = objects.iter().find(|o| o["event"]["event_id"] == id.as_str()).expect("our event");
+    assert_eq!(ours["sourcetype"], "agent-guard:event");
+    assert!(ours["time"].as_f64().unwrap() > 1.7e9, "epoch seconds: {ours}");
+
+    let es = es.lock().unwrap();
+    let (url, _, content_type, body) = es.iter().find(|(_, _, _, body)| body.contains(&id)).unwrap();
+    assert_eq!(url, "/_bulk");
+    assert_eq!(content_type, "application/x-ndjson");
+    // _bulk: an action line then the document, the event id as the document id.
+    let lines: Vec<Value> = body.lines().map(|l| serde_json::from_str(l).expect("NDJSON")).collect();
+    let at = lines.iter().position(|l| l["create"]["_id"] == id.as_str()).expect("a create action for our event");
+    assert_eq!(lines[at]["create"]["_index"], "ag-test");
+    assert_eq!(lines[at + 1]["metadata"]["uid"], id.as_str(), "the document is the OCSF event");
+    assert_eq!(lines[at + 1]["class_uid"], 4001);
+}
