@@ -101,12 +101,19 @@ fn resolve_and_match(task: &CurrentTask, file: *const u8, buf: &mut [u8; PATH_MA
 /// Err(verdict) to return at once, without a report (allowed, or a human already decided);
 /// else (verdict, EventHeader::action, EventHeader::verdict) to report and return.
 #[inline(always)]
-fn outcome(task: &CurrentTask, decision: Decision, need: u32, hash: u64) -> Result<(Verdict, u32, u32), Verdict> {
+/// `note_use`: an allowed action is a use of the grant, reported at its first time.
+fn outcome(
+    task: &CurrentTask,
+    decision: Decision,
+    need: u32,
+    hash: u64,
+    note_use: bool,
+) -> Result<(Verdict, u32, u32), Verdict> {
     let audit = task.entry.mode == MODE_AUDIT;
     let refuse =
         |why| if audit { Ok((Verdict::Allow, ACTION_ALLOWED, why)) } else { Ok((Verdict::Deny, ACTION_BLOCKED, why)) };
     match decision {
-        Decision::Allow if usage::first_use(task.task_id, need, hash) => {
+        Decision::Allow if note_use && usage::first_use(task.task_id, need, hash) => {
             Ok((Verdict::Allow, ACTION_ALLOWED, VERDICT_IN_SCOPE))
         }
         Decision::Allow => Err(Verdict::Allow),
@@ -175,7 +182,7 @@ fn try_file_open(ctx: &LsmContext) -> Verdict {
     let event = unsafe { &mut *event };
     let (bits, path_flags, hash) = resolve_and_match(&task, file, &mut event.path);
     let decision = decision_for(&task, bits, path_flags, need);
-    let (verdict, action, why) = match outcome(&task, decision, need, hash) {
+    let (verdict, action, why) = match outcome(&task, decision, need, hash, true) {
         Ok(outcome) => outcome,
         Err(decided) => return decided,
     };
@@ -226,7 +233,8 @@ fn decide_exec(task: &CurrentTask, file: *const u8, open: bool) -> Verdict {
             d => d,
         };
     }
-    let (verdict, action, why) = match outcome(task, decision, ACCESS_EXEC, hash) {
+    // The kernel opening the binary is not the exec: only bprm_check_security's allow is a use.
+    let (verdict, action, why) = match outcome(task, decision, ACCESS_EXEC, hash, !open) {
         Ok(outcome) => outcome,
         Err(decided) => return decided,
     };

@@ -23,11 +23,22 @@ impl Guard {
         let events = dir.join("events.jsonl");
         let _ = std::fs::remove_file(&events);
         let policies = dir.join("no-policies");
+        // Every event is measured one by one: flood control (which would fold the pipeline
+        // benchmark's repeated opens into a few counted events) is off; the audit store is on.
+        let config = dir.join("guard.yaml");
+        let _ = std::fs::remove_file(dir.join("audit.db"));
+        std::fs::write(
+            &config,
+            format!(
+                "outputs: [{{type: file, path: {:?}}}]\naggregation: {{window: 0s}}\n",
+                events.display().to_string()
+            ),
+        )?;
         let child = Command::new(bin)
             .arg("--socket")
             .arg(&socket)
-            .args(["daemon", "--no-stdout", "--cgroup-name", "agent-guard-bench", "--events-file"])
-            .arg(&events)
+            .args(["daemon", "--cgroup-name", "agent-guard-bench", "--config"])
+            .arg(&config)
             .arg("--policy-dir")
             .arg(&policies)
             .arg("--audit-store")

@@ -30,7 +30,8 @@ pub fn narrow(grant_name: &str, issued: &Value, unused: &[String]) -> Result<Nar
     let unused: HashSet<&str> = unused.iter().map(|name| without_action(name)).collect();
     let mut removed = Vec::new();
     retain_files("files.read", &mut spec.files.read, &unused, &mut removed);
-    retain_files("files.write", &mut spec.files.write, &unused, &mut removed);
+    // Write rules stay: changes to the file tree (mkdir, rename, unlink...) use them without
+    // being counted as use, so "unused" is not proof for them.
     retain_files("exec", &mut spec.exec, &unused, &mut removed);
     let mut index = 0;
     spec.network.connect.retain(|rule| {

@@ -85,7 +85,7 @@ impl Report {
         }
 
         out.push_str(
-            "<h2>What was touched</h2>\n<p>Reported actions only: actions inside the grant produce no event.</p>\n",
+            "<h2>What was touched</h2>\n<p>Out-of-scope actions as reported, and, within the grant, the distinct files and destinations first used (from the task's usage summary).</p>\n",
         );
         touch_table(&mut out, "directory", &self.touched.directories);
         touch_table(&mut out, "destination", &self.touched.destinations);

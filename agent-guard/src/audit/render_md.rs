@@ -18,7 +18,7 @@ impl Report {
         if let Some(host) = &self.host {
             let _ = writeln!(out, "- **Host:** {}", t(host));
         }
-        let _ = writeln!(out, "- **Access ended:** {}", self.ending_line());
+        let _ = writeln!(out, "- **Access ended:** {}", t(&self.ending_line()));
         let _ = writeln!(out, "- **Events:** {}", self.events);
 
         let _ = writeln!(out, "\n## Steps declared\n");
@@ -73,7 +73,10 @@ impl Report {
         }
 
         let _ = writeln!(out, "\n## What was touched\n");
-        let _ = writeln!(out, "Reported actions only: actions inside the grant produce no event.\n");
+        let _ = writeln!(
+            out,
+            "Out-of-scope actions as reported, and, within the grant, the distinct files and destinations first used (from the task's usage summary).\n"
+        );
         touch_table(&mut out, "directory", &self.touched.directories);
         touch_table(&mut out, "destination", &self.touched.destinations);
 

@@ -36,7 +36,8 @@ pub struct Report {
     pub extensions: Vec<Change>,
     pub approvals: Vec<Approval>,
     /// Reported actions by directory (files and executables) and by destination (network).
-    /// In-scope actions produce no event, so they do not appear here.
+    /// Out-of-scope actions from their events; in-scope ones from the usage summary (first
+    /// uses: distinct objects).
     pub touched: Touched,
     /// Denied or flagged actions, grouped by what, decision and rule.
     pub findings: Vec<Finding>,
@@ -123,6 +124,9 @@ pub struct Finding {
 pub struct Usage {
     /// False when the daemon did not record usage (older kernels): then nothing is claimed.
     pub recorded: bool,
+    /// False when kernel records were lost while the task ran: a rule listed unused may have
+    /// been used, so nothing is suggested.
+    pub complete: bool,
     pub used: Vec<String>,
     pub unused: Vec<String>,
 }
@@ -228,7 +232,12 @@ impl Builder {
                             list.iter().filter_map(Value::as_str).map(str::to_string).collect()
                         })
                     };
-                    self.usage = Usage { recorded: true, used: names("used"), unused: names("unused") };
+                    self.usage = Usage {
+                        recorded: true,
+                        complete: usage.get("complete").and_then(Value::as_bool).unwrap_or(false),
+                        used: names("used"),
+                        unused: names("unused"),
+                    };
                     // What was touched within the grant: distinct objects per directory and
                     // destination, from the kernel's first-use records (a stop's, then the close's).
                     for (key, groups) in [("touched", &mut self.directories), ("destinations", &mut self.destinations)]
@@ -371,6 +380,11 @@ fn least_privilege(grant: &GrantIssued, usage: &Usage) -> LeastPrivilege {
     let note = |note: &str| LeastPrivilege { note: note.into(), ..LeastPrivilege::default() };
     if !usage.recorded {
         return note("usage was not recorded for this task (kernel without rule usage counters): no suggestion");
+    }
+    if !usage.complete {
+        return note(
+            "kernel records were lost while the task ran (guard.events_dropped): usage is incomplete, no suggestion",
+        );
     }
     let Some(spec) = &grant.spec else {
         return note("the grant as issued is not in the store: no suggestion");

@@ -96,7 +96,7 @@ pub fn task_life() -> Vec<Value> {
         with(
             event("e08", "task.close", 60, Some(7)),
             json!({"enforcement": "none", "reason": "its last process exited",
-                   "usage": {"used": ["files.read /srv/tickets/4412/**", "network.connect[0] 127.0.0.1/32:8080"],
+                   "usage": {"complete": true, "used": ["files.read /srv/tickets/4412/**", "network.connect[0] 127.0.0.1/32:8080"],
                              "unused": ["files.read /usr/**", "files.write /tmp/work/4412/**", "exec /usr/bin/curl",
                                         "network.connect[1] [::1]/128:8080", "files.read /etc/shadow (deny)"]}}),
         ),

@@ -11,6 +11,8 @@ use crate::grant::duration;
 
 pub const DEFAULT_EVENTS_FILE: &str = "/var/log/agent-guard/events.jsonl";
 pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/agent-guard/spool";
+/// The audit store's name among the outputs (metrics, guard.output_* events).
+pub const AUDIT_STORE_OUTPUT: &str = "audit-store";
 
 #[derive(Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -305,8 +307,12 @@ impl ConfigFile {
     /// What serde cannot say: names unique, sizes sane, URLs that parse.
     pub fn validate(&self) -> Result<(), String> {
         let mut names = std::collections::BTreeSet::new();
+        let mut spools = std::collections::BTreeSet::new();
         for output in &self.outputs {
             let name = output.name();
+            if name == AUDIT_STORE_OUTPUT {
+                return Err(format!("output name {name:?} is the audit store's: choose another"));
+            }
             if !names.insert(name.clone()) {
                 return Err(format!("two outputs are named {name:?}: give each a distinct `name`"));
             }
@@ -323,12 +329,37 @@ impl ConfigFile {
                     if http.batch == 0 {
                         return Err(format!("output {name:?}: batch must be at least 1"));
                     }
+                    if http.flush.is_zero() || http.timeout.is_zero() {
+                        return Err(format!("output {name:?}: flush and timeout must be longer than 0s"));
+                    }
+                    let spool = http.spool_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL_DIR).join(&name));
+                    if !spools.insert(spool.clone()) {
+                        return Err(format!("output {name:?}: spool {} is another output's too", spool.display()));
+                    }
                 }
                 OutputConfig::Syslog(syslog) => {
                     super::output::syslog::facility(&syslog.facility)
                         .ok_or_else(|| format!("output {name:?}: unknown syslog facility {:?}", syslog.facility))?;
                     if syslog.queue == 0 {
                         return Err(format!("output {name:?}: queue must be at least 1"));
+                    }
+                    let address = &syslog.address;
+                    let bad = match syslog.transport {
+                        SyslogTransport::Udp => address.parse::<SocketAddr>().is_err(),
+                        SyslogTransport::Tcp => address
+                            .rsplit_once(':')
+                            .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err()),
+                        SyslogTransport::Unix => !address.starts_with('/'),
+                    };
+                    if bad {
+                        return Err(format!(
+                            "output {name:?}: address {address:?} is not {}",
+                            match syslog.transport {
+                                SyslogTransport::Udp => "IP:PORT",
+                                SyslogTransport::Tcp => "HOST:PORT",
+                                SyslogTransport::Unix => "an absolute socket path",
+                            }
+                        ));
                     }
                 }
                 _ => {}
@@ -381,6 +412,17 @@ aggregation: {window: 0s}
         assert!(unknown.unwrap_err().to_string().contains("path"));
         let twice: ConfigFile = serde_yaml_ng::from_str("outputs: [{type: stdout}, {type: stdout}]").unwrap();
         assert!(twice.validate().unwrap_err().contains("two outputs are named \"stdout\""));
+        let bad_udp: ConfigFile =
+            serde_yaml_ng::from_str("outputs: [{type: syslog, transport: udp, address: 'logs.example:514'}]").unwrap();
+        assert!(bad_udp.validate().unwrap_err().contains("is not IP:PORT"));
+        let zero: ConfigFile =
+            serde_yaml_ng::from_str("outputs: [{type: http, flavor: webhook, url: 'http://x/', flush: 0s}]").unwrap();
+        assert!(zero.validate().unwrap_err().contains("longer than 0s"));
+        let shared: ConfigFile = serde_yaml_ng::from_str(
+            "outputs: [{type: http, name: a, flavor: webhook, url: 'http://x/', spoolDir: /s}, {type: http, name: b, flavor: webhook, url: 'http://y/', spoolDir: /s}]",
+        )
+        .unwrap();
+        assert!(shared.validate().unwrap_err().contains("another output's too"));
         let bad_url: ConfigFile =
             serde_yaml_ng::from_str("outputs: [{type: http, flavor: webhook, url: 'ftp://x'}]").unwrap();
         assert!(bad_url.validate().unwrap_err().contains("not http(s)"));

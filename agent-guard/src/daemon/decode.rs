@@ -213,17 +213,20 @@ pub fn decode(reg: &Registry, record: KernelEvent) -> Decoded {
             let rules = task.and_then(|t| t.grant.net_rule_name(e.rule_index as usize)).into_iter().collect();
             Decoded::Used { task_id, rules, touched: Touched::Destination(format!("{address}:{}/{protocol}", e.port)) }
         }
-        KernelEvent::File(e) if e.header.verdict == VERDICT_IN_SCOPE => used_path(task, task_id, &e.path, e.access),
-        KernelEvent::Exec(e) if e.header.verdict == VERDICT_IN_SCOPE => used_path(task, task_id, &e.path, ACCESS_EXEC),
+        KernelEvent::File(e) if e.header.verdict == VERDICT_IN_SCOPE => {
+            used_path(task, task_id, c_string(&e.path), e.access)
+        }
+        KernelEvent::Exec(e) if e.header.verdict == VERDICT_IN_SCOPE => {
+            used_path(task, task_id, c_string(&e.path), ACCESS_EXEC)
+        }
         KernelEvent::Net(e) => Decoded::Event(Box::new(net_event(reg, &e, task))),
         KernelEvent::File(e) => file_event(reg, &e, task),
         KernelEvent::Exec(e) => exec_event(reg, &e, task),
     }
 }
 
-/// The kernel decided these paths itself: absolute and normalised.
-fn used_path(task: Option<&Task>, task_id: u32, raw: &[u8], need: u32) -> Decoded {
-    let path = c_string(raw);
+/// A use of an allowed path: absolute and normalised (decided by the kernel, or resolved here).
+fn used_path(task: Option<&Task>, task_id: u32, path: String, need: u32) -> Decoded {
     let rules = task.map(|t| t.grant.allowing_rules(&path, need)).unwrap_or_default();
     let dir = std::path::Path::new(&path).parent().map_or("/".into(), |d| d.display().to_string());
     Decoded::Used { task_id, rules, touched: Touched::Directory(dir) }
@@ -289,16 +292,16 @@ fn undecided_path(
     raw: &str,
     need: u32,
     task: Option<&Task>,
-) -> Option<(String, String)> {
+) -> Result<(String, String), String> {
     if e_flags & PATH_TRUNCATED != 0 {
-        return Some((raw.to_string(), "path longer than the kernel matches (255 bytes): out of scope".into()));
+        return Ok((raw.to_string(), "path longer than the kernel matches (255 bytes): out of scope".into()));
     }
     let Some(resolved) = resolve(header.tgid, dfd, raw) else {
-        return Some((raw.to_string(), "relative path could not be resolved (process gone): out of scope".into()));
+        return Ok((raw.to_string(), "relative path could not be resolved (process gone): out of scope".into()));
     };
     let decision = task.map_or(PathDecision::OutOfScope, |t| t.grant.path_decision(&resolved, need).0);
     if decision == PathDecision::Allow {
-        return None;
+        return Err(resolved);
     }
     let how = if e_flags & PATH_RELATIVE != 0 {
         "relative"
@@ -307,7 +310,7 @@ fn undecided_path(
     } else {
         ""
     };
-    Some((resolved, format!("{how} path resolved lexically by the daemon")))
+    Ok((resolved, format!("{how} path resolved lexically by the daemon")))
 }
 
 /// What the kernel saw of a path-bearing action (file open or exec).
@@ -320,9 +323,9 @@ struct PathAction<'a> {
     need: u32,
 }
 
-/// The event for a file or exec action, with the path it concerns; None
-/// when the path, resolved here because the kernel could not decide it, is in scope after all.
-fn observed_event(reg: &Registry, action: PathAction<'_>, task: Option<&Task>) -> Option<(Event, String)> {
+/// The event for a file or exec action, with the path it concerns; Err(path) when the path,
+/// resolved here because the kernel could not decide it, is in scope after all (a use).
+fn observed_event(reg: &Registry, action: PathAction<'_>, task: Option<&Task>) -> Result<(Event, String), String> {
     let raw = c_string(action.raw_path);
     let (path, note) = if action.header.verdict == VERDICT_UNRESOLVED {
         let (path, note) = undecided_path(action.path_flags, action.header, action.dfd, &raw, action.need, task)?;
@@ -352,7 +355,7 @@ fn observed_event(reg: &Registry, action: PathAction<'_>, task: Option<&Task>) -
     if let (Some(note), Some(reason)) = (note, event.reason.as_mut()) {
         reason.push_str(&format!(" ({note})"));
     }
-    Some((event, path))
+    Ok((event, path))
 }
 
 /// For a path action a rule decided (deny or flag, in the kernel or, for a path only the
@@ -430,7 +433,10 @@ fn file_event(reg: &Registry, e: &FileEvent, task: Option<&Task>) -> Decoded {
     let kind = if operation.is_some() { Kind::FileChange } else { Kind::FileOpen };
     let action =
         PathAction { kind, header: &e.header, raw_path: &e.path, path_flags: e.path_flags, dfd: e.dfd, need: e.access };
-    let Some((mut event, path)) = observed_event(reg, action, task) else { return Decoded::Nothing };
+    let (mut event, path) = match observed_event(reg, action, task) {
+        Ok(observed) => observed,
+        Err(path) => return used_path(task, e.header.task_id, path, e.access),
+    };
     if e.op == FILE_OP_LINK
         && let Some(reason) = event.reason.as_mut()
     {
@@ -452,7 +458,10 @@ fn exec_event(reg: &Registry, e: &ExecEvent, task: Option<&Task>) -> Decoded {
         dfd: AT_FDCWD,
         need: ACCESS_EXEC,
     };
-    let Some((mut event, path)) = observed_event(reg, action, task) else { return Decoded::Nothing };
+    let (mut event, path) = match observed_event(reg, action, task) {
+        Ok(observed) => observed,
+        Err(path) => return used_path(task, e.header.task_id, path, ACCESS_EXEC),
+    };
     if let Some(process) = event.process.as_mut() {
         let argc = (e.argc as usize).min(e.argv.len());
         process.argv = Some(e.argv[..argc].iter().map(|a| c_string(a)).collect());

@@ -57,8 +57,13 @@ pub struct Event {
 /// were used, which were not (a narrower grant would do), and what was touched.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Usage {
+    /// False when kernel records were lost (guard.events_dropped) while the task ran: a rule
+    /// listed unused may have been used.
+    pub complete: bool,
     pub used: Vec<String>,
     pub unused: Vec<String>,
+    /// Directories and destinations beyond the first 1,024 of each, counted but not listed.
+    pub truncated: u64,
     /// Directory -> distinct files opened or executed in it, allowed.
     pub touched: std::collections::BTreeMap<String, u64>,
     /// `address:port/protocol` -> 1 per destination reached, allowed.

@@ -171,7 +171,7 @@ pub async fn run(
     let mut extra = Vec::new();
     if let Some(path) = &config.file.audit_store.path {
         let store = crate::audit::Store::open(path, config.file.audit_store.retention)?;
-        extra.push(output::Extra { name: "audit-store".into(), writer: output::store::writer(store) });
+        extra.push(output::Extra { name: config::AUDIT_STORE_OUTPUT.into(), writer: output::store::writer(store) });
     }
     let hub =
         output::start(&config.file.outputs, extra, config.file.aggregation.window, host.clone(), metrics.clone())?;
@@ -228,10 +228,6 @@ pub async fn run(
     }
 
     connections.shutdown().await;
-    metrics_stop.cancel();
-    if let Some(server) = metrics_server {
-        let _ = server.await;
-    }
     for task in [reader, drops, reloads] {
         task.abort();
         let _ = task.await;
@@ -246,6 +242,15 @@ pub async fn run(
         let mut stop = Event::new(Kind::GuardStop, &reg.host, SystemTime::now());
         stop.reason = Some("shutdown signal".into());
         reg.sink.send(stop);
+    }
+    // After the tasks are stopped, never before: a scraper holding a connection open must not
+    // delay that. The server holds the registry too; it is aborted if it does not stop soon.
+    metrics_stop.cancel();
+    if let Some(mut server) = metrics_server
+        && tokio::time::timeout(Duration::from_secs(2), &mut server).await.is_err()
+    {
+        server.abort();
+        let _ = server.await;
     }
     // Dropping the registry drops the kernel object: every program is detached here.
     let cgroup_base = registry.lock().expect("registry lock is never poisoned").cgroup_base().to_path_buf();

@@ -45,12 +45,16 @@ pub struct Task {
     cgroup: PathBuf,
     /// Allow rules used so far and what was touched (the kernel's first-use records).
     usage: Usage,
+    /// Kernel records lost before the task opened (to tell whether its usage is complete).
+    drops_at_open: u64,
 }
 
 impl Task {
-    /// The usage summary: used rules, the allow rules never used, what was touched.
-    fn usage(&self) -> Usage {
+    /// The usage summary: used rules, the allow rules never used, what was touched;
+    /// `dropped_total` is the daemon's count of lost kernel records now.
+    fn usage(&self, dropped_total: u64) -> Usage {
         let mut usage = self.usage.clone();
+        usage.complete = dropped_total == self.drops_at_open;
         usage.used.sort();
         usage.unused = self.grant.allow_rule_names().into_iter().filter(|r| !usage.used.contains(r)).collect();
         usage
@@ -140,6 +144,9 @@ pub struct OpenRequest {
     /// The caller, as the kernel names it (SO_PEERPIDFD, SO_PEERCRED).
     pub actor: Actor,
 }
+
+/// Directories and destinations listed per task in its usage summary, at most each.
+const MAX_USAGE_ENTRIES: usize = 1024;
 
 /// Live processes of `task`: the kernel's count less those moved into sub-tasks.
 fn live_of(kernel: &Kernel, task: &Task) -> u64 {
@@ -516,6 +523,7 @@ impl Registry {
             compiled,
             cgroup,
             usage: Usage::default(),
+            drops_at_open: self.dropped_total,
         };
         let mut event = Event::new(Kind::TaskOpen, &self.host, started);
         event.task = Some(task.task_ref());
@@ -562,7 +570,7 @@ impl Registry {
         cgroup::remove_when_empty(task.cgroup.clone());
         let mut event = Event::new(Kind::TaskClose, &self.host, now);
         event.task = Some(task.task_ref());
-        event.usage = Some(task.usage());
+        event.usage = Some(task.usage(self.dropped_total));
         event.enforcement = Some("none".into());
         event.reason = Some(match task.info.state {
             TaskState::Stopped => "stopped by an operator; its processes have exited".into(),
@@ -645,7 +653,7 @@ impl Registry {
         task.info.revoked = true;
         let mut event = Event::new(Kind::TaskStop, &self.host, SystemTime::now());
         event.task = Some(task.task_ref());
-        event.usage = Some(task.usage());
+        event.usage = Some(task.usage(self.dropped_total));
         event.enforcement = Some("none".into());
         event.actor = by.cloned();
         event.reason = Some(match by {
@@ -703,7 +711,12 @@ impl Registry {
             Touched::Directory(dir) => (&mut task.usage.touched, dir),
             Touched::Destination(dest) => (&mut task.usage.destinations, dest),
         };
-        *map.entry(key).or_default() += 1;
+        // Bounded: an agent touching millions of places must not grow the daemon or the event.
+        if map.len() < MAX_USAGE_ENTRIES || map.contains_key(&key) {
+            *map.entry(key).or_default() += 1;
+        } else {
+            task.usage.truncated += 1;
+        }
     }
 
     /// Counts a reported action against its task ("decision rule").

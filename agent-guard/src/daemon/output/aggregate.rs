@@ -14,10 +14,13 @@ use super::super::{
     event::{Decision, Event, Object},
 };
 
-/// What makes two events "identical": same process, kind, decision, rule and object.
+/// What makes two events "identical": same process image, kind, decision, rule, object and
+/// command line (so a re-exec with other arguments is never folded away).
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 struct Key {
     pid: u32,
+    exec_id: Option<String>,
+    argv: Option<Vec<String>>,
     kind: String,
     decision: Option<String>,
     rule: Option<String>,
@@ -56,6 +59,8 @@ impl Aggregator {
         };
         Some(Key {
             pid: process.pid,
+            exec_id: process.exec_id.clone(),
+            argv: process.argv.clone(),
             kind: format!("{:?}", event.kind),
             decision: event.decision.map(|d| format!("{d:?}")),
             rule: event.rule.clone(),

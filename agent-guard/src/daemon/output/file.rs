@@ -5,6 +5,7 @@
 use std::{
     fs::{File, OpenOptions},
     io::{BufWriter, Write},
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -22,10 +23,11 @@ pub struct RotatingFile {
 }
 
 fn open(path: &Path) -> std::io::Result<(BufWriter<File>, u64)> {
+    // Events name files, users and command lines: new directories and files are root's alone.
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     }
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    let file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
     let size = file.metadata()?.len();
     Ok((BufWriter::new(file), size))
 }

@@ -120,7 +120,8 @@ enum Attempt {
     Accepted,
     /// Worth trying again (network error, timeout, 408, 429, 5xx).
     Retry(String),
-    /// The receiver refuses this batch for good (another 4xx): kept aside, counted.
+    /// The receiver refuses this batch for good (another 4xx): counted as dropped and logged
+    /// (the events stay in the local outputs).
     Refused(String),
 }
 
@@ -148,13 +149,32 @@ impl HttpOutput {
             }
             for segment in segments {
                 let records = match spool::read_segment(&segment) {
-                    Ok(records) => records,
+                    Ok((records, damaged)) => {
+                        if damaged > 0 {
+                            self.metrics.output_dropped.get_or_create(&labels).inc_by(damaged);
+                            tracing::error!(output = self.name, segment = %segment.display(), "{damaged} damaged spool records skipped");
+                        }
+                        records
+                    }
                     Err(err) => {
-                        tracing::error!(output = self.name, segment = %segment.display(), %err, "unreadable spool segment");
-                        return;
+                        tracing::error!(output = self.name, segment = %segment.display(), %err, "unreadable spool segment: skipped");
+                        self.metrics.output_failures.get_or_create(&labels).inc();
+                        Vec::new()
                     }
                 };
                 for batch in records.chunks(self.config.batch) {
+                    // At shutdown the drain is bounded, however many events are spooled.
+                    if closing.is_cancelled()
+                        && tokio::time::Instant::now()
+                            >= *deadline.get_or_insert_with(|| tokio::time::Instant::now() + DRAIN)
+                    {
+                        tracing::warn!(
+                            output = self.name,
+                            "shutting down: undelivered events stay in {}",
+                            state.dir.display()
+                        );
+                        return;
+                    }
                     let mut backoff = Duration::from_millis(200);
                     loop {
                         match self.post(batch).await {

@@ -104,8 +104,14 @@ pub fn render(event: &Event, format: Format) -> Rendered {
     }
 }
 
+/// Events a local output could not write, and why.
+pub struct Lost {
+    pub count: u64,
+    pub why: String,
+}
+
 /// Writes a batch of rendered events; the batch is one flush or one transaction.
-pub type LocalWriter = Box<dyn FnMut(&[Arc<Rendered>]) -> Result<(), String> + Send>;
+pub type LocalWriter = Box<dyn FnMut(&[Arc<Rendered>]) -> Result<(), Lost> + Send>;
 
 enum Target {
     /// Waited for (see the module comment).
@@ -143,16 +149,16 @@ fn spawn_local(
                         Err(_) => break,
                     }
                 }
-                match write(&batch) {
-                    Ok(()) => {
-                        metrics.output_sent.get_or_create(&labels).inc_by(batch.len() as u64);
-                    }
-                    Err(err) => {
+                let lost = match write(&batch) {
+                    Ok(()) => 0,
+                    Err(lost) => {
                         metrics.output_failures.get_or_create(&labels).inc();
-                        metrics.output_dropped.get_or_create(&labels).inc_by(batch.len() as u64);
-                        tracing::error!(output = name, "{} events not written: {err}", batch.len());
+                        metrics.output_dropped.get_or_create(&labels).inc_by(lost.count);
+                        tracing::error!(output = name, "{} events not written: {}", lost.count, lost.why);
+                        lost.count
                     }
-                }
+                };
+                metrics.output_sent.get_or_create(&labels).inc_by((batch.len() as u64).saturating_sub(lost));
             }
         })
         .expect("spawning an output thread");
@@ -162,10 +168,11 @@ fn spawn_local(
 fn stdout_writer() -> LocalWriter {
     let mut out = std::io::BufWriter::new(std::io::stdout());
     Box::new(move |batch| {
+        let lost = |err: std::io::Error| Lost { count: batch.len() as u64, why: err.to_string() };
         for event in batch {
-            out.write_all(event.line.as_bytes()).and_then(|()| out.write_all(b"\n")).map_err(|e| e.to_string())?;
+            out.write_all(event.line.as_bytes()).and_then(|()| out.write_all(b"\n")).map_err(lost)?;
         }
-        out.flush().map_err(|e| e.to_string())
+        out.flush().map_err(lost)
     })
 }
 
@@ -173,7 +180,10 @@ fn file_writer(mut file: file::RotatingFile) -> LocalWriter {
     Box::new(move |batch| {
         for (i, event) in batch.iter().enumerate() {
             let line = format!("{}\n", event.line);
-            file.write_line(&line, i + 1 == batch.len()).map_err(|err| format!("{}: {err}", file.path().display()))?;
+            file.write_line(&line, i + 1 == batch.len()).map_err(|err| Lost {
+                count: (batch.len() - i) as u64,
+                why: format!("{}: {err}", file.path().display()),
+            })?;
         }
         Ok(())
     })

@@ -10,7 +10,8 @@
 
 use std::{
     fs::{File, OpenOptions},
-    io::{BufRead, BufReader, BufWriter, Write},
+    io::{BufWriter, Write},
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
     sync::{
         Arc,
@@ -63,26 +64,38 @@ pub fn sealed_segments(state: &SpoolState) -> std::io::Result<Vec<PathBuf>> {
     Ok(segments.into_iter().map(|(_, path)| path).collect())
 }
 
-/// The records of a sealed segment. A torn last line (the daemon died mid-write) is skipped.
-pub fn read_segment(path: &Path) -> std::io::Result<Vec<Record>> {
-    let mut records = Vec::new();
-    for line in BufReader::new(File::open(path)?).lines() {
-        let line = line?;
-        let mut fields = line.splitn(3, '\t');
-        if let (Some(id), Some(ms), Some(body)) = (fields.next(), fields.next(), fields.next())
-            && let Ok(epoch_ms) = ms.parse()
-        {
-            records.push(Record { id: id.to_string(), epoch_ms, body: body.to_string() });
+/// The records of a sealed segment, and how many lines were damaged and skipped: a line is a
+/// record only if it ends in a newline, is UTF-8, has its three fields and a JSON body — so a
+/// line torn by a crash (or a bad sector) never spoils the batch it would be sent in.
+pub fn read_segment(path: &Path) -> std::io::Result<(Vec<Record>, u64)> {
+    let bytes = std::fs::read(path)?;
+    let (mut records, mut damaged) = (Vec::new(), 0);
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        let record = line.strip_suffix(b"\n").and_then(|l| std::str::from_utf8(l).ok()).and_then(|line| {
+            let mut fields = line.splitn(3, '\t');
+            let (id, ms, body) = (fields.next()?, fields.next()?, fields.next()?);
+            serde_json::from_str::<serde::de::IgnoredAny>(body).ok()?;
+            Some(Record { id: id.to_string(), epoch_ms: ms.parse().ok()?, body: body.to_string() })
+        });
+        match record {
+            Some(record) => records.push(record),
+            None => damaged += 1,
         }
     }
-    Ok(records)
+    Ok((records, damaged))
 }
 
-/// Removes a segment the receiver took whole.
+/// Removes a segment the receiver took whole (or that cannot be read), and recounts the
+/// spool's bytes from the disk.
 pub fn remove_segment(state: &SpoolState, path: &Path) -> std::io::Result<()> {
-    let size = std::fs::metadata(path)?.len();
     std::fs::remove_file(path)?;
-    state.bytes.fetch_sub(size.min(state.bytes.load(Ordering::Relaxed)), Ordering::Relaxed);
+    let on_disk = std::fs::read_dir(&state.dir)?
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".seg")))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    state.bytes.store(on_disk, Ordering::Relaxed);
     Ok(())
 }
 
@@ -97,7 +110,8 @@ impl SpoolWriter {
     /// Opens (creates) the spool; segments left by an earlier run are sealed and will be sent.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<SpoolWriter, SpoolError> {
         let io = |source| SpoolError::Io { dir: dir.to_path_buf(), source };
-        std::fs::create_dir_all(dir).map_err(io)?;
+        // Events name files, users and command lines: the spool is root's alone.
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
         let mut next = 0;
         let mut bytes = 0;
         for entry in std::fs::read_dir(dir).map_err(io)? {
@@ -130,7 +144,8 @@ impl SpoolWriter {
         }
         let io = |source| SpoolError::Io { dir: self.state.dir.clone(), source };
         if self.current.is_none() {
-            let file = OpenOptions::new().create(true).append(true).open(segment_path(&self.state.dir, self.seq));
+            let file =
+                OpenOptions::new().create(true).append(true).mode(0o600).open(segment_path(&self.state.dir, self.seq));
             self.current = Some((BufWriter::new(file.map_err(io)?), 0));
         }
         let (out, size) = self.current.as_mut().expect("opened above");
@@ -143,16 +158,16 @@ impl SpoolWriter {
         Ok(())
     }
 
-    /// Makes what was appended so far durable and visible to the sender.
+    /// Makes what was appended so far durable and visible to the sender. On a write error
+    /// the segment is sealed all the same (the sender skips a torn last line) and the next
+    /// append starts a new one: an error never wedges the spool.
     pub fn seal(&mut self) -> Result<(), SpoolError> {
         let Some((out, _)) = self.current.take() else { return Ok(()) };
-        let io = |source| SpoolError::Io { dir: self.state.dir.clone(), source };
-        let file = out.into_inner().map_err(|err| io(err.into_error()))?;
-        file.sync_data().map_err(io)?;
+        let written = out.into_inner().map_err(|err| err.into_error()).and_then(|file| file.sync_data());
         self.seq += 1;
         self.state.sealed_below.store(self.seq, Ordering::Release);
         self.state.sealed.notify_one();
-        Ok(())
+        written.map_err(|source| SpoolError::Io { dir: self.state.dir.clone(), source })
     }
 }
 
@@ -182,13 +197,26 @@ mod tests {
         let segments = sealed_segments(&state).unwrap();
         assert_eq!(segments.len(), 3);
         let ids: Vec<String> =
-            segments.iter().flat_map(|s| read_segment(s).unwrap()).map(|r| format!("{} {}", r.id, r.body)).collect();
+            segments.iter().flat_map(|s| read_segment(s).unwrap().0).map(|r| format!("{} {}", r.id, r.body)).collect();
         assert_eq!(ids, ["id-1 {\"n\":1}", "id-2 {\"n\":2}", "id-3 {\"n\":3}"]);
         for segment in &segments {
             remove_segment(&state, segment).unwrap();
         }
         assert_eq!(state.bytes.load(Ordering::Relaxed), 0);
         assert!(sealed_segments(&state).unwrap().is_empty());
+    }
+
+    #[test]
+    fn damaged_lines_are_skipped_and_counted_never_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000000.seg");
+        // A good record, one without a JSON body, one with invalid UTF-8, and a torn last line.
+        let mut bytes = b"a\t1\t{\"n\":1}\nb\t2\t{\"n\":\nc\t3\t\"\xff\"\n".to_vec();
+        bytes.extend_from_slice(b"d\t4\t{\"n\":4}");
+        std::fs::write(&path, bytes).unwrap();
+        let (records, damaged) = read_segment(&path).unwrap();
+        assert_eq!(records.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["a"]);
+        assert_eq!(damaged, 3);
     }
 
     #[test]
