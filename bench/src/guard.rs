@@ -27,10 +27,11 @@ impl Guard {
         // benchmark's repeated opens into a few counted events) is off; the audit store is on.
         let config = dir.join("guard.yaml");
         let _ = std::fs::remove_file(dir.join("audit.db"));
+        // No rotation: the pipeline benchmark tails one file.
         std::fs::write(
             &config,
             format!(
-                "outputs: [{{type: file, path: {:?}}}]\naggregation: {{window: 0s}}\n",
+                "outputs: [{{type: file, path: {:?}, maxSize: 1TiB}}]\naggregation: {{window: 0s}}\n",
                 events.display().to_string()
             ),
         )?;

@@ -21,14 +21,10 @@ mod test_events;
 
 use std::path::PathBuf;
 
+pub use event::Indexed;
 pub use lifecycle::TaskRow;
 pub use report::Report;
 pub use store::{Query, Store};
-
-/// Whether the store can keep `event` (it has the `event_id`, `time` and `kind` it indexes).
-pub fn indexable(event: &serde_json::Value) -> bool {
-    event::Indexed::of(event).is_ok()
-}
 
 /// Where the daemon keeps the store unless told otherwise.
 pub const DEFAULT_STORE: &str = "/var/lib/agent-guard/audit.db";

@@ -68,8 +68,13 @@ pub enum OutputError {
 /// One event in one format, with what outputs need to route and label it.
 pub struct Rendered {
     pub id: String,
+    /// RFC 3339, as in the event.
+    pub time: String,
     pub epoch_ms: u64,
     pub kind: String,
+    pub agent: Option<String>,
+    /// Occurrences the event stands for (`count` of an aggregate, else 1).
+    pub weight: u64,
     pub decision: Option<String>,
     pub task: Option<u32>,
     pub rule: Option<String>,
@@ -95,8 +100,11 @@ pub fn render(event: &Event, format: Format) -> Rendered {
         .map_or(0, |d| d.as_millis() as u64);
     Rendered {
         id: event.event_id.clone(),
+        time: event.time.clone(),
         epoch_ms,
         kind: as_text(&event.kind),
+        agent: event.task.as_ref().map(|t| t.agent.clone()),
+        weight: if event.aggregated { event.count.unwrap_or(1) } else { 1 },
         decision: event.decision.map(|d| as_text(&d)),
         task: event.task.as_ref().map(|t| t.id),
         rule: event.rule.clone(),
@@ -275,6 +283,16 @@ pub fn start(
     Ok(Hub { sink: EventSink(control_tx), kernel: kernel_tx, task })
 }
 
+/// An event of `kind` saying how much a counter grew since it was last `reported`, if it did.
+fn news(kind: Kind, host: &str, total: u64, reported: &mut u64, why: impl FnOnce(u64) -> String) -> Option<Event> {
+    let new = total.checked_sub(*reported).filter(|&n| n > 0)?;
+    *reported = total;
+    let mut event = Event::new(kind, host, SystemTime::now());
+    event.count = Some(new);
+    event.reason = Some(why(new));
+    Some(event)
+}
+
 struct HubLoop {
     outputs: Vec<Output>,
     aggregator: aggregate::Aggregator,
@@ -349,28 +367,13 @@ impl HubLoop {
             let labels = Metrics::output(&output.name);
             let dropped = self.metrics.output_dropped.get_or_create(&labels).get();
             let failures = self.metrics.output_failures.get_or_create(&labels).get();
-            if dropped > output.reported_dropped {
-                let mut event = Event::new(Kind::OutputDropped, &self.host, SystemTime::now());
-                event.count = Some(dropped - output.reported_dropped);
-                event.reason = Some(format!(
-                    "output {} could not take {} events ({dropped} in all): its queue or spool was full, or the receiver refused them",
-                    output.name,
-                    dropped - output.reported_dropped
-                ));
-                due.push(event);
-                output.reported_dropped = dropped;
-            }
-            if failures > output.reported_failures {
-                let mut event = Event::new(Kind::OutputFailed, &self.host, SystemTime::now());
-                event.count = Some(failures - output.reported_failures);
-                event.reason = Some(format!(
-                    "output {}: {} delivery attempts failed ({failures} in all); events are retried or counted as dropped",
-                    output.name,
-                    failures - output.reported_failures
-                ));
-                due.push(event);
-                output.reported_failures = failures;
-            }
+            let name = &output.name;
+            due.extend(news(Kind::OutputDropped, &self.host, dropped, &mut output.reported_dropped, |new| {
+                format!("output {name} could not take {new} events ({dropped} in all): its queue or spool was full, or the receiver refused them")
+            }));
+            due.extend(news(Kind::OutputFailed, &self.host, failures, &mut output.reported_failures, |new| {
+                format!("output {name}: {new} delivery attempts failed ({failures} in all); events are retried or counted as dropped")
+            }));
         }
         for event in due {
             self.metrics

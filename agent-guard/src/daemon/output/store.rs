@@ -1,15 +1,15 @@
 //! The local audit store as an output: every event, in batches of one transaction each, and
-//! the retention applied hourly (crate::audit holds the store itself).
+//! the retention applied hourly (crate::audit holds the store itself). Rows are indexed from
+//! what the hub already knows of each event: no JSON is parsed back.
 //!
 //! A failed batch (the database busy past its 5 s timeout, a full disk) is retried with
 //! backoff, since this output is waited for: the backlog stays in the kernel's ring buffer
-//! meanwhile, where overflow is counted. An event the store cannot index is skipped alone
-//! (and counted), never its batch.
+//! meanwhile, where overflow is counted.
 
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{LocalWriter, Lost};
-use crate::audit::Store;
+use crate::audit::{Indexed, Store};
 
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Attempts per batch before it is given up (counted as dropped).
@@ -26,35 +26,36 @@ pub fn writer(mut store: Store) -> LocalWriter {
             }
             pruned = Instant::now();
         }
-        let mut events = Vec::with_capacity(batch.len());
-        let mut skipped = Vec::new();
-        for rendered in batch {
-            match serde_json::from_str::<serde_json::Value>(&rendered.line) {
-                Ok(event) if crate::audit::indexable(&event) => events.push(event),
-                _ => skipped.push(rendered.id.clone()),
-            }
-        }
+        let rows: Vec<(Indexed, String)> = batch
+            .iter()
+            .map(|r| {
+                let row = Indexed {
+                    event_id: r.id.clone(),
+                    time: r.time.clone(),
+                    time_ms: i64::try_from(r.epoch_ms).unwrap_or(i64::MAX),
+                    kind: r.kind.clone(),
+                    decision: r.decision.clone(),
+                    task_id: r.task,
+                    agent: r.agent.clone(),
+                    rule: r.rule.clone(),
+                    weight: i64::try_from(r.weight).unwrap_or(i64::MAX),
+                };
+                (row, r.line.clone())
+            })
+            .collect();
         let mut backoff = Duration::from_millis(100);
         let mut attempt = 1;
         loop {
-            match store.insert_batch(&events) {
-                Ok(_) => break,
+            match store.insert_rows(&rows) {
+                Ok(_) => return Ok(()),
                 Err(err) if attempt < ATTEMPTS => {
-                    tracing::warn!(%err, "audit store: batch of {} failed (attempt {attempt}); retrying", events.len());
+                    tracing::warn!(%err, "audit store: batch of {} failed (attempt {attempt}); retrying", rows.len());
                     std::thread::sleep(backoff);
                     backoff *= 4;
                     attempt += 1;
                 }
                 Err(err) => return Err(Lost { count: batch.len() as u64, why: err.to_string() }),
             }
-        }
-        if skipped.is_empty() {
-            Ok(())
-        } else {
-            Err(Lost {
-                count: skipped.len() as u64,
-                why: format!("events {} could not be indexed and were skipped", skipped.join(", ")),
-            })
         }
     })
 }
