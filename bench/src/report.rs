@@ -109,7 +109,7 @@ fn targets(r: &Results) -> Vec<Target> {
             limit: 300_000.0,
             at_most: false,
             unit: "/s",
-            why_missed: "sustained means the daemon keeps up: its queue to the writer is bounded (16,384 events), so a burst it cannot absorb backs up into the 16 MiB ring buffer and then into counted kernel drops. Decoding and enriching (task, rule, /proc cached per process) and serialising run on one thread (see the daemon's CPU in the table), on a machine whose other CPUs also run the load generator. Aggregating repeated events (issue 5) and decoding on several threads are the next steps",
+            why_missed: "sustained means the daemon keeps up: its queue to the writer is bounded (16,384 events), so a burst it cannot absorb backs up into the 16 MiB ring buffer and then into counted kernel drops. Decoding and enriching (task, rule, exec id and ancestry, /proc cached per process) and serialising run on one thread, and every event is also written to the SQLite audit store (see the daemon's CPU in the table), on a machine whose other CPU also runs the load generator. Measured with flood control off: with it on, a looping agent's identical events are folded into counted aggregates. Decoding on several threads is the next step",
         },
         Target {
             what: "revoke, p99 (API round trip; in force in the kernel at the reply)",
