@@ -6,6 +6,11 @@
 use serde::{Deserialize, Serialize};
 
 pub const API_VERSION: u32 = 1;
+
+/// The name a unit variant has on the wire (its serde name: `"denied"`, `"file.open"`).
+pub fn wire_name<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
 pub const DEFAULT_SOCKET: &str = "/run/agent-guard/agent-guard.sock";
 
 // No deny_unknown_fields here: serde cannot combine it with `flatten`; the flattened body

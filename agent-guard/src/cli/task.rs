@@ -39,7 +39,7 @@ fn print_table(tasks: &[TaskInfo]) {
         "ID", "AGENT", "STATE", "GRANT", "MODE", "PROCS", "EXPIRES"
     );
     for t in tasks {
-        let state = serde_json::to_value(t.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let state = crate::api::wire_name(&t.state);
         println!(
             "{:<5} {:<16} {:<8} {:<20} {:<8} {:>5}  {:<27} {}",
             t.id, t.agent, state, t.grant, t.mode, t.live_processes, t.expires, t.intent

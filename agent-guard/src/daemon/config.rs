@@ -214,6 +214,13 @@ pub struct HttpConfig {
     pub spool_max: ByteSize,
 }
 
+impl HttpConfig {
+    /// Where output `name` spools: `spoolDir`, or its own directory under the default.
+    pub fn spool(&self, name: &str) -> PathBuf {
+        self.spool_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL_DIR).join(name))
+    }
+}
+
 fn default_batch() -> usize {
     500
 }
@@ -332,7 +339,7 @@ impl ConfigFile {
                     if http.flush.is_zero() || http.timeout.is_zero() {
                         return Err(format!("output {name:?}: flush and timeout must be longer than 0s"));
                     }
-                    let spool = http.spool_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL_DIR).join(&name));
+                    let spool = http.spool(&name);
                     if !spools.insert(spool.clone()) {
                         return Err(format!("output {name:?}: spool {} is another output's too", spool.display()));
                     }

@@ -723,9 +723,7 @@ impl Registry {
     pub fn count(&mut self, event: &Event) {
         let (Some(task), Some(decision)) = (&event.task, event.decision) else { return };
         let Some(task) = self.tasks.get_mut(&task.id) else { return };
-        let decision =
-            serde_json::to_value(decision).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-        let key = format!("{decision} {}", event.rule.as_deref().unwrap_or("-"));
+        let key = format!("{} {}", crate::api::wire_name(&decision), event.rule.as_deref().unwrap_or("-"));
         *task.info.counts.entry(key).or_default() += 1;
     }
 

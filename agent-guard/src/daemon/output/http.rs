@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     super::{
         config::{HttpConfig, HttpFlavor},
-        metrics::Metrics,
+        metrics::{Metrics, OutputLabels},
     },
     OutputError, Rendered,
     spool::{self, Record, SpoolState, SpoolWriter},
@@ -125,14 +125,34 @@ enum Attempt {
     Refused(String),
 }
 
+/// The shutdown drain: once `closing` is cancelled the sender has `DRAIN` more, at most.
+struct Drain {
+    closing: CancellationToken,
+    until: Option<tokio::time::Instant>,
+}
+
+impl Drain {
+    fn deadline(&mut self) -> tokio::time::Instant {
+        *self.until.get_or_insert_with(|| tokio::time::Instant::now() + DRAIN)
+    }
+
+    /// Whether the daemon is shutting down and the drain time is spent.
+    fn over(&mut self) -> bool {
+        self.closing.is_cancelled() && tokio::time::Instant::now() >= self.deadline()
+    }
+
+    /// Completes when the drain time is spent (never while the daemon runs).
+    async fn ended(&mut self) {
+        self.closing.cancelled().await;
+        tokio::time::sleep_until(self.deadline()).await;
+    }
+}
+
 impl HttpOutput {
     async fn send_spooled(self, state: Arc<SpoolState>, closing: CancellationToken) {
         let labels = Metrics::output(&self.name);
-        let mut deadline: Option<tokio::time::Instant> = None;
+        let mut drain = Drain { closing: closing.clone(), until: None };
         loop {
-            if closing.is_cancelled() && deadline.is_none() {
-                deadline = Some(tokio::time::Instant::now() + DRAIN);
-            }
             let segments = spool::sealed_segments(&state).unwrap_or_else(|err| {
                 tracing::error!(output = self.name, %err, "cannot list the spool");
                 Vec::new()
@@ -148,26 +168,9 @@ impl HttpOutput {
                 continue;
             }
             for segment in segments {
-                let records = match spool::read_segment(&segment) {
-                    Ok((records, damaged)) => {
-                        if damaged > 0 {
-                            self.metrics.output_dropped.get_or_create(&labels).inc_by(damaged);
-                            tracing::error!(output = self.name, segment = %segment.display(), "{damaged} damaged spool records skipped");
-                        }
-                        records
-                    }
-                    Err(err) => {
-                        tracing::error!(output = self.name, segment = %segment.display(), %err, "unreadable spool segment: skipped");
-                        self.metrics.output_failures.get_or_create(&labels).inc();
-                        Vec::new()
-                    }
-                };
-                for batch in records.chunks(self.config.batch) {
+                for batch in self.records_of(&segment, &labels).chunks(self.config.batch) {
                     // At shutdown the drain is bounded, however many events are spooled.
-                    if closing.is_cancelled()
-                        && tokio::time::Instant::now()
-                            >= *deadline.get_or_insert_with(|| tokio::time::Instant::now() + DRAIN)
-                    {
+                    if drain.over() || !self.deliver(batch, &labels, &mut drain).await {
                         tracing::warn!(
                             output = self.name,
                             "shutting down: undelivered events stay in {}",
@@ -175,52 +178,60 @@ impl HttpOutput {
                         );
                         return;
                     }
-                    let mut backoff = Duration::from_millis(200);
-                    loop {
-                        match self.post(batch).await {
-                            Attempt::Accepted => {
-                                self.metrics.output_sent.get_or_create(&labels).inc_by(batch.len() as u64);
-                                break;
-                            }
-                            Attempt::Refused(why) => {
-                                self.metrics.output_failures.get_or_create(&labels).inc();
-                                self.metrics.output_dropped.get_or_create(&labels).inc_by(batch.len() as u64);
-                                tracing::error!(output = self.name, "receiver refused {} events: {why}", batch.len());
-                                break;
-                            }
-                            Attempt::Retry(why) => {
-                                self.metrics.output_failures.get_or_create(&labels).inc();
-                                tracing::warn!(output = self.name, "delivery failed, retrying in {backoff:?}: {why}");
-                                let wait = tokio::time::sleep(backoff);
-                                let give_up = async {
-                                    match deadline {
-                                        Some(at) => tokio::time::sleep_until(at).await,
-                                        None => {
-                                            closing.cancelled().await;
-                                            tokio::time::sleep(DRAIN).await
-                                        }
-                                    }
-                                };
-                                tokio::select! {
-                                    _ = wait => {}
-                                    _ = give_up => {
-                                        tracing::warn!(output = self.name, "shutting down: undelivered events stay in {}", state.dir.display());
-                                        return;
-                                    }
-                                }
-                                backoff = (backoff * 2).min(BACKOFF_MAX);
-                            }
-                        }
-                    }
                 }
                 if let Err(err) = spool::remove_segment(&state, &segment) {
                     tracing::error!(output = self.name, segment = %segment.display(), %err, "cannot remove a delivered segment");
                     return;
                 }
-                self.metrics
-                    .spool_bytes
-                    .get_or_create(&labels)
-                    .set(state.bytes.load(std::sync::atomic::Ordering::Relaxed) as i64);
+                let bytes = state.bytes.load(std::sync::atomic::Ordering::Relaxed);
+                self.metrics.spool_bytes.get_or_create(&labels).set(bytes as i64);
+            }
+        }
+    }
+
+    /// A sealed segment's records; damaged lines and unreadable segments are counted.
+    fn records_of(&self, segment: &std::path::Path, labels: &OutputLabels) -> Vec<Record> {
+        match spool::read_segment(segment) {
+            Ok((records, damaged)) => {
+                if damaged > 0 {
+                    self.metrics.output_dropped.get_or_create(labels).inc_by(damaged);
+                    tracing::error!(output = self.name, segment = %segment.display(), "{damaged} damaged spool records skipped");
+                }
+                records
+            }
+            Err(err) => {
+                tracing::error!(output = self.name, segment = %segment.display(), %err, "unreadable spool segment: skipped");
+                self.metrics.output_failures.get_or_create(labels).inc();
+                Vec::new()
+            }
+        }
+    }
+
+    /// Posts `batch` until the receiver takes or refuses it (true), retrying with backoff;
+    /// false when the shutdown drain ended first.
+    async fn deliver(&self, batch: &[Record], labels: &OutputLabels, drain: &mut Drain) -> bool {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.post(batch).await {
+                Attempt::Accepted => {
+                    self.metrics.output_sent.get_or_create(labels).inc_by(batch.len() as u64);
+                    return true;
+                }
+                Attempt::Refused(why) => {
+                    self.metrics.output_failures.get_or_create(labels).inc();
+                    self.metrics.output_dropped.get_or_create(labels).inc_by(batch.len() as u64);
+                    tracing::error!(output = self.name, "receiver refused {} events: {why}", batch.len());
+                    return true;
+                }
+                Attempt::Retry(why) => {
+                    self.metrics.output_failures.get_or_create(labels).inc();
+                    tracing::warn!(output = self.name, "delivery failed, retrying in {backoff:?}: {why}");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = drain.ended() => return false,
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
             }
         }
     }

@@ -30,8 +30,10 @@ use std::{
 
 use tokio::sync::mpsc;
 
+use crate::api::wire_name;
+
 use super::{
-    config::{DEFAULT_SPOOL_DIR, Format, OutputConfig},
+    config::{Format, OutputConfig},
     event::{Event, Kind},
     metrics::{EventLabels, Metrics},
 };
@@ -82,11 +84,14 @@ pub struct Rendered {
     pub line: String,
 }
 
-fn as_text<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+/// An event's kind and decision as they are written: computed once per event, for the
+/// metric labels and every rendering.
+fn names(event: &Event) -> (String, Option<String>) {
+    (wire_name(&event.kind), event.decision.map(|d| wire_name(&d)))
 }
 
-pub fn render(event: &Event, format: Format) -> Rendered {
+/// `event` in `format`; `kind` and `decision` are its `names`.
+pub fn render(event: &Event, format: Format, kind: &str, decision: Option<&str>) -> Rendered {
     let line = match format {
         Format::Json => serde_json::to_string(event).expect("events serialize"),
         Format::Ocsf => {
@@ -94,18 +99,15 @@ pub fn render(event: &Event, format: Format) -> Rendered {
             super::ocsf::to_ocsf(&value).to_string()
         }
     };
-    let epoch_ms = humantime::parse_rfc3339(&event.time)
-        .ok()
-        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as u64);
+    let epoch_ms = crate::audit::parse_ms(&event.time).and_then(|ms| u64::try_from(ms).ok()).unwrap_or(0);
     Rendered {
         id: event.event_id.clone(),
         time: event.time.clone(),
         epoch_ms,
-        kind: as_text(&event.kind),
+        kind: kind.to_string(),
         agent: event.task.as_ref().map(|t| t.agent.clone()),
         weight: if event.aggregated { event.count.unwrap_or(1) } else { 1 },
-        decision: event.decision.map(|d| as_text(&d)),
+        decision: decision.map(str::to_owned),
         task: event.task.as_ref().map(|t| t.id),
         rule: event.rule.clone(),
         line,
@@ -247,8 +249,7 @@ pub fn start(
             }
             OutputConfig::Http(http) => {
                 let (tx, rx) = mpsc::channel(OUTPUT_QUEUE);
-                let spool = http.spool_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL_DIR).join(&name));
-                tasks.push(http::start(&name, http.clone(), spool, metrics.clone(), rx)?);
+                tasks.push(http::start(&name, http.clone(), http.spool(&name), metrics.clone(), rx)?);
                 Target::Remote(tx)
             }
         };
@@ -322,10 +323,8 @@ impl HubLoop {
     }
 
     async fn admit(&mut self, event: Event) {
-        let labels = EventLabels {
-            kind: as_text(&event.kind),
-            decision: event.decision.map(|d| as_text(&d)).unwrap_or_else(|| "none".into()),
-        };
+        let (kind, decision) = names(&event);
+        let labels = EventLabels { kind: kind.clone(), decision: decision.clone().unwrap_or_else(|| "none".into()) };
         self.metrics.events.get_or_create(&labels).inc();
         if event.kind == Kind::EventsDropped {
             self.metrics.ring_drops.inc_by(event.count.unwrap_or(0));
@@ -334,10 +333,10 @@ impl HubLoop {
             self.metrics.aggregated.inc();
             return;
         }
-        self.fan_out(&event).await;
+        self.fan_out(&event, &kind, decision.as_deref()).await;
     }
 
-    async fn fan_out(&mut self, event: &Event) {
+    async fn fan_out(&mut self, event: &Event, kind: &str, decision: Option<&str>) {
         let mut json: Option<Arc<Rendered>> = None;
         let mut ocsf: Option<Arc<Rendered>> = None;
         for output in &self.outputs {
@@ -345,7 +344,7 @@ impl HubLoop {
                 Format::Json => &mut json,
                 Format::Ocsf => &mut ocsf,
             };
-            let rendered = slot.get_or_insert_with(|| Arc::new(render(event, output.format))).clone();
+            let rendered = slot.get_or_insert_with(|| Arc::new(render(event, output.format, kind, decision))).clone();
             match &output.target {
                 Target::Local(tx) => {
                     let _ = tx.send(rendered).await;
@@ -376,11 +375,9 @@ impl HubLoop {
             }));
         }
         for event in due {
-            self.metrics
-                .events
-                .get_or_create(&EventLabels { kind: as_text(&event.kind), decision: "none".into() })
-                .inc();
-            self.fan_out(&event).await;
+            let (kind, decision) = names(&event);
+            self.metrics.events.get_or_create(&EventLabels { kind: kind.clone(), decision: "none".into() }).inc();
+            self.fan_out(&event, &kind, decision.as_deref()).await;
         }
     }
 }
