@@ -227,8 +227,11 @@ fn metrics_count_events_by_kind_and_decision() {
 
 #[test]
 fn repeated_flagged_actions_are_aggregated_but_denials_never_are() {
-    let config = "outputs: [{type: file, path: \"{events}\"}]\naggregation: {window: 1s}\n";
-    let daemon = Daemon::start_configured(Some(config), &[]);
+    let metrics = free_port();
+    let config = format!(
+        "outputs: [{{type: file, path: \"{{events}}\"}}]\naggregation: {{window: 1s}}\nmetrics: {{listen: \"127.0.0.1:{metrics}\"}}\n"
+    );
+    let daemon = Daemon::start_configured(Some(&config), &[]);
     let port = listener("127.0.0.1:0");
     let same = format!("127.0.0.1:{port}");
     let mut args = vec![PROBE, "connect-each"];
@@ -240,6 +243,11 @@ fn repeated_flagged_actions_are_aggregated_but_denials_never_are() {
     assert_eq!(aggregate["decision"], "flagged");
     let flagged = daemon.events().into_iter().filter(|e| e["kind"] == "network.connect").count();
     assert_eq!(flagged, 2, "the first flagged connect and its aggregate");
+    // Metrics count the 50 connects once each: the aggregate is not counted again.
+    let text = ureq::get(&format!("http://127.0.0.1:{metrics}/metrics")).call().unwrap().into_string().unwrap();
+    assert!(text.contains("agent_guard_events_total{kind=\"network.connect\",decision=\"flagged\"} 50\n"), "{text}");
+    assert!(text.contains("agent_guard_aggregated_events_total 49\n"), "{text}");
+    assert!(!text.contains("kind=\"network.connect\",decision=\"none\""), "{text}");
 
     let enforce = grant(daemon.dir.path(), "looping-enforced", "enforce", &[], "");
     daemon.run("loop-bot", "retry forever", &enforce, &args);

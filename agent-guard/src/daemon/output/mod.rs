@@ -360,8 +360,14 @@ impl HubLoop {
 
     /// Closes aggregation windows and reports outputs' new drops and failures as events.
     async fn on_tick(&mut self, last: bool) {
+        // Aggregates stand for events already counted when they were folded: not counted again.
+        let mut aggregates = Vec::new();
+        self.aggregator.expire(&self.host, last, &mut aggregates);
+        for event in aggregates {
+            let (kind, decision) = names(&event);
+            self.fan_out(&event, &kind, decision.as_deref()).await;
+        }
         let mut due = Vec::new();
-        self.aggregator.expire(&self.host, last, &mut due);
         for output in &mut self.outputs {
             let labels = Metrics::output(&output.name);
             let dropped = self.metrics.output_dropped.get_or_create(&labels).get();
