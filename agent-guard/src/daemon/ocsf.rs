@@ -8,6 +8,8 @@ use std::time::UNIX_EPOCH;
 
 use serde_json::{Map, Value, json};
 
+use crate::audit::str_at;
+
 /// The OCSF schema version the events claim (`metadata.version`).
 pub const OCSF_VERSION: &str = "1.9.0";
 
@@ -21,8 +23,8 @@ const NETWORK_ACTIVITY: u64 = 4001;
 
 /// Maps one agent-guard event to one OCSF event.
 pub fn to_ocsf(event: &Value) -> Value {
-    let kind = text(event, "/kind").unwrap_or("");
-    let decision = text(event, "/decision");
+    let kind = str_at(event, "/kind").unwrap_or("");
+    let decision = str_at(event, "/decision");
     let (class_uid, activity_id) = classify(kind, event);
     let (class_name, activity_name) = names(class_uid, activity_id);
     let (severity_id, severity) = severity(kind, decision);
@@ -88,13 +90,13 @@ pub fn to_ocsf(event: &Value) -> Value {
     }
     match class_uid {
         FILE_ACTIVITY => {
-            fields.insert("file".into(), file(text(event, "/object/path").unwrap_or(""), object_operation(event)));
+            fields.insert("file".into(), file(str_at(event, "/object/path").unwrap_or(""), object_operation(event)));
         }
         PROCESS_ACTIVITY => {
             fields.insert("process".into(), launched(event));
         }
         NETWORK_ACTIVITY => {
-            let protocol = text(event, "/object/protocol").unwrap_or("");
+            let protocol = str_at(event, "/object/protocol").unwrap_or("");
             fields.insert(
                 "dst_endpoint".into(),
                 json!({
@@ -122,8 +124,8 @@ pub fn to_ocsf(event: &Value) -> Value {
 /// The OCSF class and activity of a kind. Actions whose object does not fit the class (a field
 /// missing) fall back to the Base Event rather than produce a class without its required object.
 fn classify(kind: &str, event: &Value) -> (u64, u64) {
-    let object = text(event, "/object/type");
-    let denied = text(event, "/decision") == Some("denied");
+    let object = str_at(event, "/object/type");
+    let denied = str_at(event, "/decision") == Some("denied");
     match (kind, object) {
         ("file.open", Some("file")) => (FILE_ACTIVITY, 14), // Open
         ("file.change", Some("file")) => (FILE_ACTIVITY, file_change_activity(object_operation(event))),
@@ -317,14 +319,14 @@ fn launched(event: &Value) -> Value {
     let mut out = json!({
         "pid": event.pointer("/process/pid").cloned(),
         "uid": event.pointer("/process/exec_id").cloned(),
-        "file": file(text(event, "/object/path").unwrap_or(""), None),
+        "file": file(str_at(event, "/object/path").unwrap_or(""), None),
         "user": { "uid": event.pointer("/process/uid").map(id_string) },
     });
     if let Some(argv) = event.pointer("/process/argv").and_then(Value::as_array) {
         let words: Vec<&str> = argv.iter().filter_map(Value::as_str).collect();
         out["cmd_line"] = words.join(" ").into();
     }
-    if let Some(name) = text(event, "/object/path").and_then(|p| p.rsplit('/').next()) {
+    if let Some(name) = str_at(event, "/object/path").and_then(|p| p.rsplit('/').next()) {
         out["name"] = name.into();
     }
     out
@@ -376,11 +378,7 @@ fn extension(event: &Value) -> Value {
 }
 
 fn object_operation(event: &Value) -> Option<&str> {
-    text(event, "/object/operation")
-}
-
-fn text<'a>(event: &'a Value, pointer: &str) -> Option<&'a str> {
-    event.pointer(pointer).and_then(Value::as_str)
+    str_at(event, "/object/operation")
 }
 
 /// OCSF uids are strings; agent-guard's ids are numbers.
@@ -394,7 +392,7 @@ fn id_string(id: &Value) -> String {
 /// Epoch milliseconds of the event's RFC 3339 time; 0 when it is missing or unreadable (the raw
 /// value stays in `metadata.original_time`).
 fn epoch_ms(event: &Value) -> u64 {
-    text(event, "/time")
+    str_at(event, "/time")
         .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_millis() as u64)
