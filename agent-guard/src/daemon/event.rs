@@ -94,7 +94,7 @@ impl std::fmt::Display for Actor {
     }
 }
 
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(Clone, Copy, Debug, Hash, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub enum Kind {
     #[serde(rename = "task.open")]
     TaskOpen,
@@ -155,7 +155,7 @@ pub enum Kind {
     PolicyRejected,
 }
 
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(Clone, Copy, Debug, Hash, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
     Allowed,

@@ -11,7 +11,7 @@ use std::{
 
 use super::super::{
     clock,
-    event::{Decision, Event, Object},
+    event::{Decision, Event, Kind, Object},
 };
 
 /// What makes two events "identical": same process image, kind, decision, rule, object and
@@ -21,8 +21,8 @@ struct Key {
     pid: u32,
     exec_id: Option<String>,
     argv: Option<Vec<String>>,
-    kind: String,
-    decision: Option<String>,
+    kind: Kind,
+    decision: Option<Decision>,
     rule: Option<String>,
     object: String,
 }
@@ -61,8 +61,8 @@ impl Aggregator {
             pid: process.pid,
             exec_id: process.exec_id.clone(),
             argv: process.argv.clone(),
-            kind: format!("{:?}", event.kind),
-            decision: event.decision.map(|d| format!("{d:?}")),
+            kind: event.kind,
+            decision: event.decision,
             rule: event.rule.clone(),
             object,
         })
@@ -118,7 +118,7 @@ impl Aggregator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::event::{Kind, Process};
+    use crate::daemon::event::Process;
 
     fn event(decision: Decision, pid: u32, path: &str) -> Event {
         let mut e = Event::new(Kind::FileOpen, "h", SystemTime::now());
