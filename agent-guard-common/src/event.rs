@@ -23,9 +23,75 @@ pub const KIND_FORK: u32 = 7;
 /// A tagged process exec'd (`TaskEvent`: the header names the new image). Lineage only.
 pub const KIND_EXEC_START: u32 = 8;
 
+/// A tagged process tried to step outside its task by a route no grant field opens
+/// (`EscapeEvent`): a privilege, a mount, a namespace, another process, a socket family, a
+/// device, or access after its grant ended. Refused whatever the grant's mode.
+pub const KIND_ESCAPE: u32 = 9;
+
+/// `TaskEvent::detail` of KIND_TAMPER: what was attempted against the daemon.
 pub const TAMPER_SIGNAL: u32 = 1;
 pub const TAMPER_PTRACE: u32 = 2;
 pub const TAMPER_BPF: u32 = 3;
+/// A signal routed to the daemon through a file owner (F_SETOWN + SIGIO/SIGURG).
+pub const TAMPER_SIGIO: u32 = 4;
+/// Its resource limits, priority, scheduling or memory placement.
+pub const TAMPER_LIMITS: u32 = 5;
+
+/// `EscapeEvent::what`. `arg` and `target` as noted.
+/// A capability (`arg`: CAP_* number) the task may not use.
+pub const ESCAPE_CAPABILITY: u32 = 1;
+/// mount, umount, move_mount, pivot_root (`arg`: MOUNT_OP_*).
+pub const ESCAPE_MOUNT: u32 = 2;
+pub const ESCAPE_CHROOT: u32 = 3;
+/// A new user namespace.
+pub const ESCAPE_USERNS: u32 = 4;
+/// A socket of a family, type or protocol no grant can open (`arg`: family | type << 16 |
+/// protocol << 32).
+pub const ESCAPE_SOCKET: u32 = 5;
+/// listen() or accept() on a port `network.listen` does not allow (`arg`: the local port).
+pub const ESCAPE_LISTEN: u32 = 6;
+/// ptrace, /proc/PID/mem, process_vm_*, pidfd_getfd of a process outside the task
+/// (`target`: its tgid, `arg`: PTRACE_MODE_* bits).
+pub const ESCAPE_PTRACE: u32 = 7;
+/// A signal to a process outside the task (`target`, `arg`: signal number).
+pub const ESCAPE_SIGNAL: u32 = 8;
+/// Limits, priority, scheduling or memory placement of a process outside the task
+/// (`target`, `arg`: SCHED_OP_*).
+pub const ESCAPE_SCHED: u32 = 9;
+/// A device node: mknod of a block or character device, or an open of a block device
+/// (`arg`: the inode mode).
+pub const ESCAPE_DEVICE: u32 = 10;
+/// A file owner (F_SETOWN, F_SETOWN_EX) naming a process outside the task (`target`).
+pub const ESCAPE_FOWNER: u32 = 11;
+/// Loading or requesting a kernel module.
+pub const ESCAPE_MODULE: u32 = 12;
+/// perf_event_open.
+pub const ESCAPE_PERF: u32 = 13;
+/// A read, write, send, receive or mapping on a descriptor opened before the task's grant
+/// ended (`arg`: IO_OP_*). Reported once per process.
+pub const ESCAPE_ENDED_IO: u32 = 14;
+/// A fork refused because the child could not be tagged (PROC_TAGS nearly full).
+pub const ESCAPE_FORK: u32 = 15;
+
+/// `EscapeEvent::arg` of ESCAPE_MOUNT.
+pub const MOUNT_OP_MOUNT: u64 = 1;
+pub const MOUNT_OP_UMOUNT: u64 = 2;
+pub const MOUNT_OP_MOVE: u64 = 3;
+pub const MOUNT_OP_PIVOT_ROOT: u64 = 4;
+
+/// `EscapeEvent::arg` of ESCAPE_SCHED.
+pub const SCHED_OP_RLIMIT: u64 = 1;
+pub const SCHED_OP_NICE: u64 = 2;
+pub const SCHED_OP_IOPRIO: u64 = 3;
+pub const SCHED_OP_SCHEDULER: u64 = 4;
+pub const SCHED_OP_MOVE_MEMORY: u64 = 5;
+
+/// `EscapeEvent::arg` of ESCAPE_ENDED_IO.
+pub const IO_OP_READ: u64 = 1;
+pub const IO_OP_WRITE: u64 = 2;
+pub const IO_OP_SEND: u64 = 3;
+pub const IO_OP_RECEIVE: u64 = 4;
+pub const IO_OP_MMAP: u64 = 5;
 
 /// `EventHeader::verdict`: no rule of the grant allows the action.
 pub const VERDICT_OUT_OF_SCOPE: u32 = 1;
@@ -151,6 +217,10 @@ pub const FILE_OP_SYMLINK: u32 = 8;
 pub const FILE_OP_TRUNCATE: u32 = 9;
 pub const FILE_OP_CHMOD: u32 = 10;
 pub const FILE_OP_CHOWN: u32 = 11;
+/// Setting or removing an extended attribute or a POSIX ACL.
+pub const FILE_OP_XATTR: u32 = 12;
+/// Any other change of attributes (times; mode, owner and size also pass the hooks above).
+pub const FILE_OP_SETATTR: u32 = 13;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,7 +244,21 @@ pub struct TaskEvent {
     pub detail: u32,
 }
 
+/// KIND_ESCAPE: a refused attempt to leave the task's boundary.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EscapeEvent {
+    pub header: EventHeader,
+    /// ESCAPE_*.
+    pub what: u32,
+    /// The process acted on (tgid), where there is one; 0 otherwise.
+    pub target: u32,
+    /// Detail of `what` (see each ESCAPE_*).
+    pub arg: u64,
+}
+
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 80);
+const _: () = assert!(core::mem::size_of::<EscapeEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<NetEvent>() == 80 + 32);
 const _: () = assert!(core::mem::size_of::<FileEvent>() == 80 + 24 + PATH_MAX_MATCH);
 const _: () = assert!(core::mem::size_of::<ExecEvent>() == 80 + 8 + PATH_MAX_MATCH + EXEC_ARGS * EXEC_ARG_LEN);

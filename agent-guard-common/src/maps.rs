@@ -14,6 +14,10 @@ pub const NET_RULES: &str = "NET_RULES";
 pub const PATH_RULES: &str = "PATH_RULES";
 /// Ring buffer of [`crate::event`] records.
 pub const EVENTS: &str = "EVENTS";
+/// Ring buffer of refused attempts on the guard or the task boundary (KIND_TAMPER,
+/// KIND_ESCAPE, KIND_TAG_LOST), apart from EVENTS so that a flood cannot crowd them out.
+pub const ALERTS: &str = "ALERTS";
+pub const DEFAULT_ALERTS_BYTES: u32 = 1024 * 1024;
 /// Per-CPU counter of events the kernel could not put on the ring buffer.
 pub const EVENT_DROPS: &str = "EVENT_DROPS";
 /// Per-CPU scratch [`crate::event::FileEvent`] built by the file hooks (too big for the 512-byte stack).
@@ -40,3 +44,8 @@ pub const PATH_JOIN: &str = "PATH_JOIN";
 /// (VERDICT_IN_SCOPE), so an allowed action is reported at its first use only.
 pub const USAGE_SEEN: &str = "USAGE_SEEN";
 pub const DEFAULT_USAGE_SEEN: u32 = 65_536;
+/// One u64: tagged processes in PROC_TAGS, kept by the fork and exit programs, so that a fork
+/// whose child could not be tagged is refused before it happens (BPF LSM task_alloc).
+pub const TAG_COUNT: &str = "TAG_COUNT";
+/// Entries kept free in PROC_TAGS for forks already past task_alloc (racing on other CPUs).
+pub const PROC_TAGS_HEADROOM: u32 = 256;

@@ -56,3 +56,8 @@ pub struct NetPorts {
 const _: () = assert!(core::mem::size_of::<NetKey>() == 20);
 const _: () = assert!(core::mem::size_of::<PortRule>() == 8);
 const _: () = assert!(core::mem::size_of::<NetPorts>() == 8 + 8 * MAX_PORT_RULES);
+
+/// Set in the grant id of the NET_RULES key that holds a grant's `network.listen` ports (with
+/// the all-zero address): listen rules never match a connect, and connect rules never a listen.
+/// Grant ids stay below it.
+pub const LISTEN_GRANT_BIT: u32 = 1 << 31;

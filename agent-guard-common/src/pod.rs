@@ -1,8 +1,8 @@
 //! Userspace-only: `aya::Pod` for map types and checked decoding of ring-buffer records.
 
 use crate::event::{
-    EventHeader, ExecEvent, FileEvent, KIND_EXEC, KIND_EXEC_START, KIND_FILE, KIND_FORK, KIND_NET, KIND_TAG_LOST,
-    KIND_TAMPER, KIND_TASK_EMPTY, NetEvent, TaskEvent,
+    EscapeEvent, EventHeader, ExecEvent, FileEvent, KIND_ESCAPE, KIND_EXEC, KIND_EXEC_START, KIND_FILE, KIND_FORK,
+    KIND_NET, KIND_TAG_LOST, KIND_TAMPER, KIND_TASK_EMPTY, NetEvent, TaskEvent,
 };
 use crate::net::{NetKey, NetPorts};
 use crate::path::{PathKey, PathRule};
@@ -30,6 +30,7 @@ pub enum KernelEvent {
     Tamper(TaskEvent),
     Fork(TaskEvent),
     ExecStart(TaskEvent),
+    Escape(EscapeEvent),
 }
 
 extern crate alloc;
@@ -82,6 +83,7 @@ impl TryFrom<&[u8]> for KernelEvent {
             KIND_TAMPER => read_record(header.kind, bytes).map(KernelEvent::Tamper),
             KIND_FORK => read_record(header.kind, bytes).map(KernelEvent::Fork),
             KIND_EXEC_START => read_record(header.kind, bytes).map(KernelEvent::ExecStart),
+            KIND_ESCAPE => read_record(header.kind, bytes).map(KernelEvent::Escape),
             other => Err(DecodeError::UnknownKind(other)),
         }
     }
@@ -93,6 +95,7 @@ impl KernelEvent {
             KernelEvent::Net(e) => &e.header,
             KernelEvent::File(e) => &e.header,
             KernelEvent::Exec(e) => &e.header,
+            KernelEvent::Escape(e) => &e.header,
             KernelEvent::TaskEmpty(e)
             | KernelEvent::TagLost(e)
             | KernelEvent::Tamper(e)

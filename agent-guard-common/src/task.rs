@@ -37,7 +37,9 @@ pub struct TaskEntry {
     pub grant_id: u32,
     pub mode: u32,
     pub state: u32,
-    pub _pad: u32,
+    /// The task this one is a sub-task of (0: none). A task may act on its sub-tasks'
+    /// processes (signal, trace, limits); never on processes outside its own tree.
+    pub parent_task: u32,
     /// CLOCK_BOOTTIME (bpf_ktime_get_boot_ns) after which the grant no longer allows anything.
     pub expires_ns: u64,
 }

@@ -56,6 +56,34 @@ static MOUNT_MNT_OFF: u32 = 0;
 static MOUNT_PARENT_OFF: u32 = 0;
 #[unsafe(no_mangle)]
 static MOUNT_POINT_OFF: u32 = 0;
+/// More BTF offsets: task_struct.cred and .signal, signal_struct.live; socket.sk and
+/// sock_common's skc_family and skc_num; file.f_inode, inode.i_mode; dentry.d_sb,
+/// super_block.s_mounts, mount.mnt_instance. TASK_SIGNAL_OFF is 0 when the kernel has no BTF.
+#[unsafe(no_mangle)]
+static TASK_CRED_OFF: u32 = 0;
+#[unsafe(no_mangle)]
+static TASK_SIGNAL_OFF: u32 = 0;
+#[unsafe(no_mangle)]
+static SIGNAL_LIVE_OFF: u32 = 0;
+#[unsafe(no_mangle)]
+static SOCKET_SK_OFF: u32 = 0;
+#[unsafe(no_mangle)]
+static SOCK_FAMILY_OFF: u32 = 0;
+#[unsafe(no_mangle)]
+static SOCK_NUM_OFF: u32 = 0;
+#[unsafe(no_mangle)]
+static FILE_INODE_OFF: u32 = 0;
+#[unsafe(no_mangle)]
+static INODE_MODE_OFF: u32 = 0;
+#[unsafe(no_mangle)]
+static DENTRY_SB_OFF: u32 = 0;
+#[unsafe(no_mangle)]
+static SB_MOUNTS_OFF: u32 = 0;
+#[unsafe(no_mangle)]
+static MOUNT_INST_OFF: u32 = 0;
+/// PROC_TAGS' size, for the fork refusal (lsm_system.rs task_alloc).
+#[unsafe(no_mangle)]
+static PROC_TAGS_SIZE: u32 = 0;
 /// 1 when BPF LSM is not available and out-of-scope opens and execs of tasks in enforce mode
 /// are answered by killing the process (the `kill` level).
 #[unsafe(no_mangle)]
@@ -136,4 +164,40 @@ pub fn mount_point_off() -> usize {
 }
 pub fn kill_mode() -> bool {
     load(&KILL_MODE) != 0
+}
+pub fn task_cred_off() -> usize {
+    load(&TASK_CRED_OFF) as usize
+}
+pub fn task_signal_off() -> usize {
+    load(&TASK_SIGNAL_OFF) as usize
+}
+pub fn signal_live_off() -> usize {
+    load(&SIGNAL_LIVE_OFF) as usize
+}
+pub fn socket_sk_off() -> usize {
+    load(&SOCKET_SK_OFF) as usize
+}
+pub fn sock_family_off() -> usize {
+    load(&SOCK_FAMILY_OFF) as usize
+}
+pub fn sock_num_off() -> usize {
+    load(&SOCK_NUM_OFF) as usize
+}
+pub fn file_inode_off() -> usize {
+    load(&FILE_INODE_OFF) as usize
+}
+pub fn inode_mode_off() -> usize {
+    load(&INODE_MODE_OFF) as usize
+}
+pub fn dentry_sb_off() -> usize {
+    load(&DENTRY_SB_OFF) as usize
+}
+pub fn sb_mounts_off() -> usize {
+    load(&SB_MOUNTS_OFF) as usize
+}
+pub fn mount_instance_off() -> usize {
+    load(&MOUNT_INST_OFF) as usize
+}
+pub fn proc_tags_size() -> u32 {
+    load(&PROC_TAGS_SIZE)
 }

@@ -110,3 +110,20 @@ pub fn of_entry(dir: *const u8, dentry: *const u8, out: &mut [u8; PATH_MAX_MATCH
     let vfsmount = read_ptr(dir as u64 + config::path_mnt_off() as u64);
     build(vfsmount, dentry as u64, out)
 }
+
+/// The path of a bare `dentry`, on the first mount of its superblock (the `s_mounts` list;
+/// include/linux/fs.h, fs/mount.h `mnt_instance`); None when the superblock has no mount.
+#[inline(always)]
+pub fn of_dentry(dentry: *const u8, out: &mut [u8; PATH_MAX_MATCH]) -> Option<usize> {
+    let sb = read_ptr(dentry as u64 + config::dentry_sb_off() as u64);
+    if sb == 0 {
+        return None;
+    }
+    let head = sb + config::sb_mounts_off() as u64;
+    let first = read_ptr(head);
+    if first == 0 || first == head {
+        return None;
+    }
+    let mount = first - config::mount_instance_off() as u64;
+    build(mount + config::mount_mnt_off() as u64, dentry as u64, out)
+}

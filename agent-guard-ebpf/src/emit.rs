@@ -5,7 +5,7 @@ use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
 };
 
-use crate::maps::{EVENT_DROPS, EVENTS, PROC_TAGS};
+use crate::maps::{ALERTS, EVENT_DROPS, EVENTS, PROC_TAGS};
 
 #[inline(always)]
 pub fn header(kind: u32, verdict: u32, reason: u32, action: u32, task_id: u32) -> EventHeader {
@@ -44,6 +44,16 @@ pub fn header(kind: u32, verdict: u32, reason: u32, action: u32, task_id: u32) -
 #[inline(always)]
 pub fn send<T>(record: &T) {
     if EVENTS.output(record, 0).is_err() {
+        count_drop();
+    }
+}
+
+/// Puts a record of a refused attempt on the guard or on the task's boundary (tampering, an
+/// escape, an untaggable child) on its own ring buffer, so that a flood of ordinary events
+/// filling EVENTS cannot crowd it out; a loss there is counted too.
+#[inline(always)]
+pub fn send_alert<T>(record: &T) {
+    if ALERTS.output(record, 0).is_err() {
         count_drop();
     }
 }

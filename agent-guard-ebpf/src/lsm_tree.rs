@@ -4,6 +4,15 @@
 //! creating a file (path_mknod, also for O_CREAT: may_o_create), mkdir, rmdir, unlink,
 //! symlink, rename (both the old and the new name), truncate, chmod, chown.
 //!
+//! Attribute changes the path hooks do not see need `write` too: extended attributes and POSIX
+//! ACLs (inode_setxattr, inode_removexattr, and inode_set_acl / inode_remove_acl from 6.2),
+//! and inode_setattr (times; mode, owner and size pass the path hooks first). These hooks get
+//! a bare dentry: its path is built on the first mount of its superblock (super_block.s_mounts),
+//! which is the path unless the filesystem is also bind-mounted elsewhere.
+//!
+//! Device nodes: path_mknod of a block or character device is refused (ESCAPE_DEVICE) whatever
+//! the grant, so a write grant never becomes raw access to a disk or to memory.
+//!
 //! Hard links are refused for tagged processes in enforce mode: path_link gives the source as a
 //! bare dentry, which bpf_d_path cannot resolve, so a link could otherwise give a denied file a
 //! name inside the granted tree.
@@ -18,8 +27,8 @@
 
 use agent_guard_common::{
     event::{
-        ACTION_ALLOWED, ACTION_BLOCKED, FILE_OP_CHMOD, FILE_OP_CHOWN, FILE_OP_CREATE, FILE_OP_LINK, FILE_OP_MKDIR,
-        FILE_OP_RENAME_FROM, FILE_OP_RENAME_TO, FILE_OP_RMDIR, FILE_OP_SYMLINK, FILE_OP_TRUNCATE, FILE_OP_UNLINK,
+        ACTION_ALLOWED, ACTION_BLOCKED, ESCAPE_DEVICE, FILE_OP_CHMOD, FILE_OP_CHOWN, FILE_OP_CREATE, FILE_OP_LINK, FILE_OP_MKDIR,
+        FILE_OP_RENAME_FROM, FILE_OP_RENAME_TO, FILE_OP_RMDIR, FILE_OP_SYMLINK, FILE_OP_SETATTR, FILE_OP_TRUNCATE, FILE_OP_UNLINK, FILE_OP_XATTR,
         KIND_FILE, PATH_TRUNCATED, REASON_NONE, VERDICT_FLAGGED, VERDICT_OUT_OF_SCOPE, VERDICT_RULE_DENY,
     },
     path::{ACCESS_WRITE, Decision, decide as decide_bits},
@@ -29,6 +38,7 @@ use aya_ebpf::{bindings::path, macros::lsm, programs::LsmContext};
 
 use crate::{
     dentry_path, emit,
+    escape::refuse,
     lsm::{fail_closed, verdict},
     maps::SCRATCH,
     path_match::match_path,
@@ -57,7 +67,60 @@ macro_rules! whole_path_hook {
     };
 }
 
-dir_entry_hook!(path_mknod, "path_mknod", FILE_OP_CREATE);
+/// include/uapi/linux/stat.h
+const S_IFMT: u32 = 0o170000;
+const S_IFCHR: u32 = 0o020000;
+const S_IFBLK: u32 = 0o060000;
+
+/// path_mknod(const struct path *dir, struct dentry *dentry, umode_t mode, unsigned int dev)
+#[lsm(hook = "path_mknod")]
+pub fn path_mknod(ctx: LsmContext) -> i32 {
+    let Some(task) = current_task() else { return 0 };
+    let mode = ctx.arg::<u32>(2) & 0xffff;
+    if is_device(mode) {
+        return verdict(refuse(&task, ESCAPE_DEVICE, 0, mode as u64));
+    }
+    verdict(change_in(&task, ctx.arg(0), ctx.arg(1), FILE_OP_CREATE))
+}
+
+/// Whether an inode mode is a block or character device.
+#[inline(always)]
+pub fn is_device(mode: u32) -> bool {
+    matches!(mode & S_IFMT, S_IFCHR | S_IFBLK)
+}
+
+macro_rules! dentry_hook {
+    ($name:ident, $hook:literal) => {
+        #[lsm(hook = $hook)]
+        pub fn $name(ctx: LsmContext) -> i32 {
+            let Some(task) = current_task() else { return 0 };
+            verdict(change_of_dentry(&task, ctx.arg(1), FILE_OP_XATTR))
+        }
+    };
+}
+
+// (idmap or mnt_userns, dentry, ...): the dentry is the second argument on every kernel.
+dentry_hook!(inode_setxattr, "inode_setxattr");
+dentry_hook!(inode_removexattr, "inode_removexattr");
+dentry_hook!(inode_set_acl, "inode_set_acl");
+dentry_hook!(inode_remove_acl, "inode_remove_acl");
+
+/// inode_setattr(struct mnt_idmap *idmap, struct dentry *dentry, struct iattr *attr), from
+/// Linux 6.3 on.
+#[lsm(hook = "inode_setattr")]
+pub fn inode_setattr(ctx: LsmContext) -> i32 {
+    let Some(task) = current_task() else { return 0 };
+    verdict(change_of_dentry(&task, ctx.arg(1), FILE_OP_SETATTR))
+}
+
+/// inode_setattr(struct dentry *dentry, struct iattr *attr), before Linux 6.3. The daemon
+/// loads whichever of the two the kernel's BTF describes (a ctx argument cannot be chosen at
+/// run time: the verifier refuses ctx loads at a variable offset).
+#[lsm(hook = "inode_setattr")]
+pub fn inode_setattr_v1(ctx: LsmContext) -> i32 {
+    let Some(task) = current_task() else { return 0 };
+    verdict(change_of_dentry(&task, ctx.arg(0), FILE_OP_SETATTR))
+}
 dir_entry_hook!(path_mkdir, "path_mkdir", FILE_OP_MKDIR);
 dir_entry_hook!(path_rmdir, "path_rmdir", FILE_OP_RMDIR);
 dir_entry_hook!(path_unlink, "path_unlink", FILE_OP_UNLINK);
@@ -99,6 +162,16 @@ fn change_at(task: &CurrentTask, p: *const path, op: u32) -> bool {
     // SAFETY: per-CPU scratch entry, used by this program only until it returns.
     let event = unsafe { &mut *event };
     let len = dentry_path::of_path(p.cast(), &mut event.path);
+    decide(task, event, len, op, false)
+}
+
+/// A change to the object of a bare `dentry`, named through its superblock's first mount.
+#[inline(always)]
+fn change_of_dentry(task: &CurrentTask, dentry: *const u8, op: u32) -> bool {
+    let Some(event) = SCRATCH.get_ptr_mut(0) else { return fail_closed(task) };
+    // SAFETY: per-CPU scratch entry, used by this program only until it returns.
+    let event = unsafe { &mut *event };
+    let len = dentry_path::of_dentry(dentry, &mut event.path);
     decide(task, event, len, op, false)
 }
 

@@ -11,11 +11,15 @@
 mod config;
 mod dentry_path;
 mod emit;
+mod escape;
 mod exec;
 mod file;
 mod hold;
 mod lsm;
+mod lsm_ended;
 mod lsm_guard;
+mod lsm_socket;
+mod lsm_system;
 mod lsm_tree;
 mod maps;
 mod net;

@@ -10,7 +10,7 @@ use agent_guard_common::{
 };
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 
 #[map]
@@ -31,6 +31,14 @@ pub static PATH_RULES: HashMap<PathKey, PathRule> = HashMap::with_max_entries(1,
 
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(4096, 0);
+
+#[map]
+pub static ALERTS: RingBuf = RingBuf::with_byte_size(4096, 0);
+
+/// [0]: tagged processes added by forks less those removed at exit (atomic, kernel only);
+/// [1]: task roots the daemon tagged (daemon only). Their wrapping sum is PROC_TAGS' count.
+#[map]
+pub static TAG_COUNT: Array<u64> = Array::with_max_entries(2, 0);
 
 #[map]
 pub static EVENT_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);

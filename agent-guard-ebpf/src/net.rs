@@ -130,8 +130,16 @@ const NO_MATCH: u8 = u8::MAX;
 
 /// The action of the most restrictive port rule matching the destination, and that rule's
 /// index; (NO_MATCH, NO_RULE) when none does.
+///
+/// The unspecified address (0.0.0.0, ::) matches nothing: the kernel sends such a connect to
+/// the socket's own bound address, or to loopback (net/ipv4/route.c
+/// ip_route_output_key_hash_rcu: `if (!fl4->daddr) fl4->daddr = fl4->saddr` then
+/// INADDR_LOOPBACK), so no rule written for an address can be said to cover it.
 #[inline(always)]
 pub fn net_decision(grant_id: u32, addr: &[u8; 16], port: u16, protocol: u32) -> (u8, u32) {
+    if is_unspecified(addr) {
+        return (NO_MATCH, NO_RULE);
+    }
     let proto_bit = match protocol {
         IPPROTO_TCP => PROTO_TCP,
         IPPROTO_UDP => PROTO_UDP,
@@ -158,4 +166,17 @@ pub fn net_decision(grant_id: u32, addr: &[u8; 16], port: u16, protocol: u32) ->
         }
     }
     (action, index)
+}
+
+/// `::` or `::ffff:0.0.0.0`.
+#[inline(always)]
+fn is_unspecified(addr: &[u8; 16]) -> bool {
+    let mut high = 0u8;
+    for byte in &addr[0..10] {
+        high |= *byte;
+    }
+    let v4 = addr[12] | addr[13] | addr[14] | addr[15];
+    let mapped = addr[10] == 0xff && addr[11] == 0xff;
+    let zero_mid = addr[10] == 0 && addr[11] == 0;
+    high == 0 && v4 == 0 && (mapped || zero_mid)
 }

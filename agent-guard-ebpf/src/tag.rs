@@ -6,14 +6,22 @@
 //!   untagged. Threads (CLONE_THREAD) share the tgid and so the tag; double forks, setsid()
 //!   and re-parenting do not matter because the tag is keyed by tgid, not by parent.
 //! - `sched/sched_process_exit` fires in do_exit() after `group_dead` is computed; the tag is
-//!   removed only when the group is dead, so a leader that exits first does not untag live
-//!   threads, and a reused pid never inherits a stale tag (a tgid is not reused before the
-//!   group is dead and reaped).
+//!   removed only when the group is dead, so a leader that exits first, or that de_thread()
+//!   kills because another thread exec'd (fs/exec.c: the old leader runs do_exit with pid ==
+//!   tgid while the process lives on), does not untag the live process; and a reused pid
+//!   never inherits a stale tag (a tgid is not reused before the group is dead and reaped).
+//!   The record has a `group_dead` field from Linux 6.16; before, the program reads
+//!   `current->signal->live`, which do_exit() decrements before the tracepoint
+//!   (kernel/exit.c: atomic_dec_and_test(&tsk->signal->live) precedes
+//!   trace_sched_process_exit), so it is 0 exactly when the group is dead.
 //!
-//! Fail-open/closed: if a child cannot be tagged (PROC_TAGS full) the kernel reports
-//! KIND_TAG_LOST and the daemon kills that child: a process never escapes its task untagged.
+//! Fail-open/closed: on BPF LSM kernels a fork that could not be tagged is refused before it
+//! happens (lsm_system.rs task_alloc, from TAG_COUNT). Should a child still find PROC_TAGS
+//! full, the kernel reports KIND_TAG_LOST and the daemon kills that child.
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
+use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel};
 
 use agent_guard_common::{
     event::REASON_NONE,
@@ -24,7 +32,7 @@ use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 
 use crate::{
     config, emit,
-    maps::{PROC_TAGS, TASK_LIVE},
+    maps::{PROC_TAGS, TAG_COUNT, TASK_LIVE},
     task::current_tgid,
 };
 
@@ -65,9 +73,10 @@ fn try_newtask(child: u32, clone_flags: u64) {
             child_tgid: child,
             detail: 0,
         };
-        emit::send(&event);
+        emit::send_alert(&event);
         return;
     }
+    count_tags(1);
     if let Some(live) = TASK_LIVE.get_ptr_mut(&tag.task_id) {
         // SAFETY: an 8-byte aligned map value only ever updated atomically (BPF_ATOMIC; core's
         // atomic types are not available on the bpf target).
@@ -81,13 +90,23 @@ fn try_newtask(child: u32, clone_flags: u64) {
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let group_dead_off = config::exit_group_dead_off();
     // SAFETY: offsets read from the record's format file at load time.
-    let group_dead = if group_dead_off == 0 {
-        // Kernels before 6.16 have no group_dead field: fall back to the leader's exit
-        // (weaker: a leader exiting before its threads untags them; reported at start).
+    let group_dead = if group_dead_off != 0 {
+        matches!(unsafe { ctx.read_at::<u8>(group_dead_off) }, Ok(v) if v != 0)
+    } else if config::task_signal_off() != 0 {
+        // Kernels before 6.16: signal->live, already decremented for this thread.
+        // SAFETY: current's signal_struct pointer and its `live` counter, at BTF offsets.
+        let signal = unsafe {
+            bpf_probe_read_kernel((bpf_get_current_task() as *const u8).add(config::task_signal_off()) as *const u64)
+        }
+        .unwrap_or(0);
+        let live =
+            unsafe { bpf_probe_read_kernel((signal as *const u8).add(config::signal_live_off()) as *const i32) };
+        matches!(live, Ok(0))
+    } else {
+        // No BTF: the leader's exit (weaker: a leader exiting before its threads, or killed by
+        // another thread's exec, untags the process; the daemon says so at start).
         let pid = unsafe { ctx.read_at::<i32>(config::exit_pid_off()) };
         matches!(pid, Ok(pid) if pid as u32 == current_tgid())
-    } else {
-        matches!(unsafe { ctx.read_at::<u8>(group_dead_off) }, Ok(v) if v != 0)
     };
     if group_dead {
         try_group_exit(current_tgid());
@@ -101,7 +120,9 @@ fn try_group_exit(tgid: u32) {
     let Some(tag) = (unsafe { PROC_TAGS.get(&tgid) }).copied() else {
         return;
     };
-    let _ = PROC_TAGS.remove(&tgid);
+    if PROC_TAGS.remove(&tgid).is_ok() {
+        count_tags(u64::MAX);
+    }
     let Some(live) = TASK_LIVE.get_ptr_mut(&tag.task_id) else {
         return;
     };
@@ -120,5 +141,14 @@ fn try_group_exit(tgid: u32) {
             detail: 0,
         };
         emit::send(&event);
+    }
+}
+
+/// Adds `delta` (u64::MAX: minus one) to the kernel's share of TAG_COUNT.
+#[inline(always)]
+fn count_tags(delta: u64) {
+    if let Some(count) = TAG_COUNT.get_ptr_mut(0) {
+        // SAFETY: as in try_newtask: an aligned u64 map value only ever updated atomically.
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(count, delta) };
     }
 }

@@ -42,14 +42,44 @@ pub fn current_task() -> Option<CurrentTask> {
                 grant_id: 0,
                 mode: 0,
                 state: agent_guard_common::task::STATE_REVOKED,
-                _pad: 0,
+                parent_task: 0,
                 expires_ns: 0,
             },
         }),
     }
 }
 
+/// Sub-task levels followed when deciding whether a process belongs to a task's tree.
+const MAX_SUBTASK_DEPTH: usize = 4;
+
+/// The task of process `tgid`, if it is tagged.
+#[inline(always)]
+pub fn task_of(tgid: u32) -> Option<u32> {
+    // SAFETY: value copied out at once.
+    unsafe { PROC_TAGS.get(&tgid) }.map(|tag| tag.task_id)
+}
+
 impl CurrentTask {
+    /// Whether process `tgid` works for this task or for one of its sub-tasks (at most
+    /// MAX_SUBTASK_DEPTH levels down): the processes a task may signal, trace or tune.
+    #[inline(always)]
+    pub fn owns_process(&self, tgid: u32) -> bool {
+        let Some(mut task) = task_of(tgid) else {
+            return false;
+        };
+        for _ in 0..MAX_SUBTASK_DEPTH {
+            if task == self.task_id {
+                return true;
+            }
+            // SAFETY: value copied out at once.
+            match unsafe { TASKS.get(&task) } {
+                Some(entry) if entry.parent_task != 0 => task = entry.parent_task,
+                _ => return false,
+            }
+        }
+        task == self.task_id
+    }
+
     /// `None` while the grant is in force; otherwise why nothing is allowed any more.
     /// Expiry is checked against kernel time here, so it needs nothing from the daemon.
     #[inline(always)]

@@ -142,7 +142,7 @@ pub fn write_grant(dir: &Path, bins: &Path, port: u16, rules: usize, mode: &str)
     let total = read.len() + write.len() + exec.len() + connect.len();
     let list = |v: &[String]| v.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
     let text = format!(
-        "apiVersion: agent-guard.dev/v1\nkind: Grant\nmetadata: {{name: bench-{total}}}\nspec:\n  mode: {mode}\n  ttl: 1h\n  files: {{read: [{}], write: [{}]}}\n  exec: [{}]\n  network: {{connect: [{}]}}\n",
+        "apiVersion: agent-guard.dev/v1\nkind: Grant\nmetadata: {{name: bench-{total}}}\nspec:\n  mode: {mode}\n  ttl: 1h\n  files: {{read: [{}], write: [{}]}}\n  exec: [{}]\n  network: {{connect: [{}], listen: [\"*\"]}}\n",
         list(&read),
         list(&write),
         list(&exec),

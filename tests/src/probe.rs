@@ -23,7 +23,10 @@
 //!   open-many N PATH [HOLD]  opens PATH N times (results ignored), then sleeps HOLD seconds
 //!   pid                    prints its pid
 //!   pid-then VERB ARGS     prints "PID LINE" for VERB
+//! and the attack verbs of attack.rs.
 //! Exit status: 0 ok, 1 EPERM, 2 other error, 64 usage.
+
+mod attack;
 
 use std::{
     io::Write,
@@ -40,6 +43,12 @@ fn outcome(result: std::io::Result<()>) -> (String, i32) {
 }
 
 fn act(args: &[String]) -> (String, i32) {
+    if let Some(result) = attack::act(args) {
+        return outcome(result);
+    }
+    if let Some(outcome) = attack::act_line(args) {
+        return outcome;
+    }
     let addr = |i: usize| -> SocketAddr { args.get(i).and_then(|a| a.parse().ok()).unwrap_or_else(|| usage()) };
     match args.first().map(String::as_str) {
         Some("connect") => outcome(TcpStream::connect_timeout(&addr(1), Duration::from_secs(5)).map(drop)),
@@ -440,6 +449,7 @@ fn usage() -> ! {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (line, code) = act(&args);
-    println!("{line}");
+    // A revoked task may not even write its line (its stdout was opened before): never panic.
+    let _ = writeln!(std::io::stdout(), "{line}");
     std::process::exit(code);
 }

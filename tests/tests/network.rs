@@ -128,3 +128,28 @@ fn access_ends_at_expiry_by_kernel_time() {
     assert_eq!(event["rule"], "grant.ttl");
     assert_eq!(event["decision"], "denied");
 }
+
+#[test]
+fn the_unspecified_address_reaches_nothing_a_rule_names() {
+    let daemon = Daemon::start();
+    let port = listener("127.0.0.1:0");
+    // The kernel sends a connect to 0.0.0.0 or :: to loopback (or the socket's own address):
+    // a grant for loopback must not be the way around a deny, nor the reverse.
+    let g = grant(
+        daemon.dir.path(),
+        "unspecified",
+        "enforce",
+        &[format!("127.0.0.1/32:{port}"), format!("0.0.0.0/0:{port}"), format!("[::]/0:{port}")],
+        "",
+    );
+    let connect = |to: String| stdout(&daemon.run("zero-bot", "reach loopback", &g, &[PROBE, "connect", &to]));
+    assert_eq!(connect(format!("127.0.0.1:{port}")), "ok");
+    assert_eq!(connect(format!("0.0.0.0:{port}")), "EPERM", "0.0.0.0 is out of scope even under 0.0.0.0/0");
+    assert_eq!(connect(format!("[::]:{port}")), "EPERM", ":: is out of scope");
+    let udp = stdout(&daemon.run("zero-bot", "send", &g, &[PROBE, "udp", &format!("0.0.0.0:{port}")]));
+    assert_eq!(udp, "EPERM");
+    let event = daemon.wait_event("unspecified connect", |e| {
+        e["kind"] == "network.connect" && e["object"]["address"] == "0.0.0.0" && e["decision"] == "denied"
+    });
+    assert_eq!(event["rule"], "default-deny");
+}

@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+mod containment;
+
 use agent_guard_e2e::{Daemon, grant, listener, stdout};
 
 const PROBE: &str = env!("CARGO_BIN_EXE_ag-probe");

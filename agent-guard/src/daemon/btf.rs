@@ -2,12 +2,12 @@
 //! the BPF LSM programs: Rust eBPF has no CO-RE relocations, so the daemon resolves the few
 //! offsets the hooks need and passes them as load-time constants.
 
-use btfparse::{Offset, Readable, TypeInformation};
+use btfparse::{Offset, Readable, TypeInformation, TypeVariant};
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 /// The offsets lsm.rs uses.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct LsmOffsets {
     pub file_path: u32,
     pub file_mode: u32,
@@ -23,6 +23,26 @@ pub struct LsmOffsets {
     pub mount_mnt: u32,
     pub mount_parent: u32,
     pub mount_point: u32,
+    pub task_cred: u32,
+    pub socket_sk: u32,
+    pub sock_family: u32,
+    pub sock_num: u32,
+    pub file_inode: u32,
+    pub inode_mode: u32,
+    pub dentry_sb: u32,
+    pub sb_mounts: u32,
+    pub mount_instance: u32,
+    /// inode_setattr's dentry argument (1 from Linux 6.3, after the idmap; 0 before).
+    pub setattr_dentry_arg: u32,
+    /// Optional hooks this kernel does not have (inode_set_acl before 6.2).
+    pub missing_hooks: Vec<&'static str>,
+}
+
+/// What the tag programs read on every kernel (tag.rs: group death before 6.16).
+#[derive(Clone, Copy, Debug)]
+pub struct TaskOffsets {
+    pub task_signal: u32,
+    pub signal_live: u32,
 }
 
 struct Bytes(Vec<u8>);
@@ -47,10 +67,53 @@ fn offset(types: &TypeInformation, structure: &str, member: &str) -> Result<u32,
     }
 }
 
-pub fn lsm_offsets() -> Result<LsmOffsets, String> {
+fn read_types() -> Result<TypeInformation, String> {
     let data = std::fs::read(VMLINUX_BTF).map_err(|e| format!("{VMLINUX_BTF}: {e}"))?;
-    let types = TypeInformation::new(&Bytes(data)).map_err(|e| format!("{VMLINUX_BTF}: {e:?}"))?;
+    TypeInformation::new(&Bytes(data)).map_err(|e| format!("{VMLINUX_BTF}: {e:?}"))
+}
+
+/// Parameters of the kernel function `name` (for a BPF LSM hook: `bpf_lsm_<hook>`), or None
+/// when the kernel has no such function.
+fn parameter_count(types: &TypeInformation, name: &str) -> Option<usize> {
+    let TypeVariant::Func(func) = types.from_id(types.id_of(name)?)? else { return None };
+    let TypeVariant::FuncProto(proto) = types.from_id(*func.prototype_tid())? else { return None };
+    Some(proto.parameter_list().len())
+}
+
+/// BPF LSM hooks loaded only where the kernel has them.
+pub const OPTIONAL_HOOKS: &[&str] = &["inode_set_acl", "inode_remove_acl"];
+
+pub fn task_offsets() -> Result<TaskOffsets, String> {
+    let types = read_types()?;
+    Ok(TaskOffsets {
+        task_signal: offset(&types, "task_struct", "signal")?,
+        signal_live: offset(&types, "signal_struct", "live")?,
+    })
+}
+
+pub fn lsm_offsets() -> Result<LsmOffsets, String> {
+    let types = read_types()?;
+    let setattr_dentry_arg = match parameter_count(&types, "bpf_lsm_inode_setattr") {
+        Some(3) => 1,
+        Some(2) => 0,
+        other => return Err(format!("bpf_lsm_inode_setattr has {other:?} parameters, expected 2 or 3")),
+    };
     Ok(LsmOffsets {
+        task_cred: offset(&types, "task_struct", "cred")?,
+        socket_sk: offset(&types, "socket", "sk")?,
+        sock_family: offset(&types, "sock_common", "skc_family")?,
+        sock_num: offset(&types, "sock_common", "skc_num")?,
+        file_inode: offset(&types, "file", "f_inode")?,
+        inode_mode: offset(&types, "inode", "i_mode")?,
+        dentry_sb: offset(&types, "dentry", "d_sb")?,
+        sb_mounts: offset(&types, "super_block", "s_mounts")?,
+        mount_instance: offset(&types, "mount", "mnt_instance")?,
+        setattr_dentry_arg,
+        missing_hooks: OPTIONAL_HOOKS
+            .iter()
+            .copied()
+            .filter(|hook| parameter_count(&types, &format!("bpf_lsm_{hook}")).is_none())
+            .collect(),
         file_path: offset(&types, "file", "f_path")?,
         file_mode: offset(&types, "file", "f_mode")?,
         file_flags: offset(&types, "file", "f_flags")?,
@@ -78,5 +141,10 @@ mod tests {
         assert!(offsets.file_path < 512 && offsets.file_mode < 512);
         assert!(offsets.bprm_file < 1024);
         assert_eq!(offsets.socket_type, 4, "struct socket starts with socket_state state; short type");
+        assert_eq!(offsets.setattr_dentry_arg, 1, "6.18's inode_setattr takes the idmap first");
+        assert!(offsets.missing_hooks.is_empty(), "6.18 has inode_set_acl: {:?}", offsets.missing_hooks);
+        assert_ne!(offsets.sock_num, offsets.sock_family);
+        let task = super::task_offsets().unwrap();
+        assert!(task.task_signal > 0 && task.signal_live < 64);
     }
 }

@@ -7,9 +7,9 @@ use agent_guard_common::{
     event::{
         ACTION_BLOCKED, ACTION_KILLED, EventHeader, ExecEvent, FILE_OP_CHMOD, FILE_OP_CHOWN, FILE_OP_CREATE,
         FILE_OP_LINK, FILE_OP_MKDIR, FILE_OP_RENAME_FROM, FILE_OP_RENAME_TO, FILE_OP_RMDIR, FILE_OP_SYMLINK,
-        FILE_OP_TRUNCATE, FILE_OP_UNLINK, FileEvent, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, HOOK_SENDMSG4,
+        FILE_OP_SETATTR, FILE_OP_TRUNCATE, FILE_OP_UNLINK, FILE_OP_XATTR, FileEvent, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, HOOK_SENDMSG4,
         HOOK_SENDMSG6, KernelEvent, NetEvent, PATH_RELATIVE, PATH_TRUNCATED, PATH_UNNORMALIZED, REASON_EXPIRED,
-        REASON_REVOKED, TAMPER_PTRACE, TAMPER_SIGNAL, VERDICT_ASK, VERDICT_FLAGGED, VERDICT_IN_SCOPE,
+        REASON_REVOKED, VERDICT_ASK, VERDICT_FLAGGED, VERDICT_IN_SCOPE,
         VERDICT_RULE_DENY, VERDICT_UNRESOLVED,
     },
     path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, Decision as PathDecision},
@@ -197,14 +197,24 @@ pub fn decode(reg: &Registry, record: KernelEvent) -> Decoded {
             event.decision = Some(Decision::Denied);
             event.enforcement = Some("lsm".into());
             event.rule = Some("guard.self_protection".into());
-            event.reason = Some(match e.detail {
-                TAMPER_SIGNAL => {
-                    format!("a tagged process tried to signal the agent-guard daemon (pid {})", e.child_tgid)
-                }
-                TAMPER_PTRACE => {
-                    format!("a tagged process tried to trace the agent-guard daemon (pid {})", e.child_tgid)
-                }
-                _ => "a tagged process tried to use bpf(2)".to_string(),
+            event.reason = Some(super::escape::tamper_reason(e.detail, e.child_tgid));
+            Decoded::Event(Box::new(event))
+        }
+        KernelEvent::Escape(e) => {
+            let mut event = Event::new(Kind::TaskEscape, &reg.host, clock::wall_of_boot_ns(e.header.boot_ns));
+            event.process = Some(process(reg, &e.header));
+            event.task = task.map(Task::task_ref);
+            let blocked = e.header.action == ACTION_BLOCKED;
+            event.decision = Some(if blocked { Decision::Denied } else { Decision::Flagged });
+            event.policy_decision = Some(if blocked { PolicyDecision::Deny } else { PolicyDecision::Flag });
+            event.enforcement = Some("lsm".into());
+            let route = super::escape::route(&e);
+            event.rule = Some("guard.containment".into());
+            event.reason = Some(route.reason);
+            event.object = Some(Object::Escape {
+                route: route.route,
+                detail: route.detail,
+                target_pid: (e.target != 0).then_some(e.target),
             });
             Decoded::Event(Box::new(event))
         }
@@ -421,6 +431,8 @@ fn operation_name(op: u32) -> Option<&'static str> {
         FILE_OP_TRUNCATE => "truncate",
         FILE_OP_CHMOD => "chmod",
         FILE_OP_CHOWN => "chown",
+        FILE_OP_XATTR => "xattr",
+        FILE_OP_SETATTR => "setattr",
         _ => return None,
     })
 }

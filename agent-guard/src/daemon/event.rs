@@ -135,6 +135,11 @@ pub enum Kind {
     /// A tagged process tried to signal or trace the daemon, or to use bpf(2): refused.
     #[serde(rename = "guard.tamper")]
     Tamper,
+    /// A tagged process tried to leave its task's boundary by a route no grant opens (a
+    /// privilege, a mount, a namespace, another process, a socket family, a device, a listen
+    /// the grant does not allow, or access after its grant ended): refused (`object.route`).
+    #[serde(rename = "task.escape")]
+    TaskEscape,
     /// An action held in the kernel by an `ask` rule; `approval` names it for
     /// `agent-guard approve|deny`.
     #[serde(rename = "approval.request")]
@@ -227,6 +232,15 @@ pub enum Object {
     },
     Executable {
         path: String,
+    },
+    /// The route of a `task.escape`: capability, mount, chroot, namespace, socket, listen,
+    /// ptrace, signal, scheduling, device, file_owner, module, perf_event, after_grant_end,
+    /// fork; `detail` says what it aimed at, `target_pid` the process acted on.
+    Escape {
+        route: &'static str,
+        detail: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        target_pid: Option<u32>,
     },
 }
 

@@ -7,13 +7,13 @@ use std::{fs::File, path::Path};
 
 use agent_guard_common::{
     maps,
-    net::{NET_KEY_BITS, NetKey, NetPorts},
+    net::{LISTEN_GRANT_BIT, NET_KEY_BITS, NetKey, NetPorts},
     path::{PathKey, PathRule},
     task::{Approval, ProcTag, STATE_REVOKED, TaskEntry},
 };
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
     programs::{CgroupAttachMode, CgroupSockAddr, Lsm, TracePoint},
 };
 
@@ -56,6 +56,13 @@ impl Default for MapSizes {
     }
 }
 
+/// The ring buffers the programs write: ordinary events, and alerts (tampering, escapes,
+/// untaggable children) apart so that a flood of the first cannot crowd out the second.
+pub struct Rings {
+    pub events: RingBuf<MapData>,
+    pub alerts: RingBuf<MapData>,
+}
+
 pub struct Kernel {
     /// Owns the programs and their links.
     _ebpf: Ebpf,
@@ -66,6 +73,9 @@ pub struct Kernel {
     path_rules: HashMap<MapData, PathKey, PathRule>,
     drops: PerCpuArray<MapData, u64>,
     approvals: HashMap<MapData, u32, Approval>,
+    /// [1] is the daemon's share of PROC_TAGS' count: the roots it tagged (lsm_system.rs).
+    tag_count: Array<MapData, u64>,
+    roots_tagged: u64,
     pub enforcement: Enforcement,
     pub sizes: MapSizes,
     /// Entries the daemon has written, per map (it is the only writer of these three).
@@ -119,6 +129,40 @@ const LSM_PROGRAMS: &[(&str, &str)] = &[
     ("path_truncate", "path_truncate"),
     ("path_chmod", "path_chmod"),
     ("path_chown", "path_chown"),
+    // Attribute changes the path hooks do not see, and device nodes (lsm_tree.rs).
+    ("inode_setxattr", "inode_setxattr"),
+    ("inode_removexattr", "inode_removexattr"),
+    ("inode_set_acl", "inode_set_acl"),
+    ("inode_remove_acl", "inode_remove_acl"),
+    ("inode_setattr", "inode_setattr"),
+    // Other processes and the guard (lsm_guard.rs).
+    ("task_setrlimit", "task_setrlimit"),
+    ("task_setnice", "task_setnice"),
+    ("task_setioprio", "task_setioprio"),
+    ("task_setscheduler", "task_setscheduler"),
+    ("task_movememory", "task_movememory"),
+    ("file_send_sigiotask", "file_send_sigiotask"),
+    ("file_fcntl", "file_fcntl"),
+    // Privileges, mounts, namespaces, modules, perf, untaggable forks (lsm_system.rs).
+    ("capable", "capable"),
+    ("sb_mount", "sb_mount"),
+    ("sb_umount", "sb_umount"),
+    ("move_mount", "move_mount"),
+    ("sb_pivotroot", "sb_pivotroot"),
+    ("path_chroot", "path_chroot"),
+    ("userns_create", "userns_create"),
+    ("kernel_module_request", "kernel_module_request"),
+    ("perf_event_open", "perf_event_open"),
+    ("task_alloc", "task_alloc"),
+    // Socket families and inbound connections (lsm_socket.rs).
+    ("socket_create", "socket_create"),
+    ("socket_listen", "socket_listen"),
+    ("socket_accept", "socket_accept"),
+    // Access that outlives the grant (lsm_ended.rs).
+    ("file_permission", "file_permission"),
+    ("socket_sendmsg", "socket_sendmsg"),
+    ("socket_recvmsg", "socket_recvmsg"),
+    ("mmap_file", "mmap_file"),
 ];
 
 const SOCK_ADDR_PROGRAMS: &[&str] = &["connect4", "connect6", "sendmsg4", "sendmsg6"];
@@ -132,15 +176,15 @@ impl Kernel {
         sizes: &MapSizes,
         cgroup_root: &Path,
         require_lsm: bool,
-    ) -> Result<(Kernel, RingBuf<MapData>), KernelError> {
+    ) -> Result<(Kernel, Rings), KernelError> {
         tracefs::ensure_mounted()?;
         let lsm = btf::lsm_offsets().map_err(|detail| KernelError::LsmUnavailable { detail });
         match lsm.and_then(|offsets| Self::load_mode(sizes, cgroup_root, Some(offsets))) {
             Ok(loaded) => Ok(loaded),
             Err(err @ (KernelError::LsmUnavailable { .. } | KernelError::Lsm { .. })) if !require_lsm => {
-                let (mut kernel, ring) = Self::load_mode(sizes, cgroup_root, None)?;
+                let (mut kernel, rings) = Self::load_mode(sizes, cgroup_root, None)?;
                 kernel.warnings.push(format!("file and exec are observed, not refused: {err}"));
-                Ok((kernel, ring))
+                Ok((kernel, rings))
             }
             Err(err) => Err(err),
         }
@@ -150,7 +194,7 @@ impl Kernel {
         sizes: &MapSizes,
         cgroup_root: &Path,
         lsm: Option<btf::LsmOffsets>,
-    ) -> Result<(Kernel, RingBuf<MapData>), KernelError> {
+    ) -> Result<(Kernel, Rings), KernelError> {
         let mut warnings = Vec::new();
         let offset = |cat, event, field| -> Result<u32, KernelError> {
             tracefs::field_offset(cat, event, field)?.ok_or(KernelError::TracepointLayout { event, field })
@@ -159,16 +203,20 @@ impl Kernel {
         let newtask_flags = offset("task", "task_newtask", "clone_flags")?;
         let exit_pid = offset("sched", "sched_process_exit", "pid")?;
         let exec_old_pid = offset("sched", "sched_process_exec", "old_pid")?;
-        let exit_group_dead = match tracefs::field_offset("sched", "sched_process_exit", "group_dead")? {
-            Some(off) => off,
-            None => {
-                warnings.push(
-                    "sched_process_exit has no group_dead field (kernel < 6.16): a task's tag is removed when a \
-                     thread-group leader exits, even if its other threads live on"
-                        .into(),
-                );
-                0
+        let exit_group_dead = tracefs::field_offset("sched", "sched_process_exit", "group_dead")?.unwrap_or(0);
+        // Before 6.16 the exit program reads signal->live instead (tag.rs); without BTF it can
+        // only use the leader's exit.
+        let task_offsets = match btf::task_offsets() {
+            Ok(offsets) => Some(offsets),
+            Err(err) if exit_group_dead == 0 => {
+                warnings.push(format!(
+                    "sched_process_exit has no group_dead field (kernel < 6.16) and the kernel's BTF is unreadable \
+                     ({err}): a task's tag is removed when a thread-group leader exits, even if its other threads \
+                     live on"
+                ));
+                None
             }
+            Err(_) => None,
         };
 
         let mut ebpf = EbpfLoader::new()
@@ -178,6 +226,7 @@ impl Kernel {
             .map_max_entries(maps::NET_RULES, sizes.net_rules)
             .map_max_entries(maps::PATH_RULES, sizes.path_rules)
             .map_max_entries(maps::EVENTS, sizes.events_bytes)
+            .map_max_entries(maps::ALERTS, maps::DEFAULT_ALERTS_BYTES)
             .map_max_entries(maps::EXEC_PENDING, maps::DEFAULT_EXEC_PENDING)
             .map_max_entries(maps::APPROVALS, maps::DEFAULT_APPROVALS)
             .map_max_entries(maps::USAGE_SEEN, maps::DEFAULT_USAGE_SEEN)
@@ -186,20 +235,32 @@ impl Kernel {
             .override_global("EXIT_PID_OFF", &exit_pid, true)
             .override_global("EXEC_OLDPID_OFF", &exec_old_pid, true)
             .override_global("EXIT_GDEAD_OFF", &exit_group_dead, true)
-            .override_global("FILE_PATH_OFF", &lsm.map_or(0, |o| o.file_path), true)
-            .override_global("FILE_MODE_OFF", &lsm.map_or(0, |o| o.file_mode), true)
-            .override_global("FILE_FLAGS_OFF", &lsm.map_or(0, |o| o.file_flags), true)
-            .override_global("BPRM_FILE_OFF", &lsm.map_or(0, |o| o.bprm_file), true)
-            .override_global("SOCKET_TYPE_OFF", &lsm.map_or(0, |o| o.socket_type), true)
-            .override_global("TASK_TGID_OFF", &lsm.map_or(0, |o| o.task_tgid), true)
-            .override_global("DENTRY_NAME_OFF", &lsm.map_or(0, |o| o.dentry_name), true)
-            .override_global("DENTRY_PARENT_OFF", &lsm.map_or(0, |o| o.dentry_parent), true)
-            .override_global("PATH_MNT_OFF", &lsm.map_or(0, |o| o.path_mnt), true)
-            .override_global("PATH_DENTRY_OFF", &lsm.map_or(0, |o| o.path_dentry), true)
-            .override_global("VFSMNT_ROOT_OFF", &lsm.map_or(0, |o| o.vfsmnt_root), true)
-            .override_global("MOUNT_MNT_OFF", &lsm.map_or(0, |o| o.mount_mnt), true)
-            .override_global("MOUNT_PARENT_OFF", &lsm.map_or(0, |o| o.mount_parent), true)
-            .override_global("MOUNT_POINT_OFF", &lsm.map_or(0, |o| o.mount_point), true)
+            .override_global("FILE_PATH_OFF", &lsm.as_ref().map_or(0, |o| o.file_path), true)
+            .override_global("FILE_MODE_OFF", &lsm.as_ref().map_or(0, |o| o.file_mode), true)
+            .override_global("FILE_FLAGS_OFF", &lsm.as_ref().map_or(0, |o| o.file_flags), true)
+            .override_global("BPRM_FILE_OFF", &lsm.as_ref().map_or(0, |o| o.bprm_file), true)
+            .override_global("SOCKET_TYPE_OFF", &lsm.as_ref().map_or(0, |o| o.socket_type), true)
+            .override_global("TASK_TGID_OFF", &lsm.as_ref().map_or(0, |o| o.task_tgid), true)
+            .override_global("DENTRY_NAME_OFF", &lsm.as_ref().map_or(0, |o| o.dentry_name), true)
+            .override_global("DENTRY_PARENT_OFF", &lsm.as_ref().map_or(0, |o| o.dentry_parent), true)
+            .override_global("PATH_MNT_OFF", &lsm.as_ref().map_or(0, |o| o.path_mnt), true)
+            .override_global("PATH_DENTRY_OFF", &lsm.as_ref().map_or(0, |o| o.path_dentry), true)
+            .override_global("VFSMNT_ROOT_OFF", &lsm.as_ref().map_or(0, |o| o.vfsmnt_root), true)
+            .override_global("MOUNT_MNT_OFF", &lsm.as_ref().map_or(0, |o| o.mount_mnt), true)
+            .override_global("MOUNT_PARENT_OFF", &lsm.as_ref().map_or(0, |o| o.mount_parent), true)
+            .override_global("MOUNT_POINT_OFF", &lsm.as_ref().map_or(0, |o| o.mount_point), true)
+            .override_global("TASK_CRED_OFF", &lsm.as_ref().map_or(0, |o| o.task_cred), true)
+            .override_global("SOCKET_SK_OFF", &lsm.as_ref().map_or(0, |o| o.socket_sk), true)
+            .override_global("SOCK_FAMILY_OFF", &lsm.as_ref().map_or(0, |o| o.sock_family), true)
+            .override_global("SOCK_NUM_OFF", &lsm.as_ref().map_or(0, |o| o.sock_num), true)
+            .override_global("FILE_INODE_OFF", &lsm.as_ref().map_or(0, |o| o.file_inode), true)
+            .override_global("INODE_MODE_OFF", &lsm.as_ref().map_or(0, |o| o.inode_mode), true)
+            .override_global("DENTRY_SB_OFF", &lsm.as_ref().map_or(0, |o| o.dentry_sb), true)
+            .override_global("SB_MOUNTS_OFF", &lsm.as_ref().map_or(0, |o| o.sb_mounts), true)
+            .override_global("MOUNT_INST_OFF", &lsm.as_ref().map_or(0, |o| o.mount_instance), true)
+            .override_global("TASK_SIGNAL_OFF", &task_offsets.map_or(0, |o| o.task_signal), true)
+            .override_global("SIGNAL_LIVE_OFF", &task_offsets.map_or(0, |o| o.signal_live), true)
+            .override_global("PROC_TAGS_SIZE", &sizes.proc_tags, true)
             .override_global("DAEMON_TGID", &std::process::id(), true)
             .override_global("EXEC_CAPTURE", &u32::from(lsm.is_some()), true)
             .override_global("KILL_MODE", &u32::from(lsm.is_none()), true)
@@ -208,7 +269,16 @@ impl Kernel {
 
         if lsm.is_some() {
             let btf = aya::Btf::from_sys_fs().map_err(|e| KernelError::LsmUnavailable { detail: e.to_string() })?;
+            let missing = lsm.as_ref().map(|o| o.missing_hooks.clone()).unwrap_or_default();
+            let setattr_v1 = lsm.as_ref().is_some_and(|o| o.setattr_dentry_arg == 0);
             for &(name, hook) in LSM_PROGRAMS {
+                // inode_setattr's arguments changed in 6.3: load the program written for them.
+                let name = if name == "inode_setattr" && setattr_v1 { "inode_setattr_v1" } else { name };
+                if missing.contains(&hook) {
+                    // Only optional hooks can be missing (btf::OPTIONAL_HOOKS); what they
+                    // would see reaches another hook on that kernel (inode_setxattr for ACLs).
+                    continue;
+                }
                 let program: &mut Lsm = ebpf
                     .program_mut(name)
                     .ok_or(KernelError::MissingProgram { name })?
@@ -249,6 +319,7 @@ impl Kernel {
         }
 
         let events = take(&mut ebpf, maps::EVENTS)?;
+        let alerts = take(&mut ebpf, maps::ALERTS)?;
         let kernel = Kernel {
             proc_tags: take(&mut ebpf, maps::PROC_TAGS)?,
             tasks: take(&mut ebpf, maps::TASKS)?,
@@ -257,6 +328,8 @@ impl Kernel {
             path_rules: take(&mut ebpf, maps::PATH_RULES)?,
             drops: take(&mut ebpf, maps::EVENT_DROPS)?,
             approvals: take(&mut ebpf, maps::APPROVALS)?,
+            tag_count: take(&mut ebpf, maps::TAG_COUNT)?,
+            roots_tagged: 0,
             _ebpf: ebpf,
             // What is attached above, and nothing more.
             enforcement: match lsm {
@@ -267,7 +340,7 @@ impl Kernel {
             sizes: sizes.clone(),
             used: MapUsage::default(),
         };
-        Ok((kernel, events))
+        Ok((kernel, Rings { events, alerts }))
     }
 
     /// Writes a grant's rules under `grant_id`, if they fit (a grant is never truncated). On
@@ -275,7 +348,7 @@ impl Kernel {
     pub fn put_grant(&mut self, grant_id: u32, grant: &CompiledGrant) -> Result<(), KernelError> {
         let checks = [
             (maps::PATH_RULES, grant.paths.len(), self.used.path_rules, self.sizes.path_rules, "--max-path-rules"),
-            (maps::NET_RULES, grant.nets.len(), self.used.net_rules, self.sizes.net_rules, "--max-net-rules"),
+            (maps::NET_RULES, grant.nets.len() + usize::from(grant.listen.is_some()), self.used.net_rules, self.sizes.net_rules, "--max-net-rules"),
         ];
         for (name, need, used, size, option) in checks {
             let free = (size as usize).saturating_sub(used);
@@ -304,6 +377,12 @@ impl Kernel {
                 .map_err(|source| KernelError::Map { name: maps::NET_RULES, source })?;
             self.used.net_rules += 1;
         }
+        if let Some(ports) = &grant.listen {
+            self.net_rules
+                .insert(&listen_key(grant_id), ports, 0)
+                .map_err(|source| KernelError::Map { name: maps::NET_RULES, source })?;
+            self.used.net_rules += 1;
+        }
         Ok(())
     }
 
@@ -317,6 +396,9 @@ impl Kernel {
             if self.net_rules.remove(&net_key(grant_id, *len, addr)).is_ok() {
                 self.used.net_rules = self.used.net_rules.saturating_sub(1);
             }
+        }
+        if grant.listen.is_some() && self.net_rules.remove(&listen_key(grant_id)).is_ok() {
+            self.used.net_rules = self.used.net_rules.saturating_sub(1);
         }
     }
 
@@ -377,7 +459,14 @@ impl Kernel {
     pub fn tag(&mut self, tgid: u32, task_id: u32) -> Result<(), KernelError> {
         let tag = match self.proc_tags.get(&tgid, 0) {
             Ok(existing) => ProcTag { task_id, ..existing },
-            Err(_) => ProcTag { task_id, parent_tgid: 0, exec_ns: super::clock::boot_ns_now(), parent_exec_ns: 0 },
+            Err(_) => {
+                // A new entry: the daemon's share of the tag count grows by one (the kernel
+                // takes it off again when the process exits), before the entry exists, so
+                // the fork check never sees fewer entries than there are.
+                self.roots_tagged += 1;
+                let _ = self.tag_count.set(1, &self.roots_tagged, 0);
+                ProcTag { task_id, parent_tgid: 0, exec_ns: super::clock::boot_ns_now(), parent_exec_ns: 0 }
+            }
         };
         self.proc_tags.insert(&tgid, &tag, 0).map_err(|source| KernelError::Map { name: maps::PROC_TAGS, source })
     }
@@ -439,4 +528,10 @@ impl Kernel {
 
 fn net_key(grant_id: u32, len: u8, addr: &[u8; 16]) -> Key<NetKey> {
     Key::new(NET_KEY_BITS - 128 + u32::from(len), NetKey { grant_be: grant_id.to_be_bytes(), addr: *addr })
+}
+
+/// The NET_RULES key of a grant's `network.listen` ports: the grant id with LISTEN_GRANT_BIT,
+/// any address (lsm_socket.rs looks it up with the all-zero address).
+fn listen_key(grant_id: u32) -> Key<NetKey> {
+    Key::new(NET_KEY_BITS - 128, NetKey { grant_be: (grant_id | LISTEN_GRANT_BIT).to_be_bytes(), addr: [0; 16] })
 }

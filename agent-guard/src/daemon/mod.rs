@@ -6,6 +6,7 @@ mod cgroup;
 mod clock;
 pub mod config;
 mod decode;
+mod escape;
 pub mod event;
 mod kernel;
 mod lineage;
@@ -149,7 +150,7 @@ pub async fn run(
     let policies = policy::PolicySet::load_dir(&config.policy_dir)
         .map_err(|errors| DaemonError::Policy { dir: config.policy_dir.clone(), errors })?;
     let cgroup_root = cgroup::cgroup2_root()?;
-    let (kernel, ring) = kernel::Kernel::load(&config.map_sizes, &cgroup_root, config.require == Some(Level::Lsm))?;
+    let (kernel, rings) = kernel::Kernel::load(&config.map_sizes, &cgroup_root, config.require == Some(Level::Lsm))?;
     // Loading parses the kernel's BTF and the eBPF object (twice where the LSM attempt falls
     // back): tens of MiB freed again. Hand them back to the system rather than keep them resident.
     // SAFETY: malloc_trim only releases free heap memory.
@@ -196,10 +197,13 @@ pub async fn run(
     sink.send(start);
     tracing::info!(network = %enforcement.network, file = %enforcement.file, exec = %enforcement.exec, "agent-guard started");
 
-    // SAFETY: the ring buffer owns its fd for as long as the AsyncFd lives.
-    let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+    // SAFETY: each ring buffer owns its fd for as long as its AsyncFd lives.
+    let ring = unsafe { AsyncFd::register_with_interest(rings.events, tokio::io::Interest::READABLE) }
         .map_err(|err| DaemonError::RingBuffer(err.into()))?;
-    let reader = tokio::spawn(read_events(ring, registry.clone(), kernel_sink));
+    let alerts = unsafe { AsyncFd::register_with_interest(rings.alerts, tokio::io::Interest::READABLE) }
+        .map_err(|err| DaemonError::RingBuffer(err.into()))?;
+    let reader = tokio::spawn(read_events(ring, registry.clone(), kernel_sink.clone()));
+    let alert_reader = tokio::spawn(read_events(alerts, registry.clone(), kernel_sink));
     let drops = tokio::spawn(watch_drops(registry.clone()));
     let reloads = reload::start(config.policy_dir.clone(), registry.clone());
     let metrics_stop = tokio_util::sync::CancellationToken::new();
@@ -228,7 +232,7 @@ pub async fn run(
     }
 
     connections.shutdown().await;
-    for task in [reader, drops, reloads] {
+    for task in [reader, alert_reader, drops, reloads] {
         task.abort();
         let _ = task.await;
     }

@@ -161,6 +161,7 @@ const KNOWN_OTHER: &[&str] = &[
     "guard.events_dropped",
     "guard.tag_lost",
     "guard.tamper",
+    "task.escape",
     "policy.load",
     "policy.rejected",
 ];
@@ -214,7 +215,7 @@ fn category_name(category_uid: u64) -> &'static str {
 /// a process going after the guard matter most.
 fn severity(kind: &str, decision: Option<&str>) -> (u64, &'static str) {
     match (kind, decision) {
-        ("guard.tamper" | "guard.events_dropped", _) => (4, "High"),
+        ("guard.tamper" | "task.escape" | "guard.events_dropped", _) => (4, "High"),
         ("guard.tag_lost" | "policy.rejected", _) | (_, Some("flagged")) => (3, "Medium"),
         (_, Some("denied" | "held")) => (2, "Low"),
         _ => (1, "Informational"),
@@ -251,7 +252,7 @@ fn security_control(fields: &mut Map<String, Value>, kind: &str, decision: Optio
         fields.insert("action".into(), action.into());
         fields.insert("disposition_id".into(), disposition_id.into());
         fields.insert("disposition".into(), disposition.into());
-        fields.insert("is_alert".into(), (disposition_id == 15 || kind == "guard.tamper").into());
+        fields.insert("is_alert".into(), (disposition_id == 15 || kind == "guard.tamper" || kind == "task.escape").into());
     }
     // The grant is the policy; its instance is the task (a grant is issued per task), and the
     // rule that decided is its description.
@@ -660,6 +661,12 @@ mod tests {
             base("guard.tamper"),
             json!({"task": task(), "process": process(false), "decision": "denied", "enforcement": "lsm",
                    "rule": "guard.self_protection"}),
+        ));
+        events.push(with(
+            base("task.escape"),
+            json!({"task": task(), "process": process(false), "decision": "denied", "enforcement": "lsm",
+                   "rule": "guard.containment",
+                   "object": {"type": "escape", "route": "capability", "detail": "CAP_SYS_ADMIN"}}),
         ));
         events.push(with(base("policy.load"), json!({"reason": "profiles: dev; grants: repo-rw"})));
         events.push(with(base("policy.rejected"), json!({"reason": "grants/x.yaml: unknown field"})));

@@ -461,7 +461,7 @@ impl Registry {
             grant_id: id,
             mode: if grant.spec.mode == Mode::Audit { MODE_AUDIT } else { MODE_ENFORCE },
             state: STATE_ACTIVE,
-            _pad: 0,
+            parent_task: parent.unwrap_or(0),
             expires_ns,
         };
         let cgroup = self.cgroup_base.join(format!("task-{id}"));

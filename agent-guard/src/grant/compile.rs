@@ -16,6 +16,8 @@ pub struct CompiledGrant {
     pub paths: Vec<(u64, PathRule)>,
     /// (prefix length in the 128-bit address space, address, port rules).
     pub nets: Vec<(u8, [u8; 16], NetPorts)>,
+    /// `network.listen`, kept in NET_RULES under the grant id with LISTEN_GRANT_BIT.
+    pub listen: Option<NetPorts>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -106,6 +108,29 @@ impl CompiledGrant {
             }
             nets.push((len, addr, ports));
         }
-        Ok(CompiledGrant { paths: paths.into_iter().collect(), nets })
+        if spec.network.listen.len() > MAX_PORT_RULES {
+            return Err(CompileError::TooManyPortRules {
+                prefix: "network.listen".into(),
+                count: spec.network.listen.len(),
+            });
+        }
+        let listen = (!spec.network.listen.is_empty()).then(|| {
+            let mut ports = NetPorts {
+                count: spec.network.listen.len() as u32,
+                _pad: 0,
+                rules: [PortRule::default(); MAX_PORT_RULES],
+            };
+            for (slot, rule) in spec.network.listen.iter().enumerate() {
+                ports.rules[slot] = PortRule {
+                    port_lo: rule.target.port_lo,
+                    port_hi: rule.target.port_hi,
+                    protocols: agent_guard_common::net::PROTO_TCP,
+                    action: net_action(rule.action),
+                    rule_index: u16::try_from(slot).unwrap_or(u16::MAX),
+                };
+            }
+            ports
+        });
+        Ok(CompiledGrant { paths: paths.into_iter().collect(), nets, listen })
     }
 }

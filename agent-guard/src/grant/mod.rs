@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use compile::CompiledGrant;
 pub use eval::normalize_path;
-pub use net_rule::{Destination, mapped};
+pub use net_rule::{Destination, ListenPorts, mapped};
 pub use rule::{Rule, RuleAction};
 pub use subset::{excess, with_restrictions};
 
@@ -24,6 +24,7 @@ pub use subset::{excess, with_restrictions};
 pub type FileRule = Rule<PathPattern>;
 /// A network rule.
 pub type NetRule = Rule<Destination>;
+pub type ListenRule = Rule<ListenPorts>;
 pub use path_pattern::PathPattern;
 
 /// Used when neither the grant nor the command line names a TTL.
@@ -96,6 +97,9 @@ pub struct FileRules {
 pub struct NetworkRules {
     #[serde(default)]
     pub connect: Vec<NetRule>,
+    /// TCP ports the task may listen and accept on (BPF LSM kernels; default: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listen: Vec<ListenRule>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,7 +163,12 @@ impl GrantSpec {
         no_contradiction("files.read", &self.files.read)?;
         no_contradiction("files.write", &self.files.write)?;
         no_contradiction("exec", &self.exec)?;
-        no_contradiction("network.connect", &self.network.connect)
+        no_contradiction("network.connect", &self.network.connect)?;
+        no_contradiction("network.listen", &self.network.listen)?;
+        if let Some(rule) = self.network.listen.iter().find(|r| matches!(r.action, RuleAction::Ask | RuleAction::Flag)) {
+            return Err(format!("network.listen {}: a listen rule is allow or deny", rule.target));
+        }
+        Ok(())
     }
 }
 

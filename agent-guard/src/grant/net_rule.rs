@@ -65,7 +65,7 @@ pub fn prefix_contains(net: &[u8; 16], len: u8, addr: &[u8; 16]) -> bool {
     n & mask == a & mask
 }
 
-fn parse_ports(text: &str) -> Result<(u16, u16), String> {
+pub(crate) fn parse_ports(text: &str) -> Result<(u16, u16), String> {
     if text == "*" {
         return Ok((0, u16::MAX));
     }
@@ -172,4 +172,50 @@ impl schemars::JsonSchema for Destination {
             "pattern": "^(\\[[0-9a-fA-F:.]+\\]|[0-9.]+)(/[0-9]{1,3})?:([0-9]{1,5}(-[0-9]{1,5})?|\\*)(/tcp|/udp)?$"
         })
     }
+}
+
+/// A `network.listen` entry: the TCP ports a task may listen and accept on, `PORT`, `LO-HI`
+/// or `*` (any local address; the kernel sees the port at listen(2) and accept(2)).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ListenPorts {
+    pub port_lo: u16,
+    pub port_hi: u16,
+}
+
+impl FromStr for ListenPorts {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (port_lo, port_hi) =
+            parse_ports(text).map_err(|err| format!("network.listen {text:?}: {err} (PORT, LO-HI or *)"))?;
+        Ok(ListenPorts { port_lo, port_hi })
+    }
+}
+
+impl fmt::Display for ListenPorts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.port_lo, self.port_hi) {
+            (0, u16::MAX) => f.write_str("*"),
+            (lo, hi) if lo == hi => write!(f, "{lo}"),
+            (lo, hi) => write!(f, "{lo}-{hi}"),
+        }
+    }
+}
+
+impl schemars::JsonSchema for ListenPorts {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ListenPorts".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "TCP ports to listen and accept on: PORT, LO-HI or *",
+            "pattern": "^(\\*|[0-9]{1,5}(-[0-9]{1,5})?)$"
+        })
+    }
+}
+
+impl super::rule::RuleTarget for ListenPorts {
+    const KEY: &'static str = "port";
 }

@@ -57,6 +57,14 @@ pub fn excess(child: &GrantSpec, parent: &GrantSpec) -> Vec<String> {
             out.push(format!("network.connect {} is not within the parent's network.connect", rule.target));
         }
     }
+    for rule in child.network.listen.iter().filter(|r| r.action != RuleAction::Deny) {
+        let covered = parent.network.listen.iter().any(|p| {
+            p.action != RuleAction::Deny && p.target.port_lo <= rule.target.port_lo && rule.target.port_hi <= p.target.port_hi
+        });
+        if !covered {
+            out.push(format!("network.listen {} is not within the parent's network.listen", rule.target));
+        }
+    }
     out
 }
 

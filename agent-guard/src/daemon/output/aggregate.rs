@@ -56,6 +56,7 @@ impl Aggregator {
             Object::Network { address, port, protocol } => format!("net {address} {port} {protocol}"),
             Object::File { path, access, operation } => format!("file {path} {access:?} {operation:?}"),
             Object::Executable { path } => format!("exec {path}"),
+            Object::Escape { route, detail, target_pid } => format!("escape {route} {detail} {target_pid:?}"),
         };
         Some(Key {
             pid: process.pid,

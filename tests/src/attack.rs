@@ -1,0 +1,271 @@
+//! ag-probe's attack verbs: each tries one way out of a task, the way an attacker would, and
+//! prints what the kernel said ("ok", "EPERM", "error N"). The tests then check that the
+//! effect did not happen, not only the error.
+//!   kill PID SIG | tgkill PID SIG | sigqueue PID SIG | pidfd-kill PID SIG   signal a process
+//!   sigio PID          routes SIGIO (F_SETOWN + O_ASYNC) from a pipe to PID, then writes to it
+//!   prlimit PID        RLIMIT_CPU of PID to 1 s;  nice PID: PID's priority to 19
+//!   vm-read PID        process_vm_readv of PID ("error 14" (EFAULT) means it was allowed)
+//!   proc-mem PID       opens /proc/PID/mem;  pidfd-getfd PID FD: takes PID's descriptor FD
+//!   mount-tmpfs DIR | bind SRC DST | chroot DIR | unshare-user | unshare-mount | open-tree SRC DST
+//!   sethostname NAME   needs CAP_SYS_ADMIN
+//!   mknod-blk PATH MAJ MIN   makes a block device node; open-dev PATH: opens it and reads
+//!   socket FAMILY TYPE PROTO   socket(2) with those numbers
+//!   listen PORT        TCP listen on 127.0.0.1:PORT
+//!   setxattr PATH | set-acl PATH | utimes PATH
+//!   perf               perf_event_open of a software clock
+//!   read-again PATH SECS     reads PATH, sleeps, reads again: "FIRST SECOND"
+//!   send-again ADDR SECS     connects, sends, sleeps, sends again: "FIRST SECOND"
+//!   thread-exec VERB ARGS    a second thread execs this probe with VERB ARGS
+//!   leader-exit SECS VERB ARGS  the main thread exits; another does VERB after SECS
+
+use std::{
+    ffi::CString,
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    time::Duration,
+};
+
+fn errno_result(rc: i64) -> std::io::Result<()> {
+    if rc < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+}
+
+fn num<T: std::str::FromStr>(args: &[String], i: usize) -> T {
+    args.get(i).and_then(|a| a.parse().ok()).unwrap_or_else(|| super::usage())
+}
+
+fn cstr(args: &[String], i: usize) -> CString {
+    CString::new(args.get(i).unwrap_or_else(|| super::usage()).as_str()).unwrap()
+}
+
+/// Runs an attack verb; None when `args` names none.
+pub fn act(args: &[String]) -> Option<std::io::Result<()>> {
+    let verb = args.first()?.as_str();
+    // SAFETY (whole block): plain syscalls with arguments built here; pointers are to live
+    // locals of the right layout.
+    let result = unsafe {
+        match verb {
+            "kill" => errno_result(libc::kill(num(args, 1), num(args, 2)) as i64),
+            "tgkill" => {
+                let pid: i32 = num(args, 1);
+                errno_result(libc::syscall(libc::SYS_tgkill, pid, pid, num::<i32>(args, 2)))
+            }
+            "sigqueue" => {
+                let value = libc::sigval { sival_ptr: std::ptr::null_mut() };
+                errno_result(libc::sigqueue(num(args, 1), num(args, 2), value) as i64)
+            }
+            "pidfd-kill" => {
+                let fd = libc::syscall(libc::SYS_pidfd_open, num::<i32>(args, 1), 0);
+                if fd < 0 {
+                    return Some(Err(std::io::Error::last_os_error()));
+                }
+                errno_result(libc::syscall(libc::SYS_pidfd_send_signal, fd, num::<i32>(args, 2), 0, 0))
+            }
+            "sigio" => sigio(num(args, 1)),
+            "prlimit" => {
+                let limit = libc::rlimit { rlim_cur: 1, rlim_max: 1 };
+                errno_result(libc::prlimit(num(args, 1), libc::RLIMIT_CPU, &limit, std::ptr::null_mut()) as i64)
+            }
+            "nice" => errno_result(libc::setpriority(libc::PRIO_PROCESS, num(args, 1), 19) as i64),
+            "vm-read" => {
+                let mut byte = 0u8;
+                let local = libc::iovec { iov_base: (&mut byte as *mut u8).cast(), iov_len: 1 };
+                // Address 1 is never mapped: allowed, this fails with EFAULT.
+                let remote = libc::iovec { iov_base: 1 as *mut libc::c_void, iov_len: 1 };
+                errno_result(libc::process_vm_readv(num(args, 1), &local, 1, &remote, 1, 0) as i64)
+            }
+            "proc-mem" => std::fs::File::open(format!("/proc/{}/mem", num::<i32>(args, 1))).map(drop),
+            "pidfd-getfd" => {
+                let fd = libc::syscall(libc::SYS_pidfd_open, num::<i32>(args, 1), 0);
+                if fd < 0 {
+                    return Some(Err(std::io::Error::last_os_error()));
+                }
+                errno_result(libc::syscall(libc::SYS_pidfd_getfd, fd, num::<i32>(args, 2), 0))
+            }
+            "mount-tmpfs" => {
+                let (src, fs) = (CString::new("none").unwrap(), CString::new("tmpfs").unwrap());
+                errno_result(libc::mount(src.as_ptr(), cstr(args, 1).as_ptr(), fs.as_ptr(), 0, std::ptr::null()) as i64)
+            }
+            "bind" => errno_result(libc::mount(
+                cstr(args, 1).as_ptr(),
+                cstr(args, 2).as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            ) as i64),
+            "chroot" => errno_result(libc::chroot(cstr(args, 1).as_ptr()) as i64),
+            "unshare-user" => errno_result(libc::unshare(libc::CLONE_NEWUSER) as i64),
+            "unshare-mount" => errno_result(libc::unshare(libc::CLONE_NEWNS) as i64),
+            "open-tree" => {
+                const OPEN_TREE_CLONE: u32 = 1;
+                const MOVE_MOUNT_F_EMPTY_PATH: u32 = 4;
+                let fd = libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, cstr(args, 1).as_ptr(), OPEN_TREE_CLONE);
+                if fd < 0 {
+                    return Some(Err(std::io::Error::last_os_error()));
+                }
+                let empty = CString::new("").unwrap();
+                errno_result(libc::syscall(
+                    libc::SYS_move_mount,
+                    fd,
+                    empty.as_ptr(),
+                    libc::AT_FDCWD,
+                    cstr(args, 2).as_ptr(),
+                    MOVE_MOUNT_F_EMPTY_PATH,
+                ))
+            }
+            "sethostname" => {
+                let name = args.get(1).unwrap_or_else(|| super::usage());
+                errno_result(libc::sethostname(name.as_ptr().cast(), name.len()) as i64)
+            }
+            "mknod-blk" => {
+                let dev = libc::makedev(num(args, 2), num(args, 3));
+                errno_result(libc::mknod(cstr(args, 1).as_ptr(), libc::S_IFBLK | 0o600, dev) as i64)
+            }
+            "open-dev" => std::fs::File::open(args.get(1).unwrap_or_else(|| super::usage()))
+                .and_then(|mut f| f.read(&mut [0u8; 512]).map(drop)),
+            "socket" => {
+                let fd = libc::socket(num(args, 1), num(args, 2), num(args, 3));
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+                errno_result(fd as i64)
+            }
+            "listen" => std::net::TcpListener::bind(("127.0.0.1", num::<u16>(args, 1))).map(drop),
+            "setxattr" => {
+                let (name, value) = (CString::new("user.agent").unwrap(), b"x");
+                errno_result(
+                    libc::setxattr(cstr(args, 1).as_ptr(), name.as_ptr(), value.as_ptr().cast(), 1, 0) as i64
+                )
+            }
+            "set-acl" => {
+                // system.posix_acl_access, version 2: user::rwx, group::r--, other::rwx
+                // (include/uapi/linux/posix_acl_xattr.h): gives everyone write.
+                let mut acl = 2u32.to_le_bytes().to_vec();
+                for (tag, perm) in [(0x01u16, 7u16), (0x04, 4), (0x20, 7)] {
+                    acl.extend(tag.to_le_bytes());
+                    acl.extend(perm.to_le_bytes());
+                    acl.extend(u32::MAX.to_le_bytes());
+                }
+                let name = CString::new("system.posix_acl_access").unwrap();
+                errno_result(libc::setxattr(
+                    cstr(args, 1).as_ptr(),
+                    name.as_ptr(),
+                    acl.as_ptr().cast(),
+                    acl.len(),
+                    0,
+                ) as i64)
+            }
+            "utimes" => {
+                let times = [libc::timespec { tv_sec: 86_400, tv_nsec: 0 }; 2];
+                errno_result(libc::utimensat(libc::AT_FDCWD, cstr(args, 1).as_ptr(), times.as_ptr(), 0) as i64)
+            }
+            "perf" => {
+                // struct perf_event_attr: type PERF_TYPE_SOFTWARE (1), size, config
+                // PERF_COUNT_SW_CPU_CLOCK (0), then zeroes (exclude_kernel set below).
+                let mut attr = [0u64; 16];
+                attr[0] = 1 | (128u64 << 32);
+                attr[5] = 1 << 5; // exclude_kernel
+                let fd = libc::syscall(libc::SYS_perf_event_open, attr.as_ptr(), 0, -1, -1, 0);
+                errno_result(fd)
+            }
+            _ => return None,
+        }
+    };
+    Some(result)
+}
+
+/// Verbs that make their own line and exit status; None when `args` names none.
+/// read-again and send-again exit with the second access's status (0 ok, 1 EPERM), since
+/// after a revoke their line may not be writable at all.
+pub fn act_line(args: &[String]) -> Option<(String, i32)> {
+    let line = match args.first()?.as_str() {
+        "read-again" => {
+            let path = args.get(1).unwrap_or_else(|| super::usage());
+            let secs: u64 = num(args, 2);
+            match std::fs::File::open(path) {
+                Ok(mut file) => {
+                    let first = super::outcome(file.read(&mut [0u8; 16]).map(drop)).0;
+                    announce();
+                    std::thread::sleep(Duration::from_secs(secs));
+                    use std::io::Seek;
+                    let _ = file.seek(std::io::SeekFrom::Start(0));
+                    let mut buf = [0u8; 64];
+                    let (second, code) = match file.read(&mut buf) {
+                        Ok(n) => (format!("read {:?}", String::from_utf8_lossy(&buf[..n])), 0),
+                        Err(err) => super::outcome(Err(err)),
+                    };
+                    (format!("{first} {second}"), code)
+                }
+                Err(err) => super::outcome(Err(err)),
+            }
+        }
+        "send-again" => {
+            let addr: SocketAddr = num(args, 1);
+            let secs: u64 = num(args, 2);
+            match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+                Ok(mut stream) => {
+                    let first = super::outcome(stream.write_all(b"first\n")).0;
+                    announce();
+                    std::thread::sleep(Duration::from_secs(secs));
+                    let (second, code) = super::outcome(stream.write_all(b"second\n"));
+                    (format!("{first} {second}"), code)
+                }
+                Err(err) => super::outcome(Err(err)),
+            }
+        }
+        "thread-exec" => {
+            let rest: Vec<CString> = std::iter::once(std::env::current_exe().unwrap().display().to_string())
+                .chain(args[1..].iter().cloned())
+                .map(|a| CString::new(a).unwrap())
+                .collect();
+            let handle = std::thread::spawn(move || {
+                let mut argv: Vec<*const libc::c_char> = rest.iter().map(|a| a.as_ptr()).collect();
+                argv.push(std::ptr::null());
+                // SAFETY: argv is NUL-terminated and its strings outlive the call.
+                unsafe { libc::execv(argv[0], argv.as_ptr()) };
+                std::io::Error::last_os_error()
+            });
+            let err = handle.join().unwrap();
+            (format!("exec failed: {err}"), 2)
+        }
+        "leader-exit" => {
+            let secs: u64 = num(args, 1);
+            let rest = args[2..].to_vec();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(secs));
+                let (line, code) = super::act(&rest);
+                println!("{line}");
+                let _ = std::io::stdout().flush();
+                // SAFETY: ends the whole process from its last thread.
+                unsafe { libc::_exit(code) };
+            });
+            // SAFETY: ends only the main thread; the other keeps the process alive.
+            unsafe { libc::pthread_exit(std::ptr::null_mut()) };
+        }
+        _ => return None,
+    };
+    Some(line)
+}
+
+/// Tells a waiting test that the first half is done (a line on stderr).
+fn announce() {
+    eprintln!("ready");
+}
+
+/// include/uapi/asm-generic/fcntl.h (not in the libc crate).
+const F_SETSIG: i32 = 10;
+
+/// SIGIO routed to `pid`: a pipe whose read end is owned by `pid` with O_ASYNC, then a write.
+fn sigio(pid: i32) -> std::io::Result<()> {
+    let mut fds = [0i32; 2];
+    // SAFETY: plain syscalls on descriptors made here.
+    unsafe {
+        if libc::pipe(fds.as_mut_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        errno_result(libc::fcntl(fds[0], libc::F_SETOWN, pid) as i64)?;
+        errno_result(libc::fcntl(fds[0], F_SETSIG, libc::SIGKILL) as i64)?;
+        let flags = libc::fcntl(fds[0], libc::F_GETFL);
+        errno_result(libc::fcntl(fds[0], libc::F_SETFL, flags | libc::O_ASYNC) as i64)?;
+        errno_result(libc::write(fds[1], b"x".as_ptr().cast(), 1) as i64)
+    }
+}

@@ -1,0 +1,340 @@
+//! Containment: every way out of a grant that no grant field opens, tried the way an attacker
+//! would from inside a task, on the BPF LSM kernel. Each case checks that the effect did not
+//! happen (the process lives, the file did not change, the mount is not there) and that an
+//! event names the attempt; a control shows the same call works untagged or inside the task.
+
+use std::{
+    io::{BufRead, BufReader, Read},
+    path::Path,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use agent_guard_e2e::{Daemon, grant, listener, stdout};
+
+use super::{Files, PROBE, base_files, files, start};
+
+/// Runs the probe VERB ARGS as agent `agent` under `g`; its line.
+fn attempt(daemon: &Daemon, agent: &str, g: &Path, args: &[&str]) -> String {
+    let mut cmd = vec![PROBE];
+    cmd.extend_from_slice(args);
+    stdout(&daemon.run(agent, "try to get out", g, &cmd))
+}
+
+/// The `task.escape` event of `agent` whose route is `route`.
+fn escape(daemon: &Daemon, agent: &str, route: &str) -> serde_json::Value {
+    let event = daemon.wait_event(&format!("task.escape {route} of {agent}"), |e| {
+        e["kind"] == "task.escape" && e["task"]["agent"] == agent && e["object"]["route"] == route
+    });
+    assert_eq!(event["decision"], "denied", "{event}");
+    assert_eq!(event["enforcement"], "lsm", "{event}");
+    assert_eq!(event["rule"], "guard.containment", "{event}");
+    event
+}
+
+fn write_grant(f: &Files, name: &str) -> std::path::PathBuf {
+    let work = f.path().join("work");
+    grant(f.path(), name, "enforce", &[], &base_files(&[&work.join("**")], &[&work.join("**")], &["/bin/busybox"]))
+}
+
+/// An untagged process that sleeps, for the cases that act on a process outside the task.
+struct Victim(std::process::Child);
+
+impl Victim {
+    fn start() -> Victim {
+        Victim(Command::new(PROBE).args(["sleep", "60"]).spawn().unwrap())
+    }
+    fn pid(&self) -> String {
+        self.0.id().to_string()
+    }
+    fn alive(&mut self) -> bool {
+        self.0.try_wait().unwrap().is_none()
+    }
+    fn proc_file(&self, name: &str) -> String {
+        std::fs::read_to_string(format!("/proc/{}/{name}", self.0.id())).unwrap()
+    }
+}
+
+impl Drop for Victim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn privileges_mounts_chroot_and_namespaces_are_refused() {
+    let daemon = start();
+    let f = files(daemon);
+    let g = write_grant(&f, "no-admin");
+    let work = f.path().join("work");
+    let (w, secret_dir) = (work.to_str().unwrap(), f.path().to_str().unwrap());
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(attempt(daemon, "admin-bot", &g, &["sethostname", "pwned"]), "EPERM");
+    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(), hostname, "the hostname did not change");
+    let event = escape(daemon, "admin-bot", "capability");
+    assert_eq!(event["object"]["detail"], "CAP_SYS_ADMIN");
+
+    // A mount over the granted tree, or of the secret onto it, would change what paths mean.
+    assert_eq!(attempt(daemon, "mount-bot", &g, &["mount-tmpfs", w]), "EPERM");
+    assert_eq!(attempt(daemon, "mount-bot", &g, &["bind", secret_dir, w]), "EPERM");
+    assert_eq!(attempt(daemon, "mount-bot", &g, &["open-tree", secret_dir, w]), "EPERM");
+    assert!(f.allowed.exists(), "the granted tree is still the same directory (nothing mounted over it)");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(w), "no mount at {w}: {mounts}");
+    escape(daemon, "mount-bot", "mount");
+
+    // The kernel asks for CAP_SYS_CHROOT before the path_chroot hook: that refusal names it.
+    assert_eq!(attempt(daemon, "chroot-bot", &g, &["chroot", w]), "EPERM");
+    let event = escape(daemon, "chroot-bot", "capability");
+    assert_eq!(event["object"]["detail"], "CAP_SYS_CHROOT");
+    // Without root's capabilities, through a new user namespace: refused at its creation.
+    assert_eq!(attempt(daemon, "userns-bot", &g, &["unshare-user"]), "EPERM");
+    escape(daemon, "userns-bot", "namespace");
+    assert_eq!(attempt(daemon, "userns-bot", &g, &["unshare-mount"]), "EPERM");
+    assert_eq!(attempt(daemon, "perf-bot", &g, &["perf"]), "EPERM");
+    escape(daemon, "perf-bot", "perf_event");
+
+    // The same calls work untagged: the refusals are the guard's.
+    let direct = Command::new(PROBE).args(["unshare-user"]).output().unwrap();
+    assert_eq!(stdout(&direct), "ok");
+}
+
+#[test]
+fn other_processes_cannot_be_signalled_traced_or_tuned() {
+    let daemon = start();
+    let f = files(daemon);
+    let g = write_grant(&f, "alone");
+    let mut victim = Victim::start();
+    let pid = victim.pid();
+    for verb in ["kill", "tgkill", "sigqueue", "pidfd-kill"] {
+        assert_eq!(attempt(daemon, "killer-bot", &g, &[verb, &pid, "9"]), "EPERM", "{verb}");
+    }
+    assert!(victim.alive(), "the process outside the task was not killed");
+    let event = escape(daemon, "killer-bot", "signal");
+    assert_eq!(event["object"]["target_pid"].to_string(), pid);
+
+    assert_eq!(attempt(daemon, "tracer-bot", &g, &["ptrace", &pid]), "EPERM");
+    // Allowed, process_vm_readv of address 1 would fail with EFAULT (14).
+    assert_eq!(attempt(daemon, "tracer-bot", &g, &["vm-read", &pid]), "EPERM");
+    assert_eq!(attempt(daemon, "tracer-bot", &g, &["proc-mem", &pid]), "error 13");
+    assert_eq!(attempt(daemon, "tracer-bot", &g, &["pidfd-getfd", &pid, "0"]), "EPERM");
+    escape(daemon, "tracer-bot", "ptrace");
+
+    let limits = victim.proc_file("limits");
+    assert_eq!(attempt(daemon, "tuner-bot", &g, &["prlimit", &pid]), "EPERM");
+    assert_eq!(attempt(daemon, "tuner-bot", &g, &["nice", &pid]), "EPERM");
+    assert_eq!(victim.proc_file("limits"), limits, "the limits did not change");
+    assert_eq!(victim.proc_file("stat").split(' ').nth(18), Some("0"), "the nice value did not change");
+    escape(daemon, "tuner-bot", "scheduling");
+
+    assert_eq!(attempt(daemon, "sigio-bot", &g, &["sigio", &pid]), "EPERM");
+    escape(daemon, "sigio-bot", "file_owner");
+    assert!(victim.alive());
+
+    // Inside the task: its own processes (here the probe itself, signal 0 aside) are fine.
+    assert_eq!(attempt(daemon, "killer-bot", &g, &["pid-then", "nice", "0"]).split(' ').nth(1), Some("ok"));
+    // Untagged, the same kill works.
+    assert_eq!(stdout(&Command::new(PROBE).args(["kill", &pid, "9"]).output().unwrap()), "ok");
+}
+
+#[test]
+fn the_daemon_cannot_be_stopped_by_any_route() {
+    let daemon = start();
+    let f = files(daemon);
+    let g = grant(f.path(), "tamper-all", "audit", &[], &base_files(&[], &[], &[]));
+    let pid = daemon.pid().to_string();
+    for args in [
+        vec!["kill", &pid, "9"],
+        vec!["tgkill", &pid, "9"],
+        vec!["sigqueue", &pid, "9"],
+        vec!["pidfd-kill", &pid, "9"],
+        vec!["sigio", &pid],
+        vec!["prlimit", &pid],
+        vec!["nice", &pid],
+        vec!["vm-read", &pid],
+        vec!["pidfd-getfd", &pid, "0"],
+    ] {
+        assert_eq!(attempt(daemon, "guard-killer", &g, &args), "EPERM", "{args:?} (audit mode changes nothing)");
+    }
+    assert!(daemon.cli(&["status"]).status.success(), "the daemon still serves");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    assert!(limits.lines().any(|l| l.starts_with("Max cpu time") && l.contains("unlimited")), "{limits}");
+    let tampers: Vec<_> = daemon
+        .events()
+        .into_iter()
+        .filter(|e| e["kind"] == "guard.tamper" && e["task"]["agent"] == "guard-killer")
+        .collect();
+    assert!(tampers.len() >= 8, "every attempt is reported: {tampers:#?}");
+}
+
+#[test]
+fn sockets_other_than_tcp_udp_and_unix_are_refused() {
+    let daemon = start();
+    let f = files(daemon);
+    let g = write_grant(&f, "sockets");
+    // (family, type, protocol): raw ICMP, packet, SCTP, ICMP "ping", vsock, netlink audit.
+    for (family, kind, protocol) in
+        [("2", "3", "1"), ("17", "3", "768"), ("2", "1", "132"), ("2", "2", "1"), ("40", "1", "0"), ("16", "3", "9")]
+    {
+        let line = attempt(daemon, "socket-bot", &g, &["socket", family, kind, protocol]);
+        assert_eq!(line, "EPERM", "socket({family}, {kind}, {protocol})");
+    }
+    escape(daemon, "socket-bot", "socket");
+    for (family, kind, protocol) in [("2", "1", "0"), ("10", "2", "17"), ("1", "1", "0"), ("16", "3", "0")] {
+        let line = attempt(daemon, "socket-bot", &g, &["socket", family, kind, protocol]);
+        assert_eq!(line, "ok", "socket({family}, {kind}, {protocol}) is judged by the connect hooks instead");
+    }
+}
+
+#[test]
+fn listening_and_connecting_to_the_unspecified_address_are_refused() {
+    let daemon = start();
+    let f = files(daemon);
+    let port = listener("127.0.0.1:0");
+    let g = grant(f.path(), "no-listen", "enforce", &[format!("127.0.0.1/32:{port}")], &base_files(&[], &[], &[]));
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    assert_eq!(attempt(daemon, "server-bot", &g, &["listen", &free.to_string()]), "EPERM");
+    let event = escape(daemon, "server-bot", "listen");
+    assert_eq!(event["object"]["detail"], format!("tcp port {free}"));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", free)).is_err(), "nobody listens on {free}");
+    // 0.0.0.0 reaches loopback (or the socket's own address): no rule covers it.
+    assert_eq!(attempt(daemon, "server-bot", &g, &["connect", &format!("0.0.0.0:{port}")]), "EPERM");
+    assert_eq!(attempt(daemon, "server-bot", &g, &["connect", &format!("[::]:{port}")]), "EPERM");
+    assert_eq!(attempt(daemon, "server-bot", &g, &["connect", &format!("127.0.0.1:{port}")]), "ok");
+    // network.listen opens exactly the ports it names.
+    let text = std::fs::read_to_string(&g).unwrap().replace(
+        &format!("network: {{connect: [\"127.0.0.1/32:{port}\"]}}"),
+        &format!("network: {{connect: [\"127.0.0.1/32:{port}\"], listen: [\"{free}\"]}}"),
+    );
+    let listening = f.path().join("listening.yaml");
+    std::fs::write(&listening, text.replace("name: no-listen", "name: listening")).unwrap();
+    assert_eq!(attempt(daemon, "server-bot", &listening, &["listen", &free.to_string()]), "ok");
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    assert_eq!(attempt(daemon, "server-bot", &listening, &["listen", &other.to_string()]), "EPERM");
+}
+
+#[test]
+fn device_nodes_give_no_raw_access() {
+    let daemon = start();
+    let f = files(daemon);
+    let g = write_grant(&f, "devices");
+    let node = f.path().join("work/disk");
+    let n = node.to_str().unwrap();
+    assert_eq!(attempt(daemon, "disk-bot", &g, &["mknod-blk", n, "7", "0"]), "EPERM");
+    assert!(!node.exists(), "no device node was made");
+    let event = escape(daemon, "disk-bot", "device");
+    assert!(event["object"]["detail"].as_str().unwrap().starts_with("block"), "{event}");
+    // A block device that already exists inside the granted tree cannot be opened either
+    // (allowed, it would fail with ENXIO: no such loop device here).
+    assert_eq!(stdout(&Command::new(PROBE).args(["mknod-blk", n, "7", "0"]).output().unwrap()), "ok");
+    assert_eq!(attempt(daemon, "disk-bot", &g, &["open-dev", n]), "EPERM");
+}
+
+#[test]
+fn metadata_changes_need_write_on_the_file() {
+    let daemon = start();
+    let f = files(daemon);
+    let work = f.path().join("work");
+    let readonly = f.path().join("ro");
+    std::fs::create_dir_all(&readonly).unwrap();
+    let target = readonly.join("config");
+    std::fs::write(&target, "safe").unwrap();
+    let g = grant(
+        f.path(),
+        "metadata",
+        "enforce",
+        &[],
+        &base_files(&[&readonly.join("**"), &work.join("**")], &[&work.join("**")], &[]),
+    );
+    let t = target.to_str().unwrap();
+    let before = std::fs::metadata(&target).unwrap();
+    assert_eq!(attempt(daemon, "meta-bot", &g, &["setxattr", t]), "EPERM");
+    assert_eq!(attempt(daemon, "meta-bot", &g, &["set-acl", t]), "EPERM", "an ACL that would give everyone write");
+    assert_eq!(attempt(daemon, "meta-bot", &g, &["utimes", t]), "EPERM");
+    let after = std::fs::metadata(&target).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((after.mtime(), after.mode()), (before.mtime(), before.mode()), "nothing changed");
+    assert!(Command::new("/bin/busybox").args(["stat", t]).output().unwrap().status.success());
+    let event = daemon.wait_event("refused setxattr", |e| {
+        e["kind"] == "file.change" && e["task"]["agent"] == "meta-bot" && e["object"]["operation"] == "xattr"
+    });
+    assert_eq!(event["object"]["path"], t);
+    // Inside the write grant the same change is allowed.
+    assert_eq!(attempt(daemon, "meta-bot", &g, &["utimes", f.allowed.to_str().unwrap()]), "ok");
+    assert_eq!(std::fs::metadata(&f.allowed).unwrap().mtime(), 86_400);
+}
+
+#[test]
+fn the_tag_survives_an_exec_from_a_thread_and_the_leader_exiting() {
+    let daemon = start();
+    let f = files(daemon);
+    let g = grant(f.path(), "threads", "enforce", &[], &base_files(&[], &[], &[]));
+    let secret = f.secret.to_str().unwrap();
+    // A thread other than the main one execs: the kernel kills the old leader (pid == tgid)
+    // and the process lives on under the exec'ing thread.
+    let run = |args: &[&str]| {
+        let mut cmd = vec![PROBE];
+        cmd.extend_from_slice(args);
+        daemon.run("thread-bot", "lose the tag", &g, &cmd)
+    };
+    let out = run(&["thread-exec", "open", secret, "r"]);
+    assert_eq!(stdout(&out), "EPERM", "{out:?}");
+    // The main thread exits first; another thread carries on.
+    let out = run(&["leader-exit", "1", "open", secret, "r"]);
+    assert_eq!(stdout(&out), "EPERM", "{out:?}");
+    let untagged = Command::new(PROBE).args(["thread-exec", "open", secret, "r"]).output().unwrap();
+    assert_eq!(stdout(&untagged), "ok", "the probe works untagged");
+}
+
+/// Starts VERB ARGS in a task, waits for its "ready", revokes the task; the exit status of
+/// its second access (0 ok, 1 EPERM): after the revoke it cannot even write its line.
+fn across_revoke(daemon: &Daemon, agent: &str, g: &Path, args: &[&str]) -> Option<i32> {
+    let mut cmd = vec![PROBE];
+    cmd.extend_from_slice(args);
+    let mut child =
+        daemon.run_command(agent, "keep access", g, &[], &cmd).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 && !line.contains("ready") {}
+    assert!(line.contains("ready"), "the agent did not get its first access: {line}");
+    let list: serde_json::Value = serde_json::from_slice(&daemon.cli(&["task", "list", "--json"]).stdout).unwrap();
+    let id = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["agent"] == agent && t["ended"].is_null())
+        .map(|t| t["id"].to_string())
+        .expect("the task is listed");
+    assert!(daemon.cli(&["grant", "revoke", &id]).status.success());
+    child.wait().unwrap().code()
+}
+
+#[test]
+fn revoke_ends_access_through_descriptors_opened_before() {
+    let daemon = start();
+    let f = files(daemon);
+    let work = f.path().join("work");
+    let received = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let sink = received.clone();
+    std::thread::spawn(move || {
+        for stream in server.incoming().flatten() {
+            let mut text = String::new();
+            let _ = (&stream).read_to_string(&mut text);
+            sink.lock().unwrap().push_str(&text);
+        }
+    });
+    let g = grant(f.path(), "ending", "enforce", &[format!("127.0.0.1/32:{port}")], &base_files(&[&work.join("**")], &[], &[]));
+    let code = across_revoke(daemon, "reader-bot", &g, &["read-again", f.allowed.to_str().unwrap(), "2"]);
+    assert_eq!(code, Some(1), "a read on a file opened before the revoke is refused (EPERM)");
+    let event = escape(daemon, "reader-bot", "after_grant_end");
+    assert_eq!(event["object"]["detail"], "read");
+
+    let code = across_revoke(daemon, "sender-bot", &g, &["send-again", &format!("127.0.0.1:{port}"), "2"]);
+    assert_eq!(code, Some(1), "a send on a connection made before the revoke is refused (EPERM)");
+    std::thread::sleep(Duration::from_millis(300));
+    let got = received.lock().unwrap().clone();
+    assert!(got.contains("first") && !got.contains("second"), "only the first send arrived: {got:?}");
+}
