@@ -238,8 +238,10 @@ pub fn act_line(args: &[String]) -> Option<(String, i32)> {
                 // SAFETY: ends the whole process from its last thread.
                 unsafe { libc::_exit(code) };
             });
-            // SAFETY: ends only the main thread; the other keeps the process alive.
-            unsafe { libc::pthread_exit(std::ptr::null_mut()) };
+            // SAFETY: the raw exit(2) ends only the calling (main) thread, without unwinding
+            // (pthread_exit would unwind through Rust frames and abort).
+            unsafe { libc::syscall(libc::SYS_exit, 0) };
+            unreachable!("exit(2) returned");
         }
         _ => return None,
     };

@@ -92,8 +92,13 @@ fn privileges_mounts_chroot_and_namespaces_are_refused() {
     assert_eq!(attempt(daemon, "userns-bot", &g, &["unshare-user"]), "EPERM");
     escape(daemon, "userns-bot", "namespace");
     assert_eq!(attempt(daemon, "userns-bot", &g, &["unshare-mount"]), "EPERM");
-    assert_eq!(attempt(daemon, "perf-bot", &g, &["perf"]), "EPERM");
-    escape(daemon, "perf-bot", "perf_event");
+    // perf_event_open asks for CAP_PERFMON first (EACCES), then the perf_event_open hook.
+    assert_eq!(attempt(daemon, "perf-bot", &g, &["perf"]), "error 13");
+    daemon.wait_event("perf refused", |e| {
+        e["kind"] == "task.escape"
+            && e["task"]["agent"] == "perf-bot"
+            && (e["object"]["detail"] == "CAP_PERFMON" || e["object"]["route"] == "perf_event")
+    });
 
     // The same calls work untagged: the refusals are the guard's.
     let direct = Command::new(PROBE).args(["unshare-user"]).output().unwrap();
