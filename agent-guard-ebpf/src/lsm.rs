@@ -21,8 +21,8 @@
 
 use agent_guard_common::{
     event::{
-        ACTION_ALLOWED, ACTION_BLOCKED, ACTION_HELD, ESCAPE_DEVICE, FILE_OP_OPEN, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, KIND_EXEC,
-        KIND_FILE, PATH_TRUNCATED, VERDICT_ASK, VERDICT_FLAGGED, VERDICT_IN_SCOPE, VERDICT_OUT_OF_SCOPE,
+        ACTION_ALLOWED, ACTION_BLOCKED, ACTION_HELD, ESCAPE_DEVICE, FILE_OP_OPEN, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6,
+        KIND_EXEC, KIND_FILE, PATH_TRUNCATED, VERDICT_ASK, VERDICT_FLAGGED, VERDICT_IN_SCOPE, VERDICT_OUT_OF_SCOPE,
         VERDICT_RULE_DENY,
     },
     net::NET_FLAG,
@@ -157,9 +157,8 @@ fn try_file_open(ctx: &LsmContext) -> Verdict {
     let file: *const u8 = ctx.arg(0);
     // SAFETY: f_inode and its i_mode at their BTF offsets.
     let inode = unsafe { bpf_probe_read_kernel(file.add(config::file_inode_off()) as *const u64) }.unwrap_or(0);
-    let inode_mode =
-        unsafe { bpf_probe_read_kernel((inode as *const u8).add(config::inode_mode_off()) as *const u16) }
-            .unwrap_or(0) as u32;
+    let inode_mode = unsafe { bpf_probe_read_kernel((inode as *const u8).add(config::inode_mode_off()) as *const u16) }
+        .unwrap_or(0) as u32;
     if inode_mode & 0o170000 == 0o060000 {
         // A block device: a disk read raw bypasses every path rule (lsm_tree.rs, devices).
         return yes_no(refuse(&task, ESCAPE_DEVICE, 0, inode_mode as u64));

@@ -22,7 +22,13 @@ use agent_guard_common::{
 };
 use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::lsm, maps::lpm_trie::Key, programs::LsmContext};
 
-use crate::{config, escape::{refuse, report}, lsm::verdict, maps::NET_RULES, task::current_task};
+use crate::{
+    config,
+    escape::{refuse, report},
+    lsm::verdict,
+    maps::NET_RULES,
+    task::current_task,
+};
 
 /// include/linux/socket.h
 const AF_UNIX: i32 = 1;
@@ -106,8 +112,7 @@ fn may_take_connections(sock: *const u8) -> bool {
 /// under the grant id with LISTEN_GRANT_BIT and the all-zero address.
 #[inline(always)]
 fn listen_allowed(grant_id: u32, port: u16) -> bool {
-    let key =
-        Key::new(NET_KEY_BITS, NetKey { grant_be: (grant_id | LISTEN_GRANT_BIT).to_be_bytes(), addr: [0; 16] });
+    let key = Key::new(NET_KEY_BITS, NetKey { grant_be: (grant_id | LISTEN_GRANT_BIT).to_be_bytes(), addr: [0; 16] });
     let Some(ports) = NET_RULES.get(&key) else {
         return false;
     };

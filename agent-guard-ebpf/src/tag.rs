@@ -99,8 +99,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
             bpf_probe_read_kernel((bpf_get_current_task() as *const u8).add(config::task_signal_off()) as *const u64)
         }
         .unwrap_or(0);
-        let live =
-            unsafe { bpf_probe_read_kernel((signal as *const u8).add(config::signal_live_off()) as *const i32) };
+        let live = unsafe { bpf_probe_read_kernel((signal as *const u8).add(config::signal_live_off()) as *const i32) };
         matches!(live, Ok(0))
     } else {
         // No BTF: the leader's exit (weaker: a leader exiting before its threads, or killed by

@@ -132,9 +132,7 @@ pub fn act(args: &[String]) -> Option<std::io::Result<()>> {
             "listen" => std::net::TcpListener::bind(("127.0.0.1", num::<u16>(args, 1))).map(drop),
             "setxattr" => {
                 let (name, value) = (CString::new("user.agent").unwrap(), b"x");
-                errno_result(
-                    libc::setxattr(cstr(args, 1).as_ptr(), name.as_ptr(), value.as_ptr().cast(), 1, 0) as i64
-                )
+                errno_result(libc::setxattr(cstr(args, 1).as_ptr(), name.as_ptr(), value.as_ptr().cast(), 1, 0) as i64)
             }
             "set-acl" => {
                 // system.posix_acl_access, version 2: user::rwx, group::r--, other::rwx
@@ -146,13 +144,9 @@ pub fn act(args: &[String]) -> Option<std::io::Result<()>> {
                     acl.extend(u32::MAX.to_le_bytes());
                 }
                 let name = CString::new("system.posix_acl_access").unwrap();
-                errno_result(libc::setxattr(
-                    cstr(args, 1).as_ptr(),
-                    name.as_ptr(),
-                    acl.as_ptr().cast(),
-                    acl.len(),
-                    0,
-                ) as i64)
+                errno_result(
+                    libc::setxattr(cstr(args, 1).as_ptr(), name.as_ptr(), acl.as_ptr().cast(), acl.len(), 0) as i64
+                )
             }
             "utimes" => {
                 let times = [libc::timespec { tv_sec: 86_400, tv_nsec: 0 }; 2];

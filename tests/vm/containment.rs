@@ -297,8 +297,12 @@ fn the_tag_survives_an_exec_from_a_thread_and_the_leader_exiting() {
 fn across_revoke(daemon: &Daemon, agent: &str, g: &Path, args: &[&str]) -> Option<i32> {
     let mut cmd = vec![PROBE];
     cmd.extend_from_slice(args);
-    let mut child =
-        daemon.run_command(agent, "keep access", g, &[], &cmd).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = daemon
+        .run_command(agent, "keep access", g, &[], &cmd)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     while stderr.read_line(&mut line).unwrap() > 0 && !line.contains("ready") {}
@@ -331,7 +335,13 @@ fn revoke_ends_access_through_descriptors_opened_before() {
             sink.lock().unwrap().push_str(&text);
         }
     });
-    let g = grant(f.path(), "ending", "enforce", &[format!("127.0.0.1/32:{port}")], &base_files(&[&work.join("**")], &[], &[]));
+    let g = grant(
+        f.path(),
+        "ending",
+        "enforce",
+        &[format!("127.0.0.1/32:{port}")],
+        &base_files(&[&work.join("**")], &[], &[]),
+    );
     let code = across_revoke(daemon, "reader-bot", &g, &["read-again", f.allowed.to_str().unwrap(), "2"]);
     assert_eq!(code, Some(1), "a read on a file opened before the revoke is refused (EPERM)");
     let event = escape(daemon, "reader-bot", "after_grant_end");

@@ -172,11 +172,7 @@ impl Kernel {
     /// kernel takes it; otherwise (unless `require_lsm`) file and exec are observed and the
     /// reason is kept in `warnings`. Any other failure is fatal and names the program: the
     /// daemon never runs with less enforcement than it reports.
-    pub fn load(
-        sizes: &MapSizes,
-        cgroup_root: &Path,
-        require_lsm: bool,
-    ) -> Result<(Kernel, Rings), KernelError> {
+    pub fn load(sizes: &MapSizes, cgroup_root: &Path, require_lsm: bool) -> Result<(Kernel, Rings), KernelError> {
         tracefs::ensure_mounted()?;
         let lsm = btf::lsm_offsets().map_err(|detail| KernelError::LsmUnavailable { detail });
         match lsm.and_then(|offsets| Self::load_mode(sizes, cgroup_root, Some(offsets))) {
@@ -348,7 +344,13 @@ impl Kernel {
     pub fn put_grant(&mut self, grant_id: u32, grant: &CompiledGrant) -> Result<(), KernelError> {
         let checks = [
             (maps::PATH_RULES, grant.paths.len(), self.used.path_rules, self.sizes.path_rules, "--max-path-rules"),
-            (maps::NET_RULES, grant.nets.len() + usize::from(grant.listen.is_some()), self.used.net_rules, self.sizes.net_rules, "--max-net-rules"),
+            (
+                maps::NET_RULES,
+                grant.nets.len() + usize::from(grant.listen.is_some()),
+                self.used.net_rules,
+                self.sizes.net_rules,
+                "--max-net-rules",
+            ),
         ];
         for (name, need, used, size, option) in checks {
             let free = (size as usize).saturating_sub(used);

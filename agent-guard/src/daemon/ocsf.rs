@@ -252,7 +252,10 @@ fn security_control(fields: &mut Map<String, Value>, kind: &str, decision: Optio
         fields.insert("action".into(), action.into());
         fields.insert("disposition_id".into(), disposition_id.into());
         fields.insert("disposition".into(), disposition.into());
-        fields.insert("is_alert".into(), (disposition_id == 15 || kind == "guard.tamper" || kind == "task.escape").into());
+        fields.insert(
+            "is_alert".into(),
+            (disposition_id == 15 || kind == "guard.tamper" || kind == "task.escape").into(),
+        );
     }
     // The grant is the policy; its instance is the task (a grant is issued per task), and the
     // rule that decided is its description.

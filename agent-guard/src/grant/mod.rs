@@ -165,7 +165,8 @@ impl GrantSpec {
         no_contradiction("exec", &self.exec)?;
         no_contradiction("network.connect", &self.network.connect)?;
         no_contradiction("network.listen", &self.network.listen)?;
-        if let Some(rule) = self.network.listen.iter().find(|r| matches!(r.action, RuleAction::Ask | RuleAction::Flag)) {
+        if let Some(rule) = self.network.listen.iter().find(|r| matches!(r.action, RuleAction::Ask | RuleAction::Flag))
+        {
             return Err(format!("network.listen {}: a listen rule is allow or deny", rule.target));
         }
         Ok(())

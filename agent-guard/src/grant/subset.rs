@@ -59,7 +59,9 @@ pub fn excess(child: &GrantSpec, parent: &GrantSpec) -> Vec<String> {
     }
     for rule in child.network.listen.iter().filter(|r| r.action != RuleAction::Deny) {
         let covered = parent.network.listen.iter().any(|p| {
-            p.action != RuleAction::Deny && p.target.port_lo <= rule.target.port_lo && rule.target.port_hi <= p.target.port_hi
+            p.action != RuleAction::Deny
+                && p.target.port_lo <= rule.target.port_lo
+                && rule.target.port_hi <= p.target.port_hi
         });
         if !covered {
             out.push(format!("network.listen {} is not within the parent's network.listen", rule.target));
