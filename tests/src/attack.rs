@@ -69,8 +69,8 @@ pub fn act(args: &[String]) -> Option<std::io::Result<()>> {
             "vm-read" => {
                 let mut byte = 0u8;
                 let local = libc::iovec { iov_base: (&mut byte as *mut u8).cast(), iov_len: 1 };
-                // Address 1 is never mapped: allowed, this fails with EFAULT.
-                let remote = libc::iovec { iov_base: 1 as *mut libc::c_void, iov_len: 1 };
+                // A dangling address (1) is never mapped: allowed, this fails with EFAULT.
+                let remote = libc::iovec { iov_base: std::ptr::dangling_mut::<libc::c_void>(), iov_len: 1 };
                 errno_result(libc::process_vm_readv(num(args, 1), &local, 1, &remote, 1, 0) as i64)
             }
             "proc-mem" => std::fs::File::open(format!("/proc/{}/mem", num::<i32>(args, 1))).map(drop),
