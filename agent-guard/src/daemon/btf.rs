@@ -83,6 +83,18 @@ fn parameter_count(types: &TypeInformation, name: &str) -> Option<usize> {
 /// BPF LSM hooks loaded only where the kernel has them.
 pub const OPTIONAL_HOOKS: &[&str] = &["inode_set_acl", "inode_remove_acl"];
 
+/// How super_block.s_mounts reaches a mount: on 6.12 and earlier it is a list_head threaded
+/// through mount.mnt_instance (the entry is that member's address); newer kernels (6.18 here;
+/// fs/mount.h, mount.mnt_next_for_sb) make it a pointer to the first struct mount itself, so
+/// the link sits at offset 0.
+fn first_mount_link(types: &TypeInformation) -> Result<u32, String> {
+    offset(types, "mount", "mnt_instance").or_else(|list_err| {
+        offset(types, "mount", "mnt_next_for_sb")
+            .map(|_| 0)
+            .map_err(|_| format!("{list_err}, and no mount.mnt_next_for_sb either"))
+    })
+}
+
 pub fn task_offsets() -> Result<TaskOffsets, String> {
     let types = read_types()?;
     Ok(TaskOffsets {
@@ -107,7 +119,7 @@ pub fn lsm_offsets() -> Result<LsmOffsets, String> {
         inode_mode: offset(&types, "inode", "i_mode")?,
         dentry_sb: offset(&types, "dentry", "d_sb")?,
         sb_mounts: offset(&types, "super_block", "s_mounts")?,
-        mount_instance: offset(&types, "mount", "mnt_instance")?,
+        mount_instance: first_mount_link(&types)?,
         setattr_dentry_arg,
         missing_hooks: OPTIONAL_HOOKS
             .iter()
