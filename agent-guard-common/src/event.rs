@@ -36,6 +36,11 @@ pub const TAMPER_BPF: u32 = 3;
 pub const TAMPER_SIGIO: u32 = 4;
 /// Its resource limits, priority, scheduling or memory placement.
 pub const TAMPER_LIMITS: u32 = 5;
+/// A change on a BPF filesystem (the guard's pinned programs and maps: an unlink would detach).
+pub const TAMPER_BPFFS: u32 = 6;
+/// A change on a cgroup filesystem (moving processes out of the task's cgroup, freezing or
+/// killing the daemon's cgroup, limits).
+pub const TAMPER_CGROUPFS: u32 = 7;
 
 /// `EscapeEvent::what`. `arg` and `target` as noted.
 /// A capability (`arg`: CAP_* number) the task may not use.
@@ -72,6 +77,8 @@ pub const ESCAPE_PERF: u32 = 13;
 pub const ESCAPE_ENDED_IO: u32 = 14;
 /// A fork refused because the child could not be tagged (PROC_TAGS nearly full).
 pub const ESCAPE_FORK: u32 = 15;
+/// A connect or send to a Unix socket in the abstract namespace (no path a grant can name).
+pub const ESCAPE_UNIX_ABSTRACT: u32 = 16;
 
 /// `EscapeEvent::arg` of ESCAPE_MOUNT.
 pub const MOUNT_OP_MOUNT: u64 = 1;
@@ -221,6 +228,8 @@ pub const FILE_OP_CHOWN: u32 = 11;
 pub const FILE_OP_XATTR: u32 = 12;
 /// Any other change of attributes (times; mode, owner and size also pass the hooks above).
 pub const FILE_OP_SETATTR: u32 = 13;
+/// A connect or send to a Unix socket bound at this path: `write` on it (lsm_unix.rs).
+pub const FILE_OP_UNIX_CONNECT: u32 = 14;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

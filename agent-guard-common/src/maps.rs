@@ -49,3 +49,21 @@ pub const DEFAULT_USAGE_SEEN: u32 = 65_536;
 pub const TAG_COUNT: &str = "TAG_COUNT";
 /// Entries kept free in PROC_TAGS for forks already past task_alloc (racing on other CPUs).
 pub const PROC_TAGS_HEADROOM: u32 = 256;
+
+/// The maps that hold a guard's state, pinned in bpffs under the daemon's pin directory so
+/// that they, and the programs that use them, outlive the daemon: a restarted daemon adopts
+/// them (tags, tasks, grants, pending approvals, unread events). The scratch maps are not.
+pub const PINNED: &[&str] = &[
+    PROC_TAGS,
+    TASKS,
+    TASK_LIVE,
+    NET_RULES,
+    PATH_RULES,
+    EVENTS,
+    ALERTS,
+    EVENT_DROPS,
+    EXEC_PENDING,
+    APPROVALS,
+    USAGE_SEEN,
+    TAG_COUNT,
+];

@@ -57,6 +57,9 @@ pub struct Approval {
     pub state: u32,
     pub access: u32,
     pub hash: u64,
+    /// CLOCK_BOOTTIME past which a still pending question is refused by the kernel itself,
+    /// whether or not a daemon is there to answer it.
+    pub deadline_ns: u64,
 }
 
 /// Key of `USAGE_SEEN`: an allowed access (ACCESS_* bits, or USE_CONNECT) of a task to the
@@ -72,7 +75,7 @@ pub struct UsageKey {
 /// `UsageKey::access` of a connect or send.
 pub const USE_CONNECT: u32 = 1 << 31;
 
-const _: () = assert!(core::mem::size_of::<Approval>() == 16);
+const _: () = assert!(core::mem::size_of::<Approval>() == 24);
 const _: () = assert!(core::mem::size_of::<UsageKey>() == 16);
 const _: () = assert!(core::mem::size_of::<ProcTag>() == 24);
 const _: () = assert!(core::mem::size_of::<TaskEntry>() == 24);

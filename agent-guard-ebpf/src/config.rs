@@ -77,6 +77,14 @@ static FILE_INODE_OFF: u32 = 0;
 static INODE_MODE_OFF: u32 = 0;
 #[unsafe(no_mangle)]
 static DENTRY_SB_OFF: u32 = 0;
+/// unix_sock.path and unix_sock.addr (include/net/af_unix.h), for lsm_unix.rs.
+#[unsafe(no_mangle)]
+static UNIX_PATH_OFF: u32 = 0;
+#[unsafe(no_mangle)]
+static UNIX_ADDR_OFF: u32 = 0;
+/// super_block.s_magic (include/linux/fs.h), for the guard's own filesystems (guard_fs.rs).
+#[unsafe(no_mangle)]
+static SB_MAGIC_OFF: u32 = 0;
 #[unsafe(no_mangle)]
 static SB_MOUNTS_OFF: u32 = 0;
 #[unsafe(no_mangle)]
@@ -84,6 +92,9 @@ static MOUNT_INST_OFF: u32 = 0;
 /// PROC_TAGS' size, for the fork refusal (lsm_system.rs task_alloc).
 #[unsafe(no_mangle)]
 static PROC_TAGS_SIZE: u32 = 0;
+/// How long a held action waits for a human before the kernel refuses it (hold.rs), in ns.
+#[unsafe(no_mangle)]
+static APPROVAL_TTL_NS: u64 = 0;
 /// 1 when BPF LSM is not available and out-of-scope opens and execs of tasks in enforce mode
 /// are answered by killing the process (the `kill` level).
 #[unsafe(no_mangle)]
@@ -192,11 +203,24 @@ pub fn inode_mode_off() -> usize {
 pub fn dentry_sb_off() -> usize {
     load(&DENTRY_SB_OFF) as usize
 }
+pub fn unix_path_off() -> usize {
+    load(&UNIX_PATH_OFF) as usize
+}
+pub fn unix_addr_off() -> usize {
+    load(&UNIX_ADDR_OFF) as usize
+}
+pub fn sb_magic_off() -> usize {
+    load(&SB_MAGIC_OFF) as usize
+}
 pub fn sb_mounts_off() -> usize {
     load(&SB_MOUNTS_OFF) as usize
 }
 pub fn mount_instance_off() -> usize {
     load(&MOUNT_INST_OFF) as usize
+}
+pub fn approval_ttl_ns() -> u64 {
+    // SAFETY: as in load().
+    unsafe { core::ptr::read_volatile(&APPROVAL_TTL_NS) }
 }
 pub fn proc_tags_size() -> u32 {
     load(&PROC_TAGS_SIZE)

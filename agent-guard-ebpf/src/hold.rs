@@ -7,9 +7,10 @@
 //! with a SIGCONT handler without SA_RESTART).
 
 use agent_guard_common::task::{APPROVAL_GRANTED, APPROVAL_PENDING, APPROVAL_REFUSED, Approval, MODE_AUDIT};
-use aya_ebpf::helpers::generated::bpf_send_signal;
+use aya_ebpf::helpers::{bpf_ktime_get_boot_ns, generated::bpf_send_signal};
 
 use crate::{
+    config,
     maps::APPROVALS,
     task::{CurrentTask, current_tid},
 };
@@ -78,11 +79,20 @@ pub fn ask(task: &CurrentTask, need: u32, hash: u64) -> Asked {
                 let _ = APPROVALS.remove(&tid);
                 Asked::Decided(Verdict::Deny)
             }
+            // Past its deadline with nobody's answer (the daemon may be gone): refused here,
+            // so that no held action ever goes through without a human.
+            // SAFETY: helper without arguments.
+            _ if unsafe { bpf_ktime_get_boot_ns() } >= a.deadline_ns => {
+                let _ = APPROVALS.remove(&tid);
+                Asked::Decided(Verdict::Deny)
+            }
             // Continued before a decision (someone sent SIGCONT): stop again.
             _ => Asked::Decided(hold()),
         };
     }
-    let pending = Approval { state: APPROVAL_PENDING, access: need, hash };
+    // SAFETY: helper without arguments.
+    let deadline_ns = unsafe { bpf_ktime_get_boot_ns() }.saturating_add(config::approval_ttl_ns());
+    let pending = Approval { state: APPROVAL_PENDING, access: need, hash, deadline_ns };
     if APPROVALS.insert(&tid, &pending, 0).is_err() {
         // No room to remember the question: refuse rather than let it through.
         return Asked::Decided(Verdict::Deny);

@@ -39,6 +39,7 @@ use aya_ebpf::{
 use crate::{
     config, emit,
     escape::refuse,
+    guard_fs,
     hold::{Asked, Verdict, ask, hold, ret},
     maps::{EXEC_PENDING, EXEC_SCRATCH, SCRATCH},
     net::{connect_verdict, net_decision},
@@ -175,6 +176,11 @@ fn try_file_open(ctx: &LsmContext) -> Verdict {
     if need == 0 {
         // O_PATH and similar opens give no access to the contents.
         return Verdict::Allow;
+    }
+    if need & ACCESS_WRITE != 0
+        && let Some(refused) = guard_fs::refuse_path(&task, unsafe { file.add(config::file_path_off()) })
+    {
+        return yes_no(refused);
     }
     // The kernel opening a binary to run it (open_exec: the program, a script's interpreter,
     // an ELF's loader) needs read or exec in the grant, and is reported as an exec; whether

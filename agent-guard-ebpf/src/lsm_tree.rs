@@ -10,6 +10,9 @@
 //! a bare dentry: its path is built on the first mount of its superblock (super_block.s_mounts),
 //! which is the path unless the filesystem is also bind-mounted elsewhere.
 //!
+//! The guard's filesystems (bpffs, cgroupfs) take no change from a tagged process whatever
+//! the grant (guard_fs.rs).
+//!
 //! Device nodes: path_mknod of a block or character device is refused (ESCAPE_DEVICE) whatever
 //! the grant, so a write grant never becomes raw access to a disk or to memory.
 //!
@@ -40,6 +43,7 @@ use aya_ebpf::{bindings::path, macros::lsm, programs::LsmContext};
 use crate::{
     dentry_path, emit,
     escape::refuse,
+    guard_fs,
     lsm::{fail_closed, verdict},
     maps::SCRATCH,
     path_match::match_path,
@@ -149,6 +153,9 @@ pub fn path_link(ctx: LsmContext) -> i32 {
 /// A change to `name` in directory `dir`.
 #[inline(always)]
 fn change_in(task: &CurrentTask, dir: *const path, dentry: *const u8, op: u32) -> bool {
+    if let Some(refused) = guard_fs::refuse_dentry(task, dentry) {
+        return refused;
+    }
     let Some(event) = SCRATCH.get_ptr_mut(0) else { return fail_closed(task) };
     // SAFETY: per-CPU scratch entry, used by this program only until it returns.
     let event = unsafe { &mut *event };
@@ -158,7 +165,10 @@ fn change_in(task: &CurrentTask, dir: *const path, dentry: *const u8, op: u32) -
 
 /// A change to the object at `p` itself.
 #[inline(always)]
-fn change_at(task: &CurrentTask, p: *const path, op: u32) -> bool {
+pub fn change_at(task: &CurrentTask, p: *const path, op: u32) -> bool {
+    if let Some(refused) = guard_fs::refuse_path(task, p.cast()) {
+        return refused;
+    }
     let Some(event) = SCRATCH.get_ptr_mut(0) else { return fail_closed(task) };
     // SAFETY: per-CPU scratch entry, used by this program only until it returns.
     let event = unsafe { &mut *event };
@@ -169,6 +179,9 @@ fn change_at(task: &CurrentTask, p: *const path, op: u32) -> bool {
 /// A change to the object of a bare `dentry`, named through its superblock's first mount.
 #[inline(always)]
 fn change_of_dentry(task: &CurrentTask, dentry: *const u8, op: u32) -> bool {
+    if let Some(refused) = guard_fs::refuse_dentry(task, dentry) {
+        return refused;
+    }
     let Some(event) = SCRATCH.get_ptr_mut(0) else { return fail_closed(task) };
     // SAFETY: per-CPU scratch entry, used by this program only until it returns.
     let event = unsafe { &mut *event };

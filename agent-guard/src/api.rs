@@ -200,6 +200,9 @@ pub struct StatusInfo {
     pub policies: Vec<String>,
     /// Kernel maps that bound how much the daemon accepts.
     pub maps: Vec<MapUse>,
+    /// Whether the programs outlive the daemon (their links are pinned in bpffs): if not, a
+    /// daemon that dies leaves its tasks unconfined until the next one stops them.
+    pub survives_daemon: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -17,6 +17,11 @@
 //!   send-again ADDR SECS     connects, sends, sleeps, sends again: "FIRST SECOND"
 //!   thread-exec VERB ARGS    a second thread execs this probe with VERB ARGS
 //!   leader-exit SECS VERB ARGS  the main thread exits; another does VERB after SECS
+//!   unix-connect PATH  stream connect to the Unix socket at PATH, then writes "hello"
+//!   unix-send PATH     one datagram "hello" to the Unix socket at PATH
+//!   unix-abstract NAME stream connect to the abstract Unix socket @NAME
+//!   socketpair         a datagram over a fresh socketpair (stays inside the process)
+//!   write PATH TEXT    opens PATH for writing and writes TEXT (cgroup files)
 
 use std::{
     ffi::CString,
@@ -152,6 +157,26 @@ pub fn act(args: &[String]) -> Option<std::io::Result<()>> {
                 let times = [libc::timespec { tv_sec: 86_400, tv_nsec: 0 }; 2];
                 errno_result(libc::utimensat(libc::AT_FDCWD, cstr(args, 1).as_ptr(), times.as_ptr(), 0) as i64)
             }
+            "unix-connect" => std::os::unix::net::UnixStream::connect(args.get(1).unwrap_or_else(|| super::usage()))
+                .and_then(|mut s| s.write_all(b"hello")),
+            "unix-send" => std::os::unix::net::UnixDatagram::unbound()
+                .and_then(|s| s.send_to(b"hello", args.get(1).unwrap_or_else(|| super::usage())).map(drop)),
+            "unix-abstract" => {
+                use std::os::linux::net::SocketAddrExt;
+                let name = args.get(1).unwrap_or_else(|| super::usage());
+                std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+                    .and_then(|addr| std::os::unix::net::UnixStream::connect_addr(&addr))
+                    .and_then(|mut s| s.write_all(b"hello"))
+            }
+            "socketpair" => std::os::unix::net::UnixDatagram::pair().and_then(|(a, b)| {
+                a.send(b"hello")?;
+                let mut buf = [0u8; 8];
+                b.recv(&mut buf).map(drop)
+            }),
+            "write" => std::fs::OpenOptions::new()
+                .write(true)
+                .open(args.get(1).unwrap_or_else(|| super::usage()))
+                .and_then(|mut f| f.write_all(args.get(2).unwrap_or_else(|| super::usage()).as_bytes())),
             "perf" => {
                 // struct perf_event_attr: type PERF_TYPE_SOFTWARE (1), size, config
                 // PERF_COUNT_SW_CPU_CLOCK (0), then zeroes (exclude_kernel set below).

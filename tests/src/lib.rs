@@ -3,6 +3,7 @@
 //! missing is a loud failure, never a skip.
 
 use std::{
+    ffi::OsString,
     io::{BufRead, BufReader},
     net::TcpListener,
     os::unix::net::UnixStream,
@@ -46,6 +47,10 @@ pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     pub events: PathBuf,
+    /// The daemon's command line, for `spawn` after `kill`.
+    args: Vec<OsString>,
+    /// Its cgroup directory's name, which also names its bpffs pin directory.
+    pub cgroup: String,
 }
 
 impl Daemon {
@@ -69,46 +74,68 @@ impl Daemon {
         let socket = dir.path().join("agent-guard.sock");
         let events = dir.path().join("events.jsonl");
         let cgroup = format!("agent-guard-e2e-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
-        let stderr = std::fs::File::create(dir.path().join("daemon.stderr")).expect("stderr file");
-        let mut command = Command::new(agent_guard_bin());
-        command.args(["--socket", socket.to_str().unwrap(), "daemon", "--cgroup-name", &cgroup]);
-        command.arg("--audit-store").arg(dir.path().join("audit.db"));
+        let mut args: Vec<OsString> = vec!["--socket".into(), socket.clone().into(), "daemon".into()];
+        args.extend(["--cgroup-name".into(), cgroup.clone().into()]);
+        args.extend(["--audit-store".into(), dir.path().join("audit.db").into()]);
+        args.extend(["--state-dir".into(), dir.path().join("state").into()]);
         match config {
             Some(yaml) => {
                 let yaml =
                     yaml.replace("{events}", events.to_str().unwrap()).replace("{dir}", dir.path().to_str().unwrap());
                 let path = dir.path().join("agent-guard.yaml");
                 std::fs::write(&path, yaml).expect("write the config file");
-                command.arg("--config").arg(path);
+                args.extend(["--config".into(), path.into()]);
             }
             None => {
-                command.args(["--no-stdout", "--events-file", events.to_str().unwrap()]);
+                args.extend(["--no-stdout".into(), "--events-file".into(), events.clone().into()]);
             }
         }
-        let child = command
-            .args(extra)
+        args.extend(extra.iter().map(OsString::from));
+        let mut daemon = Daemon { child: None, dir, socket, events, args, cgroup };
+        daemon.spawn();
+        daemon
+    }
+
+    /// Starts the daemon process (again, after `kill`: same socket, cgroup, state directory
+    /// and events file) and waits until it answers `status`.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "the daemon is already running");
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("daemon.stderr"))
+            .expect("stderr file");
+        let child = Command::new(agent_guard_bin())
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
             .expect("spawn agent-guard daemon");
-        let mut daemon = Daemon { child: Some(child), dir, socket, events };
+        self.child = Some(child);
         // Verifying the programs takes a while under emulation (the VM suite): allow for it.
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(status) = daemon.child.as_mut().unwrap().try_wait().expect("try_wait") {
-                panic!("daemon exited with {status} before serving; stderr:\n{}", daemon.stderr());
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().expect("try_wait") {
+                panic!("daemon exited with {status} before serving; stderr:\n{}", self.stderr());
             }
-            if UnixStream::connect(&daemon.socket).is_ok() && daemon.cli(&["status"]).status.success() {
-                return daemon;
+            if UnixStream::connect(&self.socket).is_ok() && self.cli(&["status"]).status.success() {
+                return;
             }
             assert!(
                 Instant::now() < deadline,
                 "daemon did not serve within {START_TIMEOUT:?}; stderr:\n{}",
-                daemon.stderr()
+                self.stderr()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// SIGKILLs the daemon (no shutdown of any kind) and reaps it.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("daemon running");
+        child.kill().expect("SIGKILL the daemon");
+        child.wait().expect("reap the daemon");
     }
 
     pub fn stderr(&self) -> String {

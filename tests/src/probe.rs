@@ -13,6 +13,7 @@
 //!   ptrace PID             PTRACE_SEIZE (then detach); bpf: creates a BPF array map
 //!   uring-open PATH        openat(PATH, O_RDONLY) submitted through io_uring, not a syscall
 //!   connect-twice ADDR GAP connect, sleep GAP seconds, connect: "FIRST SECOND"
+//!   loop SECS VERB ARGS    VERB every 100 ms for SECS seconds: "ok=N EPERM=M other=K"
 //!   connect-each ADDR[/udp].. a TCP connect (or UDP send) to each: one outcome per line
 //!   open-each PATH:r|w..   opens each existing PATH for reading or writing: one outcome per line
 //!   api-via-exited-child SOCKET JSON  makes a Unix socket, lets a forked child connect it to
@@ -209,6 +210,24 @@ fn act(args: &[String]) -> (String, i32) {
             std::thread::sleep(Duration::from_secs_f64(gap));
             let second = outcome(TcpStream::connect_timeout(&addr(1), Duration::from_secs(5)).map(drop)).0;
             (format!("{first} {second}"), 0)
+        }
+        Some("loop") => {
+            // VERB ARGS every 100 ms for SECS: "ok=N EPERM=M other=K".
+            let secs: f64 = args.get(1).and_then(|g| g.parse().ok()).unwrap_or_else(|| usage());
+            let end = std::time::Instant::now() + Duration::from_secs_f64(secs);
+            let mut counts = std::collections::BTreeMap::new();
+            while std::time::Instant::now() < end {
+                let result = act(&args[2..]).0;
+                let key = if result == "ok" || result == "EPERM" { result } else { "other".into() };
+                *counts.entry(key).or_insert(0u32) += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let line = ["ok", "EPERM", "other"]
+                .iter()
+                .map(|k| format!("{k}={}", counts.get(*k).copied().unwrap_or(0)))
+                .collect::<Vec<_>>()
+                .join(" ");
+            (line, 0)
         }
         Some("exit") => std::process::exit(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(0)),
         Some("sleep") => {

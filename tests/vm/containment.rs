@@ -92,12 +92,15 @@ fn privileges_mounts_chroot_and_namespaces_are_refused() {
     assert_eq!(attempt(daemon, "userns-bot", &g, &["unshare-user"]), "EPERM");
     escape(daemon, "userns-bot", "namespace");
     assert_eq!(attempt(daemon, "userns-bot", &g, &["unshare-mount"]), "EPERM");
-    // perf_event_open asks for CAP_PERFMON first (EACCES), then the perf_event_open hook.
+    // perf_event_open asks for CAP_PERFMON or CAP_SYS_ADMIN first (perfmon_capable(); the
+    // first check does not audit, so the refusal reported names CAP_SYS_ADMIN), then the hook.
     assert_eq!(attempt(daemon, "perf-bot", &g, &["perf"]), "error 13");
     daemon.wait_event("perf refused", |e| {
         e["kind"] == "task.escape"
             && e["task"]["agent"] == "perf-bot"
-            && (e["object"]["detail"] == "CAP_PERFMON" || e["object"]["route"] == "perf_event")
+            && (e["object"]["detail"] == "CAP_PERFMON"
+                || e["object"]["detail"] == "CAP_SYS_ADMIN"
+                || e["object"]["route"] == "perf_event")
     });
 
     // The same calls work untagged: the refusals are the guard's.
@@ -352,4 +355,121 @@ fn revoke_ends_access_through_descriptors_opened_before() {
     std::thread::sleep(Duration::from_millis(300));
     let got = received.lock().unwrap().clone();
     assert!(got.contains("first") && !got.contains("second"), "only the first send arrived: {got:?}");
+}
+
+/// The cgroup v2 mount point, from this process's mount table.
+fn cgroup2_root() -> String {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    mounts
+        .lines()
+        .find(|l| l.contains(" - cgroup2 "))
+        .and_then(|l| l.split(' ').nth(4))
+        .expect("a cgroup2 mount")
+        .to_string()
+}
+
+#[test]
+fn the_guards_pins_and_cgroups_cannot_be_changed_whatever_the_grant() {
+    let daemon = start();
+    let f = files(daemon);
+    let (pins, cgroups) = (format!("/sys/fs/bpf/{}", daemon.cgroup), cgroup2_root());
+    // A grant that names both trees for writing: the guard's filesystems stay out of reach.
+    let g = grant(
+        f.path(),
+        "guard-files",
+        "enforce",
+        &[],
+        &base_files(&[], &[Path::new("/sys/fs/bpf/**"), Path::new(&format!("{cgroups}/**"))], &[]),
+    );
+    let link = format!("{pins}/links/file_open");
+    assert!(Path::new(&link).exists(), "the daemon's file_open link is pinned at {link}");
+    assert_eq!(attempt(daemon, "unpin-bot", &g, &["unlink", &link]), "EPERM");
+    assert!(Path::new(&link).exists(), "the pin is still there");
+    daemon.wait_event("tamper on bpffs", |e| {
+        e["kind"] == "guard.tamper"
+            && e["task"]["agent"] == "unpin-bot"
+            && e["reason"].as_str().unwrap().contains("BPF")
+    });
+    // Moving itself out of its task's cgroup (out of reach of cgroup.kill), or freezing the root.
+    let procs = format!("{cgroups}/cgroup.procs");
+    assert_eq!(attempt(daemon, "cgroup-bot", &g, &["write", &procs, "0"]), "EPERM");
+    daemon.wait_event("tamper on cgroupfs", |e| {
+        e["kind"] == "guard.tamper"
+            && e["task"]["agent"] == "cgroup-bot"
+            && e["reason"].as_str().unwrap().contains("cgroup")
+    });
+    // The guard still enforces: the secret stays unreadable.
+    assert_eq!(attempt(daemon, "unpin-bot", &g, &["open", f.secret.to_str().unwrap(), "r"]), "EPERM");
+}
+
+/// A Unix stream listener that records what it receives, in the background.
+fn unix_listener(listener: std::os::unix::net::UnixListener) -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut buf = Vec::new();
+            let _ = stream.read_to_end(&mut buf);
+            sink.lock().unwrap().extend(buf);
+        }
+    });
+    got
+}
+
+#[test]
+fn unix_sockets_of_other_processes_need_write_on_their_path() {
+    use std::os::linux::net::SocketAddrExt;
+    let daemon = start();
+    let f = files(daemon);
+    let g = write_grant(&f, "unix");
+    let (outside, inside) = (f.path().join("service.sock"), f.path().join("work/own.sock"));
+    let outside_got = unix_listener(std::os::unix::net::UnixListener::bind(&outside).unwrap());
+    let inside_got = unix_listener(std::os::unix::net::UnixListener::bind(&inside).unwrap());
+    let abstract_name = format!("agent-guard-test-{}", std::process::id());
+    let abstract_addr = std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes()).unwrap();
+    let abstract_got = unix_listener(std::os::unix::net::UnixListener::bind_addr(&abstract_addr).unwrap());
+    let dgram_path = f.path().join("log.sock");
+    let dgram = std::os::unix::net::UnixDatagram::bind(&dgram_path).unwrap();
+    dgram.set_nonblocking(true).unwrap();
+
+    assert_eq!(attempt(daemon, "unix-bot", &g, &["unix-connect", outside.to_str().unwrap()]), "EPERM");
+    let event = daemon.wait_event("unix connect refused", |e| {
+        e["kind"] == "file.open" && e["task"]["agent"] == "unix-bot" && e["object"]["operation"] == "unix_connect"
+    });
+    assert_eq!(event["object"]["path"], outside.to_str().unwrap());
+    assert_eq!(event["decision"], "denied");
+    // Another spelling of the same socket: relative to a working directory, through a symlink.
+    std::os::unix::fs::symlink(&outside, f.path().join("work/alias.sock")).unwrap();
+    let dir = f.path().display().to_string();
+    let relative = format!("cd {dir} && {PROBE} unix-connect service.sock");
+    let out = daemon.run("unix-bot", "relative", &g, &["/bin/sh", "-c", &relative]);
+    assert_eq!(stdout(&out), "EPERM", "{out:?}");
+    let alias = f.path().join("work/alias.sock");
+    assert_eq!(attempt(daemon, "unix-bot", &g, &["unix-connect", alias.to_str().unwrap()]), "EPERM");
+    assert_eq!(attempt(daemon, "unix-bot", &g, &["unix-send", dgram_path.to_str().unwrap()]), "EPERM");
+    assert_eq!(attempt(daemon, "unix-bot", &g, &["unix-abstract", &abstract_name]), "EPERM");
+    escape(daemon, "unix-bot", "unix_abstract");
+    // Inside the grant, and a socketpair, work.
+    assert_eq!(attempt(daemon, "unix-bot", &g, &["unix-connect", inside.to_str().unwrap()]), "ok");
+    assert_eq!(attempt(daemon, "unix-bot", &g, &["socketpair"]), "ok");
+    // The daemon's own socket stays open to the task (steps, sub-tasks).
+    let bin = agent_guard_e2e::agent_guard_bin();
+    let bin_dir = bin.parent().unwrap().join("*").display().to_string();
+    let g2 = grant(
+        f.path(),
+        "unix-api",
+        "enforce",
+        &[],
+        &base_files(&[&bin.parent().unwrap().join("**")], &[], &[bin_dir.as_str()]),
+    );
+    let socket = daemon.socket.to_str().unwrap();
+    let step =
+        daemon.run("unix-bot", "declares", &g2, &[bin.to_str().unwrap(), "--socket", socket, "intent", "next step"]);
+    assert!(step.status.success(), "{step:?}");
+
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(outside_got.lock().unwrap().is_empty(), "nothing reached the service outside the grant");
+    assert!(abstract_got.lock().unwrap().is_empty(), "nothing reached the abstract socket");
+    assert!(dgram.recv(&mut [0u8; 16]).is_err(), "no datagram arrived");
+    assert_eq!(inside_got.lock().unwrap().as_slice(), b"hello", "the task's own socket got its message");
 }

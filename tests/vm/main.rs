@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 mod containment;
+mod restart;
 
 use agent_guard_e2e::{Daemon, grant, listener, stdout};
 
@@ -256,7 +257,7 @@ fn an_agent_cannot_kill_trace_or_reprogram_the_guard() {
 }
 
 /// A grant whose `ask` rules hold reads of `asked` and execs of `/bin/busybox`.
-fn ask_grant(f: &Files, name: &str, asked: &Path) -> PathBuf {
+pub(crate) fn ask_grant(f: &Files, name: &str, asked: &Path) -> PathBuf {
     let base = base_files(&[], &[], &[]);
     let ask_read = format!("{{path: \"{}\", action: ask}}", asked.display());
     let files = base

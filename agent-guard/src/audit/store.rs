@@ -211,6 +211,14 @@ impl Store {
     }
 
     /// Every task instance in the store, in the order they opened.
+    /// The highest task id any stored event names (0 when none): a daemon never hands out an
+    /// id at or below it, so that evidence never merges two tasks.
+    pub fn max_task_id(&self) -> Result<u32, AuditError> {
+        let max: Option<i64> =
+            self.conn.query_row("SELECT MAX(task_id) FROM events", [], |row| row.get(0)).map_err(sql(&self.path))?;
+        Ok(max.and_then(|m| u32::try_from(m).ok()).unwrap_or(0))
+    }
+
     pub fn tasks(&self) -> Result<Vec<TaskRow>, AuditError> {
         self.tasks_at(SystemTime::now())
     }

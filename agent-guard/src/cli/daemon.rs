@@ -59,6 +59,19 @@ pub struct Args {
     /// and whenever a file in it changes. A missing directory holds no policies.
     #[arg(long, default_value = "/etc/agent-guard/policies")]
     policy_dir: PathBuf,
+    /// Directory of the saved open tasks and the daemon's lock: a restarted daemon adopts the
+    /// tasks saved here (same ids); a second daemon on the same directory is refused.
+    #[arg(long, default_value = "/var/lib/agent-guard")]
+    state_dir: PathBuf,
+    /// bpffs directory where the programs' links and the maps are pinned, so that they
+    /// outlive the daemon [default: /sys/fs/bpf/<cgroup-name>].
+    #[arg(long)]
+    pin_dir: Option<PathBuf>,
+    /// What SIGTERM/SIGINT does with open tasks: stop them and detach everything, or leave
+    /// them confined for the next daemon to adopt. A killed or crashed daemon always leaves
+    /// them confined.
+    #[arg(long, value_enum, default_value = "stop-tasks")]
+    on_stop: crate::daemon::OnStop,
     /// Size of the kernel-to-daemon ring buffer in bytes: a power of two, at least 4096.
     #[arg(long, default_value_t = agent_guard_common::maps::DEFAULT_EVENTS_BYTES, value_parser = ring_size)]
     ring_buffer_bytes: u32,
@@ -129,10 +142,13 @@ pub fn main(socket: &Path, args: Args) -> anyhow::Result<ExitCode> {
             net_rules: args.max_net_rules,
             events_bytes: args.ring_buffer_bytes,
         },
+        pin_dir: args.pin_dir.unwrap_or_else(|| Path::new("/sys/fs/bpf").join(&args.cgroup_name)),
         cgroup_name: args.cgroup_name,
         require: args.require,
         approval_timeout: args.approval_timeout,
         policy_dir: args.policy_dir,
+        state_dir: args.state_dir,
+        on_stop: args.on_stop,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {

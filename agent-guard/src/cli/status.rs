@@ -27,6 +27,14 @@ pub fn main(socket: &Path, args: Args) -> anyhow::Result<ExitCode> {
     println!("  network  {}", status.enforcement.network);
     println!("  file     {}", status.enforcement.file);
     println!("  exec     {}", status.enforcement.exec);
+    println!(
+        "if the daemon dies {}",
+        if status.survives_daemon {
+            "the programs stay attached (pinned); the next daemon adopts the tasks"
+        } else {
+            "the programs detach (this kernel does not pin links); the next daemon stops the tasks"
+        }
+    );
     println!("open tasks      {}", status.open_tasks);
     println!("held actions    {}", status.pending_approvals);
     println!("events dropped  {}", status.events_dropped);

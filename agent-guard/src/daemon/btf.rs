@@ -31,6 +31,9 @@ pub struct LsmOffsets {
     pub inode_mode: u32,
     pub dentry_sb: u32,
     pub sb_mounts: u32,
+    pub sb_magic: u32,
+    pub unix_path: u32,
+    pub unix_addr: u32,
     pub mount_instance: u32,
     /// inode_setattr's dentry argument (1 from Linux 6.3, after the idmap; 0 before).
     pub setattr_dentry_arg: u32,
@@ -119,6 +122,9 @@ pub fn lsm_offsets() -> Result<LsmOffsets, String> {
         inode_mode: offset(&types, "inode", "i_mode")?,
         dentry_sb: offset(&types, "dentry", "d_sb")?,
         sb_mounts: offset(&types, "super_block", "s_mounts")?,
+        sb_magic: offset(&types, "super_block", "s_magic")?,
+        unix_path: offset(&types, "unix_sock", "path")?,
+        unix_addr: offset(&types, "unix_sock", "addr")?,
         mount_instance: first_mount_link(&types)?,
         setattr_dentry_arg,
         missing_hooks: OPTIONAL_HOOKS

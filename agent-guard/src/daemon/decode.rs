@@ -7,10 +7,10 @@ use agent_guard_common::{
     event::{
         ACTION_BLOCKED, ACTION_KILLED, EventHeader, ExecEvent, FILE_OP_CHMOD, FILE_OP_CHOWN, FILE_OP_CREATE,
         FILE_OP_LINK, FILE_OP_MKDIR, FILE_OP_RENAME_FROM, FILE_OP_RENAME_TO, FILE_OP_RMDIR, FILE_OP_SETATTR,
-        FILE_OP_SYMLINK, FILE_OP_TRUNCATE, FILE_OP_UNLINK, FILE_OP_XATTR, FileEvent, HOOK_LSM_CONNECT4,
-        HOOK_LSM_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6, KernelEvent, NetEvent, PATH_RELATIVE, PATH_TRUNCATED,
-        PATH_UNNORMALIZED, REASON_EXPIRED, REASON_REVOKED, VERDICT_ASK, VERDICT_FLAGGED, VERDICT_IN_SCOPE,
-        VERDICT_RULE_DENY, VERDICT_UNRESOLVED,
+        FILE_OP_SYMLINK, FILE_OP_TRUNCATE, FILE_OP_UNIX_CONNECT, FILE_OP_UNLINK, FILE_OP_XATTR, FileEvent,
+        HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6, KernelEvent, NetEvent, PATH_RELATIVE,
+        PATH_TRUNCATED, PATH_UNNORMALIZED, REASON_EXPIRED, REASON_REVOKED, VERDICT_ASK, VERDICT_FLAGGED,
+        VERDICT_IN_SCOPE, VERDICT_RULE_DENY, VERDICT_UNRESOLVED,
     },
     path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, Decision as PathDecision},
 };
@@ -433,6 +433,7 @@ fn operation_name(op: u32) -> Option<&'static str> {
         FILE_OP_CHOWN => "chown",
         FILE_OP_XATTR => "xattr",
         FILE_OP_SETATTR => "setattr",
+        FILE_OP_UNIX_CONNECT => "unix_connect",
         _ => return None,
     })
 }
@@ -442,7 +443,8 @@ fn file_event(reg: &Registry, e: &FileEvent, task: Option<&Task>) -> Decoded {
         return held(reg, &e.header, task, "file", &e.path, e.access);
     }
     let operation = operation_name(e.op);
-    let kind = if operation.is_some() { Kind::FileChange } else { Kind::FileOpen };
+    // Connecting to a Unix socket opens its file for writing (kernel DAC: MAY_WRITE): file.open.
+    let kind = if operation.is_some() && e.op != FILE_OP_UNIX_CONNECT { Kind::FileChange } else { Kind::FileOpen };
     let action =
         PathAction { kind, header: &e.header, raw_path: &e.path, path_flags: e.path_flags, dfd: e.dfd, need: e.access };
     let (mut event, path) = match observed_event(reg, action, task) {

@@ -3,10 +3,11 @@
 
 use agent_guard_common::event::{
     ESCAPE_CAPABILITY, ESCAPE_CHROOT, ESCAPE_DEVICE, ESCAPE_ENDED_IO, ESCAPE_FORK, ESCAPE_FOWNER, ESCAPE_LISTEN,
-    ESCAPE_MODULE, ESCAPE_MOUNT, ESCAPE_PERF, ESCAPE_PTRACE, ESCAPE_SCHED, ESCAPE_SIGNAL, ESCAPE_SOCKET, ESCAPE_USERNS,
-    EscapeEvent, IO_OP_MMAP, IO_OP_READ, IO_OP_RECEIVE, IO_OP_SEND, IO_OP_WRITE, MOUNT_OP_MOUNT, MOUNT_OP_MOVE,
-    MOUNT_OP_PIVOT_ROOT, MOUNT_OP_UMOUNT, SCHED_OP_IOPRIO, SCHED_OP_MOVE_MEMORY, SCHED_OP_NICE, SCHED_OP_RLIMIT,
-    SCHED_OP_SCHEDULER, TAMPER_BPF, TAMPER_LIMITS, TAMPER_PTRACE, TAMPER_SIGIO, TAMPER_SIGNAL,
+    ESCAPE_MODULE, ESCAPE_MOUNT, ESCAPE_PERF, ESCAPE_PTRACE, ESCAPE_SCHED, ESCAPE_SIGNAL, ESCAPE_SOCKET,
+    ESCAPE_UNIX_ABSTRACT, ESCAPE_USERNS, EscapeEvent, IO_OP_MMAP, IO_OP_READ, IO_OP_RECEIVE, IO_OP_SEND, IO_OP_WRITE,
+    MOUNT_OP_MOUNT, MOUNT_OP_MOVE, MOUNT_OP_PIVOT_ROOT, MOUNT_OP_UMOUNT, SCHED_OP_IOPRIO, SCHED_OP_MOVE_MEMORY,
+    SCHED_OP_NICE, SCHED_OP_RLIMIT, SCHED_OP_SCHEDULER, TAMPER_BPF, TAMPER_BPFFS, TAMPER_CGROUPFS, TAMPER_LIMITS,
+    TAMPER_PTRACE, TAMPER_SIGIO, TAMPER_SIGNAL,
 };
 
 /// include/uapi/linux/capability.h, by number.
@@ -157,6 +158,11 @@ pub fn route(e: &EscapeEvent) -> Route {
             format!("{} tagged processes", e.arg),
             "the kernel's tag map is nearly full: a fork whose child could not be tagged is refused (raise --max-processes)".into(),
         ),
+        ESCAPE_UNIX_ABSTRACT => (
+            "unix_abstract",
+            "abstract Unix socket".into(),
+            "a connect or send to a Unix socket in the abstract namespace, which no grant can name, is refused".into(),
+        ),
         other => ("unknown", format!("{other}"), format!("a tagged process was refused route {other}")),
     };
     Route { route, detail, reason }
@@ -172,6 +178,14 @@ pub fn tamper_reason(detail: u32, target: u32) -> String {
         TAMPER_LIMITS => format!(
             "a tagged process tried to change the limits, priority or scheduling of the agent-guard daemon (pid {target})"
         ),
+        TAMPER_BPFFS => {
+            "a tagged process tried to change a BPF filesystem, where the guard's programs and maps are pinned"
+                .to_string()
+        }
+        TAMPER_CGROUPFS => {
+            "a tagged process tried to change a cgroup filesystem (moving processes, freezing, killing, limits)"
+                .to_string()
+        }
         other => format!("a tagged process tried to act on the agent-guard daemon (attempt {other})"),
     }
 }

@@ -55,7 +55,7 @@ pub struct Event {
 
 /// What a task did within its grant, from the kernel's first-use records: which allow rules
 /// were used, which were not (a narrower grant would do), and what was touched.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Usage {
     /// False when kernel records were lost (guard.events_dropped) while the task ran: a rule
     /// listed unused may have been used.
@@ -152,6 +152,11 @@ pub enum Kind {
     GuardStart,
     #[serde(rename = "guard.stop")]
     GuardStop,
+    /// A daemon started over the kernel state a previous one left pinned (it was killed,
+    /// crashed or was upgraded): `reason` says how long no daemon ran and which tasks were
+    /// adopted. The kernel enforced every task throughout; events it recorded meanwhile follow.
+    #[serde(rename = "guard.adopt")]
+    GuardAdopt,
     /// The policy directory was (re)loaded; `reason` lists what it holds.
     #[serde(rename = "policy.load")]
     PolicyLoad,

@@ -1,9 +1,17 @@
 //! Loading and attaching the kernel programs, and the maps the daemon writes.
 //!
-//! Everything attached here is owned by [`Kernel`]: dropping it detaches every program
-//! (links are file descriptors) and frees the maps.
+//! The guard outlives its daemon: every link and every state map is pinned in bpffs under the
+//! pin directory, so a daemon that is killed, crashes or is upgraded leaves the programs
+//! attached and the maps (tags, tasks, grants, unread events) in place. The next daemon loads
+//! its programs against the pinned maps, then swaps each link in place (pinned under the
+//! same name, replacing the old one) so that no hook is ever left unattached. Only a
+//! deliberate stop removes the pins ([`Kernel::unpin`]), which detaches everything.
 
-use std::{fs::File, path::Path};
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use agent_guard_common::{
     maps,
@@ -13,11 +21,11 @@ use agent_guard_common::{
 };
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
-    programs::{CgroupAttachMode, CgroupSockAddr, Lsm, TracePoint},
+    maps::{Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray, RingBuf, lpm_trie::Key},
+    programs::{CgroupAttachMode, CgroupSockAddr, Lsm, TracePoint, links::FdLink},
 };
 
-use super::{KernelError, btf, tracefs};
+use super::{KernelError, bpffs, btf, tracefs};
 use crate::{api::Enforcement, grant::CompiledGrant};
 
 /// The eBPF object built by build.rs (aya-build) from the agent-guard-ebpf crate.
@@ -63,9 +71,28 @@ pub struct Rings {
     pub alerts: RingBuf<MapData>,
 }
 
+/// Where and how the programs are loaded.
+pub struct LoadOptions<'a> {
+    pub sizes: &'a MapSizes,
+    /// The cgroup v2 root, where the socket programs attach.
+    pub cgroup_root: &'a Path,
+    pub require_lsm: bool,
+    /// bpffs directory of this guard's pinned maps (`maps/`) and links (`links/`).
+    pub pin_dir: &'a Path,
+    /// How long a held action waits before the kernel refuses it (hold.rs).
+    pub approval_timeout: Duration,
+}
+
 pub struct Kernel {
-    /// Owns the programs and their links.
+    /// Owns the programs (their links are pinned: dropping this detaches nothing).
     _ebpf: Ebpf,
+    pin_dir: PathBuf,
+    /// True when the maps were already pinned: a previous daemon's state was adopted.
+    pub adopted: bool,
+    /// True when the links are pinned (the programs outlive this daemon).
+    pub links_pinned: bool,
+    /// Links this process holds because the kernel would not pin them.
+    _held_links: Vec<FdLink>,
     proc_tags: HashMap<MapData, u32, ProcTag>,
     tasks: HashMap<MapData, u32, TaskEntry>,
     task_live: HashMap<MapData, u32, u64>,
@@ -154,6 +181,9 @@ const LSM_PROGRAMS: &[(&str, &str)] = &[
     ("kernel_module_request", "kernel_module_request"),
     ("perf_event_open", "perf_event_open"),
     ("task_alloc", "task_alloc"),
+    // Unix sockets of other processes, by their bound path (lsm_unix.rs).
+    ("unix_stream_connect", "unix_stream_connect"),
+    ("unix_may_send", "unix_may_send"),
     // Socket families and inbound connections (lsm_socket.rs).
     ("socket_create", "socket_create"),
     ("socket_listen", "socket_listen"),
@@ -172,25 +202,31 @@ impl Kernel {
     /// kernel takes it; otherwise (unless `require_lsm`) file and exec are observed and the
     /// reason is kept in `warnings`. Any other failure is fatal and names the program: the
     /// daemon never runs with less enforcement than it reports.
-    pub fn load(sizes: &MapSizes, cgroup_root: &Path, require_lsm: bool) -> Result<(Kernel, Rings), KernelError> {
+    pub fn load(options: &LoadOptions) -> Result<(Kernel, Rings), KernelError> {
         tracefs::ensure_mounted()?;
+        bpffs::ensure(options.pin_dir)?;
+        let adopted = options.pin_dir.join("maps").join(maps::TASKS).exists();
+        for dir in ["maps", "links"] {
+            let path = options.pin_dir.join(dir);
+            std::fs::create_dir_all(&path).map_err(|source| KernelError::Pin { path, source })?;
+        }
         let lsm = btf::lsm_offsets().map_err(|detail| KernelError::LsmUnavailable { detail });
-        match lsm.and_then(|offsets| Self::load_mode(sizes, cgroup_root, Some(offsets))) {
+        let loaded = match lsm.and_then(|offsets| Self::load_mode(options, Some(offsets))) {
             Ok(loaded) => Ok(loaded),
-            Err(err @ (KernelError::LsmUnavailable { .. } | KernelError::Lsm { .. })) if !require_lsm => {
-                let (mut kernel, rings) = Self::load_mode(sizes, cgroup_root, None)?;
+            Err(err @ (KernelError::LsmUnavailable { .. } | KernelError::Lsm { .. })) if !options.require_lsm => {
+                let (mut kernel, rings) = Self::load_mode(options, None)?;
                 kernel.warnings.push(format!("file and exec are observed, not refused: {err}"));
                 Ok((kernel, rings))
             }
             Err(err) => Err(err),
-        }
+        };
+        let (mut kernel, rings) = loaded?;
+        kernel.adopted = adopted;
+        Ok((kernel, rings))
     }
 
-    fn load_mode(
-        sizes: &MapSizes,
-        cgroup_root: &Path,
-        lsm: Option<btf::LsmOffsets>,
-    ) -> Result<(Kernel, Rings), KernelError> {
+    fn load_mode(options: &LoadOptions, lsm: Option<btf::LsmOffsets>) -> Result<(Kernel, Rings), KernelError> {
+        let (sizes, cgroup_root) = (options.sizes, options.cgroup_root);
         let mut warnings = Vec::new();
         let offset = |cat, event, field| -> Result<u32, KernelError> {
             tracefs::field_offset(cat, event, field)?.ok_or(KernelError::TracepointLayout { event, field })
@@ -215,7 +251,14 @@ impl Kernel {
             Err(_) => None,
         };
 
-        let mut ebpf = EbpfLoader::new()
+        let approval_ttl_ns = u64::try_from(options.approval_timeout.as_nanos()).unwrap_or(u64::MAX);
+        let map_pins: Vec<(&str, PathBuf)> =
+            maps::PINNED.iter().map(|&name| (name, options.pin_dir.join("maps").join(name))).collect();
+        let mut loader = EbpfLoader::new();
+        for (name, path) in &map_pins {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader
             .map_max_entries(maps::PROC_TAGS, sizes.proc_tags)
             .map_max_entries(maps::TASKS, sizes.tasks)
             .map_max_entries(maps::TASK_LIVE, sizes.tasks)
@@ -253,15 +296,31 @@ impl Kernel {
             .override_global("INODE_MODE_OFF", &lsm.as_ref().map_or(0, |o| o.inode_mode), true)
             .override_global("DENTRY_SB_OFF", &lsm.as_ref().map_or(0, |o| o.dentry_sb), true)
             .override_global("SB_MOUNTS_OFF", &lsm.as_ref().map_or(0, |o| o.sb_mounts), true)
+            .override_global("SB_MAGIC_OFF", &lsm.as_ref().map_or(0, |o| o.sb_magic), true)
+            .override_global("UNIX_PATH_OFF", &lsm.as_ref().map_or(0, |o| o.unix_path), true)
+            .override_global("UNIX_ADDR_OFF", &lsm.as_ref().map_or(0, |o| o.unix_addr), true)
             .override_global("MOUNT_INST_OFF", &lsm.as_ref().map_or(0, |o| o.mount_instance), true)
             .override_global("TASK_SIGNAL_OFF", &task_offsets.map_or(0, |o| o.task_signal), true)
             .override_global("SIGNAL_LIVE_OFF", &task_offsets.map_or(0, |o| o.signal_live), true)
             .override_global("PROC_TAGS_SIZE", &sizes.proc_tags, true)
+            .override_global("APPROVAL_TTL_NS", &approval_ttl_ns, true)
             .override_global("DAEMON_TGID", &std::process::id(), true)
             .override_global("EXEC_CAPTURE", &u32::from(lsm.is_some()), true)
             .override_global("KILL_MODE", &u32::from(lsm.is_none()), true)
             .load(EBPF_OBJECT)
-            .map_err(|source| KernelError::Object { source: Box::new(source) })?;
+            .map_err(|source| match source {
+                aya::EbpfError::MapError(MapError::IncompatiblePinnedMap { name, property, expected, actual }) => {
+                    KernelError::PinnedIncompatible {
+                        dir: options.pin_dir.to_path_buf(),
+                        name,
+                        property,
+                        expected,
+                        actual,
+                    }
+                }
+                source => KernelError::Object { source: Box::new(source) },
+            })?;
+        let mut links = Links::new(options.pin_dir);
 
         if lsm.is_some() {
             let btf = aya::Btf::from_sys_fs().map_err(|e| KernelError::LsmUnavailable { detail: e.to_string() })?;
@@ -283,7 +342,20 @@ impl Kernel {
                 let started = std::time::Instant::now();
                 program.load(hook, &btf).map_err(|source| KernelError::Lsm { name, source })?;
                 tracing::info!(program = name, ms = started.elapsed().as_millis() as u64, "BPF LSM program loaded");
-                program.attach().map_err(|source| KernelError::Lsm { name, source })?;
+            }
+            // Attached only once all are verified (the slow part), each link swapped in for
+            // the previous daemon's at once: two copies of a hook run for microseconds at most.
+            for &(name, hook) in LSM_PROGRAMS {
+                let name = if name == "inode_setattr" && setattr_v1 { "inode_setattr_v1" } else { name };
+                if missing.contains(&hook) {
+                    continue;
+                }
+                let program: &mut Lsm = ebpf.program_mut(name).expect("loaded above").try_into().expect("loaded above");
+                links.attach(name, || {
+                    let id = program.attach().map_err(|source| KernelError::Lsm { name, source })?;
+                    let link = program.take_link(id).map_err(|source| KernelError::Lsm { name, source })?;
+                    Ok(FdLink::from(link))
+                })?;
             }
         }
         let observe: &[(&str, &str, &str)] = if lsm.is_some() { &[] } else { OBSERVE_TRACEPOINTS };
@@ -294,7 +366,11 @@ impl Kernel {
                 .try_into()
                 .map_err(|source| KernelError::Program { name, source })?;
             program.load().map_err(|source| KernelError::Program { name, source })?;
-            program.attach(category, event).map_err(|source| KernelError::Program { name, source })?;
+            links.attach(name, || {
+                let id = program.attach(category, event).map_err(|source| KernelError::Program { name, source })?;
+                let link = program.take_link(id).map_err(|source| KernelError::Program { name, source })?;
+                FdLink::try_from(link).map_err(|source| KernelError::Link { name, source })
+            })?;
         }
         let cgroup = File::open(cgroup_root)
             .map_err(|source| KernelError::Cgroup { path: cgroup_root.to_path_buf(), source })?;
@@ -309,14 +385,29 @@ impl Kernel {
             // attachment (kernel/bpf/cgroup.c: cgroup_bpf_link_attach passes BPF_F_ALLOW_MULTI
             // and link_create refuses any explicit flag): ours coexists with systemd's and other
             // guards' programs and runs for every process below the root.
-            program
-                .attach(&cgroup, CgroupAttachMode::Single)
-                .map_err(|source| KernelError::Program { name, source })?;
+            links.attach(name, || {
+                let id = program
+                    .attach(&cgroup, CgroupAttachMode::Single)
+                    .map_err(|source| KernelError::Program { name, source })?;
+                let link = program.take_link(id).map_err(|source| KernelError::Program { name, source })?;
+                FdLink::try_from(link).map_err(|source| KernelError::Link { name, source })
+            })?;
+        }
+        // Hooks the previous daemon had and this one does not (another kernel mode).
+        links.remove_others();
+        if let Some(why) = &links.unpinnable {
+            warnings.push(format!(
+                "this kernel does not pin BPF links ({why}): the programs detach if the daemon dies, and the next \
+                 daemon stops the tasks that ran unconfined meanwhile"
+            ));
         }
 
         let events = take(&mut ebpf, maps::EVENTS)?;
         let alerts = take(&mut ebpf, maps::ALERTS)?;
-        let kernel = Kernel {
+        let tag_count: Array<MapData, u64> = take(&mut ebpf, maps::TAG_COUNT)?;
+        // The roots a previous daemon tagged are still counted in the pinned map.
+        let roots_tagged = tag_count.get(&1, 0).unwrap_or(0);
+        let mut kernel = Kernel {
             proc_tags: take(&mut ebpf, maps::PROC_TAGS)?,
             tasks: take(&mut ebpf, maps::TASKS)?,
             task_live: take(&mut ebpf, maps::TASK_LIVE)?,
@@ -324,9 +415,13 @@ impl Kernel {
             path_rules: take(&mut ebpf, maps::PATH_RULES)?,
             drops: take(&mut ebpf, maps::EVENT_DROPS)?,
             approvals: take(&mut ebpf, maps::APPROVALS)?,
-            tag_count: take(&mut ebpf, maps::TAG_COUNT)?,
-            roots_tagged: 0,
+            tag_count,
+            roots_tagged,
             _ebpf: ebpf,
+            pin_dir: options.pin_dir.to_path_buf(),
+            adopted: false,
+            links_pinned: links.unpinnable.is_none(),
+            _held_links: links.held,
             // What is attached above, and nothing more.
             enforcement: match lsm {
                 Some(_) => Enforcement { network: "lsm".into(), file: "lsm".into(), exec: "lsm".into() },
@@ -336,7 +431,36 @@ impl Kernel {
             sizes: sizes.clone(),
             used: MapUsage::default(),
         };
+        // Entries a previous daemon wrote are in use too.
+        kernel.used = MapUsage {
+            tasks: kernel.tasks.keys().count(),
+            path_rules: kernel.path_rules.keys().count(),
+            net_rules: kernel.net_rules.keys().count(),
+        };
         Ok((kernel, Rings { events, alerts }))
+    }
+
+    /// Removes every pin: once this daemon lets go of its descriptors, the programs are
+    /// detached and the maps freed. Only for a deliberate stop, after the tasks are stopped.
+    pub fn unpin(&self) {
+        if let Err(err) = std::fs::remove_dir_all(&self.pin_dir) {
+            tracing::warn!(dir = %self.pin_dir.display(), %err, "removing the pinned programs and maps");
+        }
+    }
+
+    /// Task ids in the kernel's task map (open tasks, as the kernel sees them).
+    pub fn task_ids(&self) -> Vec<u32> {
+        self.tasks.keys().filter_map(Result::ok).collect()
+    }
+
+    /// Held threads whose question is still pending (APPROVALS).
+    pub fn pending_holds(&self) -> Vec<u32> {
+        self.approvals
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, a)| a.state == agent_guard_common::task::APPROVAL_PENDING)
+            .map(|(tid, _)| tid)
+            .collect()
     }
 
     /// Writes a grant's rules under `grant_id`, if they fit (a grant is never truncated). On
@@ -490,8 +614,16 @@ impl Kernel {
     /// Records a human's decision on the action held for thread `tid`.
     pub fn decide_held(&mut self, tid: u32, state: u32, access: u32, hash: u64) -> Result<(), KernelError> {
         self.approvals
-            .insert(&tid, &Approval { state, access, hash }, 0)
+            .insert(&tid, &Approval { state, access, hash, deadline_ns: u64::MAX }, 0)
             .map_err(|source| KernelError::Map { name: maps::APPROVALS, source })
+    }
+
+    /// Refuses the pending question of held thread `tid` (keeping what it asked about, which
+    /// the kernel matches when the syscall restarts).
+    pub fn refuse_held(&mut self, tid: u32) -> Result<(), KernelError> {
+        let approval =
+            self.approvals.get(&tid, 0).map_err(|source| KernelError::Map { name: maps::APPROVALS, source })?;
+        self.decide_held(tid, agent_guard_common::task::APPROVAL_REFUSED, approval.access, approval.hash)
     }
 
     /// Adds `bits` to the exact-path rule of `hash` in grant `grant_id`; returns the rule it
@@ -536,4 +668,63 @@ fn net_key(grant_id: u32, len: u8, addr: &[u8; 16]) -> Key<NetKey> {
 /// any address (lsm_socket.rs looks it up with the all-zero address).
 fn listen_key(grant_id: u32) -> Key<NetKey> {
     Key::new(NET_KEY_BITS - 128, NetKey { grant_be: (grant_id | LISTEN_GRANT_BIT).to_be_bytes(), addr: [0; 16] })
+}
+
+/// The links pinned under `<pin dir>/links/<program>`: each new link replaces the previous
+/// daemon's of the same name by an atomic rename (bpffs: simple_rename), which drops the old
+/// link and with it the old program's attachment.
+///
+/// Should a kernel refuse to pin a link, the links are kept in memory instead, so the programs
+/// detach when the daemon dies, and the daemon says so (`unpinnable`).
+struct Links {
+    dir: PathBuf,
+    pinned: Vec<String>,
+    /// Links held by this process only, when the kernel would not pin them.
+    held: Vec<FdLink>,
+    /// Why links are not pinned, if they are not.
+    unpinnable: Option<String>,
+}
+
+impl Links {
+    fn new(pin_dir: &Path) -> Links {
+        Links { dir: pin_dir.join("links"), pinned: Vec::new(), held: Vec::new(), unpinnable: None }
+    }
+
+    /// Attaches program `name` with `attach` and pins its link. A failed pin drops the link
+    /// (aya's FdLink::pin consumes it): the program is then attached again, and held.
+    fn attach(
+        &mut self,
+        name: &'static str,
+        mut attach: impl FnMut() -> Result<FdLink, KernelError>,
+    ) -> Result<(), KernelError> {
+        if self.unpinnable.is_some() {
+            self.held.push(attach()?);
+            return Ok(());
+        }
+        // No '.' in the name: bpffs refuses to create those (kernel/bpf/inode.c bpf_lookup,
+        // the dot is kept for its own .debug files), with EPERM.
+        let staged = self.dir.join(format!("new-{name}"));
+        let _ = std::fs::remove_file(&staged);
+        if let Err(err) = attach()?.pin(&staged) {
+            self.unpinnable = Some(format!("pinning the link of {name}: {err}"));
+            self.held.push(attach()?);
+            return Ok(());
+        }
+        let path = self.dir.join(name);
+        std::fs::rename(&staged, &path).map_err(|source| KernelError::Pin { path, source })?;
+        self.pinned.push(name.to_string());
+        Ok(())
+    }
+
+    /// Unpins (detaches) every link not pinned by this load.
+    fn remove_others(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !self.pinned.contains(&name) {
+                tracing::info!(link = name, "detaching a previous daemon's program this load does not use");
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! The daemon: owns the kernel programs and maps, serves the API, turns kernel records into
 //! events. `run` takes its listener and shutdown signal as arguments so tests can drive it.
 
+mod bpffs;
 mod btf;
 mod cgroup;
 mod clock;
@@ -17,6 +18,7 @@ mod peer;
 mod registry;
 mod reload;
 mod server;
+mod state;
 mod tracefs;
 
 use std::{
@@ -64,6 +66,15 @@ pub enum KernelError {
     LsmUnavailable { detail: String },
     #[error("BPF LSM program {name} does not load or attach on this kernel: {source}")]
     Lsm { name: &'static str, source: aya::programs::ProgramError },
+    #[error("pin directory {path}: {source}")]
+    Pin { path: PathBuf, source: std::io::Error },
+    #[error("program {name}'s link cannot be pinned: {source}")]
+    Link { name: &'static str, source: aya::programs::links::LinkError },
+    #[error(
+        "map {name} pinned in {dir} by a previous daemon has {property} {actual}, this daemon wants {expected}: \
+         start it with the previous daemon's map sizes, or stop that guard's tasks and remove {dir}"
+    )]
+    PinnedIncompatible { dir: PathBuf, name: String, property: &'static str, expected: u64, actual: u64 },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +91,8 @@ pub enum DaemonError {
     Metrics(#[from] metrics::MetricsError),
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    #[error(transparent)]
+    State(#[from] state::StateError),
     #[error("ring buffer {0}")]
     RingBuffer(std::io::Error),
     #[error("policy directory {dir} does not validate: {}", errors.join("; "))]
@@ -121,6 +134,17 @@ fn level_of(name: &str) -> Level {
     }
 }
 
+/// What a deliberate stop (SIGTERM, SIGINT) does with the open tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnStop {
+    /// Stop every open task (kill its processes), then detach the programs and remove the
+    /// pinned state: nothing is left unguarded because nothing is left.
+    StopTasks,
+    /// Leave the tasks running, confined by the pinned programs and maps exactly as before;
+    /// the next daemon adopts them (for upgrades and restarts).
+    KeepConfined,
+}
+
 pub struct DaemonConfig {
     /// Outputs, audit store, metrics and flood control (the config file, or its defaults).
     pub file: config::ConfigFile,
@@ -133,10 +157,16 @@ pub struct DaemonConfig {
     pub approval_timeout: Duration,
     /// Directory of policy files (profiles, templates, grants); reloaded on SIGHUP and on change.
     pub policy_dir: PathBuf,
+    /// The saved open tasks and the lock that makes this daemon the only one (state.rs).
+    pub state_dir: PathBuf,
+    /// bpffs directory where the programs' links and the maps are pinned (kernel.rs).
+    pub pin_dir: PathBuf,
+    pub on_stop: OnStop,
 }
 
-/// Runs until `shutdown` completes. Open tasks are stopped (their processes killed) at
-/// shutdown: once the programs are detached nothing would bound them any more.
+/// Runs until `shutdown` completes. The programs and maps are pinned: if this daemon dies,
+/// every task stays confined and the next daemon adopts it. At a deliberate stop, `on_stop`
+/// says whether the open tasks are stopped (and everything detached) or left confined.
 pub async fn run(
     config: DaemonConfig,
     listener: UnixListener,
@@ -149,8 +179,18 @@ pub async fn run(
     // Policies first: a daemon that would start without the policies it was given is refused.
     let policies = policy::PolicySet::load_dir(&config.policy_dir)
         .map_err(|errors| DaemonError::Policy { dir: config.policy_dir.clone(), errors })?;
+    // The lock first: two daemons must never adopt (and rewrite) one guard's state.
+    let mut state = state::StateDir::open(&config.state_dir)?;
+    let saved = state.load()?;
+    let last_alive = state.last_alive();
     let cgroup_root = cgroup::cgroup2_root()?;
-    let (kernel, rings) = kernel::Kernel::load(&config.map_sizes, &cgroup_root, config.require == Some(Level::Lsm))?;
+    let (kernel, rings) = kernel::Kernel::load(&kernel::LoadOptions {
+        sizes: &config.map_sizes,
+        cgroup_root: &cgroup_root,
+        require_lsm: config.require == Some(Level::Lsm),
+        pin_dir: &config.pin_dir,
+        approval_timeout: config.approval_timeout,
+    })?;
     // Loading parses the kernel's BTF and the eBPF object (twice where the LSM attempt falls
     // back): tens of MiB freed again. Hand them back to the system rather than keep them resident.
     // SAFETY: malloc_trim only releases free heap memory.
@@ -170,14 +210,17 @@ pub async fn run(
     let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
     let metrics = metrics::Metrics::default();
     let mut extra = Vec::new();
+    let mut highest_stored_id = 0;
     if let Some(path) = &config.file.audit_store.path {
         let store = crate::audit::Store::open(path, config.file.audit_store.retention)?;
+        highest_stored_id = store.max_task_id()?;
         extra.push(output::Extra { name: config::AUDIT_STORE_OUTPUT.into(), writer: output::store::writer(store) });
     }
     let hub =
         output::start(&config.file.outputs, extra, config.file.aggregation.window, host.clone(), metrics.clone())?;
     let (sink, kernel_sink, writer) = (hub.sink, hub.kernel, hub.task);
     let enforcement = kernel.enforcement.clone();
+    let adopting = kernel.adopted;
     let registry = Arc::new(Mutex::new(Registry::new(
         kernel,
         cgroup_root.join(&config.cgroup_name),
@@ -188,7 +231,20 @@ pub async fn run(
     {
         let mut reg = registry.lock().expect("registry lock is never poisoned");
         reg.policy_dir = config.policy_dir.clone();
+        // As the kernel names the bound socket (symlinks such as /var/run resolved).
+        reg.api_socket = listener
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().and_then(|p| std::fs::canonicalize(p).ok()))
+            .map(|p| p.display().to_string());
         reg.apply_policies(policies, "start");
+        let (adopted, revoked, closed) = reg.adopt(saved);
+        reg.raise_next_id(highest_stored_id);
+        if adopting {
+            report_adoption(&reg, last_alive, adopted, revoked, closed);
+        }
+        reg.state = Some(state);
+        reg.persist();
     }
 
     let mut start = Event::new(Kind::GuardStart, &host, SystemTime::now());
@@ -240,11 +296,22 @@ pub async fn run(
         let mut reg = registry.lock().expect("registry lock is never poisoned");
         report_drops(&mut reg);
         let open: Vec<u32> = reg.list().iter().filter(|t| t.ended.is_none()).map(|t| t.id).collect();
-        for id in open {
-            let _ = reg.stop_task(id, None, "agent-guard is shutting down: its tasks cannot stay unguarded");
-        }
         let mut stop = Event::new(Kind::GuardStop, &reg.host, SystemTime::now());
-        stop.reason = Some("shutdown signal".into());
+        match config.on_stop {
+            OnStop::StopTasks => {
+                for &id in &open {
+                    let _ = reg.stop_task(id, None, "agent-guard is shutting down: its tasks cannot stay unguarded");
+                }
+                stop.reason = Some("shutdown signal: open tasks stopped, programs detached".into());
+            }
+            OnStop::KeepConfined => {
+                reg.persist();
+                stop.reason = Some(format!(
+                    "shutdown signal: {} open task(s) left confined by the pinned programs, for the next daemon to adopt",
+                    open.len()
+                ));
+            }
+        }
         reg.sink.send(stop);
     }
     // After the tasks are stopped, never before: a scraper holding a connection open must not
@@ -256,14 +323,55 @@ pub async fn run(
         server.abort();
         let _ = server.await;
     }
-    // Dropping the registry drops the kernel object: every program is detached here.
-    let cgroup_base = registry.lock().expect("registry lock is never poisoned").cgroup_base().to_path_buf();
+    let cgroup_base = {
+        let mut reg = registry.lock().expect("registry lock is never poisoned");
+        if config.on_stop == OnStop::StopTasks {
+            // Without the pins, dropping the registry (and the kernel object in it) below
+            // detaches every program and frees the maps.
+            reg.kernel.unpin();
+            if let Some(state) = reg.state.as_mut() {
+                state.clear();
+            }
+        }
+        reg.cgroup_base().to_path_buf()
+    };
     drop(Arc::try_unwrap(registry).ok());
-    remove_cgroups(&cgroup_base).await;
+    if config.on_stop == OnStop::StopTasks {
+        remove_cgroups(&cgroup_base).await;
+    }
     drop(sink);
     let _ = writer.await;
-    tracing::info!("agent-guard stopped; all programs detached");
+    match config.on_stop {
+        OnStop::StopTasks => tracing::info!("agent-guard stopped; all programs detached"),
+        OnStop::KeepConfined => tracing::info!("agent-guard stopped; its programs stay attached, pinned"),
+    }
     Ok(())
+}
+
+/// The `guard.adopt` event: how long no daemon ran, and what became of the tasks.
+fn report_adoption(reg: &Registry, last_alive: Option<SystemTime>, adopted: usize, revoked: usize, closed: usize) {
+    let now = SystemTime::now();
+    let gap = match last_alive.and_then(|t| now.duration_since(t).ok()) {
+        Some(gap) => format!(
+            "no daemon ran for about {} (from {})",
+            humantime::format_duration(Duration::from_secs(gap.as_secs())),
+            clock::rfc3339(last_alive.expect("some"))
+        ),
+        None => "no daemon ran for an unknown time (no saved state)".into(),
+    };
+    let meanwhile = if reg.kernel.links_pinned {
+        "the kernel enforced every task meanwhile"
+    } else {
+        "the programs had detached with it (this kernel does not pin BPF links)"
+    };
+    let mut event = Event::new(Kind::GuardAdopt, &reg.host, now);
+    event.count = Some(adopted as u64);
+    event.reason = Some(format!(
+        "{gap}; {meanwhile}. Adopted {adopted} open task(s); stopped or revoked {revoked}; closed {closed} that \
+         ended. Events the kernel recorded meanwhile follow."
+    ));
+    tracing::warn!(adopted, revoked, closed, "adopted the pinned state of a previous daemon");
+    reg.sink.send(event);
 }
 
 /// Removes the task cgroups and their parent, waiting briefly for killed processes to leave.
@@ -363,6 +471,10 @@ async fn watch_drops(registry: Arc<Mutex<Registry>>) {
         report_drops(&mut reg);
         reg.close_empty_tasks();
         reg.expire();
+        reg.persist();
+        if let Some(state) = &reg.state {
+            state.heartbeat();
+        }
     }
 }
 

@@ -158,6 +158,7 @@ const KNOWN_OTHER: &[&str] = &[
     "approval.denied",
     "guard.start",
     "guard.stop",
+    "guard.adopt",
     "guard.events_dropped",
     "guard.tag_lost",
     "guard.tamper",
@@ -216,7 +217,7 @@ fn category_name(category_uid: u64) -> &'static str {
 fn severity(kind: &str, decision: Option<&str>) -> (u64, &'static str) {
     match (kind, decision) {
         ("guard.tamper" | "task.escape" | "guard.events_dropped", _) => (4, "High"),
-        ("guard.tag_lost" | "policy.rejected", _) | (_, Some("flagged")) => (3, "Medium"),
+        ("guard.tag_lost" | "guard.adopt" | "policy.rejected", _) | (_, Some("flagged")) => (3, "Medium"),
         (_, Some("denied" | "held")) => (2, "Low"),
         _ => (1, "Informational"),
     }

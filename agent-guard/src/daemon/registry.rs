@@ -22,6 +22,7 @@ use super::{
     event::{Actor, Decision, Event, Kind, TaskRef, Usage},
     kernel::Kernel,
     output::EventSink,
+    state::{Saved, SavedAllow, SavedTask},
 };
 use crate::{
     api::{ApprovalInfo, ErrorCode, MapUse, StatusInfo, TaskInfo, TaskState},
@@ -87,7 +88,8 @@ struct TemporaryAllow {
     task_id: u32,
     hash: u64,
     previous: Option<PathRule>,
-    until: Instant,
+    /// CLOCK_BOOTTIME of the end (saved across daemon restarts, state.rs).
+    until_ns: u64,
 }
 
 pub struct Registry {
@@ -109,6 +111,10 @@ pub struct Registry {
     pub proc_cache: std::cell::RefCell<ProcCache>,
     /// Exec ids and ancestry of tagged processes (lineage.rs).
     pub lineage: std::cell::RefCell<super::lineage::Lineage>,
+    /// Where the open tasks are saved for the next daemon (None until adoption is done).
+    pub state: Option<super::state::StateDir>,
+    /// The API socket's resolved path, which every task may connect to.
+    pub api_socket: Option<String>,
 }
 
 /// A refused request: what the API sends back.
@@ -189,6 +195,29 @@ impl Registry {
             policy_dir: PathBuf::new(),
             proc_cache: Default::default(),
             lineage: Default::default(),
+            state: None,
+            api_socket: None,
+        }
+    }
+
+    /// A grant's kernel rules, with `write` on the daemon's API socket: a task's processes
+    /// open sub-tasks and declare steps through it (lsm_unix.rs judges Unix connects).
+    fn compile(&self, grant: &Grant) -> Result<CompiledGrant, crate::grant::CompileError> {
+        let mut compiled = CompiledGrant::compile(grant)?;
+        if let Some(socket) = &self.api_socket {
+            compiled.allow_write_exact(socket);
+        }
+        Ok(compiled)
+    }
+
+    /// Saves the open tasks if they changed. A failure is logged, not fatal: the kernel keeps
+    /// enforcing; only a restart's adoption would be incomplete (and fail closed).
+    pub fn persist(&mut self) {
+        let snapshot = self.snapshot();
+        if let Some(state) = self.state.as_mut()
+            && let Err(err) = state.save(&snapshot)
+        {
+            tracing::error!(%err, "saving the open tasks for the next daemon");
         }
     }
 
@@ -289,7 +318,8 @@ impl Registry {
             let (task_id, hash, access) = (held.info.task, held.hash, held.access);
             let grant_id = task_id;
             let previous = self.kernel.add_path_bits(grant_id, hash, access << APPROVED_SHIFT)?;
-            self.temporary.push(TemporaryAllow { task_id, hash, previous, until: Instant::now() + duration });
+            let until_ns = boot_ns_now().saturating_add(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX));
+            self.temporary.push(TemporaryAllow { task_id, hash, previous, until_ns });
         }
         let held = self.approvals.get_mut(&id).expect("checked above");
         held.info.state = if approve {
@@ -339,7 +369,8 @@ impl Registry {
         for id in late {
             let _ = self.decide(id, false, None, None);
         }
-        let (ended, kept): (Vec<_>, Vec<_>) = self.temporary.drain(..).partition(|t| t.until <= now);
+        let now_ns = boot_ns_now();
+        let (ended, kept): (Vec<_>, Vec<_>) = self.temporary.drain(..).partition(|t| t.until_ns <= now_ns);
         self.temporary = kept;
         for t in ended {
             self.kernel.restore_path_rule(t.task_id, t.hash, t.previous);
@@ -452,7 +483,8 @@ impl Registry {
             }
             grant.spec = crate::grant::with_restrictions(&grant.spec, &parent_task.grant.spec);
         }
-        let compiled = CompiledGrant::compile(&grant)
+        let compiled = self
+            .compile(&grant)
             .map_err(|err| refuse(ErrorCode::InvalidGrant, format!("grant {grant_source}: {err}")))?;
 
         let started = SystemTime::now();
@@ -818,6 +850,7 @@ impl Registry {
             policy_dir: self.policy_dir.display().to_string(),
             policies: self.policies.files.iter().map(|p| p.display().to_string()).collect(),
             maps: self.map_usage(),
+            survives_daemon: self.kernel.links_pinned,
         }
     }
 
@@ -836,5 +869,158 @@ impl Registry {
         .into_iter()
         .map(|(name, used, size)| MapUse { name: name.into(), used, size })
         .collect()
+    }
+}
+
+/// Saving and adopting the open tasks across daemon restarts (state.rs, kernel.rs pinning).
+impl Registry {
+    /// The open tasks and counters, as state.rs saves them.
+    pub fn snapshot(&self) -> Saved {
+        Saved {
+            next_id: self.next_id,
+            dropped_total: self.dropped_total,
+            tasks: self
+                .tasks
+                .values()
+                .filter(|t| t.info.ended.is_none())
+                .map(|t| SavedTask {
+                    info: t.info.clone(),
+                    grant: t.grant.clone(),
+                    expires_ns: t.expires_ns,
+                    latest_ns: t.latest_ns,
+                    moved_out: t.moved_out,
+                    cgroup: t.cgroup.clone(),
+                    usage: t.usage.clone(),
+                    drops_at_open: t.drops_at_open,
+                })
+                .collect(),
+            temporary: self
+                .temporary
+                .iter()
+                .map(|t| SavedAllow {
+                    task_id: t.task_id,
+                    hash: t.hash,
+                    previous: t.previous.map(|r| [r.exact, r.children, r.subtree]),
+                    until_ns: t.until_ns,
+                })
+                .collect(),
+        }
+    }
+
+    /// Never hands out an id at or below `floor` (the audit store's highest).
+    pub fn raise_next_id(&mut self, floor: u32) {
+        self.next_id = self.next_id.max(floor.saturating_add(1));
+    }
+
+    /// Takes over what a previous daemon left: the saved tasks the pinned kernel state still
+    /// has are adopted as they were; the kernel's tasks nobody saved are revoked and their
+    /// processes killed (fail closed: their grant is unknown); saved tasks the kernel no
+    /// longer has are closed. Held actions lost their question with the old daemon: they
+    /// are refused and continued. Returns (adopted, revoked, closed) task counts.
+    pub fn adopt(&mut self, saved: Option<Saved>) -> (usize, usize, usize) {
+        let saved = saved.unwrap_or_default();
+        self.next_id = self.next_id.max(saved.next_id);
+        self.dropped_total = saved.dropped_total;
+        let in_kernel = self.kernel.task_ids();
+        let (mut adopted, mut closed) = (0, 0);
+        let now = SystemTime::now();
+        for t in saved.tasks {
+            let id = t.info.id;
+            let compiled = match self.compile(&t.grant) {
+                Ok(compiled) => compiled,
+                Err(err) => {
+                    tracing::error!(task = id, %err, "a saved grant no longer compiles; the task is revoked");
+                    continue;
+                }
+            };
+            let mut task = Task {
+                info: t.info,
+                grant: t.grant,
+                expires_ns: t.expires_ns,
+                latest_ns: t.latest_ns,
+                moved_out: t.moved_out,
+                compiled,
+                cgroup: t.cgroup,
+                usage: t.usage,
+                drops_at_open: t.drops_at_open,
+            };
+            if in_kernel.contains(&id) {
+                adopted += 1;
+                self.tasks.insert(id, task);
+                continue;
+            }
+            // The kernel state is gone (the host restarted, or the pins were removed): the
+            // task's processes went with it.
+            closed += 1;
+            task.info.ended = Some(clock::rfc3339(now));
+            task.info.live_processes = 0;
+            cgroup::remove_when_empty(task.cgroup.clone());
+            let mut event = Event::new(Kind::TaskClose, &self.host, now);
+            event.task = Some(task.task_ref());
+            event.usage = Some(task.usage(self.dropped_total));
+            event.enforcement = Some("none".into());
+            event.reason = Some("the guard's kernel state was gone when the daemon started (host restart?)".into());
+            self.sink.send(event);
+            self.tasks.insert(id, task);
+        }
+        let mut revoked = 0;
+        for id in in_kernel.into_iter().filter(|id| !self.tasks.contains_key(id)) {
+            revoked += 1;
+            let _ = self.kernel.revoke_task(id);
+            for pid in self.kernel.processes_of(id) {
+                let _ =
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            }
+            self.kernel.remove_task(id);
+            tracing::error!(
+                task = id,
+                "task in the kernel but not in the saved state: revoked and its processes killed"
+            );
+            let mut event = Event::new(Kind::TaskStop, &self.host, now);
+            event.task = Some(TaskRef {
+                id,
+                agent: String::new(),
+                intent: String::new(),
+                grant: String::new(),
+                parent: None,
+                step: None,
+            });
+            event.enforcement = Some("none".into());
+            event.reason = Some(
+                "the kernel held this task but the daemon's saved state did not (lost in a crash): revoked and its processes killed"
+                    .into(),
+            );
+            self.sink.send(event);
+        }
+        for t in saved.temporary {
+            self.temporary.push(TemporaryAllow {
+                task_id: t.task_id,
+                hash: t.hash,
+                previous: t.previous.map(|[exact, children, subtree]| PathRule { exact, children, subtree, _pad: 0 }),
+                until_ns: t.until_ns,
+            });
+        }
+        if !self.kernel.links_pinned && self.kernel.adopted {
+            // The programs died with the previous daemon: these tasks ran unconfined, and
+            // children they forked meanwhile are untagged. Fail closed: stop them (cgroup.kill
+            // reaches the untagged children that stayed in the task's cgroup).
+            let ids: Vec<u32> = self.tasks.values().filter(|t| t.info.ended.is_none()).map(|t| t.info.id).collect();
+            for id in ids {
+                adopted -= 1;
+                revoked += 1;
+                let _ = self.stop_task(
+                    id,
+                    None,
+                    "its programs detached when the previous daemon died (this kernel does not pin BPF links), so it \
+                     may have run unconfined: stopped",
+                );
+            }
+        }
+        for tid in self.kernel.pending_holds() {
+            let _ = self.kernel.refuse_held(tid);
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(tid as i32), nix::sys::signal::Signal::SIGCONT);
+            tracing::warn!(tid, "an action held when the previous daemon stopped is refused (its question was lost)");
+        }
+        (adopted, revoked, closed)
     }
 }

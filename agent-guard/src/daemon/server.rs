@@ -82,7 +82,8 @@ fn handle_line(line: &str, peer_pid: u32, peer_uid: u32, registry: &Mutex<Regist
             ),
         };
     }
-    match request.body {
+    let changes = !matches!(request.body, RequestBody::ListTasks | RequestBody::Status | RequestBody::ListApprovals);
+    let body = match request.body {
         RequestBody::OpenTask { agent, intent, grant_yaml, grant_source, profile, template, vars, ttl_secs } => {
             let grant = match (grant_yaml, profile) {
                 (Some(yaml), None) => {
@@ -126,5 +127,10 @@ fn handle_line(line: &str, peer_pid: u32, peer_uid: u32, registry: &Mutex<Regist
         RequestBody::DeclareIntent { intent } => {
             reg.declare_intent(peer_pid, intent).map_or_else(error, |task| ResponseBody::Task { task })
         }
+    };
+    // Saved before the caller hears of it: a task it was told about survives a crash.
+    if changes {
+        reg.persist();
     }
+    body
 }

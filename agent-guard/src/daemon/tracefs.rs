@@ -13,8 +13,12 @@ pub fn ensure_mounted() -> Result<(), KernelError> {
     if Path::new(TRACEFS).join("events").is_dir() {
         return Ok(());
     }
-    nix::mount::mount(Some("tracefs"), TRACEFS, Some("tracefs"), nix::mount::MsFlags::empty(), None::<&str>)
-        .map_err(|errno| KernelError::Tracefs { path: PathBuf::from(TRACEFS), detail: errno.to_string() })
+    match nix::mount::mount(Some("tracefs"), TRACEFS, Some("tracefs"), nix::mount::MsFlags::empty(), None::<&str>) {
+        Ok(()) => Ok(()),
+        // Another daemon starting at the same moment mounted it first (EBUSY).
+        Err(_) if Path::new(TRACEFS).join("events").is_dir() => Ok(()),
+        Err(errno) => Err(KernelError::Tracefs { path: PathBuf::from(TRACEFS), detail: errno.to_string() }),
+    }
 }
 
 /// Offset of `field` in the record of `category/event`, or None when the record has no such field.

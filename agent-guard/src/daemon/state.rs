@@ -1,0 +1,166 @@
+//! The daemon's state directory: the open tasks saved on every change, so that a daemon that
+//! is killed, crashes or is upgraded is followed by one that adopts them (same ids, grants,
+//! expiries), and a lock that keeps two daemons from adopting the same guard.
+//!
+//! The kernel side survives in bpffs (kernel.rs); this is the userspace half. A task the
+//! kernel holds but this file does not know (a write lost to a crash) is not trusted: the
+//! adopting daemon revokes it (registry.rs `adopt`).
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{api::TaskInfo, grant::Grant};
+
+use super::event::Usage;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state directory {path}: {source}")]
+    Dir { path: PathBuf, source: std::io::Error },
+    #[error("state directory {path} is in use by another agent-guard daemon (pid in {path}/lock)")]
+    Locked { path: PathBuf },
+    #[error("state file {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("state file {path} is not a saved agent-guard state: {source}")]
+    Parse { path: PathBuf, source: serde_json::Error },
+}
+
+/// What a restarted daemon needs to carry on: every open task, and the id counter.
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Saved {
+    /// The next task id: ids are never reused, across restarts too.
+    pub next_id: u32,
+    /// Kernel records lost so far (EVENT_DROPS is pinned and keeps counting).
+    pub dropped_total: u64,
+    pub tasks: Vec<SavedTask>,
+    /// `approve --for` allowances in force.
+    pub temporary: Vec<SavedAllow>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SavedTask {
+    pub info: TaskInfo,
+    pub grant: Grant,
+    pub expires_ns: u64,
+    pub latest_ns: Option<u64>,
+    pub moved_out: u64,
+    pub cgroup: PathBuf,
+    pub usage: Usage,
+    pub drops_at_open: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SavedAllow {
+    pub task_id: u32,
+    pub hash: u64,
+    /// The exact-path rule to put back when the allowance ends: (exact, children, subtree),
+    /// or none when there was no rule.
+    pub previous: Option<[u32; 3]>,
+    /// CLOCK_BOOTTIME of the end.
+    pub until_ns: u64,
+}
+
+/// The state directory, locked for this daemon's lifetime.
+pub struct StateDir {
+    file: PathBuf,
+    /// Holds the lock (flock, released by the kernel when the daemon dies however it dies).
+    _lock: nix::fcntl::Flock<std::fs::File>,
+    /// What was last written, so that an unchanged state is not written again.
+    last: Vec<u8>,
+}
+
+impl StateDir {
+    /// Creates (0700) and locks `dir`.
+    pub fn open(dir: &Path) -> Result<StateDir, StateError> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let dir_err = |source| StateError::Dir { path: dir.to_path_buf(), source };
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(dir_err)?;
+        let lock_path = dir.join("lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|source| StateError::Io { path: lock_path.clone(), source })?;
+        let mut lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|_| StateError::Locked { path: dir.to_path_buf() })?;
+        let _ = lock.set_len(0);
+        let _ = writeln!(*lock, "{}", std::process::id());
+        Ok(StateDir { file: dir.join("tasks.json"), _lock: lock, last: Vec::new() })
+    }
+
+    /// The saved state, if there is one.
+    pub fn load(&mut self) -> Result<Option<Saved>, StateError> {
+        let bytes = match std::fs::read(&self.file) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StateError::Io { path: self.file.clone(), source }),
+        };
+        let saved =
+            serde_json::from_slice(&bytes).map_err(|source| StateError::Parse { path: self.file.clone(), source })?;
+        self.last = bytes;
+        Ok(Some(saved))
+    }
+
+    /// Writes `saved` if it changed: to a temporary file, synced, then renamed over the old
+    /// one, so that a crash leaves either state whole.
+    pub fn save(&mut self, saved: &Saved) -> Result<(), StateError> {
+        let bytes = serde_json::to_vec(saved).expect("the state serialises");
+        if bytes == self.last {
+            return Ok(());
+        }
+        let staged = self.file.with_extension("json.new");
+        let io = |source| StateError::Io { path: staged.clone(), source };
+        let mut file = std::fs::File::create(&staged).map_err(io)?;
+        file.write_all(&bytes).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&staged, &self.file).map_err(|source| StateError::Io { path: self.file.clone(), source })?;
+        self.last = bytes;
+        Ok(())
+    }
+
+    /// Marks the daemon alive now (the file's mtime): the next daemon measures the gap from it.
+    pub fn heartbeat(&self) {
+        if let Ok(file) = std::fs::File::options().append(true).open(&self.file) {
+            let _ = file.set_modified(SystemTime::now());
+        }
+    }
+
+    /// When the previous daemon was last alive.
+    pub fn last_alive(&self) -> Option<SystemTime> {
+        std::fs::metadata(&self.file).and_then(|m| m.modified()).ok()
+    }
+
+    /// Removes the saved state (a deliberate stop, after the tasks were stopped).
+    pub fn clear(&mut self) {
+        let _ = std::fs::remove_file(&self.file);
+        self.last.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_daemon_cannot_lock_the_same_directory_and_the_state_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = StateDir::open(dir.path()).unwrap();
+        assert!(matches!(StateDir::open(dir.path()), Err(StateError::Locked { .. })));
+        assert_eq!(state.load().unwrap(), None);
+        let saved = Saved { next_id: 42, dropped_total: 3, tasks: Vec::new(), temporary: Vec::new() };
+        state.save(&saved).unwrap();
+        drop(state);
+        let mut again = StateDir::open(dir.path()).unwrap();
+        assert_eq!(again.load().unwrap(), Some(saved));
+    }
+}

@@ -1,0 +1,97 @@
+//! The guard outlives its daemon, on the BPF LSM kernel: a SIGKILLed daemon leaves its
+//! programs attached (links pinned in bpffs), its task confined, and the next daemon adopts
+//! the task with its id and delivers what the kernel recorded meanwhile.
+
+use std::{process::Stdio, time::Duration};
+
+use agent_guard_e2e::{Daemon, grant, stdout};
+
+use super::{PROBE, base_files, files};
+
+#[test]
+fn a_killed_daemon_leaves_its_task_confined_and_the_next_daemon_adopts_it() {
+    // Its own daemon (the suite's shared one must not be killed).
+    let mut daemon = Daemon::start_with(&["--require", "lsm"]);
+    let status: serde_json::Value = serde_json::from_slice(&daemon.cli(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(status["survives_daemon"], true, "links pin on this kernel: {status}");
+    let f = files(&daemon);
+    let work = f.path().join("work");
+    let g = grant(
+        f.path(),
+        "no-secrets",
+        "enforce",
+        &[],
+        &base_files(&[&work.join("**")], &[&work.join("**")], &["/bin/busybox"]),
+    );
+    let (secret, late_out) = (f.secret.display().to_string(), work.join("late.out").display().to_string());
+    // One process keeps trying to read the secret for 30 s; another tries once, 8 s in,
+    // while no daemon runs.
+    let script = format!("{PROBE} after 8 open {secret} > {late_out} & {PROBE} loop 30 open {secret}; wait");
+    let agent = daemon
+        .run_command("persistent-bot", "wait out the guard", &g, &[], &["/bin/sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the agent");
+    let first = daemon.wait_event("a refused read of the secret", |e| {
+        e["kind"] == "file.open" && e["task"]["agent"] == "persistent-bot" && e["decision"] == "denied"
+    });
+    let task_id = first["task"]["id"].as_u64().expect("task id");
+
+    daemon.kill();
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(
+        std::fs::read_to_string(&late_out).expect("the late read ran").trim(),
+        "EPERM",
+        "with no daemon running, the kernel still refuses the read"
+    );
+
+    daemon.spawn();
+    let adopt = daemon.wait_event("guard.adopt", |e| e["kind"] == "guard.adopt");
+    let reason = adopt["reason"].as_str().unwrap();
+    assert!(reason.contains("Adopted 1 open task") && reason.contains("enforced every task meanwhile"), "{reason}");
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&daemon.cli(&["task", "list", "--json"]).stdout).unwrap();
+    // Open, or closed if the agent finished while the new daemon verified its programs: either
+    // way under its own id.
+    assert!(list.iter().any(|t| t["id"].as_u64() == Some(task_id)), "{list:?}");
+    // What the kernel refused while no daemon ran is delivered, with its task and intent.
+    let gap_events: Vec<serde_json::Value> = daemon
+        .events()
+        .into_iter()
+        .filter(|e| {
+            e["kind"] == "file.open"
+                && e["task"]["id"].as_u64() == Some(task_id)
+                && e["time"].as_str() < adopt["time"].as_str()
+                && e["time"].as_str() > first["time"].as_str()
+        })
+        .collect();
+    assert!(!gap_events.is_empty(), "records written while no daemon ran reach the outputs");
+    assert!(gap_events.iter().all(|e| e["decision"] == "denied" && e["task"]["intent"] == "wait out the guard"));
+
+    let out = agent.wait_with_output().unwrap();
+    let line = stdout(&out);
+    assert!(line.starts_with("ok=0 EPERM="), "the secret was never read, before, during or after: {line}");
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn a_held_action_is_refused_by_the_kernel_once_its_deadline_passes_with_no_daemon() {
+    let mut daemon = Daemon::start_with(&["--require", "lsm", "--approval-timeout", "3s"]);
+    let f = files(&daemon);
+    let g = super::ask_grant(&f, "ask-alone", &f.secret);
+    let child = daemon
+        .run_command("lonely-asker", "needs a human", &g, &[], &[PROBE, "open", f.secret.to_str().unwrap(), "r"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let request = daemon
+        .wait_event("approval request", |e| e["kind"] == "approval.request" && e["task"]["agent"] == "lonely-asker");
+    let pid = request["process"]["pid"].as_i64().expect("the held process") as i32;
+    daemon.kill();
+    std::thread::sleep(Duration::from_secs(4));
+    // Anyone may continue it now: past its deadline the kernel refuses the held open itself.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    assert_eq!(stdout(&child.wait_with_output().unwrap()), "EPERM", "the secret was not read");
+    daemon.spawn();
+    daemon.wait_event("guard.adopt", |e| e["kind"] == "guard.adopt");
+    assert!(daemon.stop().success());
+}
