@@ -41,6 +41,9 @@ pub const TAMPER_BPFFS: u32 = 6;
 /// A change on a cgroup filesystem (moving processes out of the task's cgroup, freezing or
 /// killing the daemon's cgroup, limits).
 pub const TAMPER_CGROUPFS: u32 = 7;
+/// An open or change of the daemon's own files (state, policies, audit store, socket, config,
+/// executable), whatever the grant names.
+pub const TAMPER_FILES: u32 = 8;
 
 /// `EscapeEvent::what`. `arg` and `target` as noted.
 /// A capability (`arg`: CAP_* number) the task may not use.
@@ -79,6 +82,8 @@ pub const ESCAPE_ENDED_IO: u32 = 14;
 pub const ESCAPE_FORK: u32 = 15;
 /// A connect or send to a Unix socket in the abstract namespace (no path a grant can name).
 pub const ESCAPE_UNIX_ABSTRACT: u32 = 16;
+/// A fork into another cgroup (clone3 CLONE_INTO_CGROUP), out of reach of the task's cgroup.
+pub const ESCAPE_CGROUP: u32 = 17;
 
 /// `EscapeEvent::arg` of ESCAPE_MOUNT.
 pub const MOUNT_OP_MOUNT: u64 = 1;

@@ -50,6 +50,11 @@ pub const TAG_COUNT: &str = "TAG_COUNT";
 /// Entries kept free in PROC_TAGS for forks already past task_alloc (racing on other CPUs).
 pub const PROC_TAGS_HEADROOM: u32 = 256;
 
+/// How many of the daemon's files and directories the kernel protects by inode (the state
+/// and policy directories, the audit store, the API socket, the config file, the daemon's
+/// executable; config::GUARD_INO in the eBPF crate).
+pub const GUARD_FILES: usize = 8;
+
 /// The maps that hold a guard's state, pinned in bpffs under the daemon's pin directory so
 /// that they, and the programs that use them, outlive the daemon: a restarted daemon adopts
 /// them (tags, tasks, grants, pending approvals, unread events). The scratch maps are not.

@@ -82,6 +82,29 @@ static DENTRY_SB_OFF: u32 = 0;
 static UNIX_PATH_OFF: u32 = 0;
 #[unsafe(no_mangle)]
 static UNIX_ADDR_OFF: u32 = 0;
+/// dentry.d_inode, inode.i_ino and super_block.s_dev, to know the guard's files by inode.
+#[unsafe(no_mangle)]
+static DENTRY_INODE_OFF: u32 = 0;
+#[unsafe(no_mangle)]
+static INODE_INO_OFF: u32 = 0;
+#[unsafe(no_mangle)]
+static SB_DEV_OFF: u32 = 0;
+/// The daemon's files and directories (state, policies, audit store, socket, config, its own
+/// executable), by (inode, kernel dev_t): no tagged process may open or change them or
+/// anything below them (guard_fs.rs). Unused entries are 0.
+#[unsafe(no_mangle)]
+static GUARD_INO: [u64; GUARD_FILES] = [0; GUARD_FILES];
+#[unsafe(no_mangle)]
+static GUARD_DEV: [u32; GUARD_FILES] = [0; GUARD_FILES];
+/// Bit i: entry i is only protected from changes (the daemon's executable, which is also the
+/// CLI that tasks run to declare steps and open sub-tasks).
+#[unsafe(no_mangle)]
+static GUARD_RO_OK: u32 = 0;
+/// The API socket's (inode, dev): every task may connect to it (lsm_unix.rs).
+#[unsafe(no_mangle)]
+static API_SOCK_INO: u64 = 0;
+#[unsafe(no_mangle)]
+static API_SOCK_DEV: u32 = 0;
 /// super_block.s_magic (include/linux/fs.h), for the guard's own filesystems (guard_fs.rs).
 #[unsafe(no_mangle)]
 static SB_MAGIC_OFF: u32 = 0;
@@ -208,6 +231,29 @@ pub fn unix_path_off() -> usize {
 }
 pub fn unix_addr_off() -> usize {
     load(&UNIX_ADDR_OFF) as usize
+}
+pub use agent_guard_common::maps::GUARD_FILES;
+pub fn dentry_inode_off() -> usize {
+    load(&DENTRY_INODE_OFF) as usize
+}
+pub fn inode_ino_off() -> usize {
+    load(&INODE_INO_OFF) as usize
+}
+pub fn sb_dev_off() -> usize {
+    load(&SB_DEV_OFF) as usize
+}
+/// Entry `i` of the guard's files: (inode, dev).
+#[inline(always)]
+pub fn guard_file(i: usize) -> (u64, u32) {
+    // SAFETY: as in load(); `i` is a constant below GUARD_FILES at every call site.
+    unsafe { (core::ptr::read_volatile(&GUARD_INO[i]), core::ptr::read_volatile(&GUARD_DEV[i])) }
+}
+pub fn guard_read_ok() -> u32 {
+    load(&GUARD_RO_OK)
+}
+pub fn api_socket() -> (u64, u32) {
+    // SAFETY: as in load().
+    unsafe { (core::ptr::read_volatile(&API_SOCK_INO), core::ptr::read_volatile(&API_SOCK_DEV)) }
 }
 pub fn sb_magic_off() -> usize {
     load(&SB_MAGIC_OFF) as usize

@@ -1,56 +1,111 @@
-//! The guard's own kernel objects live on two filesystems no agent has business changing:
-//! bpffs (the pinned links and maps: unlinking a link pin detaches its program once no
-//! process holds it) and cgroupfs (moving a process out of its task's cgroup escapes
-//! `cgroup.kill`; the daemon's own cgroup can be frozen or killed). Writes there are refused
-//! to tagged processes whatever their grant, told apart by the superblock's magic rather than
-//! by path, so no mount point or path spelling gets around it. Reported as KIND_TAMPER.
+//! What no grant can open to a tagged process: the guard's own objects.
 //!
-//! Fail-closed: a superblock that cannot be read is not one of these (the grant decides).
+//! - **Its filesystems**, by the superblock's magic (any mount point, any path spelling):
+//!   bpffs, where the links and maps are pinned (an unlink detaches a program; a read dumps
+//!   the maps), so no access at all; cgroupfs, where moving a process out of its task's
+//!   cgroup escapes `cgroup.kill` and the daemon's cgroup could be frozen or killed, so no
+//!   change (reads stay: language runtimes read their limits there).
+//! - **Its files**, by inode (config::GUARD_INO): the state directory (saved tasks), the
+//!   policy directory, the audit store, the API socket, the config file and the daemon's
+//!   executable (changes only: it is also the CLI tasks run), and everything below those
+//!   directories. Checked on the object and up to
+//!   GUARD_DEPTH of its ancestors, so a hard link or a rename cannot hide one (a file's inode
+//!   is the same under any name).
+//!
+//! Refusals are reported as KIND_TAMPER. Fail-open: a dentry or superblock that cannot be read
+//! is not one of these (the grant decides).
 
-use agent_guard_common::event::{TAMPER_BPFFS, TAMPER_CGROUPFS};
+use agent_guard_common::event::{TAMPER_BPFFS, TAMPER_CGROUPFS, TAMPER_FILES};
 use aya_ebpf::helpers::bpf_probe_read_kernel;
 
-use crate::{config, escape::tamper, task::CurrentTask};
+use crate::{
+    config::{self, GUARD_FILES},
+    escape::tamper,
+    task::CurrentTask,
+};
 
 /// include/uapi/linux/magic.h
 const BPF_FS_MAGIC: u64 = 0xcafe_4a11;
 const CGROUP_SUPER_MAGIC: u64 = 0x0027_e0eb;
 const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
+/// Ancestors checked above an object (the guard's directories are at most this far up).
+const GUARD_DEPTH: usize = 8;
 
-/// TAMPER_* for a superblock of the guard's filesystems, 0 for any other.
 #[inline(always)]
-fn guard_fs(sb: u64) -> u32 {
+fn read_u64(addr: u64) -> u64 {
+    // SAFETY: a field of a kernel object at a BTF offset; a fault reads as 0.
+    unsafe { bpf_probe_read_kernel(addr as *const u64) }.unwrap_or(0)
+}
+
+/// What kind of guard object `dentry` is or lies below; `write`: the access changes it.
+#[inline(always)]
+fn guarded(dentry: u64, write: bool) -> u32 {
+    let sb = read_u64(dentry + config::dentry_sb_off() as u64);
     if sb == 0 {
         return 0;
     }
-    // SAFETY: s_magic at its BTF offset in a superblock the caller read from the kernel.
-    let magic =
-        unsafe { bpf_probe_read_kernel((sb as *const u8).add(config::sb_magic_off()) as *const u64) }.unwrap_or(0);
-    match magic {
-        BPF_FS_MAGIC => TAMPER_BPFFS,
-        CGROUP_SUPER_MAGIC | CGROUP2_SUPER_MAGIC => TAMPER_CGROUPFS,
-        _ => 0,
+    match read_u64(sb + config::sb_magic_off() as u64) {
+        BPF_FS_MAGIC => return TAMPER_BPFFS,
+        CGROUP_SUPER_MAGIC | CGROUP2_SUPER_MAGIC if write => return TAMPER_CGROUPFS,
+        _ => {}
     }
+    // SAFETY: s_dev (dev_t, u32) at its BTF offset.
+    let dev = unsafe { bpf_probe_read_kernel((sb + config::sb_dev_off() as u64) as *const u32) }.unwrap_or(0);
+    if is_guard_file(dentry, dev, write) { TAMPER_FILES } else { 0 }
 }
 
-/// Some(false) (refused and reported) when `dentry` is on one of the guard's filesystems.
+/// The walk up from `dentry`: it or an ancestor is one of the guard's files (for a read, one
+/// not open to reading).
+#[inline(never)]
+fn is_guard_file(mut dentry: u64, dev: u32, write: bool) -> bool {
+    let read_ok = if write { 0 } else { config::guard_read_ok() };
+    if config::guard_file(0).0 == 0 {
+        return false;
+    }
+    for _ in 0..GUARD_DEPTH {
+        if dentry == 0 {
+            return false;
+        }
+        let inode = read_u64(dentry + config::dentry_inode_off() as u64);
+        // A negative dentry (a name being created) has no inode: its parent decides.
+        if inode != 0 {
+            let ino = read_u64(inode + config::inode_ino_off() as u64);
+            for i in 0..GUARD_FILES {
+                let (guard_ino, guard_dev) = config::guard_file(i);
+                if guard_ino != 0 && guard_ino == ino && guard_dev == dev && read_ok & (1 << i) == 0 {
+                    return true;
+                }
+            }
+        }
+        let parent = read_u64(dentry + config::dentry_parent_off() as u64);
+        if parent == dentry {
+            return false;
+        }
+        dentry = parent;
+    }
+    false
+}
+
+/// Some(false) (refused and reported) when `dentry` is one of the guard's objects.
 #[inline(always)]
 pub fn refuse_dentry(task: &CurrentTask, dentry: *const u8) -> Option<bool> {
-    // SAFETY: d_sb at its BTF offset.
-    let sb = unsafe { bpf_probe_read_kernel(dentry.add(config::dentry_sb_off()) as *const u64) }.unwrap_or(0);
-    match guard_fs(sb) {
-        0 => None,
-        what => Some(tamper(task.task_id, what, 0)),
-    }
+    refuse(task, dentry as u64, true)
 }
 
-/// As `refuse_dentry`, for a `struct path`.
+/// As `refuse_dentry`, for a `struct path`; `write`: the access changes the object.
 #[inline(always)]
-pub fn refuse_path(task: &CurrentTask, path: *const u8) -> Option<bool> {
-    // SAFETY: path.dentry at its BTF offset.
-    let dentry = unsafe { bpf_probe_read_kernel(path.add(config::path_dentry_off()) as *const u64) }.unwrap_or(0);
+pub fn refuse_path(task: &CurrentTask, path: *const u8, write: bool) -> Option<bool> {
+    let dentry = read_u64(path as u64 + config::path_dentry_off() as u64);
+    refuse(task, dentry, write)
+}
+
+#[inline(always)]
+fn refuse(task: &CurrentTask, dentry: u64, write: bool) -> Option<bool> {
     if dentry == 0 {
         return None;
     }
-    refuse_dentry(task, dentry as *const u8)
+    match guarded(dentry, write) {
+        0 => None,
+        what => Some(tamper(task.task_id, what, 0)),
+    }
 }

@@ -177,8 +177,9 @@ fn try_file_open(ctx: &LsmContext) -> Verdict {
         // O_PATH and similar opens give no access to the contents.
         return Verdict::Allow;
     }
-    if need & ACCESS_WRITE != 0
-        && let Some(refused) = guard_fs::refuse_path(&task, unsafe { file.add(config::file_path_off()) })
+    // SAFETY: f_path at its BTF offset.
+    if let Some(refused) =
+        guard_fs::refuse_path(&task, unsafe { file.add(config::file_path_off()) }, need & ACCESS_WRITE != 0)
     {
         return yes_no(refused);
     }

@@ -129,8 +129,10 @@ pub fn file_fcntl(ctx: LsmContext) -> i32 {
         }
     };
     // Owner 0 clears it. A thread id or a process group may name processes outside the task
-    // (only thread-group leaders are tagged by id): refused unless it is a process of the task.
-    let allowed = pid == 0 || (kind != F_OWNER_TID && task.owns_process(pid as u32));
+    // (only thread-group leaders are tagged by id; a group led by a process of the task can
+    // hold untagged members, such as a pipeline's other side): refused unless it names a
+    // process of the task.
+    let allowed = pid == 0 || (kind != F_OWNER_TID && kind != F_OWNER_PGRP && task.owns_process(pid as u32));
     if allowed {
         return verdict(true);
     }

@@ -27,8 +27,8 @@
 
 use agent_guard_common::{
     event::{
-        ESCAPE_CAPABILITY, ESCAPE_CHROOT, ESCAPE_FORK, ESCAPE_MODULE, ESCAPE_MOUNT, ESCAPE_PERF, ESCAPE_USERNS,
-        MOUNT_OP_MOUNT, MOUNT_OP_MOVE, MOUNT_OP_PIVOT_ROOT, MOUNT_OP_UMOUNT,
+        ESCAPE_CAPABILITY, ESCAPE_CGROUP, ESCAPE_CHROOT, ESCAPE_FORK, ESCAPE_MODULE, ESCAPE_MOUNT, ESCAPE_PERF,
+        ESCAPE_USERNS, MOUNT_OP_MOUNT, MOUNT_OP_MOVE, MOUNT_OP_PIVOT_ROOT, MOUNT_OP_UMOUNT,
     },
     maps::PROC_TAGS_HEADROOM,
 };
@@ -94,6 +94,8 @@ pub const DENIED_CAPS: u64 = 1 << CAP_LINUX_IMMUTABLE
 const CAP_OPT_NOAUDIT: u32 = 1 << 1;
 /// include/uapi/linux/sched.h
 const CLONE_THREAD: u64 = 0x0001_0000;
+/// include/uapi/linux/sched.h: clone3 only.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// capable(const struct cred *cred, struct user_namespace *ns, int cap, unsigned int opts)
 #[lsm(hook = "capable")]
@@ -153,6 +155,11 @@ pub fn task_alloc(ctx: LsmContext) -> i32 {
     let Some(task) = current_task() else {
         return verdict(true);
     };
+    if flags & CLONE_INTO_CGROUP != 0 {
+        // A child born in another cgroup is out of reach of the task's cgroup.kill (and
+        // could fill the daemon's own cgroup's limits).
+        return verdict(refuse(&task, ESCAPE_CGROUP, 0, 0));
+    }
     let used = match (TAG_COUNT.get(0), TAG_COUNT.get(1)) {
         (Some(kernel), Some(daemon)) => kernel.wrapping_add(*daemon),
         _ => u64::MAX,

@@ -138,8 +138,16 @@ whole_path_hook!(path_chown, "path_chown", FILE_OP_CHOWN);
 #[lsm(hook = "path_rename")]
 pub fn path_rename(ctx: LsmContext) -> i32 {
     let Some(task) = current_task() else { return 0 };
-    let from = change_in(&task, ctx.arg(0), ctx.arg(1), FILE_OP_RENAME_FROM);
-    let to = change_in(&task, ctx.arg(2), ctx.arg(3), FILE_OP_RENAME_TO);
+    // The guard's objects, checked once per name before either path is built (keeps the
+    // program within the verifier's budget): moving one out, or anything into one.
+    if let Some(refused) = guard_fs::refuse_dentry(&task, ctx.arg(1)) {
+        return verdict(refused);
+    }
+    if let Some(refused) = guard_fs::refuse_dentry(&task, ctx.arg(3)) {
+        return verdict(refused);
+    }
+    let from = change_in_checked(&task, ctx.arg(0), ctx.arg(1), FILE_OP_RENAME_FROM);
+    let to = change_in_checked(&task, ctx.arg(2), ctx.arg(3), FILE_OP_RENAME_TO);
     verdict(from && to)
 }
 
@@ -156,6 +164,12 @@ fn change_in(task: &CurrentTask, dir: *const path, dentry: *const u8, op: u32) -
     if let Some(refused) = guard_fs::refuse_dentry(task, dentry) {
         return refused;
     }
+    change_in_checked(task, dir, dentry, op)
+}
+
+/// `change_in`, the guard's filesystems already ruled out.
+#[inline(always)]
+fn change_in_checked(task: &CurrentTask, dir: *const path, dentry: *const u8, op: u32) -> bool {
     let Some(event) = SCRATCH.get_ptr_mut(0) else { return fail_closed(task) };
     // SAFETY: per-CPU scratch entry, used by this program only until it returns.
     let event = unsafe { &mut *event };
@@ -166,7 +180,7 @@ fn change_in(task: &CurrentTask, dir: *const path, dentry: *const u8, op: u32) -
 /// A change to the object at `p` itself.
 #[inline(always)]
 pub fn change_at(task: &CurrentTask, p: *const path, op: u32) -> bool {
-    if let Some(refused) = guard_fs::refuse_path(task, p.cast()) {
+    if let Some(refused) = guard_fs::refuse_path(task, p.cast(), true) {
         return refused;
     }
     let Some(event) = SCRATCH.get_ptr_mut(0) else { return fail_closed(task) };

@@ -6,6 +6,8 @@
 //! Both hooks run after the kernel found the peer (unix_stream_connect, unix_may_send), so
 //! the path judged is the peer's bound path (unix_sock.path), absolute and resolved: relative
 //! names, symlinks, a chroot or /proc/self/cwd spellings cannot get around it.
+//! The daemon's API socket is always allowed (steps, sub-tasks), known by its inode: the grant
+//! gives no write on its path, so it cannot be unlinked and rebound by a task.
 //! Abstract-namespace sockets have no path a grant can name: refused (ESCAPE_UNIX_ABSTRACT).
 //! Unbound peers (socketpair) stay within the process tree that made them: allowed.
 //!
@@ -39,6 +41,24 @@ pub fn unix_may_send(ctx: LsmContext) -> i32 {
     verdict(try_peer(&task, sk as *const u8))
 }
 
+/// The daemon's API socket, known by inode (so a file bound at its path by anyone else is not).
+#[inline(always)]
+fn is_api_socket(dentry: u64) -> bool {
+    let (api_ino, api_dev) = config::api_socket();
+    if api_ino == 0 {
+        return false;
+    }
+    // SAFETY: d_inode, i_ino, d_sb and s_dev at their BTF offsets.
+    let inode = unsafe { bpf_probe_read_kernel((dentry as *const u8).add(config::dentry_inode_off()) as *const u64) }
+        .unwrap_or(0);
+    let ino =
+        unsafe { bpf_probe_read_kernel((inode as *const u8).add(config::inode_ino_off()) as *const u64) }.unwrap_or(0);
+    let sb =
+        unsafe { bpf_probe_read_kernel((dentry as *const u8).add(config::dentry_sb_off()) as *const u64) }.unwrap_or(0);
+    let dev = unsafe { bpf_probe_read_kernel((sb as *const u8).add(config::sb_dev_off()) as *const u32) }.unwrap_or(0);
+    inode != 0 && ino == api_ino && dev == api_dev
+}
+
 /// `other` is the peer's struct sock, the first member of its struct unix_sock.
 #[inline(always)]
 fn try_peer(task: &CurrentTask, other: *const u8) -> bool {
@@ -49,6 +69,9 @@ fn try_peer(task: &CurrentTask, other: *const u8) -> bool {
     let bound = unsafe { other.add(config::unix_path_off()) };
     let dentry = unsafe { bpf_probe_read_kernel(bound.add(config::path_dentry_off()) as *const u64) }.unwrap_or(0);
     if dentry != 0 {
+        if is_api_socket(dentry) {
+            return true;
+        }
         return change_at(task, bound as *const path, FILE_OP_UNIX_CONNECT);
     }
     let addr = unsafe { bpf_probe_read_kernel(other.add(config::unix_addr_off()) as *const u64) };

@@ -22,6 +22,8 @@
 //!   unix-abstract NAME stream connect to the abstract Unix socket @NAME
 //!   socketpair         a datagram over a fresh socketpair (stays inside the process)
 //!   write PATH TEXT    opens PATH for writing and writes TEXT (cgroup files)
+//!   clone-into-cgroup DIR   clone3 with CLONE_INTO_CGROUP into cgroup directory DIR
+//!   setown-pgrp        F_SETOWN of a pipe to this process's own process group
 
 use std::{
     ffi::CString,
@@ -177,6 +179,34 @@ pub fn act(args: &[String]) -> Option<std::io::Result<()>> {
                 .write(true)
                 .open(args.get(1).unwrap_or_else(|| super::usage()))
                 .and_then(|mut f| f.write_all(args.get(2).unwrap_or_else(|| super::usage()).as_bytes())),
+            "clone-into-cgroup" => {
+                let fd = libc::open(cstr(args, 1).as_ptr(), libc::O_PATH | libc::O_DIRECTORY);
+                if fd < 0 {
+                    return Some(Err(std::io::Error::last_os_error()));
+                }
+                // struct clone_args (include/uapi/linux/sched.h), CLONE_ARGS_SIZE_VER2: flags,
+                // pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+                // set_tid_size, cgroup.
+                let mut clone_args = [0u64; 11];
+                clone_args[0] = 0x2_0000_0000; // CLONE_INTO_CGROUP
+                clone_args[4] = libc::SIGCHLD as u64;
+                clone_args[10] = fd as u64;
+                let pid = libc::syscall(libc::SYS_clone3, clone_args.as_ptr(), std::mem::size_of_val(&clone_args));
+                if pid == 0 {
+                    libc::_exit(0);
+                }
+                if pid > 0 {
+                    libc::waitpid(pid as i32, std::ptr::null_mut(), 0);
+                }
+                errno_result(pid)
+            }
+            "setown-pgrp" => {
+                let mut fds = [0i32; 2];
+                if libc::pipe(fds.as_mut_ptr()) < 0 {
+                    return Some(Err(std::io::Error::last_os_error()));
+                }
+                errno_result(libc::fcntl(fds[0], libc::F_SETOWN, -libc::getpgrp()) as i64)
+            }
             "perf" => {
                 // struct perf_event_attr: type PERF_TYPE_SOFTWARE (1), size, config
                 // PERF_COUNT_SW_CPU_CLOCK (0), then zeroes (exclude_kernel set below).

@@ -473,3 +473,51 @@ fn unix_sockets_of_other_processes_need_write_on_their_path() {
     assert!(dgram.recv(&mut [0u8; 16]).is_err(), "no datagram arrived");
     assert_eq!(inside_got.lock().unwrap().as_slice(), b"hello", "the task's own socket got its message");
 }
+
+#[test]
+fn the_daemons_own_files_are_out_of_reach_whatever_the_grant() {
+    let daemon = start();
+    let f = files(daemon);
+    let dir = daemon.dir.path();
+    // A grant that reads and writes the daemon's whole directory: state, audit store, socket.
+    let g =
+        grant(f.path(), "guard-own-files", "enforce", &[], &base_files(&[&dir.join("**")], &[&dir.join("**")], &[]));
+    let state = dir.join("state/tasks.json");
+    let saved = std::fs::read(&state).expect("the daemon saved its tasks");
+    let socket = daemon.socket.to_str().unwrap();
+    let attempts: [&[&str]; 6] = [
+        &["open", state.to_str().unwrap(), "r"],
+        &["open", state.to_str().unwrap(), "w"],
+        &["create", dir.join("state/forged.json").to_str().unwrap()],
+        &["unlink", socket],
+        &["rename", dir.join("audit.db").to_str().unwrap(), dir.join("moved.db").to_str().unwrap()],
+        &["open", dir.join("audit.db").to_str().unwrap(), "r"],
+    ];
+    for args in attempts {
+        assert_eq!(attempt(daemon, "files-bot", &g, args), "EPERM", "{args:?}");
+    }
+    assert!(Path::new(socket).exists() && dir.join("audit.db").exists() && !dir.join("state/forged.json").exists());
+    assert!(daemon.cli(&["status"]).status.success(), "the API socket still serves");
+    // The daemon rewrote the state meanwhile (tasks opened), never the agent: it still parses.
+    let now: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert!(now["next_id"].as_u64() > serde_json::from_slice::<serde_json::Value>(&saved).unwrap()["next_id"].as_u64());
+    let tampers = daemon
+        .events()
+        .into_iter()
+        .filter(|e| e["kind"] == "guard.tamper" && e["task"]["agent"] == "files-bot")
+        .count();
+    assert!(tampers >= 6, "each attempt is reported ({tampers})");
+}
+
+#[test]
+fn forks_into_another_cgroup_and_signals_to_a_process_group_are_refused() {
+    let daemon = start();
+    let f = files(daemon);
+    let g = write_grant(&f, "cgroup-fork");
+    let root = cgroup2_root();
+    assert_eq!(attempt(daemon, "clone-bot", &g, &["clone-into-cgroup", &root]), "EPERM");
+    escape(daemon, "clone-bot", "cgroup");
+    assert_eq!(stdout(&Command::new(PROBE).args(["clone-into-cgroup", &root]).output().unwrap()), "ok", "untagged");
+    assert_eq!(attempt(daemon, "pgrp-bot", &g, &["setown-pgrp"]), "EPERM");
+    escape(daemon, "pgrp-bot", "file_owner");
+}

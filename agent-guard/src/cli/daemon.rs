@@ -142,6 +142,7 @@ pub fn main(socket: &Path, args: Args) -> anyhow::Result<ExitCode> {
             net_rules: args.max_net_rules,
             events_bytes: args.ring_buffer_bytes,
         },
+        config_path: args.config.clone(),
         pin_dir: args.pin_dir.unwrap_or_else(|| Path::new("/sys/fs/bpf").join(&args.cgroup_name)),
         cgroup_name: args.cgroup_name,
         require: args.require,

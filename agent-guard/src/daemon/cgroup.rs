@@ -58,11 +58,17 @@ pub fn remove(dir: &Path) -> Result<(), CgroupError> {
 /// (cgroup_exit() runs later, kernel/exit.c), so rmdir can briefly see EBUSY: retry for a while
 /// on a thread of its own instead of holding up the caller.
 pub fn remove_when_empty(dir: PathBuf) {
-    std::thread::spawn(move || {
+    // On the daemon's runtime, not a thread of its own: an agent that exhausts the system's
+    // threads must not be able to make this fail (a failed thread spawn panics).
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        let _ = remove(&dir);
+        return;
+    };
+    runtime.spawn(async move {
         for _ in 0..100 {
             match remove(&dir) {
                 Ok(()) => return,
-                Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
             }
         }
         if let Err(err) = remove(&dir) {

@@ -2,12 +2,12 @@
 //! attempts on the guard itself (KIND_TAMPER), for events: which route, on what, and why.
 
 use agent_guard_common::event::{
-    ESCAPE_CAPABILITY, ESCAPE_CHROOT, ESCAPE_DEVICE, ESCAPE_ENDED_IO, ESCAPE_FORK, ESCAPE_FOWNER, ESCAPE_LISTEN,
-    ESCAPE_MODULE, ESCAPE_MOUNT, ESCAPE_PERF, ESCAPE_PTRACE, ESCAPE_SCHED, ESCAPE_SIGNAL, ESCAPE_SOCKET,
+    ESCAPE_CAPABILITY, ESCAPE_CGROUP, ESCAPE_CHROOT, ESCAPE_DEVICE, ESCAPE_ENDED_IO, ESCAPE_FORK, ESCAPE_FOWNER,
+    ESCAPE_LISTEN, ESCAPE_MODULE, ESCAPE_MOUNT, ESCAPE_PERF, ESCAPE_PTRACE, ESCAPE_SCHED, ESCAPE_SIGNAL, ESCAPE_SOCKET,
     ESCAPE_UNIX_ABSTRACT, ESCAPE_USERNS, EscapeEvent, IO_OP_MMAP, IO_OP_READ, IO_OP_RECEIVE, IO_OP_SEND, IO_OP_WRITE,
     MOUNT_OP_MOUNT, MOUNT_OP_MOVE, MOUNT_OP_PIVOT_ROOT, MOUNT_OP_UMOUNT, SCHED_OP_IOPRIO, SCHED_OP_MOVE_MEMORY,
-    SCHED_OP_NICE, SCHED_OP_RLIMIT, SCHED_OP_SCHEDULER, TAMPER_BPF, TAMPER_BPFFS, TAMPER_CGROUPFS, TAMPER_LIMITS,
-    TAMPER_PTRACE, TAMPER_SIGIO, TAMPER_SIGNAL,
+    SCHED_OP_NICE, SCHED_OP_RLIMIT, SCHED_OP_SCHEDULER, TAMPER_BPF, TAMPER_BPFFS, TAMPER_CGROUPFS, TAMPER_FILES,
+    TAMPER_LIMITS, TAMPER_PTRACE, TAMPER_SIGIO, TAMPER_SIGNAL,
 };
 
 /// include/uapi/linux/capability.h, by number.
@@ -158,6 +158,11 @@ pub fn route(e: &EscapeEvent) -> Route {
             format!("{} tagged processes", e.arg),
             "the kernel's tag map is nearly full: a fork whose child could not be tagged is refused (raise --max-processes)".into(),
         ),
+        ESCAPE_CGROUP => (
+            "cgroup",
+            "clone3 CLONE_INTO_CGROUP".into(),
+            "a fork into another cgroup (out of reach of the task's cgroup) is refused".into(),
+        ),
         ESCAPE_UNIX_ABSTRACT => (
             "unix_abstract",
             "abstract Unix socket".into(),
@@ -178,6 +183,11 @@ pub fn tamper_reason(detail: u32, target: u32) -> String {
         TAMPER_LIMITS => format!(
             "a tagged process tried to change the limits, priority or scheduling of the agent-guard daemon (pid {target})"
         ),
+        TAMPER_FILES => {
+            "a tagged process tried to open or change the agent-guard daemon's own files (state, policies, \
+                          audit store, socket, config, executable)"
+                .to_string()
+        }
         TAMPER_BPFFS => {
             "a tagged process tried to change a BPF filesystem, where the guard's programs and maps are pinned"
                 .to_string()

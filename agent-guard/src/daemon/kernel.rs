@@ -81,6 +81,20 @@ pub struct LoadOptions<'a> {
     pub pin_dir: &'a Path,
     /// How long a held action waits before the kernel refuses it (hold.rs).
     pub approval_timeout: Duration,
+    /// The daemon's files and directories no task may touch: (path, whether tasks may read
+    /// it). At most GUARD_FILES; paths that do not exist are skipped.
+    pub guard_files: &'a [(PathBuf, bool)],
+    /// The API socket every task may connect to.
+    pub api_socket: Option<&'a Path>,
+}
+
+/// A file's (inode, dev_t as the kernel keeps it: major << 20 | minor, include/linux/kdev_t.h).
+fn kernel_id(path: &Path) -> Option<(u64, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    let dev = meta.dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    Some((meta.ino(), (major << 20) | minor))
 }
 
 pub struct Kernel {
@@ -254,6 +268,15 @@ impl Kernel {
         let approval_ttl_ns = u64::try_from(options.approval_timeout.as_nanos()).unwrap_or(u64::MAX);
         let map_pins: Vec<(&str, PathBuf)> =
             maps::PINNED.iter().map(|&name| (name, options.pin_dir.join("maps").join(name))).collect();
+        let (mut guard_ino, mut guard_dev, mut read_ok) = ([0u64; maps::GUARD_FILES], [0u32; maps::GUARD_FILES], 0u32);
+        let known = options.guard_files.iter().filter_map(|(path, readable)| Some((kernel_id(path)?, *readable)));
+        for (i, ((ino, dev), readable)) in known.take(maps::GUARD_FILES).enumerate() {
+            (guard_ino[i], guard_dev[i]) = (ino, dev);
+            if readable {
+                read_ok |= 1 << i;
+            }
+        }
+        let (api_ino, api_dev) = options.api_socket.and_then(kernel_id).unwrap_or((0, 0));
         let mut loader = EbpfLoader::new();
         for (name, path) in &map_pins {
             loader.map_pin_path(name, path.as_path());
@@ -299,6 +322,14 @@ impl Kernel {
             .override_global("SB_MAGIC_OFF", &lsm.as_ref().map_or(0, |o| o.sb_magic), true)
             .override_global("UNIX_PATH_OFF", &lsm.as_ref().map_or(0, |o| o.unix_path), true)
             .override_global("UNIX_ADDR_OFF", &lsm.as_ref().map_or(0, |o| o.unix_addr), true)
+            .override_global("DENTRY_INODE_OFF", &lsm.as_ref().map_or(0, |o| o.dentry_inode), true)
+            .override_global("INODE_INO_OFF", &lsm.as_ref().map_or(0, |o| o.inode_ino), true)
+            .override_global("SB_DEV_OFF", &lsm.as_ref().map_or(0, |o| o.sb_dev), true)
+            .override_global("GUARD_INO", &guard_ino, true)
+            .override_global("GUARD_DEV", &guard_dev, true)
+            .override_global("GUARD_RO_OK", &read_ok, true)
+            .override_global("API_SOCK_INO", &api_ino, true)
+            .override_global("API_SOCK_DEV", &api_dev, true)
             .override_global("MOUNT_INST_OFF", &lsm.as_ref().map_or(0, |o| o.mount_instance), true)
             .override_global("TASK_SIGNAL_OFF", &task_offsets.map_or(0, |o| o.task_signal), true)
             .override_global("SIGNAL_LIVE_OFF", &task_offsets.map_or(0, |o| o.signal_live), true)

@@ -161,6 +161,8 @@ pub struct DaemonConfig {
     pub state_dir: PathBuf,
     /// bpffs directory where the programs' links and the maps are pinned (kernel.rs).
     pub pin_dir: PathBuf,
+    /// The config file, if one was given (kept from every task: it can hold output tokens).
+    pub config_path: Option<PathBuf>,
     pub on_stop: OnStop,
 }
 
@@ -184,12 +186,21 @@ pub async fn run(
     let saved = state.load()?;
     let last_alive = state.last_alive();
     let cgroup_root = cgroup::cgroup2_root()?;
+    // The audit store exists before the kernel learns which files are the guard's.
+    let store = match &config.file.audit_store.path {
+        Some(path) => Some(crate::audit::Store::open(path, config.file.audit_store.retention)?),
+        None => None,
+    };
+    let api_socket = listener.local_addr().ok().and_then(|a| a.as_pathname().map(std::path::Path::to_path_buf));
+    let guard_files = guard_files(&config, api_socket.as_deref());
     let (kernel, rings) = kernel::Kernel::load(&kernel::LoadOptions {
         sizes: &config.map_sizes,
         cgroup_root: &cgroup_root,
         require_lsm: config.require == Some(Level::Lsm),
         pin_dir: &config.pin_dir,
         approval_timeout: config.approval_timeout,
+        guard_files: &guard_files,
+        api_socket: api_socket.as_deref(),
     })?;
     // Loading parses the kernel's BTF and the eBPF object (twice where the LSM attempt falls
     // back): tens of MiB freed again. Hand them back to the system rather than keep them resident.
@@ -211,8 +222,7 @@ pub async fn run(
     let metrics = metrics::Metrics::default();
     let mut extra = Vec::new();
     let mut highest_stored_id = 0;
-    if let Some(path) = &config.file.audit_store.path {
-        let store = crate::audit::Store::open(path, config.file.audit_store.retention)?;
+    if let Some(store) = store {
         highest_stored_id = store.max_task_id()?;
         extra.push(output::Extra { name: config::AUDIT_STORE_OUTPUT.into(), writer: output::store::writer(store) });
     }
@@ -231,12 +241,6 @@ pub async fn run(
     {
         let mut reg = registry.lock().expect("registry lock is never poisoned");
         reg.policy_dir = config.policy_dir.clone();
-        // As the kernel names the bound socket (symlinks such as /var/run resolved).
-        reg.api_socket = listener
-            .local_addr()
-            .ok()
-            .and_then(|a| a.as_pathname().and_then(|p| std::fs::canonicalize(p).ok()))
-            .map(|p| p.display().to_string());
         reg.apply_policies(policies, "start");
         let (adopted, revoked, closed) = reg.adopt(saved);
         reg.raise_next_id(highest_stored_id);
@@ -346,6 +350,17 @@ pub async fn run(
         OnStop::KeepConfined => tracing::info!("agent-guard stopped; its programs stay attached, pinned"),
     }
     Ok(())
+}
+
+/// The daemon's files the kernel keeps from every task, whatever its grant (guard_fs.rs):
+/// (path, whether tasks may read it). Its executable is also the CLI tasks run: read only.
+fn guard_files(config: &DaemonConfig, api_socket: Option<&std::path::Path>) -> Vec<(PathBuf, bool)> {
+    let mut files = vec![(config.state_dir.clone(), false), (config.policy_dir.clone(), false)];
+    files.extend(config.file.audit_store.path.clone().map(|p| (p, false)));
+    files.extend(api_socket.map(|p| (p.to_path_buf(), false)));
+    files.extend(config.config_path.clone().map(|p| (p, false)));
+    files.extend(std::env::current_exe().ok().map(|p| (p, true)));
+    files
 }
 
 /// The `guard.adopt` event: how long no daemon ran, and what became of the tasks.

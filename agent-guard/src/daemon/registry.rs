@@ -113,8 +113,6 @@ pub struct Registry {
     pub lineage: std::cell::RefCell<super::lineage::Lineage>,
     /// Where the open tasks are saved for the next daemon (None until adoption is done).
     pub state: Option<super::state::StateDir>,
-    /// The API socket's resolved path, which every task may connect to.
-    pub api_socket: Option<String>,
 }
 
 /// A refused request: what the API sends back.
@@ -196,18 +194,7 @@ impl Registry {
             proc_cache: Default::default(),
             lineage: Default::default(),
             state: None,
-            api_socket: None,
         }
-    }
-
-    /// A grant's kernel rules, with `write` on the daemon's API socket: a task's processes
-    /// open sub-tasks and declare steps through it (lsm_unix.rs judges Unix connects).
-    fn compile(&self, grant: &Grant) -> Result<CompiledGrant, crate::grant::CompileError> {
-        let mut compiled = CompiledGrant::compile(grant)?;
-        if let Some(socket) = &self.api_socket {
-            compiled.allow_write_exact(socket);
-        }
-        Ok(compiled)
     }
 
     /// Saves the open tasks if they changed. A failure is logged, not fatal: the kernel keeps
@@ -483,8 +470,7 @@ impl Registry {
             }
             grant.spec = crate::grant::with_restrictions(&grant.spec, &parent_task.grant.spec);
         }
-        let compiled = self
-            .compile(&grant)
+        let compiled = CompiledGrant::compile(&grant)
             .map_err(|err| refuse(ErrorCode::InvalidGrant, format!("grant {grant_source}: {err}")))?;
 
         let started = SystemTime::now();
@@ -926,7 +912,7 @@ impl Registry {
         let now = SystemTime::now();
         for t in saved.tasks {
             let id = t.info.id;
-            let compiled = match self.compile(&t.grant) {
+            let compiled = match CompiledGrant::compile(&t.grant) {
                 Ok(compiled) => compiled,
                 Err(err) => {
                     tracing::error!(task = id, %err, "a saved grant no longer compiles; the task is revoked");

@@ -55,16 +55,6 @@ fn mask(addr: &[u8; 16], len: u8) -> [u8; 16] {
 }
 
 impl CompiledGrant {
-    /// Adds `write` on exactly `path` (what a Unix-socket connect needs), merged with any rule
-    /// the grant has for it.
-    pub fn allow_write_exact(&mut self, path: &str) {
-        let hash = fnv1a(path.as_bytes());
-        match self.paths.iter_mut().find(|(h, _)| *h == hash) {
-            Some((_, rule)) => rule.exact |= ACCESS_WRITE,
-            None => self.paths.push((hash, PathRule { exact: ACCESS_WRITE, ..PathRule::default() })),
-        }
-    }
-
     pub fn compile(grant: &Grant) -> Result<Self, CompileError> {
         let mut paths: BTreeMap<u64, PathRule> = BTreeMap::new();
         let spec = &grant.spec;

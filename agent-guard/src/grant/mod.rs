@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use compile::{CompileError, CompiledGrant};
+pub use compile::CompiledGrant;
 pub use eval::normalize_path;
 pub use net_rule::{Destination, ListenPorts, mapped};
 pub use rule::{Rule, RuleAction};
