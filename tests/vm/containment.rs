@@ -485,13 +485,16 @@ fn the_daemons_own_files_are_out_of_reach_whatever_the_grant() {
     let state = dir.join("state/tasks.json");
     let saved = std::fs::read(&state).expect("the daemon saved its tasks");
     let socket = daemon.socket.to_str().unwrap();
+    let (forged, audit, moved) = (dir.join("state/forged.json"), dir.join("audit.db"), dir.join("moved.db"));
+    let (state_s, forged_s, audit_s, moved_s) =
+        (state.to_str().unwrap(), forged.to_str().unwrap(), audit.to_str().unwrap(), moved.to_str().unwrap());
     let attempts: [&[&str]; 6] = [
-        &["open", state.to_str().unwrap(), "r"],
-        &["open", state.to_str().unwrap(), "w"],
-        &["create", dir.join("state/forged.json").to_str().unwrap()],
+        &["open", state_s, "r"],
+        &["open", state_s, "w"],
+        &["create", forged_s],
         &["unlink", socket],
-        &["rename", dir.join("audit.db").to_str().unwrap(), dir.join("moved.db").to_str().unwrap()],
-        &["open", dir.join("audit.db").to_str().unwrap(), "r"],
+        &["rename", audit_s, moved_s],
+        &["open", audit_s, "r"],
     ];
     for args in attempts {
         assert_eq!(attempt(daemon, "files-bot", &g, args), "EPERM", "{args:?}");
