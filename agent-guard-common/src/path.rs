@@ -93,8 +93,13 @@ pub struct PathRule {
     pub exact: u32,
     pub children: u32,
     pub subtree: u32,
-    pub _pad: u32,
+    /// Non-zero on a directory's entry (key ending in '/') when a rule below it denies, asks
+    /// or flags: renaming the directory would carry what that rule names out from under it.
+    pub below: u32,
 }
+
+/// The bits of rules that restrict (deny, ask, flag) rather than allow.
+pub const RESTRICTED_BITS: u32 = (ACCESS_MASK << DENY_SHIFT) | (ACCESS_MASK << ASK_SHIFT) | (ACCESS_MASK << FLAG_SHIFT);
 
 const _: () = assert!(core::mem::size_of::<PathKey>() == 16);
 const _: () = assert!(core::mem::size_of::<PathRule>() == 16);

@@ -16,6 +16,11 @@
 //! Device nodes: path_mknod of a block or character device is refused (ESCAPE_DEVICE) whatever
 //! the grant, so a write grant never becomes raw access to a disk or to memory.
 //!
+//! A rename's source must not be, or hold, anything a deny, ask or flag rule names (PathRule::below
+//! marks the directories above such rules): moving `/repo/.git` away from a deny on
+//! `/repo/.git/hooks/**`, or a denied file out of its name, would leave the rule naming
+//! nothing. Refused as out of scope.
+//!
 //! Hard links are refused for tagged processes in enforce mode: path_link gives the source as a
 //! bare dentry, which bpf_d_path cannot resolve, so a link could otherwise give a denied file a
 //! name inside the granted tree.
@@ -35,7 +40,7 @@ use agent_guard_common::{
         FILE_OP_TRUNCATE, FILE_OP_UNLINK, FILE_OP_XATTR, KIND_FILE, PATH_TRUNCATED, REASON_NONE, VERDICT_FLAGGED,
         VERDICT_OUT_OF_SCOPE, VERDICT_RULE_DENY,
     },
-    path::{ACCESS_WRITE, Decision, decide as decide_bits},
+    path::{ACCESS_WRITE, Decision, RESTRICTED_BITS, decide as decide_bits},
     task::MODE_AUDIT,
 };
 use aya_ebpf::{bindings::path, macros::lsm, programs::LsmContext};
@@ -146,6 +151,8 @@ pub fn path_rename(ctx: LsmContext) -> i32 {
     if let Some(refused) = guard_fs::refuse_dentry(&task, ctx.arg(3)) {
         return verdict(refused);
     }
+    // The source also must not carry anything a deny, ask or flag rule names (itself or
+    // below it): moved, it would be out from under that rule.
     let from = change_in_checked(&task, ctx.arg(0), ctx.arg(1), FILE_OP_RENAME_FROM);
     let to = change_in_checked(&task, ctx.arg(2), ctx.arg(3), FILE_OP_RENAME_TO);
     verdict(from && to)
@@ -221,12 +228,19 @@ fn decide(
     op: u32,
     always_out: bool,
 ) -> bool {
-    let (bits, flags) = match len {
-        Some(len) => (match_path(task.entry.grant_id, &event.path, len, true).allowed, 0),
-        None => (0, PATH_TRUNCATED),
+    let (bits, below, flags) = match len {
+        Some(len) => {
+            let m = match_path(task.entry.grant_id, &event.path, len, true);
+            (m.allowed, m.below, 0)
+        }
+        None => (0, 0, PATH_TRUNCATED),
     };
-    let decision =
-        if always_out || task.grant_ended().is_some() { Decision::OutOfScope } else { decide_bits(bits, ACCESS_WRITE) };
+    let moved_away = op == FILE_OP_RENAME_FROM && (bits & RESTRICTED_BITS != 0 || below != 0);
+    let decision = if always_out || moved_away || task.grant_ended().is_some() {
+        Decision::OutOfScope
+    } else {
+        decide_bits(bits, ACCESS_WRITE)
+    };
     let audit = task.entry.mode == MODE_AUDIT;
     let (verdict, reason, allow) = match decision {
         Decision::Allow => return true,

@@ -23,6 +23,8 @@ pub struct PathMatch {
     pub flags: u32,
     /// FNV-1a of the whole path (identifies a held action, see lsm.rs).
     pub hash: u64,
+    /// Non-zero when a rule below this path (as a directory) restricts (PathRule::below).
+    pub below: u32,
 }
 
 #[inline(always)]
@@ -83,10 +85,10 @@ extern "C" fn walk_byte(index: u64, ctx: *mut c_void) -> i64 {
 #[inline(always)]
 pub fn match_path(grant_id: u32, path: &[u8; PATH_MAX_MATCH], len: usize, resolved: bool) -> PathMatch {
     if len == 0 || path[0] != b'/' {
-        return PathMatch { allowed: 0, flags: PATH_RELATIVE, hash: 0 };
+        return PathMatch { allowed: 0, flags: PATH_RELATIVE, hash: 0, below: 0 };
     }
     if len >= PATH_MAX_MATCH - 1 {
-        return PathMatch { allowed: 0, flags: PATH_TRUNCATED, hash: 0 };
+        return PathMatch { allowed: 0, flags: PATH_TRUNCATED, hash: 0, below: 0 };
     }
     let mut walk = Walk {
         path: path as *const _,
@@ -102,22 +104,24 @@ pub fn match_path(grant_id: u32, path: &[u8; PATH_MAX_MATCH], len: usize, resolv
     let steps = unsafe { bpf_loop(PATH_MAX_MATCH as u32, walk_byte as *mut c_void, (&raw mut walk).cast(), 0) };
     if steps < 0 {
         // The helper failed: decide nothing in the kernel.
-        return PathMatch { allowed: 0, flags: PATH_TRUNCATED, hash: 0 };
+        return PathMatch { allowed: 0, flags: PATH_TRUNCATED, hash: 0, below: 0 };
     }
     if len == 1 {
         // "/" itself: only a subtree rule on "/" covers it, looked up in the walk.
-        return PathMatch { allowed: walk.allowed, flags: 0, hash: walk.hash };
+        return PathMatch { allowed: walk.allowed, flags: 0, hash: walk.hash, below: 1 };
     }
     if !resolved && (walk.unnormalized != 0 || walk.prev == b'/' as u32) {
-        return PathMatch { allowed: 0, flags: PATH_UNNORMALIZED, hash: 0 };
+        return PathMatch { allowed: 0, flags: PATH_UNNORMALIZED, hash: 0, below: 0 };
     }
     let mut allowed = walk.allowed | walk.children;
     if let Some(r) = rule(grant_id, walk.hash) {
         allowed |= r.exact;
     }
     // `/a/b/**` covers the directory `/a/b` itself.
+    let mut below = 0;
     if let Some(r) = rule(grant_id, fnv1a_step(walk.hash, b'/')) {
         allowed |= r.subtree;
+        below = r.below;
     }
-    PathMatch { allowed, flags: 0, hash: walk.hash }
+    PathMatch { allowed, flags: 0, hash: walk.hash, below }
 }

@@ -23,7 +23,7 @@
 //!   socketpair         a datagram over a fresh socketpair (stays inside the process)
 //!   write PATH TEXT    opens PATH for writing and writes TEXT (cgroup files)
 //!   clone-into-cgroup DIR   clone3 with CLONE_INTO_CGROUP into cgroup directory DIR
-//!   setown-pgrp        F_SETOWN of a pipe to this process's own process group
+//!   setown-pgrp        F_SETOWN of a pipe to a process group (a new one, led by this process)
 
 use std::{
     ffi::CString,
@@ -205,6 +205,9 @@ pub fn act(args: &[String]) -> Option<std::io::Result<()>> {
                 if libc::pipe(fds.as_mut_ptr()) < 0 {
                     return Some(Err(std::io::Error::last_os_error()));
                 }
+                // A group of its own (under the VM's init every process is in group 0, which
+                // F_SETOWN reads as "no owner").
+                libc::setpgid(0, 0);
                 errno_result(libc::fcntl(fds[0], libc::F_SETOWN, -libc::getpgrp()) as i64)
             }
             "perf" => {

@@ -524,3 +524,43 @@ fn forks_into_another_cgroup_and_signals_to_a_process_group_are_refused() {
     assert_eq!(attempt(daemon, "pgrp-bot", &g, &["setown-pgrp"]), "EPERM");
     escape(daemon, "pgrp-bot", "file_owner");
 }
+
+#[test]
+fn renames_cannot_carry_paths_out_from_under_deny_ask_or_flag_rules() {
+    let daemon = start();
+    let f = files(daemon);
+    let work = f.path().join("work");
+    std::fs::create_dir_all(work.join("repo/.git/hooks")).unwrap();
+    std::fs::create_dir_all(work.join("private")).unwrap();
+    std::fs::write(work.join("private/key"), "key").unwrap();
+    std::fs::write(work.join("repo/.git/hooks/pre-commit"), "#!/bin/sh\n").unwrap();
+    let w = work.display();
+    // Read and write the work tree, except: no reads of private/, no writes to the hooks.
+    let files = base_files(&[&work.join("**")], &[&work.join("**")], &[])
+        .replacen("], write: [", &format!(", {{path: \"{w}/private/**\", action: deny}}], write: ["), 1)
+        .replacen("]}\n  exec: [", &format!(", {{path: \"{w}/repo/.git/hooks/**\", action: deny}}]}}\n  exec: ["), 1);
+    let g = grant(f.path(), "no-carry", "enforce", &[], &files);
+    let p = |rel: &str| work.join(rel).display().to_string();
+    // The direct routes are refused, as before.
+    assert_eq!(attempt(daemon, "carry-bot", &g, &["open", &p("private/key"), "r"]), "EPERM");
+    assert_eq!(attempt(daemon, "carry-bot", &g, &["create", &p("repo/.git/hooks/post-merge")]), "EPERM");
+    // Moving the restricted tree, a directory above it, or the file itself away is refused too.
+    for (from, to) in [
+        ("private", "public"),
+        ("private/key", "key-copy"),
+        ("repo/.git", "repo/g"),
+        ("repo/.git/hooks", "repo/hooks"),
+        ("repo", "repo2"),
+    ] {
+        assert_eq!(attempt(daemon, "carry-bot", &g, &["rename", &p(from), &p(to)]), "EPERM", "rename {from} -> {to}");
+        assert!(work.join(from).exists() && !work.join(to).exists(), "{from} stayed where the rule names it");
+    }
+    assert_eq!(std::fs::read_to_string(work.join("private/key")).unwrap(), "key");
+    // Renames of what no rule restricts still work.
+    std::fs::write(work.join("notes.txt"), "n").unwrap();
+    assert_eq!(attempt(daemon, "carry-bot", &g, &["rename", &p("notes.txt"), &p("notes2.txt")]), "ok");
+    let event = daemon.wait_event("refused rename", |e| {
+        e["kind"] == "file.change" && e["task"]["agent"] == "carry-bot" && e["object"]["operation"] == "rename_from"
+    });
+    assert_eq!(event["decision"], "denied");
+}

@@ -451,10 +451,16 @@ fn file_event(reg: &Registry, e: &FileEvent, task: Option<&Task>) -> Decoded {
         Ok(observed) => observed,
         Err(path) => return used_path(task, e.header.task_id, path, e.access),
     };
-    if e.op == FILE_OP_LINK
-        && let Some(reason) = event.reason.as_mut()
-    {
-        reason.push_str(" (hard links are refused inside a task: their source cannot be resolved to a path)");
+    if let Some(reason) = event.reason.as_mut() {
+        match e.op {
+            FILE_OP_LINK => {
+                reason.push_str(" (hard links are refused inside a task: their source cannot be resolved to a path)")
+            }
+            FILE_OP_RENAME_FROM if e.header.action == ACTION_BLOCKED => reason.push_str(
+                " (a rename also needs its source to hold nothing a deny, ask or flag rule names, itself or below it)",
+            ),
+            _ => {}
+        }
     }
     event.object = Some(Object::File { path, access: access_names(e.access), operation });
     Decoded::Event(Box::new(event))

@@ -886,7 +886,7 @@ impl Registry {
                 .map(|t| SavedAllow {
                     task_id: t.task_id,
                     hash: t.hash,
-                    previous: t.previous.map(|r| [r.exact, r.children, r.subtree]),
+                    previous: t.previous.map(|r| [r.exact, r.children, r.subtree, r.below]),
                     until_ns: t.until_ns,
                 })
                 .collect(),
@@ -982,7 +982,12 @@ impl Registry {
             self.temporary.push(TemporaryAllow {
                 task_id: t.task_id,
                 hash: t.hash,
-                previous: t.previous.map(|[exact, children, subtree]| PathRule { exact, children, subtree, _pad: 0 }),
+                previous: t.previous.map(|[exact, children, subtree, below]| PathRule {
+                    exact,
+                    children,
+                    subtree,
+                    below,
+                }),
                 until_ns: t.until_ns,
             });
         }

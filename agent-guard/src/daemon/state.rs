@@ -61,9 +61,9 @@ pub struct SavedTask {
 pub struct SavedAllow {
     pub task_id: u32,
     pub hash: u64,
-    /// The exact-path rule to put back when the allowance ends: (exact, children, subtree),
+    /// The path rule to put back when the allowance ends: (exact, children, subtree, below),
     /// or none when there was no rule.
-    pub previous: Option<[u32; 3]>,
+    pub previous: Option<[u32; 4]>,
     /// CLOCK_BOOTTIME of the end.
     pub until_ns: u64,
 }

@@ -54,6 +54,12 @@ fn mask(addr: &[u8; 16], len: u8) -> [u8; 16] {
     (u128::from_be_bytes(*addr) & m).to_be_bytes()
 }
 
+/// The directory keys ("/", "/a/", "/a/b/") above a rule's key path ("/a/b/c" or "/a/b/c/").
+fn ancestor_dirs(key: &str) -> impl Iterator<Item = &str> {
+    let own = key.strip_suffix('/').unwrap_or(key);
+    own.match_indices('/').map(move |(i, _)| &own[..=i])
+}
+
 impl CompiledGrant {
     pub fn compile(grant: &Grant) -> Result<Self, CompileError> {
         let mut paths: BTreeMap<u64, PathRule> = BTreeMap::new();
@@ -67,6 +73,14 @@ impl CompiledGrant {
                     PathPattern::Exact(_) => entry.exact |= bits,
                     PathPattern::Children(_) => entry.children |= bits,
                     PathPattern::Subtree(_) => entry.subtree |= bits,
+                }
+                if rule.action != RuleAction::Allow {
+                    // Every directory above a restricting rule is marked, so that renaming
+                    // one (lsm_tree.rs path_rename) cannot move the named paths away.
+                    let key = rule.target.key_path();
+                    for dir in ancestor_dirs(&key) {
+                        paths.entry(fnv1a(dir.as_bytes())).or_default().below = 1;
+                    }
                 }
             }
         }
@@ -132,5 +146,29 @@ impl CompiledGrant {
             ports
         });
         Ok(CompiledGrant { paths: paths.into_iter().collect(), nets, listen })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use agent_guard_common::path::fnv1a;
+
+    use super::{CompiledGrant, ancestor_dirs};
+    use crate::grant::Grant;
+
+    #[test]
+    fn directories_above_a_restricting_rule_are_marked_and_others_are_not() {
+        assert_eq!(ancestor_dirs("/a/b/c").collect::<Vec<_>>(), ["/", "/a/", "/a/b/"]);
+        assert_eq!(ancestor_dirs("/a/b/").collect::<Vec<_>>(), ["/", "/a/"]);
+        let yaml = "apiVersion: agent-guard.dev/v1\nkind: Grant\nmetadata: {name: g}\nspec:\n  files:\n    \
+                    write: [\"/repo/**\", {path: \"/repo/.git/hooks/**\", action: deny}]\n    \
+                    read: [\"/srv/**\"]\n";
+        let compiled = CompiledGrant::compile(&Grant::parse("g.yaml", yaml).unwrap()).unwrap();
+        let below = |key: &str| compiled.paths.iter().find(|(h, _)| *h == fnv1a(key.as_bytes())).map(|(_, r)| r.below);
+        assert_eq!(below("/repo/.git/"), Some(1));
+        assert_eq!(below("/repo/"), Some(1));
+        assert_eq!(below("/"), Some(1));
+        assert_eq!(below("/srv/"), Some(0), "an allow rule restricts nothing below");
+        assert_eq!(below("/repo/.git/hooks/").map(|_| ()), Some(()), "the rule's own entry");
     }
 }

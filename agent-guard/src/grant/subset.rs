@@ -84,5 +84,6 @@ pub fn with_restrictions(child: &GrantSpec, parent: &GrantSpec) -> GrantSpec {
     add(&mut spec.files.write, &parent.files.write);
     add(&mut spec.exec, &parent.exec);
     add::<Destination>(&mut spec.network.connect, &parent.network.connect);
+    add(&mut spec.network.listen, &parent.network.listen);
     spec
 }
