@@ -84,6 +84,10 @@ pub const ESCAPE_FORK: u32 = 15;
 pub const ESCAPE_UNIX_ABSTRACT: u32 = 16;
 /// A fork into another cgroup (clone3 CLONE_INTO_CGROUP), out of reach of the task's cgroup.
 pub const ESCAPE_CGROUP: u32 = 17;
+/// A kernel key of another type than a keyring (add_key, request_key): request_key's upcall
+/// runs /sbin/request-key as root, untagged, with the caller's description and callout
+/// (the dns_resolver type resolves names, a channel no network grant sees).
+pub const ESCAPE_KEY: u32 = 18;
 
 /// `EscapeEvent::arg` of ESCAPE_MOUNT.
 pub const MOUNT_OP_MOUNT: u64 = 1;

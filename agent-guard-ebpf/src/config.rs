@@ -77,6 +77,9 @@ static FILE_INODE_OFF: u32 = 0;
 static INODE_MODE_OFF: u32 = 0;
 #[unsafe(no_mangle)]
 static DENTRY_SB_OFF: u32 = 0;
+/// key.type (include/linux/key.h), for lsm_system.rs key_alloc.
+#[unsafe(no_mangle)]
+static KEY_TYPE_OFF: u32 = 0;
 /// unix_sock.path and unix_sock.addr (include/net/af_unix.h), for lsm_unix.rs.
 #[unsafe(no_mangle)]
 static UNIX_PATH_OFF: u32 = 0;
@@ -225,6 +228,9 @@ pub fn inode_mode_off() -> usize {
 }
 pub fn dentry_sb_off() -> usize {
     load(&DENTRY_SB_OFF) as usize
+}
+pub fn key_type_off() -> usize {
+    load(&KEY_TYPE_OFF) as usize
 }
 pub fn unix_path_off() -> usize {
     load(&UNIX_PATH_OFF) as usize

@@ -18,6 +18,8 @@
 //! - `kernel_module_request` (kernel/module/kmod.c __request_module): a socket of an unusual
 //!   family can make the kernel load its module on the caller's behalf.
 //! - `perf_event_open` (kernel/events/core.c).
+//! - `key_alloc` (security/keys/key.c key_alloc): a tagged process may make keyrings, no other
+//!   kind of key; request_key's upcall would run /sbin/request-key as root, untagged.
 //! - `task_alloc` (kernel/fork.c copy_process, before the child exists): a tagged process may
 //!   not fork when PROC_TAGS has less than PROC_TAGS_HEADROOM entries free, so the
 //!   task_newtask tracepoint can always tag the child; an untagged child never runs.
@@ -27,8 +29,8 @@
 
 use agent_guard_common::{
     event::{
-        ESCAPE_CAPABILITY, ESCAPE_CGROUP, ESCAPE_CHROOT, ESCAPE_FORK, ESCAPE_MODULE, ESCAPE_MOUNT, ESCAPE_PERF,
-        ESCAPE_USERNS, MOUNT_OP_MOUNT, MOUNT_OP_MOVE, MOUNT_OP_PIVOT_ROOT, MOUNT_OP_UMOUNT,
+        ESCAPE_CAPABILITY, ESCAPE_CGROUP, ESCAPE_CHROOT, ESCAPE_FORK, ESCAPE_KEY, ESCAPE_MODULE, ESCAPE_MOUNT,
+        ESCAPE_PERF, ESCAPE_USERNS, MOUNT_OP_MOUNT, MOUNT_OP_MOVE, MOUNT_OP_PIVOT_ROOT, MOUNT_OP_UMOUNT,
     },
     maps::PROC_TAGS_HEADROOM,
 };
@@ -143,6 +145,21 @@ refused_hook!(path_chroot, "path_chroot", ESCAPE_CHROOT, 0);
 refused_hook!(userns_create, "userns_create", ESCAPE_USERNS, 0);
 refused_hook!(kernel_module_request, "kernel_module_request", ESCAPE_MODULE, 0);
 refused_hook!(perf_event_open, "perf_event_open", ESCAPE_PERF, 0);
+
+/// key_alloc(struct key *key, const struct cred *cred, unsigned long flags): only keyrings.
+/// The type's name is the first member of struct key_type (include/linux/key-type.h).
+#[lsm(hook = "key_alloc")]
+pub fn key_alloc(ctx: LsmContext) -> i32 {
+    let Some(task) = current_task() else {
+        return verdict(true);
+    };
+    let key: *const u8 = ctx.arg(0);
+    // SAFETY: key->type, then its name pointer and the name's first 8 bytes.
+    let key_type = unsafe { bpf_probe_read_kernel(key.add(config::key_type_off()) as *const u64) }.unwrap_or(0);
+    let name = unsafe { bpf_probe_read_kernel(key_type as *const u64) }.unwrap_or(0);
+    let first = unsafe { bpf_probe_read_kernel(name as *const [u8; 8]) }.unwrap_or([0; 8]);
+    verdict(&first == b"keyring\0" || refuse(&task, ESCAPE_KEY, 0, u64::from_le_bytes(first)))
+}
 
 /// task_alloc(struct task_struct *task, unsigned long clone_flags)
 #[lsm(hook = "task_alloc")]

@@ -23,6 +23,7 @@
 //!   socketpair         a datagram over a fresh socketpair (stays inside the process)
 //!   write PATH TEXT    opens PATH for writing and writes TEXT (cgroup files)
 //!   clone-into-cgroup DIR   clone3 with CLONE_INTO_CGROUP into cgroup directory DIR
+//!   add-key TYPE       add_key(TYPE, "agent-guard-probe", "x") to the process keyring
 //!   setown-pgrp        F_SETOWN of a pipe to a process group (a new one, led by this process)
 
 use std::{
@@ -199,6 +200,15 @@ pub fn act(args: &[String]) -> Option<std::io::Result<()>> {
                     libc::waitpid(pid as i32, std::ptr::null_mut(), 0);
                 }
                 errno_result(pid)
+            }
+            "add-key" => {
+                let kind = cstr(args, 1);
+                let desc = CString::new("agent-guard-probe").unwrap();
+                // A keyring takes no payload (keyring_preparse).
+                let payload: &[u8] = if kind.as_bytes() == b"keyring" { &[] } else { b"x" };
+                let data = if payload.is_empty() { std::ptr::null() } else { payload.as_ptr() };
+                // KEY_SPEC_PROCESS_KEYRING (-2): made on first use (a keyring, allowed).
+                errno_result(libc::syscall(libc::SYS_add_key, kind.as_ptr(), desc.as_ptr(), data, payload.len(), -2i32))
             }
             "setown-pgrp" => {
                 let mut fds = [0i32; 2];

@@ -13,6 +13,7 @@
 //!   ptrace PID             PTRACE_SEIZE (then detach); bpf: creates a BPF array map
 //!   uring-open PATH        openat(PATH, O_RDONLY) submitted through io_uring, not a syscall
 //!   connect-twice ADDR GAP connect, sleep GAP seconds, connect: "FIRST SECOND"
+//!   fork-many N SECS       forks N children sleeping SECS: "ok=A EPERM=B other=C", then "done"
 //!   loop SECS VERB ARGS    VERB every 100 ms for SECS seconds: "ok=N EPERM=M other=K"
 //!   connect-each ADDR[/udp].. a TCP connect (or UDP send) to each: one outcome per line
 //!   open-each PATH:r|w..   opens each existing PATH for reading or writing: one outcome per line
@@ -255,6 +256,30 @@ fn act(args: &[String]) -> (String, i32) {
         Some("pid-then") => {
             let (line, code) = act(&args[1..]);
             (format!("{} {line}", std::process::id()), code)
+        }
+        Some("fork-many") => {
+            // Forks N children that sleep SECS; prints "ok=A EPERM=B other=C" at once (flushed),
+            // then waits for them.
+            let count: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or_else(|| usage());
+            let secs: u32 = args.get(2).and_then(|n| n.parse().ok()).unwrap_or_else(|| usage());
+            let (mut ok, mut eperm, mut other) = (0, 0, 0);
+            for _ in 0..count {
+                // SAFETY: the child only sleeps and exits (async-signal-safe).
+                match unsafe { libc::fork() } {
+                    0 => unsafe {
+                        libc::sleep(secs);
+                        libc::_exit(0)
+                    },
+                    -1 if std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM) => eperm += 1,
+                    -1 => other += 1,
+                    _ => ok += 1,
+                }
+            }
+            let _ = writeln!(std::io::stdout(), "ok={ok} EPERM={eperm} other={other}");
+            let _ = std::io::stdout().flush();
+            // SAFETY: reaps this process's children.
+            while unsafe { libc::wait(std::ptr::null_mut()) } > 0 {}
+            ("done".into(), 0)
         }
         Some("grandchild") => {
             let (mut read, write) = pipe();

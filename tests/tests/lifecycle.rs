@@ -178,7 +178,9 @@ fn an_idle_api_client_does_not_keep_the_daemon_from_stopping() {
     assert!(daemon.stop().success());
     assert!(started.elapsed() < std::time::Duration::from_secs(10), "stopped in {:?}", started.elapsed());
     let stop = daemon.wait_event("guard.stop", |e| e["kind"] == "guard.stop");
-    assert_eq!(stop["reason"], "shutdown signal");
+    assert_eq!(stop["reason"], "shutdown signal: open tasks stopped, programs detached");
     assert!(daemon.stderr().contains("all programs detached"), "{}", daemon.stderr());
+    let pins = std::path::Path::new("/sys/fs/bpf").join(&daemon.cgroup);
+    assert!(!pins.exists(), "a deliberate stop (--on-stop stop-tasks) removes the pins: {}", pins.display());
     drop(idle);
 }

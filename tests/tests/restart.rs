@@ -139,3 +139,39 @@ fn a_second_daemon_on_the_same_state_directory_is_refused() {
     // The first one still serves.
     assert!(daemon.cli(&["status"]).status.success());
 }
+
+#[test]
+fn a_deliberate_stop_can_leave_the_tasks_confined_for_the_next_daemon() {
+    let mut daemon = Daemon::start_with(&["--on-stop", "keep-confined"]);
+    let (port, accepted) = counting_listener();
+    let g = grant(daemon.dir.path(), "kept", "enforce", &[], "");
+    let agent = daemon
+        .run_command(
+            "kept-bot",
+            "outlive a restart",
+            &g,
+            &[],
+            &[PROBE, "loop", "6", "connect", &format!("127.0.0.1:{port}")],
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = daemon.wait_event("a refused connect", |e| e["kind"] == "network.connect");
+    assert!(daemon.stop().success());
+    let stop = daemon.wait_event("guard.stop", |e| e["kind"] == "guard.stop");
+    assert!(stop["reason"].as_str().unwrap().contains("1 open task(s) left confined"), "{stop}");
+    let pins = std::path::Path::new("/sys/fs/bpf").join(&daemon.cgroup);
+    assert!(pins.join("links").read_dir().unwrap().count() > 0, "the links stay pinned");
+    std::thread::sleep(Duration::from_secs(1));
+    daemon.spawn();
+    let adopt = daemon.wait_event("guard.adopt", |e| e["kind"] == "guard.adopt");
+    assert!(adopt["reason"].as_str().unwrap().contains("Adopted 1 open task"), "{adopt}");
+    let line = stdout(&agent.wait_with_output().unwrap());
+    assert!(line.starts_with("ok=0 EPERM="), "refused before, during and after the restart: {line}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 0);
+    let id = first["task"]["id"].as_u64().unwrap().to_string();
+    assert!(daemon.cli(&["task", "stop", &id]).status.success());
+    assert!(daemon.stop().success());
+    // This daemon kept its (now empty) state too: remove the pins, which detaches everything.
+    std::fs::remove_dir_all(&pins).unwrap();
+}

@@ -523,6 +523,12 @@ fn forks_into_another_cgroup_and_signals_to_a_process_group_are_refused() {
     assert_eq!(stdout(&Command::new(PROBE).args(["clone-into-cgroup", &root]).output().unwrap()), "ok", "untagged");
     assert_eq!(attempt(daemon, "pgrp-bot", &g, &["setown-pgrp"]), "EPERM");
     escape(daemon, "pgrp-bot", "file_owner");
+    // Kernel keys: a keyring is fine, a user or dns_resolver key (request_key's upcall) is not.
+    assert_eq!(attempt(daemon, "key-bot", &g, &["add-key", "keyring"]), "ok");
+    assert_eq!(attempt(daemon, "key-bot", &g, &["add-key", "user"]), "EPERM");
+    let event = escape(daemon, "key-bot", "key");
+    assert_eq!(event["object"]["detail"], "key type user");
+    assert_eq!(stdout(&Command::new(PROBE).args(["add-key", "user"]).output().unwrap()), "ok", "untagged");
 }
 
 #[test]

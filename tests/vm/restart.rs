@@ -95,3 +95,30 @@ fn a_held_action_is_refused_by_the_kernel_once_its_deadline_passes_with_no_daemo
     daemon.wait_event("guard.adopt", |e| e["kind"] == "guard.adopt");
     assert!(daemon.stop().success());
 }
+
+#[test]
+fn a_full_tag_map_refuses_the_fork_instead_of_letting_an_untagged_child_run() {
+    // PROC_TAGS of 300 entries: forks are refused once fewer than 256 are free.
+    let daemon = Daemon::start_with(&["--require", "lsm", "--max-processes", "300"]);
+    let f = files(&daemon);
+    let g = grant(f.path(), "fork-bomb", "enforce", &[], &base_files(&[], &[], &[]));
+    let mut child = daemon
+        .run_command("bomb-bot", "fork as much as it can", &g, &[], &[PROBE, "fork-many", "100", "4"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut first).unwrap();
+    let counts: std::collections::HashMap<&str, u64> =
+        first.split_whitespace().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k, v.parse().unwrap())).collect();
+    assert!(counts["EPERM"] > 0 && counts["ok"] < 100, "forks past the headroom are refused: {first}");
+    // Every child that did start is tagged: the task counts them all (the probe itself too).
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&daemon.cli(&["task", "list", "--json"]).stdout).unwrap();
+    let task = list.iter().find(|t| t["agent"] == "bomb-bot").expect("the task");
+    assert_eq!(task["live_processes"].as_u64(), Some(counts["ok"] + 1), "{task}");
+    daemon.wait_event("fork refused", |e| {
+        e["kind"] == "task.escape" && e["task"]["agent"] == "bomb-bot" && e["object"]["route"] == "fork"
+    });
+    assert!(!daemon.events().iter().any(|e| e["kind"] == "guard.tag_lost"), "no child ran untagged");
+    child.wait().unwrap();
+}

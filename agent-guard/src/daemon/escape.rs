@@ -3,11 +3,11 @@
 
 use agent_guard_common::event::{
     ESCAPE_CAPABILITY, ESCAPE_CGROUP, ESCAPE_CHROOT, ESCAPE_DEVICE, ESCAPE_ENDED_IO, ESCAPE_FORK, ESCAPE_FOWNER,
-    ESCAPE_LISTEN, ESCAPE_MODULE, ESCAPE_MOUNT, ESCAPE_PERF, ESCAPE_PTRACE, ESCAPE_SCHED, ESCAPE_SIGNAL, ESCAPE_SOCKET,
-    ESCAPE_UNIX_ABSTRACT, ESCAPE_USERNS, EscapeEvent, IO_OP_MMAP, IO_OP_READ, IO_OP_RECEIVE, IO_OP_SEND, IO_OP_WRITE,
-    MOUNT_OP_MOUNT, MOUNT_OP_MOVE, MOUNT_OP_PIVOT_ROOT, MOUNT_OP_UMOUNT, SCHED_OP_IOPRIO, SCHED_OP_MOVE_MEMORY,
-    SCHED_OP_NICE, SCHED_OP_RLIMIT, SCHED_OP_SCHEDULER, TAMPER_BPF, TAMPER_BPFFS, TAMPER_CGROUPFS, TAMPER_FILES,
-    TAMPER_LIMITS, TAMPER_PTRACE, TAMPER_SIGIO, TAMPER_SIGNAL,
+    ESCAPE_KEY, ESCAPE_LISTEN, ESCAPE_MODULE, ESCAPE_MOUNT, ESCAPE_PERF, ESCAPE_PTRACE, ESCAPE_SCHED, ESCAPE_SIGNAL,
+    ESCAPE_SOCKET, ESCAPE_UNIX_ABSTRACT, ESCAPE_USERNS, EscapeEvent, IO_OP_MMAP, IO_OP_READ, IO_OP_RECEIVE, IO_OP_SEND,
+    IO_OP_WRITE, MOUNT_OP_MOUNT, MOUNT_OP_MOVE, MOUNT_OP_PIVOT_ROOT, MOUNT_OP_UMOUNT, SCHED_OP_IOPRIO,
+    SCHED_OP_MOVE_MEMORY, SCHED_OP_NICE, SCHED_OP_RLIMIT, SCHED_OP_SCHEDULER, TAMPER_BPF, TAMPER_BPFFS,
+    TAMPER_CGROUPFS, TAMPER_FILES, TAMPER_LIMITS, TAMPER_PTRACE, TAMPER_SIGIO, TAMPER_SIGNAL,
 };
 
 /// include/uapi/linux/capability.h, by number.
@@ -158,6 +158,16 @@ pub fn route(e: &EscapeEvent) -> Route {
             format!("{} tagged processes", e.arg),
             "the kernel's tag map is nearly full: a fork whose child could not be tagged is refused (raise --max-processes)".into(),
         ),
+        ESCAPE_KEY => {
+            let name: String = e.arg.to_le_bytes().iter().take_while(|b| **b != 0).map(|b| char::from(*b)).collect();
+            (
+                "key",
+                format!("key type {}", name.escape_default()),
+                "kernel keys other than keyrings are refused: request_key would run /sbin/request-key as root, outside \
+                 the task"
+                    .into(),
+            )
+        }
         ESCAPE_CGROUP => (
             "cgroup",
             "clone3 CLONE_INTO_CGROUP".into(),

@@ -240,7 +240,8 @@ pub enum Object {
     },
     /// The route of a `task.escape`: capability, mount, chroot, namespace, socket, listen,
     /// ptrace, signal, scheduling, device, file_owner, module, perf_event, after_grant_end,
-    /// fork; `detail` says what it aimed at, `target_pid` the process acted on.
+    /// fork, unix_abstract, cgroup, key; `detail` says what it aimed at, `target_pid` the
+    /// process acted on.
     Escape {
         route: &'static str,
         detail: String,

@@ -195,6 +195,7 @@ const LSM_PROGRAMS: &[(&str, &str)] = &[
     ("kernel_module_request", "kernel_module_request"),
     ("perf_event_open", "perf_event_open"),
     ("task_alloc", "task_alloc"),
+    ("key_alloc", "key_alloc"),
     // Unix sockets of other processes, by their bound path (lsm_unix.rs).
     ("unix_stream_connect", "unix_stream_connect"),
     ("unix_may_send", "unix_may_send"),
@@ -322,6 +323,7 @@ impl Kernel {
             .override_global("SB_MAGIC_OFF", &lsm.as_ref().map_or(0, |o| o.sb_magic), true)
             .override_global("UNIX_PATH_OFF", &lsm.as_ref().map_or(0, |o| o.unix_path), true)
             .override_global("UNIX_ADDR_OFF", &lsm.as_ref().map_or(0, |o| o.unix_addr), true)
+            .override_global("KEY_TYPE_OFF", &lsm.as_ref().map_or(0, |o| o.key_type), true)
             .override_global("DENTRY_INODE_OFF", &lsm.as_ref().map_or(0, |o| o.dentry_inode), true)
             .override_global("INODE_INO_OFF", &lsm.as_ref().map_or(0, |o| o.inode_ino), true)
             .override_global("SB_DEV_OFF", &lsm.as_ref().map_or(0, |o| o.sb_dev), true)
