@@ -10,7 +10,7 @@ pub enum Command {
 
 pub fn main(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Schema => print!("{}", crate::daemon::event::json_schema()),
+        Command::Schema => print!("{}", crate::daemon::events::schema::json_schema()),
     }
     Ok(ExitCode::SUCCESS)
 }

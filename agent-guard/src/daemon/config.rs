@@ -161,6 +161,13 @@ pub struct SyslogConfig {
     pub queue: usize,
 }
 
+impl SyslogConfig {
+    /// The facility the config names, if it is one.
+    pub fn facility(&self) -> Option<fasyslog::Facility> {
+        self.facility.parse().ok()
+    }
+}
+
 fn default_facility() -> String {
     "authpriv".into()
 }
@@ -345,7 +352,8 @@ impl ConfigFile {
                     }
                 }
                 OutputConfig::Syslog(syslog) => {
-                    super::output::syslog::facility(&syslog.facility)
+                    syslog
+                        .facility()
                         .ok_or_else(|| format!("output {name:?}: unknown syslog facility {:?}", syslog.facility))?;
                     if syslog.queue == 0 {
                         return Err(format!("output {name:?}: queue must be at least 1"));

@@ -1,25 +1,14 @@
 //! The daemon: owns the kernel programs and maps, serves the API, turns kernel records into
 //! events. `run` takes its listener and shutdown signal as arguments so tests can drive it.
 
-mod bpffs;
-mod btf;
-mod cgroup;
 mod clock;
 pub mod config;
-mod decode;
-mod escape;
-pub mod event;
+pub mod events;
 mod kernel;
-mod lineage;
-mod metrics;
-mod ocsf;
 mod output;
 mod peer;
-mod registry;
-mod reload;
 mod server;
-mod state;
-mod tracefs;
+mod tasks;
 
 use std::{
     future::Future,
@@ -34,48 +23,17 @@ use crate::policy;
 use aya::maps::{MapData, RingBuf};
 use tokio::{io::unix::AsyncFd, net::UnixListener};
 
-pub use kernel::MapSizes;
+pub use kernel::{KernelError, MapSizes};
 
 use self::{
-    decode::Decoded,
-    event::{Event, Kind},
-    registry::Registry,
+    events::{
+        decode::{self, Decoded},
+        schema::{Event, Kind},
+    },
+    kernel::cgroup,
+    output::metrics,
+    tasks::{registry::Registry, reload, state},
 };
-
-#[derive(Debug, thiserror::Error)]
-pub enum KernelError {
-    #[error("tracefs {path}: {detail}")]
-    Tracefs { path: PathBuf, detail: String },
-    #[error("tracepoint {event} has no field {field} on this kernel")]
-    TracepointLayout { event: &'static str, field: &'static str },
-    #[error("loading the eBPF object: {source}")]
-    Object { source: Box<aya::EbpfError> },
-    #[error("the eBPF object has no program {name}")]
-    MissingProgram { name: &'static str },
-    #[error("kernel program {name}: {source}")]
-    Program { name: &'static str, source: aya::programs::ProgramError },
-    #[error("the eBPF object has no map {name}")]
-    MissingMap { name: &'static str },
-    #[error("map {name}: {source}")]
-    Map { name: &'static str, source: aya::maps::MapError },
-    #[error("map {name} is full: this needs {need} entries, {free} of {size} are free (raise the daemon's {option})")]
-    MapFull { name: &'static str, need: usize, free: usize, size: u32, option: &'static str },
-    #[error("cgroup {path}: {source}")]
-    Cgroup { path: PathBuf, source: std::io::Error },
-    #[error("BPF LSM is not available: {detail}")]
-    LsmUnavailable { detail: String },
-    #[error("BPF LSM program {name} does not load or attach on this kernel: {source}")]
-    Lsm { name: &'static str, source: aya::programs::ProgramError },
-    #[error("pin directory {path}: {source}")]
-    Pin { path: PathBuf, source: std::io::Error },
-    #[error("program {name}'s link cannot be pinned: {source}")]
-    Link { name: &'static str, source: aya::programs::links::LinkError },
-    #[error(
-        "map {name} pinned in {dir} by a previous daemon has {property} {actual}, this daemon wants {expected}: \
-         start it with the previous daemon's map sizes, or stop that guard's tasks and remove {dir}"
-    )]
-    PinnedIncompatible { dir: PathBuf, name: String, property: &'static str, expected: u64, actual: u64 },
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -262,15 +220,20 @@ pub async fn run(
         .map_err(|err| DaemonError::RingBuffer(err.into()))?;
     let alerts = unsafe { AsyncFd::register_with_interest(rings.alerts, tokio::io::Interest::READABLE) }
         .map_err(|err| DaemonError::RingBuffer(err.into()))?;
-    let reader = tokio::spawn(read_events(ring, registry.clone(), kernel_sink.clone()));
-    let alert_reader = tokio::spawn(read_events(alerts, registry.clone(), kernel_sink));
+    // The enrichment state is the readers', shared by both (lineage spans both rings).
+    let decoder = Arc::new(Mutex::new(decode::Decoder::new(host.clone(), enforcement.clone())));
+    let reader = tokio::spawn(read_events(ring, decoder.clone(), registry.clone(), kernel_sink.clone()));
+    let alert_reader = tokio::spawn(read_events(alerts, decoder, registry.clone(), kernel_sink));
     let drops = tokio::spawn(watch_drops(registry.clone()));
     let reloads = reload::start(config.policy_dir.clone(), registry.clone());
     let metrics_stop = tokio_util::sync::CancellationToken::new();
     let metrics_server = match &config.file.metrics {
         Some(m) => {
             let stop = metrics_stop.clone();
-            Some(metrics::serve(m.listen, metrics, registry.clone(), async move { stop.cancelled().await }).await?)
+            let registry = registry.clone();
+            let status: metrics::StatusSource =
+                Arc::new(move || registry.lock().expect("registry lock is never poisoned").status());
+            Some(metrics::serve(m.listen, metrics, status, async move { stop.cancelled().await }).await?)
         }
         None => None,
     };
@@ -411,6 +374,7 @@ async fn remove_cgroups(base: &std::path::Path) {
 /// in the ring buffer, and what does not fit there is counted by the kernel.
 async fn read_events(
     mut ring: AsyncFd<RingBuf<MapData>>,
+    decoder: Arc<Mutex<decode::Decoder>>,
     registry: Arc<Mutex<Registry>>,
     kernel_sink: output::KernelSink,
 ) {
@@ -442,7 +406,9 @@ async fn read_events(
                 None
             };
             let mut reg = registry.lock().expect("registry lock is never poisoned");
-            match decode::decode(&reg, record) {
+            // Lock order: the registry, then the decoder (only the readers take both).
+            let mut dec = decoder.lock().expect("decoder lock is never poisoned");
+            match decode::decode(&mut dec, &*reg, record) {
                 Decoded::Event(event) => {
                     reg.count(&event);
                     match permit {
@@ -450,7 +416,10 @@ async fn read_events(
                         None => reg.sink.send(*event),
                     }
                 }
-                Decoded::TaskEmpty(id) => reg.close_task(id),
+                Decoded::TaskEmpty(id) => {
+                    reg.close_task(id);
+                    dec.forget_task(id);
+                }
                 Decoded::Used { task_id, rules, touched } => reg.record_use(task_id, rules, touched),
                 Decoded::TagLost { task_id, child, event } => {
                     // Fail closed: an untagged child of a task must not run.

@@ -10,9 +10,9 @@ use tokio::net::UnixStream;
 use tokio_util::codec::{Framed, LinesCodec};
 
 use super::{
-    event::Actor,
+    events::schema::Actor,
     peer::Peer,
-    registry::{GrantRequest, OpenRequest, Refusal, Registry},
+    tasks::registry::{GrantRequest, OpenRequest, Refusal, Registry},
 };
 use crate::api::{API_VERSION, ErrorCode, Request, RequestBody, Response, ResponseBody};
 

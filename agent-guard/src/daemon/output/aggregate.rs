@@ -9,9 +9,9 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use super::super::{
+use crate::daemon::{
     clock,
-    event::{Decision, Event, Kind, Object},
+    events::schema::{Decision, Event, Kind, Object},
 };
 
 /// What makes two events "identical": same process image, kind, decision, rule, object and
@@ -119,7 +119,7 @@ impl Aggregator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::event::Process;
+    use crate::daemon::events::schema::Process;
 
     fn event(decision: Decision, pid: u32, path: &str) -> Event {
         let mut e = Event::new(Kind::FileOpen, "h", SystemTime::now());

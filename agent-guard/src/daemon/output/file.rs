@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::super::config::FileConfig;
+use crate::daemon::config::FileConfig;
 
 pub struct RotatingFile {
     path: PathBuf,

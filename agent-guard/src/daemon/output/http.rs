@@ -13,12 +13,11 @@ use reqwest::StatusCode;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::daemon::config::{HttpConfig, HttpFlavor};
+
 use super::{
-    super::{
-        config::{HttpConfig, HttpFlavor},
-        metrics::{Metrics, OutputLabels},
-    },
     OutputError, Rendered,
+    metrics::{Metrics, OutputLabels},
     spool::{self, Record, SpoolState, SpoolWriter},
 };
 

@@ -17,6 +17,8 @@
 pub mod aggregate;
 pub mod file;
 pub mod http;
+pub mod metrics;
+pub mod ocsf;
 pub mod spool;
 pub mod store;
 pub mod syslog;
@@ -32,10 +34,10 @@ use tokio::sync::mpsc;
 
 use crate::api::wire_name;
 
-use super::{
+use self::metrics::{EventLabels, Metrics};
+use crate::daemon::{
     config::{Format, OutputConfig},
-    event::{Event, Kind},
-    metrics::{EventLabels, Metrics},
+    events::schema::{Event, Kind},
 };
 
 /// Kernel events waiting for the hub, at most.
@@ -96,7 +98,7 @@ pub fn render(event: &Event, format: Format, kind: &str, decision: Option<&str>)
         Format::Json => serde_json::to_string(event).expect("events serialize"),
         Format::Ocsf => {
             let value = serde_json::to_value(event).expect("events serialize");
-            super::ocsf::to_ocsf(&value).to_string()
+            ocsf::to_ocsf(&value).to_string()
         }
     };
     let epoch_ms = crate::audit::parse_ms(&event.time).and_then(|ms| u64::try_from(ms).ok()).unwrap_or(0);

@@ -23,21 +23,12 @@ use std::{
 use fasyslog::{Facility, SDElement, Severity, format::SyslogContext};
 use tokio::sync::mpsc;
 
-use super::{
-    super::{
-        config::{SyslogConfig, SyslogTransport},
-        metrics::Metrics,
-    },
-    Rendered,
-};
+use crate::daemon::config::{SyslogConfig, SyslogTransport};
+
+use super::{Rendered, metrics::Metrics};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-
-/// The facility a config names, if it is one.
-pub fn facility(name: &str) -> Option<Facility> {
-    name.parse().ok()
-}
 
 enum Transport {
     Udp(UdpSocket),
@@ -137,7 +128,7 @@ pub fn start(
     let name = name.to_string();
     let mut context = SyslogContext::new();
     context
-        .facility(facility(&config.facility).unwrap_or(Facility::AUTHPRIV))
+        .facility(config.facility().unwrap_or(Facility::AUTHPRIV))
         .hostname(host)
         .appname("agent-guard")
         .procid(std::process::id().to_string());

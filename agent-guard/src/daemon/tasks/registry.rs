@@ -14,15 +14,15 @@ use agent_guard_common::{
     task::{APPROVAL_GRANTED, APPROVAL_REFUSED, MODE_AUDIT, MODE_ENFORCE, STATE_ACTIVE, TaskEntry},
 };
 
-use super::{
-    KernelError, cgroup,
+use super::state::{Saved, SavedAllow, SavedTask};
+use crate::daemon::{
     clock::{self, boot_ns_now},
-    decode::Touched,
-    decode::{HeldAction, ProcCache, access_names},
-    event::{Actor, Decision, Event, Kind, TaskRef, Usage},
-    kernel::Kernel,
+    events::{
+        decode::{HeldAction, TaskFacts, TaskView, Touched, access_names},
+        schema::{Actor, Decision, Event, Kind, TaskRef, Usage},
+    },
+    kernel::{Kernel, KernelError, cgroup},
     output::EventSink,
-    state::{Saved, SavedAllow, SavedTask},
 };
 use crate::{
     api::{ApprovalInfo, ErrorCode, MapUse, StatusInfo, TaskInfo, TaskState},
@@ -73,6 +73,13 @@ impl Task {
     }
 }
 
+impl TaskView for Registry {
+    fn facts(&self, task_id: u32) -> Option<TaskFacts<'_>> {
+        let task = self.tasks.get(&task_id)?;
+        Some(TaskFacts { task: task.task_ref(), grant: &task.grant, expires: &task.info.expires })
+    }
+}
+
 /// An action held in the kernel, waiting for a human.
 pub struct Held {
     info: ApprovalInfo,
@@ -107,10 +114,6 @@ pub struct Registry {
     /// Profiles and templates tasks are opened from; replaced whole by a valid reload.
     pub policies: PolicySet,
     pub policy_dir: PathBuf,
-    /// /proc reads of recent event sources (decode.rs).
-    pub proc_cache: std::cell::RefCell<ProcCache>,
-    /// Exec ids and ancestry of tagged processes (lineage.rs).
-    pub lineage: std::cell::RefCell<super::lineage::Lineage>,
     /// Where the open tasks are saved for the next daemon (None until adoption is done).
     pub state: Option<super::state::StateDir>,
 }
@@ -191,8 +194,6 @@ impl Registry {
             dropped_total: 0,
             policies: PolicySet::default(),
             policy_dir: PathBuf::new(),
-            proc_cache: Default::default(),
-            lineage: Default::default(),
             state: None,
         }
     }
@@ -584,7 +585,6 @@ impl Registry {
         task.info.live_processes = 0;
         self.kernel.remove_task(id);
         self.kernel.remove_grant(id, &task.compiled);
-        self.lineage.borrow_mut().forget_task(id);
         cgroup::remove_when_empty(task.cgroup.clone());
         let mut event = Event::new(Kind::TaskClose, &self.host, now);
         event.task = Some(task.task_ref());

@@ -1,5 +1,9 @@
 //! Kernel records -> events: decode, then enrich with the task (agent, intent, grant), the
 //! process (/proc) and the rule or reason that decided.
+//!
+//! The enrichment state (the /proc cache, the lineage of tagged processes) belongs to the
+//! [`Decoder`], which the ring-buffer readers own; tasks are seen read-only, through
+//! [`TaskView`], so nothing here reaches back into the task registry.
 
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -16,11 +20,48 @@ use agent_guard_common::{
 };
 
 use super::{
-    clock,
-    event::{Decision, Event, Kind, Object, PolicyDecision, Process},
-    registry::{Registry, Task},
+    lineage::Lineage,
+    schema::{Decision, Event, Kind, Object, PolicyDecision, Process, TaskRef},
 };
-use crate::grant::{Mode, normalize_path};
+use crate::{
+    api::Enforcement,
+    daemon::clock,
+    grant::{Grant, Mode, normalize_path},
+};
+
+/// What decoding reads of a task.
+pub struct TaskFacts<'a> {
+    pub task: TaskRef,
+    pub grant: &'a Grant,
+    /// RFC 3339 expiry, for the reason of an access after it.
+    pub expires: &'a str,
+}
+
+/// The tasks as decoding sees them: read-only.
+pub trait TaskView {
+    fn facts(&self, task_id: u32) -> Option<TaskFacts<'_>>;
+}
+
+/// Decoding and its enrichment state, owned by the ring-buffer readers.
+pub struct Decoder {
+    host: String,
+    /// The levels the kernel enforces (fixed at load), for each event's `enforcement`.
+    enforcement: Enforcement,
+    proc_cache: ProcCache,
+    /// Exec ids and ancestry of tagged processes.
+    lineage: Lineage,
+}
+
+impl Decoder {
+    pub fn new(host: String, enforcement: Enforcement) -> Decoder {
+        Decoder { host, enforcement, proc_cache: ProcCache::default(), lineage: Lineage::default() }
+    }
+
+    /// A task ended: its processes' lineage is no longer needed.
+    pub fn forget_task(&mut self, task_id: u32) {
+        self.lineage.forget_task(task_id);
+    }
+}
 
 const AT_FDCWD: i32 = -100;
 
@@ -114,11 +155,11 @@ impl ProcCache {
     }
 }
 
-fn process(reg: &Registry, header: &EventHeader) -> Process {
-    let (ppid, executable) = reg.proc_cache.borrow_mut().lookup(header);
+fn process(dec: &mut Decoder, header: &EventHeader) -> Process {
+    let (ppid, executable) = dec.proc_cache.lookup(header);
     let image = (header.tgid, header.exec_ns);
     let parent = (header.ptgid, header.parent_exec_ns);
-    let mut lineage = reg.lineage.borrow_mut();
+    let lineage = &mut dec.lineage;
     if header.exec_ns != 0 {
         lineage.learn(image, parent, header.task_id);
     }
@@ -144,20 +185,19 @@ fn process(reg: &Registry, header: &EventHeader) -> Process {
 }
 
 /// The event skeleton every out-of-scope action shares.
-fn action_event(reg: &Registry, kind: Kind, header: &EventHeader, task: Option<&Task>) -> Event {
-    let mut event = Event::new(kind, &reg.host, clock::wall_of_boot_ns(header.boot_ns));
-    event.process = Some(process(reg, header));
-    event.task = task.map(Task::task_ref);
+fn action_event(dec: &mut Decoder, kind: Kind, header: &EventHeader, task: Option<&TaskFacts>) -> Event {
+    let mut event = Event::new(kind, &dec.host, clock::wall_of_boot_ns(header.boot_ns));
+    event.process = Some(process(dec, header));
+    event.task = task.map(|t| t.task.clone());
     event.policy_decision = Some(match task.map(|t| t.grant.spec.mode) {
         Some(Mode::Audit) => PolicyDecision::Flag,
         _ => PolicyDecision::Deny,
     });
-    let grant = task.map_or("(unknown)".to_string(), |t| t.info.grant.clone());
+    let grant = task.map_or("(unknown)".to_string(), |t| t.task.grant.clone());
     let (rule, reason) = match header.reason {
-        REASON_EXPIRED => (
-            "grant.ttl".to_string(),
-            format!("grant {grant} expired at {}", task.map_or("?", |t| t.info.expires.as_str())),
-        ),
+        REASON_EXPIRED => {
+            ("grant.ttl".to_string(), format!("grant {grant} expired at {}", task.map_or("?", |t| t.expires)))
+        }
         REASON_REVOKED => ("task.stopped".to_string(), "the task was stopped: its grant is revoked".to_string()),
         _ => ("default-deny".to_string(), format!("no rule of grant {grant} allows this")),
     };
@@ -166,34 +206,35 @@ fn action_event(reg: &Registry, kind: Kind, header: &EventHeader, task: Option<&
     event
 }
 
-pub fn decode(reg: &Registry, record: KernelEvent) -> Decoded {
+pub fn decode(dec: &mut Decoder, tasks: &impl TaskView, record: KernelEvent) -> Decoded {
     let task_id = record.header().task_id;
-    let task = reg.tasks.get(&task_id);
+    let facts = tasks.facts(task_id);
+    let task = facts.as_ref();
     match record {
         KernelEvent::TaskEmpty(_) => Decoded::TaskEmpty(task_id),
         KernelEvent::Fork(e) => {
             let parent = (e.header.tgid, e.header.exec_ns);
-            reg.lineage.borrow_mut().learn((e.child_tgid, e.header.boot_ns), parent, task_id);
+            dec.lineage.learn((e.child_tgid, e.header.boot_ns), parent, task_id);
             Decoded::Nothing
         }
         KernelEvent::ExecStart(e) => {
             let parent = (e.header.ptgid, e.header.parent_exec_ns);
-            reg.lineage.borrow_mut().learn((e.header.tgid, e.header.exec_ns), parent, task_id);
+            dec.lineage.learn((e.header.tgid, e.header.exec_ns), parent, task_id);
             Decoded::Nothing
         }
         KernelEvent::TagLost(e) => {
-            let mut event = Event::new(Kind::TagLost, &reg.host, clock::wall_of_boot_ns(e.header.boot_ns));
-            event.process = Some(process(reg, &e.header));
-            event.task = task.map(Task::task_ref);
+            let mut event = Event::new(Kind::TagLost, &dec.host, clock::wall_of_boot_ns(e.header.boot_ns));
+            event.process = Some(process(dec, &e.header));
+            event.task = task.map(|t| t.task.clone());
             event.decision = Some(Decision::Denied);
             event.enforcement = Some("kill".into());
             event.reason = Some(format!("child {} could not be tagged (PROC_TAGS is full): killed", e.child_tgid));
             Decoded::TagLost { task_id, child: e.child_tgid, event: Box::new(event) }
         }
         KernelEvent::Tamper(e) => {
-            let mut event = Event::new(Kind::Tamper, &reg.host, clock::wall_of_boot_ns(e.header.boot_ns));
-            event.process = Some(process(reg, &e.header));
-            event.task = task.map(Task::task_ref);
+            let mut event = Event::new(Kind::Tamper, &dec.host, clock::wall_of_boot_ns(e.header.boot_ns));
+            event.process = Some(process(dec, &e.header));
+            event.task = task.map(|t| t.task.clone());
             event.decision = Some(Decision::Denied);
             event.enforcement = Some("lsm".into());
             event.rule = Some("guard.self_protection".into());
@@ -201,9 +242,9 @@ pub fn decode(reg: &Registry, record: KernelEvent) -> Decoded {
             Decoded::Event(Box::new(event))
         }
         KernelEvent::Escape(e) => {
-            let mut event = Event::new(Kind::TaskEscape, &reg.host, clock::wall_of_boot_ns(e.header.boot_ns));
-            event.process = Some(process(reg, &e.header));
-            event.task = task.map(Task::task_ref);
+            let mut event = Event::new(Kind::TaskEscape, &dec.host, clock::wall_of_boot_ns(e.header.boot_ns));
+            event.process = Some(process(dec, &e.header));
+            event.task = task.map(|t| t.task.clone());
             let blocked = e.header.action == ACTION_BLOCKED;
             event.decision = Some(if blocked { Decision::Denied } else { Decision::Flagged });
             event.policy_decision = Some(if blocked { PolicyDecision::Deny } else { PolicyDecision::Flag });
@@ -229,14 +270,14 @@ pub fn decode(reg: &Registry, record: KernelEvent) -> Decoded {
         KernelEvent::Exec(e) if e.header.verdict == VERDICT_IN_SCOPE => {
             used_path(task, task_id, c_string(&e.path), ACCESS_EXEC)
         }
-        KernelEvent::Net(e) => Decoded::Event(Box::new(net_event(reg, &e, task))),
-        KernelEvent::File(e) => file_event(reg, &e, task),
-        KernelEvent::Exec(e) => exec_event(reg, &e, task),
+        KernelEvent::Net(e) => Decoded::Event(Box::new(net_event(dec, &e, task))),
+        KernelEvent::File(e) => file_event(dec, &e, task),
+        KernelEvent::Exec(e) => exec_event(dec, &e, task),
     }
 }
 
 /// A use of an allowed path: absolute and normalised (decided by the kernel, or resolved here).
-fn used_path(task: Option<&Task>, task_id: u32, path: String, need: u32) -> Decoded {
+fn used_path(task: Option<&TaskFacts>, task_id: u32, path: String, need: u32) -> Decoded {
     let rules = task.map(|t| t.grant.allowing_rules(&path, need)).unwrap_or_default();
     let dir = std::path::Path::new(&path).parent().map_or("/".into(), |d| d.display().to_string());
     Decoded::Used { task_id, rules, touched: Touched::Directory(dir) }
@@ -255,10 +296,10 @@ fn protocol_name(protocol: u32) -> String {
     }
 }
 
-fn net_event(reg: &Registry, e: &NetEvent, task: Option<&Task>) -> Event {
+fn net_event(dec: &mut Decoder, e: &NetEvent, task: Option<&TaskFacts>) -> Event {
     let kind =
         if e.hook == HOOK_SENDMSG4 || e.hook == HOOK_SENDMSG6 { Kind::NetworkSend } else { Kind::NetworkConnect };
-    let mut event = action_event(reg, kind, &e.header, task);
+    let mut event = action_event(dec, kind, &e.header, task);
     let (address, protocol) = (address_of(&e.addr), protocol_name(e.protocol));
     event.decision = Some(if e.header.action == ACTION_BLOCKED { Decision::Denied } else { Decision::Flagged });
     if matches!(e.header.verdict, VERDICT_RULE_DENY | VERDICT_FLAGGED) {
@@ -274,7 +315,7 @@ fn net_event(reg: &Registry, e: &NetEvent, task: Option<&Task>) -> Event {
     if event.rule.as_deref() == Some("default-deny") {
         event.reason = Some(format!(
             "no rule of grant {} allows {protocol} to {address}:{}",
-            task.map_or("(unknown)", |t| t.info.grant.as_str()),
+            task.map_or("(unknown)", |t| t.task.grant.as_str()),
             e.port
         ));
     }
@@ -301,7 +342,7 @@ fn undecided_path(
     dfd: i32,
     raw: &str,
     need: u32,
-    task: Option<&Task>,
+    task: Option<&TaskFacts>,
 ) -> Result<(String, String), String> {
     if e_flags & PATH_TRUNCATED != 0 {
         return Ok((raw.to_string(), "path longer than the kernel matches (255 bytes): out of scope".into()));
@@ -335,7 +376,11 @@ struct PathAction<'a> {
 
 /// The event for a file or exec action, with the path it concerns; Err(path) when the path,
 /// resolved here because the kernel could not decide it, is in scope after all (a use).
-fn observed_event(reg: &Registry, action: PathAction<'_>, task: Option<&Task>) -> Result<(Event, String), String> {
+fn observed_event(
+    dec: &mut Decoder,
+    action: PathAction<'_>,
+    task: Option<&TaskFacts>,
+) -> Result<(Event, String), String> {
     let raw = c_string(action.raw_path);
     let (path, note) = if action.header.verdict == VERDICT_UNRESOLVED {
         let (path, note) = undecided_path(action.path_flags, action.header, action.dfd, &raw, action.need, task)?;
@@ -343,11 +388,11 @@ fn observed_event(reg: &Registry, action: PathAction<'_>, task: Option<&Task>) -
     } else {
         (raw, None)
     };
-    let mut event = action_event(reg, action.kind, action.header, task);
+    let mut event = action_event(dec, action.kind, action.header, task);
     name_path_rule(&mut event, action.header.verdict, &path, action.need, task);
     // Refused by a BPF LSM hook, answered by killing the process, or let through (audit mode,
     // or a path only the daemon could resolve, which is observed).
-    let levels = &reg.kernel.enforcement;
+    let levels = &dec.enforcement;
     let level = if action.kind == Kind::ProcessExec { &levels.exec } else { &levels.file };
     let (decision, enforcement) = match action.header.action {
         ACTION_BLOCKED => (Decision::Denied, level.as_str()),
@@ -370,7 +415,7 @@ fn observed_event(reg: &Registry, action: PathAction<'_>, task: Option<&Task>) -
 
 /// For a path action a rule decided (deny or flag, in the kernel or, for a path only the
 /// daemon could resolve, here): names the rule, from the reference evaluator.
-fn name_path_rule(event: &mut Event, verdict: u32, path: &str, need: u32, task: Option<&Task>) {
+fn name_path_rule(event: &mut Event, verdict: u32, path: &str, need: u32, task: Option<&TaskFacts>) {
     let Some((decision, Some(rule))) = task.map(|t| t.grant.path_decision(path, need)) else { return };
     let what = match decision {
         PathDecision::Deny => "refuses",
@@ -388,15 +433,15 @@ fn name_path_rule(event: &mut Event, verdict: u32, path: &str, need: u32, task: 
 
 /// The approval-request event for an action the kernel holds.
 fn held(
-    reg: &Registry,
+    dec: &mut Decoder,
     header: &EventHeader,
-    task: Option<&Task>,
+    task: Option<&TaskFacts>,
     object: &'static str,
     raw: &[u8],
     access: u32,
 ) -> Decoded {
     let path = c_string(raw);
-    let mut event = action_event(reg, Kind::ApprovalRequest, header, task);
+    let mut event = action_event(dec, Kind::ApprovalRequest, header, task);
     event.decision = Some(Decision::Held);
     event.enforcement = Some("lsm".into());
     event.rule = Some("ask".into());
@@ -438,16 +483,16 @@ fn operation_name(op: u32) -> Option<&'static str> {
     })
 }
 
-fn file_event(reg: &Registry, e: &FileEvent, task: Option<&Task>) -> Decoded {
+fn file_event(dec: &mut Decoder, e: &FileEvent, task: Option<&TaskFacts>) -> Decoded {
     if e.header.verdict == VERDICT_ASK {
-        return held(reg, &e.header, task, "file", &e.path, e.access);
+        return held(dec, &e.header, task, "file", &e.path, e.access);
     }
     let operation = operation_name(e.op);
     // Connecting to a Unix socket opens its file for writing (kernel DAC: MAY_WRITE): file.open.
     let kind = if operation.is_some() && e.op != FILE_OP_UNIX_CONNECT { Kind::FileChange } else { Kind::FileOpen };
     let action =
         PathAction { kind, header: &e.header, raw_path: &e.path, path_flags: e.path_flags, dfd: e.dfd, need: e.access };
-    let (mut event, path) = match observed_event(reg, action, task) {
+    let (mut event, path) = match observed_event(dec, action, task) {
         Ok(observed) => observed,
         Err(path) => return used_path(task, e.header.task_id, path, e.access),
     };
@@ -466,9 +511,9 @@ fn file_event(reg: &Registry, e: &FileEvent, task: Option<&Task>) -> Decoded {
     Decoded::Event(Box::new(event))
 }
 
-fn exec_event(reg: &Registry, e: &ExecEvent, task: Option<&Task>) -> Decoded {
+fn exec_event(dec: &mut Decoder, e: &ExecEvent, task: Option<&TaskFacts>) -> Decoded {
     if e.header.verdict == VERDICT_ASK {
-        return held(reg, &e.header, task, "exec", &e.path, ACCESS_EXEC);
+        return held(dec, &e.header, task, "exec", &e.path, ACCESS_EXEC);
     }
     let action = PathAction {
         kind: Kind::ProcessExec,
@@ -478,7 +523,7 @@ fn exec_event(reg: &Registry, e: &ExecEvent, task: Option<&Task>) -> Decoded {
         dfd: AT_FDCWD,
         need: ACCESS_EXEC,
     };
-    let (mut event, path) = match observed_event(reg, action, task) {
+    let (mut event, path) = match observed_event(dec, action, task) {
         Ok(observed) => observed,
         Err(path) => return used_path(task, e.header.task_id, path, ACCESS_EXEC),
     };

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{api::TaskInfo, grant::Grant};
 
-use super::event::Usage;
+use crate::daemon::events::schema::Usage;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {

@@ -1,10 +1,11 @@
 //! Prometheus metrics: counted where things happen (the event hub, each output), and the
-//! registry's gauges (open tasks, pending approvals, map use) read at scrape time. Served on
+//! daemon's status (open tasks, pending approvals, map use) read at scrape time through a
+//! [`StatusSource`], so this module needs nothing of the task registry. Served on
 //! `GET /metrics` when the config file has `metrics.listen`.
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, Mutex, atomic::AtomicI64},
+    sync::{Arc, atomic::AtomicI64},
 };
 
 use prometheus_client::{
@@ -13,7 +14,10 @@ use prometheus_client::{
     registry::Registry as PromRegistry,
 };
 
-use super::registry::Registry;
+use crate::api::StatusInfo;
+
+/// Reads the daemon's status at scrape time (the task registry, behind its lock).
+pub type StatusSource = Arc<dyn Fn() -> StatusInfo + Send + Sync>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EventLabels {
@@ -72,11 +76,10 @@ impl Metrics {
         r
     }
 
-    /// The text exposition, with the registry's gauges read now.
-    pub fn render(&self, registry: &Mutex<Registry>) -> String {
+    /// The text exposition, with the status gauges read now.
+    pub fn render(&self, status: &StatusSource) -> String {
         {
-            let reg = registry.lock().expect("registry lock is never poisoned");
-            let status = reg.status();
+            let status = status();
             self.open_tasks.set(status.open_tasks as i64);
             self.pending_approvals.set(status.pending_approvals as i64);
             for map in status.maps {
@@ -101,16 +104,16 @@ pub enum MetricsError {
 pub async fn serve(
     addr: SocketAddr,
     metrics: Metrics,
-    registry: Arc<Mutex<Registry>>,
+    status: StatusSource,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<tokio::task::JoinHandle<()>, MetricsError> {
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| MetricsError::Bind { addr, source })?;
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
-            let (metrics, registry) = (metrics.clone(), registry.clone());
+            let (metrics, status) = (metrics.clone(), status.clone());
             async move {
-                let text = tokio::task::spawn_blocking(move || metrics.render(&registry)).await.unwrap_or_default();
+                let text = tokio::task::spawn_blocking(move || metrics.render(&status)).await.unwrap_or_default();
                 (
                     [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
                     text,

@@ -254,7 +254,7 @@ impl Event {
     pub fn new(kind: Kind, host: &str, time: std::time::SystemTime) -> Event {
         Event {
             schema: SCHEMA,
-            time: super::clock::rfc3339(time),
+            time: crate::daemon::clock::rfc3339(time),
             host: host.to_string(),
             event_id: uuid::Uuid::now_v7().to_string(),
             kind,

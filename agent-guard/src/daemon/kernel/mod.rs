@@ -25,8 +25,49 @@ use aya::{
     programs::{CgroupAttachMode, CgroupSockAddr, Lsm, TracePoint, links::FdLink},
 };
 
-use super::{KernelError, bpffs, btf, tracefs};
+mod bpffs;
+pub mod btf;
+pub mod cgroup;
+mod links;
+mod tracefs;
+
+use self::links::Links;
 use crate::{api::Enforcement, grant::CompiledGrant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("tracefs {path}: {detail}")]
+    Tracefs { path: PathBuf, detail: String },
+    #[error("tracepoint {event} has no field {field} on this kernel")]
+    TracepointLayout { event: &'static str, field: &'static str },
+    #[error("loading the eBPF object: {source}")]
+    Object { source: Box<aya::EbpfError> },
+    #[error("the eBPF object has no program {name}")]
+    MissingProgram { name: &'static str },
+    #[error("kernel program {name}: {source}")]
+    Program { name: &'static str, source: aya::programs::ProgramError },
+    #[error("the eBPF object has no map {name}")]
+    MissingMap { name: &'static str },
+    #[error("map {name}: {source}")]
+    Map { name: &'static str, source: aya::maps::MapError },
+    #[error("map {name} is full: this needs {need} entries, {free} of {size} are free (raise the daemon's {option})")]
+    MapFull { name: &'static str, need: usize, free: usize, size: u32, option: &'static str },
+    #[error("cgroup {path}: {source}")]
+    Cgroup { path: PathBuf, source: std::io::Error },
+    #[error("BPF LSM is not available: {detail}")]
+    LsmUnavailable { detail: String },
+    #[error("BPF LSM program {name} does not load or attach on this kernel: {source}")]
+    Lsm { name: &'static str, source: aya::programs::ProgramError },
+    #[error("pin directory {path}: {source}")]
+    Pin { path: PathBuf, source: std::io::Error },
+    #[error("program {name}'s link cannot be pinned: {source}")]
+    Link { name: &'static str, source: aya::programs::links::LinkError },
+    #[error(
+        "map {name} pinned in {dir} by a previous daemon has {property} {actual}, this daemon wants {expected}: \
+         start it with the previous daemon's map sizes, or stop that guard's tasks and remove {dir}"
+    )]
+    PinnedIncompatible { dir: PathBuf, name: String, property: &'static str, expected: u64, actual: u64 },
+}
 
 /// The eBPF object built by build.rs (aya-build) from the agent-guard-ebpf crate.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent-guard"));
@@ -624,7 +665,7 @@ impl Kernel {
                 // the fork check never sees fewer entries than there are.
                 self.roots_tagged += 1;
                 let _ = self.tag_count.set(1, &self.roots_tagged, 0);
-                ProcTag { task_id, parent_tgid: 0, exec_ns: super::clock::boot_ns_now(), parent_exec_ns: 0 }
+                ProcTag { task_id, parent_tgid: 0, exec_ns: crate::daemon::clock::boot_ns_now(), parent_exec_ns: 0 }
             }
         };
         self.proc_tags.insert(&tgid, &tag, 0).map_err(|source| KernelError::Map { name: maps::PROC_TAGS, source })
@@ -701,63 +742,4 @@ fn net_key(grant_id: u32, len: u8, addr: &[u8; 16]) -> Key<NetKey> {
 /// any address (lsm_socket.rs looks it up with the all-zero address).
 fn listen_key(grant_id: u32) -> Key<NetKey> {
     Key::new(NET_KEY_BITS - 128, NetKey { grant_be: (grant_id | LISTEN_GRANT_BIT).to_be_bytes(), addr: [0; 16] })
-}
-
-/// The links pinned under `<pin dir>/links/<program>`: each new link replaces the previous
-/// daemon's of the same name by an atomic rename (bpffs: simple_rename), which drops the old
-/// link and with it the old program's attachment.
-///
-/// Should a kernel refuse to pin a link, the links are kept in memory instead, so the programs
-/// detach when the daemon dies, and the daemon says so (`unpinnable`).
-struct Links {
-    dir: PathBuf,
-    pinned: Vec<String>,
-    /// Links held by this process only, when the kernel would not pin them.
-    held: Vec<FdLink>,
-    /// Why links are not pinned, if they are not.
-    unpinnable: Option<String>,
-}
-
-impl Links {
-    fn new(pin_dir: &Path) -> Links {
-        Links { dir: pin_dir.join("links"), pinned: Vec::new(), held: Vec::new(), unpinnable: None }
-    }
-
-    /// Attaches program `name` with `attach` and pins its link. A failed pin drops the link
-    /// (aya's FdLink::pin consumes it): the program is then attached again, and held.
-    fn attach(
-        &mut self,
-        name: &'static str,
-        mut attach: impl FnMut() -> Result<FdLink, KernelError>,
-    ) -> Result<(), KernelError> {
-        if self.unpinnable.is_some() {
-            self.held.push(attach()?);
-            return Ok(());
-        }
-        // No '.' in the name: bpffs refuses to create those (kernel/bpf/inode.c bpf_lookup,
-        // the dot is kept for its own .debug files), with EPERM.
-        let staged = self.dir.join(format!("new-{name}"));
-        let _ = std::fs::remove_file(&staged);
-        if let Err(err) = attach()?.pin(&staged) {
-            self.unpinnable = Some(format!("pinning the link of {name}: {err}"));
-            self.held.push(attach()?);
-            return Ok(());
-        }
-        let path = self.dir.join(name);
-        std::fs::rename(&staged, &path).map_err(|source| KernelError::Pin { path, source })?;
-        self.pinned.push(name.to_string());
-        Ok(())
-    }
-
-    /// Unpins (detaches) every link not pinned by this load.
-    fn remove_others(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !self.pinned.contains(&name) {
-                tracing::info!(link = name, "detaching a previous daemon's program this load does not use");
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-    }
 }
