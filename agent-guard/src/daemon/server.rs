@@ -12,7 +12,10 @@ use tokio_util::codec::{Framed, LinesCodec};
 use super::{
     events::schema::Actor,
     peer::Peer,
-    tasks::registry::{GrantRequest, OpenRequest, Refusal, Registry},
+    tasks::{
+        GrantRequest, OpenRequest,
+        registry::{Refusal, Registry},
+    },
 };
 use crate::api::{API_VERSION, ErrorCode, Request, RequestBody, Response, ResponseBody};
 

@@ -1,0 +1,175 @@
+//! Saving the open tasks for the next daemon and adopting what a previous one left
+//! (state.rs, kernel/ pinning).
+
+use std::time::SystemTime;
+
+use agent_guard_common::path::PathRule;
+
+use super::{
+    approvals::TemporaryAllow,
+    registry::*,
+    state::{Saved, SavedAllow, SavedTask},
+};
+use crate::daemon::{
+    clock,
+    events::schema::{Event, Kind, TaskRef},
+    kernel::cgroup,
+};
+use crate::grant::CompiledGrant;
+
+impl Registry {
+    /// The open tasks and counters, as state.rs saves them.
+    pub fn snapshot(&self) -> Saved {
+        Saved {
+            next_id: self.next_id,
+            dropped_total: self.dropped_total,
+            tasks: self
+                .tasks
+                .values()
+                .filter(|t| t.info.ended.is_none())
+                .map(|t| SavedTask {
+                    info: t.info.clone(),
+                    grant: t.grant.clone(),
+                    expires_ns: t.expires_ns,
+                    latest_ns: t.latest_ns,
+                    moved_out: t.moved_out,
+                    cgroup: t.cgroup.clone(),
+                    usage: t.usage.clone(),
+                    drops_at_open: t.drops_at_open,
+                })
+                .collect(),
+            temporary: self
+                .temporary
+                .iter()
+                .map(|t| SavedAllow {
+                    task_id: t.task_id,
+                    hash: t.hash,
+                    previous: t.previous.map(|r| [r.exact, r.children, r.subtree, r.below]),
+                    until_ns: t.until_ns,
+                })
+                .collect(),
+        }
+    }
+
+    /// Never hands out an id at or below `floor` (the audit store's highest).
+    pub fn raise_next_id(&mut self, floor: u32) {
+        self.next_id = self.next_id.max(floor.saturating_add(1));
+    }
+
+    /// Takes over what a previous daemon left: the saved tasks the pinned kernel state still
+    /// has are adopted as they were; the kernel's tasks nobody saved are revoked and their
+    /// processes killed (fail closed: their grant is unknown); saved tasks the kernel no
+    /// longer has are closed. Held actions lost their question with the old daemon: they
+    /// are refused and continued. Returns (adopted, revoked, closed) task counts.
+    pub fn adopt(&mut self, saved: Option<Saved>) -> (usize, usize, usize) {
+        let saved = saved.unwrap_or_default();
+        self.next_id = self.next_id.max(saved.next_id);
+        self.dropped_total = saved.dropped_total;
+        let in_kernel = self.kernel.task_ids();
+        let (mut adopted, mut closed) = (0, 0);
+        let now = SystemTime::now();
+        for t in saved.tasks {
+            let id = t.info.id;
+            let compiled = match CompiledGrant::compile(&t.grant) {
+                Ok(compiled) => compiled,
+                Err(err) => {
+                    tracing::error!(task = id, %err, "a saved grant no longer compiles; the task is revoked");
+                    continue;
+                }
+            };
+            let mut task = Task {
+                info: t.info,
+                grant: t.grant,
+                expires_ns: t.expires_ns,
+                latest_ns: t.latest_ns,
+                moved_out: t.moved_out,
+                compiled,
+                cgroup: t.cgroup,
+                usage: t.usage,
+                drops_at_open: t.drops_at_open,
+            };
+            if in_kernel.contains(&id) {
+                adopted += 1;
+                self.tasks.insert(id, task);
+                continue;
+            }
+            // The kernel state is gone (the host restarted, or the pins were removed): the
+            // task's processes went with it.
+            closed += 1;
+            task.info.ended = Some(clock::rfc3339(now));
+            task.info.live_processes = 0;
+            cgroup::remove_when_empty(task.cgroup.clone());
+            let mut event = Event::new(Kind::TaskClose, &self.host, now);
+            event.task = Some(task.task_ref());
+            event.usage = Some(task.usage(self.dropped_total));
+            event.enforcement = Some("none".into());
+            event.reason = Some("the guard's kernel state was gone when the daemon started (host restart?)".into());
+            self.sink.send(event);
+            self.tasks.insert(id, task);
+        }
+        let mut revoked = 0;
+        for id in in_kernel.into_iter().filter(|id| !self.tasks.contains_key(id)) {
+            revoked += 1;
+            let _ = self.kernel.revoke_task(id);
+            for pid in self.kernel.processes_of(id) {
+                let _ =
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            }
+            self.kernel.remove_task(id);
+            tracing::error!(
+                task = id,
+                "task in the kernel but not in the saved state: revoked and its processes killed"
+            );
+            let mut event = Event::new(Kind::TaskStop, &self.host, now);
+            event.task = Some(TaskRef {
+                id,
+                agent: String::new(),
+                intent: String::new(),
+                grant: String::new(),
+                parent: None,
+                step: None,
+            });
+            event.enforcement = Some("none".into());
+            event.reason = Some(
+                "the kernel held this task but the daemon's saved state did not (lost in a crash): revoked and its processes killed"
+                    .into(),
+            );
+            self.sink.send(event);
+        }
+        for t in saved.temporary {
+            self.temporary.push(TemporaryAllow {
+                task_id: t.task_id,
+                hash: t.hash,
+                previous: t.previous.map(|[exact, children, subtree, below]| PathRule {
+                    exact,
+                    children,
+                    subtree,
+                    below,
+                }),
+                until_ns: t.until_ns,
+            });
+        }
+        if !self.kernel.links_pinned && self.kernel.adopted {
+            // The programs died with the previous daemon: these tasks ran unconfined, and
+            // children they forked meanwhile are untagged. Fail closed: stop them (cgroup.kill
+            // reaches the untagged children that stayed in the task's cgroup).
+            let ids: Vec<u32> = self.tasks.values().filter(|t| t.info.ended.is_none()).map(|t| t.info.id).collect();
+            for id in ids {
+                adopted -= 1;
+                revoked += 1;
+                let _ = self.stop_task(
+                    id,
+                    None,
+                    "its programs detached when the previous daemon died (this kernel does not pin BPF links), so it \
+                     may have run unconfined: stopped",
+                );
+            }
+        }
+        for tid in self.kernel.pending_holds() {
+            let _ = self.kernel.refuse_held(tid);
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(tid as i32), nix::sys::signal::Signal::SIGCONT);
+            tracing::warn!(tid, "an action held when the previous daemon stopped is refused (its question was lost)");
+        }
+        (adopted, revoked, closed)
+    }
+}

@@ -1,0 +1,158 @@
+//! Held actions: filed when the kernel holds one, decided by a human or by the deadline;
+//! `approve --for` allowances and their end.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use agent_guard_common::{
+    path::{APPROVED_SHIFT, PathRule, fnv1a},
+    task::{APPROVAL_GRANTED, APPROVAL_REFUSED},
+};
+
+use crate::api::{ApprovalInfo, ErrorCode};
+use crate::daemon::{
+    clock::{self, boot_ns_now},
+    events::{
+        decode::{HeldAction, access_names},
+        schema::{Actor, Decision, Event, Kind},
+    },
+};
+
+use super::registry::*;
+
+/// An action held in the kernel, waiting for a human.
+pub(super) struct Held {
+    pub(super) info: ApprovalInfo,
+    pub(super) tid: u32,
+    pub(super) tgid: u32,
+    pub(super) access: u32,
+    pub(super) hash: u64,
+    pub(super) deadline: Instant,
+}
+
+/// A path allowed for a while by `approve --for`, and what to restore when it ends.
+pub(super) struct TemporaryAllow {
+    pub(super) task_id: u32,
+    pub(super) hash: u64,
+    pub(super) previous: Option<PathRule>,
+    /// CLOCK_BOOTTIME of the end (saved across daemon restarts, state.rs).
+    pub(super) until_ns: u64,
+}
+
+impl Registry {
+    /// Files an action the kernel holds and reports it (`approval.request`).
+    pub fn hold(&mut self, held: HeldAction) {
+        let id = self.next_approval;
+        self.next_approval += 1;
+        let now = SystemTime::now();
+        let task = self.tasks.get(&held.task_id);
+        let info = ApprovalInfo {
+            id,
+            task: held.task_id,
+            agent: task.map(|t| t.info.agent.clone()).unwrap_or_default(),
+            intent: task.map(|t| t.info.intent.clone()).unwrap_or_default(),
+            pid: held.tgid,
+            object: held.object.to_string(),
+            path: held.path.clone(),
+            access: access_names(held.access).iter().map(|s| s.to_string()).collect(),
+            requested: clock::rfc3339(now),
+            deadline: clock::rfc3339(now + self.approval_timeout),
+            state: "pending".into(),
+        };
+        let hash = fnv1a(held.path.as_bytes());
+        let mut event = *held.event;
+        event.approval = Some(id);
+        self.sink.send(event);
+        self.approvals.insert(
+            id,
+            Held {
+                info,
+                tid: held.tid,
+                tgid: held.tgid,
+                access: held.access,
+                hash,
+                deadline: Instant::now() + self.approval_timeout,
+            },
+        );
+    }
+
+    /// Approves or refuses held action `id`, then continues its process.
+    pub fn decide(
+        &mut self,
+        id: u32,
+        approve: bool,
+        allow_for: Option<Duration>,
+        by: Option<&Actor>,
+    ) -> Result<ApprovalInfo, Refusal> {
+        let held = self.approvals.get(&id).ok_or_else(|| refuse(ErrorCode::NotFound, format!("no approval {id}")))?;
+        if held.info.state != "pending" {
+            return Err(refuse(ErrorCode::BadRequest, format!("approval {id} is already {}", held.info.state)));
+        }
+        let state = if approve { APPROVAL_GRANTED } else { APPROVAL_REFUSED };
+        self.kernel.decide_held(held.tid, state, held.access, held.hash)?;
+        if approve && let Some(duration) = allow_for {
+            let (task_id, hash, access) = (held.info.task, held.hash, held.access);
+            let grant_id = task_id;
+            let previous = self.kernel.add_path_bits(grant_id, hash, access << APPROVED_SHIFT)?;
+            let until_ns = boot_ns_now().saturating_add(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX));
+            self.temporary.push(TemporaryAllow { task_id, hash, previous, until_ns });
+        }
+        let held = self.approvals.get_mut(&id).expect("checked above");
+        held.info.state = if approve {
+            "approved"
+        } else if by.is_none() {
+            "timed_out"
+        } else {
+            "denied"
+        }
+        .into();
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(held.tgid as i32), nix::sys::signal::Signal::SIGCONT);
+        let info = held.info.clone();
+        let mut event = Event::new(
+            if approve { Kind::ApprovalGranted } else { Kind::ApprovalDenied },
+            &self.host,
+            SystemTime::now(),
+        );
+        event.task = self.tasks.get(&info.task).map(Task::task_ref);
+        event.approval = Some(id);
+        event.actor = by.cloned();
+        event.decision = Some(if approve { Decision::Allowed } else { Decision::Denied });
+        event.enforcement = Some("lsm".into());
+        event.rule = Some("ask".into());
+        event.reason = Some(match (approve, by, allow_for) {
+            (true, Some(by), Some(d)) => {
+                format!("approved by {by} for {}: {} {}", humantime::format_duration(d), info.object, info.path)
+            }
+            (true, Some(by), None) => format!("approved by {by}: {} {}", info.object, info.path),
+            (_, None, _) => {
+                format!("no answer within {}: refused", humantime::format_duration(self.approval_timeout))
+            }
+            (false, Some(by), _) => format!("denied by {by}: {} {}", info.object, info.path),
+        });
+        self.sink.send(event);
+        Ok(info)
+    }
+
+    /// Refuses held actions nobody answered in time, and ends `approve --for` allowances.
+    pub fn expire(&mut self) {
+        let now = Instant::now();
+        let late: Vec<u32> = self
+            .approvals
+            .iter()
+            .filter(|(_, h)| h.info.state == "pending" && h.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            let _ = self.decide(id, false, None, None);
+        }
+        let now_ns = boot_ns_now();
+        let (ended, kept): (Vec<_>, Vec<_>) = self.temporary.drain(..).partition(|t| t.until_ns <= now_ns);
+        self.temporary = kept;
+        for t in ended {
+            self.kernel.restore_path_rule(t.task_id, t.hash, t.previous);
+        }
+    }
+
+    pub fn approvals(&self) -> Vec<ApprovalInfo> {
+        self.approvals.values().map(|h| h.info.clone()).collect()
+    }
+}

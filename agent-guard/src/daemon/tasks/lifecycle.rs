@@ -1,0 +1,271 @@
+//! A task's life after it opened: its steps, stop, revoke, extend, and its close.
+
+use std::time::{Duration, SystemTime};
+
+use crate::api::{ErrorCode, TaskInfo, TaskState};
+use crate::daemon::{
+    clock::{self, boot_ns_now},
+    events::{
+        decode::Touched,
+        schema::{Actor, Event, Kind},
+    },
+    kernel::cgroup,
+};
+
+use super::{open::check_label, registry::*};
+
+impl Registry {
+    /// The task's last process exited: free its kernel entries and cgroup. Idempotent (the
+    /// kernel may report an empty task more than once).
+    pub fn close_task(&mut self, id: u32) {
+        let Some(task) = self.tasks.get_mut(&id) else { return };
+        if task.info.ended.is_some() {
+            return;
+        }
+        // A fork may have raced the report: only close when the kernel agrees it is empty. A
+        // task with open sub-tasks stays open too, so that stopping or revoking it still
+        // reaches them (the 1 s sweep closes it once they are gone).
+        let has_open_children = self.tasks.values().any(|t| t.info.parent == Some(id) && t.info.ended.is_none());
+        let task = self.tasks.get_mut(&id).expect("checked above");
+        if task.info.state == TaskState::Open && (live_of(&self.kernel, task) != 0 || has_open_children) {
+            return;
+        }
+        let now = SystemTime::now();
+        if task.info.state == TaskState::Open {
+            task.info.state = TaskState::Closed;
+        }
+        task.info.ended = Some(clock::rfc3339(now));
+        task.info.live_processes = 0;
+        self.kernel.remove_task(id);
+        self.kernel.remove_grant(id, &task.compiled);
+        cgroup::remove_when_empty(task.cgroup.clone());
+        let mut event = Event::new(Kind::TaskClose, &self.host, now);
+        event.task = Some(task.task_ref());
+        event.usage = Some(task.usage(self.dropped_total));
+        event.enforcement = Some("none".into());
+        event.reason = Some(match task.info.state {
+            TaskState::Stopped => "stopped by an operator; its processes have exited".into(),
+            _ => "its last process exited".into(),
+        });
+        self.sink.send(event);
+    }
+
+    /// Records the step a task's process declares; the task's later events carry it.
+    pub fn declare_intent(&mut self, pid: u32, intent: String) -> Result<TaskInfo, Refusal> {
+        check_label("intent", &intent, 4096)?;
+        let id = self.kernel.task_of(pid).ok_or_else(|| {
+            refuse(
+                ErrorCode::BadRequest,
+                format!("process {pid} is not in a task: a step intent is declared from inside one"),
+            )
+        })?;
+        let task = self.tasks.get_mut(&id).ok_or_else(|| refuse(ErrorCode::NotFound, format!("no task {id}")))?;
+        if task.info.ended.is_some() {
+            return Err(refuse(ErrorCode::BadRequest, format!("task {id} has ended")));
+        }
+        task.info.step_intent = Some(intent.clone());
+        let mut event = Event::new(Kind::TaskIntent, &self.host, SystemTime::now());
+        event.task = Some(task.task_ref());
+        event.enforcement = Some("none".into());
+        event.reason = Some(format!("process {pid} declared: {intent}"));
+        self.sink.send(event);
+        Ok(self.info(id).expect("task exists"))
+    }
+
+    /// How many ancestors `id` has, and the top one (itself when it has none).
+    pub(super) fn ancestry(&self, id: u32) -> (usize, u32) {
+        let (mut depth, mut top) = (0, id);
+        while let Some(parent) = self.tasks.get(&top).and_then(|t| t.info.parent) {
+            depth += 1;
+            top = parent;
+        }
+        (depth, top)
+    }
+
+    /// Every task below `id`, open or not.
+    pub(super) fn descendants(&self, id: u32) -> Vec<u32> {
+        let mut found = Vec::new();
+        let mut queue = vec![id];
+        while let Some(next) = queue.pop() {
+            for t in self.tasks.values().filter(|t| t.info.parent == Some(next)) {
+                found.push(t.info.id);
+                queue.push(t.info.id);
+            }
+        }
+        found
+    }
+
+    /// Open sub-tasks of `id`.
+    pub(super) fn children(&self, id: u32) -> Vec<u32> {
+        self.tasks.values().filter(|t| t.info.parent == Some(id) && t.info.ended.is_none()).map(|t| t.info.id).collect()
+    }
+
+    /// Revokes the grant in the kernel (before anything else), then kills the task's processes;
+    /// its sub-tasks first.
+    pub fn stop_task(&mut self, id: u32, by: Option<&Actor>, why: &str) -> Result<TaskInfo, Refusal> {
+        let task = self.tasks.get(&id).ok_or_else(|| refuse(ErrorCode::NotFound, format!("no task {id}")))?;
+        if task.info.state != TaskState::Open {
+            return Ok(self.info(id).expect("task exists"));
+        }
+        for child in self.children(id) {
+            self.stop_task(child, by, &format!("its parent task {id} was stopped"))?;
+        }
+        let task = &self.tasks[&id];
+        self.kernel.revoke_task(id)?;
+        if let Err(err) = cgroup::kill_all(&task.cgroup) {
+            tracing::warn!(task = id, %err, "cgroup.kill failed; killing tagged processes one by one");
+        }
+        // Processes that left the task's cgroup are still tagged: kill them by tag.
+        for pid in self.kernel.processes_of(id) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+        }
+        let task = self.tasks.get_mut(&id).expect("task exists");
+        task.info.state = TaskState::Stopped;
+        task.info.revoked = true;
+        let mut event = Event::new(Kind::TaskStop, &self.host, SystemTime::now());
+        event.task = Some(task.task_ref());
+        event.usage = Some(task.usage(self.dropped_total));
+        event.enforcement = Some("none".into());
+        event.actor = by.cloned();
+        event.reason = Some(match by {
+            Some(by) => format!("{why} by {by}"),
+            None => why.to_string(),
+        });
+        self.sink.send(event);
+        if self.live(id) == 0 {
+            self.close_task(id);
+        }
+        Ok(self.info(id).expect("task exists"))
+    }
+
+    /// Closes tasks the kernel counts as empty: covers a TASK_EMPTY record lost to a full
+    /// ring buffer (the count itself lives in the TASKS map and is never lost).
+    pub fn close_empty_tasks(&mut self) {
+        let empty: Vec<u32> = self
+            .tasks
+            .values()
+            .filter(|t| t.info.ended.is_none() && live_of(&self.kernel, t) == 0)
+            .map(|t| t.info.id)
+            .collect();
+        for id in empty {
+            self.close_task(id);
+        }
+    }
+
+    pub(super) fn live(&self, id: u32) -> u64 {
+        self.tasks.get(&id).map_or(0, |t| live_of(&self.kernel, t))
+    }
+
+    pub fn info(&self, id: u32) -> Option<TaskInfo> {
+        let task = self.tasks.get(&id)?;
+        let mut info = task.info.clone();
+        if info.ended.is_none() {
+            info.live_processes = live_of(&self.kernel, task);
+        }
+        info.remaining_secs = if info.revoked || info.ended.is_some() {
+            0
+        } else {
+            task.expires_ns.saturating_sub(boot_ns_now()) / 1_000_000_000
+        };
+        Some(info)
+    }
+
+    /// Records the first use of an allowed access (decode::Decoded::Used).
+    pub fn record_use(&mut self, task_id: u32, rules: Vec<String>, touched: Touched) {
+        let Some(task) = self.tasks.get_mut(&task_id) else { return };
+        for rule in rules {
+            if !task.usage.used.contains(&rule) {
+                task.usage.used.push(rule);
+            }
+        }
+        let (map, key) = match touched {
+            Touched::Directory(dir) => (&mut task.usage.touched, dir),
+            Touched::Destination(dest) => (&mut task.usage.destinations, dest),
+        };
+        // Bounded: an agent touching millions of places must not grow the daemon or the event.
+        if map.len() < MAX_USAGE_ENTRIES || map.contains_key(&key) {
+            *map.entry(key).or_default() += 1;
+        } else {
+            task.usage.truncated += 1;
+        }
+    }
+
+    /// Counts a reported action against its task ("decision rule").
+    pub fn count(&mut self, event: &Event) {
+        let (Some(task), Some(decision)) = (&event.task, event.decision) else { return };
+        let Some(task) = self.tasks.get_mut(&task.id) else { return };
+        let key = format!("{} {}", crate::api::wire_name(&decision), event.rule.as_deref().unwrap_or("-"));
+        *task.info.counts.entry(key).or_default() += 1;
+    }
+
+    /// Revokes a task's grant, and its sub-tasks', in the kernel; in force when this returns.
+    pub fn revoke(&mut self, id: u32, by: &Actor) -> Result<TaskInfo, Refusal> {
+        self.revoke_from(id, by, None)
+    }
+
+    /// `cascade`: the parent task whose revocation reaches this one.
+    pub(super) fn revoke_from(&mut self, id: u32, by: &Actor, cascade: Option<u32>) -> Result<TaskInfo, Refusal> {
+        let task = self.tasks.get(&id).ok_or_else(|| refuse(ErrorCode::NotFound, format!("no task {id}")))?;
+        if task.info.ended.is_some() {
+            return Err(refuse(ErrorCode::BadRequest, format!("task {id} has ended")));
+        }
+        self.kernel.revoke_task(id)?;
+        for child in self.children(id) {
+            if !self.tasks[&child].info.revoked {
+                self.revoke_from(child, by, Some(id))?;
+            }
+        }
+        let task = self.tasks.get_mut(&id).expect("checked above");
+        task.info.revoked = true;
+        let mut event = Event::new(Kind::GrantRevoke, &self.host, SystemTime::now());
+        event.task = Some(task.task_ref());
+        event.enforcement = Some("none".into());
+        event.actor = Some(by.clone());
+        let cascade = cascade.map(|parent| format!(" (revoking its parent task {parent})")).unwrap_or_default();
+        event.reason = Some(format!("revoked by {by}{cascade}: the task's processes are allowed nothing from now on"));
+        self.sink.send(event);
+        Ok(self.info(id).expect("task exists"))
+    }
+
+    /// Pushes a task's expiry back by `by`: the time left never exceeds the grant's ttl.
+    pub fn extend(&mut self, id: u32, by: Duration, who: &Actor) -> Result<TaskInfo, Refusal> {
+        let task = self.tasks.get(&id).ok_or_else(|| refuse(ErrorCode::NotFound, format!("no task {id}")))?;
+        if task.info.ended.is_some() || task.info.revoked {
+            return Err(refuse(ErrorCode::BadRequest, format!("task {id} has ended or its grant was revoked")));
+        }
+        let now = boot_ns_now();
+        let wanted = task.expires_ns.max(now).saturating_add(by.as_nanos() as u64);
+        // A profile's task (or a sub-task) has a latest end; a task from a grant file may have
+        // at most the grant's ttl left.
+        let (cap, limit) = match task.latest_ns {
+            Some(latest) => (latest, "the profile's maxTtl (or the parent task's end)".to_string()),
+            None => {
+                let max_left = task.grant.effective_ttl(None).map_err(|m| refuse(ErrorCode::BadRequest, m))?;
+                (
+                    now.saturating_add(max_left.as_nanos() as u64),
+                    format!("the grant's ttl {} from now", humantime::format_duration(max_left)),
+                )
+            }
+        };
+        if wanted > cap {
+            return Err(refuse(
+                ErrorCode::BadRequest,
+                format!("extending task {id} by {} would go beyond {limit}", humantime::format_duration(by)),
+            ));
+        }
+        let expires_ns = wanted;
+        self.kernel.set_expiry(id, expires_ns)?;
+        let wall = clock::wall_of_boot_ns(expires_ns);
+        let task = self.tasks.get_mut(&id).expect("checked above");
+        task.expires_ns = expires_ns;
+        task.info.expires = clock::rfc3339(wall);
+        let mut event = Event::new(Kind::GrantExtend, &self.host, SystemTime::now());
+        event.task = Some(task.task_ref());
+        event.enforcement = Some("none".into());
+        event.actor = Some(who.clone());
+        event.reason =
+            Some(format!("extended by {who} by {} to {}", humantime::format_duration(by), task.info.expires));
+        self.sink.send(event);
+        Ok(self.info(id).expect("task exists"))
+    }
+}

@@ -1,0 +1,245 @@
+//! Opening a task: resolving its grant (a file, or a profile and template), the sub-task
+//! checks, and writing it to the kernel (rules, task, cgroup, tag), all or nothing.
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, SystemTime},
+};
+
+use agent_guard_common::task::{MODE_AUDIT, MODE_ENFORCE, STATE_ACTIVE, TaskEntry};
+
+use crate::daemon::{
+    clock::{self, boot_ns_now},
+    events::schema::{Actor, Decision, Event, Kind, Usage},
+    kernel::{Kernel, cgroup},
+};
+use crate::{
+    api::{ErrorCode, TaskInfo, TaskState},
+    grant::{CompiledGrant, Grant, Mode},
+};
+
+use super::registry::*;
+
+/// Where a task's grant comes from.
+pub enum GrantRequest {
+    /// A grant file's text.
+    File { yaml: String, source: String },
+    /// A profile of the daemon's policies, with an optional template and its variables.
+    Profile { profile: String, template: Option<String>, vars: BTreeMap<String, String> },
+}
+
+pub struct OpenRequest {
+    pub agent: Option<String>,
+    pub intent: String,
+    pub grant: GrantRequest,
+    pub ttl: Option<Duration>,
+    /// The caller, as the kernel names it (SO_PEERPIDFD, SO_PEERCRED).
+    pub actor: Actor,
+}
+
+/// Limits on delegation, so that an agent cannot exhaust the task and rule maps other agents
+/// need, nor make the registry walk an unbounded tree.
+const MAX_SUB_TASK_DEPTH: usize = 8;
+const MAX_SUB_TASKS: usize = 64;
+
+pub(super) fn check_label(what: &str, value: &str, max: usize) -> Result<(), Refusal> {
+    if value.trim().is_empty() || value.len() > max || value.chars().any(char::is_control) {
+        return Err(refuse(ErrorCode::BadRequest, format!("{what} must be 1-{max} bytes of printable text")));
+    }
+    Ok(())
+}
+
+impl Registry {
+    /// The grant a request names, its source, the agent, and the latest expiry allowed.
+    fn resolve_grant(
+        &self,
+        req: &OpenRequest,
+        id: u32,
+    ) -> Result<(Grant, String, String, Duration, Option<Duration>), Refusal> {
+        let invalid = |msg: String| refuse(ErrorCode::InvalidGrant, msg);
+        match &req.grant {
+            GrantRequest::File { yaml, source } => {
+                let agent = req.agent.clone().ok_or_else(|| {
+                    refuse(ErrorCode::BadRequest, "a task opened from a grant file needs an agent name")
+                })?;
+                let grant = Grant::parse(source, yaml).map_err(|err| invalid(err.to_string()))?;
+                let ttl = grant.effective_ttl(req.ttl).map_err(|msg| invalid(format!("grant {source}: {msg}")))?;
+                Ok((grant, source.clone(), agent, ttl, None))
+            }
+            GrantRequest::Profile { profile, template, vars } => {
+                if let Some(agent) = &req.agent
+                    && agent != profile
+                {
+                    return Err(refuse(
+                        ErrorCode::BadRequest,
+                        format!("agent {agent:?} is not profile {profile:?}: a profile's tasks carry its name"),
+                    ));
+                }
+                let builtins = [("task_id", id.to_string()), ("agent", profile.clone())];
+                let resolved =
+                    self.policies.task_grant(profile, template.as_deref(), vars, &builtins).map_err(invalid)?;
+                let max = resolved.max_ttl;
+                if let Some(ttl) = req.ttl
+                    && ttl > max
+                {
+                    return Err(invalid(format!(
+                        "requested ttl {} exceeds profile {profile}'s maxTtl {}",
+                        humantime::format_duration(ttl),
+                        humantime::format_duration(max)
+                    )));
+                }
+                let ttl = resolved
+                    .grant
+                    .effective_ttl(req.ttl)
+                    .map_err(|msg| invalid(format!("{}: {msg}", resolved.source)))?
+                    .min(max);
+                Ok((resolved.grant, resolved.source, profile.clone(), ttl, Some(max)))
+            }
+        }
+    }
+
+    pub fn open_task(&mut self, req: OpenRequest) -> Result<TaskInfo, Refusal> {
+        if let Some(agent) = &req.agent {
+            check_label("agent", agent, 128)?;
+        }
+        check_label("intent", &req.intent, 4096)?;
+        let id = self.next_id;
+        let (mut grant, grant_source, mut agent, mut ttl, max_ttl) = self.resolve_grant(&req, id)?;
+        let now_ns = boot_ns_now();
+        let mut latest_ns = max_ttl.map(|max| now_ns.saturating_add(max.as_nanos() as u64));
+
+        // Inside a task: a sub-task, never broader than its parent and never outliving it.
+        let parent = self.kernel.task_of(req.actor.pid);
+        if let Some(parent_id) = parent {
+            let parent_task = self.tasks.get(&parent_id).ok_or_else(|| {
+                refuse(ErrorCode::Forbidden, format!("process {} belongs to unknown task {parent_id}", req.actor.pid))
+            })?;
+            let left_ns = parent_task.expires_ns.saturating_sub(now_ns);
+            if parent_task.info.ended.is_some() || parent_task.info.revoked || left_ns == 0 {
+                return Err(refuse(
+                    ErrorCode::Forbidden,
+                    format!("task {parent_id} has ended: it cannot open sub-tasks"),
+                ));
+            }
+            let mut problems = crate::grant::excess(&grant.spec, &parent_task.grant.spec);
+            let (depth, root) = self.ancestry(parent_id);
+            if depth >= MAX_SUB_TASK_DEPTH {
+                problems.push(format!("sub-tasks nest at most {MAX_SUB_TASK_DEPTH} deep"));
+            }
+            let open = self.descendants(root).into_iter().filter(|d| self.tasks[d].info.ended.is_none()).count();
+            if open >= MAX_SUB_TASKS {
+                problems.push(format!("task {root} already has {open} open sub-tasks (at most {MAX_SUB_TASKS})"));
+            }
+            let left = Duration::from_nanos(left_ns);
+            if req.ttl.is_some_and(|t| t > left) {
+                problems.push(format!(
+                    "ttl {} is longer than the {} task {parent_id} has left",
+                    humantime::format_duration(ttl),
+                    humantime::format_duration(Duration::from_secs(left.as_secs()))
+                ));
+            }
+            if !problems.is_empty() {
+                return Err(refuse(
+                    ErrorCode::Forbidden,
+                    format!("a sub-task of task {parent_id} may not be broader than it: {}", problems.join("; ")),
+                ));
+            }
+            ttl = ttl.min(left);
+            latest_ns = Some(latest_ns.unwrap_or(u64::MAX).min(parent_task.expires_ns));
+            // An agent names its sub-agents, under its own name: it cannot pass for another.
+            if agent != parent_task.info.agent {
+                agent = format!("{}/{agent}", parent_task.info.agent);
+            }
+            grant.spec = crate::grant::with_restrictions(&grant.spec, &parent_task.grant.spec);
+        }
+        let compiled = CompiledGrant::compile(&grant)
+            .map_err(|err| refuse(ErrorCode::InvalidGrant, format!("grant {grant_source}: {err}")))?;
+
+        let started = SystemTime::now();
+        let expires_ns = now_ns.saturating_add(ttl.as_nanos() as u64);
+        let entry = TaskEntry {
+            grant_id: id,
+            mode: if grant.spec.mode == Mode::Audit { MODE_AUDIT } else { MODE_ENFORCE },
+            state: STATE_ACTIVE,
+            parent_task: parent.unwrap_or(0),
+            expires_ns,
+        };
+        let cgroup = self.cgroup_base.join(format!("task-{id}"));
+
+        // Rules first, then the task, then the cgroup, and the tag last: the tag is what puts
+        // the process under the grant, so it only goes in once everything it points to exists.
+        self.kernel.put_grant(id, &compiled)?;
+        let rollback = |kernel: &mut Kernel, upto: u8| {
+            if upto >= 2 {
+                let _ = cgroup::remove(&cgroup);
+            }
+            if upto >= 1 {
+                kernel.remove_task(id);
+            }
+            kernel.remove_grant(id, &compiled);
+        };
+        if let Err(err) = self.kernel.put_task(id, &entry) {
+            rollback(&mut self.kernel, 0);
+            return Err(err.into());
+        }
+        if let Err(err) = cgroup::create_with(&cgroup, req.actor.pid) {
+            rollback(&mut self.kernel, 2);
+            return Err(refuse(ErrorCode::Kernel, err.to_string()));
+        }
+        if let Err(err) = self.kernel.tag(req.actor.pid, id) {
+            rollback(&mut self.kernel, 2);
+            return Err(err.into());
+        }
+        self.next_id += 1;
+        if let Some(parent) = parent.and_then(|p| self.tasks.get_mut(&p)) {
+            parent.moved_out += 1;
+        }
+
+        let info = TaskInfo {
+            id,
+            parent,
+            agent,
+            intent: req.intent,
+            step_intent: None,
+            grant: grant.metadata.name.clone(),
+            grant_source,
+            mode: if grant.spec.mode == Mode::Audit { "audit" } else { "enforce" }.into(),
+            state: TaskState::Open,
+            root_pid: req.actor.pid,
+            started: clock::rfc3339(started),
+            expires: clock::rfc3339(started + ttl),
+            ended: None,
+            live_processes: 1,
+            remaining_secs: ttl.as_secs(),
+            revoked: false,
+            counts: Default::default(),
+        };
+        let task = Task {
+            info: info.clone(),
+            grant,
+            expires_ns,
+            latest_ns,
+            moved_out: 0,
+            compiled,
+            cgroup,
+            usage: Usage::default(),
+            drops_at_open: self.dropped_total,
+        };
+        let mut event = Event::new(Kind::TaskOpen, &self.host, started);
+        event.task = Some(task.task_ref());
+        event.actor = Some(req.actor.clone());
+        event.grant_spec = Some(task.grant.spec.clone());
+        event.decision = Some(Decision::Allowed);
+        event.enforcement = Some("none".into());
+        event.reason = Some(format!(
+            "ttl {}, mode {}, grant from {}{}",
+            humantime::format_duration(ttl),
+            info.mode,
+            info.grant_source,
+            parent.map(|p| format!(", sub-task of task {p}")).unwrap_or_default()
+        ));
+        self.sink.send(event);
+        self.tasks.insert(id, task);
+        Ok(info)
+    }
+}
