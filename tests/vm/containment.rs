@@ -482,10 +482,10 @@ fn the_daemons_own_files_are_out_of_reach_whatever_the_grant() {
     // A grant that reads and writes the daemon's whole directory: state, audit store, socket.
     let g =
         grant(f.path(), "guard-own-files", "enforce", &[], &base_files(&[&dir.join("**")], &[&dir.join("**")], &[]));
-    let state = dir.join("state/tasks.json");
-    let saved = std::fs::read(&state).expect("the daemon saved its tasks");
+    let state = dir.join("state/meta.json");
+    let saved = std::fs::read(&state).expect("the daemon saved its counters");
     let socket = daemon.socket.to_str().unwrap();
-    let (forged, audit, moved) = (dir.join("state/forged.json"), dir.join("audit.db"), dir.join("moved.db"));
+    let (forged, audit, moved) = (dir.join("state/tasks/999.json"), dir.join("audit.db"), dir.join("moved.db"));
     let (state_s, forged_s, audit_s, moved_s) =
         (state.to_str().unwrap(), forged.to_str().unwrap(), audit.to_str().unwrap(), moved.to_str().unwrap());
     let attempts: [&[&str]; 6] = [
@@ -499,7 +499,7 @@ fn the_daemons_own_files_are_out_of_reach_whatever_the_grant() {
     for args in attempts {
         assert_eq!(attempt(daemon, "files-bot", &g, args), "EPERM", "{args:?}");
     }
-    assert!(Path::new(socket).exists() && dir.join("audit.db").exists() && !dir.join("state/forged.json").exists());
+    assert!(Path::new(socket).exists() && dir.join("audit.db").exists() && !forged.exists());
     assert!(daemon.cli(&["status"]).status.success(), "the API socket still serves");
     // The daemon rewrote the state meanwhile (tasks opened), never the agent: it still parses.
     let now: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();

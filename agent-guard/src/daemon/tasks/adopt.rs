@@ -8,7 +8,7 @@ use agent_guard_common::path::PathRule;
 use super::{
     approvals::TemporaryAllow,
     registry::*,
-    state::{Saved, SavedAllow, SavedTask},
+    state::{Meta, Saved, SavedAllow, SavedTask},
 };
 use crate::daemon::{
     clock,
@@ -17,27 +17,40 @@ use crate::daemon::{
 };
 use crate::grant::CompiledGrant;
 
+fn saved_task(t: &Task) -> SavedTask {
+    SavedTask {
+        info: t.info.clone(),
+        grant: t.grant.clone(),
+        expires_ns: t.expires_ns,
+        latest_ns: t.latest_ns,
+        moved_out: t.moved_out,
+        cgroup: t.cgroup.clone(),
+        usage: t.usage.clone(),
+        drops_at_open: t.drops_at_open,
+    }
+}
+
 impl Registry {
-    /// The open tasks and counters, as state.rs saves them.
-    pub fn snapshot(&self) -> Saved {
-        Saved {
+    /// Saves what changed since the last call: the tasks marked dirty (an ended one is
+    /// removed) and the counters. A failure is logged, not fatal: the kernel keeps enforcing;
+    /// only a restart's adoption would be incomplete (and fail closed).
+    pub fn persist(&mut self) {
+        let Some(state) = self.state.as_mut() else { return };
+        for id in std::mem::take(&mut self.dirty) {
+            let result = match self.tasks.get(&id).filter(|t| t.info.ended.is_none()) {
+                Some(t) => state.save_task(&saved_task(t)),
+                None => {
+                    state.remove_task(id);
+                    Ok(())
+                }
+            };
+            if let Err(err) = result {
+                tracing::error!(task = id, %err, "saving a task for the next daemon");
+            }
+        }
+        let meta = Meta {
             next_id: self.next_id,
             dropped_total: self.dropped_total,
-            tasks: self
-                .tasks
-                .values()
-                .filter(|t| t.info.ended.is_none())
-                .map(|t| SavedTask {
-                    info: t.info.clone(),
-                    grant: t.grant.clone(),
-                    expires_ns: t.expires_ns,
-                    latest_ns: t.latest_ns,
-                    moved_out: t.moved_out,
-                    cgroup: t.cgroup.clone(),
-                    usage: t.usage.clone(),
-                    drops_at_open: t.drops_at_open,
-                })
-                .collect(),
             temporary: self
                 .temporary
                 .iter()
@@ -48,6 +61,9 @@ impl Registry {
                     until_ns: t.until_ns,
                 })
                 .collect(),
+        };
+        if let Err(err) = state.save_meta(&meta) {
+            tracing::error!(%err, "saving the counters for the next daemon");
         }
     }
 
@@ -106,6 +122,7 @@ impl Registry {
             event.reason = Some("the guard's kernel state was gone when the daemon started (host restart?)".into());
             self.sink.send(event);
             self.tasks.insert(id, task);
+            self.dirty.insert(id);
         }
         let mut revoked = 0;
         for id in in_kernel.into_iter().filter(|id| !self.tasks.contains_key(id)) {

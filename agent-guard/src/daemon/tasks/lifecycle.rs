@@ -18,6 +18,7 @@ impl Registry {
     /// The task's last process exited: free its kernel entries and cgroup. Idempotent (the
     /// kernel may report an empty task more than once).
     pub fn close_task(&mut self, id: u32) {
+        self.dirty.insert(id);
         let Some(task) = self.tasks.get_mut(&id) else { return };
         if task.info.ended.is_some() {
             return;
@@ -26,6 +27,7 @@ impl Registry {
         // task with open sub-tasks stays open too, so that stopping or revoking it still
         // reaches them (the 1 s sweep closes it once they are gone).
         let has_open_children = self.tasks.values().any(|t| t.info.parent == Some(id) && t.info.ended.is_none());
+        self.dirty.insert(id);
         let task = self.tasks.get_mut(&id).expect("checked above");
         if task.info.state == TaskState::Open && (live_of(&self.kernel, task) != 0 || has_open_children) {
             return;
@@ -59,6 +61,7 @@ impl Registry {
                 format!("process {pid} is not in a task: a step intent is declared from inside one"),
             )
         })?;
+        self.dirty.insert(id);
         let task = self.tasks.get_mut(&id).ok_or_else(|| refuse(ErrorCode::NotFound, format!("no task {id}")))?;
         if task.info.ended.is_some() {
             return Err(refuse(ErrorCode::BadRequest, format!("task {id} has ended")));
@@ -119,6 +122,7 @@ impl Registry {
         for pid in self.kernel.processes_of(id) {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
         }
+        self.dirty.insert(id);
         let task = self.tasks.get_mut(&id).expect("task exists");
         task.info.state = TaskState::Stopped;
         task.info.revoked = true;
@@ -172,6 +176,7 @@ impl Registry {
 
     /// Records the first use of an allowed access (decode::Decoded::Used).
     pub fn record_use(&mut self, task_id: u32, rules: Vec<String>, touched: Touched) {
+        self.dirty.insert(task_id);
         let Some(task) = self.tasks.get_mut(&task_id) else { return };
         for rule in rules {
             if !task.usage.used.contains(&rule) {
@@ -193,6 +198,7 @@ impl Registry {
     /// Counts a reported action against its task ("decision rule").
     pub fn count(&mut self, event: &Event) {
         let (Some(task), Some(decision)) = (&event.task, event.decision) else { return };
+        self.dirty.insert(task.id);
         let Some(task) = self.tasks.get_mut(&task.id) else { return };
         let key = format!("{} {}", crate::api::wire_name(&decision), event.rule.as_deref().unwrap_or("-"));
         *task.info.counts.entry(key).or_default() += 1;
@@ -215,6 +221,7 @@ impl Registry {
                 self.revoke_from(child, by, Some(id))?;
             }
         }
+        self.dirty.insert(id);
         let task = self.tasks.get_mut(&id).expect("checked above");
         task.info.revoked = true;
         let mut event = Event::new(Kind::GrantRevoke, &self.host, SystemTime::now());
@@ -256,6 +263,7 @@ impl Registry {
         let expires_ns = wanted;
         self.kernel.set_expiry(id, expires_ns)?;
         let wall = clock::wall_of_boot_ns(expires_ns);
+        self.dirty.insert(id);
         let task = self.tasks.get_mut(&id).expect("checked above");
         task.expires_ns = expires_ns;
         task.info.expires = clock::rfc3339(wall);

@@ -191,6 +191,7 @@ impl Registry {
             return Err(err.into());
         }
         self.next_id += 1;
+        self.dirty.extend(parent);
         if let Some(parent) = parent.and_then(|p| self.tasks.get_mut(&p)) {
             parent.moved_out += 1;
         }
@@ -240,6 +241,7 @@ impl Registry {
         ));
         self.sink.send(event);
         self.tasks.insert(id, task);
+        self.dirty.insert(id);
         Ok(info)
     }
 }

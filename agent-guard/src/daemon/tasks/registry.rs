@@ -90,6 +90,8 @@ pub struct Registry {
     /// Profiles and templates tasks are opened from; replaced whole by a valid reload.
     pub policies: PolicySet,
     pub policy_dir: PathBuf,
+    /// Tasks changed since they were last saved (adopt.rs `persist`).
+    pub(super) dirty: std::collections::BTreeSet<u32>,
     /// Where the open tasks are saved for the next daemon (None until adoption is done).
     pub state: Option<super::state::StateDir>,
 }
@@ -141,18 +143,8 @@ impl Registry {
             dropped_total: 0,
             policies: PolicySet::default(),
             policy_dir: PathBuf::new(),
+            dirty: Default::default(),
             state: None,
-        }
-    }
-
-    /// Saves the open tasks if they changed. A failure is logged, not fatal: the kernel keeps
-    /// enforcing; only a restart's adoption would be incomplete (and fail closed).
-    pub fn persist(&mut self) {
-        let snapshot = self.snapshot();
-        if let Some(state) = self.state.as_mut()
-            && let Err(err) = state.save(&snapshot)
-        {
-            tracing::error!(%err, "saving the open tasks for the next daemon");
         }
     }
 

@@ -1,4 +1,4 @@
-//! The daemon's state directory: the open tasks saved on every change, so that a daemon that
+//! The daemon's state directory: each open task saved when it changes, so that a daemon that
 //! is killed, crashes or is upgraded is followed by one that adopts them (same ids, grants,
 //! expiries), and a lock that keeps two daemons from adopting the same guard.
 //!
@@ -68,13 +68,24 @@ pub struct SavedAllow {
     pub until_ns: u64,
 }
 
-/// The state directory, locked for this daemon's lifetime.
+/// The counters and allowances, saved whole (small) in `meta.json`.
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Meta {
+    pub next_id: u32,
+    pub dropped_total: u64,
+    pub temporary: Vec<SavedAllow>,
+}
+
+/// The state directory, locked for this daemon's lifetime: `meta.json`, and one file per open
+/// task under `tasks/` (written when that task changes: saving never costs more than the
+/// tasks that changed).
 pub struct StateDir {
-    file: PathBuf,
+    dir: PathBuf,
     /// Holds the lock (flock, released by the kernel when the daemon dies however it dies).
     _lock: nix::fcntl::Flock<std::fs::File>,
-    /// What was last written, so that an unchanged state is not written again.
-    last: Vec<u8>,
+    /// What `meta.json` last held, so that an unchanged one is not written again.
+    last_meta: Vec<u8>,
 }
 
 impl StateDir {
@@ -82,7 +93,7 @@ impl StateDir {
     pub fn open(dir: &Path) -> Result<StateDir, StateError> {
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         let dir_err = |source| StateError::Dir { path: dir.to_path_buf(), source };
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(dir_err)?;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir.join("tasks")).map_err(dir_err)?;
         let lock_path = dir.join("lock");
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -95,56 +106,98 @@ impl StateDir {
             .map_err(|_| StateError::Locked { path: dir.to_path_buf() })?;
         let _ = lock.set_len(0);
         let _ = writeln!(*lock, "{}", std::process::id());
-        Ok(StateDir { file: dir.join("tasks.json"), _lock: lock, last: Vec::new() })
+        Ok(StateDir { dir: dir.to_path_buf(), _lock: lock, last_meta: Vec::new() })
+    }
+
+    fn meta_path(&self) -> PathBuf {
+        self.dir.join("meta.json")
+    }
+
+    fn task_path(&self, id: u32) -> PathBuf {
+        self.dir.join("tasks").join(format!("{id}.json"))
     }
 
     /// The saved state, if there is one.
     pub fn load(&mut self) -> Result<Option<Saved>, StateError> {
-        let bytes = match std::fs::read(&self.file) {
-            Ok(bytes) => bytes,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(StateError::Io { path: self.file.clone(), source }),
+        let meta_path = self.meta_path();
+        let meta: Meta = match std::fs::read(&meta_path) {
+            Ok(bytes) => {
+                let meta =
+                    serde_json::from_slice(&bytes).map_err(|source| StateError::Parse { path: meta_path, source })?;
+                self.last_meta = bytes;
+                meta
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Meta::default(),
+            Err(source) => return Err(StateError::Io { path: meta_path, source }),
         };
-        let saved =
-            serde_json::from_slice(&bytes).map_err(|source| StateError::Parse { path: self.file.clone(), source })?;
-        self.last = bytes;
-        Ok(Some(saved))
+        let tasks_dir = self.dir.join("tasks");
+        let entries = std::fs::read_dir(&tasks_dir).map_err(|source| StateError::Io { path: tasks_dir, source })?;
+        let mut tasks = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let bytes = std::fs::read(&path).map_err(|source| StateError::Io { path: path.clone(), source })?;
+            tasks.push(serde_json::from_slice(&bytes).map_err(|source| StateError::Parse { path, source })?);
+        }
+        if self.last_meta.is_empty() && tasks.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Saved { next_id: meta.next_id, dropped_total: meta.dropped_total, tasks, temporary: meta.temporary }))
     }
 
-    /// Writes `saved` if it changed: to a temporary file, synced, then renamed over the old
-    /// one, so that a crash leaves either state whole.
-    pub fn save(&mut self, saved: &Saved) -> Result<(), StateError> {
-        let bytes = serde_json::to_vec(saved).expect("the state serialises");
-        if bytes == self.last {
-            return Ok(());
+    /// Writes `meta` if it changed.
+    pub fn save_meta(&mut self, meta: &Meta) -> Result<(), StateError> {
+        let bytes = serde_json::to_vec(meta).expect("the state serialises");
+        if bytes != self.last_meta {
+            write_atomically(&self.meta_path(), &bytes)?;
+            self.last_meta = bytes;
         }
-        let staged = self.file.with_extension("json.new");
-        let io = |source| StateError::Io { path: staged.clone(), source };
-        let mut file = std::fs::File::create(&staged).map_err(io)?;
-        file.write_all(&bytes).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&staged, &self.file).map_err(|source| StateError::Io { path: self.file.clone(), source })?;
-        self.last = bytes;
         Ok(())
     }
 
-    /// Marks the daemon alive now (the file's mtime): the next daemon measures the gap from it.
+    pub fn save_task(&self, task: &SavedTask) -> Result<(), StateError> {
+        write_atomically(&self.task_path(task.info.id), &serde_json::to_vec(task).expect("the state serialises"))
+    }
+
+    /// Forgets a task that ended.
+    pub fn remove_task(&self, id: u32) {
+        let _ = std::fs::remove_file(self.task_path(id));
+    }
+
+    /// Marks the daemon alive now (meta.json's mtime): the next daemon measures the gap from it.
     pub fn heartbeat(&self) {
-        if let Ok(file) = std::fs::File::options().append(true).open(&self.file) {
+        if let Ok(file) = std::fs::File::options().append(true).open(self.meta_path()) {
             let _ = file.set_modified(SystemTime::now());
         }
     }
 
     /// When the previous daemon was last alive.
     pub fn last_alive(&self) -> Option<SystemTime> {
-        std::fs::metadata(&self.file).and_then(|m| m.modified()).ok()
+        std::fs::metadata(self.meta_path()).and_then(|m| m.modified()).ok()
     }
 
     /// Removes the saved state (a deliberate stop, after the tasks were stopped).
     pub fn clear(&mut self) {
-        let _ = std::fs::remove_file(&self.file);
-        self.last.clear();
+        let _ = std::fs::remove_file(self.meta_path());
+        if let Ok(entries) = std::fs::read_dir(self.dir.join("tasks")) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        self.last_meta.clear();
     }
+}
+
+/// To a temporary file, synced, then renamed over the old one: a crash leaves either whole.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let staged = path.with_extension("json.new");
+    let io = |source| StateError::Io { path: staged.clone(), source };
+    let mut file = std::fs::File::create(&staged).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&staged, path).map_err(|source| StateError::Io { path: path.to_path_buf(), source })
 }
 
 #[cfg(test)]
@@ -157,10 +210,11 @@ mod tests {
         let mut state = StateDir::open(dir.path()).unwrap();
         assert!(matches!(StateDir::open(dir.path()), Err(StateError::Locked { .. })));
         assert_eq!(state.load().unwrap(), None);
-        let saved = Saved { next_id: 42, dropped_total: 3, tasks: Vec::new(), temporary: Vec::new() };
-        state.save(&saved).unwrap();
+        let meta = Meta { next_id: 42, dropped_total: 3, temporary: Vec::new() };
+        state.save_meta(&meta).unwrap();
         drop(state);
         let mut again = StateDir::open(dir.path()).unwrap();
+        let saved = Saved { next_id: 42, dropped_total: 3, tasks: Vec::new(), temporary: Vec::new() };
         assert_eq!(again.load().unwrap(), Some(saved));
     }
 }
