@@ -184,11 +184,17 @@ fn process(dec: &mut Decoder, header: &EventHeader) -> Process {
     }
 }
 
-/// The event skeleton every out-of-scope action shares.
-fn action_event(dec: &mut Decoder, kind: Kind, header: &EventHeader, task: Option<&TaskFacts>) -> Event {
+/// An event about a record: when and where it happened, the process and its task.
+fn record_event(dec: &mut Decoder, kind: Kind, header: &EventHeader, task: Option<&TaskFacts>) -> Event {
     let mut event = Event::new(kind, &dec.host, clock::wall_of_boot_ns(header.boot_ns));
     event.process = Some(process(dec, header));
     event.task = task.map(|t| t.task.clone());
+    event
+}
+
+/// The event skeleton every out-of-scope action shares.
+fn action_event(dec: &mut Decoder, kind: Kind, header: &EventHeader, task: Option<&TaskFacts>) -> Event {
+    let mut event = record_event(dec, kind, header, task);
     event.policy_decision = Some(match task.map(|t| t.grant.spec.mode) {
         Some(Mode::Audit) => PolicyDecision::Flag,
         _ => PolicyDecision::Deny,
@@ -223,18 +229,14 @@ pub fn decode(dec: &mut Decoder, tasks: &impl TaskView, record: KernelEvent) -> 
             Decoded::Nothing
         }
         KernelEvent::TagLost(e) => {
-            let mut event = Event::new(Kind::TagLost, &dec.host, clock::wall_of_boot_ns(e.header.boot_ns));
-            event.process = Some(process(dec, &e.header));
-            event.task = task.map(|t| t.task.clone());
+            let mut event = record_event(dec, Kind::TagLost, &e.header, task);
             event.decision = Some(Decision::Denied);
             event.enforcement = Some("kill".into());
             event.reason = Some(format!("child {} could not be tagged (PROC_TAGS is full): killed", e.child_tgid));
             Decoded::TagLost { task_id, child: e.child_tgid, event: Box::new(event) }
         }
         KernelEvent::Tamper(e) => {
-            let mut event = Event::new(Kind::Tamper, &dec.host, clock::wall_of_boot_ns(e.header.boot_ns));
-            event.process = Some(process(dec, &e.header));
-            event.task = task.map(|t| t.task.clone());
+            let mut event = record_event(dec, Kind::Tamper, &e.header, task);
             event.decision = Some(Decision::Denied);
             event.enforcement = Some("lsm".into());
             event.rule = Some("guard.self_protection".into());
@@ -242,9 +244,7 @@ pub fn decode(dec: &mut Decoder, tasks: &impl TaskView, record: KernelEvent) -> 
             Decoded::Event(Box::new(event))
         }
         KernelEvent::Escape(e) => {
-            let mut event = Event::new(Kind::TaskEscape, &dec.host, clock::wall_of_boot_ns(e.header.boot_ns));
-            event.process = Some(process(dec, &e.header));
-            event.task = task.map(|t| t.task.clone());
+            let mut event = record_event(dec, Kind::TaskEscape, &e.header, task);
             let blocked = e.header.action == ACTION_BLOCKED;
             event.decision = Some(if blocked { Decision::Denied } else { Decision::Flagged });
             event.policy_decision = Some(if blocked { PolicyDecision::Deny } else { PolicyDecision::Flag });

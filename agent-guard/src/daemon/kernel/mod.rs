@@ -166,6 +166,15 @@ pub struct Kernel {
     pub warnings: Vec<String>,
 }
 
+/// The program `name` of the object, as its type.
+fn program<'e, T>(ebpf: &'e mut Ebpf, name: &'static str) -> Result<&'e mut T, KernelError>
+where
+    &'e mut T: TryFrom<&'e mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let program = ebpf.program_mut(name).ok_or(KernelError::MissingProgram { name })?;
+    program.try_into().map_err(|source| KernelError::Program { name, source })
+}
+
 fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
     ebpf: &mut Ebpf,
     name: &'static str,
@@ -408,11 +417,7 @@ impl Kernel {
                     // would see reaches another hook on that kernel (inode_setxattr for ACLs).
                     continue;
                 }
-                let program: &mut Lsm = ebpf
-                    .program_mut(name)
-                    .ok_or(KernelError::MissingProgram { name })?
-                    .try_into()
-                    .map_err(|source| KernelError::Program { name, source })?;
+                let program: &mut Lsm = program(&mut ebpf, name)?;
                 let started = std::time::Instant::now();
                 program.load(hook, &btf).map_err(|source| KernelError::Lsm { name, source })?;
                 tracing::info!(program = name, ms = started.elapsed().as_millis() as u64, "BPF LSM program loaded");
@@ -424,7 +429,7 @@ impl Kernel {
                 if missing.contains(&hook) {
                     continue;
                 }
-                let program: &mut Lsm = ebpf.program_mut(name).expect("loaded above").try_into().expect("loaded above");
+                let program: &mut Lsm = program(&mut ebpf, name)?;
                 links.attach(name, || {
                     let id = program.attach().map_err(|source| KernelError::Lsm { name, source })?;
                     let link = program.take_link(id).map_err(|source| KernelError::Lsm { name, source })?;
@@ -434,11 +439,7 @@ impl Kernel {
         }
         let observe: &[(&str, &str, &str)] = if lsm.is_some() { &[] } else { OBSERVE_TRACEPOINTS };
         for &(name, category, event) in TRACEPOINTS.iter().chain(observe) {
-            let program: &mut TracePoint = ebpf
-                .program_mut(name)
-                .ok_or(KernelError::MissingProgram { name })?
-                .try_into()
-                .map_err(|source| KernelError::Program { name, source })?;
+            let program: &mut TracePoint = program(&mut ebpf, name)?;
             program.load().map_err(|source| KernelError::Program { name, source })?;
             links.attach(name, || {
                 let id = program.attach(category, event).map_err(|source| KernelError::Program { name, source })?;
@@ -449,11 +450,7 @@ impl Kernel {
         let cgroup = File::open(cgroup_root)
             .map_err(|source| KernelError::Cgroup { path: cgroup_root.to_path_buf(), source })?;
         for &name in SOCK_ADDR_PROGRAMS {
-            let program: &mut CgroupSockAddr = ebpf
-                .program_mut(name)
-                .ok_or(KernelError::MissingProgram { name })?
-                .try_into()
-                .map_err(|source| KernelError::Program { name, source })?;
+            let program: &mut CgroupSockAddr = program(&mut ebpf, name)?;
             program.load().map_err(|source| KernelError::Program { name, source })?;
             // Attached through a bpf_link, which the kernel always adds as a multi-program
             // attachment (kernel/bpf/cgroup.c: cgroup_bpf_link_attach passes BPF_F_ALLOW_MULTI
