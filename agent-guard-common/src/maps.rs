@@ -52,8 +52,8 @@ pub const PROC_TAGS_HEADROOM: u32 = 256;
 
 /// How many of the daemon's files and directories the kernel protects by inode (the state
 /// and policy directories, the audit store, the API socket, the config file, the daemon's
-/// executable; config::GUARD_INO in the eBPF crate).
-pub const GUARD_FILES: usize = 8;
+/// executable, event files and spool directories; config::GUARD_INO in the eBPF crate).
+pub const GUARD_FILES: usize = 16;
 
 /// The maps that hold a guard's state, pinned in bpffs under the daemon's pin directory so
 /// that they, and the programs that use them, outlive the daemon: a restarted daemon adopts

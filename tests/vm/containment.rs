@@ -488,7 +488,9 @@ fn the_daemons_own_files_are_out_of_reach_whatever_the_grant() {
     let (forged, audit, moved) = (dir.join("state/tasks/999.json"), dir.join("audit.db"), dir.join("moved.db"));
     let (state_s, forged_s, audit_s, moved_s) =
         (state.to_str().unwrap(), forged.to_str().unwrap(), audit.to_str().unwrap(), moved.to_str().unwrap());
-    let attempts: [&[&str]; 6] = [
+    let events = daemon.events.to_str().unwrap();
+    let attempts: [&[&str]; 7] = [
+        &["truncate", events],
         &["open", state_s, "r"],
         &["open", state_s, "w"],
         &["create", forged_s],
@@ -509,7 +511,8 @@ fn the_daemons_own_files_are_out_of_reach_whatever_the_grant() {
         .into_iter()
         .filter(|e| e["kind"] == "guard.tamper" && e["task"]["agent"] == "files-bot")
         .count();
-    assert!(tampers >= 6, "each attempt is reported ({tampers})");
+    assert!(tampers >= 7, "each attempt is reported ({tampers})");
+    assert!(!daemon.events().is_empty(), "the events file was not truncated");
 }
 
 #[test]

@@ -318,11 +318,34 @@ pub async fn run(
 /// The daemon's files the kernel keeps from every task, whatever its grant (guard_fs.rs):
 /// (path, whether tasks may read it). Its executable is also the CLI tasks run: read only.
 fn guard_files(config: &DaemonConfig, api_socket: Option<&std::path::Path>) -> Vec<(PathBuf, bool)> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let mut files = vec![(config.state_dir.clone(), false), (config.policy_dir.clone(), false)];
     files.extend(config.file.audit_store.path.clone().map(|p| (p, false)));
     files.extend(api_socket.map(|p| (p.to_path_buf(), false)));
     files.extend(config.config_path.clone().map(|p| (p, false)));
     files.extend(std::env::current_exe().ok().map(|p| (p, true)));
+    // Where events wait or are kept: an agent must not truncate or delete its own trail.
+    for output in &config.file.outputs {
+        match output {
+            config::OutputConfig::File(file) => {
+                // The file output opens it for appending; here it only has to exist, so that
+                // the kernel learns its inode. A file rotated later is a new inode, which is
+                // protected from the next start on (docs/design.md).
+                // Modes as the output makes them (0700 directories, 0600 files).
+                if let Some(dir) = file.path.parent() {
+                    let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir);
+                }
+                let _ = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&file.path);
+                files.push((file.path.clone(), false));
+            }
+            config::OutputConfig::Http(http) => {
+                let spool = http.spool(&output.name());
+                let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&spool);
+                files.push((spool, false));
+            }
+            _ => {}
+        }
+    }
     files
 }
 
