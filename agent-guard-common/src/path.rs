@@ -72,7 +72,15 @@ pub fn fnv1a_step(hash: u64, byte: u8) -> u64 {
 }
 
 pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash = FNV_OFFSET;
+    fnv1a_seeded(0, bytes)
+}
+
+/// FNV-1a from a secret starting point (FNV_OFFSET ^ `seed`): the guard's path keys. With
+/// the seed unknown, an agent cannot compute offline a name whose hash equals a granted
+/// path's (the plain hash falls to a 2^32 meet-in-the-middle search). The kernel starts its
+/// walk from the same point (path_match.rs, config::path_seed).
+pub fn fnv1a_seeded(seed: u64, bytes: &[u8]) -> u64 {
+    let mut hash = FNV_OFFSET ^ seed;
     for &b in bytes {
         hash = fnv1a_step(hash, b);
     }

@@ -118,6 +118,9 @@ static MOUNT_INST_OFF: u32 = 0;
 /// PROC_TAGS' size, for the fork refusal (lsm_system.rs task_alloc).
 #[unsafe(no_mangle)]
 static PROC_TAGS_SIZE: u32 = 0;
+/// The secret starting point of the path hash (agent_guard_common::path::fnv1a_seeded).
+#[unsafe(no_mangle)]
+static PATH_SEED: u64 = 0;
 /// How long a held action waits for a human before the kernel refuses it (hold.rs), in ns.
 #[unsafe(no_mangle)]
 static APPROVAL_TTL_NS: u64 = 0;
@@ -269,6 +272,10 @@ pub fn sb_mounts_off() -> usize {
 }
 pub fn mount_instance_off() -> usize {
     load(&MOUNT_INST_OFF) as usize
+}
+pub fn path_seed() -> u64 {
+    // SAFETY: as in load().
+    unsafe { core::ptr::read_volatile(&PATH_SEED) }
 }
 pub fn approval_ttl_ns() -> u64 {
     // SAFETY: as in load().

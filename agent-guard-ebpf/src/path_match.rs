@@ -14,7 +14,7 @@ use agent_guard_common::{
 };
 use aya_ebpf::helpers::generated::bpf_loop;
 
-use crate::maps::PATH_RULES;
+use crate::{config, maps::PATH_RULES};
 
 pub struct PathMatch {
     /// ACCESS_* bits the grant gives this path.
@@ -92,7 +92,7 @@ pub fn match_path(grant_id: u32, path: &[u8; PATH_MAX_MATCH], len: usize, resolv
     }
     let mut walk = Walk {
         path: path as *const _,
-        hash: FNV_OFFSET,
+        hash: FNV_OFFSET ^ config::path_seed(),
         grant_id,
         allowed: 0,
         children: 0,

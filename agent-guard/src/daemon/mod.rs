@@ -159,6 +159,7 @@ pub async fn run(
         approval_timeout: config.approval_timeout,
         guard_files: &guard_files,
         api_socket: api_socket.as_deref(),
+        path_seed: state.path_seed()?,
     })?;
     // Loading parses the kernel's BTF and the eBPF object (twice where the LSM attempt falls
     // back): tens of MiB freed again. Hand them back to the system rather than keep them resident.

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use agent_guard_common::{
     net::{MAX_PORT_RULES, NET_ALLOW, NET_DENY, NET_FLAG, NetPorts, PortRule},
-    path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, ASK_SHIFT, DENY_SHIFT, FLAG_SHIFT, PathRule, fnv1a},
+    path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, ASK_SHIFT, DENY_SHIFT, FLAG_SHIFT, PathRule, fnv1a_seeded},
 };
 
 use super::{Grant, PathPattern, RuleAction};
@@ -61,7 +61,15 @@ fn ancestor_dirs(key: &str) -> impl Iterator<Item = &str> {
 }
 
 impl CompiledGrant {
+    /// The rules with the plain hash (checks and tools; the daemon uses its own seed).
     pub fn compile(grant: &Grant) -> Result<Self, CompileError> {
+        Self::compile_seeded(grant, 0)
+    }
+
+    /// The rules keyed by `fnv1a_seeded(seed, ...)`, as the kernel the seed was given to
+    /// looks them up.
+    pub fn compile_seeded(grant: &Grant, seed: u64) -> Result<Self, CompileError> {
+        let fnv1a = |bytes: &[u8]| fnv1a_seeded(seed, bytes);
         let mut paths: BTreeMap<u64, PathRule> = BTreeMap::new();
         let spec = &grant.spec;
         let lists = [(&spec.files.read, ACCESS_READ), (&spec.files.write, ACCESS_WRITE), (&spec.exec, ACCESS_EXEC)];

@@ -127,6 +127,8 @@ pub struct LoadOptions<'a> {
     pub guard_files: &'a [(PathBuf, bool)],
     /// The API socket every task may connect to.
     pub api_socket: Option<&'a Path>,
+    /// The secret starting point of the path hash (state.rs keeps it with the saved tasks).
+    pub path_seed: u64,
 }
 
 /// A file's (inode, dev_t as the kernel keeps it: major << 20 | minor, include/linux/kdev_t.h).
@@ -146,6 +148,8 @@ pub struct Kernel {
     pub adopted: bool,
     /// True when the links are pinned (the programs outlive this daemon).
     pub links_pinned: bool,
+    /// The path hash's seed the programs were given (grants are compiled with it).
+    pub path_seed: u64,
     /// Links this process holds because the kernel would not pin them.
     _held_links: Vec<FdLink>,
     proc_tags: HashMap<MapData, u32, ProcTag>,
@@ -387,6 +391,7 @@ impl Kernel {
             .override_global("SIGNAL_LIVE_OFF", &task_offsets.map_or(0, |o| o.signal_live), true)
             .override_global("PROC_TAGS_SIZE", &sizes.proc_tags, true)
             .override_global("APPROVAL_TTL_NS", &approval_ttl_ns, true)
+            .override_global("PATH_SEED", &options.path_seed, true)
             .override_global("DAEMON_TGID", &std::process::id(), true)
             .override_global("EXEC_CAPTURE", &u32::from(lsm.is_some()), true)
             .override_global("KILL_MODE", &u32::from(lsm.is_none()), true)
@@ -492,6 +497,7 @@ impl Kernel {
             pin_dir: options.pin_dir.to_path_buf(),
             adopted: false,
             links_pinned: links.unpinnable.is_none(),
+            path_seed: options.path_seed,
             _held_links: links.held,
             // What is attached above, and nothing more.
             enforcement: match lsm {

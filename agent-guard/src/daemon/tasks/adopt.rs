@@ -86,7 +86,7 @@ impl Registry {
         let now = SystemTime::now();
         for t in saved.tasks {
             let id = t.info.id;
-            let compiled = match CompiledGrant::compile(&t.grant) {
+            let compiled = match CompiledGrant::compile_seeded(&t.grant, self.kernel.path_seed) {
                 Ok(compiled) => compiled,
                 Err(err) => {
                     tracing::error!(task = id, %err, "a saved grant no longer compiles; the task is revoked");

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use agent_guard_common::{
-    path::{APPROVED_SHIFT, PathRule, fnv1a},
+    path::{APPROVED_SHIFT, PathRule, fnv1a_seeded},
     task::{APPROVAL_GRANTED, APPROVAL_REFUSED},
 };
 
@@ -58,7 +58,7 @@ impl Registry {
             deadline: clock::rfc3339(now + self.approval_timeout),
             state: "pending".into(),
         };
-        let hash = fnv1a(held.path.as_bytes());
+        let hash = fnv1a_seeded(self.kernel.path_seed, held.path.as_bytes());
         let mut event = *held.event;
         event.approval = Some(id);
         self.sink.send(event);

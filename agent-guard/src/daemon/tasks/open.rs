@@ -152,7 +152,7 @@ impl Registry {
             }
             grant.spec = crate::grant::with_restrictions(&grant.spec, &parent_task.grant.spec);
         }
-        let compiled = CompiledGrant::compile(&grant)
+        let compiled = CompiledGrant::compile_seeded(&grant, self.kernel.path_seed)
             .map_err(|err| refuse(ErrorCode::InvalidGrant, format!("grant {grant_source}: {err}")))?;
 
         let started = SystemTime::now();

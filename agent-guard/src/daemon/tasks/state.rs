@@ -147,6 +147,25 @@ impl StateDir {
         Ok(Some(Saved { next_id: meta.next_id, dropped_total: meta.dropped_total, tasks, temporary: meta.temporary }))
     }
 
+    /// The path hash's secret seed: read from `seed` (it must outlive the daemon with the
+    /// pinned rules hashed with it), or drawn from the kernel's random source and saved.
+    pub fn path_seed(&self) -> Result<u64, StateError> {
+        use std::io::Read;
+        let path = self.dir.join("seed");
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && let Ok(seed) = u64::from_str_radix(text.trim(), 16)
+        {
+            return Ok(seed);
+        }
+        let mut bytes = [0u8; 8];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .map_err(|source| StateError::Io { path: PathBuf::from("/dev/urandom"), source })?;
+        let seed = u64::from_le_bytes(bytes);
+        write_atomically(&path, format!("{seed:016x}\n").as_bytes())?;
+        Ok(seed)
+    }
+
     /// Writes `meta` if it changed.
     pub fn save_meta(&mut self, meta: &Meta) -> Result<(), StateError> {
         let bytes = serde_json::to_vec(meta).expect("the state serialises");
@@ -216,5 +235,17 @@ mod tests {
         let mut again = StateDir::open(dir.path()).unwrap();
         let saved = Saved { next_id: 42, dropped_total: 3, tasks: Vec::new(), temporary: Vec::new() };
         assert_eq!(again.load().unwrap(), Some(saved));
+    }
+
+    #[test]
+    fn the_path_seed_is_drawn_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = StateDir::open(dir.path()).unwrap().path_seed().unwrap();
+        let again = StateDir::open(dir.path()).unwrap().path_seed().unwrap();
+        assert_eq!(first, again, "the pinned rules were hashed with it");
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(StateDir::open(other.path()).unwrap().path_seed().unwrap(), first, "drawn at random");
+        let key = |seed| agent_guard_common::path::fnv1a_seeded(seed, b"/srv/work/");
+        assert_ne!(key(first), key(0), "keys differ from the plain hash");
     }
 }
