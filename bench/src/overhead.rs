@@ -32,6 +32,7 @@ pub fn workloads(ctx: &Ctx, scale: u64) -> Vec<Workload> {
     let n = |full: u64| (full / scale).max(1).to_string();
     vec![
         Workload { name: "open/close", args: vec!["open".into(), n(50_000), ctx.path("data/file")] },
+        Workload { name: "read (1 byte, pread)", args: vec!["read".into(), n(200_000), ctx.path("data/file")] },
         Workload { name: "connect", args: vec!["connect".into(), n(3_000), ctx.port.to_string()] },
         Workload { name: "fork+exec", args: vec!["forkexec".into(), n(300), "/usr/bin/true".into()] },
         Workload { name: "stat walk (500 entries)", args: vec!["walk".into(), n(200), ctx.path("tree")] },

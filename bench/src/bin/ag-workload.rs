@@ -2,6 +2,7 @@
 //! under a Landlock ruleset. Each prints one number on stdout.
 //!
 //!   open N PATH            open(2)+close(2) N times             -> ns per iteration
+//!   read N PATH            pread(2) of 1 byte, N times, on one descriptor -> ns per read
 //!   connect N PORT         TCP connect to 127.0.0.1:PORT + close -> ns per iteration (it listens
 //!                          on PORT itself and accepts each connection: no backlog can fill up)
 //!   forkexec N PROG        fork+exec PROG, wait, N times        -> ns per iteration
@@ -82,6 +83,18 @@ fn run(args: &[String]) -> anyhow::Result<String> {
             let start = Instant::now();
             for _ in 0..n {
                 drop(std::fs::File::open(&path)?);
+            }
+            per_op(start, n)
+        }
+        Some("read") => {
+            // Reads on a descriptor opened once: the per-read hooks alone (BPF LSM
+            // file_permission, which refuses a task's reads once its grant has ended).
+            let (n, path) = (num(1)?, arg(2)?);
+            let file = std::fs::File::open(&path)?;
+            let mut byte = [0u8; 1];
+            let start = Instant::now();
+            for _ in 0..n {
+                std::os::unix::fs::FileExt::read_at(&file, &mut byte, 0)?;
             }
             per_op(start, n)
         }
