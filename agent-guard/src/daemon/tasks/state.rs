@@ -209,13 +209,15 @@ impl StateDir {
     }
 }
 
-/// To a temporary file, synced, then renamed over the old one: a crash leaves either whole.
+/// To a temporary file, then renamed over the old one: a daemon that dies at any point leaves
+/// either file whole. Not synced to disk: what this state is for (adopting pinned kernel
+/// state) does not survive a power loss either, and a sync per change would sit in every API
+/// reply (the audit store keeps task ids unique across reboots).
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let staged = path.with_extension("json.new");
     let io = |source| StateError::Io { path: staged.clone(), source };
     let mut file = std::fs::File::create(&staged).map_err(io)?;
     file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
     std::fs::rename(&staged, path).map_err(|source| StateError::Io { path: path.to_path_buf(), source })
 }
 
