@@ -14,7 +14,7 @@ use crate::{config, maps::PATH_JOIN};
 const MAX_DEPTH: usize = 8;
 
 #[inline(always)]
-fn read_ptr(addr: u64) -> u64 {
+pub fn read_ptr(addr: u64) -> u64 {
     // SAFETY: reads a pointer-sized field of a kernel object; a fault yields 0, which ends the walk.
     unsafe { bpf_probe_read_kernel(addr as *const u64) }.unwrap_or(0)
 }

@@ -20,6 +20,7 @@ use aya_ebpf::helpers::bpf_probe_read_kernel;
 
 use crate::{
     config::{self, GUARD_FILES},
+    dentry_path::read_ptr,
     escape::tamper,
     task::CurrentTask,
 };
@@ -31,27 +32,39 @@ const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
 /// Ancestors checked above an object (the guard's directories are at most this far up).
 const GUARD_DEPTH: usize = 8;
 
+/// `sb`'s dev_t (0 when unreadable).
 #[inline(always)]
-fn read_u64(addr: u64) -> u64 {
-    // SAFETY: a field of a kernel object at a BTF offset; a fault reads as 0.
-    unsafe { bpf_probe_read_kernel(addr as *const u64) }.unwrap_or(0)
+fn sb_dev(sb: u64) -> u32 {
+    // SAFETY: s_dev (dev_t, u32) at its BTF offset.
+    unsafe { bpf_probe_read_kernel((sb + config::sb_dev_off() as u64) as *const u32) }.unwrap_or(0)
+}
+
+/// `dentry`'s inode number, 0 for a negative dentry (a name being created).
+#[inline(always)]
+fn ino_of(dentry: u64) -> u64 {
+    let inode = read_ptr(dentry + config::dentry_inode_off() as u64);
+    if inode == 0 { 0 } else { read_ptr(inode + config::inode_ino_off() as u64) }
+}
+
+/// Whether `dentry` is the object known as (`ino`, `dev`) (a config entry; `ino` 0 is none).
+#[inline(always)]
+pub fn is_object(dentry: u64, ino: u64, dev: u32) -> bool {
+    ino != 0 && ino_of(dentry) == ino && sb_dev(read_ptr(dentry + config::dentry_sb_off() as u64)) == dev
 }
 
 /// What kind of guard object `dentry` is or lies below; `write`: the access changes it.
 #[inline(always)]
 fn guarded(dentry: u64, write: bool) -> u32 {
-    let sb = read_u64(dentry + config::dentry_sb_off() as u64);
+    let sb = read_ptr(dentry + config::dentry_sb_off() as u64);
     if sb == 0 {
         return 0;
     }
-    match read_u64(sb + config::sb_magic_off() as u64) {
+    match read_ptr(sb + config::sb_magic_off() as u64) {
         BPF_FS_MAGIC => return TAMPER_BPFFS,
         CGROUP_SUPER_MAGIC | CGROUP2_SUPER_MAGIC if write => return TAMPER_CGROUPFS,
         _ => {}
     }
-    // SAFETY: s_dev (dev_t, u32) at its BTF offset.
-    let dev = unsafe { bpf_probe_read_kernel((sb + config::sb_dev_off() as u64) as *const u32) }.unwrap_or(0);
-    if is_guard_file(dentry, dev, write) { TAMPER_FILES } else { 0 }
+    if is_guard_file(dentry, sb_dev(sb), write) { TAMPER_FILES } else { 0 }
 }
 
 /// The walk up from `dentry`: it or an ancestor is one of the guard's files (for a read, one
@@ -66,10 +79,9 @@ fn is_guard_file(mut dentry: u64, dev: u32, write: bool) -> bool {
         if dentry == 0 {
             return false;
         }
-        let inode = read_u64(dentry + config::dentry_inode_off() as u64);
+        let ino = ino_of(dentry);
         // A negative dentry (a name being created) has no inode: its parent decides.
-        if inode != 0 {
-            let ino = read_u64(inode + config::inode_ino_off() as u64);
+        if ino != 0 {
             for i in 0..GUARD_FILES {
                 let (guard_ino, guard_dev) = config::guard_file(i);
                 if guard_ino != 0 && guard_ino == ino && guard_dev == dev && read_ok & (1 << i) == 0 {
@@ -77,7 +89,7 @@ fn is_guard_file(mut dentry: u64, dev: u32, write: bool) -> bool {
                 }
             }
         }
-        let parent = read_u64(dentry + config::dentry_parent_off() as u64);
+        let parent = read_ptr(dentry + config::dentry_parent_off() as u64);
         if parent == dentry {
             return false;
         }
@@ -95,7 +107,7 @@ pub fn refuse_dentry(task: &CurrentTask, dentry: *const u8) -> Option<bool> {
 /// As `refuse_dentry`, for a `struct path`; `write`: the access changes the object.
 #[inline(always)]
 pub fn refuse_path(task: &CurrentTask, path: *const u8, write: bool) -> Option<bool> {
-    let dentry = read_u64(path as u64 + config::path_dentry_off() as u64);
+    let dentry = read_ptr(path as u64 + config::path_dentry_off() as u64);
     refuse(task, dentry, write)
 }
 

@@ -19,6 +19,7 @@ use aya_ebpf::{bindings::path, helpers::bpf_probe_read_kernel, macros::lsm, prog
 use crate::{
     config,
     escape::refuse,
+    guard_fs,
     lsm::verdict,
     lsm_tree::change_at,
     task::{CurrentTask, current_task},
@@ -45,18 +46,7 @@ pub fn unix_may_send(ctx: LsmContext) -> i32 {
 #[inline(always)]
 fn is_api_socket(dentry: u64) -> bool {
     let (api_ino, api_dev) = config::api_socket();
-    if api_ino == 0 {
-        return false;
-    }
-    // SAFETY: d_inode, i_ino, d_sb and s_dev at their BTF offsets.
-    let inode = unsafe { bpf_probe_read_kernel((dentry as *const u8).add(config::dentry_inode_off()) as *const u64) }
-        .unwrap_or(0);
-    let ino =
-        unsafe { bpf_probe_read_kernel((inode as *const u8).add(config::inode_ino_off()) as *const u64) }.unwrap_or(0);
-    let sb =
-        unsafe { bpf_probe_read_kernel((dentry as *const u8).add(config::dentry_sb_off()) as *const u64) }.unwrap_or(0);
-    let dev = unsafe { bpf_probe_read_kernel((sb as *const u8).add(config::sb_dev_off()) as *const u32) }.unwrap_or(0);
-    inode != 0 && ino == api_ino && dev == api_dev
+    guard_fs::is_object(dentry, api_ino, api_dev)
 }
 
 /// `other` is the peer's struct sock, the first member of its struct unix_sock.
