@@ -214,10 +214,44 @@ pub struct MapUse {
 }
 
 /// How each capability is enforced on this kernel (never more than what is loaded).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Enforcement {
-    pub network: String,
-    pub file: String,
-    pub exec: String,
+    pub network: Level,
+    pub file: Level,
+    pub exec: Level,
+}
+
+/// Enforcement levels, strongest last.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, clap::ValueEnum, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Reported only.
+    Observe,
+    /// The process is killed at syscall entry (the syscall's effects may happen).
+    Kill,
+    /// Refused by a cgroup program.
+    Cgroup,
+    /// Refused by a BPF LSM hook on the object the kernel resolved.
+    Lsm,
+}
+
+impl Level {
+    /// The name on the wire and in the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Observe => "observe",
+            Level::Kill => "kill",
+            Level::Cgroup => "cgroup",
+            Level::Lsm => "lsm",
+        }
+    }
+}
+
+impl std::fmt::Display for Level {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }

@@ -146,7 +146,7 @@ fn kernel_events_lost_to_a_full_ring_buffer_are_counted_and_reported() {
     unsafe { libc::kill(daemon.pid() as i32, libc::SIGCONT) };
     assert!(agent.wait().unwrap().success());
     let dropped = daemon.wait_event("events_dropped", |e| e["kind"] == "guard.events_dropped");
-    let dropped = dropped["count"].as_u64().unwrap();
+    let dropped = dropped["lost"].as_u64().unwrap();
     daemon.wait_event("task close", |e| e["kind"] == "task.close");
     let delivered = daemon
         .events()

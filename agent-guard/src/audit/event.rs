@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::AuditError;
+use crate::daemon::events::schema::{self, Body, Event};
 
 /// Who made a control request (the API peer's credentials).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -28,6 +29,23 @@ impl fmt::Display for Actor {
             None => write!(f, "uid {} (pid {})", self.uid, self.pid),
         }
     }
+}
+
+impl From<&schema::Actor> for Actor {
+    fn from(actor: &schema::Actor) -> Actor {
+        Actor { pid: actor.pid, uid: actor.uid, user: actor.user.clone() }
+    }
+}
+
+/// A stored event, typed. One whose kind or shape this version does not know (a newer
+/// daemon's, or an older one's) reads as `Body::Unknown` with its envelope; None when even the
+/// envelope is unreadable.
+pub fn typed(event: &Value) -> Option<Event> {
+    serde_json::from_value(event.clone()).ok().or_else(|| {
+        let mut envelope = event.clone();
+        envelope.as_object_mut()?.insert("kind".into(), Value::String("unknown".into()));
+        serde_json::from_value::<Event>(envelope).ok().filter(|e| matches!(e.body, Body::Unknown))
+    })
 }
 
 /// What the store indexes of an event, in its columns.
@@ -80,10 +98,6 @@ pub fn task_id(event: &Value) -> Option<u32> {
     u32_at(event, "/task/id")
 }
 
-pub fn actor(event: &Value) -> Option<Actor> {
-    event.get("actor").and_then(|a| serde_json::from_value(a.clone()).ok())
-}
-
 /// `count` only means repeats on an aggregated event (on `guard.events_dropped` it counts
 /// lost records, which are not occurrences of that event).
 pub fn weight(event: &Value) -> i64 {
@@ -108,36 +122,64 @@ pub fn rfc3339_of_ms(ms: i64) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
 
-/// "address:port" of a network object, IPv6 in brackets.
-pub fn destination(event: &Value) -> Option<String> {
-    let address = str_at(event, "/object/address")?;
-    let port = event.pointer("/object/port").and_then(Value::as_u64)?;
-    Some(if address.contains(':') { format!("[{address}]:{port}") } else { format!("{address}:{port}") })
+/// "address:port" of a network destination, IPv6 in brackets.
+pub fn destination(address: &str, port: u16) -> String {
+    if address.contains(':') { format!("[{address}]:{port}") } else { format!("{address}:{port}") }
 }
 
-/// A path of a file or executable object.
-pub fn object_path(event: &Value) -> Option<&str> {
-    str_at(event, "/object/path")
+/// What an action touched, for grouping: a destination, or the path of a file or executable.
+pub enum Target<'a> {
+    Destination(String),
+    Path(&'a str),
+    /// Not a place (an escape route).
+    Elsewhere,
 }
 
-/// One line naming what an action touched, e.g. "file /etc/shadow (read)", "network 10.0.0.1:443/tcp".
-pub fn object_summary(event: &Value) -> String {
-    match str_at(event, "/object/type") {
-        Some("network") => {
-            let proto = str_at(event, "/object/protocol").map(|p| format!("/{p}")).unwrap_or_default();
-            format!("network {}{proto}", destination(event).unwrap_or_else(|| "?".into()))
+/// The object of an action or held action, as a grouping target and as one line, e.g.
+/// "file /etc/shadow (read)", "network 10.0.0.1:443/tcp". None for kinds without an object.
+pub fn object_of(body: &Body) -> Option<(Target<'_>, String)> {
+    fn file(object: &schema::FileObject) -> (Target<'_>, String) {
+        let access: Vec<&str> = object.access.iter().map(|a| a.as_str()).collect();
+        let operation = object.operation.map(|op| format!(" {}", crate::api::wire_name(&op))).unwrap_or_default();
+        (Target::Path(&object.path), format!("file {} ({}){operation}", object.path, access.join("+")))
+    }
+    fn exec(object: &schema::ExecObject) -> (Target<'_>, String) {
+        (Target::Path(&object.path), format!("exec {}", object.path))
+    }
+    match body {
+        Body::NetworkConnect(a) | Body::NetworkSend(a) => {
+            let to = destination(&a.object.address, a.object.port);
+            let line = format!("network {to}/{}", a.object.protocol);
+            Some((Target::Destination(to), line))
         }
-        Some("file") => {
-            let access: Vec<&str> = event
-                .pointer("/object/access")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            let operation = str_at(event, "/object/operation").map(|op| format!(" {op}")).unwrap_or_default();
-            format!("file {} ({}){operation}", object_path(event).unwrap_or("?"), access.join("+"))
+        Body::FileOpen(a) | Body::FileChange(a) => Some(file(&a.object)),
+        Body::ProcessExec(a) => Some(exec(&a.object)),
+        Body::ApprovalRequest(h) => Some(match &h.object {
+            schema::HeldObject::File(f) => file(f),
+            schema::HeldObject::Executable(e) => exec(e),
+        }),
+        Body::TaskEscape(a) => {
+            let line = format!("escape {} {}", a.object.route, a.object.detail);
+            Some((Target::Elsewhere, line))
         }
-        Some("executable") => format!("exec {}", object_path(event).unwrap_or("?")),
-        Some(other) => other.to_string(),
-        None => String::new(),
+        Body::TaskOpen(_)
+        | Body::TaskClose(_)
+        | Body::TaskStop(_)
+        | Body::TaskIntent(_)
+        | Body::GrantRevoke(_)
+        | Body::GrantExtend(_)
+        | Body::ApprovalGranted(_)
+        | Body::ApprovalDenied(_)
+        | Body::Tamper(_)
+        | Body::TagLost(_)
+        | Body::EventsDropped(_)
+        | Body::OutputDropped(_)
+        | Body::OutputFailed(_)
+        | Body::GuardStart(_)
+        | Body::GuardStop(_)
+        | Body::GuardAdopt(_)
+        | Body::PolicyLoad(_)
+        | Body::PolicyRejected(_)
+        | Body::Unknown => None,
     }
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::event::{self, Actor, Indexed, str_at};
+use crate::daemon::events::schema::{Body, Event};
 
 /// How a task's access ended.
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
@@ -89,7 +90,7 @@ pub struct Fold {
 impl Fold {
     /// `event` is needed for `task.*` and `grant.*` events only (the others count by their
     /// indexed columns).
-    pub fn add(&mut self, ix: &Indexed, event: Option<&Value>) {
+    pub fn add(&mut self, ix: &Indexed, event: Option<&Event>) {
         let Some(id) = ix.task_id else { return };
         let index = match self.current.get(&id) {
             Some(&index) if ix.kind != "task.open" => index,
@@ -126,36 +127,67 @@ impl Building {
         }
     }
 
-    fn describe(&mut self, ix: &Indexed, event: &Value) {
+    fn describe(&mut self, ix: &Indexed, event: &Event) {
         let row = &mut self.row;
         // Every task event carries the task's description: the first one fills it in when the
         // open event was pruned.
-        if row.agent.is_empty() {
-            row.agent = str_at(event, "/task/agent").unwrap_or_default().to_string();
-            row.intent = str_at(event, "/task/intent").unwrap_or_default().to_string();
-            row.grant = str_at(event, "/task/grant").unwrap_or_default().to_string();
-            row.parent = event::u32_at(event, "/task/parent");
+        if row.agent.is_empty()
+            && let Some(task) = &event.task
+        {
+            row.agent = task.agent.clone();
+            row.intent = task.intent.clone();
+            row.grant = task.grant.clone();
+            row.parent = task.parent;
         }
-        let ending = |how| Ending {
+        let ending = |how, actor: Option<&crate::daemon::events::schema::Actor>, reason: &str| Ending {
             how,
             time: ix.time.clone(),
-            actor: event::actor(event),
-            reason: str_at(event, "/reason").map(str::to_string),
+            actor: actor.map(Actor::from),
+            reason: Some(reason.to_string()),
         };
-        match ix.kind.as_str() {
-            "task.open" => {
+        match &event.body {
+            Body::TaskOpen(opened) => {
                 row.open_event_id = Some(ix.event_id.clone());
                 row.opened = Some(ix.time.clone());
-                self.set_expiry(expiry_at_open(event, ix.time_ms));
+                self.set_expiry(expiry_at_open(&opened.reason, ix.time_ms));
             }
-            "grant.extend" => self.set_expiry(expiry_after_extend(event)),
-            "grant.revoke" if self.revoke.is_none() => self.revoke = Some((ix.time_ms, ending(EndKind::Revoked))),
-            "task.stop" if self.stop.is_none() => self.stop = Some((ix.time_ms, ending(EndKind::Stopped))),
-            "task.close" if self.close.is_none() => {
+            Body::GrantExtend(change) => self.set_expiry(expiry_after_extend(&change.reason)),
+            Body::GrantRevoke(revoke) if self.revoke.is_none() => {
+                self.revoke = Some((ix.time_ms, ending(EndKind::Revoked, revoke.actor.as_ref(), &revoke.reason)));
+            }
+            Body::TaskStop(stop) if self.stop.is_none() => {
+                self.stop = Some((ix.time_ms, ending(EndKind::Stopped, stop.actor.as_ref(), &stop.reason)));
+            }
+            Body::TaskClose(close) if self.close.is_none() => {
                 self.row.closed = Some(ix.time.clone());
-                self.close = Some((ix.time_ms, ending(EndKind::Closed)));
+                self.close = Some((ix.time_ms, ending(EndKind::Closed, close.actor.as_ref(), &close.reason)));
             }
-            _ => {}
+            // Later revokes, stops and closes do not move the end; the other kinds count by
+            // their indexed columns (`count`).
+            Body::GrantRevoke(_)
+            | Body::TaskStop(_)
+            | Body::TaskClose(_)
+            | Body::TaskIntent(_)
+            | Body::NetworkConnect(_)
+            | Body::NetworkSend(_)
+            | Body::FileOpen(_)
+            | Body::FileChange(_)
+            | Body::ProcessExec(_)
+            | Body::TaskEscape(_)
+            | Body::ApprovalRequest(_)
+            | Body::ApprovalGranted(_)
+            | Body::ApprovalDenied(_)
+            | Body::Tamper(_)
+            | Body::TagLost(_)
+            | Body::EventsDropped(_)
+            | Body::OutputDropped(_)
+            | Body::OutputFailed(_)
+            | Body::GuardStart(_)
+            | Body::GuardStop(_)
+            | Body::GuardAdopt(_)
+            | Body::PolicyLoad(_)
+            | Body::PolicyRejected(_)
+            | Body::Unknown => {}
         }
     }
 
@@ -195,32 +227,20 @@ impl Building {
     }
 }
 
-/// The expiry of a task at its open: the event's `expires` when it has one, else the open
-/// time plus the ttl named in its reason ("ttl 15m, mode enforce, ...").
-fn expiry_at_open(event: &Value, opened_ms: i64) -> Option<(i64, String)> {
-    explicit_expiry(event).or_else(|| {
-        let reason = str_at(event, "/reason")?;
-        let ttl = reason.strip_prefix("ttl ")?.split(',').next()?;
-        let ttl = humantime::parse_duration(ttl).ok()?;
-        let ms = opened_ms.checked_add(i64::try_from(ttl.as_millis()).ok()?)?;
-        Some((ms, event::rfc3339_of_ms(ms)))
-    })
+/// The expiry of a task at its open: the open time plus the ttl its reason names
+/// ("ttl 15m, mode enforce, ...").
+fn expiry_at_open(reason: &str, opened_ms: i64) -> Option<(i64, String)> {
+    let ttl = reason.strip_prefix("ttl ")?.split(',').next()?;
+    let ttl = humantime::parse_duration(ttl).ok()?;
+    let ms = opened_ms.checked_add(i64::try_from(ttl.as_millis()).ok()?)?;
+    Some((ms, event::rfc3339_of_ms(ms)))
 }
 
-/// The expiry after an extension: `expires`, else the time its reason ends with
-/// ("extended by ... by 10m to 2026-...Z").
-fn expiry_after_extend(event: &Value) -> Option<(i64, String)> {
-    explicit_expiry(event).or_else(|| {
-        let last = str_at(event, "/reason")?.rsplit(' ').next()?;
-        Some((event::parse_ms(last)?, last.to_string()))
-    })
-}
-
-fn explicit_expiry(event: &Value) -> Option<(i64, String)> {
-    ["/task/expires", "/expires"].iter().find_map(|p| {
-        let text = str_at(event, p)?;
-        Some((event::parse_ms(text)?, text.to_string()))
-    })
+/// The expiry after an extension: the time its reason ends with ("extended by ... by 10m to
+/// 2026-...Z").
+fn expiry_after_extend(reason: &str) -> Option<(i64, String)> {
+    let last = reason.rsplit(' ').next()?;
+    Some((event::parse_ms(last)?, last.to_string()))
 }
 
 /// The events of one instance of task `id`: the one opened by `open_event_id`, or the newest.

@@ -21,7 +21,7 @@ mod test_events;
 
 use std::path::PathBuf;
 
-pub use event::{Indexed, parse_ms, str_at};
+pub use event::{Indexed, object_of, parse_ms, typed};
 pub use lifecycle::TaskRow;
 pub use report::Report;
 pub use store::{Query, Store};

@@ -12,10 +12,11 @@ use serde_json::Value;
 
 use super::{
     AuditError,
-    event::{self, Actor, Indexed, str_at},
+    event::{self, Actor, Indexed, Target},
     lifecycle::{self, Ending},
     narrow,
 };
+use crate::daemon::events::schema::{Body, Event, TaskOpened};
 
 pub const REPORT_SCHEMA: &str = "agent-guard.report/v1";
 
@@ -162,13 +163,18 @@ impl Report {
         }
         let mut fold = lifecycle::Fold::default();
         let mut builder = Builder::default();
-        for event in &mine {
-            let ix = Indexed::of(event)?;
-            fold.add(&ix, Some(event));
-            builder.add(&ix, event);
+        let mut host = None;
+        for value in &mine {
+            let ix = Indexed::of(value)?;
+            let Some(event) = event::typed(value) else {
+                fold.add(&ix, None);
+                continue;
+            };
+            host.get_or_insert_with(|| event.host.clone());
+            fold.add(&ix, Some(&event));
+            builder.add(&ix, &event);
         }
         let row = fold.finish(event::ms_of(now)).pop().ok_or(AuditError::UnknownTask { task })?;
-        let host = mine.iter().find_map(|e| str_at(e, "/host")).map(str::to_string);
         let mut grant = builder.grant;
         grant.name = row.grant.clone();
         grant.expires = row.expires.clone();
@@ -213,143 +219,145 @@ struct Builder {
 }
 
 impl Builder {
-    fn add(&mut self, ix: &Indexed, event: &Value) {
-        let reason = str_at(event, "/reason").map(str::to_string);
-        match ix.kind.as_str() {
-            "task.open" => self.opened(ix, event),
-            "task.intent" => {
-                let step = str_at(event, "/task/step").map(str::to_string).or(reason).unwrap_or_default();
+    fn add(&mut self, ix: &Indexed, event: &Event) {
+        match &event.body {
+            Body::TaskOpen(opened) => self.opened(ix, opened),
+            Body::TaskIntent(declared) => {
+                let step = event.task.as_ref().and_then(|t| t.step.clone()).unwrap_or_else(|| declared.reason.clone());
                 self.steps.push(Step { time: ix.time.clone(), step });
             }
-            "grant.extend" => {
-                self.extensions.push(Change { time: ix.time.clone(), actor: event::actor(event), reason })
-            }
-            "task.close" | "task.stop" => {
-                // The last report of usage wins: a stop's is superseded by the close after it.
-                if let Some(usage) = event.get("usage") {
-                    let names = |key: &str| -> Vec<String> {
-                        usage.get(key).and_then(Value::as_array).map_or_else(Vec::new, |list| {
-                            list.iter().filter_map(Value::as_str).map(str::to_string).collect()
-                        })
-                    };
-                    self.usage = Usage {
-                        recorded: true,
-                        complete: usage.get("complete").and_then(Value::as_bool).unwrap_or(false),
-                        used: names("used"),
-                        unused: names("unused"),
-                    };
-                    // What was touched within the grant: distinct objects per directory and
-                    // destination, from the kernel's first-use records (a stop's, then the close's).
-                    for (key, groups) in [("touched", &mut self.directories), ("destinations", &mut self.destinations)]
-                    {
-                        for (target, count) in usage.get(key).and_then(Value::as_object).into_iter().flatten() {
-                            let count = count.as_u64().unwrap_or(0);
-                            let touch = groups.entry(target.clone()).or_insert_with(|| Touch {
-                                target: target.clone(),
-                                count: 0,
-                                decisions: BTreeMap::new(),
-                                kinds: BTreeSet::new(),
-                            });
-                            let allowed = touch.decisions.entry("allowed".into()).or_default();
-                            // The close repeats the stop's totals: keep the larger.
-                            touch.count += count.saturating_sub(*allowed);
-                            *allowed = (*allowed).max(count);
-                            touch.kinds.insert("first use".into());
-                        }
-                    }
+            Body::GrantExtend(change) => self.extensions.push(Change {
+                time: ix.time.clone(),
+                actor: change.actor.as_ref().map(Actor::from),
+                reason: Some(change.reason.clone()),
+            }),
+            // The last report of usage wins: a stop's is superseded by the close after it.
+            Body::TaskClose(ended) | Body::TaskStop(ended) => {
+                if let Some(usage) = &ended.usage {
+                    self.used(usage);
                 }
             }
-            "approval.request" | "approval.granted" | "approval.denied" => self.approval(ix, event),
-            _ => {}
-        }
-        if event.get("object").is_some() {
-            self.touched(ix, event);
-        }
-    }
-
-    fn opened(&mut self, ix: &Indexed, event: &Value) {
-        let reason = str_at(event, "/reason");
-        // The reason reads "ttl 15m, mode enforce, grant from ...".
-        let from_reason =
-            |key: &str| reason?.split(", ").find_map(|part| part.strip_prefix(key).map(|v| v.trim().to_string()));
-        let spec = event.get("grant_spec").filter(|s| s.is_object()).cloned();
-        let spec_str = |key: &str| spec.as_ref().and_then(|s| s.get(key)).and_then(Value::as_str).map(str::to_string);
-        self.grant = GrantIssued {
-            name: String::new(),
-            mode: spec_str("mode").or_else(|| from_reason("mode ")),
-            ttl: from_reason("ttl ").or_else(|| spec_str("ttl")),
-            expires: None,
-            issued_at: Some(ix.time.clone()),
-            issued_by: event::actor(event),
-            spec,
-            reason: reason.map(str::to_string),
-        };
-    }
-
-    fn approval(&mut self, ix: &Indexed, event: &Value) {
-        let id = event::u32_at(event, "/approval");
-        let index = match id.and_then(|id| self.approval_index.get(&id)) {
-            Some(&index) => index,
-            None => {
-                self.approvals.push(Approval {
-                    id,
-                    requested: None,
-                    object: String::new(),
-                    outcome: "pending".into(),
-                    decided: None,
-                    by: None,
-                    reason: None,
-                });
-                if let Some(id) = id {
-                    self.approval_index.insert(id, self.approvals.len() - 1);
-                }
-                self.approvals.len() - 1
-            }
-        };
-        let approval = &mut self.approvals[index];
-        let reason = str_at(event, "/reason").map(str::to_string);
-        match ix.kind.as_str() {
-            "approval.request" => {
+            Body::ApprovalRequest(held) => {
+                let approval = self.approval(held.approval);
                 approval.requested = Some(ix.time.clone());
-                approval.object = event::object_summary(event);
+                approval.object = event::object_of(&event.body).map(|(_, line)| line).unwrap_or_default();
                 if approval.reason.is_none() {
-                    approval.reason = reason;
+                    approval.reason = Some(held.verdict.reason.clone());
                 }
             }
-            kind => {
-                approval.outcome = if kind == "approval.granted" { "granted" } else { "denied" }.into();
+            Body::ApprovalGranted(answer) | Body::ApprovalDenied(answer) => {
+                let granted = matches!(event.body, Body::ApprovalGranted(_));
+                let approval = self.approval(answer.approval);
+                approval.outcome = if granted { "granted" } else { "denied" }.into();
                 approval.decided = Some(ix.time.clone());
-                approval.by = event::actor(event);
-                approval.reason = reason;
+                approval.by = answer.actor.as_ref().map(Actor::from);
+                approval.reason = Some(answer.verdict.reason.clone());
             }
+            Body::NetworkConnect(_)
+            | Body::NetworkSend(_)
+            | Body::FileOpen(_)
+            | Body::FileChange(_)
+            | Body::ProcessExec(_)
+            | Body::TaskEscape(_)
+            | Body::GrantRevoke(_)
+            | Body::Tamper(_)
+            | Body::TagLost(_)
+            | Body::EventsDropped(_)
+            | Body::OutputDropped(_)
+            | Body::OutputFailed(_)
+            | Body::GuardStart(_)
+            | Body::GuardStop(_)
+            | Body::GuardAdopt(_)
+            | Body::PolicyLoad(_)
+            | Body::PolicyRejected(_)
+            | Body::Unknown => {}
+        }
+        if let Some((target, object)) = event::object_of(&event.body) {
+            self.touched(ix, event, target, object);
         }
     }
 
-    fn touched(&mut self, ix: &Indexed, event: &Value) {
-        let weight = u64::try_from(ix.weight).unwrap_or(1);
-        let decision = ix.decision.clone().unwrap_or_else(|| "-".into());
-        // Approval outcomes repeat the held request's object: counted once, at the request.
-        if !ix.kind.starts_with("approval.") || ix.kind == "approval.request" {
-            let group = if let Some(dest) = event::destination(event) {
-                Some(self.destinations.entry(dest))
-            } else {
-                event::object_path(event).map(|path| self.directories.entry(directory(path)))
-            };
-            if let Some(entry) = group {
-                let target = entry.key().clone();
-                let touch = entry.or_insert_with(|| Touch {
-                    target,
+    /// The usage a stop or close reports: rules used and unused, and what was touched within
+    /// the grant (distinct objects per directory and destination, from the kernel's first-use
+    /// records).
+    fn used(&mut self, usage: &crate::daemon::events::schema::Usage) {
+        self.usage = Usage {
+            recorded: true,
+            complete: usage.complete,
+            used: usage.used.clone(),
+            unused: usage.unused.clone(),
+        };
+        for (touched, groups) in [(&usage.touched, &mut self.directories), (&usage.destinations, &mut self.destinations)]
+        {
+            for (target, &count) in touched {
+                let touch = groups.entry(target.clone()).or_insert_with(|| Touch {
+                    target: target.clone(),
                     count: 0,
                     decisions: BTreeMap::new(),
                     kinds: BTreeSet::new(),
                 });
-                touch.count += weight;
-                *touch.decisions.entry(decision.clone()).or_default() += weight;
-                touch.kinds.insert(ix.kind.clone());
+                let allowed = touch.decisions.entry("allowed".into()).or_default();
+                // The close repeats the stop's totals: keep the larger.
+                touch.count += count.saturating_sub(*allowed);
+                *allowed = (*allowed).max(count);
+                touch.kinds.insert("first use".into());
             }
         }
-        if matches!(decision.as_str(), "denied" | "flagged") && !ix.kind.starts_with("approval.") {
-            let object = event::object_summary(event);
+    }
+
+    fn opened(&mut self, ix: &Indexed, opened: &TaskOpened) {
+        // The reason reads "ttl 15m, mode enforce, grant from ...".
+        let from_reason = |key: &str| {
+            opened.reason.split(", ").find_map(|part| part.strip_prefix(key).map(|v| v.trim().to_string()))
+        };
+        let spec = serde_json::to_value(&opened.grant_spec).ok();
+        self.grant = GrantIssued {
+            name: String::new(),
+            mode: Some(crate::api::wire_name(&opened.grant_spec.mode)).filter(|m| !m.is_empty()),
+            ttl: from_reason("ttl "),
+            expires: None,
+            issued_at: Some(ix.time.clone()),
+            issued_by: opened.actor.as_ref().map(Actor::from),
+            spec,
+            reason: Some(opened.reason.clone()),
+        };
+    }
+
+    /// The approval `id`, added as pending when first seen.
+    fn approval(&mut self, id: u32) -> &mut Approval {
+        let index = *self.approval_index.entry(id).or_insert_with(|| {
+            self.approvals.push(Approval {
+                id: Some(id),
+                requested: None,
+                object: String::new(),
+                outcome: "pending".into(),
+                decided: None,
+                by: None,
+                reason: None,
+            });
+            self.approvals.len() - 1
+        });
+        &mut self.approvals[index]
+    }
+
+    fn touched(&mut self, ix: &Indexed, event: &Event, target: Target<'_>, object: String) {
+        let weight = u64::try_from(ix.weight).unwrap_or(1);
+        let decision = ix.decision.clone().unwrap_or_else(|| "-".into());
+        let group = match target {
+            Target::Destination(to) => Some(self.destinations.entry(to)),
+            Target::Path(path) => Some(self.directories.entry(directory(path))),
+            Target::Elsewhere => None,
+        };
+        if let Some(entry) = group {
+            let target = entry.key().clone();
+            let touch =
+                entry.or_insert_with(|| Touch { target, count: 0, decisions: BTreeMap::new(), kinds: BTreeSet::new() });
+            touch.count += weight;
+            *touch.decisions.entry(decision.clone()).or_default() += weight;
+            touch.kinds.insert(ix.kind.clone());
+        }
+        // Held actions are the approvals' business, not findings.
+        if matches!(decision.as_str(), "denied" | "flagged") && !matches!(event.body, Body::ApprovalRequest(_)) {
             let rule = ix.rule.clone().unwrap_or_else(|| "-".into());
             let key = (object.clone(), ix.kind.clone(), decision.clone(), rule.clone());
             let finding = self.findings.entry(key).or_insert_with(|| Finding {
@@ -360,7 +368,7 @@ impl Builder {
                 count: 0,
                 first: ix.time.clone(),
                 last: ix.time.clone(),
-                reason: str_at(event, "/reason").map(str::to_string),
+                reason: event.body.reason().map(str::to_string),
             });
             finding.count += weight;
             finding.last = ix.time.clone();

@@ -252,7 +252,7 @@ impl Store {
             };
             let json: Option<String> = row.get(10).map_err(get)?;
             let event = json.map(|text| self.parse(seq, &text)).transpose()?;
-            fold.add(&ix, event.as_ref());
+            fold.add(&ix, event.as_ref().and_then(event::typed).as_ref());
         }
         Ok(fold.finish(event::ms_of(now)))
     }

@@ -65,7 +65,7 @@ pub fn task_life() -> Vec<Value> {
     vec![
         with(
             event("e01", "task.open", 0, Some(7)),
-            json!({"decision": "allowed", "enforcement": "none", "actor": actor(), "grant_spec": grant_spec(),
+            json!({"actor": actor(), "grant_spec": grant_spec(),
                    "reason": "ttl 15m, mode enforce, grant from template triage"}),
         ),
         step(event("e02", "task.intent", 10, Some(7)), "read the ticket"),
@@ -80,22 +80,25 @@ pub fn task_life() -> Vec<Value> {
             event("e04", "network.connect", 30, Some(7)),
             json!({"decision": "flagged", "policy_decision": "flag", "enforcement": "cgroup",
                    "object": {"type": "network", "address": "127.0.0.1", "port": 8443, "protocol": "tcp"},
-                   "rule": "network.connect[2] 127.0.0.1/32:8443 (flag)", "count": 3, "aggregated": true}),
+                   "rule": "network.connect[2] 127.0.0.1/32:8443 (flag)", "count": 3, "aggregated": true,
+                   "reason": "rule network.connect[2] 127.0.0.1/32:8443 (flag) flags tcp to 127.0.0.1:8443"}),
         ),
         with(
             event("e05", "approval.request", 40, Some(7)),
-            json!({"decision": "held", "approval": 5, "rule": "ask",
+            json!({"decision": "held", "approval": 5, "rule": "ask", "enforcement": "lsm",
+                   "reason": "an ask rule matched",
                    "object": {"type": "file", "path": "/srv/tickets/<script>alert(1)</script>", "access": ["write"]}}),
         ),
         with(
             event("e06", "approval.granted", 45, Some(7)),
-            json!({"decision": "allowed", "approval": 5, "rule": "ask", "actor": {"pid": 77, "uid": 0, "user": "root"},
+            json!({"decision": "allowed", "approval": 5, "rule": "ask", "enforcement": "lsm",
+                   "actor": {"pid": 77, "uid": 0, "user": "root"},
                    "reason": "approved by root: file /srv/tickets/x"}),
         ),
         step(event("e07", "task.intent", 50, Some(7)), "draft a reply"),
         with(
             event("e08", "task.close", 60, Some(7)),
-            json!({"enforcement": "none", "reason": "its last process exited",
+            json!({"reason": "its last process exited",
                    "usage": {"complete": true, "used": ["files.read /srv/tickets/4412/**", "network.connect[0] 127.0.0.1/32:8080"],
                              "unused": ["files.read /usr/**", "files.write /tmp/work/4412/**", "exec /usr/bin/curl",
                                         "network.connect[1] [::1]/128:8080", "files.read /etc/shadow (deny)"]}}),

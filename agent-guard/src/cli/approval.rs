@@ -1,6 +1,7 @@
 //! `agent-guard approve ID [--for 10m]`, `agent-guard deny ID`, `agent-guard approvals`:
 //! decide actions that `ask` rules hold in the kernel.
 
+use super::terminal::printable;
 use std::{path::Path, process::ExitCode, time::Duration};
 
 use crate::{
@@ -35,7 +36,12 @@ fn decided(reply: ResponseBody) -> anyhow::Result<ExitCode> {
     };
     println!(
         "approval {}: {} {} {} for task {} ({})",
-        approval.id, approval.state, approval.object, approval.path, approval.task, approval.agent
+        approval.id,
+        approval.state,
+        approval.object,
+        printable(&approval.path),
+        approval.task,
+        approval.agent
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -70,7 +76,7 @@ pub fn list(socket: &Path, args: List) -> anyhow::Result<ExitCode> {
             a.pid,
             a.deadline,
             a.object,
-            a.path,
+            printable(&a.path),
             a.access.join("+")
         );
     }

@@ -4,7 +4,11 @@ use std::{path::PathBuf, process::ExitCode, time::SystemTime};
 
 use serde_json::Value;
 
-use crate::audit::{DEFAULT_STORE, Query, Store, TaskRow};
+use super::terminal::printable;
+use crate::{
+    audit::{DEFAULT_STORE, Query, Store, TaskRow},
+    daemon::events::schema::Kind,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -71,36 +75,32 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One compact line: time, kind, decision, task, what, rule.
-fn line(event: &Value) -> String {
-    let get = |pointer: &str| event.pointer(pointer).and_then(Value::as_str).unwrap_or("");
-    let task = event.pointer("/task/id").and_then(Value::as_u64).map_or("-".into(), |id| format!("task {id}"));
-    let mut out = format!("{} {:<18} {:<8} {:<9}", get("/time"), get("/kind"), get("/decision"), task);
-    let object = match get("/object/type") {
-        "network" => format!(
-            "{}:{}/{}",
-            get("/object/address"),
-            event.pointer("/object/port").and_then(Value::as_u64).unwrap_or(0),
-            get("/object/protocol")
-        ),
-        "file" | "executable" => get("/object/path").to_string(),
-        _ => String::new(),
+/// One compact line: time, kind, decision, task, what, rule. Paths, rules and reasons come
+/// from the agent's side: control characters are escaped.
+fn line(value: &Value) -> String {
+    let Some(event) = crate::audit::typed(value) else { return printable(&value.to_string()).into_owned() };
+    let task = event.task.as_ref().map_or("-".into(), |t| format!("task {}", t.id));
+    let decision = event.decision().map_or("", |d| d.as_str());
+    let kind = match event.kind() {
+        Kind::Unknown => value.get("kind").and_then(Value::as_str).unwrap_or("?").to_string(),
+        kind => kind.as_str().to_string(),
     };
-    for part in [object.as_str(), get("/rule")] {
+    let mut out = format!("{} {:<18} {:<8} {:<9}", event.time, kind, decision, task);
+    let object = crate::audit::object_of(&event.body).map(|(_, line)| line).unwrap_or_default();
+    for part in [object.as_str(), event.rule().unwrap_or("")] {
         if !part.is_empty() {
             out.push(' ');
             out.push_str(part);
         }
     }
-    if event.get("aggregated").and_then(Value::as_bool) == Some(true) {
-        let count = event.get("count").and_then(Value::as_u64).unwrap_or(1);
-        out.push_str(&format!(" (x{count})"));
+    if event.aggregated {
+        out.push_str(&format!(" (x{})", event.repeats.unwrap_or(1)));
     }
-    if object.is_empty() && !get("/reason").is_empty() {
+    if let Some(reason) = event.body.reason().filter(|r| object.is_empty() && !r.is_empty()) {
         out.push_str(" — ");
-        out.push_str(get("/reason"));
+        out.push_str(reason);
     }
-    out
+    printable(&out).into_owned()
 }
 
 pub fn print_tasks(tasks: &[TaskRow], json: bool) -> anyhow::Result<()> {

@@ -50,7 +50,7 @@ pub struct Args {
     /// Refuse to start unless network, file and exec are all enforced at least at this level
     /// (lsm > cgroup > kill > observe).
     #[arg(long, value_enum)]
-    require: Option<crate::daemon::Level>,
+    require: Option<crate::api::Level>,
     /// How long an action held by an `ask` rule waits for `agent-guard approve|deny` before it is
     /// refused.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]

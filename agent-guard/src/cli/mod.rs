@@ -11,6 +11,7 @@ mod report;
 mod run;
 mod status;
 mod task;
+mod terminal;
 
 use std::{path::PathBuf, process::ExitCode};
 

@@ -19,7 +19,7 @@ use std::{
 
 use agent_guard_common::event::KernelEvent;
 
-use crate::policy;
+use crate::{api::Level, policy};
 use aya::maps::{MapData, RingBuf};
 use tokio::{io::unix::AsyncFd, net::UnixListener};
 
@@ -28,7 +28,7 @@ pub use kernel::{KernelError, MapSizes};
 use self::{
     events::{
         decode::{self, Decoded},
-        schema::{Event, Kind},
+        schema::{Adopted, Body, Event, Loss, Note, Started},
     },
     kernel::cgroup,
     output::metrics,
@@ -56,40 +56,7 @@ pub enum DaemonError {
     #[error("policy directory {dir} does not validate: {}", errors.join("; "))]
     Policy { dir: PathBuf, errors: Vec<String> },
     #[error("--require {want}: {capability} enforcement on this kernel is only `{have}`{why}")]
-    Required { want: Level, capability: &'static str, have: String, why: String },
-}
-
-/// Enforcement levels, strongest last.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
-pub enum Level {
-    /// Reported only.
-    Observe,
-    /// The process is killed at syscall entry (the syscall's effects may happen).
-    Kill,
-    /// Refused by a cgroup program.
-    Cgroup,
-    /// Refused by a BPF LSM hook on the object the kernel resolved.
-    Lsm,
-}
-
-impl std::fmt::Display for Level {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Level::Observe => "observe",
-            Level::Kill => "kill",
-            Level::Cgroup => "cgroup",
-            Level::Lsm => "lsm",
-        })
-    }
-}
-
-fn level_of(name: &str) -> Level {
-    match name {
-        "lsm" => Level::Lsm,
-        "cgroup" => Level::Cgroup,
-        "kill" => Level::Kill,
-        _ => Level::Observe,
-    }
+    Required { want: Level, capability: &'static str, have: Level, why: String },
 }
 
 /// What a deliberate stop (SIGTERM, SIGINT) does with the open tasks.
@@ -168,9 +135,9 @@ pub async fn run(
     if let Some(want) = config.require {
         let e = &kernel.enforcement;
         for (capability, have) in [("network", &e.network), ("file", &e.file), ("exec", &e.exec)] {
-            if level_of(have) < want {
+            if *have < want {
                 let why = kernel.warnings.first().map(|w| format!(" ({w})")).unwrap_or_default();
-                return Err(DaemonError::Required { want, capability, have: have.clone(), why });
+                return Err(DaemonError::Required { want, capability, have: *have, why });
             }
         }
     }
@@ -210,10 +177,15 @@ pub async fn run(
         reg.persist();
     }
 
-    let mut start = Event::new(Kind::GuardStart, &host, SystemTime::now());
-    start.enforcement =
-        Some(format!("network={} file={} exec={}", enforcement.network, enforcement.file, enforcement.exec));
-    sink.send(start);
+    let reason = format!(
+        "agent-guard {} enforcing network={} file={} exec={}",
+        env!("CARGO_PKG_VERSION"),
+        enforcement.network,
+        enforcement.file,
+        enforcement.exec
+    );
+    let start = Started { levels: enforcement.clone(), reason };
+    sink.send(Event::new(Body::GuardStart(start), &host, SystemTime::now()));
     tracing::info!(network = %enforcement.network, file = %enforcement.file, exec = %enforcement.exec, "agent-guard started");
 
     // SAFETY: each ring buffer owns its fd for as long as its AsyncFd lives.
@@ -264,23 +236,22 @@ pub async fn run(
         let mut reg = registry.lock().expect("registry lock is never poisoned");
         report_drops(&mut reg);
         let open: Vec<u32> = reg.list().iter().filter(|t| t.ended.is_none()).map(|t| t.id).collect();
-        let mut stop = Event::new(Kind::GuardStop, &reg.host, SystemTime::now());
-        match config.on_stop {
+        let reason = match config.on_stop {
             OnStop::StopTasks => {
                 for &id in &open {
                     let _ = reg.stop_task(id, None, "agent-guard is shutting down: its tasks cannot stay unguarded");
                 }
-                stop.reason = Some("shutdown signal: open tasks stopped, programs detached".into());
+                "shutdown signal: open tasks stopped, programs detached".to_string()
             }
             OnStop::KeepConfined => {
                 reg.persist();
-                stop.reason = Some(format!(
+                format!(
                     "shutdown signal: {} open task(s) left confined by the pinned programs, for the next daemon to adopt",
                     open.len()
-                ));
+                )
             }
-        }
-        reg.sink.send(stop);
+        };
+        reg.sink.send(Event::new(Body::GuardStop(Note { reason }), &reg.host, SystemTime::now()));
     }
     // After the tasks are stopped, never before: a scraper holding a connection open must not
     // delay that. The server holds the registry too; it is aborted if it does not stop soon.
@@ -366,12 +337,11 @@ fn report_adoption(reg: &Registry, last_alive: Option<SystemTime>, adopted: usiz
     } else {
         "the programs had detached with it (this kernel does not pin BPF links)"
     };
-    let mut event = Event::new(Kind::GuardAdopt, &reg.host, now);
-    event.count = Some(adopted as u64);
-    event.reason = Some(format!(
+    let reason = format!(
         "{gap}; {meanwhile}. Adopted {adopted} open task(s); stopped or revoked {revoked}; closed {closed} that \
          ended. Events the kernel recorded meanwhile follow."
-    ));
+    );
+    let event = Event::new(Body::GuardAdopt(Adopted { adopted: adopted as u64, reason }), &reg.host, now);
     tracing::warn!(adopted, revoked, closed, "adopted the pinned state of a previous daemon");
     reg.sink.send(event);
 }
@@ -489,9 +459,9 @@ async fn watch_drops(registry: Arc<Mutex<Registry>>) {
 fn report_drops(reg: &mut Registry) {
     let total = reg.kernel.dropped_events();
     if total > reg.dropped_total {
-        let mut event = Event::new(Kind::EventsDropped, &reg.host, SystemTime::now());
-        event.count = Some(total - reg.dropped_total);
-        event.reason = Some(format!("the kernel ring buffer was full: {} events lost since start", total));
+        let reason = format!("the kernel ring buffer was full: {total} events lost since start");
+        let event =
+            Event::new(Body::EventsDropped(Loss { lost: total - reg.dropped_total, reason }), &reg.host, SystemTime::now());
         reg.dropped_total = total;
         reg.sink.send(event);
         tracing::error!(total, "kernel events dropped");

@@ -21,10 +21,13 @@ use agent_guard_common::{
 
 use super::{
     lineage::Lineage,
-    schema::{Decision, Event, Kind, Object, PolicyDecision, Process, TaskRef},
+    schema::{
+        Access, Action, Body, Decision, EscapeObject, Event, ExecObject, FileObject, FileOperation, Held, HeldObject,
+        NetworkObject, PolicyDecision, Process, TaskRef, Verdict,
+    },
 };
 use crate::{
-    api::Enforcement,
+    api::{Enforcement, Level},
     daemon::clock,
     grant::{Grant, Mode, normalize_path},
 };
@@ -113,8 +116,8 @@ fn c_string(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
-pub fn access_names(access: u32) -> Vec<&'static str> {
-    [(ACCESS_READ, "read"), (ACCESS_WRITE, "write"), (ACCESS_EXEC, "exec")]
+pub fn access_names(access: u32) -> Vec<Access> {
+    [(ACCESS_READ, Access::Read), (ACCESS_WRITE, Access::Write), (ACCESS_EXEC, Access::Exec)]
         .into_iter()
         .filter(|(bit, _)| access & bit != 0)
         .map(|(_, name)| name)
@@ -185,20 +188,21 @@ fn process(dec: &mut Decoder, header: &EventHeader) -> Process {
 }
 
 /// An event about a record: when and where it happened, the process and its task.
-fn record_event(dec: &mut Decoder, kind: Kind, header: &EventHeader, task: Option<&TaskFacts>) -> Event {
-    let mut event = Event::new(kind, &dec.host, clock::wall_of_boot_ns(header.boot_ns));
+fn record_event(dec: &mut Decoder, body: Body, header: &EventHeader, task: Option<&TaskFacts>) -> Event {
+    let mut event = Event::new(body, &dec.host, clock::wall_of_boot_ns(header.boot_ns));
     event.process = Some(process(dec, header));
     event.task = task.map(|t| t.task.clone());
     event
 }
 
-/// The event skeleton every out-of-scope action shares.
-fn action_event(dec: &mut Decoder, kind: Kind, header: &EventHeader, task: Option<&TaskFacts>) -> Event {
-    let mut event = record_event(dec, kind, header, task);
-    event.policy_decision = Some(match task.map(|t| t.grant.spec.mode) {
+/// The verdict every out-of-scope action starts from: what the grant says (deny, or flag in
+/// audit mode) and why, from the reason the kernel gave; `decision` and `enforcement` are how
+/// it was carried out.
+fn out_of_scope(header: &EventHeader, task: Option<&TaskFacts>, decision: Decision, enforcement: Level) -> Verdict {
+    let policy_decision = match task.map(|t| t.grant.spec.mode) {
         Some(Mode::Audit) => PolicyDecision::Flag,
         _ => PolicyDecision::Deny,
-    });
+    };
     let grant = task.map_or("(unknown)".to_string(), |t| t.task.grant.clone());
     let (rule, reason) = match header.reason {
         REASON_EXPIRED => {
@@ -207,9 +211,7 @@ fn action_event(dec: &mut Decoder, kind: Kind, header: &EventHeader, task: Optio
         REASON_REVOKED => ("task.stopped".to_string(), "the task was stopped: its grant is revoked".to_string()),
         _ => ("default-deny".to_string(), format!("no rule of grant {grant} allows this")),
     };
-    event.rule = Some(rule);
-    event.reason = Some(reason);
-    event
+    Verdict { decision, policy_decision: Some(policy_decision), enforcement, rule, reason }
 }
 
 pub fn decode(dec: &mut Decoder, tasks: &impl TaskView, record: KernelEvent) -> Decoded {
@@ -229,35 +231,43 @@ pub fn decode(dec: &mut Decoder, tasks: &impl TaskView, record: KernelEvent) -> 
             Decoded::Nothing
         }
         KernelEvent::TagLost(e) => {
-            let mut event = record_event(dec, Kind::TagLost, &e.header, task);
-            event.decision = Some(Decision::Denied);
-            event.enforcement = Some("kill".into());
-            event.reason = Some(format!("child {} could not be tagged (PROC_TAGS is full): killed", e.child_tgid));
+            let verdict = Verdict {
+                decision: Decision::Denied,
+                policy_decision: None,
+                enforcement: Level::Kill,
+                rule: "guard.tag_limit".into(),
+                reason: format!("child {} could not be tagged (PROC_TAGS is full): killed", e.child_tgid),
+            };
+            let event = record_event(dec, Body::TagLost(verdict), &e.header, task);
             Decoded::TagLost { task_id, child: e.child_tgid, event: Box::new(event) }
         }
         KernelEvent::Tamper(e) => {
-            let mut event = record_event(dec, Kind::Tamper, &e.header, task);
-            event.decision = Some(Decision::Denied);
-            event.enforcement = Some("lsm".into());
-            event.rule = Some("guard.self_protection".into());
-            event.reason = Some(super::escape::tamper_reason(e.detail, e.child_tgid));
-            Decoded::Event(Box::new(event))
+            let verdict = Verdict {
+                decision: Decision::Denied,
+                policy_decision: None,
+                enforcement: Level::Lsm,
+                rule: "guard.self_protection".into(),
+                reason: super::escape::tamper_reason(e.detail, e.child_tgid),
+            };
+            Decoded::Event(Box::new(record_event(dec, Body::Tamper(verdict), &e.header, task)))
         }
         KernelEvent::Escape(e) => {
-            let mut event = record_event(dec, Kind::TaskEscape, &e.header, task);
             let blocked = e.header.action == ACTION_BLOCKED;
-            event.decision = Some(if blocked { Decision::Denied } else { Decision::Flagged });
-            event.policy_decision = Some(if blocked { PolicyDecision::Deny } else { PolicyDecision::Flag });
-            event.enforcement = Some("lsm".into());
             let route = super::escape::route(&e);
-            event.rule = Some("guard.containment".into());
-            event.reason = Some(route.reason);
-            event.object = Some(Object::Escape {
-                route: route.route,
+            let verdict = Verdict {
+                decision: if blocked { Decision::Denied } else { Decision::Flagged },
+                policy_decision: Some(if blocked { PolicyDecision::Deny } else { PolicyDecision::Flag }),
+                enforcement: Level::Lsm,
+                rule: "guard.containment".into(),
+                reason: route.reason,
+            };
+            let object = EscapeObject {
+                route: route.route.to_string(),
                 detail: route.detail,
                 target_pid: (e.target != 0).then_some(e.target),
-            });
-            Decoded::Event(Box::new(event))
+            };
+            let body = Body::TaskEscape(Action { verdict, object });
+            Decoded::Event(Box::new(record_event(dec, body, &e.header, task)))
         }
         KernelEvent::Net(e) if e.header.verdict == VERDICT_IN_SCOPE => {
             let (address, protocol) = (address_of(&e.addr), protocol_name(e.protocol));
@@ -297,30 +307,32 @@ fn protocol_name(protocol: u32) -> String {
 }
 
 fn net_event(dec: &mut Decoder, e: &NetEvent, task: Option<&TaskFacts>) -> Event {
-    let kind =
-        if e.hook == HOOK_SENDMSG4 || e.hook == HOOK_SENDMSG6 { Kind::NetworkSend } else { Kind::NetworkConnect };
-    let mut event = action_event(dec, kind, &e.header, task);
     let (address, protocol) = (address_of(&e.addr), protocol_name(e.protocol));
-    event.decision = Some(if e.header.action == ACTION_BLOCKED { Decision::Denied } else { Decision::Flagged });
+    let blocked = e.header.action == ACTION_BLOCKED;
+    let lsm = e.hook == HOOK_LSM_CONNECT4 || e.hook == HOOK_LSM_CONNECT6;
+    let mut verdict = out_of_scope(
+        &e.header,
+        task,
+        if blocked { Decision::Denied } else { Decision::Flagged },
+        if lsm { Level::Lsm } else { Level::Cgroup },
+    );
     if matches!(e.header.verdict, VERDICT_RULE_DENY | VERDICT_FLAGGED) {
         let what = if e.header.verdict == VERDICT_FLAGGED { "flags" } else { "refuses" };
-        event.rule = task.and_then(|t| t.grant.net_rule_name(e.rule_index as usize));
-        event.reason =
-            Some(format!("rule {} {what} {protocol} to {address}:{}", event.rule.as_deref().unwrap_or("?"), e.port));
-        event.policy_decision =
-            Some(if e.header.action == ACTION_BLOCKED { PolicyDecision::Deny } else { PolicyDecision::Flag });
-    }
-    let lsm = e.hook == HOOK_LSM_CONNECT4 || e.hook == HOOK_LSM_CONNECT6;
-    event.enforcement = Some(if lsm { "lsm" } else { "cgroup" }.into());
-    if event.rule.as_deref() == Some("default-deny") {
-        event.reason = Some(format!(
+        verdict.rule = task.and_then(|t| t.grant.net_rule_name(e.rule_index as usize)).unwrap_or_else(|| "?".into());
+        verdict.reason = format!("rule {} {what} {protocol} to {address}:{}", verdict.rule, e.port);
+        verdict.policy_decision = Some(if blocked { PolicyDecision::Deny } else { PolicyDecision::Flag });
+    } else if verdict.rule == "default-deny" {
+        verdict.reason = format!(
             "no rule of grant {} allows {protocol} to {address}:{}",
             task.map_or("(unknown)", |t| t.task.grant.as_str()),
             e.port
-        ));
+        );
     }
-    event.object = Some(Object::Network { address: address.to_string(), port: e.port as u16, protocol });
-    event
+    let object = NetworkObject { address: address.to_string(), port: e.port as u16, protocol };
+    let send = e.hook == HOOK_SENDMSG4 || e.hook == HOOK_SENDMSG6;
+    let action = Action { verdict, object };
+    let body = if send { Body::NetworkSend(action) } else { Body::NetworkConnect(action) };
+    record_event(dec, body, &e.header, task)
 }
 
 /// Resolves a path the kernel could not decide: against the process's cwd or directory fd.
@@ -366,7 +378,7 @@ fn undecided_path(
 
 /// What the kernel saw of a path-bearing action (file open or exec).
 struct PathAction<'a> {
-    kind: Kind,
+    exec: bool,
     header: &'a EventHeader,
     raw_path: &'a [u8],
     path_flags: u32,
@@ -374,13 +386,13 @@ struct PathAction<'a> {
     need: u32,
 }
 
-/// The event for a file or exec action, with the path it concerns; Err(path) when the path,
+/// The verdict on a file or exec action, with the path it concerns; Err(path) when the path,
 /// resolved here because the kernel could not decide it, is in scope after all (a use).
-fn observed_event(
-    dec: &mut Decoder,
+fn observed_verdict(
+    levels: &Enforcement,
     action: PathAction<'_>,
     task: Option<&TaskFacts>,
-) -> Result<(Event, String), String> {
+) -> Result<(Verdict, String), String> {
     let raw = c_string(action.raw_path);
     let (path, note) = if action.header.verdict == VERDICT_UNRESOLVED {
         let (path, note) = undecided_path(action.path_flags, action.header, action.dfd, &raw, action.need, task)?;
@@ -388,149 +400,149 @@ fn observed_event(
     } else {
         (raw, None)
     };
-    let mut event = action_event(dec, action.kind, action.header, task);
-    name_path_rule(&mut event, action.header.verdict, &path, action.need, task);
     // Refused by a BPF LSM hook, answered by killing the process, or let through (audit mode,
     // or a path only the daemon could resolve, which is observed).
-    let levels = &dec.enforcement;
-    let level = if action.kind == Kind::ProcessExec { &levels.exec } else { &levels.file };
+    let level = if action.exec { levels.exec } else { levels.file };
     let (decision, enforcement) = match action.header.action {
-        ACTION_BLOCKED => (Decision::Denied, level.as_str()),
-        ACTION_KILLED => (Decision::Denied, "kill"),
-        _ if level == "lsm" => (Decision::Flagged, "lsm"),
-        _ => (Decision::Flagged, "observe"),
+        ACTION_BLOCKED => (Decision::Denied, level),
+        ACTION_KILLED => (Decision::Denied, Level::Kill),
+        _ if level == Level::Lsm => (Decision::Flagged, Level::Lsm),
+        _ => (Decision::Flagged, Level::Observe),
     };
-    event.decision = Some(decision);
-    event.enforcement = Some(enforcement.to_string());
-    if action.header.action == ACTION_KILLED
-        && let Some(reason) = event.reason.as_mut()
-    {
-        reason.push_str(" (the process was killed; without BPF LSM the syscall itself may have run)");
+    let mut verdict = out_of_scope(action.header, task, decision, enforcement);
+    name_path_rule(&mut verdict, action.header.verdict, &path, action.need, task);
+    if action.header.action == ACTION_KILLED {
+        verdict.reason.push_str(" (the process was killed; without BPF LSM the syscall itself may have run)");
     }
-    if let (Some(note), Some(reason)) = (note, event.reason.as_mut()) {
-        reason.push_str(&format!(" ({note})"));
+    if let Some(note) = note {
+        verdict.reason.push_str(&format!(" ({note})"));
     }
-    Ok((event, path))
+    Ok((verdict, path))
 }
 
 /// For a path action a rule decided (deny or flag, in the kernel or, for a path only the
 /// daemon could resolve, here): names the rule, from the reference evaluator.
-fn name_path_rule(event: &mut Event, verdict: u32, path: &str, need: u32, task: Option<&TaskFacts>) {
+fn name_path_rule(verdict: &mut Verdict, kernel_verdict: u32, path: &str, need: u32, task: Option<&TaskFacts>) {
     let Some((decision, Some(rule))) = task.map(|t| t.grant.path_decision(path, need)) else { return };
     let what = match decision {
         PathDecision::Deny => "refuses",
         PathDecision::Flag => "flags",
         _ => return,
     };
-    if verdict == VERDICT_RULE_DENY || verdict == VERDICT_FLAGGED || verdict == VERDICT_UNRESOLVED {
-        event.reason = Some(format!("rule {rule} {what} {path}"));
-        event.rule = Some(rule);
+    if matches!(kernel_verdict, VERDICT_RULE_DENY | VERDICT_FLAGGED | VERDICT_UNRESOLVED) {
+        verdict.reason = format!("rule {rule} {what} {path}");
+        verdict.rule = rule;
         if decision == PathDecision::Flag {
-            event.policy_decision = Some(PolicyDecision::Flag);
+            verdict.policy_decision = Some(PolicyDecision::Flag);
         }
     }
 }
 
-/// The approval-request event for an action the kernel holds.
-fn held(
-    dec: &mut Decoder,
-    header: &EventHeader,
-    task: Option<&TaskFacts>,
-    object: &'static str,
-    raw: &[u8],
-    access: u32,
-) -> Decoded {
+/// The approval-request event for an action the kernel holds (its approval id is filed by the
+/// registry).
+fn held(dec: &mut Decoder, header: &EventHeader, task: Option<&TaskFacts>, exec: bool, raw: &[u8], access: u32) -> Decoded {
     let path = c_string(raw);
-    let mut event = action_event(dec, Kind::ApprovalRequest, header, task);
-    event.decision = Some(Decision::Held);
-    event.enforcement = Some("lsm".into());
-    event.rule = Some("ask".into());
-    event.reason =
-        Some(format!("an ask rule matched: {object} {path} ({}) waits for a human", access_names(access).join("+")));
-    event.object = Some(match object {
-        "exec" => Object::Executable { path: path.clone() },
-        _ => Object::File { path: path.clone(), access: access_names(access), operation: None },
-    });
+    let what = if exec { "exec" } else { "file" };
+    let mut verdict = out_of_scope(header, task, Decision::Held, Level::Lsm);
+    verdict.rule = "ask".into();
+    verdict.reason = format!(
+        "an ask rule matched: {what} {path} ({}) waits for a human",
+        access_names(access).iter().map(|a| a.as_str()).collect::<Vec<_>>().join("+")
+    );
+    let object = if exec {
+        HeldObject::Executable(ExecObject { path: path.clone() })
+    } else {
+        HeldObject::File(FileObject { path: path.clone(), access: access_names(access), operation: None })
+    };
+    let event = record_event(dec, Body::ApprovalRequest(Held { verdict, approval: 0, object }), header, task);
     Decoded::Held(HeldAction {
         task_id: header.task_id,
         tid: header.pid,
         tgid: header.tgid,
-        object,
+        object: what,
         path,
         access,
         event: Box::new(event),
     })
 }
 
-/// FILE_OP_* names, for `object.operation` of file.change events.
-fn operation_name(op: u32) -> Option<&'static str> {
+/// FILE_OP_* as `object.operation` of file.change events.
+fn operation_of(op: u32) -> Option<FileOperation> {
     Some(match op {
-        FILE_OP_CREATE => "create",
-        FILE_OP_UNLINK => "unlink",
-        FILE_OP_MKDIR => "mkdir",
-        FILE_OP_RMDIR => "rmdir",
-        FILE_OP_RENAME_FROM => "rename_from",
-        FILE_OP_RENAME_TO => "rename_to",
-        FILE_OP_LINK => "link",
-        FILE_OP_SYMLINK => "symlink",
-        FILE_OP_TRUNCATE => "truncate",
-        FILE_OP_CHMOD => "chmod",
-        FILE_OP_CHOWN => "chown",
-        FILE_OP_XATTR => "xattr",
-        FILE_OP_SETATTR => "setattr",
-        FILE_OP_UNIX_CONNECT => "unix_connect",
+        FILE_OP_CREATE => FileOperation::Create,
+        FILE_OP_UNLINK => FileOperation::Unlink,
+        FILE_OP_MKDIR => FileOperation::Mkdir,
+        FILE_OP_RMDIR => FileOperation::Rmdir,
+        FILE_OP_RENAME_FROM => FileOperation::RenameFrom,
+        FILE_OP_RENAME_TO => FileOperation::RenameTo,
+        FILE_OP_LINK => FileOperation::Link,
+        FILE_OP_SYMLINK => FileOperation::Symlink,
+        FILE_OP_TRUNCATE => FileOperation::Truncate,
+        FILE_OP_CHMOD => FileOperation::Chmod,
+        FILE_OP_CHOWN => FileOperation::Chown,
+        FILE_OP_XATTR => FileOperation::Xattr,
+        FILE_OP_SETATTR => FileOperation::Setattr,
+        FILE_OP_UNIX_CONNECT => FileOperation::UnixConnect,
         _ => return None,
     })
 }
 
 fn file_event(dec: &mut Decoder, e: &FileEvent, task: Option<&TaskFacts>) -> Decoded {
     if e.header.verdict == VERDICT_ASK {
-        return held(dec, &e.header, task, "file", &e.path, e.access);
+        return held(dec, &e.header, task, false, &e.path, e.access);
     }
-    let operation = operation_name(e.op);
-    // Connecting to a Unix socket opens its file for writing (kernel DAC: MAY_WRITE): file.open.
-    let kind = if operation.is_some() && e.op != FILE_OP_UNIX_CONNECT { Kind::FileChange } else { Kind::FileOpen };
-    let action =
-        PathAction { kind, header: &e.header, raw_path: &e.path, path_flags: e.path_flags, dfd: e.dfd, need: e.access };
-    let (mut event, path) = match observed_event(dec, action, task) {
+    let operation = operation_of(e.op);
+    let action = PathAction {
+        exec: false,
+        header: &e.header,
+        raw_path: &e.path,
+        path_flags: e.path_flags,
+        dfd: e.dfd,
+        need: e.access,
+    };
+    let (mut verdict, path) = match observed_verdict(&dec.enforcement, action, task) {
         Ok(observed) => observed,
         Err(path) => return used_path(task, e.header.task_id, path, e.access),
     };
-    if let Some(reason) = event.reason.as_mut() {
-        match e.op {
-            FILE_OP_LINK => {
-                reason.push_str(" (hard links are refused inside a task: their source cannot be resolved to a path)")
-            }
-            FILE_OP_RENAME_FROM if e.header.action == ACTION_BLOCKED => reason.push_str(
-                " (a rename also needs its source to hold nothing a deny, ask or flag rule names, itself or below it)",
-            ),
-            _ => {}
-        }
+    match e.op {
+        FILE_OP_LINK => verdict
+            .reason
+            .push_str(" (hard links are refused inside a task: their source cannot be resolved to a path)"),
+        FILE_OP_RENAME_FROM if e.header.action == ACTION_BLOCKED => verdict.reason.push_str(
+            " (a rename also needs its source to hold nothing a deny, ask or flag rule names, itself or below it)",
+        ),
+        _ => {}
     }
-    event.object = Some(Object::File { path, access: access_names(e.access), operation });
-    Decoded::Event(Box::new(event))
+    let action = Action { verdict, object: FileObject { path, access: access_names(e.access), operation } };
+    // Connecting to a Unix socket opens its file for writing (kernel DAC: MAY_WRITE): file.open.
+    let body = match operation {
+        Some(op) if op != FileOperation::UnixConnect => Body::FileChange(action),
+        _ => Body::FileOpen(action),
+    };
+    Decoded::Event(Box::new(record_event(dec, body, &e.header, task)))
 }
 
 fn exec_event(dec: &mut Decoder, e: &ExecEvent, task: Option<&TaskFacts>) -> Decoded {
     if e.header.verdict == VERDICT_ASK {
-        return held(dec, &e.header, task, "exec", &e.path, ACCESS_EXEC);
+        return held(dec, &e.header, task, true, &e.path, ACCESS_EXEC);
     }
     let action = PathAction {
-        kind: Kind::ProcessExec,
+        exec: true,
         header: &e.header,
         raw_path: &e.path,
         path_flags: e.path_flags,
         dfd: AT_FDCWD,
         need: ACCESS_EXEC,
     };
-    let (mut event, path) = match observed_event(dec, action, task) {
+    let (verdict, path) = match observed_verdict(&dec.enforcement, action, task) {
         Ok(observed) => observed,
         Err(path) => return used_path(task, e.header.task_id, path, ACCESS_EXEC),
     };
+    let body = Body::ProcessExec(Action { verdict, object: ExecObject { path } });
+    let mut event = record_event(dec, body, &e.header, task);
     if let Some(process) = event.process.as_mut() {
         let argc = (e.argc as usize).min(e.argv.len());
         process.argv = Some(e.argv[..argc].iter().map(|a| c_string(a)).collect());
     }
-    event.object = Some(Object::Executable { path });
     Decoded::Event(Box::new(event))
 }

@@ -1,61 +1,248 @@
 //! The event schema (v1, docs/events.md): one JSON object per line.
 
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::{Enforcement, Level};
 
 pub const SCHEMA: &str = "agent-guard.event/v1";
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+/// One event: the envelope every kind shares (when, where, which process of which task), and
+/// the kind with its own payload (`body`, flattened: `kind` is a field of the line).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Event {
-    pub schema: &'static str,
+    pub schema: Cow<'static, str>,
     /// RFC 3339, UTC.
     pub time: String,
     pub host: String,
     /// UUIDv7, unique per event: receivers use it to de-duplicate.
     pub event_id: String,
-    pub kind: Kind,
-    /// What happened to the action.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub decision: Option<Decision>,
-    /// What the grant says should happen (differs from `decision` where the kernel can only observe).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub policy_decision: Option<PolicyDecision>,
-    /// How the decision was carried out: `cgroup` (cgroup sock_addr program), `observe`
-    /// (seen at syscall entry, not blocked), `none` (task lifecycle).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub enforcement: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(flatten)]
+    pub body: Body,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<Process>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<TaskRef>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub object: Option<Object>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub count: Option<u64>,
-    /// The approval a held action waits for.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub approval: Option<u32>,
-    /// Who asked for a control action (task open, stop, revoke, extend, approval), as the
-    /// kernel names the API caller (SO_PEERPIDFD, SO_PEERCRED).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub actor: Option<Actor>,
-    /// On `task.open`: the grant as issued (after templates and profiles are applied).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub grant_spec: Option<crate::grant::GrantSpec>,
-    /// On `task.stop` and `task.close`: the grant's rules by use, and what was touched.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<Usage>,
     /// The event stands for `count` identical ones of one process (flood control).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub aggregated: bool,
+    /// On an aggregated event: how many identical events it stands for.
+    #[serde(rename = "count", default, skip_serializing_if = "Option::is_none")]
+    pub repeats: Option<u64>,
+}
+
+/// What happened, by kind, with what that kind carries.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(tag = "kind")]
+pub enum Body {
+    /// A task was opened: `grant_spec` is the grant as issued (after templates and profiles).
+    #[serde(rename = "task.open")]
+    TaskOpen(TaskOpened),
+    /// The task's last process exited.
+    #[serde(rename = "task.close")]
+    TaskClose(TaskEnded),
+    /// An operator (or the daemon) stopped the task: grant revoked, processes killed.
+    #[serde(rename = "task.stop")]
+    TaskStop(TaskEnded),
+    /// The agent declared a step (`task.step` and `reason` hold it).
+    #[serde(rename = "task.intent")]
+    TaskIntent(Control),
+    #[serde(rename = "grant.revoke")]
+    GrantRevoke(Control),
+    #[serde(rename = "grant.extend")]
+    GrantExtend(Control),
+    #[serde(rename = "network.connect")]
+    NetworkConnect(Action<NetworkObject>),
+    #[serde(rename = "network.send")]
+    NetworkSend(Action<NetworkObject>),
+    #[serde(rename = "file.open")]
+    FileOpen(Action<FileObject>),
+    /// A change to the file tree: create, unlink, mkdir, rmdir, rename, link, symlink,
+    /// truncate, chmod, chown (`object.operation`).
+    #[serde(rename = "file.change")]
+    FileChange(Action<FileObject>),
+    #[serde(rename = "process.exec")]
+    ProcessExec(Action<ExecObject>),
+    /// A tagged process tried to leave its task's boundary by a route no grant opens (a
+    /// privilege, a mount, a namespace, another process, a socket family, a device, a listen
+    /// the grant does not allow, or access after its grant ended): refused (`object.route`).
+    #[serde(rename = "task.escape")]
+    TaskEscape(Action<EscapeObject>),
+    /// An action held in the kernel by an `ask` rule; `approval` names it for
+    /// `agent-guard approve|deny`.
+    #[serde(rename = "approval.request")]
+    ApprovalRequest(Held),
+    #[serde(rename = "approval.granted")]
+    ApprovalGranted(Answer),
+    #[serde(rename = "approval.denied")]
+    ApprovalDenied(Answer),
+    /// A tagged process tried to signal or trace the daemon, or to use bpf(2): refused.
+    #[serde(rename = "guard.tamper")]
+    Tamper(Verdict),
+    /// A child of a tagged process could not be tagged (the tag map is full): killed.
+    #[serde(rename = "guard.tag_lost")]
+    TagLost(Verdict),
+    /// The kernel's ring buffer was full: `lost` records were dropped.
+    #[serde(rename = "guard.events_dropped")]
+    EventsDropped(Loss),
+    /// An output could not take `lost` events (queue or spool full, or refused by the
+    /// receiver); `reason` names the output.
+    #[serde(rename = "guard.output_dropped")]
+    OutputDropped(Loss),
+    /// `lost` delivery attempts of an output failed (they are retried, or counted as dropped).
+    #[serde(rename = "guard.output_failed")]
+    OutputFailed(Loss),
+    /// The daemon started; `levels` says how each capability is enforced on this kernel.
+    #[serde(rename = "guard.start")]
+    GuardStart(Started),
+    #[serde(rename = "guard.stop")]
+    GuardStop(Note),
+    /// A daemon started over the kernel state a previous one left pinned (it was killed,
+    /// crashed or was upgraded): `reason` says how long no daemon ran and which tasks were
+    /// adopted. The kernel enforced every task throughout; events it recorded meanwhile follow.
+    #[serde(rename = "guard.adopt")]
+    GuardAdopt(Adopted),
+    /// The policy directory was (re)loaded; `reason` lists what it holds.
+    #[serde(rename = "policy.load")]
+    PolicyLoad(Note),
+    /// A reload did not validate: the previous policies stay in force; `reason` says why.
+    #[serde(rename = "policy.rejected")]
+    PolicyRejected(Note),
+    /// A kind this version does not know (written by a newer daemon): read from a store, never
+    /// written.
+    #[serde(other)]
+    Unknown,
+}
+
+// Reading is lenient where it costs nothing (`default` on reasons and usage): the audit store
+// keeps events of older daemons, and the report must still read them.
+
+/// How the guard decided an action, and why.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+pub struct Verdict {
+    /// What happened to the action.
+    pub decision: Decision,
+    /// What the grant says should happen (differs from `decision` where the kernel can only observe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_decision: Option<PolicyDecision>,
+    /// How the decision was carried out: `lsm` (BPF LSM hook), `cgroup` (cgroup sock_addr
+    /// program), `kill` (the process was killed at syscall entry), `observe` (seen, not blocked).
+    pub enforcement: Level,
+    /// The rule that decided: a grant's rule, `default-deny`, `grant.ttl`, `task.stopped`, `ask`,
+    /// `guard.containment`, `guard.self_protection`, `guard.tag_limit`.
+    pub rule: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// An action on an object, and its verdict.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+pub struct Action<O> {
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    pub object: O,
+}
+
+/// An action held in the kernel until a human decides.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+pub struct Held {
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    /// The approval it waits for (`agent-guard approve|deny`).
+    pub approval: u32,
+    pub object: HeldObject,
+}
+
+/// What a held action would touch.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum HeldObject {
+    File(FileObject),
+    Executable(ExecObject),
+}
+
+/// A human's answer to a held action.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+pub struct Answer {
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    pub approval: u32,
+    /// Who answered (absent when the daemon refused it: timeout, task ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+pub struct TaskOpened {
+    /// Who asked for the task, as the kernel names the API caller (always written; absent in
+    /// events of early versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor>,
+    /// The grant as issued (after templates and profiles are applied).
+    #[serde(default)]
+    pub grant_spec: crate::grant::GrantSpec,
+    #[serde(default)]
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+pub struct TaskEnded {
+    /// Who stopped it, if an operator did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor>,
+    /// The grant's rules by use, and what was touched (always written; absent in events of
+    /// early versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// A control request about a task (revoke, extend, a declared step).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+pub struct Control {
+    /// Who asked, as the kernel names the API caller (SO_PEERPIDFD, SO_PEERCRED).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor>,
+    #[serde(default)]
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+pub struct Note {
+    #[serde(default)]
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+pub struct Loss {
+    /// Events (or delivery attempts, for `guard.output_failed`) lost since the last report.
+    pub lost: u64,
+    #[serde(default)]
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+pub struct Started {
+    /// How each capability is enforced on this kernel (never more than what is loaded).
+    pub levels: Enforcement,
+    #[serde(default)]
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+pub struct Adopted {
+    /// Open tasks taken over from the previous daemon.
+    pub adopted: u64,
+    #[serde(default)]
+    pub reason: String,
 }
 
 /// What a task did within its grant, from the kernel's first-use records: which allow rules
 /// were used, which were not (a narrower grant would do), and what was touched.
 #[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(default)]
 pub struct Usage {
     /// False when kernel records were lost (guard.events_dropped) while the task ran: a rule
     /// listed unused may have been used.
@@ -70,11 +257,11 @@ pub struct Usage {
     pub destinations: std::collections::BTreeMap<String, u64>,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Actor {
     pub pid: u32,
     pub uid: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
 }
 
@@ -94,78 +281,161 @@ impl std::fmt::Display for Actor {
     }
 }
 
-#[derive(Clone, Copy, Debug, Hash, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+/// An event's kind without its payload: for metric labels, flood-control keys and queries.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Kind {
-    #[serde(rename = "task.open")]
     TaskOpen,
-    #[serde(rename = "task.close")]
     TaskClose,
-    #[serde(rename = "task.stop")]
     TaskStop,
-    /// The agent declared a step (`task.step` and `reason` hold it).
-    #[serde(rename = "task.intent")]
     TaskIntent,
-    #[serde(rename = "grant.revoke")]
     GrantRevoke,
-    #[serde(rename = "grant.extend")]
     GrantExtend,
-    #[serde(rename = "network.connect")]
     NetworkConnect,
-    #[serde(rename = "network.send")]
     NetworkSend,
-    #[serde(rename = "file.open")]
     FileOpen,
-    /// A change to the file tree: create, unlink, mkdir, rmdir, rename, link, symlink,
-    /// truncate, chmod, chown (`object.operation`).
-    #[serde(rename = "file.change")]
     FileChange,
-    #[serde(rename = "process.exec")]
     ProcessExec,
-    #[serde(rename = "guard.events_dropped")]
-    EventsDropped,
-    /// An output could not take `count` events (queue or spool full, or refused by the
-    /// receiver); `reason` names the output.
-    #[serde(rename = "guard.output_dropped")]
-    OutputDropped,
-    /// `count` delivery attempts of an output failed (they are retried, or counted as dropped).
-    #[serde(rename = "guard.output_failed")]
-    OutputFailed,
-    #[serde(rename = "guard.tag_lost")]
-    TagLost,
-    /// A tagged process tried to signal or trace the daemon, or to use bpf(2): refused.
-    #[serde(rename = "guard.tamper")]
-    Tamper,
-    /// A tagged process tried to leave its task's boundary by a route no grant opens (a
-    /// privilege, a mount, a namespace, another process, a socket family, a device, a listen
-    /// the grant does not allow, or access after its grant ended): refused (`object.route`).
-    #[serde(rename = "task.escape")]
     TaskEscape,
-    /// An action held in the kernel by an `ask` rule; `approval` names it for
-    /// `agent-guard approve|deny`.
-    #[serde(rename = "approval.request")]
     ApprovalRequest,
-    #[serde(rename = "approval.granted")]
     ApprovalGranted,
-    #[serde(rename = "approval.denied")]
     ApprovalDenied,
-    #[serde(rename = "guard.start")]
+    Tamper,
+    TagLost,
+    EventsDropped,
+    OutputDropped,
+    OutputFailed,
     GuardStart,
-    #[serde(rename = "guard.stop")]
     GuardStop,
-    /// A daemon started over the kernel state a previous one left pinned (it was killed,
-    /// crashed or was upgraded): `reason` says how long no daemon ran and which tasks were
-    /// adopted. The kernel enforced every task throughout; events it recorded meanwhile follow.
-    #[serde(rename = "guard.adopt")]
     GuardAdopt,
-    /// The policy directory was (re)loaded; `reason` lists what it holds.
-    #[serde(rename = "policy.load")]
     PolicyLoad,
-    /// A reload did not validate: the previous policies stay in force; `reason` says why.
-    #[serde(rename = "policy.rejected")]
     PolicyRejected,
+    Unknown,
 }
 
-#[derive(Clone, Copy, Debug, Hash, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+impl Kind {
+    /// The name on the wire (`kind` of the line).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::TaskOpen => "task.open",
+            Kind::TaskClose => "task.close",
+            Kind::TaskStop => "task.stop",
+            Kind::TaskIntent => "task.intent",
+            Kind::GrantRevoke => "grant.revoke",
+            Kind::GrantExtend => "grant.extend",
+            Kind::NetworkConnect => "network.connect",
+            Kind::NetworkSend => "network.send",
+            Kind::FileOpen => "file.open",
+            Kind::FileChange => "file.change",
+            Kind::ProcessExec => "process.exec",
+            Kind::TaskEscape => "task.escape",
+            Kind::ApprovalRequest => "approval.request",
+            Kind::ApprovalGranted => "approval.granted",
+            Kind::ApprovalDenied => "approval.denied",
+            Kind::Tamper => "guard.tamper",
+            Kind::TagLost => "guard.tag_lost",
+            Kind::EventsDropped => "guard.events_dropped",
+            Kind::OutputDropped => "guard.output_dropped",
+            Kind::OutputFailed => "guard.output_failed",
+            Kind::GuardStart => "guard.start",
+            Kind::GuardStop => "guard.stop",
+            Kind::GuardAdopt => "guard.adopt",
+            Kind::PolicyLoad => "policy.load",
+            Kind::PolicyRejected => "policy.rejected",
+            Kind::Unknown => "unknown",
+        }
+    }
+}
+
+impl Body {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Body::TaskOpen(_) => Kind::TaskOpen,
+            Body::TaskClose(_) => Kind::TaskClose,
+            Body::TaskStop(_) => Kind::TaskStop,
+            Body::TaskIntent(_) => Kind::TaskIntent,
+            Body::GrantRevoke(_) => Kind::GrantRevoke,
+            Body::GrantExtend(_) => Kind::GrantExtend,
+            Body::NetworkConnect(_) => Kind::NetworkConnect,
+            Body::NetworkSend(_) => Kind::NetworkSend,
+            Body::FileOpen(_) => Kind::FileOpen,
+            Body::FileChange(_) => Kind::FileChange,
+            Body::ProcessExec(_) => Kind::ProcessExec,
+            Body::TaskEscape(_) => Kind::TaskEscape,
+            Body::ApprovalRequest(_) => Kind::ApprovalRequest,
+            Body::ApprovalGranted(_) => Kind::ApprovalGranted,
+            Body::ApprovalDenied(_) => Kind::ApprovalDenied,
+            Body::Tamper(_) => Kind::Tamper,
+            Body::TagLost(_) => Kind::TagLost,
+            Body::EventsDropped(_) => Kind::EventsDropped,
+            Body::OutputDropped(_) => Kind::OutputDropped,
+            Body::OutputFailed(_) => Kind::OutputFailed,
+            Body::GuardStart(_) => Kind::GuardStart,
+            Body::GuardStop(_) => Kind::GuardStop,
+            Body::GuardAdopt(_) => Kind::GuardAdopt,
+            Body::PolicyLoad(_) => Kind::PolicyLoad,
+            Body::PolicyRejected(_) => Kind::PolicyRejected,
+            Body::Unknown => Kind::Unknown,
+        }
+    }
+
+    /// The verdict of an action, a held action or an answer.
+    pub fn verdict(&self) -> Option<&Verdict> {
+        match self {
+            Body::NetworkConnect(a) | Body::NetworkSend(a) => Some(&a.verdict),
+            Body::FileOpen(a) | Body::FileChange(a) => Some(&a.verdict),
+            Body::ProcessExec(a) => Some(&a.verdict),
+            Body::TaskEscape(a) => Some(&a.verdict),
+            Body::ApprovalRequest(h) => Some(&h.verdict),
+            Body::ApprovalGranted(a) | Body::ApprovalDenied(a) => Some(&a.verdict),
+            Body::Tamper(v) | Body::TagLost(v) => Some(v),
+            Body::TaskOpen(_)
+            | Body::TaskClose(_)
+            | Body::TaskStop(_)
+            | Body::TaskIntent(_)
+            | Body::GrantRevoke(_)
+            | Body::GrantExtend(_)
+            | Body::EventsDropped(_)
+            | Body::OutputDropped(_)
+            | Body::OutputFailed(_)
+            | Body::GuardStart(_)
+            | Body::GuardStop(_)
+            | Body::GuardAdopt(_)
+            | Body::PolicyLoad(_)
+            | Body::PolicyRejected(_)
+            | Body::Unknown => None,
+        }
+    }
+
+    pub fn verdict_mut(&mut self) -> Option<&mut Verdict> {
+        match self {
+            Body::NetworkConnect(a) | Body::NetworkSend(a) => Some(&mut a.verdict),
+            Body::FileOpen(a) | Body::FileChange(a) => Some(&mut a.verdict),
+            Body::ProcessExec(a) => Some(&mut a.verdict),
+            Body::TaskEscape(a) => Some(&mut a.verdict),
+            Body::ApprovalRequest(h) => Some(&mut h.verdict),
+            Body::ApprovalGranted(a) | Body::ApprovalDenied(a) => Some(&mut a.verdict),
+            Body::Tamper(v) | Body::TagLost(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Why it happened, as the event says.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Body::TaskOpen(b) => Some(&b.reason),
+            Body::TaskClose(b) | Body::TaskStop(b) => Some(&b.reason),
+            Body::TaskIntent(b) | Body::GrantRevoke(b) | Body::GrantExtend(b) => Some(&b.reason),
+            Body::EventsDropped(b) | Body::OutputDropped(b) | Body::OutputFailed(b) => Some(&b.reason),
+            Body::GuardStart(b) => Some(&b.reason),
+            Body::GuardStop(b) | Body::PolicyLoad(b) | Body::PolicyRejected(b) => Some(&b.reason),
+            Body::GuardAdopt(b) => Some(&b.reason),
+            Body::Unknown => None,
+            _ => self.verdict().map(|v| v.reason.as_str()),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Hash, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
     Allowed,
@@ -175,104 +445,172 @@ pub enum Decision {
     Held,
 }
 
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PolicyDecision {
     Deny,
     Flag,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Process {
     pub pid: u32,
     pub tid: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ppid: Option<u32>,
     pub uid: u32,
     pub gid: u32,
     pub comm: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub executable: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub argv: Option<Vec<String>>,
     /// This process image (`BOOT-TGID-NS`): unique, stable across pid reuse; a new one at
     /// every exec. Absent for untagged processes.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec_id: Option<String>,
     /// The image that forked this process (absent for a task's first process).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_exec_id: Option<String>,
     /// Exec ids of the ancestors, nearest first, up to the task's root process.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ancestry: Vec<String>,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct TaskRef {
     pub id: u32,
     pub agent: String,
     pub intent: String,
     pub grant: String,
     /// The task that opened this one (delegation), if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<u32>,
     /// The step the agent declared last (`agent-guard intent`), if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum Object {
-    Network {
-        address: String,
-        port: u16,
-        protocol: String,
-    },
-    File {
-        path: String,
-        access: Vec<&'static str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        operation: Option<&'static str>,
-    },
-    Executable {
-        path: String,
-    },
-    /// The route of a `task.escape`: capability, mount, chroot, namespace, socket, listen,
-    /// ptrace, signal, scheduling, device, file_owner, module, perf_event, after_grant_end,
-    /// fork, unix_abstract, cgroup, key; `detail` says what it aimed at, `target_pid` the
-    /// process acted on.
-    Escape {
-        route: &'static str,
-        detail: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        target_pid: Option<u32>,
-    },
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(tag = "type", rename = "network")]
+pub struct NetworkObject {
+    pub address: String,
+    pub port: u16,
+    /// `tcp`, `udp` or `ip-proto-N`.
+    pub protocol: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(tag = "type", rename = "file")]
+pub struct FileObject {
+    pub path: String,
+    pub access: Vec<Access>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<FileOperation>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(tag = "type", rename = "executable")]
+pub struct ExecObject {
+    pub path: String,
+}
+
+/// The route of a `task.escape`: capability, mount, chroot, namespace, socket, listen,
+/// ptrace, signal, scheduling, device, file_owner, module, perf_event, after_grant_end,
+/// fork, unix_abstract, cgroup, key; `detail` says what it aimed at, `target_pid` the
+/// process acted on.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(tag = "type", rename = "escape")]
+pub struct EscapeObject {
+    pub route: String,
+    pub detail: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_pid: Option<u32>,
+}
+
+/// An access a file action needs.
+#[derive(Clone, Copy, Debug, Hash, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    Read,
+    Write,
+    Exec,
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Write => "write",
+            Access::Exec => "exec",
+        }
+    }
+}
+
+/// What a `file.change` did to the file tree (a Unix-socket connect is a `file.open` for write
+/// with the operation `unix_connect`).
+#[derive(Clone, Copy, Debug, Hash, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FileOperation {
+    Create,
+    Unlink,
+    Mkdir,
+    Rmdir,
+    RenameFrom,
+    RenameTo,
+    Link,
+    Symlink,
+    Truncate,
+    Chmod,
+    Chown,
+    Xattr,
+    Setattr,
+    UnixConnect,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allowed => "allowed",
+            Decision::Denied => "denied",
+            Decision::Flagged => "flagged",
+            Decision::Held => "held",
+        }
+    }
 }
 
 impl Event {
-    pub fn new(kind: Kind, host: &str, time: std::time::SystemTime) -> Event {
+    pub fn new(body: Body, host: &str, time: std::time::SystemTime) -> Event {
         Event {
-            schema: SCHEMA,
+            schema: Cow::Borrowed(SCHEMA),
             time: crate::daemon::clock::rfc3339(time),
             host: host.to_string(),
             event_id: uuid::Uuid::now_v7().to_string(),
-            kind,
-            decision: None,
-            policy_decision: None,
-            enforcement: None,
+            body,
             process: None,
             task: None,
-            object: None,
-            rule: None,
-            reason: None,
-            count: None,
-            approval: None,
-            actor: None,
-            usage: None,
-            grant_spec: None,
             aggregated: false,
+            repeats: None,
         }
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.body.kind()
+    }
+
+    /// What happened to the action (actions, held actions and answers only).
+    pub fn decision(&self) -> Option<Decision> {
+        self.body.verdict().map(|v| v.decision)
+    }
+
+    /// The rule that decided (actions, held actions and answers only).
+    pub fn rule(&self) -> Option<&str> {
+        self.body.verdict().map(|v| v.rule.as_str())
+    }
+
+    /// How many occurrences the event stands for (`count` of an aggregate, else 1).
+    pub fn weight(&self) -> u64 {
+        if self.aggregated { self.repeats.unwrap_or(1) } else { 1 }
     }
 }
 

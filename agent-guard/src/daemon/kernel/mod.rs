@@ -32,7 +32,10 @@ mod links;
 mod tracefs;
 
 use self::links::Links;
-use crate::{api::Enforcement, grant::CompiledGrant};
+use crate::{
+    api::{Enforcement, Level},
+    grant::CompiledGrant,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
@@ -501,8 +504,8 @@ impl Kernel {
             _held_links: links.held,
             // What is attached above, and nothing more.
             enforcement: match lsm {
-                Some(_) => Enforcement { network: "lsm".into(), file: "lsm".into(), exec: "lsm".into() },
-                None => Enforcement { network: "cgroup".into(), file: "kill".into(), exec: "kill".into() },
+                Some(_) => Enforcement { network: Level::Lsm, file: Level::Lsm, exec: Level::Lsm },
+                None => Enforcement { network: Level::Cgroup, file: Level::Kill, exec: Level::Kill },
             },
             warnings,
             sizes: sizes.clone(),

@@ -11,7 +11,7 @@ use std::{
 
 use crate::daemon::{
     clock,
-    events::schema::{Decision, Event, Kind, Object},
+    events::schema::{Body, Decision, Event, Kind},
 };
 
 /// What makes two events "identical": same process image, kind, decision, rule, object and
@@ -48,23 +48,29 @@ impl Aggregator {
     }
 
     fn key(event: &Event) -> Option<Key> {
-        if !matches!(event.decision, Some(Decision::Allowed | Decision::Flagged)) {
+        if !matches!(event.decision(), Some(Decision::Allowed | Decision::Flagged)) {
             return None;
         }
         let process = event.process.as_ref()?;
-        let object = match event.object.as_ref()? {
-            Object::Network { address, port, protocol } => format!("net {address} {port} {protocol}"),
-            Object::File { path, access, operation } => format!("file {path} {access:?} {operation:?}"),
-            Object::Executable { path } => format!("exec {path}"),
-            Object::Escape { route, detail, target_pid } => format!("escape {route} {detail} {target_pid:?}"),
+        let object = match &event.body {
+            Body::NetworkConnect(a) | Body::NetworkSend(a) => {
+                format!("net {} {} {}", a.object.address, a.object.port, a.object.protocol)
+            }
+            Body::FileOpen(a) | Body::FileChange(a) => {
+                format!("file {} {:?} {:?}", a.object.path, a.object.access, a.object.operation)
+            }
+            Body::ProcessExec(a) => format!("exec {}", a.object.path),
+            Body::TaskEscape(a) => format!("escape {} {} {:?}", a.object.route, a.object.detail, a.object.target_pid),
+            // Held actions, answers, lifecycle and guard events are never folded.
+            _ => return None,
         };
         Some(Key {
             pid: process.pid,
             exec_id: process.exec_id.clone(),
             argv: process.argv.clone(),
-            kind: event.kind,
-            decision: event.decision,
-            rule: event.rule.clone(),
+            kind: event.kind(),
+            decision: event.decision(),
+            rule: event.rule().map(str::to_owned),
             object,
         })
     }
@@ -99,14 +105,16 @@ impl Aggregator {
                 event.event_id = uuid::Uuid::now_v7().to_string();
                 event.time = clock::rfc3339(SystemTime::now());
                 event.host = host.to_string();
-                event.count = Some(window.repeats);
+                event.repeats = Some(window.repeats);
                 event.aggregated = true;
-                event.reason = Some(format!(
-                    "{} more identical events of process {} in {}",
-                    window.repeats,
-                    window.first.process.as_ref().map_or(0, |p| p.pid),
-                    humantime::format_duration(Duration::from_secs(now.duration_since(window.opened).as_secs()))
-                ));
+                if let Some(verdict) = event.body.verdict_mut() {
+                    verdict.reason = format!(
+                        "{} more identical events of process {} in {}",
+                        window.repeats,
+                        window.first.process.as_ref().map_or(0, |p| p.pid),
+                        humantime::format_duration(Duration::from_secs(now.duration_since(window.opened).as_secs()))
+                    );
+                }
                 folded += window.repeats;
                 out.push(event);
             }
@@ -119,11 +127,16 @@ impl Aggregator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::events::schema::Process;
+    use crate::{
+        api::Level,
+        daemon::events::schema::{Access, Action, FileObject, Process, Verdict},
+    };
 
     fn event(decision: Decision, pid: u32, path: &str) -> Event {
-        let mut e = Event::new(Kind::FileOpen, "h", SystemTime::now());
-        e.decision = Some(decision);
+        let verdict =
+            Verdict { decision, policy_decision: None, enforcement: Level::Lsm, rule: "r".into(), reason: "x".into() };
+        let object = FileObject { path: path.into(), access: vec![Access::Read], operation: None };
+        let mut e = Event::new(Body::FileOpen(Action { verdict, object }), "h", SystemTime::now());
         e.process = Some(Process {
             pid,
             tid: pid,
@@ -137,7 +150,6 @@ mod tests {
             parent_exec_id: None,
             ancestry: Vec::new(),
         });
-        e.object = Some(Object::File { path: path.into(), access: vec!["read"], operation: None });
         e
     }
 
@@ -156,7 +168,7 @@ mod tests {
         assert_eq!(agg.expire("h", false, &mut out), 0, "windows still open");
         assert_eq!(agg.expire("h", true, &mut out), 999);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].count, Some(999));
+        assert_eq!(out[0].repeats, Some(999));
         assert!(out[0].aggregated);
         assert_ne!(out[0].event_id, flagged.event_id);
     }

@@ -32,12 +32,11 @@ use std::{
 
 use tokio::sync::mpsc;
 
-use crate::api::wire_name;
 
 use self::metrics::{EventLabels, Metrics};
 use crate::daemon::{
     config::{Format, OutputConfig},
-    events::schema::{Event, Kind},
+    events::schema::{Body, Event, Loss},
 };
 
 /// Kernel events waiting for the hub, at most.
@@ -89,17 +88,14 @@ pub struct Rendered {
 /// An event's kind and decision as they are written: computed once per event, for the
 /// metric labels and every rendering.
 fn names(event: &Event) -> (String, Option<String>) {
-    (wire_name(&event.kind), event.decision.map(|d| wire_name(&d)))
+    (event.kind().as_str().to_string(), event.decision().map(|d| d.as_str().to_string()))
 }
 
 /// `event` in `format`; `kind` and `decision` are its `names`.
 pub fn render(event: &Event, format: Format, kind: &str, decision: Option<&str>) -> Rendered {
     let line = match format {
         Format::Json => serde_json::to_string(event).expect("events serialize"),
-        Format::Ocsf => {
-            let value = serde_json::to_value(event).expect("events serialize");
-            ocsf::to_ocsf(&value).to_string()
-        }
+        Format::Ocsf => ocsf::to_ocsf(event).to_string(),
     };
     let epoch_ms = crate::audit::parse_ms(&event.time).and_then(|ms| u64::try_from(ms).ok()).unwrap_or(0);
     Rendered {
@@ -108,10 +104,10 @@ pub fn render(event: &Event, format: Format, kind: &str, decision: Option<&str>)
         epoch_ms,
         kind: kind.to_string(),
         agent: event.task.as_ref().map(|t| t.agent.clone()),
-        weight: if event.aggregated { event.count.unwrap_or(1) } else { 1 },
+        weight: event.weight(),
         decision: decision.map(str::to_owned),
         task: event.task.as_ref().map(|t| t.id),
-        rule: event.rule.clone(),
+        rule: event.rule().map(str::to_owned),
         line,
     }
 }
@@ -287,13 +283,16 @@ pub fn start(
 }
 
 /// An event of `kind` saying how much a counter grew since it was last `reported`, if it did.
-fn news(kind: Kind, host: &str, total: u64, reported: &mut u64, why: impl FnOnce(u64) -> String) -> Option<Event> {
-    let new = total.checked_sub(*reported).filter(|&n| n > 0)?;
+fn news(
+    body: fn(Loss) -> Body,
+    host: &str,
+    total: u64,
+    reported: &mut u64,
+    why: impl FnOnce(u64) -> String,
+) -> Option<Event> {
+    let lost = total.checked_sub(*reported).filter(|&n| n > 0)?;
     *reported = total;
-    let mut event = Event::new(kind, host, SystemTime::now());
-    event.count = Some(new);
-    event.reason = Some(why(new));
-    Some(event)
+    Some(Event::new(body(Loss { lost, reason: why(lost) }), host, SystemTime::now()))
 }
 
 struct HubLoop {
@@ -328,8 +327,8 @@ impl HubLoop {
         let (kind, decision) = names(&event);
         let labels = EventLabels { kind: kind.clone(), decision: decision.clone().unwrap_or_else(|| "none".into()) };
         self.metrics.events.get_or_create(&labels).inc();
-        if event.kind == Kind::EventsDropped {
-            self.metrics.ring_drops.inc_by(event.count.unwrap_or(0));
+        if let Body::EventsDropped(loss) = &event.body {
+            self.metrics.ring_drops.inc_by(loss.lost);
         }
         if !self.aggregator.admit(&event) {
             self.metrics.aggregated.inc();
@@ -375,10 +374,10 @@ impl HubLoop {
             let dropped = self.metrics.output_dropped.get_or_create(&labels).get();
             let failures = self.metrics.output_failures.get_or_create(&labels).get();
             let name = &output.name;
-            due.extend(news(Kind::OutputDropped, &self.host, dropped, &mut output.reported_dropped, |new| {
+            due.extend(news(Body::OutputDropped, &self.host, dropped, &mut output.reported_dropped, |new| {
                 format!("output {name} could not take {new} events ({dropped} in all): its queue or spool was full, or the receiver refused them")
             }));
-            due.extend(news(Kind::OutputFailed, &self.host, failures, &mut output.reported_failures, |new| {
+            due.extend(news(Body::OutputFailed, &self.host, failures, &mut output.reported_failures, |new| {
                 format!("output {name}: {new} delivery attempts failed ({failures} in all); events are retried or counted as dropped")
             }));
         }

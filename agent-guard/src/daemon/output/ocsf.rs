@@ -1,14 +1,13 @@
-//! OCSF output (docs/ocsf.md): one agent-guard event, as serialized (schema v1), to one OCSF event.
-//!
-//! The input is the event's JSON rather than the struct so that fields added to the event later
-//! (`actor`, `grant_spec`, exec ids, ...) are carried over without touching this mapping, and so
-//! that an unknown kind or a missing field degrades to a less specific OCSF event, never a panic.
+//! OCSF output (docs/ocsf.md): one agent-guard event to one OCSF event. The mapping matches on
+//! the event's kind exhaustively: a new kind does not compile until it is given a class here.
 
 use std::time::UNIX_EPOCH;
 
 use serde_json::{Map, Value, json};
 
-use crate::audit::str_at;
+use crate::daemon::events::schema::{
+    Access, Actor, Body, Decision, Event, ExecObject, FileObject, FileOperation, HeldObject, NetworkObject, Process,
+};
 
 /// The OCSF schema version the events claim (`metadata.version`).
 pub const OCSF_VERSION: &str = "1.9.0";
@@ -21,14 +20,65 @@ const FILE_ACTIVITY: u64 = 1001;
 const PROCESS_ACTIVITY: u64 = 1007;
 const NETWORK_ACTIVITY: u64 = 4001;
 
+/// What an event is about, in OCSF's terms: the object of its class.
+enum Subject<'a> {
+    File(&'a FileObject),
+    Launch(&'a ExecObject),
+    Network(&'a NetworkObject),
+    /// Lifecycle, control and guard events: no OCSF class describes a task grant (Entity
+    /// Management would need a managed entity type the schema does not have), so they are
+    /// Base Events, "Other".
+    Other,
+    /// A kind written by a newer daemon: Base Event, "Unknown".
+    Unknown,
+}
+
+/// The OCSF class and activity of an event, and the object it is about.
+fn classify(body: &Body) -> (u64, u64, Subject<'_>) {
+    match body {
+        Body::FileOpen(a) => (FILE_ACTIVITY, 14, Subject::File(&a.object)), // Open
+        Body::FileChange(a) => (FILE_ACTIVITY, file_change_activity(a.object.operation), Subject::File(&a.object)),
+        Body::ProcessExec(a) => (PROCESS_ACTIVITY, 1, Subject::Launch(&a.object)), // Launch
+        // A connect refused by the guard is the schema's "Refuse" (its firewall-block example).
+        Body::NetworkConnect(a) | Body::NetworkSend(a) if a.verdict.decision == Decision::Denied => {
+            (NETWORK_ACTIVITY, 5, Subject::Network(&a.object))
+        }
+        Body::NetworkConnect(a) => (NETWORK_ACTIVITY, 1, Subject::Network(&a.object)), // Open
+        Body::NetworkSend(a) => (NETWORK_ACTIVITY, 6, Subject::Network(&a.object)),    // Traffic
+        // A held action is reported in the class of the action it holds.
+        Body::ApprovalRequest(h) => match &h.object {
+            HeldObject::File(file) => (FILE_ACTIVITY, 14, Subject::File(file)),
+            HeldObject::Executable(exe) => (PROCESS_ACTIVITY, 1, Subject::Launch(exe)),
+        },
+        Body::TaskOpen(_)
+        | Body::TaskClose(_)
+        | Body::TaskStop(_)
+        | Body::TaskIntent(_)
+        | Body::GrantRevoke(_)
+        | Body::GrantExtend(_)
+        | Body::TaskEscape(_)
+        | Body::ApprovalGranted(_)
+        | Body::ApprovalDenied(_)
+        | Body::Tamper(_)
+        | Body::TagLost(_)
+        | Body::EventsDropped(_)
+        | Body::OutputDropped(_)
+        | Body::OutputFailed(_)
+        | Body::GuardStart(_)
+        | Body::GuardStop(_)
+        | Body::GuardAdopt(_)
+        | Body::PolicyLoad(_)
+        | Body::PolicyRejected(_) => (BASE_EVENT, 99, Subject::Other),
+        Body::Unknown => (BASE_EVENT, 0, Subject::Unknown),
+    }
+}
+
 /// Maps one agent-guard event to one OCSF event.
-pub fn to_ocsf(event: &Value) -> Value {
-    let kind = str_at(event, "/kind").unwrap_or("");
-    let decision = str_at(event, "/decision");
-    let (class_uid, activity_id) = classify(kind, event);
+pub fn to_ocsf(event: &Event) -> Value {
+    let (class_uid, activity_id, subject) = classify(&event.body);
     let (class_name, activity_name) = names(class_uid, activity_id);
-    let (severity_id, severity) = severity(kind, decision);
-    let (status_id, status) = status(kind, decision);
+    let (severity_id, severity) = severity(&event.body);
+    let (status_id, status) = status(&event.body);
 
     let mut profiles = vec!["security_control"];
     if class_uid == BASE_EVENT {
@@ -44,13 +94,13 @@ pub fn to_ocsf(event: &Value) -> Value {
         "class_name": class_name,
         "type_uid": class_uid * 100 + activity_id,
         "type_name": format!("{class_name}: {activity_name}"),
-        "time": epoch_ms(event),
+        "time": epoch_ms(&event.time),
         "severity_id": severity_id,
         "severity": severity,
         "status_id": status_id,
         "status": status,
         "metadata": {
-            "uid": event.pointer("/event_id").cloned().unwrap_or(Value::Null),
+            "uid": event.event_id,
             "version": OCSF_VERSION,
             "product": {
                 "name": "agent-guard",
@@ -58,124 +108,70 @@ pub fn to_ocsf(event: &Value) -> Value {
                 "version": env!("CARGO_PKG_VERSION"),
             },
             "profiles": profiles,
-            "log_name": event.pointer("/schema").cloned().unwrap_or(Value::Null),
-            "original_time": event.pointer("/time").cloned().unwrap_or(Value::Null),
+            "log_name": event.schema,
+            "original_time": event.time,
         },
         "device": {
-            "hostname": event.pointer("/host").cloned().unwrap_or(Value::Null),
+            "hostname": event.host,
             // The daemon cannot tell what kind of machine it guards.
             "type_id": 0,
             "type": "Unknown",
         },
-        "message": event.pointer("/reason").cloned().unwrap_or(Value::Null),
+        "message": event.body.reason(),
         "unmapped": { EXTENSION: extension(event) },
     });
     let Some(fields) = out.as_object_mut() else { return out };
-    if status_id == 2 {
-        // What refused it: the rule (default-deny, grant.ttl, a grant rule ...).
-        if let Some(rule) = event.pointer("/rule") {
-            fields.insert("status_detail".into(), rule.clone());
-        }
-    }
-    // Only flood-aggregated repeats are counts of this event; a drop count is not (it stays in
-    // the extension).
-    if event.pointer("/aggregated") == Some(&Value::Bool(true))
-        && let Some(count) = event.pointer("/count")
+    if status_id == 2
+        && let Some(rule) = event.rule()
     {
-        fields.insert("count".into(), count.clone());
+        // What refused it: the rule (default-deny, grant.ttl, a grant rule ...).
+        fields.insert("status_detail".into(), rule.into());
     }
-    security_control(fields, kind, decision, event);
+    // Only flood-aggregated repeats are counts of this event.
+    if event.aggregated
+        && let Some(count) = event.repeats
+    {
+        fields.insert("count".into(), count.into());
+    }
+    security_control(fields, event);
     if let Some(actor) = actor(class_uid, event) {
         fields.insert("actor".into(), actor);
     }
-    match class_uid {
-        FILE_ACTIVITY => {
-            fields.insert("file".into(), file(str_at(event, "/object/path").unwrap_or(""), object_operation(event)));
+    match subject {
+        Subject::File(file_object) => {
+            fields.insert("file".into(), file(&file_object.path, file_object.operation));
         }
-        PROCESS_ACTIVITY => {
-            fields.insert("process".into(), launched(event));
+        Subject::Launch(exe) => {
+            fields.insert("process".into(), launched(event.process.as_ref(), &exe.path));
         }
-        NETWORK_ACTIVITY => {
-            let protocol = str_at(event, "/object/protocol").unwrap_or("");
-            fields.insert(
-                "dst_endpoint".into(),
-                json!({
-                    "ip": event.pointer("/object/address").cloned().unwrap_or(Value::Null),
-                    "port": event.pointer("/object/port").cloned().unwrap_or(Value::Null),
-                }),
-            );
+        Subject::Network(net) => {
+            fields.insert("dst_endpoint".into(), json!({ "ip": net.address, "port": net.port }));
             fields.insert(
                 "connection_info".into(),
                 json!({
-                    "protocol_name": protocol,
-                    "protocol_num": match protocol { "tcp" => json!(6), "udp" => json!(17), _ => Value::Null },
+                    "protocol_name": net.protocol,
+                    "protocol_num": match net.protocol.as_str() { "tcp" => json!(6), "udp" => json!(17), _ => Value::Null },
                     // Only the guarded processes' own connections and sends are reported.
                     "direction_id": 2,
                     "direction": "Outbound",
                 }),
             );
         }
-        _ => {}
+        Subject::Other | Subject::Unknown => {}
     }
     drop_nulls(&mut out);
     out
 }
 
-/// The OCSF class and activity of a kind. Actions whose object does not fit the class (a field
-/// missing) fall back to the Base Event rather than produce a class without its required object.
-fn classify(kind: &str, event: &Value) -> (u64, u64) {
-    let object = str_at(event, "/object/type");
-    let denied = str_at(event, "/decision") == Some("denied");
-    match (kind, object) {
-        ("file.open", Some("file")) => (FILE_ACTIVITY, 14), // Open
-        ("file.change", Some("file")) => (FILE_ACTIVITY, file_change_activity(object_operation(event))),
-        ("process.exec", Some("executable")) => (PROCESS_ACTIVITY, 1), // Launch
-        // A connect refused by the guard is the schema's "Refuse" (its firewall-block example).
-        ("network.connect" | "network.send", Some("network")) if denied => (NETWORK_ACTIVITY, 5),
-        ("network.connect", Some("network")) => (NETWORK_ACTIVITY, 1), // Open
-        ("network.send", Some("network")) => (NETWORK_ACTIVITY, 6),    // Traffic
-        // A held action is reported in the class of the action it holds.
-        ("approval.request", Some("file")) => (FILE_ACTIVITY, 14),
-        ("approval.request", Some("executable")) => (PROCESS_ACTIVITY, 1),
-        ("approval.request", Some("network")) => (NETWORK_ACTIVITY, 1),
-        // Lifecycle, control and guard events are not actions on a file, process or connection:
-        // no OCSF class describes a task grant (Entity Management would need a managed entity
-        // type the schema does not have), so they are Base Events, "Other".
-        (kind, _) if KNOWN_OTHER.contains(&kind) => (BASE_EVENT, 99),
-        _ => (BASE_EVENT, 0),
-    }
-}
-
-const KNOWN_OTHER: &[&str] = &[
-    "task.open",
-    "task.close",
-    "task.stop",
-    "task.intent",
-    "grant.revoke",
-    "grant.extend",
-    "approval.request",
-    "approval.granted",
-    "approval.denied",
-    "guard.start",
-    "guard.stop",
-    "guard.adopt",
-    "guard.events_dropped",
-    "guard.tag_lost",
-    "guard.tamper",
-    "task.escape",
-    "policy.load",
-    "policy.rejected",
-];
-
-fn file_change_activity(operation: Option<&str>) -> u64 {
+fn file_change_activity(operation: Option<FileOperation>) -> u64 {
     match operation {
-        Some("create" | "mkdir" | "link" | "symlink") => 1, // Create
-        Some("truncate") => 3,                              // Update
-        Some("unlink" | "rmdir") => 4,                      // Delete
-        Some("rename_from" | "rename_to") => 5,             // Rename
+        Some(FileOperation::Create | FileOperation::Mkdir | FileOperation::Link | FileOperation::Symlink) => 1, // Create
+        Some(FileOperation::Truncate) => 3, // Update
+        Some(FileOperation::Unlink | FileOperation::Rmdir) => 4, // Delete
+        Some(FileOperation::RenameFrom | FileOperation::RenameTo) => 5, // Rename
         // chmod/chown change who may use the file: the schema's "Set Security", not attributes.
-        Some("chmod" | "chown") => 7,
-        _ => 99,
+        Some(FileOperation::Chmod | FileOperation::Chown) => 7,
+        Some(FileOperation::Xattr | FileOperation::Setattr | FileOperation::UnixConnect) | None => 99,
     }
 }
 
@@ -214,134 +210,143 @@ fn category_name(category_uid: u64) -> &'static str {
 
 /// An action that happened out of scope matters more than one that was refused; losing events or
 /// a process going after the guard matter most.
-fn severity(kind: &str, decision: Option<&str>) -> (u64, &'static str) {
-    match (kind, decision) {
-        ("guard.tamper" | "task.escape" | "guard.events_dropped", _) => (4, "High"),
-        ("guard.tag_lost" | "guard.adopt" | "policy.rejected", _) | (_, Some("flagged")) => (3, "Medium"),
-        (_, Some("denied" | "held")) => (2, "Low"),
-        _ => (1, "Informational"),
+fn severity(body: &Body) -> (u64, &'static str) {
+    const HIGH: (u64, &str) = (4, "High");
+    const MEDIUM: (u64, &str) = (3, "Medium");
+    const LOW: (u64, &str) = (2, "Low");
+    const INFORMATIONAL: (u64, &str) = (1, "Informational");
+    match body {
+        Body::Tamper(_) | Body::TaskEscape(_) | Body::EventsDropped(_) => HIGH,
+        Body::TagLost(_) | Body::GuardAdopt(_) | Body::PolicyRejected(_) => MEDIUM,
+        _ => match body.verdict().map(|v| v.decision) {
+            Some(Decision::Flagged) => MEDIUM,
+            Some(Decision::Denied | Decision::Held) => LOW,
+            Some(Decision::Allowed) | None => INFORMATIONAL,
+        },
     }
 }
 
-fn status(kind: &str, decision: Option<&str>) -> (u64, &'static str) {
-    match (kind, decision) {
-        (_, Some("denied")) | ("policy.rejected", _) => (2, "Failure"),
+fn status(body: &Body) -> (u64, &'static str) {
+    match (body, body.verdict().map(|v| v.decision)) {
+        (_, Some(Decision::Denied)) | (Body::PolicyRejected(_), _) => (2, "Failure"),
         // Held: neither done nor refused yet.
-        (_, Some("held")) => (0, "Unknown"),
+        (_, Some(Decision::Held)) => (0, "Unknown"),
         _ => (1, "Success"),
     }
 }
 
 /// The security_control profile: action, disposition and the policy (the task's grant).
-fn security_control(fields: &mut Map<String, Value>, kind: &str, decision: Option<&str>, event: &Value) {
+fn security_control(fields: &mut Map<String, Value>, event: &Event) {
     // disposition_id values of the schema's dictionary.
-    let outcome = match (kind, decision) {
-        ("approval.granted", _) => Some((1, "Allowed", 8, "Approved")),
-        ("approval.denied", _) => Some((2, "Denied", 25, "Rejected")),
+    let outcome = match (&event.body, event.decision()) {
+        (Body::ApprovalGranted(_), _) => Some((1, "Allowed", 8, "Approved")),
+        (Body::ApprovalDenied(_), _) => Some((2, "Denied", 25, "Rejected")),
+        // A task's grant issued.
+        (Body::TaskOpen(_), _) => Some((1, "Allowed", 1, "Allowed")),
         // Held until a human decides: the action is not known yet, the disposition is "Delayed".
-        (_, Some("held")) => Some((0, "Unknown", 14, "Delayed")),
-        (_, Some("denied")) => Some((2, "Denied", 2, "Blocked")),
+        (_, Some(Decision::Held)) => Some((0, "Unknown", 14, "Delayed")),
+        (_, Some(Decision::Denied)) => Some((2, "Denied", 2, "Blocked")),
         // Flagged: it happened (action Allowed) but is out of scope, i.e. a policy violation the
         // guard detected and reported without stopping it: "Detected" rather than "Logged",
         // which also fits in-scope activity that is merely recorded.
-        (_, Some("flagged")) => Some((1, "Allowed", 15, "Detected")),
-        (_, Some("allowed")) => Some((1, "Allowed", 1, "Allowed")),
-        _ => None,
+        (_, Some(Decision::Flagged)) => Some((1, "Allowed", 15, "Detected")),
+        (_, Some(Decision::Allowed)) => Some((1, "Allowed", 1, "Allowed")),
+        (_, None) => None,
     };
     if let Some((action_id, action, disposition_id, disposition)) = outcome {
+        let alert = disposition_id == 15 || matches!(event.body, Body::Tamper(_) | Body::TaskEscape(_));
         fields.insert("action_id".into(), action_id.into());
         fields.insert("action".into(), action.into());
         fields.insert("disposition_id".into(), disposition_id.into());
         fields.insert("disposition".into(), disposition.into());
-        fields.insert(
-            "is_alert".into(),
-            (disposition_id == 15 || kind == "guard.tamper" || kind == "task.escape").into(),
-        );
+        fields.insert("is_alert".into(), alert.into());
     }
     // The grant is the policy; its instance is the task (a grant is issued per task), and the
     // rule that decided is its description.
-    let grant = event.pointer("/task/grant").cloned();
-    let task = event.pointer("/task/id").map(|id| Value::String(id_string(id)));
-    let rule = event.pointer("/rule").cloned();
-    if grant.is_some() || task.is_some() || rule.is_some() {
+    let task = event.task.as_ref();
+    let rule = event.rule();
+    if task.is_some() || rule.is_some() {
         let mut policy = Map::new();
-        policy.insert("name".into(), grant.unwrap_or_else(|| "agent-guard".into()));
+        policy.insert("name".into(), task.map_or("agent-guard", |t| t.grant.as_str()).into());
         if let Some(task) = task {
-            policy.insert("uid".into(), task);
+            policy.insert("uid".into(), task.id.to_string().into());
         }
         if let Some(rule) = rule {
-            policy.insert("desc".into(), rule);
+            policy.insert("desc".into(), rule.into());
         }
         fields.insert("policy".into(), Value::Object(policy));
     }
 }
 
-/// Who acted: the process of an action, or the user who made a control request (`actor`).
-fn actor(class_uid: u64, event: &Value) -> Option<Value> {
-    if let Some(process) = event.pointer("/process").filter(|p| p.is_object()) {
-        let mut actor = json!({ "process": acting_process(process) });
-        if let Some(user) = actor.pointer("/process/user").cloned() {
-            actor["user"] = user;
-        }
-        return Some(actor);
+/// Who asked for a control action, where the kind has one.
+fn requester(body: &Body) -> Option<&Actor> {
+    match body {
+        Body::TaskOpen(b) => b.actor.as_ref(),
+        Body::TaskClose(b) | Body::TaskStop(b) => b.actor.as_ref(),
+        Body::TaskIntent(b) | Body::GrantRevoke(b) | Body::GrantExtend(b) => b.actor.as_ref(),
+        Body::ApprovalGranted(b) | Body::ApprovalDenied(b) => b.actor.as_ref(),
+        _ => None,
     }
-    if let Some(requester) = event.pointer("/actor").filter(|a| a.is_object()) {
-        let mut user = json!({ "uid": requester.pointer("/uid").map(id_string) });
-        if let Some(name) = requester.pointer("/user") {
-            user["name"] = name.clone();
+}
+
+/// Who acted: the process of an action, or the user who made a control request (`actor`).
+fn actor(class_uid: u64, event: &Event) -> Option<Value> {
+    if let Some(process) = &event.process {
+        let process = acting_process(process);
+        let user = process["user"].clone();
+        return Some(json!({ "process": process, "user": user }));
+    }
+    if let Some(requester) = requester(&event.body) {
+        let mut user = json!({ "uid": requester.uid.to_string() });
+        if let Some(name) = &requester.user {
+            user["name"] = name.as_str().into();
         }
-        return Some(json!({
-            "process": { "pid": requester.pointer("/pid").cloned() },
-            "user": user,
-        }));
+        return Some(json!({ "process": { "pid": requester.pid }, "user": user }));
     }
     // The system classes require an actor; the guard itself is the one acting then.
     (class_uid != BASE_EVENT).then(|| json!({ "app_name": "agent-guard" }))
 }
 
 /// The process as agent-guard saw it (for an exec: the process that called execve).
-fn acting_process(process: &Value) -> Value {
+fn acting_process(process: &Process) -> Value {
     let mut out = json!({
-        "pid": process.pointer("/pid").cloned(),
-        "tid": process.pointer("/tid").cloned(),
-        "uid": process.pointer("/exec_id").cloned(),
-        "name": process.pointer("/comm").cloned(),
-        "user": { "uid": process.pointer("/uid").map(id_string) },
+        "pid": process.pid,
+        "tid": process.tid,
+        "uid": process.exec_id,
+        "name": process.comm,
+        "user": { "uid": process.uid.to_string() },
     });
-    if let Some(executable) = process.pointer("/executable").and_then(Value::as_str) {
+    if let Some(executable) = &process.executable {
         out["file"] = file(executable, None);
     }
-    let ppid = process.pointer("/ppid").cloned();
-    let parent_uid = process.pointer("/parent_exec_id").cloned();
-    if ppid.is_some() || parent_uid.is_some() {
-        out["parent_process"] = json!({ "pid": ppid, "uid": parent_uid });
+    if process.ppid.is_some() || process.parent_exec_id.is_some() {
+        out["parent_process"] = json!({ "pid": process.ppid, "uid": process.parent_exec_id });
     }
     out
 }
 
 /// The process image an exec starts: same pid, the new executable and its command line.
-fn launched(event: &Value) -> Value {
+fn launched(process: Option<&Process>, path: &str) -> Value {
     let mut out = json!({
-        "pid": event.pointer("/process/pid").cloned(),
-        "uid": event.pointer("/process/exec_id").cloned(),
-        "file": file(str_at(event, "/object/path").unwrap_or(""), None),
-        "user": { "uid": event.pointer("/process/uid").map(id_string) },
+        "pid": process.map(|p| p.pid),
+        "uid": process.and_then(|p| p.exec_id.as_deref()),
+        "file": file(path, None),
+        "user": { "uid": process.map(|p| p.uid.to_string()) },
     });
-    if let Some(argv) = event.pointer("/process/argv").and_then(Value::as_array) {
-        let words: Vec<&str> = argv.iter().filter_map(Value::as_str).collect();
-        out["cmd_line"] = words.join(" ").into();
+    if let Some(argv) = process.and_then(|p| p.argv.as_ref()) {
+        out["cmd_line"] = argv.join(" ").into();
     }
-    if let Some(name) = str_at(event, "/object/path").and_then(|p| p.rsplit('/').next()) {
+    if let Some(name) = path.rsplit('/').next() {
         out["name"] = name.into();
     }
     out
 }
 
 /// An OCSF file object: `name` and `type_id` are required.
-fn file(path: &str, operation: Option<&str>) -> Value {
+fn file(path: &str, operation: Option<FileOperation>) -> Value {
     let (type_id, kind) = match operation {
-        Some("mkdir" | "rmdir") => (2, "Folder"),
-        Some("symlink") => (7, "Symbolic Link"),
+        Some(FileOperation::Mkdir | FileOperation::Rmdir) => (2, "Folder"),
+        Some(FileOperation::Symlink) => (7, "Symbolic Link"),
         _ => (1, "Regular File"),
     };
     let name = path.rsplit('/').find(|s| !s.is_empty()).unwrap_or(path);
@@ -352,53 +357,95 @@ fn file(path: &str, operation: Option<&str>) -> Value {
 /// `unmapped.agent_guard`. `unmapped` is a Base Event attribute of type object, so a strict
 /// validator accepts the event as is; a registered OCSF extension (`metadata.extensions`) would
 /// need its own schema published and loaded by every consumer before the events validated.
-fn extension(event: &Value) -> Value {
+fn extension(event: &Event) -> Value {
     let mut out = Map::new();
-    for key in ["kind", "decision", "policy_decision", "enforcement", "rule", "approval", "actor", "grant_spec"] {
-        if let Some(value) = event.get(key) {
-            out.insert(key.into(), value.clone());
+    out.insert("kind".into(), event.kind().as_str().into());
+    if let Some(verdict) = event.body.verdict() {
+        out.insert("decision".into(), verdict.decision.as_str().into());
+        if let Some(policy) = verdict.policy_decision {
+            out.insert("policy_decision".into(), json!(policy));
         }
+        out.insert("enforcement".into(), verdict.enforcement.as_str().into());
+        out.insert("rule".into(), verdict.rule.as_str().into());
     }
-    if let Some(task) = event.get("task") {
-        out.insert("task".into(), task.clone());
-    }
-    // A count that is not an aggregation is the number of kernel records lost.
-    if event.pointer("/aggregated") != Some(&Value::Bool(true))
-        && let Some(count) = event.get("count")
-    {
-        out.insert("lost".into(), count.clone());
-    }
-    if let Some(process) = event.get("process") {
-        let mut extra = Map::new();
-        for key in ["gid", "exec_id", "parent_exec_id", "ancestry"] {
-            if let Some(value) = process.get(key) {
-                extra.insert(key.into(), value.clone());
+    match &event.body {
+        Body::ApprovalRequest(h) => {
+            out.insert("approval".into(), h.approval.into());
+            if let HeldObject::File(file) = &h.object {
+                out.insert("access".into(), access_list(&file.access));
             }
         }
-        if !extra.is_empty() {
-            out.insert("process".into(), Value::Object(extra));
+        Body::ApprovalGranted(a) | Body::ApprovalDenied(a) => {
+            out.insert("approval".into(), a.approval.into());
         }
+        Body::TaskOpen(b) => {
+            out.insert("grant_spec".into(), json!(b.grant_spec));
+        }
+        Body::FileOpen(a) | Body::FileChange(a) => {
+            out.insert("access".into(), access_list(&a.object.access));
+        }
+        Body::TaskEscape(a) => {
+            out.insert("escape".into(), json!(a.object));
+        }
+        Body::TaskClose(b) | Body::TaskStop(b) => {
+            if let Some(usage) = &b.usage {
+                out.insert("usage".into(), json!(usage));
+            }
+        }
+        Body::EventsDropped(loss) | Body::OutputDropped(loss) | Body::OutputFailed(loss) => {
+            out.insert("lost".into(), loss.lost.into());
+        }
+        Body::GuardStart(started) => {
+            out.insert("levels".into(), json!(started.levels));
+        }
+        Body::GuardAdopt(adopted) => {
+            out.insert("adopted".into(), adopted.adopted.into());
+        }
+        Body::NetworkConnect(_)
+        | Body::NetworkSend(_)
+        | Body::ProcessExec(_)
+        | Body::TaskIntent(_)
+        | Body::GrantRevoke(_)
+        | Body::GrantExtend(_)
+        | Body::Tamper(_)
+        | Body::TagLost(_)
+        | Body::GuardStop(_)
+        | Body::PolicyLoad(_)
+        | Body::PolicyRejected(_)
+        | Body::Unknown => {}
+    }
+    if let Some(actor) = requester(&event.body) {
+        out.insert("actor".into(), json!(actor));
+    }
+    if let Some(task) = &event.task {
+        out.insert("task".into(), json!(task));
+    }
+    if let Some(process) = &event.process {
+        let mut extra = Map::new();
+        extra.insert("gid".into(), process.gid.into());
+        if let Some(exec_id) = &process.exec_id {
+            extra.insert("exec_id".into(), exec_id.as_str().into());
+        }
+        if let Some(parent) = &process.parent_exec_id {
+            extra.insert("parent_exec_id".into(), parent.as_str().into());
+        }
+        if !process.ancestry.is_empty() {
+            extra.insert("ancestry".into(), json!(process.ancestry));
+        }
+        out.insert("process".into(), Value::Object(extra));
     }
     Value::Object(out)
 }
 
-fn object_operation(event: &Value) -> Option<&str> {
-    str_at(event, "/object/operation")
+fn access_list(access: &[Access]) -> Value {
+    access.iter().map(|a| Value::from(a.as_str())).collect()
 }
 
-/// OCSF uids are strings; agent-guard's ids are numbers.
-fn id_string(id: &Value) -> String {
-    match id {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// Epoch milliseconds of the event's RFC 3339 time; 0 when it is missing or unreadable (the raw
-/// value stays in `metadata.original_time`).
-fn epoch_ms(event: &Value) -> u64 {
-    str_at(event, "/time")
-        .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+/// Epoch milliseconds of the event's RFC 3339 time; 0 when it is unreadable (the raw value
+/// stays in `metadata.original_time`).
+fn epoch_ms(time: &str) -> u64 {
+    humantime::parse_rfc3339_weak(time)
+        .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_millis() as u64)
 }
@@ -424,7 +471,13 @@ mod tests {
 
     use serde_json::{Map, Value, json};
 
-    use super::to_ocsf;
+    use crate::daemon::events::schema::Event;
+
+    /// The OCSF form of an event given as its JSON line (which must be a valid event).
+    fn to_ocsf(event: &Value) -> Value {
+        let typed: Event = serde_json::from_value(event.clone()).unwrap_or_else(|e| panic!("{event}: {e}"));
+        super::to_ocsf(&typed)
+    }
 
     fn load(rel: &str) -> Value {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/ocsf-schema").join(rel);
@@ -634,42 +687,53 @@ mod tests {
         events.push(with(action("network.connect", "flagged", net.clone()), json!({"count": 120, "aggregated": true})));
         events.push(with(action("approval.request", "held", file("read")), json!({"approval": 12})));
         events.push(with(action("approval.request", "held", exe), json!({"approval": 13})));
-        events.push(with(action("approval.request", "held", net), json!({"approval": 14})));
+        let usage = json!({"complete": true, "used": [], "unused": [], "truncated": 0, "touched": {},
+                           "destinations": {}});
         events.push(with(
             base("task.open"),
-            json!({"task": task(), "actor": requester, "enforcement": "none",
+            json!({"task": task(), "actor": requester, "reason": "ttl 30m",
                    "grant_spec": {"mode": "enforce", "ttl": "30m", "files": {"read": ["/work/**"], "write": []},
                                   "exec": ["/usr/bin/*"], "network": {"connect": ["10.0.0.0/8:443"]}}}),
         ));
-        events.push(with(base("task.close"), json!({"task": task(), "enforcement": "none"})));
-        events.push(with(base("task.stop"), json!({"task": task(), "actor": requester, "reason": "revoked"})));
-        events.push(with(base("task.intent"), json!({"task": task(), "process": process(false)})));
-        events.push(with(base("grant.revoke"), json!({"task": task(), "actor": requester})));
+        events.push(with(base("task.close"), json!({"task": task(), "usage": usage, "reason": "exited"})));
+        events.push(with(
+            base("task.stop"),
+            json!({"task": task(), "actor": requester, "usage": usage, "reason": "revoked"}),
+        ));
+        events.push(with(base("task.intent"), json!({"task": task(), "process": process(false), "reason": "x"})));
+        events.push(with(base("grant.revoke"), json!({"task": task(), "actor": requester, "reason": "revoked"})));
         events.push(with(base("grant.extend"), json!({"task": task(), "actor": requester, "reason": "+10m"})));
         events.push(with(
             base("approval.granted"),
-            json!({"task": task(), "actor": requester, "approval": 12, "decision": "allowed", "rule": "ask"}),
+            json!({"task": task(), "actor": requester, "approval": 12, "decision": "allowed", "rule": "ask",
+                   "enforcement": "lsm", "reason": "approved"}),
         ));
         events.push(with(
             base("approval.denied"),
-            json!({"task": task(), "actor": requester, "approval": 13, "decision": "denied", "rule": "ask"}),
+            json!({"task": task(), "actor": requester, "approval": 13, "decision": "denied", "rule": "ask",
+                   "enforcement": "lsm", "reason": "denied"}),
         ));
-        events.push(with(base("guard.start"), json!({"enforcement": "network=cgroup file=lsm exec=lsm"})));
+        events.push(with(
+            base("guard.start"),
+            json!({"levels": {"network": "cgroup", "file": "lsm", "exec": "lsm"}, "reason": "started"}),
+        ));
         events.push(with(base("guard.stop"), json!({"reason": "shutdown signal"})));
-        events.push(with(base("guard.events_dropped"), json!({"count": 17, "reason": "ring buffer full"})));
+        events.push(with(base("guard.events_dropped"), json!({"lost": 17, "reason": "ring buffer full"})));
+        events.push(with(base("guard.adopt"), json!({"adopted": 2, "reason": "no daemon for 3s"})));
         events.push(with(
             base("guard.tag_lost"),
-            json!({"task": task(), "process": process(false), "enforcement": "kill", "decision": "denied"}),
+            json!({"task": task(), "process": process(false), "enforcement": "kill", "decision": "denied",
+                   "rule": "guard.tag_limit", "reason": "killed"}),
         ));
         events.push(with(
             base("guard.tamper"),
             json!({"task": task(), "process": process(false), "decision": "denied", "enforcement": "lsm",
-                   "rule": "guard.self_protection"}),
+                   "rule": "guard.self_protection", "reason": "signal to the daemon"}),
         ));
         events.push(with(
             base("task.escape"),
             json!({"task": task(), "process": process(false), "decision": "denied", "enforcement": "lsm",
-                   "rule": "guard.containment",
+                   "rule": "guard.containment", "reason": "capability",
                    "object": {"type": "escape", "route": "capability", "detail": "CAP_SYS_ADMIN"}}),
         ));
         events.push(with(base("policy.load"), json!({"reason": "profiles: dev; grants: repo-rw"})));
@@ -688,7 +752,11 @@ mod tests {
 
     #[test]
     fn ocsf_check_fails_without_a_required_field() {
-        let ocsf = to_ocsf(&action("file.open", "denied", json!({"type": "file", "path": "/etc/shadow"})));
+        let ocsf = to_ocsf(&action(
+            "file.open",
+            "denied",
+            json!({"type": "file", "path": "/etc/shadow", "access": ["read"]}),
+        ));
         assert!(validate(&ocsf).is_empty());
         for pointer in ["/device", "/file/type_id", "/metadata/product", "/time", "/actor"] {
             let mut broken = ocsf.clone();
@@ -735,17 +803,10 @@ mod tests {
     }
 
     #[test]
-    fn ocsf_never_panics_on_odd_input() {
-        for odd in [
-            json!(null),
-            json!({}),
-            json!({"kind": "file.open"}),
-            json!({"kind": "task.teleport", "count": 1}),
-            json!({"kind": "file.change", "object": {"type": "file"}, "process": 3, "time": "yesterday"}),
-        ] {
-            let ocsf = to_ocsf(&odd);
-            assert!(ocsf["class_uid"].is_u64());
-        }
-        assert_eq!(to_ocsf(&json!({"kind": "task.teleport"}))["activity_id"], 0);
+    fn ocsf_of_a_kind_from_a_newer_daemon_is_a_base_event() {
+        let ocsf = to_ocsf(&with(base("task.teleport"), json!({"somewhere": 1})));
+        assert_eq!(ocsf["class_uid"], 0);
+        assert_eq!(ocsf["activity_id"], 0);
+        assert!(validate(&ocsf).is_empty(), "{ocsf:#}");
     }
 }

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::daemon::{
     clock,
-    events::schema::{Event, Kind, TaskRef},
+    events::schema::{Body, Event, TaskEnded, TaskRef},
     kernel::cgroup,
 };
 use crate::grant::CompiledGrant;
@@ -115,11 +115,13 @@ impl Registry {
             task.info.ended = Some(clock::rfc3339(now));
             task.info.live_processes = 0;
             cgroup::remove_when_empty(task.cgroup.clone());
-            let mut event = Event::new(Kind::TaskClose, &self.host, now);
+            let ended = TaskEnded {
+                actor: None,
+                usage: Some(task.usage(self.dropped_total)),
+                reason: "the guard's kernel state was gone when the daemon started (host restart?)".into(),
+            };
+            let mut event = Event::new(Body::TaskClose(ended), &self.host, now);
             event.task = Some(task.task_ref());
-            event.usage = Some(task.usage(self.dropped_total));
-            event.enforcement = Some("none".into());
-            event.reason = Some("the guard's kernel state was gone when the daemon started (host restart?)".into());
             self.sink.send(event);
             self.tasks.insert(id, task);
             self.dirty.insert(id);
@@ -137,7 +139,14 @@ impl Registry {
                 task = id,
                 "task in the kernel but not in the saved state: revoked and its processes killed"
             );
-            let mut event = Event::new(Kind::TaskStop, &self.host, now);
+            let ended = TaskEnded {
+                actor: None,
+                usage: None,
+                reason: "the kernel held this task but the daemon's saved state did not (lost in a crash): revoked and \
+                         its processes killed"
+                    .into(),
+            };
+            let mut event = Event::new(Body::TaskStop(ended), &self.host, now);
             event.task = Some(TaskRef {
                 id,
                 agent: String::new(),
@@ -146,11 +155,6 @@ impl Registry {
                 parent: None,
                 step: None,
             });
-            event.enforcement = Some("none".into());
-            event.reason = Some(
-                "the kernel held this task but the daemon's saved state did not (lost in a crash): revoked and its processes killed"
-                    .into(),
-            );
             self.sink.send(event);
         }
         for t in saved.temporary {

@@ -8,12 +8,12 @@ use agent_guard_common::{
     task::{APPROVAL_GRANTED, APPROVAL_REFUSED},
 };
 
-use crate::api::{ApprovalInfo, ErrorCode};
+use crate::api::{ApprovalInfo, ErrorCode, Level};
 use crate::daemon::{
     clock::{self, boot_ns_now},
     events::{
         decode::{HeldAction, access_names},
-        schema::{Actor, Decision, Event, Kind},
+        schema::{Actor, Answer, Body, Decision, Event, Verdict},
     },
 };
 
@@ -53,14 +53,16 @@ impl Registry {
             pid: held.tgid,
             object: held.object.to_string(),
             path: held.path.clone(),
-            access: access_names(held.access).iter().map(|s| s.to_string()).collect(),
+            access: access_names(held.access).iter().map(|a| a.as_str().to_string()).collect(),
             requested: clock::rfc3339(now),
             deadline: clock::rfc3339(now + self.approval_timeout),
             state: "pending".into(),
         };
         let hash = fnv1a_seeded(self.kernel.path_seed, held.path.as_bytes());
         let mut event = *held.event;
-        event.approval = Some(id);
+        if let Body::ApprovalRequest(request) = &mut event.body {
+            request.approval = id;
+        }
         self.sink.send(event);
         self.approvals.insert(
             id,
@@ -107,18 +109,7 @@ impl Registry {
         .into();
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(held.tgid as i32), nix::sys::signal::Signal::SIGCONT);
         let info = held.info.clone();
-        let mut event = Event::new(
-            if approve { Kind::ApprovalGranted } else { Kind::ApprovalDenied },
-            &self.host,
-            SystemTime::now(),
-        );
-        event.task = self.tasks.get(&info.task).map(Task::task_ref);
-        event.approval = Some(id);
-        event.actor = by.cloned();
-        event.decision = Some(if approve { Decision::Allowed } else { Decision::Denied });
-        event.enforcement = Some("lsm".into());
-        event.rule = Some("ask".into());
-        event.reason = Some(match (approve, by, allow_for) {
+        let reason = match (approve, by, allow_for) {
             (true, Some(by), Some(d)) => {
                 format!("approved by {by} for {}: {} {}", humantime::format_duration(d), info.object, info.path)
             }
@@ -127,7 +118,18 @@ impl Registry {
                 format!("no answer within {}: refused", humantime::format_duration(self.approval_timeout))
             }
             (false, Some(by), _) => format!("denied by {by}: {} {}", info.object, info.path),
-        });
+        };
+        let verdict = Verdict {
+            decision: if approve { Decision::Allowed } else { Decision::Denied },
+            policy_decision: None,
+            enforcement: Level::Lsm,
+            rule: "ask".into(),
+            reason,
+        };
+        let answer = Answer { verdict, approval: id, actor: by.cloned() };
+        let body = if approve { Body::ApprovalGranted(answer) } else { Body::ApprovalDenied(answer) };
+        let mut event = Event::new(body, &self.host, SystemTime::now());
+        event.task = self.tasks.get(&info.task).map(Task::task_ref);
         self.sink.send(event);
         Ok(info)
     }

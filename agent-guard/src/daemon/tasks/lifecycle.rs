@@ -7,7 +7,7 @@ use crate::daemon::{
     clock::{self, boot_ns_now},
     events::{
         decode::Touched,
-        schema::{Actor, Event, Kind},
+        schema::{Actor, Body, Control, Event, TaskEnded},
     },
     kernel::cgroup,
 };
@@ -41,14 +41,13 @@ impl Registry {
         self.kernel.remove_task(id);
         self.kernel.remove_grant(id, &task.compiled);
         cgroup::remove_when_empty(task.cgroup.clone());
-        let mut event = Event::new(Kind::TaskClose, &self.host, now);
-        event.task = Some(task.task_ref());
-        event.usage = Some(task.usage(self.dropped_total));
-        event.enforcement = Some("none".into());
-        event.reason = Some(match task.info.state {
+        let reason = match task.info.state {
             TaskState::Stopped => "stopped by an operator; its processes have exited".into(),
             _ => "its last process exited".into(),
-        });
+        };
+        let ended = TaskEnded { actor: None, usage: Some(task.usage(self.dropped_total)), reason };
+        let mut event = Event::new(Body::TaskClose(ended), &self.host, now);
+        event.task = Some(task.task_ref());
         self.sink.send(event);
     }
 
@@ -67,10 +66,9 @@ impl Registry {
             return Err(refuse(ErrorCode::BadRequest, format!("task {id} has ended")));
         }
         task.info.step_intent = Some(intent.clone());
-        let mut event = Event::new(Kind::TaskIntent, &self.host, SystemTime::now());
+        let declared = Control { actor: None, reason: format!("process {pid} declared: {intent}") };
+        let mut event = Event::new(Body::TaskIntent(declared), &self.host, SystemTime::now());
         event.task = Some(task.task_ref());
-        event.enforcement = Some("none".into());
-        event.reason = Some(format!("process {pid} declared: {intent}"));
         self.sink.send(event);
         Ok(self.info(id).expect("task exists"))
     }
@@ -126,15 +124,13 @@ impl Registry {
         let task = self.tasks.get_mut(&id).expect("task exists");
         task.info.state = TaskState::Stopped;
         task.info.revoked = true;
-        let mut event = Event::new(Kind::TaskStop, &self.host, SystemTime::now());
-        event.task = Some(task.task_ref());
-        event.usage = Some(task.usage(self.dropped_total));
-        event.enforcement = Some("none".into());
-        event.actor = by.cloned();
-        event.reason = Some(match by {
+        let reason = match by {
             Some(by) => format!("{why} by {by}"),
             None => why.to_string(),
-        });
+        };
+        let ended = TaskEnded { actor: by.cloned(), usage: Some(task.usage(self.dropped_total)), reason };
+        let mut event = Event::new(Body::TaskStop(ended), &self.host, SystemTime::now());
+        event.task = Some(task.task_ref());
         self.sink.send(event);
         if self.live(id) == 0 {
             self.close_task(id);
@@ -197,10 +193,10 @@ impl Registry {
 
     /// Counts a reported action against its task ("decision rule").
     pub fn count(&mut self, event: &Event) {
-        let (Some(task), Some(decision)) = (&event.task, event.decision) else { return };
+        let (Some(task), Some(decision)) = (&event.task, event.decision()) else { return };
         self.dirty.insert(task.id);
         let Some(task) = self.tasks.get_mut(&task.id) else { return };
-        let key = format!("{} {}", crate::api::wire_name(&decision), event.rule.as_deref().unwrap_or("-"));
+        let key = format!("{} {}", decision.as_str(), event.rule().unwrap_or("-"));
         *task.info.counts.entry(key).or_default() += 1;
     }
 
@@ -224,12 +220,11 @@ impl Registry {
         self.dirty.insert(id);
         let task = self.tasks.get_mut(&id).expect("checked above");
         task.info.revoked = true;
-        let mut event = Event::new(Kind::GrantRevoke, &self.host, SystemTime::now());
-        event.task = Some(task.task_ref());
-        event.enforcement = Some("none".into());
-        event.actor = Some(by.clone());
         let cascade = cascade.map(|parent| format!(" (revoking its parent task {parent})")).unwrap_or_default();
-        event.reason = Some(format!("revoked by {by}{cascade}: the task's processes are allowed nothing from now on"));
+        let reason = format!("revoked by {by}{cascade}: the task's processes are allowed nothing from now on");
+        let revoked = Control { actor: Some(by.clone()), reason };
+        let mut event = Event::new(Body::GrantRevoke(revoked), &self.host, SystemTime::now());
+        event.task = Some(task.task_ref());
         self.sink.send(event);
         Ok(self.info(id).expect("task exists"))
     }
@@ -267,12 +262,10 @@ impl Registry {
         let task = self.tasks.get_mut(&id).expect("checked above");
         task.expires_ns = expires_ns;
         task.info.expires = clock::rfc3339(wall);
-        let mut event = Event::new(Kind::GrantExtend, &self.host, SystemTime::now());
+        let reason = format!("extended by {who} by {} to {}", humantime::format_duration(by), task.info.expires);
+        let extended = Control { actor: Some(who.clone()), reason };
+        let mut event = Event::new(Body::GrantExtend(extended), &self.host, SystemTime::now());
         event.task = Some(task.task_ref());
-        event.enforcement = Some("none".into());
-        event.actor = Some(who.clone());
-        event.reason =
-            Some(format!("extended by {who} by {} to {}", humantime::format_duration(by), task.info.expires));
         self.sink.send(event);
         Ok(self.info(id).expect("task exists"))
     }

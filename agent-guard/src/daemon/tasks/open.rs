@@ -10,7 +10,7 @@ use agent_guard_common::task::{MODE_AUDIT, MODE_ENFORCE, STATE_ACTIVE, TaskEntry
 
 use crate::daemon::{
     clock::{self, boot_ns_now},
-    events::schema::{Actor, Decision, Event, Kind, Usage},
+    events::schema::{Actor, Body, Event, TaskOpened, Usage},
     kernel::{Kernel, cgroup},
 };
 use crate::{
@@ -226,19 +226,16 @@ impl Registry {
             usage: Usage::default(),
             drops_at_open: self.dropped_total,
         };
-        let mut event = Event::new(Kind::TaskOpen, &self.host, started);
-        event.task = Some(task.task_ref());
-        event.actor = Some(req.actor.clone());
-        event.grant_spec = Some(task.grant.spec.clone());
-        event.decision = Some(Decision::Allowed);
-        event.enforcement = Some("none".into());
-        event.reason = Some(format!(
+        let reason = format!(
             "ttl {}, mode {}, grant from {}{}",
             humantime::format_duration(ttl),
             info.mode,
             info.grant_source,
             parent.map(|p| format!(", sub-task of task {p}")).unwrap_or_default()
-        ));
+        );
+        let opened = TaskOpened { actor: Some(req.actor.clone()), grant_spec: task.grant.spec.clone(), reason };
+        let mut event = Event::new(Body::TaskOpen(opened), &self.host, started);
+        event.task = Some(task.task_ref());
         self.sink.send(event);
         self.tasks.insert(id, task);
         self.dirty.insert(id);

@@ -14,7 +14,7 @@ use super::approvals::{Held, TemporaryAllow};
 use crate::daemon::{
     events::{
         decode::{TaskFacts, TaskView},
-        schema::{Decision, Event, Kind, TaskRef, Usage},
+        schema::{Body, Event, Note, TaskRef, Usage},
     },
     kernel::{Kernel, KernelError},
     output::EventSink,
@@ -158,14 +158,12 @@ impl Registry {
                 true
             }
             Err(errors) => {
-                let mut event = Event::new(Kind::PolicyRejected, &self.host, SystemTime::now());
-                event.enforcement = Some("none".into());
-                event.decision = Some(Decision::Denied);
-                event.reason = Some(format!(
+                let reason = format!(
                     "{why}: {} does not validate; the previous policies stay in force: {}",
                     self.policy_dir.display(),
                     errors.join("; ")
-                ));
+                );
+                let event = Event::new(Body::PolicyRejected(Note { reason }), &self.host, SystemTime::now());
                 tracing::error!(dir = %self.policy_dir.display(), errors = %errors.join("; "), "policy reload rejected");
                 self.sink.send(event);
                 false
@@ -175,17 +173,15 @@ impl Registry {
 
     /// Puts `set` in force and reports it (`policy.load`).
     pub fn apply_policies(&mut self, set: PolicySet, why: &str) {
-        let mut event = Event::new(Kind::PolicyLoad, &self.host, SystemTime::now());
-        event.enforcement = Some("none".into());
-        event.decision = Some(Decision::Allowed);
-        event.reason = Some(format!(
+        let reason = format!(
             "{why}: {} ({} files: profiles [{}], templates [{}], grants [{}])",
             self.policy_dir.display(),
             set.files.len(),
             set.profiles.keys().cloned().collect::<Vec<_>>().join(", "),
             set.templates.keys().cloned().collect::<Vec<_>>().join(", "),
             set.grants.keys().cloned().collect::<Vec<_>>().join(", ")
-        ));
+        );
+        let event = Event::new(Body::PolicyLoad(Note { reason }), &self.host, SystemTime::now());
         tracing::info!(dir = %self.policy_dir.display(), files = set.files.len(), "policies loaded");
         self.policies = set;
         self.sink.send(event);
