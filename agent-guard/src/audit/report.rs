@@ -281,13 +281,10 @@ impl Builder {
     /// the grant (distinct objects per directory and destination, from the kernel's first-use
     /// records).
     fn used(&mut self, usage: &crate::daemon::events::schema::Usage) {
-        self.usage = Usage {
-            recorded: true,
-            complete: usage.complete,
-            used: usage.used.clone(),
-            unused: usage.unused.clone(),
-        };
-        for (touched, groups) in [(&usage.touched, &mut self.directories), (&usage.destinations, &mut self.destinations)]
+        self.usage =
+            Usage { recorded: true, complete: usage.complete, used: usage.used.clone(), unused: usage.unused.clone() };
+        for (touched, groups) in
+            [(&usage.touched, &mut self.directories), (&usage.destinations, &mut self.destinations)]
         {
             for (target, &count) in touched {
                 let touch = groups.entry(target.clone()).or_insert_with(|| Touch {
@@ -307,9 +304,8 @@ impl Builder {
 
     fn opened(&mut self, ix: &Indexed, opened: &TaskOpened) {
         // The reason reads "ttl 15m, mode enforce, grant from ...".
-        let from_reason = |key: &str| {
-            opened.reason.split(", ").find_map(|part| part.strip_prefix(key).map(|v| v.trim().to_string()))
-        };
+        let from_reason =
+            |key: &str| opened.reason.split(", ").find_map(|part| part.strip_prefix(key).map(|v| v.trim().to_string()));
         let spec = serde_json::to_value(&opened.grant_spec).ok();
         self.grant = GrantIssued {
             name: String::new(),

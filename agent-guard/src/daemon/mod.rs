@@ -460,8 +460,11 @@ fn report_drops(reg: &mut Registry) {
     let total = reg.kernel.dropped_events();
     if total > reg.dropped_total {
         let reason = format!("the kernel ring buffer was full: {total} events lost since start");
-        let event =
-            Event::new(Body::EventsDropped(Loss { lost: total - reg.dropped_total, reason }), &reg.host, SystemTime::now());
+        let event = Event::new(
+            Body::EventsDropped(Loss { lost: total - reg.dropped_total, reason }),
+            &reg.host,
+            SystemTime::now(),
+        );
         reg.dropped_total = total;
         reg.sink.send(event);
         tracing::error!(total, "kernel events dropped");

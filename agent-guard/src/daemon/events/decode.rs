@@ -440,7 +440,14 @@ fn name_path_rule(verdict: &mut Verdict, kernel_verdict: u32, path: &str, need: 
 
 /// The approval-request event for an action the kernel holds (its approval id is filed by the
 /// registry).
-fn held(dec: &mut Decoder, header: &EventHeader, task: Option<&TaskFacts>, exec: bool, raw: &[u8], access: u32) -> Decoded {
+fn held(
+    dec: &mut Decoder,
+    header: &EventHeader,
+    task: Option<&TaskFacts>,
+    exec: bool,
+    raw: &[u8],
+    access: u32,
+) -> Decoded {
     let path = c_string(raw);
     let what = if exec { "exec" } else { "file" };
     let mut verdict = out_of_scope(header, task, Decision::Held, Level::Lsm);

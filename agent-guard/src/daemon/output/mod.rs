@@ -32,7 +32,6 @@ use std::{
 
 use tokio::sync::mpsc;
 
-
 use self::metrics::{EventLabels, Metrics};
 use crate::daemon::{
     config::{Format, OutputConfig},

@@ -166,8 +166,8 @@ pub fn to_ocsf(event: &Event) -> Value {
 fn file_change_activity(operation: Option<FileOperation>) -> u64 {
     match operation {
         Some(FileOperation::Create | FileOperation::Mkdir | FileOperation::Link | FileOperation::Symlink) => 1, // Create
-        Some(FileOperation::Truncate) => 3, // Update
-        Some(FileOperation::Unlink | FileOperation::Rmdir) => 4, // Delete
+        Some(FileOperation::Truncate) => 3,                             // Update
+        Some(FileOperation::Unlink | FileOperation::Rmdir) => 4,        // Delete
         Some(FileOperation::RenameFrom | FileOperation::RenameTo) => 5, // Rename
         // chmod/chown change who may use the file: the schema's "Set Security", not attributes.
         Some(FileOperation::Chmod | FileOperation::Chown) => 7,
@@ -752,11 +752,8 @@ mod tests {
 
     #[test]
     fn ocsf_check_fails_without_a_required_field() {
-        let ocsf = to_ocsf(&action(
-            "file.open",
-            "denied",
-            json!({"type": "file", "path": "/etc/shadow", "access": ["read"]}),
-        ));
+        let ocsf =
+            to_ocsf(&action("file.open", "denied", json!({"type": "file", "path": "/etc/shadow", "access": ["read"]})));
         assert!(validate(&ocsf).is_empty());
         for pointer in ["/device", "/file/type_id", "/metadata/product", "/time", "/actor"] {
             let mut broken = ocsf.clone();

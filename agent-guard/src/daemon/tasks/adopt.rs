@@ -142,9 +142,10 @@ impl Registry {
             let ended = TaskEnded {
                 actor: None,
                 usage: None,
-                reason: "the kernel held this task but the daemon's saved state did not (lost in a crash): revoked and \
+                reason:
+                    "the kernel held this task but the daemon's saved state did not (lost in a crash): revoked and \
                          its processes killed"
-                    .into(),
+                        .into(),
             };
             let mut event = Event::new(Body::TaskStop(ended), &self.host, now);
             event.task = Some(TaskRef {
