@@ -10,6 +10,7 @@ use tokio::net::UnixStream;
 use tokio_util::codec::{Framed, LinesCodec};
 
 use super::{
+    clock,
     events::schema::Actor,
     peer::Peer,
     tasks::{
@@ -23,16 +24,18 @@ use crate::api::{API_VERSION, ErrorCode, Request, RequestBody, Response, Respons
 const MAX_LINE: usize = 4 * 1024 * 1024;
 
 pub async fn serve_connection(stream: UnixStream, registry: Arc<Mutex<Registry>>) {
-    let uid = match stream.peer_cred() {
-        Ok(cred) => cred.uid(),
+    // Just after accept(): the connecting process started before this (peer.rs).
+    let accepted_ns = clock::boot_ns_now();
+    let (pid, uid) = match stream.peer_cred() {
+        Ok(cred) => (cred.pid().and_then(|pid| u32::try_from(pid).ok()).unwrap_or(0), cred.uid()),
         Err(err) => {
             tracing::warn!(%err, "API connection without peer credentials: closed");
             return;
         }
     };
     // Fail closed: a caller the kernel cannot name exactly gets nothing.
-    let Some(peer) = Peer::of(&stream, uid) else {
-        tracing::warn!("API connection without a peer pidfd (SO_PEERPIDFD needs Linux 6.5+): closed");
+    let Some(peer) = Peer::of(&stream, pid, uid, accepted_ns) else {
+        tracing::warn!(pid, "API connection whose process cannot be named (exited, or its pid was reused): closed");
         return;
     };
     let mut lines = Framed::new(stream, LinesCodec::new_with_max_length(MAX_LINE));
