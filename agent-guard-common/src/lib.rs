@@ -5,6 +5,7 @@
 //! compile time. Ring-buffer events are decoded in userspace with `TryFrom<&[u8]>` (feature
 //! `user`), never by transmuting.
 #![no_std]
+#![warn(missing_docs)]
 
 pub mod event;
 pub mod maps;
