@@ -1,5 +1,5 @@
 //! Builds the eBPF programs (agent-guard-ebpf) for the BPF target with the pinned nightly
-//! toolchain named in ../toolchain.txt, and puts the object in OUT_DIR.
+//! toolchain named in ../toolchain.txt, and puts the object in `OUT_DIR`.
 
 use anyhow::{Context as _, anyhow};
 use aya_build::{Package, Toolchain};

@@ -1,4 +1,4 @@
-//! Map names, defined once. Names are at most 15 characters (BPF_OBJ_NAME_LEN - 1).
+//! Map names, defined once. Names are at most 15 characters (`BPF_OBJ_NAME_LEN` - 1).
 //! Sizes are defaults: the daemon overrides them at load time (`EbpfLoader::map_max_entries`).
 
 /// tgid -> [`crate::task::ProcTag`]: which task a process works for.
@@ -14,18 +14,23 @@ pub const NET_RULES: &str = "NET_RULES";
 pub const PATH_RULES: &str = "PATH_RULES";
 /// Ring buffer of [`crate::event`] records.
 pub const EVENTS: &str = "EVENTS";
-/// Ring buffer of refused attempts on the guard or the task boundary (KIND_TAMPER,
-/// KIND_ESCAPE, KIND_TAG_LOST), apart from EVENTS so that a flood cannot crowd them out.
+/// Ring buffer of refused attempts on the guard or the task boundary (`KIND_TAMPER`,
+/// `KIND_ESCAPE`, `KIND_TAG_LOST`), apart from EVENTS so that a flood cannot crowd them out.
 pub const ALERTS: &str = "ALERTS";
+/// Default size of `ALERTS`, bytes.
 pub const DEFAULT_ALERTS_BYTES: u32 = 1024 * 1024;
 /// Per-CPU counter of events the kernel could not put on the ring buffer.
 pub const EVENT_DROPS: &str = "EVENT_DROPS";
 /// Per-CPU scratch [`crate::event::FileEvent`] built by the file hooks (too big for the 512-byte stack).
 pub const SCRATCH: &str = "SCRATCH";
 
+/// Default entries of `PROC_TAGS` (tagged processes).
 pub const DEFAULT_PROC_TAGS: u32 = 131_072;
+/// Default entries of `TASKS` (open tasks).
 pub const DEFAULT_TASKS: u32 = 4_096;
+/// Default entries of `NET_RULES` (prefixes of all grants).
 pub const DEFAULT_NET_RULES: u32 = 65_536;
+/// Default entries of `PATH_RULES` (path keys of all grants).
 pub const DEFAULT_PATH_RULES: u32 = 65_536;
 /// Bytes; must be a power of two and a multiple of the page size.
 pub const DEFAULT_EVENTS_BYTES: u32 = 16 * 1024 * 1024;
@@ -34,25 +39,28 @@ pub const EXEC_SCRATCH: &str = "EXEC_SCRATCH";
 /// LRU tid -> [`crate::event::ExecEvent`]: an out-of-scope execve seen at syscall entry,
 /// reported only if the exec then succeeds (failed PATH lookups are not execs).
 pub const EXEC_PENDING: &str = "EXEC_PENDING";
+/// Default entries of `EXEC_PENDING`.
 pub const DEFAULT_EXEC_PENDING: u32 = 4_096;
 /// tid -> [`crate::task::Approval`]: actions held for a human's decision.
 pub const APPROVALS: &str = "APPROVALS";
+/// Default entries of `APPROVALS` (held actions).
 pub const DEFAULT_APPROVALS: u32 = 4_096;
 /// Per-CPU 512-byte buffer where the file-tree hooks join a directory's path and a name.
 pub const PATH_JOIN: &str = "PATH_JOIN";
 /// LRU [`crate::task::UsageKey`] -> u32: allowed accesses of a task already reported once
-/// (VERDICT_IN_SCOPE), so an allowed action is reported at its first use only.
+/// (`VERDICT_IN_SCOPE`), so an allowed action is reported at its first use only.
 pub const USAGE_SEEN: &str = "USAGE_SEEN";
+/// Default entries of `USAGE_SEEN`.
 pub const DEFAULT_USAGE_SEEN: u32 = 65_536;
-/// One u64: tagged processes in PROC_TAGS, kept by the fork and exit programs, so that a fork
-/// whose child could not be tagged is refused before it happens (BPF LSM task_alloc).
+/// One u64: tagged processes in `PROC_TAGS`, kept by the fork and exit programs, so that a fork
+/// whose child could not be tagged is refused before it happens (BPF LSM `task_alloc`).
 pub const TAG_COUNT: &str = "TAG_COUNT";
-/// Entries kept free in PROC_TAGS for forks already past task_alloc (racing on other CPUs).
+/// Entries kept free in `PROC_TAGS` for forks already past `task_alloc` (racing on other CPUs).
 pub const PROC_TAGS_HEADROOM: u32 = 256;
 
 /// How many of the daemon's files and directories the kernel protects by inode (the state
 /// and policy directories, the audit store, the API socket, the config file, the daemon's
-/// executable, event files and spool directories; config::GUARD_INO in the eBPF crate).
+/// executable, event files and spool directories; `config::GUARD_INO` in the eBPF crate).
 pub const GUARD_FILES: usize = 16;
 
 /// The maps that hold a guard's state, pinned in bpffs under the daemon's pin directory so

@@ -11,12 +11,15 @@ pub const MAX_PORT_RULES: usize = 16;
 
 /// Bits in `PortRule::protocols`.
 pub const PROTO_TCP: u8 = 1;
+/// UDP.
 pub const PROTO_UDP: u8 = 2;
 
 /// `PortRule::action`. When several rules match a destination the largest value decides
 /// (deny > flag > allow); connects cannot be held, so there is no `ask`.
 pub const NET_ALLOW: u8 = 0;
+/// Allowed and reported.
 pub const NET_FLAG: u8 = 1;
+/// Refused whatever else matches.
 pub const NET_DENY: u8 = 2;
 
 /// Key data length in bits: 32 (grant id) + 128 (address).
@@ -34,12 +37,15 @@ pub struct NetKey {
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// One port range of a prefix, with its protocols and action.
 pub struct PortRule {
     /// Inclusive port range, host byte order.
     pub port_lo: u16,
+    /// Upper end of the range, inclusive.
     pub port_hi: u16,
+    /// PROTO_* bits.
     pub protocols: u8,
-    /// NET_ALLOW, NET_FLAG or NET_DENY.
+    /// `NET_ALLOW`, `NET_FLAG` or `NET_DENY`.
     pub action: u8,
     /// Index of the rule in the grant's `network.connect` list, for events.
     pub rule_index: u16,
@@ -47,9 +53,13 @@ pub struct PortRule {
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Value of `NET_RULES`: the port rules that apply to a prefix.
 pub struct NetPorts {
+    /// Rules in use at the start of `rules`.
     pub count: u32,
-    pub _pad: u32,
+    /// Explicit padding, zero.
+    pub pad: u32,
+    /// The rules; entries past `count` are unused.
     pub rules: [PortRule; MAX_PORT_RULES],
 }
 
@@ -57,7 +67,7 @@ const _: () = assert!(core::mem::size_of::<NetKey>() == 20);
 const _: () = assert!(core::mem::size_of::<PortRule>() == 8);
 const _: () = assert!(core::mem::size_of::<NetPorts>() == 8 + 8 * MAX_PORT_RULES);
 
-/// Set in the grant id of the NET_RULES key that holds a grant's `network.listen` ports (with
+/// Set in the grant id of the `NET_RULES` key that holds a grant's `network.listen` ports (with
 /// the all-zero address): listen rules never match a connect, and connect rules never a listen.
 /// Grant ids stay below it.
 pub const LISTEN_GRANT_BIT: u32 = 1 << 31;

@@ -22,14 +22,23 @@ unsafe impl aya::Pod for PathRule {}
 /// A record from the `EVENTS` ring buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KernelEvent {
+    /// `KIND_NET`.
     Net(NetEvent),
+    /// `KIND_FILE` (boxed: a path is large).
     File(Box<FileEvent>),
+    /// `KIND_EXEC` (boxed: a path and arguments are large).
     Exec(Box<ExecEvent>),
+    /// `KIND_TASK_EMPTY`.
     TaskEmpty(TaskEvent),
+    /// `KIND_TAG_LOST`.
     TagLost(TaskEvent),
+    /// `KIND_TAMPER`.
     Tamper(TaskEvent),
+    /// `KIND_FORK`.
     Fork(TaskEvent),
+    /// `KIND_EXEC_START`.
     ExecStart(TaskEvent),
+    /// `KIND_ESCAPE`.
     Escape(EscapeEvent),
 }
 
@@ -37,13 +46,18 @@ extern crate alloc;
 use alloc::boxed::Box;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why a ring-buffer record could not be decoded.
 pub enum DecodeError {
     /// The record is shorter than the struct its kind names.
     Short {
+        /// The record's KIND_*.
         kind: u32,
+        /// Bytes received.
         len: usize,
+        /// Bytes the struct needs.
         need: usize,
     },
+    /// A KIND_* this daemon does not know (programs newer than the daemon).
     UnknownKind(u32),
 }
 
@@ -90,6 +104,7 @@ impl TryFrom<&[u8]> for KernelEvent {
 }
 
 impl KernelEvent {
+    /// The header every record starts with.
     pub fn header(&self) -> &EventHeader {
         match self {
             KernelEvent::Net(e) => &e.header,

@@ -6,14 +6,17 @@
 /// It also names the process image: (tgid, `exec_ns`) is its exec id — unique across pid reuse,
 /// since a reused tgid starts at a later time — and (`parent_tgid`, `parent_exec_ns`) the image
 /// that forked it. `exec_ns` is the fork's time, moved to the exec's time by every exec
-/// (sched_process_exec); the parent link stays. The task's first process has parent 0.
+/// (`sched_process_exec`); the parent link stays. The task's first process has parent 0.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProcTag {
+    /// The task the process belongs to.
     pub task_id: u32,
+    /// The process that forked this image; 0 for the task's first process.
     pub parent_tgid: u32,
-    /// CLOCK_BOOTTIME of the fork or of the latest exec.
+    /// `CLOCK_BOOTTIME` of the fork or of the latest exec.
     pub exec_ns: u64,
+    /// The parent image's `exec_ns`.
     pub parent_exec_ns: u64,
 }
 
@@ -35,18 +38,22 @@ pub const STATE_REVOKED: u32 = 1;
 pub struct TaskEntry {
     /// Key prefix of this task's rules in `NET_RULES` and `PATH_RULES`.
     pub grant_id: u32,
+    /// MODE_*.
     pub mode: u32,
+    /// STATE_*.
     pub state: u32,
     /// The task this one is a sub-task of (0: none). A task may act on its sub-tasks'
     /// processes (signal, trace, limits); never on processes outside its own tree.
     pub parent_task: u32,
-    /// CLOCK_BOOTTIME (bpf_ktime_get_boot_ns) after which the grant no longer allows anything.
+    /// `CLOCK_BOOTTIME` (`bpf_ktime_get_boot_ns`) after which the grant no longer allows anything.
     pub expires_ns: u64,
 }
 
 /// `Approval::state`
 pub const APPROVAL_PENDING: u32 = 0;
+/// A human approved: the held syscall runs when continued.
 pub const APPROVAL_GRANTED: u32 = 1;
+/// Denied, timed out or the task ended: the held syscall fails with EPERM.
 pub const APPROVAL_REFUSED: u32 = 2;
 
 /// Value of `APPROVALS`, keyed by the held thread's tid: the decision on the held action
@@ -54,21 +61,27 @@ pub const APPROVAL_REFUSED: u32 = 2;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Approval {
+    /// APPROVAL_*.
     pub state: u32,
+    /// ACCESS_* bits the action needs.
     pub access: u32,
+    /// Seeded FNV-1a of the path (or of the destination, for `USE_CONNECT`).
     pub hash: u64,
-    /// CLOCK_BOOTTIME past which a still pending question is refused by the kernel itself,
+    /// `CLOCK_BOOTTIME` past which a still pending question is refused by the kernel itself,
     /// whether or not a daemon is there to answer it.
     pub deadline_ns: u64,
 }
 
-/// Key of `USAGE_SEEN`: an allowed access (ACCESS_* bits, or USE_CONNECT) of a task to the
+/// Key of `USAGE_SEEN`: an allowed access (ACCESS_* bits, or `USE_CONNECT`) of a task to the
 /// object hashed `hash` (FNV-1a of a path, or of a destination).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UsageKey {
+    /// The task the process belongs to.
     pub task_id: u32,
+    /// ACCESS_* bits the action needs.
     pub access: u32,
+    /// Seeded FNV-1a of the path (or of the destination, for `USE_CONNECT`).
     pub hash: u64,
 }
 

@@ -32,7 +32,8 @@ fn net_event() -> NetEvent {
 
 fn bytes_of<T>(value: &T) -> Vec<u8> {
     // SAFETY: test-only view of a #[repr(C)] integer-only struct as bytes.
-    unsafe { core::slice::from_raw_parts((value as *const T).cast::<u8>(), core::mem::size_of::<T>()) }.to_vec()
+    unsafe { core::slice::from_raw_parts(core::ptr::from_ref::<T>(value).cast::<u8>(), core::mem::size_of::<T>()) }
+        .to_vec()
 }
 
 #[test]

@@ -30,7 +30,7 @@ pub struct PathMatch {
 #[inline(always)]
 fn rule(grant_id: u32, hash: u64) -> Option<PathRule> {
     // SAFETY: the value is copied out at once.
-    unsafe { PATH_RULES.get(&PathKey { grant_id, _pad: 0, hash }) }.copied()
+    unsafe { PATH_RULES.get(&PathKey { grant_id, pad: 0, hash }) }.copied()
 }
 
 /// State of one walk, on the caller's stack, shared with the `bpf_loop` callback.
@@ -43,7 +43,7 @@ struct Walk {
     children: u32,
     prev: u32,
     unnormalized: u32,
-    _pad: u32,
+    pad: u32,
 }
 
 /// One byte of the walk; returns 1 to stop at the terminating NUL.
@@ -98,7 +98,7 @@ pub fn match_path(grant_id: u32, path: &[u8; PATH_MAX_MATCH], len: usize, resolv
         children: 0,
         prev: 0,
         unnormalized: 0,
-        _pad: 0,
+        pad: 0,
     };
     // SAFETY: callback and context as bpf_loop documents them; the walk outlives the call.
     let steps = unsafe { bpf_loop(PATH_MAX_MATCH as u32, walk_byte as *mut c_void, (&raw mut walk).cast(), 0) };

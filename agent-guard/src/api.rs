@@ -1,6 +1,6 @@
 //! The local control API: newline-delimited JSON over a Unix socket, documented in
 //! docs/api.md. Every request and response carries `version`; a daemon refuses versions it
-//! does not speak. The caller's process is identified by the kernel (SO_PEERCRED), never by a
+//! does not speak. The caller's process is identified by the kernel (`SO_PEERCRED`), never by a
 //! pid in the request, so a client can only put *itself* into a task.
 
 use serde::{Deserialize, Serialize};

@@ -71,11 +71,11 @@ pub fn figure(mut cmd: Command) -> anyhow::Result<f64> {
     text.split_whitespace().next().and_then(|t| t.parse().ok()).with_context(|| format!("{cmd:?} printed {text:?}"))
 }
 
-/// CLOCK_MONOTONIC in ns (the clock ag-workload prints).
+/// `CLOCK_MONOTONIC` in ns (the clock ag-workload prints).
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: a valid timespec out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 

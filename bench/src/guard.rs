@@ -118,7 +118,7 @@ fn base_rules(dir: &Path, bins: &Path, port: u16) -> (Vec<String>, Vec<String>, 
     let b = bins.display();
     let read = ["/usr/**", "/lib/**", "/lib64/**", "/etc/**", "/proc/**", "/sys/**", "/dev/**"]
         .iter()
-        .map(|s| s.to_string())
+        .map(std::string::ToString::to_string)
         .chain([format!("{b}/**"), format!("{d}/**")])
         .collect();
     let write = vec![format!("{d}/**")];

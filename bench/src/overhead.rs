@@ -107,11 +107,11 @@ fn run_with(ctx: &Ctx, reps: usize, scale: u64, peers: bool, daemon_args: &[&str
             bare_end.push(figure(ctx.plain(&w.args))?);
         }
         for (i, w) in workloads.iter().enumerate() {
-            let bare = (bare_start[i] + bare_end[i]) / 2.0;
+            let bare = f64::midpoint(bare_start[i], bare_end[i]);
             record(&mut samples, w, "bare (nothing attached)", bare, bare);
         }
         for (i, config, ns) in rows {
-            let bare = (bare_start[i] + bare_end[i]) / 2.0;
+            let bare = f64::midpoint(bare_start[i], bare_end[i]);
             record(&mut samples, &workloads[i], &config, ns, bare);
         }
     }

@@ -93,7 +93,8 @@ fn step(ctx: &Ctx, guard: &Guard, grant: &Path, rate: u64, millis: u64, tail: &m
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let wall = (started.elapsed() - last_change.elapsed().min(started.elapsed())).as_secs_f64().max(1e-3);
+    let wall =
+        started.elapsed().checked_sub(last_change.elapsed().min(started.elapsed())).unwrap().as_secs_f64().max(1e-3);
     let cpu1 = proc_usage(guard.pid())?.cpu;
     let dropped = guard.status()?["events_dropped"].as_u64().unwrap_or(0) - dropped0;
     Ok(Step {

@@ -36,12 +36,12 @@ pub fn machine() -> Machine {
     let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
     // SAFETY: uname fills the struct; its fields are NUL-terminated.
     let kernel = unsafe {
-        libc::uname(&mut uts);
+        libc::uname(&raw mut uts);
         std::ffi::CStr::from_ptr(uts.release.as_ptr()).to_string_lossy().into_owned()
     };
     Machine {
         kernel,
-        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cpus: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         cpu_model: cpuinfo
             .lines()
             .find_map(|l| l.strip_prefix("model name"))
@@ -69,11 +69,8 @@ fn ratio_of(rows: &[Row], workload: &str, config: &str) -> Option<f64> {
     rows.iter().find(|r| r.workload == workload && r.config == config).map(|r| r.ratio.median)
 }
 
-fn lsm_ratio(lsm: &Option<Vec<serde_json::Value>>, workload: &str, config: &str) -> Option<f64> {
-    lsm.as_ref()?
-        .iter()
-        .find(|r| r["workload"] == workload && r["config"] == config)
-        .and_then(|r| r["ratio"]["median"].as_f64())
+fn lsm_ratio(lsm: Option<&Vec<serde_json::Value>>, workload: &str, config: &str) -> Option<f64> {
+    lsm?.iter().find(|r| r["workload"] == workload && r["config"] == config).and_then(|r| r["ratio"]["median"].as_f64())
 }
 
 fn targets(r: &Results) -> Vec<Target> {
@@ -81,7 +78,7 @@ fn targets(r: &Results) -> Vec<Target> {
     vec![
         Target {
             what: "open/close, untagged, BPF LSM path (VM)",
-            value: lsm_ratio(&r.lsm, "open/close", "agent-guard, untagged"),
+            value: lsm_ratio(r.lsm.as_ref(), "open/close", "agent-guard, untagged"),
             limit: 1.05,
             at_most: true,
             unit: "x",
@@ -138,6 +135,7 @@ fn fmt_value(v: f64, unit: &str) -> String {
     }
 }
 
+#[expect(clippy::too_many_lines, reason = "BENCHMARKS.md section by section")]
 pub fn markdown(r: &Results) -> String {
     let mut md = String::new();
     let m = &r.machine;
@@ -259,7 +257,7 @@ pub fn markdown(r: &Results) -> String {
         mem.daemon_anon_with_tasks_kib as f64 / 1024.0,
         mem.daemon_file_with_tasks_kib as f64 / 1024.0,
         mem.open_seconds,
-        mem.kernel_map_bytes as f64 / 1048576.0
+        mem.kernel_map_bytes as f64 / 1_048_576.0
     );
     let ml = &r.macro_load;
     let _ = writeln!(

@@ -2,17 +2,17 @@
 //! prints what the kernel said ("ok", "EPERM", "error N"). The tests then check that the
 //! effect did not happen, not only the error.
 //!   kill PID SIG | tgkill PID SIG | sigqueue PID SIG | pidfd-kill PID SIG   signal a process
-//!   sigio PID          routes SIGIO (F_SETOWN + O_ASYNC) from a pipe to PID, then writes to it
-//!   prlimit PID        RLIMIT_CPU of PID to 1 s;  nice PID: PID's priority to 19
-//!   vm-read PID        process_vm_readv of PID ("error 14" (EFAULT) means it was allowed)
+//!   sigio PID          routes SIGIO (`F_SETOWN` + `O_ASYNC`) from a pipe to PID, then writes to it
+//!   prlimit PID        `RLIMIT_CPU` of PID to 1 s;  nice PID: PID's priority to 19
+//!   vm-read PID        `process_vm_readv` of PID ("error 14" (EFAULT) means it was allowed)
 //!   proc-mem PID       opens /proc/PID/mem;  pidfd-getfd PID FD: takes PID's descriptor FD
 //!   mount-tmpfs DIR | bind SRC DST | chroot DIR | unshare-user | unshare-mount | open-tree SRC DST
-//!   sethostname NAME   needs CAP_SYS_ADMIN
+//!   sethostname NAME   needs `CAP_SYS_ADMIN`
 //!   mknod-blk PATH MAJ MIN   makes a block device node; open-dev PATH: opens it and reads
 //!   socket FAMILY TYPE PROTO   socket(2) with those numbers
 //!   listen PORT        TCP listen on 127.0.0.1:PORT
 //!   setxattr PATH | set-acl PATH | utimes PATH
-//!   perf               perf_event_open of a software clock
+//!   perf               `perf_event_open` of a software clock
 //!   read-again PATH SECS     reads PATH, sleeps, reads again: "FIRST SECOND"
 //!   send-again ADDR SECS     connects, sends, sleeps, sends again: "FIRST SECOND"
 //!   thread-exec VERB ARGS    a second thread execs this probe with VERB ARGS
@@ -22,9 +22,9 @@
 //!   unix-abstract NAME stream connect to the abstract Unix socket @NAME
 //!   socketpair         a datagram over a fresh socketpair (stays inside the process)
 //!   write PATH TEXT    opens PATH for writing and writes TEXT (cgroup files)
-//!   clone-into-cgroup DIR   clone3 with CLONE_INTO_CGROUP into cgroup directory DIR
-//!   add-key TYPE       add_key(TYPE, "agent-guard-probe", "x") to the process keyring
-//!   setown-pgrp        F_SETOWN of a pipe to a process group (a new one, led by this process)
+//!   clone-into-cgroup DIR   clone3 with `CLONE_INTO_CGROUP` into cgroup directory DIR
+//!   add-key TYPE       `add_key(TYPE`, "agent-guard-probe", "x") to the process keyring
+//!   setown-pgrp        `F_SETOWN` of a pipe to a process group (a new one, led by this process)
 
 use std::{
     ffi::CString,
@@ -46,20 +46,21 @@ fn cstr(args: &[String], i: usize) -> CString {
 }
 
 /// Runs an attack verb; None when `args` names none.
+#[expect(clippy::too_many_lines, reason = "one arm per attack technique")]
 pub fn act(args: &[String]) -> Option<std::io::Result<()>> {
     let verb = args.first()?.as_str();
     // SAFETY (whole block): plain syscalls with arguments built here; pointers are to live
     // locals of the right layout.
     let result = unsafe {
         match verb {
-            "kill" => errno_result(libc::kill(num(args, 1), num(args, 2)) as i64),
+            "kill" => errno_result(i64::from(libc::kill(num(args, 1), num(args, 2)))),
             "tgkill" => {
                 let pid: i32 = num(args, 1);
                 errno_result(libc::syscall(libc::SYS_tgkill, pid, pid, num::<i32>(args, 2)))
             }
             "sigqueue" => {
                 let value = libc::sigval { sival_ptr: std::ptr::null_mut() };
-                errno_result(libc::sigqueue(num(args, 1), num(args, 2), value) as i64)
+                errno_result(i64::from(libc::sigqueue(num(args, 1), num(args, 2), value)))
             }
             "pidfd-kill" => {
                 let fd = libc::syscall(libc::SYS_pidfd_open, num::<i32>(args, 1), 0);
@@ -71,15 +72,20 @@ pub fn act(args: &[String]) -> Option<std::io::Result<()>> {
             "sigio" => sigio(num(args, 1)),
             "prlimit" => {
                 let limit = libc::rlimit { rlim_cur: 1, rlim_max: 1 };
-                errno_result(libc::prlimit(num(args, 1), libc::RLIMIT_CPU, &limit, std::ptr::null_mut()) as i64)
+                errno_result(i64::from(libc::prlimit(
+                    num(args, 1),
+                    libc::RLIMIT_CPU,
+                    &raw const limit,
+                    std::ptr::null_mut(),
+                )))
             }
-            "nice" => errno_result(libc::setpriority(libc::PRIO_PROCESS, num(args, 1), 19) as i64),
+            "nice" => errno_result(i64::from(libc::setpriority(libc::PRIO_PROCESS, num(args, 1), 19))),
             "vm-read" => {
                 let mut byte = 0u8;
-                let local = libc::iovec { iov_base: (&mut byte as *mut u8).cast(), iov_len: 1 };
+                let local = libc::iovec { iov_base: (&raw mut byte).cast(), iov_len: 1 };
                 // A dangling address (1) is never mapped: allowed, this fails with EFAULT.
                 let remote = libc::iovec { iov_base: std::ptr::dangling_mut::<libc::c_void>(), iov_len: 1 };
-                errno_result(libc::process_vm_readv(num(args, 1), &local, 1, &remote, 1, 0) as i64)
+                errno_result(libc::process_vm_readv(num(args, 1), &raw const local, 1, &raw const remote, 1, 0) as i64)
             }
             "proc-mem" => std::fs::File::open(format!("/proc/{}/mem", num::<i32>(args, 1))).map(drop),
             "pidfd-getfd" => {
@@ -91,18 +97,24 @@ pub fn act(args: &[String]) -> Option<std::io::Result<()>> {
             }
             "mount-tmpfs" => {
                 let (src, fs) = (CString::new("none").unwrap(), CString::new("tmpfs").unwrap());
-                errno_result(libc::mount(src.as_ptr(), cstr(args, 1).as_ptr(), fs.as_ptr(), 0, std::ptr::null()) as i64)
+                errno_result(i64::from(libc::mount(
+                    src.as_ptr(),
+                    cstr(args, 1).as_ptr(),
+                    fs.as_ptr(),
+                    0,
+                    std::ptr::null(),
+                )))
             }
-            "bind" => errno_result(libc::mount(
+            "bind" => errno_result(i64::from(libc::mount(
                 cstr(args, 1).as_ptr(),
                 cstr(args, 2).as_ptr(),
                 std::ptr::null(),
                 libc::MS_BIND,
                 std::ptr::null(),
-            ) as i64),
-            "chroot" => errno_result(libc::chroot(cstr(args, 1).as_ptr()) as i64),
-            "unshare-user" => errno_result(libc::unshare(libc::CLONE_NEWUSER) as i64),
-            "unshare-mount" => errno_result(libc::unshare(libc::CLONE_NEWNS) as i64),
+            ))),
+            "chroot" => errno_result(i64::from(libc::chroot(cstr(args, 1).as_ptr()))),
+            "unshare-user" => errno_result(i64::from(libc::unshare(libc::CLONE_NEWUSER))),
+            "unshare-mount" => errno_result(i64::from(libc::unshare(libc::CLONE_NEWNS))),
             "open-tree" => {
                 const OPEN_TREE_CLONE: u32 = 1;
                 const MOVE_MOUNT_F_EMPTY_PATH: u32 = 4;
@@ -122,11 +134,11 @@ pub fn act(args: &[String]) -> Option<std::io::Result<()>> {
             }
             "sethostname" => {
                 let name = args.get(1).unwrap_or_else(|| super::usage());
-                errno_result(libc::sethostname(name.as_ptr().cast(), name.len()) as i64)
+                errno_result(i64::from(libc::sethostname(name.as_ptr().cast(), name.len())))
             }
             "mknod-blk" => {
                 let dev = libc::makedev(num(args, 2), num(args, 3));
-                errno_result(libc::mknod(cstr(args, 1).as_ptr(), libc::S_IFBLK | 0o600, dev) as i64)
+                errno_result(i64::from(libc::mknod(cstr(args, 1).as_ptr(), libc::S_IFBLK | 0o600, dev)))
             }
             "open-dev" => std::fs::File::open(args.get(1).unwrap_or_else(|| super::usage()))
                 .and_then(|mut f| f.read(&mut [0u8; 512]).map(drop)),
@@ -135,12 +147,18 @@ pub fn act(args: &[String]) -> Option<std::io::Result<()>> {
                 if fd >= 0 {
                     libc::close(fd);
                 }
-                errno_result(fd as i64)
+                errno_result(i64::from(fd))
             }
             "listen" => std::net::TcpListener::bind(("127.0.0.1", num::<u16>(args, 1))).map(drop),
             "setxattr" => {
                 let (name, value) = (CString::new("user.agent").unwrap(), b"x");
-                errno_result(libc::setxattr(cstr(args, 1).as_ptr(), name.as_ptr(), value.as_ptr().cast(), 1, 0) as i64)
+                errno_result(i64::from(libc::setxattr(
+                    cstr(args, 1).as_ptr(),
+                    name.as_ptr(),
+                    value.as_ptr().cast(),
+                    1,
+                    0,
+                )))
             }
             "set-acl" => {
                 // system.posix_acl_access, version 2: user::rwx, group::r--, other::rwx
@@ -152,13 +170,17 @@ pub fn act(args: &[String]) -> Option<std::io::Result<()>> {
                     acl.extend(u32::MAX.to_le_bytes());
                 }
                 let name = CString::new("system.posix_acl_access").unwrap();
-                errno_result(
-                    libc::setxattr(cstr(args, 1).as_ptr(), name.as_ptr(), acl.as_ptr().cast(), acl.len(), 0) as i64
-                )
+                errno_result(i64::from(libc::setxattr(
+                    cstr(args, 1).as_ptr(),
+                    name.as_ptr(),
+                    acl.as_ptr().cast(),
+                    acl.len(),
+                    0,
+                )))
             }
             "utimes" => {
                 let times = [libc::timespec { tv_sec: 86_400, tv_nsec: 0 }; 2];
-                errno_result(libc::utimensat(libc::AT_FDCWD, cstr(args, 1).as_ptr(), times.as_ptr(), 0) as i64)
+                errno_result(i64::from(libc::utimensat(libc::AT_FDCWD, cstr(args, 1).as_ptr(), times.as_ptr(), 0)))
             }
             "unix-connect" => std::os::unix::net::UnixStream::connect(args.get(1).unwrap_or_else(|| super::usage()))
                 .and_then(|mut s| s.write_all(b"hello")),
@@ -218,7 +240,7 @@ pub fn act(args: &[String]) -> Option<std::io::Result<()>> {
                 // A group of its own (under the VM's init every process is in group 0, which
                 // F_SETOWN reads as "no owner").
                 libc::setpgid(0, 0);
-                errno_result(libc::fcntl(fds[0], libc::F_SETOWN, -libc::getpgrp()) as i64)
+                errno_result(i64::from(libc::fcntl(fds[0], libc::F_SETOWN, -libc::getpgrp())))
             }
             "perf" => {
                 // struct perf_event_attr: type PERF_TYPE_SOFTWARE (1), size, config
@@ -248,8 +270,7 @@ pub fn act_line(args: &[String]) -> Option<(String, i32)> {
                     let first = super::outcome(file.read(&mut [0u8; 16]).map(drop)).0;
                     announce();
                     std::thread::sleep(Duration::from_secs(secs));
-                    use std::io::Seek;
-                    let _ = file.seek(std::io::SeekFrom::Start(0));
+                    let _ = std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0));
                     let mut buf = [0u8; 64];
                     let (second, code) = match file.read(&mut buf) {
                         Ok(n) => (format!("read {:?}", String::from_utf8_lossy(&buf[..n])), 0),
@@ -280,10 +301,10 @@ pub fn act_line(args: &[String]) -> Option<(String, i32)> {
                 .map(|a| CString::new(a).unwrap())
                 .collect();
             let handle = std::thread::spawn(move || {
-                let mut argv: Vec<*const libc::c_char> = rest.iter().map(|a| a.as_ptr()).collect();
-                argv.push(std::ptr::null());
-                // SAFETY: argv is NUL-terminated and its strings outlive the call.
-                unsafe { libc::execv(argv[0], argv.as_ptr()) };
+                let mut pointers: Vec<*const libc::c_char> = rest.iter().map(|a| a.as_ptr()).collect();
+                pointers.push(std::ptr::null());
+                // SAFETY: pointers is NUL-terminated and its strings outlive the call.
+                unsafe { libc::execv(pointers[0], pointers.as_ptr()) };
                 std::io::Error::last_os_error()
             });
             let err = handle.join().unwrap();
@@ -318,7 +339,7 @@ fn announce() {
 /// include/uapi/asm-generic/fcntl.h (not in the libc crate).
 const F_SETSIG: i32 = 10;
 
-/// SIGIO routed to `pid`: a pipe whose read end is owned by `pid` with O_ASYNC, then a write.
+/// SIGIO routed to `pid`: a pipe whose read end is owned by `pid` with `O_ASYNC`, then a write.
 fn sigio(pid: i32) -> std::io::Result<()> {
     let mut fds = [0i32; 2];
     // SAFETY: plain syscalls on descriptors made here.
@@ -326,10 +347,10 @@ fn sigio(pid: i32) -> std::io::Result<()> {
         if libc::pipe(fds.as_mut_ptr()) != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        errno_result(libc::fcntl(fds[0], libc::F_SETOWN, pid) as i64)?;
-        errno_result(libc::fcntl(fds[0], F_SETSIG, libc::SIGKILL) as i64)?;
+        errno_result(i64::from(libc::fcntl(fds[0], libc::F_SETOWN, pid)))?;
+        errno_result(i64::from(libc::fcntl(fds[0], F_SETSIG, libc::SIGKILL)))?;
         let flags = libc::fcntl(fds[0], libc::F_GETFL);
-        errno_result(libc::fcntl(fds[0], libc::F_SETFL, flags | libc::O_ASYNC) as i64)?;
+        errno_result(i64::from(libc::fcntl(fds[0], libc::F_SETFL, flags | libc::O_ASYNC)))?;
         errno_result(libc::write(fds[1], b"x".as_ptr().cast(), 1) as i64)
     }
 }

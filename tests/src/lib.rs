@@ -24,11 +24,10 @@ pub fn require_root() {
     );
 }
 
-/// The agent-guard binary under test: $AGENT_GUARD_BIN, or the workspace's debug build.
+/// The agent-guard binary under test: $`AGENT_GUARD_BIN`, or the workspace's debug build.
 pub fn agent_guard_bin() -> PathBuf {
     let path = std::env::var_os("AGENT_GUARD_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/agent-guard"));
+        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/agent-guard"), PathBuf::from);
     assert!(
         path.is_file(),
         "agent-guard binary not found at {}: build it first (`cargo xtask test` does)",

@@ -10,8 +10,8 @@
 //!   mkdir|rmdir|unlink|truncate|chmod|create PATH, reopen-rw PATH (via /proc/self/fd)
 //!   rename|link A B, symlink TARGET LINK
 //!   memfd-exec PROG        copies PROG into a memfd and fexecve()s it (`PROG --help`-less: argv[0] only)
-//!   ptrace PID             PTRACE_SEIZE (then detach); bpf: creates a BPF array map
-//!   uring-open PATH        openat(PATH, O_RDONLY) submitted through io_uring, not a syscall
+//!   ptrace PID             `PTRACE_SEIZE` (then detach); bpf: creates a BPF array map
+//!   uring-open PATH        openat(PATH, `O_RDONLY`) submitted through `io_uring`, not a syscall
 //!   connect-twice ADDR GAP connect, sleep GAP seconds, connect: "FIRST SECOND"
 //!   fork-many N SECS       forks N children sleeping SECS: "ok=A EPERM=B other=C", then "done"
 //!   loop SECS VERB ARGS    VERB every 100 ms for SECS seconds: "ok=N EPERM=M other=K"
@@ -44,6 +44,7 @@ fn outcome(result: std::io::Result<()>) -> (String, i32) {
     }
 }
 
+#[expect(clippy::too_many_lines, reason = "one arm per probe verb")]
 fn act(args: &[String]) -> (String, i32) {
     if let Some(result) = attack::act(args) {
         return outcome(result);
@@ -129,15 +130,15 @@ fn act(args: &[String]) -> (String, i32) {
                 file.write_all(&bytes)?;
                 let child = unsafe { libc::fork() };
                 if child == 0 {
-                    let arg0 = std::ffi::CString::new(program.as_str()).unwrap();
-                    let argv = [arg0.as_ptr(), std::ptr::null()];
-                    let envp = [std::ptr::null()];
-                    unsafe { libc::fexecve(fd, argv.as_ptr(), envp.as_ptr()) };
+                    let name = std::ffi::CString::new(program.as_str()).unwrap();
+                    let args = [name.as_ptr(), std::ptr::null()];
+                    let environment = [std::ptr::null()];
+                    unsafe { libc::fexecve(fd, args.as_ptr(), environment.as_ptr()) };
                     let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(1);
                     unsafe { libc::_exit(if errno == libc::EPERM { 126 } else { 127 }) };
                 }
                 let mut status = 0;
-                unsafe { libc::waitpid(child, &mut status, 0) };
+                unsafe { libc::waitpid(child, &raw mut status, 0) };
                 match libc::WEXITSTATUS(status) {
                     0 => Ok(()),
                     126 => Err(std::io::Error::from_raw_os_error(libc::EPERM)),
@@ -362,8 +363,12 @@ fn run_in_child(args: &[String], mut write: std::fs::File) -> i32 {
     }
 }
 
-/// One IORING_OP_OPENAT through a minimal io_uring (include/uapi/linux/io_uring.h layouts):
+/// One `IORING_OP_OPENAT` through a minimal `io_uring` (`include/uapi/linux/io_uring.h` layouts):
 /// the open is performed by the kernel on the ring's behalf, with no open syscall to observe.
+#[expect(
+    clippy::cast_ptr_alignment,
+    reason = "io_uring's rings are page-aligned mmaps and the kernel gives each field's offset aligned for its type"
+)]
 fn uring_open(path: &str) -> std::io::Result<()> {
     const IORING_OP_OPENAT: u8 = 18;
     const IORING_ENTER_GETEVENTS: u32 = 1;
@@ -392,9 +397,9 @@ fn uring_open(path: &str) -> std::io::Result<()> {
             off,
         )
     };
-    let sq = map(sq_array as usize + sq_entries * 4, OFF_SQ_RING) as *mut u8;
-    let cq = map(cqes as usize + cq_entries * 16, OFF_CQ_RING) as *mut u8;
-    let sqes = map(sq_entries * 64, OFF_SQES) as *mut u8;
+    let sq = map(sq_array as usize + sq_entries * 4, OFF_SQ_RING).cast::<u8>();
+    let cq = map(cqes as usize + cq_entries * 16, OFF_CQ_RING).cast::<u8>();
+    let sqes = map(sq_entries * 64, OFF_SQES).cast::<u8>();
     if [sq, cq, sqes].iter().any(|p| *p as isize == -1) {
         return Err(last());
     }
@@ -403,14 +408,14 @@ fn uring_open(path: &str) -> std::io::Result<()> {
         let sqe = sqes;
         std::ptr::write_bytes(sqe, 0, 64);
         *sqe = IORING_OP_OPENAT;
-        *(sqe.add(4) as *mut i32) = libc::AT_FDCWD;
-        *(sqe.add(16) as *mut u64) = c_path.as_ptr() as u64;
-        *(sqe.add(28) as *mut u32) = libc::O_RDONLY as u32;
-        *(sqe.add(32) as *mut u64) = 7;
-        let tail = sq.add(sq_tail as usize) as *mut u32;
+        *sqe.add(4).cast::<i32>() = libc::AT_FDCWD;
+        *sqe.add(16).cast::<u64>() = c_path.as_ptr() as u64;
+        *sqe.add(28).cast::<u32>() = libc::O_RDONLY as u32;
+        *sqe.add(32).cast::<u64>() = 7;
+        let tail = sq.add(sq_tail as usize).cast::<u32>();
         let mask = *(sq.add(sq_mask as usize) as *const u32);
         let t = std::ptr::read_volatile(tail);
-        *(sq.add(sq_array as usize) as *mut u32).add((t & mask) as usize) = 0;
+        *sq.add(sq_array as usize).cast::<u32>().add((t & mask) as usize) = 0;
         std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
         std::ptr::write_volatile(tail, t + 1);
         let _ = sq_head;
@@ -445,7 +450,7 @@ fn pipe() -> (std::fs::File, std::fs::File) {
 
 fn wait(pid: libc::pid_t) {
     let mut status = 0;
-    unsafe { libc::waitpid(pid, &mut status, 0) };
+    unsafe { libc::waitpid(pid, &raw mut status, 0) };
 }
 
 /// The socket is created here, connected by a child that exits at once, then used here: the
@@ -466,10 +471,10 @@ fn api_via_exited_child(socket: &str, request: &str) -> String {
         let child = libc::fork();
         if child == 0 {
             let rc = libc::connect(fd, (&raw const addr).cast(), size_of::<libc::sockaddr_un>() as libc::socklen_t);
-            libc::_exit(if rc == 0 { 0 } else { 1 });
+            libc::_exit(i32::from(rc != 0));
         }
         let mut status = 0;
-        libc::waitpid(child, &mut status, 0);
+        libc::waitpid(child, &raw mut status, 0);
         if libc::WEXITSTATUS(status) != 0 {
             return "error connect".into();
         }

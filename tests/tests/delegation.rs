@@ -13,7 +13,7 @@ fn inner_run(daemon: &Daemon, agent: &str, g: &std::path::Path, cmd: &[&str]) ->
     argv.extend(["run", "--agent", agent, "--intent", "delegated step", "--grant"].map(String::from));
     argv.push(g.display().to_string());
     argv.push("--".into());
-    argv.extend(cmd.iter().map(|s| s.to_string()));
+    argv.extend(cmd.iter().map(std::string::ToString::to_string));
     argv
 }
 

@@ -1,4 +1,4 @@
-//! Network enforcement on this host's kernel: cgroup sock_addr programs, real connects.
+//! Network enforcement on this host's kernel: cgroup `sock_addr` programs, real connects.
 
 use agent_guard_e2e::{Daemon, grant, listener, stdout};
 

@@ -59,15 +59,15 @@ fn webhook(
 ) -> std::thread::JoinHandle<()> {
     let server = tiny_http::Server::from_listener(listener, None).expect("serve on the webhook listener");
     std::thread::spawn(move || {
-        let mut served = 0;
+        let mut requests = 0;
         for mut request in server.incoming_requests() {
             let mut body = String::new();
             request.as_reader().read_to_string(&mut body).unwrap();
             let batch: Vec<Value> = serde_json::from_str(&body).expect("a webhook body is a JSON array");
             received.lock().unwrap().extend(batch.iter().map(|e| e["event_id"].as_str().unwrap().to_string()));
             request.respond(tiny_http::Response::empty(200)).unwrap();
-            served += 1;
-            if die_after == Some(served) {
+            requests += 1;
+            if die_after == Some(requests) {
                 return;
             }
         }
@@ -219,6 +219,7 @@ template(name="fields" type="string" string="%inputname%|%protocol-version%|%app
 }
 
 #[test]
+#[expect(clippy::float_cmp, reason = "prometheus counters are small integers, exact in f64")]
 fn metrics_count_events_by_kind_and_decision() {
     let port = free_port();
     let config =

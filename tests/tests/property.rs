@@ -1,6 +1,6 @@
 //! Property: on random grants and random destinations, the kernel's network decisions equal
 //! the userspace reference evaluator's (`agent-guard policy eval`), flags included.
-//! Reproduce a failure with AG_SEED=<seed printed by the failing run>.
+//! Reproduce a failure with `AG_SEED`=<seed printed by the failing run>.
 
 use agent_guard_e2e::{Daemon, agent_guard_bin, stdout};
 

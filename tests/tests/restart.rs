@@ -1,5 +1,5 @@
 //! The guard outlives its daemon (this host's kernel: tagging, cgroup socket programs, the
-//! ring buffer): a SIGKILLed daemon leaves its task confined, and the next one adopts it.
+//! ring buffer): a `SIGKILLed` daemon leaves its task confined, and the next one adopts it.
 
 use std::{
     net::TcpListener,

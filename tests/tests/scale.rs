@@ -1,6 +1,7 @@
 //! Scale: large grants, many tasks, and full maps refused with a clear error (never truncated).
 
 use std::{
+    fmt::Write as _,
     process::{Child, Stdio},
     time::{Duration, Instant},
 };
@@ -28,7 +29,10 @@ fn a_grant_with_ten_thousand_path_and_network_rules_is_enforced() {
     let daemon = Daemon::start();
     let (allowed, other) = (listener("127.0.0.1:0"), listener("127.0.0.1:0"));
     let dir = daemon.dir.path();
-    let paths: String = (0..10_000).map(|i| format!("    - /srv/agent-guard-scale/{i}/file\n")).collect();
+    let paths: String = (0..10_000).fold(String::new(), |mut out, i| {
+        let _ = writeln!(out, "    - /srv/agent-guard-scale/{i}/file");
+        out
+    });
     let g = grant(
         dir,
         "huge",

@@ -55,6 +55,7 @@ fn show(cmd: &mut Command) -> Result<std::process::ExitStatus> {
     cmd.status().map_err(|e| format!("cannot run {cmd:?}: {e}"))
 }
 
+#[expect(clippy::too_many_lines, reason = "the demo's steps, as the README tells them")]
 pub fn run(toolchain: &str) -> Result<()> {
     cmd::build(toolchain)?;
     if !is_root() {

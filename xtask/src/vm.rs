@@ -17,7 +17,7 @@ use std::{
 
 use crate::cmd::{self, Result, cargo, run, step, workspace_root};
 
-/// python3.11-minimal: the suite proves that an interpreter's open() is judged like any other.
+/// python3.11-minimal: the suite proves that an interpreter's `open()` is judged like any other.
 const PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static", "cpio", "python3.11-minimal"];
 const PYTHON: &str = "/usr/bin/python3.11";
 /// What `python3.11 -S -I` loads from disk at start (the rest of its start-up modules are frozen).

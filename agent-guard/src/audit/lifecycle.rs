@@ -134,9 +134,9 @@ impl Building {
         if row.agent.is_empty()
             && let Some(task) = &event.task
         {
-            row.agent = task.agent.clone();
-            row.intent = task.intent.clone();
-            row.grant = task.grant.clone();
+            row.agent.clone_from(&task.agent);
+            row.intent.clone_from(&task.intent);
+            row.grant.clone_from(&task.grant);
             row.parent = task.parent;
         }
         let ending = |how, actor: Option<&crate::daemon::events::schema::Actor>, reason: &str| Ending {

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use super::report::{Report, Touch};
 
 impl Report {
+    #[expect(clippy::too_many_lines, reason = "the report's sections in reading order: one page, one function")]
     pub fn to_markdown(&self) -> String {
         let mut out = String::new();
         let t = text;

@@ -84,7 +84,7 @@ pub struct Change {
 pub struct Approval {
     pub id: Option<u32>,
     pub requested: Option<String>,
-    /// What was held, e.g. "file /etc/ssh/sshd_config (read)".
+    /// What was held, e.g. "file /`etc/ssh/sshd_config` (read)".
     pub object: String,
     /// "granted", "denied", or "pending" (no decision in the store).
     pub outcome: String,
@@ -176,8 +176,8 @@ impl Report {
         }
         let row = fold.finish(event::ms_of(now)).pop().ok_or(AuditError::UnknownTask { task })?;
         let mut grant = builder.grant;
-        grant.name = row.grant.clone();
-        grant.expires = row.expires.clone();
+        grant.name.clone_from(&row.grant);
+        grant.expires.clone_from(&row.expires);
         let least_privilege = least_privilege(&grant, &builder.usage);
         Ok(Report {
             schema: REPORT_SCHEMA,
@@ -367,7 +367,7 @@ impl Builder {
                 reason: event.body.reason().map(str::to_string),
             });
             finding.count += weight;
-            finding.last = ix.time.clone();
+            finding.last.clone_from(&ix.time);
         }
     }
 }

@@ -71,7 +71,7 @@ fn the_narrowed_grant_drops_unused_allow_rules_only_and_parses() {
     let grant = Grant::parse("narrowed.yaml", yaml).expect("the suggestion is a valid grant");
     assert_eq!(grant.metadata.name, "triage-narrowed");
     let spec = &grant.spec;
-    assert_eq!(spec.ttl, Some(Duration::from_secs(900)));
+    assert_eq!(spec.ttl, Some(Duration::from_mins(15)));
     let read: Vec<String> = spec.files.read.iter().map(|r| r.target.to_string()).collect();
     assert_eq!(read, ["/srv/tickets/4412/**", "/etc/shadow"], "the unused deny rule stays");
     assert_eq!(spec.files.read[1].action, RuleAction::Deny);

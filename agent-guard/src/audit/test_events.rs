@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 /// 2026-03-01T10:00:00Z.
 pub fn base() -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(1_772_359_200)
+    UNIX_EPOCH + Duration::from_hours(492_322)
 }
 
 pub fn at(secs: u64) -> String {
@@ -29,10 +29,8 @@ pub fn event(id: &str, kind: &str, secs: u64, task: Option<u32>) -> Value {
 }
 
 pub fn with(mut event: Value, fields: Value) -> Value {
-    if let (Some(map), Some(extra)) = (event.as_object_mut(), fields.as_object()) {
-        for (key, value) in extra {
-            map.insert(key.clone(), value.clone());
-        }
+    if let (Some(map), Value::Object(extra)) = (event.as_object_mut(), fields) {
+        map.extend(extra);
     }
     event
 }

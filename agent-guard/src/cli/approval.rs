@@ -46,18 +46,18 @@ fn decided(reply: ResponseBody) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn approve(socket: &Path, args: Approve) -> anyhow::Result<ExitCode> {
+pub fn approve(socket: &Path, args: &Approve) -> anyhow::Result<ExitCode> {
     decided(client::call(
         socket,
         RequestBody::Approve { id: args.id, for_secs: args.allow_for.map(|d| d.as_secs().max(1)) },
     )?)
 }
 
-pub fn deny(socket: &Path, args: Deny) -> anyhow::Result<ExitCode> {
+pub fn deny(socket: &Path, args: &Deny) -> anyhow::Result<ExitCode> {
     decided(client::call(socket, RequestBody::Deny { id: args.id })?)
 }
 
-pub fn list(socket: &Path, args: List) -> anyhow::Result<ExitCode> {
+pub fn list(socket: &Path, args: &List) -> anyhow::Result<ExitCode> {
     let ResponseBody::Approvals { approvals } = client::call(socket, RequestBody::ListApprovals)? else {
         anyhow::bail!("unexpected reply from the daemon");
     };

@@ -1,6 +1,6 @@
 //! `agent-guard audit`: events from the audit store, read directly (the daemon may be down).
 
-use std::{path::PathBuf, process::ExitCode, time::SystemTime};
+use std::{fmt::Write as _, path::PathBuf, process::ExitCode, time::SystemTime};
 
 use serde_json::Value;
 
@@ -94,7 +94,7 @@ fn line(value: &Value) -> String {
         }
     }
     if event.aggregated {
-        out.push_str(&format!(" (x{})", event.repeats.unwrap_or(1)));
+        let _ = write!(out, " (x{})", event.repeats.unwrap_or(1));
     }
     if let Some(reason) = event.body.reason().filter(|r| object.is_empty() && !r.is_empty()) {
         out.push_str(" — ");

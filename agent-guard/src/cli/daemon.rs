@@ -55,7 +55,7 @@ pub struct Args {
     /// refused.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     approval_timeout: std::time::Duration,
-    /// Policy directory: AgentProfile, GrantTemplate and Grant files (*.yaml), reloaded on SIGHUP
+    /// Policy directory: `AgentProfile`, `GrantTemplate` and Grant files (*.yaml), reloaded on SIGHUP
     /// and whenever a file in it changes. A missing directory holds no policies.
     #[arg(long, default_value = "/etc/agent-guard/policies")]
     policy_dir: PathBuf,
@@ -115,20 +115,19 @@ pub fn main(socket: &Path, args: Args) -> anyhow::Result<ExitCode> {
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
-    let mut file = match &args.config {
-        Some(path) => ConfigFile::load(path)?,
-        None => {
-            let mut file = ConfigFile::default();
-            file.outputs.retain(|o| !(args.no_stdout && matches!(o, OutputConfig::Stdout(_))));
-            if let Some(path) = &args.events_file {
-                for output in &mut file.outputs {
-                    if let OutputConfig::File(f) = output {
-                        f.path = path.clone();
-                    }
+    let mut file = if let Some(path) = &args.config {
+        ConfigFile::load(path)?
+    } else {
+        let mut file = ConfigFile::default();
+        file.outputs.retain(|o| !(args.no_stdout && matches!(o, OutputConfig::Stdout(_))));
+        if let Some(path) = &args.events_file {
+            for output in &mut file.outputs {
+                if let OutputConfig::File(f) = output {
+                    f.path.clone_from(path);
                 }
             }
-            file
         }
+        file
     };
     if let Some(path) = args.audit_store {
         file.audit_store.path = (path.as_os_str() != "none").then_some(path);

@@ -8,7 +8,8 @@ pub enum Command {
     Schema,
 }
 
-pub fn main(command: Command) -> anyhow::Result<ExitCode> {
+#[expect(clippy::unnecessary_wraps, reason = "every verb's main has this signature (cli/mod.rs dispatches on it)")]
+pub fn main(command: &Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Schema => print!("{}", crate::daemon::events::schema::json_schema()),
     }

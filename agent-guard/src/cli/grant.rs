@@ -20,8 +20,8 @@ pub enum Command {
     },
 }
 
-pub fn main(socket: &Path, command: Command) -> anyhow::Result<ExitCode> {
-    let request = match command {
+pub fn main(socket: &Path, command: &Command) -> anyhow::Result<ExitCode> {
+    let request = match *command {
         Command::Revoke { id } => RequestBody::RevokeGrant { id },
         Command::Extend { id, by } => RequestBody::ExtendGrant { id, secs: by.as_secs().max(1) },
     };

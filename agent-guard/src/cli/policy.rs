@@ -10,7 +10,7 @@ use crate::{
 
 #[derive(clap::Subcommand)]
 pub enum Command {
-    /// Check policy files (Grant, GrantTemplate, AgentProfile) and directories of them, together:
+    /// Check policy files (Grant, `GrantTemplate`, `AgentProfile`) and directories of them, together:
     /// every error names the file, line and column; exits 1 if any fails.
     Check {
         #[arg(required = true)]

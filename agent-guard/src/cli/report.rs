@@ -22,7 +22,7 @@ pub struct Args {
     /// The task to report on (its newest instance, unless --open-event names one).
     #[arg(long)]
     task: u32,
-    /// The task.open event_id of the instance meant, when the id was reused after a daemon
+    /// The task.open `event_id` of the instance meant, when the id was reused after a daemon
     /// restart (`agent-guard audit --tasks` lists them).
     #[arg(long)]
     open_event: Option<String>,
@@ -33,7 +33,7 @@ pub struct Args {
     output: Option<PathBuf>,
 }
 
-pub fn main(args: Args) -> anyhow::Result<ExitCode> {
+pub fn main(args: &Args) -> anyhow::Result<ExitCode> {
     let store = Store::open_read_only(&args.store)?;
     let events = store.task_events(args.task, args.open_event.as_deref())?;
     if events.is_empty() {

@@ -2,7 +2,7 @@
 //! `agent-guard run --profile NAME [--template NAME --var K=V...] --intent TEXT -- CMD...`
 //!
 //! Asks the daemon to open a task for this very process (the daemon identifies it by
-//! SO_PEERCRED), which tags it in the kernel, then execs CMD: CMD and everything it starts are
+//! `SO_PEERCRED`), which tags it in the kernel, then execs CMD: CMD and everything it starts are
 //! inside the task, and CMD's exit status is this command's. Run inside a task, it opens a
 //! sub-task, which the daemon grants only if it is a subset of the current one.
 
@@ -31,10 +31,10 @@ pub struct Args {
     /// Grant file (YAML, kind Grant).
     #[arg(long, required_unless_present = "profile", conflicts_with = "profile")]
     grant: Option<PathBuf>,
-    /// AgentProfile of the daemon's policy directory.
+    /// `AgentProfile` of the daemon's policy directory.
     #[arg(long)]
     profile: Option<String>,
-    /// GrantTemplate the profile allows, filled in with --var.
+    /// `GrantTemplate` the profile allows, filled in with --var.
     #[arg(long, requires = "profile")]
     template: Option<String>,
     /// A template variable, NAME=VALUE (repeatable).

@@ -14,7 +14,7 @@ pub struct Args {
     json: bool,
 }
 
-pub fn main(socket: &Path, args: Args) -> anyhow::Result<ExitCode> {
+pub fn main(socket: &Path, args: &Args) -> anyhow::Result<ExitCode> {
     let ResponseBody::Status { status } = client::call(socket, RequestBody::Status)? else {
         anyhow::bail!("unexpected reply from the daemon");
     };

@@ -1,4 +1,4 @@
-//! Kernel time (CLOCK_BOOTTIME, what bpf_ktime_get_boot_ns returns) to wall-clock time.
+//! Kernel time (`CLOCK_BOOTTIME`, what `bpf_ktime_get_boot_ns` returns) to wall-clock time.
 
 use std::time::{Duration, SystemTime};
 
@@ -9,7 +9,7 @@ pub fn boot_ns_now() -> u64 {
     ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
 }
 
-/// Wall-clock time of a CLOCK_BOOTTIME instant, converted at the moment of the call.
+/// Wall-clock time of a `CLOCK_BOOTTIME` instant, converted at the moment of the call.
 pub fn wall_of_boot_ns(boot_ns: u64) -> SystemTime {
     let now_boot = boot_ns_now();
     let now = SystemTime::now();

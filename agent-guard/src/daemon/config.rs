@@ -261,12 +261,16 @@ impl Default for AuditStoreConfig {
     }
 }
 
+#[expect(
+    clippy::unnecessary_wraps,
+    reason = "serde's `default` for an optional field: `store: {path: null}` turns the store off"
+)]
 fn default_store_path() -> Option<PathBuf> {
     Some(crate::audit::DEFAULT_STORE.into())
 }
 
 fn default_retention() -> Duration {
-    Duration::from_secs(90 * 24 * 3600)
+    Duration::from_hours(2160)
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -416,7 +420,7 @@ aggregation: {window: 0s}
         let shipped: ConfigFile =
             serde_yaml_ng::from_str(include_str!("../../../deploy/agent-guard.yaml")).expect("deploy/agent-guard.yaml");
         shipped.validate().unwrap();
-        assert_eq!(shipped.audit_store.retention, Duration::from_secs(90 * 24 * 3600));
+        assert_eq!(shipped.audit_store.retention, Duration::from_hours(2160));
     }
 
     #[test]

@@ -94,6 +94,7 @@ pub struct DaemonConfig {
 /// Runs until `shutdown` completes. The programs and maps are pinned: if this daemon dies,
 /// every task stays confined and the next daemon adopts it. At a deliberate stop, `on_stop`
 /// says whether the open tasks are stopped (and everything detached) or left confined.
+#[expect(clippy::too_many_lines, reason = "the daemon's start and stop sequence, in order")]
 pub async fn run(
     config: DaemonConfig,
     listener: UnixListener,
@@ -166,7 +167,7 @@ pub async fn run(
     )));
     {
         let mut reg = registry.lock().expect("registry lock is never poisoned");
-        reg.policy_dir = config.policy_dir.clone();
+        reg.policy_dir.clone_from(&config.policy_dir);
         reg.apply_policies(policies, "start");
         let (adopted, revoked, closed) = reg.adopt(saved);
         reg.raise_next_id(highest_stored_id);
@@ -198,7 +199,7 @@ pub async fn run(
     let reader = tokio::spawn(read_events(ring, decoder.clone(), registry.clone(), kernel_sink.clone()));
     let alert_reader = tokio::spawn(read_events(alerts, decoder, registry.clone(), kernel_sink));
     let drops = tokio::spawn(watch_drops(registry.clone()));
-    let reloads = reload::start(config.policy_dir.clone(), registry.clone());
+    let reloads = reload::start(&config.policy_dir, registry.clone());
     let metrics_stop = tokio_util::sync::CancellationToken::new();
     let metrics_server = match &config.file.metrics {
         Some(m) => {
@@ -217,7 +218,7 @@ pub async fn run(
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
-            _ = &mut shutdown => break,
+            () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => { connections.spawn(server::serve_connection(stream, registry.clone())); }
                 Err(err) => tracing::warn!(%err, "accept failed"),
@@ -287,7 +288,7 @@ pub async fn run(
     Ok(())
 }
 
-/// The daemon's files the kernel keeps from every task, whatever its grant (guard_fs.rs):
+/// The daemon's files the kernel keeps from every task, whatever its grant (`guard_fs.rs)`:
 /// (path, whether tasks may read it). Its executable is also the CLI tasks run: read only.
 fn guard_files(config: &DaemonConfig, api_socket: Option<&std::path::Path>) -> Vec<(PathBuf, bool)> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};

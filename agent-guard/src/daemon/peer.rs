@@ -1,19 +1,19 @@
 //! Who is calling: the exact process at the other end of an API connection.
 //!
-//! SO_PEERCRED gives a pid as of connect(), which is not enough to judge a request that comes
+//! `SO_PEERCRED` gives a pid as of `connect()`, which is not enough to judge a request that comes
 //! later: a tagged agent could fork, let the child connect and exit, and speak on the inherited
 //! socket as a pid that no longer has a tag (or was reused by an untagged process). The daemon
-//! therefore takes the peer's pidfd (SO_PEERPIDFD, Linux 6.5+, net/core/sock.c), which names
+//! therefore takes the peer's pidfd (`SO_PEERPIDFD`, Linux 6.5+, net/core/sock.c), which names
 //! that very process forever, and before each request asks the kernel whether it still runs and
 //! under which pid (the `Pid:` line of the pidfd's fdinfo, fs/pidfs.c; -1 once it exited).
 //!
-//! Before Linux 6.5 there is no SO_PEERPIDFD. The daemon then opens a pidfd itself
-//! (pidfd_open, 5.3+) for the SO_PEERCRED pid and keeps it only if that process started before
+//! Before Linux 6.5 there is no `SO_PEERPIDFD`. The daemon then opens a pidfd itself
+//! (`pidfd_open`, 5.3+) for the `SO_PEERCRED` pid and keeps it only if that process started before
 //! the connection was accepted (`/proc/PID/stat` start time, boot clock, in clock ticks): a pid
 //! reused after the accept belongs to a process that started later. What this cannot tell
-//! apart: the connecting process exiting and its pid being reused *between its connect() and
-//! the daemon's accept()*, or within the same clock tick (10 ms) — a window an agent can only
-//! use by exhausting the pid space, and which SO_PEERPIDFD closes (docs/design.md).
+//! apart: the connecting process exiting and its pid being reused *between its `connect()` and
+//! the daemon's `accept()`*, or within the same clock tick (10 ms) — a window an agent can only
+//! use by exhausting the pid space, and which `SO_PEERPIDFD` closes (docs/design.md).
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -27,7 +27,7 @@ pub struct Peer {
 
 impl Peer {
     /// The connecting process of `socket`, or None when the kernel cannot name it: by
-    /// SO_PEERPIDFD, else by the SO_PEERCRED `pid` checked against `accepted_ns` (the boot-clock
+    /// `SO_PEERPIDFD`, else by the `SO_PEERCRED` `pid` checked against `accepted_ns` (the boot-clock
     /// time the connection was accepted).
     pub fn of(socket: &impl AsRawFd, pid: u32, uid: u32, accepted_ns: u64) -> Option<Peer> {
         Peer::by_peer_pidfd(socket, uid).or_else(|| Peer::by_pid(pid, uid, accepted_ns))
@@ -38,7 +38,7 @@ impl Peer {
         let mut len = size_of::<libc::c_int>() as libc::socklen_t;
         // SAFETY: getsockopt with a correctly sized out-buffer for an int.
         let rc = unsafe {
-            libc::getsockopt(socket.as_raw_fd(), libc::SOL_SOCKET, SO_PEERPIDFD, (&raw mut fd).cast(), &mut len)
+            libc::getsockopt(socket.as_raw_fd(), libc::SOL_SOCKET, SO_PEERPIDFD, (&raw mut fd).cast(), &raw mut len)
         };
         if rc != 0 || fd < 0 {
             return None;

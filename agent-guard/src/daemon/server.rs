@@ -60,7 +60,7 @@ fn error(refusal: Refusal) -> ResponseBody {
     ResponseBody::Error { code: refusal.code, message: refusal.message }
 }
 
-fn handle_line(line: &str, peer_pid: u32, peer_uid: u32, registry: &Mutex<Registry>) -> ResponseBody {
+fn handle_line(line: &str, pid: u32, uid: u32, registry: &Mutex<Registry>) -> ResponseBody {
     // Check the version before the body, so an old client gets a clear answer.
     let version = serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v.get("version")?.as_u64());
     if version != Some(u64::from(API_VERSION)) {
@@ -73,18 +73,18 @@ fn handle_line(line: &str, peer_pid: u32, peer_uid: u32, registry: &Mutex<Regist
         Ok(request) => request,
         Err(err) => return ResponseBody::Error { code: ErrorCode::BadRequest, message: err.to_string() },
     };
-    let actor = Actor::new(peer_pid, peer_uid);
+    let actor = Actor::new(pid, uid);
     let mut reg = registry.lock().expect("registry lock is never poisoned");
     // A tagged process may only open a sub-task (a subset of its own grant, checked by the
     // registry) and declare its step: anything else would let an agent stop, extend, approve
     // or revoke.
-    if let Some(task) = reg.kernel.task_of(peer_pid)
+    if let Some(task) = reg.kernel.task_of(pid)
         && !matches!(request.body, RequestBody::OpenTask { .. } | RequestBody::DeclareIntent { .. })
     {
         return ResponseBody::Error {
             code: ErrorCode::Forbidden,
             message: format!(
-                "process {peer_pid} belongs to task {task}: inside a task only `agent-guard run` (a sub-task) and `agent-guard intent` are allowed"
+                "process {pid} belongs to task {task}: inside a task only `agent-guard run` (a sub-task) and `agent-guard intent` are allowed"
             ),
         };
     }
@@ -131,7 +131,7 @@ fn handle_line(line: &str, peer_pid: u32, peer_uid: u32, registry: &Mutex<Regist
         }
         RequestBody::ListApprovals => ResponseBody::Approvals { approvals: reg.approvals() },
         RequestBody::DeclareIntent { intent } => {
-            reg.declare_intent(peer_pid, intent).map_or_else(error, |task| ResponseBody::Task { task })
+            reg.declare_intent(pid, intent).map_or_else(error, |task| ResponseBody::Task { task })
         }
     };
     // Saved before the caller hears of it: a task it was told about survives a crash.

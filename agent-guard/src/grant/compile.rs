@@ -1,4 +1,4 @@
-//! Grant -> kernel map entries (see agent_guard_common::{path, net} for the representation).
+//! Grant -> kernel map entries (see `agent_guard_common::{path`, net} for the representation).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -16,7 +16,7 @@ pub struct CompiledGrant {
     pub paths: Vec<(u64, PathRule)>,
     /// (prefix length in the 128-bit address space, address, port rules).
     pub nets: Vec<(u8, [u8; 16], NetPorts)>,
-    /// `network.listen`, kept in NET_RULES under the grant id with LISTEN_GRANT_BIT.
+    /// `network.listen`, kept in `NET_RULES` under the grant id with `LISTEN_GRANT_BIT`.
     pub listen: Option<NetPorts>,
 }
 
@@ -117,7 +117,7 @@ impl CompiledGrant {
             }
             covering.sort_unstable();
             let mut ports =
-                NetPorts { count: covering.len() as u32, _pad: 0, rules: [PortRule::default(); MAX_PORT_RULES] };
+                NetPorts { count: covering.len() as u32, pad: 0, rules: [PortRule::default(); MAX_PORT_RULES] };
             for (slot, index) in covering.into_iter().enumerate() {
                 let rule = &rules[index];
                 ports.rules[slot] = PortRule {
@@ -139,7 +139,7 @@ impl CompiledGrant {
         let listen = (!spec.network.listen.is_empty()).then(|| {
             let mut ports = NetPorts {
                 count: spec.network.listen.len() as u32,
-                _pad: 0,
+                pad: 0,
                 rules: [PortRule::default(); MAX_PORT_RULES],
             };
             for (slot, rule) in spec.network.listen.iter().enumerate() {

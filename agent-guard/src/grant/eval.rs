@@ -19,7 +19,7 @@ impl Grant {
     }
 
     /// The bits every rule matching `path` contributes, each shifted by its action (the
-    /// kernel's representation, see agent_guard_common::path).
+    /// kernel's representation, see `agent_guard_common::path`).
     pub fn path_access(&self, path: &str) -> u32 {
         let mut bits = 0;
         for (rules, bit, _) in self.path_lists() {

@@ -28,7 +28,7 @@ pub type ListenRule = Rule<ListenPorts>;
 pub use path_pattern::PathPattern;
 
 /// Used when neither the grant nor the command line names a TTL.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
+pub const DEFAULT_TTL: Duration = Duration::from_mins(15);
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -138,9 +138,6 @@ impl GrantSpec {
     /// Checks what the types cannot: a positive ttl, and no target listed twice in one list
     /// with different actions (which one was meant is anybody's guess).
     pub fn validate(&self) -> Result<(), String> {
-        if self.ttl.is_some_and(|ttl| ttl.is_zero()) {
-            return Err("spec.ttl must be longer than 0s".into());
-        }
         fn no_contradiction<T: rule::RuleTarget + Eq + std::hash::Hash>(
             list: &str,
             rules: &[Rule<T>],
@@ -159,6 +156,9 @@ impl GrantSpec {
                 }
             }
             Ok(())
+        }
+        if self.ttl.is_some_and(|ttl| ttl.is_zero()) {
+            return Err("spec.ttl must be longer than 0s".into());
         }
         no_contradiction("files.read", &self.files.read)?;
         no_contradiction("files.write", &self.files.write)?;
@@ -202,7 +202,7 @@ impl Grant {
     }
 }
 
-/// serde_yaml_ng appends " at line L column C" to messages; the location is reported apart.
+/// `serde_yaml_ng` appends " at line L column C" to messages; the location is reported apart.
 fn strip_location(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(at) => message[..at].to_string(),
@@ -239,6 +239,7 @@ mod opt_duration {
             .map_err(|err| D::Error::custom(format!("invalid duration {text:?}: {err} (examples: 90s, 15m, 1h30m)")))
     }
 
+    #[expect(clippy::ref_option, reason = "the signature serde's `serialize_with` calls")]
     pub fn serialize<S: Serializer>(value: &Option<Duration>, ser: S) -> Result<S::Ok, S::Error> {
         match value {
             Some(d) => ser.serialize_str(&humantime::format_duration(*d).to_string()),

@@ -1,6 +1,6 @@
 //! Path patterns: an exact path, `DIR/*` (the direct entries of DIR) or `DIR/**` (everything
 //! below DIR, and DIR itself). These three forms are what the kernel matches with one hash
-//! lookup per path component (see agent_guard_common::path); other wildcards are refused
+//! lookup per path component (see `agent_guard_common::path`); other wildcards are refused
 //! rather than silently matched differently.
 
 use std::{fmt, str::FromStr};

@@ -32,7 +32,7 @@ fn parses_the_documented_shape() {
     let g = example();
     assert_eq!(g.metadata.name, "triage-tickets");
     assert_eq!(g.spec.mode, Mode::Enforce);
-    assert_eq!(g.spec.ttl, Some(std::time::Duration::from_secs(900)));
+    assert_eq!(g.spec.ttl, Some(std::time::Duration::from_mins(15)));
     assert_eq!(
         g.spec.files.read[0],
         FileRule { target: PathPattern::Subtree("/srv/tickets".into()), action: RuleAction::Allow }

@@ -70,19 +70,15 @@ pub fn parse(file: &str, text: &str) -> Result<PolicyDocument, GrantError> {
                     ),
                 });
             }
-            match kind {
-                Some("AgentProfile") => AgentProfile::parse(file, text).map(PolicyDocument::Profile),
-                // Grant, and anything else: the Grant parser names the accepted kinds. A grant
-                // is compiled here too, as the daemon will (ports per prefix, actions).
-                _ => {
-                    let grant = Grant::parse(file, text)?;
-                    crate::grant::CompiledGrant::compile(&grant).map_err(|err| GrantError::InvalidNoLocation {
-                        file: file.to_string(),
-                        message: err.to_string(),
-                    })?;
-                    Ok(PolicyDocument::Grant(grant))
-                }
+            if kind == Some("AgentProfile") {
+                return AgentProfile::parse(file, text).map(PolicyDocument::Profile);
             }
+            // Grant, and anything else: the Grant parser names the accepted kinds. A grant is
+            // compiled here too, as the daemon will (ports per prefix, actions).
+            let grant = Grant::parse(file, text)?;
+            crate::grant::CompiledGrant::compile(&grant)
+                .map_err(|err| GrantError::InvalidNoLocation { file: file.to_string(), message: err.to_string() })?;
+            Ok(PolicyDocument::Grant(grant))
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Template variables: `{name}` inside a GrantTemplate's strings, e.g. `"{workspace}/**"` or
+//! Template variables: `{name}` inside a `GrantTemplate`'s strings, e.g. `"{workspace}/**"` or
 //! `/tmp/agent-{task_id}/**`. Substitution is textual, so values are restricted to
 //! characters that cannot change the YAML's structure (see `VarType::check`).
 
@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Found {
     pub name: String,
-    /// 1-based, as serde_yaml_ng reports locations.
+    /// 1-based, as `serde_yaml_ng` reports locations.
     pub line: usize,
     pub column: usize,
     /// Byte offset of the '{'.

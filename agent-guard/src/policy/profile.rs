@@ -43,7 +43,7 @@ pub struct ProfileSpec {
     #[serde(with = "crate::grant::duration")]
     #[schemars(with = "String")]
     pub max_ttl: Duration,
-    /// GrantTemplates this agent's tasks may be opened with.
+    /// `GrantTemplates` this agent's tasks may be opened with.
     #[serde(default)]
     pub templates: Vec<String>,
     /// Rules every task of this agent gets, added to its template's.

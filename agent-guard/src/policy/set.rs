@@ -130,24 +130,21 @@ impl PolicySet {
             let known: Vec<&str> = self.profiles.keys().map(String::as_str).collect();
             format!("no AgentProfile {profile:?} in the daemon's policies (known: {})", list(&known))
         })?;
-        let (spec, source) = match template {
-            Some(name) => {
-                if !p.spec.templates.iter().any(|t| t == name) {
-                    return Err(format!(
-                        "AgentProfile {profile} may not use template {name:?} (its templates: {})",
-                        list(&p.spec.templates.iter().map(String::as_str).collect::<Vec<_>>())
-                    ));
-                }
-                let t = self.templates.get(name).ok_or_else(|| format!("no GrantTemplate {name:?}"))?;
-                let filled = t.fill(vars, builtins)?;
-                (merge(p, &filled.spec)?, format!("profile {profile} + template {name}"))
+        let (spec, source) = if let Some(name) = template {
+            if !p.spec.templates.iter().any(|t| t == name) {
+                return Err(format!(
+                    "AgentProfile {profile} may not use template {name:?} (its templates: {})",
+                    list(&p.spec.templates.iter().map(String::as_str).collect::<Vec<_>>())
+                ));
             }
-            None => {
-                if !vars.is_empty() {
-                    return Err("--var needs --template".into());
-                }
-                (p.base_spec(), format!("profile {profile} (base grant)"))
+            let t = self.templates.get(name).ok_or_else(|| format!("no GrantTemplate {name:?}"))?;
+            let filled = t.fill(vars, builtins)?;
+            (merge(p, &filled.spec)?, format!("profile {profile} + template {name}"))
+        } else {
+            if !vars.is_empty() {
+                return Err("--var needs --template".into());
             }
+            (p.base_spec(), format!("profile {profile} (base grant)"))
         };
         let name = template.unwrap_or(profile).to_string();
         let grant = Grant {

@@ -150,6 +150,7 @@ fn a_sub_grant_must_lie_within_its_parent() {
 
 #[test]
 fn a_sub_task_inherits_its_parents_restrictions() {
+    use agent_guard_common::path::{ACCESS_READ, Decision};
     let parent = grant_spec(
         "  files: {read: [\"/srv/**\", {path: \"/srv/secret/**\", action: deny}, {path: \"/srv/audit/**\", action: flag}]}\n",
     );
@@ -163,7 +164,6 @@ fn a_sub_task_inherits_its_parents_restrictions() {
         )
         .unwrap()
     };
-    use agent_guard_common::path::{ACCESS_READ, Decision};
     assert_eq!(g.path_decision("/srv/secret/key", ACCESS_READ).0, Decision::Deny);
     assert_eq!(g.path_decision("/srv/audit/log", ACCESS_READ).0, Decision::Flag);
     assert_eq!(g.path_decision("/srv/x", ACCESS_READ).0, Decision::Allow);

@@ -8,8 +8,8 @@
 //!   forkexec N PROG        fork+exec PROG, wait, N times        -> ns per iteration
 //!   walk N DIR             stat every entry below DIR, N times  -> ns per walk
 //!   flood RATE MS PATH     opens PATH at RATE/s for MS ms       -> opens done, ns taken
-//!   until-eperm PORT       prints "ready", connects (to itself) until EPERM -> CLOCK_MONOTONIC ns of it
-//!   now                    CLOCK_MONOTONIC ns
+//!   until-eperm PORT       prints "ready", connects (to itself) until EPERM -> `CLOCK_MONOTONIC` ns of it
+//!   now                    `CLOCK_MONOTONIC` ns
 //!   landlock [--read P].. [--write P].. [--exec P].. [--port N].. -- VERB ARGS
 //!                          restricts itself with Landlock (fs + TCP connect), then runs VERB
 
@@ -26,7 +26,7 @@ use anyhow::{Context, bail};
 fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: a valid timespec out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
@@ -34,7 +34,7 @@ fn per_op(start: Instant, n: u64) -> String {
     format!("{}", start.elapsed().as_nanos() as u64 / n.max(1))
 }
 
-/// Closes with RST (SO_LINGER 0): thousands of connects leave no TIME_WAIT behind.
+/// Closes with RST (`SO_LINGER` 0): thousands of connects leave no `TIME_WAIT` behind.
 fn close_now(stream: TcpStream) {
     let linger = libc::linger { l_onoff: 1, l_linger: 0 };
     // SAFETY: setsockopt on an open socket with a properly sized value.
@@ -47,6 +47,7 @@ fn close_now(stream: TcpStream) {
             size_of::<libc::linger>() as u32,
         )
     };
+    drop(stream);
 }
 
 /// One connect to our own listener on `port`, accepted at once, both ends closed with RST.

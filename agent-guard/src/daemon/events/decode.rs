@@ -5,7 +5,10 @@
 //! [`Decoder`], which the ring-buffer readers own; tasks are seen read-only, through
 //! [`TaskView`], so nothing here reaches back into the task registry.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::{
+    fmt::Write as _,
+    net::{IpAddr, Ipv6Addr},
+};
 
 use agent_guard_common::{
     event::{
@@ -262,7 +265,7 @@ pub fn decode(dec: &mut Decoder, tasks: &impl TaskView, record: KernelEvent) -> 
                 reason: route.reason,
             };
             let object = EscapeObject {
-                route: route.route.to_string(),
+                route: route.name.to_string(),
                 detail: route.detail,
                 target_pid: (e.target != 0).then_some(e.target),
             };
@@ -275,10 +278,10 @@ pub fn decode(dec: &mut Decoder, tasks: &impl TaskView, record: KernelEvent) -> 
             Decoded::Used { task_id, rules, touched: Touched::Destination(format!("{address}:{}/{protocol}", e.port)) }
         }
         KernelEvent::File(e) if e.header.verdict == VERDICT_IN_SCOPE => {
-            used_path(task, task_id, c_string(&e.path), e.access)
+            used_path(task, task_id, &c_string(&e.path), e.access)
         }
         KernelEvent::Exec(e) if e.header.verdict == VERDICT_IN_SCOPE => {
-            used_path(task, task_id, c_string(&e.path), ACCESS_EXEC)
+            used_path(task, task_id, &c_string(&e.path), ACCESS_EXEC)
         }
         KernelEvent::Net(e) => Decoded::Event(Box::new(net_event(dec, &e, task))),
         KernelEvent::File(e) => file_event(dec, &e, task),
@@ -287,9 +290,9 @@ pub fn decode(dec: &mut Decoder, tasks: &impl TaskView, record: KernelEvent) -> 
 }
 
 /// A use of an allowed path: absolute and normalised (decided by the kernel, or resolved here).
-fn used_path(task: Option<&TaskFacts>, task_id: u32, path: String, need: u32) -> Decoded {
-    let rules = task.map(|t| t.grant.allowing_rules(&path, need)).unwrap_or_default();
-    let dir = std::path::Path::new(&path).parent().map_or("/".into(), |d| d.display().to_string());
+fn used_path(task: Option<&TaskFacts>, task_id: u32, path: &str, need: u32) -> Decoded {
+    let rules = task.map(|t| t.grant.allowing_rules(path, need)).unwrap_or_default();
+    let dir = std::path::Path::new(path).parent().map_or("/".into(), |d| d.display().to_string());
     Decoded::Used { task_id, rules, touched: Touched::Directory(dir) }
 }
 
@@ -390,7 +393,7 @@ struct PathAction<'a> {
 /// resolved here because the kernel could not decide it, is in scope after all (a use).
 fn observed_verdict(
     levels: &Enforcement,
-    action: PathAction<'_>,
+    action: &PathAction<'_>,
     task: Option<&TaskFacts>,
 ) -> Result<(Verdict, String), String> {
     let raw = c_string(action.raw_path);
@@ -415,7 +418,7 @@ fn observed_verdict(
         verdict.reason.push_str(" (the process was killed; without BPF LSM the syscall itself may have run)");
     }
     if let Some(note) = note {
-        verdict.reason.push_str(&format!(" ({note})"));
+        let _ = write!(verdict.reason, " ({note})");
     }
     Ok((verdict, path))
 }
@@ -473,7 +476,7 @@ fn held(
     })
 }
 
-/// FILE_OP_* as `object.operation` of file.change events.
+/// `FILE_OP_*` as `object.operation` of file.change events.
 fn operation_of(op: u32) -> Option<FileOperation> {
     Some(match op {
         FILE_OP_CREATE => FileOperation::Create,
@@ -507,9 +510,9 @@ fn file_event(dec: &mut Decoder, e: &FileEvent, task: Option<&TaskFacts>) -> Dec
         dfd: e.dfd,
         need: e.access,
     };
-    let (mut verdict, path) = match observed_verdict(&dec.enforcement, action, task) {
+    let (mut verdict, path) = match observed_verdict(&dec.enforcement, &action, task) {
         Ok(observed) => observed,
-        Err(path) => return used_path(task, e.header.task_id, path, e.access),
+        Err(path) => return used_path(task, e.header.task_id, &path, e.access),
     };
     match e.op {
         FILE_OP_LINK => verdict
@@ -541,9 +544,9 @@ fn exec_event(dec: &mut Decoder, e: &ExecEvent, task: Option<&TaskFacts>) -> Dec
         dfd: AT_FDCWD,
         need: ACCESS_EXEC,
     };
-    let (verdict, path) = match observed_verdict(&dec.enforcement, action, task) {
+    let (verdict, path) = match observed_verdict(&dec.enforcement, &action, task) {
         Ok(observed) => observed,
-        Err(path) => return used_path(task, e.header.task_id, path, ACCESS_EXEC),
+        Err(path) => return used_path(task, e.header.task_id, &path, ACCESS_EXEC),
     };
     let body = Body::ProcessExec(Action { verdict, object: ExecObject { path } });
     let mut event = record_event(dec, body, &e.header, task);

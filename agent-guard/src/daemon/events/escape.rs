@@ -1,13 +1,13 @@
-//! Naming refused attempts to leave a task's boundary (kernel KIND_ESCAPE records) and
-//! attempts on the guard itself (KIND_TAMPER), for events: which route, on what, and why.
+//! Naming refused attempts to leave a task's boundary (kernel `KIND_ESCAPE` records) and
+//! attempts on the guard itself (`KIND_TAMPER`), for events: which route, on what, and why.
 
 use agent_guard_common::event::{
     ESCAPE_CAPABILITY, ESCAPE_CGROUP, ESCAPE_CHROOT, ESCAPE_DEVICE, ESCAPE_ENDED_IO, ESCAPE_FORK, ESCAPE_FOWNER,
     ESCAPE_KEY, ESCAPE_LISTEN, ESCAPE_MODULE, ESCAPE_MOUNT, ESCAPE_PERF, ESCAPE_PTRACE, ESCAPE_SCHED, ESCAPE_SIGNAL,
     ESCAPE_SOCKET, ESCAPE_UNIX_ABSTRACT, ESCAPE_USERNS, EscapeEvent, IO_OP_MMAP, IO_OP_READ, IO_OP_RECEIVE, IO_OP_SEND,
-    IO_OP_WRITE, MOUNT_OP_MOUNT, MOUNT_OP_MOVE, MOUNT_OP_PIVOT_ROOT, MOUNT_OP_UMOUNT, SCHED_OP_IOPRIO,
-    SCHED_OP_MOVE_MEMORY, SCHED_OP_NICE, SCHED_OP_RLIMIT, SCHED_OP_SCHEDULER, TAMPER_BPF, TAMPER_BPFFS,
-    TAMPER_CGROUPFS, TAMPER_FILES, TAMPER_LIMITS, TAMPER_PTRACE, TAMPER_SIGIO, TAMPER_SIGNAL,
+    IO_OP_WRITE, MOUNT_OP_MOVE, MOUNT_OP_PIVOT_ROOT, MOUNT_OP_UMOUNT, SCHED_OP_IOPRIO, SCHED_OP_MOVE_MEMORY,
+    SCHED_OP_NICE, SCHED_OP_RLIMIT, SCHED_OP_SCHEDULER, TAMPER_BPF, TAMPER_BPFFS, TAMPER_CGROUPFS, TAMPER_FILES,
+    TAMPER_LIMITS, TAMPER_PTRACE, TAMPER_SIGIO, TAMPER_SIGNAL,
 };
 
 /// include/uapi/linux/capability.h, by number.
@@ -58,7 +58,7 @@ const CAPABILITIES: [&str; 41] = [
 /// A refused route out of the task: its name (`object.route`), what it aimed at
 /// (`object.detail`), and a sentence for `reason`.
 pub struct Route {
-    pub route: &'static str,
+    pub name: &'static str,
     pub detail: String,
     pub reason: String,
 }
@@ -83,13 +83,12 @@ pub fn route(e: &EscapeEvent) -> Route {
     let target = e.target;
     let (route, detail, reason) = match e.what {
         ESCAPE_CAPABILITY => {
-            let name = CAPABILITIES.get(e.arg as usize).map_or_else(|| format!("capability {}", e.arg), |n| n.to_string());
+            let name = CAPABILITIES.get(e.arg as usize).map_or_else(|| format!("capability {}", e.arg), std::string::ToString::to_string);
             let reason = format!("a tagged process may not use {name}");
             ("capability", name, reason)
         }
         ESCAPE_MOUNT => {
             let op = match e.arg {
-                MOUNT_OP_MOUNT => "mount",
                 MOUNT_OP_UMOUNT => "umount",
                 MOUNT_OP_MOVE => "move_mount",
                 MOUNT_OP_PIVOT_ROOT => "pivot_root",
@@ -132,7 +131,7 @@ pub fn route(e: &EscapeEvent) -> Route {
             ("scheduling", op.into(), format!("a tagged process may not change the {op} of process {target}, outside its task"))
         }
         ESCAPE_DEVICE => {
-            let kind = if e.arg & 0o170000 == 0o060000 { "block" } else { "character" };
+            let kind = if e.arg & 0o170_000 == 0o060_000 { "block" } else { "character" };
             ("device", format!("{kind} device (mode {:o})", e.arg), format!("a tagged process may not make or open a {kind} device"))
         }
         ESCAPE_FOWNER => (
@@ -180,7 +179,7 @@ pub fn route(e: &EscapeEvent) -> Route {
         ),
         other => ("unknown", format!("{other}"), format!("a tagged process was refused route {other}")),
     };
-    Route { route, detail, reason }
+    Route { name: route, detail, reason }
 }
 
 /// A sentence for a tamper record (`detail`: TAMPER_*, `target`: the daemon's pid).

@@ -1,12 +1,12 @@
-//! Exec ids and ancestry. The kernel names each image of a tagged process by (tgid, exec_ns)
-//! and links it to the image that forked it (ProcTag); it reports every fork and exec of a
-//! tagged process (KIND_FORK, KIND_EXEC_START). This table keeps those links, so an event can
+//! Exec ids and ancestry. The kernel names each image of a tagged process by (tgid, `exec_ns`)
+//! and links it to the image that forked it (`ProcTag`); it reports every fork and exec of a
+//! tagged process (`KIND_FORK`, `KIND_EXEC_START`). This table keeps those links, so an event can
 //! carry its process's ancestry up to the task's root process even when the processes in
 //! between have exited.
 
 use std::collections::HashMap;
 
-/// An image: (tgid, CLOCK_BOOTTIME of its fork or exec).
+/// An image: (tgid, `CLOCK_BOOTTIME` of its fork or exec).
 pub type Image = (u32, u64);
 
 /// Links kept at most; beyond, new links are not learnt (ancestry then stops early; the events
@@ -16,8 +16,8 @@ const MAX_LINKS: usize = 262_144;
 const MAX_DEPTH: usize = 64;
 
 pub struct Lineage {
-    /// The first 8 hex digits of /proc/sys/kernel/random/boot_id: exec ids stay unique across
-    /// reboots, when CLOCK_BOOTTIME starts again.
+    /// The first 8 hex digits of /`proc/sys/kernel/random/boot_id`: exec ids stay unique across
+    /// reboots, when `CLOCK_BOOTTIME` starts again.
     boot: String,
     /// Image -> (its parent, its task).
     links: HashMap<Image, (Image, u32)>,
@@ -25,9 +25,10 @@ pub struct Lineage {
 
 impl Default for Lineage {
     fn default() -> Self {
-        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-            .map(|id| id.trim().chars().filter(char::is_ascii_hexdigit).take(8).collect())
-            .unwrap_or_else(|_| "00000000".into());
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map_or_else(
+            |_| "00000000".into(),
+            |id| id.trim().chars().filter(char::is_ascii_hexdigit).take(8).collect(),
+        );
         Lineage { boot, links: HashMap::new() }
     }
 }

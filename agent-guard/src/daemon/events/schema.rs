@@ -16,7 +16,8 @@ pub struct Event {
     /// RFC 3339, UTC.
     pub time: String,
     pub host: String,
-    /// UUIDv7, unique per event: receivers use it to de-duplicate.
+    /// `UUIDv7`, unique per event: receivers use it to de-duplicate.
+    #[expect(clippy::struct_field_names, reason = "the wire name of the field (docs/events.md)")]
     pub event_id: String,
     #[serde(flatten)]
     pub body: Body,
@@ -126,7 +127,7 @@ pub struct Verdict {
     /// What the grant says should happen (differs from `decision` where the kernel can only observe).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_decision: Option<PolicyDecision>,
-    /// How the decision was carried out: `lsm` (BPF LSM hook), `cgroup` (cgroup sock_addr
+    /// How the decision was carried out: `lsm` (BPF LSM hook), `cgroup` (cgroup `sock_addr`
     /// program), `kill` (the process was killed at syscall entry), `observe` (seen, not blocked).
     pub enforcement: Level,
     /// The rule that decided: a grant's rule, `default-deny`, `grant.ttl`, `task.stopped`, `ask`,
@@ -202,7 +203,7 @@ pub struct TaskEnded {
 /// A control request about a task (revoke, extend, a declared step).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Control {
-    /// Who asked, as the kernel names the API caller (SO_PEERPIDFD, SO_PEERCRED).
+    /// Who asked, as the kernel names the API caller (`SO_PEERPIDFD`, `SO_PEERCRED`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<Actor>,
     #[serde(default)]
@@ -244,7 +245,7 @@ pub struct Adopted {
 #[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(default)]
 pub struct Usage {
-    /// False when kernel records were lost (guard.events_dropped) while the task ran: a rule
+    /// False when kernel records were lost (`guard.events_dropped`) while the task ran: a rule
     /// listed unused may have been used.
     pub complete: bool,
     pub used: Vec<String>,
@@ -516,8 +517,8 @@ pub struct ExecObject {
 }
 
 /// The route of a `task.escape`: capability, mount, chroot, namespace, socket, listen,
-/// ptrace, signal, scheduling, device, file_owner, module, perf_event, after_grant_end,
-/// fork, unix_abstract, cgroup, key; `detail` says what it aimed at, `target_pid` the
+/// ptrace, signal, scheduling, device, `file_owner`, module, `perf_event`, `after_grant_end`,
+/// fork, `unix_abstract`, cgroup, key; `detail` says what it aimed at, `target_pid` the
 /// process acted on.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(tag = "type", rename = "escape")]

@@ -39,9 +39,9 @@ pub struct LsmOffsets {
     pub sb_dev: u32,
     pub unix_addr: u32,
     pub mount_instance: u32,
-    /// inode_setattr's dentry argument (1 from Linux 6.3, after the idmap; 0 before).
+    /// `inode_setattr`'s dentry argument (1 from Linux 6.3, after the idmap; 0 before).
     pub setattr_dentry_arg: u32,
-    /// Optional hooks this kernel does not have (inode_set_acl before 6.2).
+    /// Optional hooks this kernel does not have (`inode_set_acl` before 6.2).
     pub missing_hooks: Vec<&'static str>,
 }
 
@@ -90,9 +90,9 @@ fn parameter_count(types: &TypeInformation, name: &str) -> Option<usize> {
 /// BPF LSM hooks loaded only where the kernel has them.
 pub const OPTIONAL_HOOKS: &[&str] = &["inode_set_acl", "inode_remove_acl"];
 
-/// How super_block.s_mounts reaches a mount: on 6.12 and earlier it is a list_head threaded
-/// through mount.mnt_instance (the entry is that member's address); newer kernels (6.18 here;
-/// fs/mount.h, mount.mnt_next_for_sb) make it a pointer to the first struct mount itself, so
+/// How `super_block.s_mounts` reaches a mount: on 6.12 and earlier it is a `list_head` threaded
+/// through `mount.mnt_instance` (the entry is that member's address); newer kernels (6.18 here;
+/// fs/mount.h, `mount.mnt_next_for_sb`) make it a pointer to the first struct mount itself, so
 /// the link sits at offset 0.
 fn first_mount_link(types: &TypeInformation) -> Result<u32, String> {
     offset(types, "mount", "mnt_instance").or_else(|list_err| {

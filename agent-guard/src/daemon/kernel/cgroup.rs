@@ -19,12 +19,11 @@ pub fn cgroup2_root() -> Result<PathBuf, CgroupError> {
         .map_err(|source| CgroupError::Io { path: "/proc/self/mounts".into(), source })?;
     mounts
         .lines()
-        .filter_map(|line| {
+        .find_map(|line| {
             let mut fields = line.split_whitespace();
             let (_, dir, fstype) = (fields.next()?, fields.next()?, fields.next()?);
             (fstype == "cgroup2").then(|| PathBuf::from(dir))
         })
-        .next()
         .ok_or(CgroupError::NoCgroup2)
 }
 
@@ -54,8 +53,8 @@ pub fn remove(dir: &Path) -> Result<(), CgroupError> {
 }
 
 /// Removes a task cgroup once the kernel has let go of its last process. The exit tracepoint
-/// that closes a task fires in do_exit() before the exiting task leaves its cgroup
-/// (cgroup_exit() runs later, kernel/exit.c), so rmdir can briefly see EBUSY: retry for a while
+/// that closes a task fires in `do_exit()` before the exiting task leaves its cgroup
+/// (`cgroup_exit()` runs later, kernel/exit.c), so rmdir can briefly see EBUSY: retry for a while
 /// on a thread of its own instead of holding up the caller.
 pub fn remove_when_empty(dir: PathBuf) {
     // On the daemon's runtime, not a thread of its own: an agent that exhausts the system's

@@ -7,7 +7,7 @@ use aya::programs::links::FdLink;
 use super::KernelError;
 
 /// The links pinned under `<pin dir>/links/<program>`: each new link replaces the previous
-/// daemon's of the same name by an atomic rename (bpffs: simple_rename), which drops the old
+/// daemon's of the same name by an atomic rename (bpffs: `simple_rename`), which drops the old
 /// link and with it the old program's attachment.
 ///
 /// Should a kernel refuse to pin a link, the links are kept in memory instead, so the programs
@@ -27,7 +27,7 @@ impl Links {
     }
 
     /// Attaches program `name` with `attach` and pins its link. A failed pin drops the link
-    /// (aya's FdLink::pin consumes it): the program is then attached again, and held.
+    /// (aya's `FdLink::pin` consumes it): the program is then attached again, and held.
     pub fn attach(
         &mut self,
         name: &'static str,

@@ -75,7 +75,7 @@ pub enum KernelError {
 /// The eBPF object built by build.rs (aya-build) from the agent-guard-ebpf crate.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent-guard"));
 
-/// BPF_EXIST (include/uapi/linux/bpf.h): update an existing element only.
+/// `BPF_EXIST` (include/uapi/linux/bpf.h): update an existing element only.
 const BPF_EXIST: u64 = 2;
 
 /// Entries in use in the maps whose size limits what the daemon can accept.
@@ -126,7 +126,7 @@ pub struct LoadOptions<'a> {
     /// How long a held action waits before the kernel refuses it (hold.rs).
     pub approval_timeout: Duration,
     /// The daemon's files and directories no task may touch: (path, whether tasks may read
-    /// it). At most GUARD_FILES; paths that do not exist are skipped.
+    /// it). At most `GUARD_FILES`; paths that do not exist are skipped.
     pub guard_files: &'a [(PathBuf, bool)],
     /// The API socket every task may connect to.
     pub api_socket: Option<&'a Path>,
@@ -134,7 +134,7 @@ pub struct LoadOptions<'a> {
     pub path_seed: u64,
 }
 
-/// A file's (inode, dev_t as the kernel keeps it: major << 20 | minor, include/linux/kdev_t.h).
+/// A file's (inode, `dev_t` as the kernel keeps it: major << 20 | minor, `include/linux/kdev_t.h`).
 fn kernel_id(path: &Path) -> Option<(u64, u32)> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).ok()?;
@@ -162,7 +162,7 @@ pub struct Kernel {
     path_rules: HashMap<MapData, PathKey, PathRule>,
     drops: PerCpuArray<MapData, u64>,
     approvals: HashMap<MapData, u32, Approval>,
-    /// [1] is the daemon's share of PROC_TAGS' count: the roots it tagged (lsm_system.rs).
+    /// [1] is the daemon's share of `PROC_TAGS`' count: the roots it tagged (`lsm_system.rs`).
     tag_count: Array<MapData, u64>,
     roots_tagged: u64,
     pub enforcement: Enforcement,
@@ -283,7 +283,7 @@ impl Kernel {
             std::fs::create_dir_all(&path).map_err(|source| KernelError::Pin { path, source })?;
         }
         let lsm = btf::lsm_offsets().map_err(|detail| KernelError::LsmUnavailable { detail });
-        let loaded = match lsm.and_then(|offsets| Self::load_mode(options, Some(offsets))) {
+        let loaded = match lsm.and_then(|offsets| Self::load_mode(options, Some(&offsets))) {
             Ok(loaded) => Ok(loaded),
             Err(err @ (KernelError::LsmUnavailable { .. } | KernelError::Lsm { .. })) if !options.require_lsm => {
                 let (mut kernel, rings) = Self::load_mode(options, None)?;
@@ -297,7 +297,11 @@ impl Kernel {
         Ok((kernel, rings))
     }
 
-    fn load_mode(options: &LoadOptions, lsm: Option<btf::LsmOffsets>) -> Result<(Kernel, Rings), KernelError> {
+    #[expect(
+        clippy::too_many_lines,
+        reason = "the load sequence in kernel order (maps, programs, verify, attach, pin): splitting it would hide the order"
+    )]
+    fn load_mode(options: &LoadOptions, lsm: Option<&btf::LsmOffsets>) -> Result<(Kernel, Rings), KernelError> {
         let (sizes, cgroup_root) = (options.sizes, options.cgroup_root);
         let mut warnings = Vec::new();
         let offset = |cat, event, field| -> Result<u32, KernelError> {
@@ -355,41 +359,41 @@ impl Kernel {
             .override_global("EXIT_PID_OFF", &exit_pid, true)
             .override_global("EXEC_OLDPID_OFF", &exec_old_pid, true)
             .override_global("EXIT_GDEAD_OFF", &exit_group_dead, true)
-            .override_global("FILE_PATH_OFF", &lsm.as_ref().map_or(0, |o| o.file_path), true)
-            .override_global("FILE_MODE_OFF", &lsm.as_ref().map_or(0, |o| o.file_mode), true)
-            .override_global("FILE_FLAGS_OFF", &lsm.as_ref().map_or(0, |o| o.file_flags), true)
-            .override_global("BPRM_FILE_OFF", &lsm.as_ref().map_or(0, |o| o.bprm_file), true)
-            .override_global("SOCKET_TYPE_OFF", &lsm.as_ref().map_or(0, |o| o.socket_type), true)
-            .override_global("TASK_TGID_OFF", &lsm.as_ref().map_or(0, |o| o.task_tgid), true)
-            .override_global("DENTRY_NAME_OFF", &lsm.as_ref().map_or(0, |o| o.dentry_name), true)
-            .override_global("DENTRY_PARENT_OFF", &lsm.as_ref().map_or(0, |o| o.dentry_parent), true)
-            .override_global("PATH_MNT_OFF", &lsm.as_ref().map_or(0, |o| o.path_mnt), true)
-            .override_global("PATH_DENTRY_OFF", &lsm.as_ref().map_or(0, |o| o.path_dentry), true)
-            .override_global("VFSMNT_ROOT_OFF", &lsm.as_ref().map_or(0, |o| o.vfsmnt_root), true)
-            .override_global("MOUNT_MNT_OFF", &lsm.as_ref().map_or(0, |o| o.mount_mnt), true)
-            .override_global("MOUNT_PARENT_OFF", &lsm.as_ref().map_or(0, |o| o.mount_parent), true)
-            .override_global("MOUNT_POINT_OFF", &lsm.as_ref().map_or(0, |o| o.mount_point), true)
-            .override_global("TASK_CRED_OFF", &lsm.as_ref().map_or(0, |o| o.task_cred), true)
-            .override_global("SOCKET_SK_OFF", &lsm.as_ref().map_or(0, |o| o.socket_sk), true)
-            .override_global("SOCK_FAMILY_OFF", &lsm.as_ref().map_or(0, |o| o.sock_family), true)
-            .override_global("SOCK_NUM_OFF", &lsm.as_ref().map_or(0, |o| o.sock_num), true)
-            .override_global("FILE_INODE_OFF", &lsm.as_ref().map_or(0, |o| o.file_inode), true)
-            .override_global("INODE_MODE_OFF", &lsm.as_ref().map_or(0, |o| o.inode_mode), true)
-            .override_global("DENTRY_SB_OFF", &lsm.as_ref().map_or(0, |o| o.dentry_sb), true)
-            .override_global("SB_MOUNTS_OFF", &lsm.as_ref().map_or(0, |o| o.sb_mounts), true)
-            .override_global("SB_MAGIC_OFF", &lsm.as_ref().map_or(0, |o| o.sb_magic), true)
-            .override_global("UNIX_PATH_OFF", &lsm.as_ref().map_or(0, |o| o.unix_path), true)
-            .override_global("UNIX_ADDR_OFF", &lsm.as_ref().map_or(0, |o| o.unix_addr), true)
-            .override_global("KEY_TYPE_OFF", &lsm.as_ref().map_or(0, |o| o.key_type), true)
-            .override_global("DENTRY_INODE_OFF", &lsm.as_ref().map_or(0, |o| o.dentry_inode), true)
-            .override_global("INODE_INO_OFF", &lsm.as_ref().map_or(0, |o| o.inode_ino), true)
-            .override_global("SB_DEV_OFF", &lsm.as_ref().map_or(0, |o| o.sb_dev), true)
+            .override_global("FILE_PATH_OFF", &lsm.map_or(0, |o| o.file_path), true)
+            .override_global("FILE_MODE_OFF", &lsm.map_or(0, |o| o.file_mode), true)
+            .override_global("FILE_FLAGS_OFF", &lsm.map_or(0, |o| o.file_flags), true)
+            .override_global("BPRM_FILE_OFF", &lsm.map_or(0, |o| o.bprm_file), true)
+            .override_global("SOCKET_TYPE_OFF", &lsm.map_or(0, |o| o.socket_type), true)
+            .override_global("TASK_TGID_OFF", &lsm.map_or(0, |o| o.task_tgid), true)
+            .override_global("DENTRY_NAME_OFF", &lsm.map_or(0, |o| o.dentry_name), true)
+            .override_global("DENTRY_PARENT_OFF", &lsm.map_or(0, |o| o.dentry_parent), true)
+            .override_global("PATH_MNT_OFF", &lsm.map_or(0, |o| o.path_mnt), true)
+            .override_global("PATH_DENTRY_OFF", &lsm.map_or(0, |o| o.path_dentry), true)
+            .override_global("VFSMNT_ROOT_OFF", &lsm.map_or(0, |o| o.vfsmnt_root), true)
+            .override_global("MOUNT_MNT_OFF", &lsm.map_or(0, |o| o.mount_mnt), true)
+            .override_global("MOUNT_PARENT_OFF", &lsm.map_or(0, |o| o.mount_parent), true)
+            .override_global("MOUNT_POINT_OFF", &lsm.map_or(0, |o| o.mount_point), true)
+            .override_global("TASK_CRED_OFF", &lsm.map_or(0, |o| o.task_cred), true)
+            .override_global("SOCKET_SK_OFF", &lsm.map_or(0, |o| o.socket_sk), true)
+            .override_global("SOCK_FAMILY_OFF", &lsm.map_or(0, |o| o.sock_family), true)
+            .override_global("SOCK_NUM_OFF", &lsm.map_or(0, |o| o.sock_num), true)
+            .override_global("FILE_INODE_OFF", &lsm.map_or(0, |o| o.file_inode), true)
+            .override_global("INODE_MODE_OFF", &lsm.map_or(0, |o| o.inode_mode), true)
+            .override_global("DENTRY_SB_OFF", &lsm.map_or(0, |o| o.dentry_sb), true)
+            .override_global("SB_MOUNTS_OFF", &lsm.map_or(0, |o| o.sb_mounts), true)
+            .override_global("SB_MAGIC_OFF", &lsm.map_or(0, |o| o.sb_magic), true)
+            .override_global("UNIX_PATH_OFF", &lsm.map_or(0, |o| o.unix_path), true)
+            .override_global("UNIX_ADDR_OFF", &lsm.map_or(0, |o| o.unix_addr), true)
+            .override_global("KEY_TYPE_OFF", &lsm.map_or(0, |o| o.key_type), true)
+            .override_global("DENTRY_INODE_OFF", &lsm.map_or(0, |o| o.dentry_inode), true)
+            .override_global("INODE_INO_OFF", &lsm.map_or(0, |o| o.inode_ino), true)
+            .override_global("SB_DEV_OFF", &lsm.map_or(0, |o| o.sb_dev), true)
             .override_global("GUARD_INO", &guard_ino, true)
             .override_global("GUARD_DEV", &guard_dev, true)
             .override_global("GUARD_RO_OK", &read_ok, true)
             .override_global("API_SOCK_INO", &api_ino, true)
             .override_global("API_SOCK_DEV", &api_dev, true)
-            .override_global("MOUNT_INST_OFF", &lsm.as_ref().map_or(0, |o| o.mount_instance), true)
+            .override_global("MOUNT_INST_OFF", &lsm.map_or(0, |o| o.mount_instance), true)
             .override_global("TASK_SIGNAL_OFF", &task_offsets.map_or(0, |o| o.task_signal), true)
             .override_global("SIGNAL_LIVE_OFF", &task_offsets.map_or(0, |o| o.signal_live), true)
             .override_global("PROC_TAGS_SIZE", &sizes.proc_tags, true)
@@ -415,8 +419,8 @@ impl Kernel {
 
         if lsm.is_some() {
             let btf = aya::Btf::from_sys_fs().map_err(|e| KernelError::LsmUnavailable { detail: e.to_string() })?;
-            let missing = lsm.as_ref().map(|o| o.missing_hooks.clone()).unwrap_or_default();
-            let setattr_v1 = lsm.as_ref().is_some_and(|o| o.setattr_dentry_arg == 0);
+            let missing = lsm.map(|o| o.missing_hooks.clone()).unwrap_or_default();
+            let setattr_v1 = lsm.is_some_and(|o| o.setattr_dentry_arg == 0);
             for &(name, hook) in LSM_PROGRAMS {
                 // inode_setattr's arguments changed in 6.3: load the program written for them.
                 let name = if name == "inode_setattr" && setattr_v1 { "inode_setattr_v1" } else { name };
@@ -572,7 +576,7 @@ impl Kernel {
     fn try_put_grant(&mut self, grant_id: u32, grant: &CompiledGrant) -> Result<(), KernelError> {
         for (hash, rule) in &grant.paths {
             self.path_rules
-                .insert(&PathKey { grant_id, _pad: 0, hash: *hash }, rule, 0)
+                .insert(&PathKey { grant_id, pad: 0, hash: *hash }, rule, 0)
                 .map_err(|source| KernelError::Map { name: maps::PATH_RULES, source })?;
             // Counted as written, so a rollback after a partial write leaves the count right.
             self.used.path_rules += 1;
@@ -594,7 +598,7 @@ impl Kernel {
 
     pub fn remove_grant(&mut self, grant_id: u32, grant: &CompiledGrant) {
         for (hash, _) in &grant.paths {
-            if self.path_rules.remove(&PathKey { grant_id, _pad: 0, hash: *hash }).is_ok() {
+            if self.path_rules.remove(&PathKey { grant_id, pad: 0, hash: *hash }).is_ok() {
                 self.used.path_rules = self.used.path_rules.saturating_sub(1);
             }
         }
@@ -644,7 +648,7 @@ impl Kernel {
         self.update_task(task_id, |entry| entry.state = STATE_REVOKED)
     }
 
-    /// Sets a task's expiry (CLOCK_BOOTTIME ns), which the programs check themselves.
+    /// Sets a task's expiry (`CLOCK_BOOTTIME` ns), which the programs check themselves.
     pub fn set_expiry(&mut self, task_id: u32, expires_ns: u64) -> Result<(), KernelError> {
         self.update_task(task_id, |entry| entry.expires_ns = expires_ns)
     }
@@ -663,16 +667,15 @@ impl Kernel {
     /// Tags `tgid` with `task_id`. A process already tagged (moved into a sub-task) keeps its
     /// exec id and lineage; a new one becomes a root: exec id from now, no parent.
     pub fn tag(&mut self, tgid: u32, task_id: u32) -> Result<(), KernelError> {
-        let tag = match self.proc_tags.get(&tgid, 0) {
-            Ok(existing) => ProcTag { task_id, ..existing },
-            Err(_) => {
-                // A new entry: the daemon's share of the tag count grows by one (the kernel
-                // takes it off again when the process exits), before the entry exists, so
-                // the fork check never sees fewer entries than there are.
-                self.roots_tagged += 1;
-                let _ = self.tag_count.set(1, &self.roots_tagged, 0);
-                ProcTag { task_id, parent_tgid: 0, exec_ns: crate::daemon::clock::boot_ns_now(), parent_exec_ns: 0 }
-            }
+        let tag = if let Ok(existing) = self.proc_tags.get(&tgid, 0) {
+            ProcTag { task_id, ..existing }
+        } else {
+            // A new entry: the daemon's share of the tag count grows by one (the kernel
+            // takes it off again when the process exits), before the entry exists, so
+            // the fork check never sees fewer entries than there are.
+            self.roots_tagged += 1;
+            let _ = self.tag_count.set(1, &self.roots_tagged, 0);
+            ProcTag { task_id, parent_tgid: 0, exec_ns: crate::daemon::clock::boot_ns_now(), parent_exec_ns: 0 }
         };
         self.proc_tags.insert(&tgid, &tag, 0).map_err(|source| KernelError::Map { name: maps::PROC_TAGS, source })
     }
@@ -681,7 +684,7 @@ impl Kernel {
         self.proc_tags.get(&tgid, 0).ok().map(|tag| tag.task_id)
     }
 
-    /// Tagged processes of a task (a scan of PROC_TAGS).
+    /// Tagged processes of a task (a scan of `PROC_TAGS`).
     pub fn processes_of(&self, task_id: u32) -> Vec<u32> {
         self.proc_tags
             .iter()
@@ -709,7 +712,7 @@ impl Kernel {
     /// Adds `bits` to the exact-path rule of `hash` in grant `grant_id`; returns the rule it
     /// replaced (None: there was none), for `restore_path_rule`.
     pub fn add_path_bits(&mut self, grant_id: u32, hash: u64, bits: u32) -> Result<Option<PathRule>, KernelError> {
-        let key = PathKey { grant_id, _pad: 0, hash };
+        let key = PathKey { grant_id, pad: 0, hash };
         let previous = self.path_rules.get(&key, 0).ok();
         let mut rule = previous.unwrap_or_default();
         rule.exact |= bits;
@@ -721,7 +724,7 @@ impl Kernel {
     }
 
     pub fn restore_path_rule(&mut self, grant_id: u32, hash: u64, previous: Option<PathRule>) {
-        let key = PathKey { grant_id, _pad: 0, hash };
+        let key = PathKey { grant_id, pad: 0, hash };
         match previous {
             Some(rule) => {
                 let _ = self.path_rules.insert(&key, &rule, 0);
@@ -744,8 +747,8 @@ fn net_key(grant_id: u32, len: u8, addr: &[u8; 16]) -> Key<NetKey> {
     Key::new(NET_KEY_BITS - 128 + u32::from(len), NetKey { grant_be: grant_id.to_be_bytes(), addr: *addr })
 }
 
-/// The NET_RULES key of a grant's `network.listen` ports: the grant id with LISTEN_GRANT_BIT,
-/// any address (lsm_socket.rs looks it up with the all-zero address).
+/// The `NET_RULES` key of a grant's `network.listen` ports: the grant id with `LISTEN_GRANT_BIT`,
+/// any address (`lsm_socket.rs` looks it up with the all-zero address).
 fn listen_key(grant_id: u32) -> Key<NetKey> {
     Key::new(NET_KEY_BITS - 128, NetKey { grant_be: (grant_id | LISTEN_GRANT_BIT).to_be_bytes(), addr: [0; 16] })
 }

@@ -1,5 +1,5 @@
 //! Tracepoint record layouts, read from tracefs at start (they differ between kernels: 6.18's
-//! sched_process_fork moved comm to __data_loc; group_dead appeared in sched_process_exit).
+//! `sched_process_fork` moved comm to __`data_loc`; `group_dead` appeared in `sched_process_exit`).
 
 use std::path::{Path, PathBuf};
 

@@ -39,7 +39,7 @@ pub struct HttpOutput {
 pub fn start(
     name: &str,
     config: HttpConfig,
-    spool_dir: std::path::PathBuf,
+    spool_dir: &std::path::Path,
     metrics: Metrics,
     events: mpsc::Receiver<Arc<Rendered>>,
 ) -> Result<tokio::task::JoinHandle<()>, OutputError> {
@@ -65,7 +65,7 @@ pub fn start(
         .build()
         .map_err(|err| output_error(format!("HTTP client: {err}")))?;
     let writer =
-        SpoolWriter::open(&spool_dir, config.spool_max.as_u64()).map_err(|err| output_error(err.to_string()))?;
+        SpoolWriter::open(spool_dir, config.spool_max.as_u64()).map_err(|err| output_error(err.to_string()))?;
     let state = writer.state();
     let output = HttpOutput { name: name.to_string(), config, url, token, client, metrics };
     let closing = CancellationToken::new();
@@ -161,8 +161,8 @@ impl HttpOutput {
                     return;
                 }
                 tokio::select! {
-                    _ = state.sealed.notified() => {}
-                    _ = closing.cancelled() => {}
+                    () = state.sealed.notified() => {}
+                    () = closing.cancelled() => {}
                 }
                 continue;
             }
@@ -226,8 +226,8 @@ impl HttpOutput {
                     self.metrics.output_failures.get_or_create(labels).inc();
                     tracing::warn!(output = self.name, "delivery failed, retrying in {backoff:?}: {why}");
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = drain.ended() => return false,
+                        () = tokio::time::sleep(backoff) => {}
+                        () = drain.ended() => return false,
                     }
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
@@ -312,7 +312,7 @@ impl HttpOutput {
 /// 429 or 5xx items are retried (the whole batch: the others are then duplicates).
 fn bulk_outcome(answer: Option<serde_json::Value>) -> Attempt {
     let Some(answer) = answer else { return Attempt::Retry("unreadable _bulk answer".into()) };
-    if answer.get("errors").and_then(|e| e.as_bool()) != Some(true) {
+    if answer.get("errors").and_then(serde_json::Value::as_bool) != Some(true) {
         return Attempt::Accepted;
     }
     let statuses: Vec<u64> = answer

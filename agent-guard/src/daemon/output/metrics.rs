@@ -39,7 +39,7 @@ pub struct MapLabels {
 #[derive(Clone, Default)]
 pub struct Metrics {
     pub events: Family<EventLabels, Counter>,
-    /// Kernel records lost to a full ring buffer (EVENT_DROPS).
+    /// Kernel records lost to a full ring buffer (`EVENT_DROPS`).
     pub ring_drops: Counter,
     /// Identical events folded into an aggregate (flood control).
     pub aggregated: Counter,

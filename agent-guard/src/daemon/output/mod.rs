@@ -4,7 +4,7 @@
 //!
 //! - local outputs (stdout, files, the audit store) are waited for: when one falls behind, the
 //!   hub waits, the kernel-event queue fills, the ring-buffer reader stops decoding and the
-//!   kernel's ring buffer takes the backlog, whose overflow the kernel counts (EVENT_DROPS,
+//!   kernel's ring buffer takes the backlog, whose overflow the kernel counts (`EVENT_DROPS`,
 //!   `guard.events_dropped`). Memory stays bounded and no loss is silent.
 //! - remote outputs (syslog, HTTP) are never waited for: HTTP spools to disk (http.rs), syslog
 //!   has a bounded queue; what they cannot take is counted (`agent_guard_output_dropped_events`)
@@ -246,7 +246,7 @@ pub fn start(
             }
             OutputConfig::Http(http) => {
                 let (tx, rx) = mpsc::channel(OUTPUT_QUEUE);
-                tasks.push(http::start(&name, http.clone(), http.spool(&name), metrics.clone(), rx)?);
+                tasks.push(http::start(&name, http.clone(), &http.spool(&name), metrics.clone(), rx)?);
                 Target::Remote(tx)
             }
         };

@@ -184,15 +184,13 @@ fn names(class_uid: u64, activity_id: u64) -> (&'static str, &'static str) {
     };
     let activity = match (class_uid, activity_id) {
         (_, 0) => "Unknown",
-        (_, 99) => "Other",
         (FILE_ACTIVITY, 1) => "Create",
         (FILE_ACTIVITY, 3) => "Update",
         (FILE_ACTIVITY, 4) => "Delete",
         (FILE_ACTIVITY, 5) => "Rename",
         (FILE_ACTIVITY, 7) => "Set Security",
-        (FILE_ACTIVITY, 14) => "Open",
+        (FILE_ACTIVITY, 14) | (NETWORK_ACTIVITY, 1) => "Open",
         (PROCESS_ACTIVITY, 1) => "Launch",
-        (NETWORK_ACTIVITY, 1) => "Open",
         (NETWORK_ACTIVITY, 5) => "Refuse",
         (NETWORK_ACTIVITY, 6) => "Traffic",
         _ => "Other",
@@ -235,14 +233,12 @@ fn status(body: &Body) -> (u64, &'static str) {
     }
 }
 
-/// The security_control profile: action, disposition and the policy (the task's grant).
+/// The `security_control` profile: action, disposition and the policy (the task's grant).
 fn security_control(fields: &mut Map<String, Value>, event: &Event) {
     // disposition_id values of the schema's dictionary.
     let outcome = match (&event.body, event.decision()) {
         (Body::ApprovalGranted(_), _) => Some((1, "Allowed", 8, "Approved")),
         (Body::ApprovalDenied(_), _) => Some((2, "Denied", 25, "Rejected")),
-        // A task's grant issued.
-        (Body::TaskOpen(_), _) => Some((1, "Allowed", 1, "Allowed")),
         // Held until a human decides: the action is not known yet, the disposition is "Delayed".
         (_, Some(Decision::Held)) => Some((0, "Unknown", 14, "Delayed")),
         (_, Some(Decision::Denied)) => Some((2, "Denied", 2, "Blocked")),
@@ -250,7 +246,8 @@ fn security_control(fields: &mut Map<String, Value>, event: &Event) {
         // guard detected and reported without stopping it: "Detected" rather than "Logged",
         // which also fits in-scope activity that is merely recorded.
         (_, Some(Decision::Flagged)) => Some((1, "Allowed", 15, "Detected")),
-        (_, Some(Decision::Allowed)) => Some((1, "Allowed", 1, "Allowed")),
+        // Allowed actions, and a task's grant issued.
+        (Body::TaskOpen(_), _) | (_, Some(Decision::Allowed)) => Some((1, "Allowed", 1, "Allowed")),
         (_, None) => None,
     };
     if let Some((action_id, action, disposition_id, disposition)) = outcome {
@@ -535,7 +532,7 @@ mod tests {
         chain
     }
 
-    /// Errors of `value` against a chain of definitions: required attributes, at_least_one
+    /// Errors of `value` against a chain of definitions: required attributes, `at_least_one`
     /// constraints, enum values; then recursively for the objects it contains.
     fn check(path: &str, value: &Value, chain: &[Value], errors: &mut Vec<String>) {
         let Some(fields) = value.as_object() else {
@@ -626,8 +623,8 @@ mod tests {
     }
 
     fn with(mut event: Value, extra: Value) -> Value {
-        if let (Some(fields), Some(extra)) = (event.as_object_mut(), extra.as_object()) {
-            fields.extend(extra.clone());
+        if let (Some(fields), Value::Object(extra)) = (event.as_object_mut(), extra) {
+            fields.extend(extra);
         }
         event
     }
@@ -648,6 +645,7 @@ mod tests {
     }
 
     /// An action event, `decision` and `policy_decision` as the daemon pairs them.
+    #[expect(clippy::needless_pass_by_value, reason = "called with json! literals")]
     fn action(kind: &str, decision: &str, object: Value) -> Value {
         let (policy, enforcement, rule) = match decision {
             "denied" => ("deny", "lsm", "default-deny"),
@@ -778,7 +776,7 @@ mod tests {
         ));
         assert_eq!(denied["class_uid"], 4001);
         assert_eq!(denied["activity_id"], 5);
-        assert_eq!(denied["type_uid"], 400105);
+        assert_eq!(denied["type_uid"], 400_105);
         assert_eq!(denied["action_id"], 2);
         assert_eq!(denied["disposition_id"], 2);
         assert_eq!(denied["dst_endpoint"], json!({"ip": "10.1.2.3", "port": 22}));
@@ -793,7 +791,7 @@ mod tests {
         assert_eq!(ext["process"]["ancestry"][2], "e-4100-1");
 
         let exec = to_ocsf(&action("process.exec", "flagged", json!({"type": "executable", "path": "/usr/bin/curl"})));
-        assert_eq!(exec["type_uid"], 100701);
+        assert_eq!(exec["type_uid"], 100_701);
         assert_eq!(exec["disposition"], "Detected");
         assert_eq!(exec["process"]["cmd_line"], "curl -s https://example.com");
         assert_eq!(exec["process"]["file"]["name"], "curl");

@@ -91,7 +91,9 @@ pub fn remove_segment(state: &SpoolState, path: &Path) -> std::io::Result<()> {
     std::fs::remove_file(path)?;
     let on_disk = std::fs::read_dir(&state.dir)?
         .flatten()
-        .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".seg")))
+        .filter(|e| {
+            e.file_name().to_str().is_some_and(|n| std::path::Path::new(n).extension().is_some_and(|x| x == "seg"))
+        })
         .filter_map(|e| e.metadata().ok())
         .map(|m| m.len())
         .sum();
@@ -163,7 +165,7 @@ impl SpoolWriter {
     /// append starts a new one: an error never wedges the spool.
     pub fn seal(&mut self) -> Result<(), SpoolError> {
         let Some((out, _)) = self.current.take() else { return Ok(()) };
-        let written = out.into_inner().map_err(|err| err.into_error()).and_then(|file| file.sync_data());
+        let written = out.into_inner().map_err(std::io::IntoInnerError::into_error).and_then(|file| file.sync_data());
         self.seq += 1;
         self.state.sealed_below.store(self.seq, Ordering::Release);
         self.state.sealed.notify_one();

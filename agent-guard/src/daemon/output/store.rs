@@ -1,5 +1,5 @@
 //! The local audit store as an output: every event, in batches of one transaction each, and
-//! the retention applied hourly (crate::audit holds the store itself). Rows are indexed from
+//! the retention applied hourly (`crate::audit` holds the store itself). Rows are indexed from
 //! what the hub already knows of each event: no JSON is parsed back.
 //!
 //! A failed batch (the database busy past its 5 s timeout, a full disk) is retried with
@@ -16,7 +16,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 const ATTEMPTS: u32 = 5;
 
 pub fn writer(mut store: Store) -> LocalWriter {
-    let mut pruned = Instant::now() - PRUNE_EVERY;
+    let mut pruned = Instant::now().checked_sub(PRUNE_EVERY).unwrap();
     Box::new(move |batch| {
         if pruned.elapsed() >= PRUNE_EVERY {
             match store.prune(SystemTime::now()) {

@@ -60,15 +60,15 @@ impl Transport {
                 Err(last)
             }
             // /dev/log is a datagram socket (journald, rsyslog); a stream socket is tried next.
-            SyslogTransport::Unix => match UnixDatagram::unbound().and_then(|s| s.connect(&config.address).map(|()| s))
-            {
-                Ok(socket) => Ok(Transport::UnixDatagram(socket)),
-                Err(_) => {
+            SyslogTransport::Unix => {
+                if let Ok(socket) = UnixDatagram::unbound().and_then(|s| s.connect(&config.address).map(|()| s)) {
+                    Ok(Transport::UnixDatagram(socket))
+                } else {
                     let stream = UnixStream::connect(&config.address)?;
                     stream.set_write_timeout(Some(IO_TIMEOUT))?;
                     Ok(Transport::UnixStream(std::io::BufWriter::new(stream)))
                 }
-            },
+            }
         }
     }
 

@@ -7,7 +7,7 @@ use agent_guard_common::path::PathRule;
 
 use super::{
     approvals::TemporaryAllow,
-    registry::*,
+    registry::{Registry, Task},
     state::{Meta, Saved, SavedAllow, SavedTask},
 };
 use crate::daemon::{
@@ -37,12 +37,11 @@ impl Registry {
     pub fn persist(&mut self) {
         let Some(state) = self.state.as_mut() else { return };
         for id in std::mem::take(&mut self.dirty) {
-            let result = match self.tasks.get(&id).filter(|t| t.info.ended.is_none()) {
-                Some(t) => state.save_task(&saved_task(t)),
-                None => {
-                    state.remove_task(id);
-                    Ok(())
-                }
+            let result = if let Some(t) = self.tasks.get(&id).filter(|t| t.info.ended.is_none()) {
+                state.save_task(&saved_task(t))
+            } else {
+                state.remove_task(id);
+                Ok(())
             };
             if let Err(err) = result {
                 tracing::error!(task = id, %err, "saving a task for the next daemon");
@@ -77,6 +76,10 @@ impl Registry {
     /// processes killed (fail closed: their grant is unknown); saved tasks the kernel no
     /// longer has are closed. Held actions lost their question with the old daemon: they
     /// are refused and continued. Returns (adopted, revoked, closed) task counts.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "adoption's four cases in one place (kept, revoked, closed, lost questions)"
+    )]
     pub fn adopt(&mut self, saved: Option<Saved>) -> (usize, usize, usize) {
         let saved = saved.unwrap_or_default();
         self.next_id = self.next_id.max(saved.next_id);

@@ -17,7 +17,7 @@ use crate::daemon::{
     },
 };
 
-use super::registry::*;
+use super::registry::{Refusal, Registry, Task, refuse};
 
 /// An action held in the kernel, waiting for a human.
 pub(super) struct Held {
@@ -34,7 +34,7 @@ pub(super) struct TemporaryAllow {
     pub(super) task_id: u32,
     pub(super) hash: u64,
     pub(super) previous: Option<PathRule>,
-    /// CLOCK_BOOTTIME of the end (saved across daemon restarts, state.rs).
+    /// `CLOCK_BOOTTIME` of the end (saved across daemon restarts, state.rs).
     pub(super) until_ns: u64,
 }
 

@@ -12,7 +12,10 @@ use crate::daemon::{
     kernel::cgroup,
 };
 
-use super::{open::check_label, registry::*};
+use super::{
+    open::check_label,
+    registry::{MAX_USAGE_ENTRIES, Refusal, Registry, live_of, refuse},
+};
 
 impl Registry {
     /// The task's last process exited: free its kernel entries and cgroup. Idempotent (the
@@ -65,8 +68,8 @@ impl Registry {
         if task.info.ended.is_some() {
             return Err(refuse(ErrorCode::BadRequest, format!("task {id} has ended")));
         }
-        task.info.step_intent = Some(intent.clone());
         let declared = Control { actor: None, reason: format!("process {pid} declared: {intent}") };
+        task.info.step_intent = Some(intent);
         let mut event = Event::new(Body::TaskIntent(declared), &self.host, SystemTime::now());
         event.task = Some(task.task_ref());
         self.sink.send(event);
@@ -138,7 +141,7 @@ impl Registry {
         Ok(self.info(id).expect("task exists"))
     }
 
-    /// Closes tasks the kernel counts as empty: covers a TASK_EMPTY record lost to a full
+    /// Closes tasks the kernel counts as empty: covers a `TASK_EMPTY` record lost to a full
     /// ring buffer (the count itself lives in the TASKS map and is never lost).
     pub fn close_empty_tasks(&mut self) {
         let empty: Vec<u32> = self
@@ -170,7 +173,7 @@ impl Registry {
         Some(info)
     }
 
-    /// Records the first use of an allowed access (decode::Decoded::Used).
+    /// Records the first use of an allowed access (`decode::Decoded::Used`).
     pub fn record_use(&mut self, task_id: u32, rules: Vec<String>, touched: Touched) {
         self.dirty.insert(task_id);
         let Some(task) = self.tasks.get_mut(&task_id) else { return };
@@ -239,15 +242,14 @@ impl Registry {
         let wanted = task.expires_ns.max(now).saturating_add(by.as_nanos() as u64);
         // A profile's task (or a sub-task) has a latest end; a task from a grant file may have
         // at most the grant's ttl left.
-        let (cap, limit) = match task.latest_ns {
-            Some(latest) => (latest, "the profile's maxTtl (or the parent task's end)".to_string()),
-            None => {
-                let max_left = task.grant.effective_ttl(None).map_err(|m| refuse(ErrorCode::BadRequest, m))?;
-                (
-                    now.saturating_add(max_left.as_nanos() as u64),
-                    format!("the grant's ttl {} from now", humantime::format_duration(max_left)),
-                )
-            }
+        let (cap, limit) = if let Some(latest) = task.latest_ns {
+            (latest, "the profile's maxTtl (or the parent task's end)".to_string())
+        } else {
+            let max_left = task.grant.effective_ttl(None).map_err(|m| refuse(ErrorCode::BadRequest, m))?;
+            (
+                now.saturating_add(max_left.as_nanos() as u64),
+                format!("the grant's ttl {} from now", humantime::format_duration(max_left)),
+            )
         };
         if wanted > cap {
             return Err(refuse(

@@ -18,7 +18,7 @@ use crate::{
     grant::{CompiledGrant, Grant, Mode},
 };
 
-use super::registry::*;
+use super::registry::{Refusal, Registry, Task, refuse};
 
 /// Where a task's grant comes from.
 pub enum GrantRequest {
@@ -33,7 +33,7 @@ pub struct OpenRequest {
     pub intent: String,
     pub grant: GrantRequest,
     pub ttl: Option<Duration>,
-    /// The caller, as the kernel names it (SO_PEERPIDFD, SO_PEERCRED).
+    /// The caller, as the kernel names it (`SO_PEERPIDFD`, `SO_PEERCRED`).
     pub actor: Actor,
 }
 
@@ -98,6 +98,10 @@ impl Registry {
         }
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "the checks, then the kernel writes, in the order that leaves nothing half-applied"
+    )]
     pub fn open_task(&mut self, req: OpenRequest) -> Result<TaskInfo, Refusal> {
         if let Some(agent) = &req.agent {
             check_label("agent", agent, 128)?;
@@ -213,7 +217,7 @@ impl Registry {
             live_processes: 1,
             remaining_secs: ttl.as_secs(),
             revoked: false,
-            counts: Default::default(),
+            counts: BTreeMap::default(),
         };
         let task = Task {
             info: info.clone(),

@@ -3,7 +3,7 @@
 //! rolled back (nothing half-applied).
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     path::PathBuf,
     time::{Duration, SystemTime},
 };
@@ -29,9 +29,9 @@ pub struct Task {
     pub info: TaskInfo,
     /// The grant in force in the kernel (for a sub-task: with its parent's restrictions).
     pub grant: Grant,
-    /// CLOCK_BOOTTIME of the expiry, as in the kernel's task entry.
+    /// `CLOCK_BOOTTIME` of the expiry, as in the kernel's task entry.
     pub(super) expires_ns: u64,
-    /// CLOCK_BOOTTIME past which no extension may go (the profile's maxTtl, or for a sub-task
+    /// `CLOCK_BOOTTIME` past which no extension may go (the profile's maxTtl, or for a sub-task
     /// its parent's), if any.
     pub(super) latest_ns: Option<u64>,
     /// Processes moved from this task into sub-tasks: still counted by the kernel's
@@ -91,7 +91,7 @@ pub struct Registry {
     pub policies: PolicySet,
     pub policy_dir: PathBuf,
     /// Tasks changed since they were last saved (adopt.rs `persist`).
-    pub(super) dirty: std::collections::BTreeSet<u32>,
+    pub(super) dirty: BTreeSet<u32>,
     /// Where the open tasks are saved for the next daemon (None until adoption is done).
     pub state: Option<super::state::StateDir>,
 }
@@ -143,7 +143,7 @@ impl Registry {
             dropped_total: 0,
             policies: PolicySet::default(),
             policy_dir: PathBuf::new(),
-            dirty: Default::default(),
+            dirty: BTreeSet::default(),
             state: None,
         }
     }

@@ -1,10 +1,9 @@
 //! Policy reloads: on SIGHUP, and when a file of the policy directory changes (inotify, via
 //! the notify crate). Changes are debounced (an editor writes a file in several steps) and
-//! applied whole or not at all (Registry::reload_policies). Enforcement never pauses: the
+//! applied whole or not at all (`Registry::reload_policies`). Enforcement never pauses: the
 //! grants of running tasks live in kernel maps a reload does not touch.
 
 use std::{
-    path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -23,14 +22,14 @@ const DEBOUNCE: Duration = Duration::from_millis(250);
 /// Installs the watcher and the SIGHUP handler now — before the daemon serves, so that no
 /// change made once it answers is missed and an early SIGHUP does not kill it (the default
 /// action) — and returns the task that reloads on them.
-pub fn start(dir: PathBuf, registry: Arc<Mutex<Registry>>) -> tokio::task::JoinHandle<()> {
+pub fn start(dir: &std::path::Path, registry: Arc<Mutex<Registry>>) -> tokio::task::JoinHandle<()> {
     let (tx, changes) = tokio::sync::mpsc::unbounded_channel::<()>();
     let watcher = match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok_and(|e| !e.kind.is_access()) {
             let _ = tx.send(());
         }
     }) {
-        Ok(mut watcher) => match watcher.watch(&dir, RecursiveMode::NonRecursive) {
+        Ok(mut watcher) => match watcher.watch(dir, RecursiveMode::NonRecursive) {
             Ok(()) => Some(watcher),
             Err(err) => {
                 tracing::warn!(dir = %dir.display(), %err, "policy directory not watched; reload with SIGHUP");
@@ -46,7 +45,7 @@ pub fn start(dir: PathBuf, registry: Arc<Mutex<Registry>>) -> tokio::task::JoinH
     tokio::spawn(async move {
         // Kept alive for as long as this task runs.
         let _watcher = watcher;
-        watch(changes, hangup, registry).await
+        watch(changes, hangup, registry).await;
     })
 }
 

@@ -36,7 +36,7 @@ pub enum StateError {
 pub struct Saved {
     /// The next task id: ids are never reused, across restarts too.
     pub next_id: u32,
-    /// Kernel records lost so far (EVENT_DROPS is pinned and keeps counting).
+    /// Kernel records lost so far (`EVENT_DROPS` is pinned and keeps counting).
     pub dropped_total: u64,
     pub tasks: Vec<SavedTask>,
     /// `approve --for` allowances in force.
@@ -64,7 +64,7 @@ pub struct SavedAllow {
     /// The path rule to put back when the allowance ends: (exact, children, subtree, below),
     /// or none when there was no rule.
     pub previous: Option<[u32; 4]>,
-    /// CLOCK_BOOTTIME of the end.
+    /// `CLOCK_BOOTTIME` of the end.
     pub until_ns: u64,
 }
 
