@@ -1,21 +1,21 @@
 //! Load-time constants. The daemon reads tracepoint field offsets from
 //! /sys/kernel/tracing/events/<cat>/<name>/format and overrides these globals
 //! (`EbpfLoader::override_global`): Rust eBPF has no CO-RE for tracepoint records, and the
-//! sched records changed layout across kernels (6.18 moved comm to __data_loc).
+//! sched records changed layout across kernels (6.18 moved comm to __`data_loc`).
 
-/// task/task_newtask: `pid` (the child) and `clone_flags`.
+/// `task/task_newtask`: `pid` (the child) and `clone_flags`.
 #[unsafe(no_mangle)]
 static NEWTASK_PID_OFF: u32 = 8;
 #[unsafe(no_mangle)]
 static NEWTASK_FLAGS_OFF: u32 = 32;
-/// sched/sched_process_exit: `pid` (the exiting thread) and `group_dead`
+/// `sched/sched_process_exit`: `pid` (the exiting thread) and `group_dead`
 /// (0 when the kernel's record has no such field: before Linux 6.16).
 #[unsafe(no_mangle)]
 static EXIT_PID_OFF: u32 = 24;
 #[unsafe(no_mangle)]
 static EXIT_GDEAD_OFF: u32 = 32;
 
-/// sched/sched_process_exec: `old_pid` (the thread that called execve).
+/// `sched/sched_process_exec`: `old_pid` (the thread that called execve).
 #[unsafe(no_mangle)]
 static EXEC_OLDPID_OFF: u32 = 16;
 
@@ -31,15 +31,15 @@ static FILE_FLAGS_OFF: u32 = 0;
 static BPRM_FILE_OFF: u32 = 0;
 #[unsafe(no_mangle)]
 static SOCKET_TYPE_OFF: u32 = 0;
-/// struct task_struct: tgid (include/linux/sched.h).
+/// struct `task_struct`: tgid (include/linux/sched.h).
 #[unsafe(no_mangle)]
 static TASK_TGID_OFF: u32 = 0;
 /// The daemon's own tgid, which tagged processes may not signal or trace.
 #[unsafe(no_mangle)]
 static DAEMON_TGID: u32 = 0;
-/// struct dentry: d_name.name and d_parent (include/linux/dcache.h); struct path: mnt and
-/// dentry (include/linux/path.h); struct vfsmount: mnt_root; struct mount (fs/mount.h): the
-/// embedded vfsmount, mnt_parent and mnt_mountpoint.
+/// struct dentry: `d_name.name` and `d_parent` (include/linux/dcache.h); struct path: mnt and
+/// dentry (include/linux/path.h); struct vfsmount: `mnt_root`; struct mount (fs/mount.h): the
+/// embedded vfsmount, `mnt_parent` and `mnt_mountpoint`.
 #[unsafe(no_mangle)]
 static DENTRY_NAME_OFF: u32 = 0;
 #[unsafe(no_mangle)]
@@ -56,9 +56,9 @@ static MOUNT_MNT_OFF: u32 = 0;
 static MOUNT_PARENT_OFF: u32 = 0;
 #[unsafe(no_mangle)]
 static MOUNT_POINT_OFF: u32 = 0;
-/// More BTF offsets: task_struct.cred and .signal, signal_struct.live; socket.sk and
-/// sock_common's skc_family and skc_num; file.f_inode, inode.i_mode; dentry.d_sb,
-/// super_block.s_mounts, mount.mnt_instance. TASK_SIGNAL_OFF is 0 when the kernel has no BTF.
+/// More BTF offsets: `task_struct.cred` and .signal, `signal_struct.live`; socket.sk and
+/// `sock_common`'s `skc_family` and `skc_num`; `file.f_inode`, `inode.i_mode`; `dentry.d_sb`,
+/// `super_block.s_mounts`, `mount.mnt_instance`. `TASK_SIGNAL_OFF` is 0 when the kernel has no BTF.
 #[unsafe(no_mangle)]
 static TASK_CRED_OFF: u32 = 0;
 #[unsafe(no_mangle)]
@@ -77,15 +77,15 @@ static FILE_INODE_OFF: u32 = 0;
 static INODE_MODE_OFF: u32 = 0;
 #[unsafe(no_mangle)]
 static DENTRY_SB_OFF: u32 = 0;
-/// key.type (include/linux/key.h), for lsm_system.rs key_alloc.
+/// key.type (include/linux/key.h), for `lsm_system.rs` `key_alloc`.
 #[unsafe(no_mangle)]
 static KEY_TYPE_OFF: u32 = 0;
-/// unix_sock.path and unix_sock.addr (include/net/af_unix.h), for lsm_unix.rs.
+/// `unix_sock.path` and `unix_sock.addr` (`include/net/af_unix.h`), for `lsm_unix.rs`.
 #[unsafe(no_mangle)]
 static UNIX_PATH_OFF: u32 = 0;
 #[unsafe(no_mangle)]
 static UNIX_ADDR_OFF: u32 = 0;
-/// dentry.d_inode, inode.i_ino and super_block.s_dev, to know the guard's files by inode.
+/// `dentry.d_inode`, `inode.i_ino` and `super_block.s_dev`, to know the guard's files by inode.
 #[unsafe(no_mangle)]
 static DENTRY_INODE_OFF: u32 = 0;
 #[unsafe(no_mangle)]
@@ -93,8 +93,8 @@ static INODE_INO_OFF: u32 = 0;
 #[unsafe(no_mangle)]
 static SB_DEV_OFF: u32 = 0;
 /// The daemon's files and directories (state, policies, audit store, socket, config, its own
-/// executable), by (inode, kernel dev_t): no tagged process may open or change them or
-/// anything below them (guard_fs.rs). Unused entries are 0.
+/// executable), by (inode, kernel `dev_t)`: no tagged process may open or change them or
+/// anything below them (`guard_fs.rs`). Unused entries are 0.
 #[unsafe(no_mangle)]
 static GUARD_INO: [u64; GUARD_FILES] = [0; GUARD_FILES];
 #[unsafe(no_mangle)]
@@ -103,22 +103,22 @@ static GUARD_DEV: [u32; GUARD_FILES] = [0; GUARD_FILES];
 /// CLI that tasks run to declare steps and open sub-tasks).
 #[unsafe(no_mangle)]
 static GUARD_RO_OK: u32 = 0;
-/// The API socket's (inode, dev): every task may connect to it (lsm_unix.rs).
+/// The API socket's (inode, dev): every task may connect to it (`lsm_unix.rs`).
 #[unsafe(no_mangle)]
 static API_SOCK_INO: u64 = 0;
 #[unsafe(no_mangle)]
 static API_SOCK_DEV: u32 = 0;
-/// super_block.s_magic (include/linux/fs.h), for the guard's own filesystems (guard_fs.rs).
+/// `super_block.s_magic` (include/linux/fs.h), for the guard's own filesystems (`guard_fs.rs`).
 #[unsafe(no_mangle)]
 static SB_MAGIC_OFF: u32 = 0;
 #[unsafe(no_mangle)]
 static SB_MOUNTS_OFF: u32 = 0;
 #[unsafe(no_mangle)]
 static MOUNT_INST_OFF: u32 = 0;
-/// PROC_TAGS' size, for the fork refusal (lsm_system.rs task_alloc).
+/// `PROC_TAGS`' size, for the fork refusal (`lsm_system.rs` `task_alloc`).
 #[unsafe(no_mangle)]
 static PROC_TAGS_SIZE: u32 = 0;
-/// The secret starting point of the path hash (agent_guard_common::path::fnv1a_seeded).
+/// The secret starting point of the path hash (`agent_guard_common::path::fnv1a_seeded`).
 #[unsafe(no_mangle)]
 static PATH_SEED: u64 = 0;
 /// How long a held action waits for a human before the kernel refuses it (hold.rs), in ns.
@@ -255,14 +255,14 @@ pub fn sb_dev_off() -> usize {
 #[inline(always)]
 pub fn guard_file(i: usize) -> (u64, u32) {
     // SAFETY: as in load(); `i` is a constant below GUARD_FILES at every call site.
-    unsafe { (core::ptr::read_volatile(&GUARD_INO[i]), core::ptr::read_volatile(&GUARD_DEV[i])) }
+    unsafe { (core::ptr::read_volatile(&raw const GUARD_INO[i]), core::ptr::read_volatile(&raw const GUARD_DEV[i])) }
 }
 pub fn guard_read_ok() -> u32 {
     load(&GUARD_RO_OK)
 }
 pub fn api_socket() -> (u64, u32) {
     // SAFETY: as in load().
-    unsafe { (core::ptr::read_volatile(&API_SOCK_INO), core::ptr::read_volatile(&API_SOCK_DEV)) }
+    unsafe { (core::ptr::read_volatile(&raw const API_SOCK_INO), core::ptr::read_volatile(&raw const API_SOCK_DEV)) }
 }
 pub fn sb_magic_off() -> usize {
     load(&SB_MAGIC_OFF) as usize
@@ -275,11 +275,11 @@ pub fn mount_instance_off() -> usize {
 }
 pub fn path_seed() -> u64 {
     // SAFETY: as in load().
-    unsafe { core::ptr::read_volatile(&PATH_SEED) }
+    unsafe { core::ptr::read_volatile(&raw const PATH_SEED) }
 }
 pub fn approval_ttl_ns() -> u64 {
     // SAFETY: as in load().
-    unsafe { core::ptr::read_volatile(&APPROVAL_TTL_NS) }
+    unsafe { core::ptr::read_volatile(&raw const APPROVAL_TTL_NS) }
 }
 pub fn proc_tags_size() -> u32 {
     load(&PROC_TAGS_SIZE)

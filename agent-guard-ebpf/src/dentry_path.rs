@@ -1,10 +1,10 @@
 //! A dentry's absolute path, built by walking `d_parent` and the mount tree the way
-//! fs/d_path.c prepend_path() does. The file-tree LSM hooks need this: bpf_d_path is only
-//! allowed in the hooks listed by bpf_lsm_is_sleepable_hook() (kernel/bpf/bpf_lsm.c), and the
-//! security_path_* hooks are not among them (the 6.12 verifier: "helper call is not allowed").
+//! `fs/d_path.c` `prepend_path()` does. The file-tree LSM hooks need this: `bpf_d_path` is only
+//! allowed in the hooks listed by `bpf_lsm_is_sleepable_hook()` (`kernel/bpf/bpf_lsm.c`), and the
+//! `security_path`_* hooks are not among them (the 6.12 verifier: "helper call is not allowed").
 //!
 //! The walk ends at the root of the initial mount namespace, so inside a container the path is
-//! the host's view. At most MAX_DEPTH components; deeper paths are not built (the caller refuses).
+//! the host's view. At most `MAX_DEPTH` components; deeper paths are not built (the caller refuses).
 
 use agent_guard_common::path::PATH_MAX_MATCH;
 use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes};
@@ -20,11 +20,11 @@ pub fn read_ptr(addr: u64) -> u64 {
 }
 
 /// The absolute path of `dentry` on the mount `vfsmount`, into `out`; its length, or None when
-/// it is deeper than MAX_DEPTH components (mount crossings included), longer than
-/// PATH_MAX_MATCH - 2 bytes, or unreadable.
+/// it is deeper than `MAX_DEPTH` components (mount crossings included), longer than
+/// `PATH_MAX_MATCH` - 2 bytes, or unreadable.
 ///
 /// Both loops have constant bounds and index their array with the loop counter, so the
-/// verifier sees constant indices and can prune its states (a bpf_loop walk with the counter
+/// verifier sees constant indices and can prune its states (a `bpf_loop` walk with the counter
 /// in the callback's context cost it 8 s per hook under emulation and E2BIG for two walks).
 #[inline(always)]
 pub fn build(vfsmount: u64, dentry: u64, out: &mut [u8; PATH_MAX_MATCH]) -> Option<usize> {
@@ -80,7 +80,7 @@ pub fn build(vfsmount: u64, dentry: u64, out: &mut [u8; PATH_MAX_MATCH]) -> Opti
         let at_masked = at & (PATH_MAX_MATCH - 1);
         buf[at_masked] = b'/';
         // SAFETY: `at_masked` < 256, so the 256-byte window after the '/' stays inside the buffer.
-        let window = unsafe { &mut *(buf.as_mut_ptr().add(at_masked + 1) as *mut [u8; PATH_MAX_MATCH]) };
+        let window = unsafe { &mut *buf.as_mut_ptr().add(at_masked + 1).cast::<[u8; PATH_MAX_MATCH]>() };
         let len = unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, window) }.ok()?.len();
         if len == 0 {
             return None;
@@ -92,7 +92,7 @@ pub fn build(vfsmount: u64, dentry: u64, out: &mut [u8; PATH_MAX_MATCH]) -> Opti
         return None;
     }
     // SAFETY: the first 256 bytes of the 512-byte buffer, copied as a fixed-size array.
-    *out = unsafe { *(buf.as_ptr() as *const [u8; PATH_MAX_MATCH]) };
+    *out = unsafe { *buf.as_ptr().cast::<[u8; PATH_MAX_MATCH]>() };
     Some(len)
 }
 

@@ -39,7 +39,7 @@ pub fn header(kind: u32, verdict: u32, reason: u32, action: u32, task_id: u32) -
     }
 }
 
-/// Puts `record` on the ring buffer; when it is full the loss is counted in EVENT_DROPS,
+/// Puts `record` on the ring buffer; when it is full the loss is counted in `EVENT_DROPS`,
 /// which the daemon reports, so nothing is lost silently.
 #[inline(always)]
 pub fn send<T>(record: &T) {

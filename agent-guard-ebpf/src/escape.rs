@@ -1,4 +1,4 @@
-//! Reporting refused attempts to leave a task's boundary (KIND_ESCAPE): the routes no grant
+//! Reporting refused attempts to leave a task's boundary (`KIND_ESCAPE)`: the routes no grant
 //! field opens, refused for tagged processes whatever their grant's mode, so an agent in
 //! `audit` mode cannot use them either (docs/design.md, the mediation table).
 
@@ -16,7 +16,7 @@ pub fn refuse(task: &CurrentTask, what: u32, target: u32, arg: u64) -> bool {
     false
 }
 
-/// Reports `what` with the EventHeader::action the hook took (ACTION_ALLOWED where the
+/// Reports `what` with the `EventHeader::action` the hook took (`ACTION_ALLOWED` where the
 /// grant's audit mode lets a grant-governed attempt through).
 #[inline(always)]
 pub fn report(task: &CurrentTask, what: u32, target: u32, arg: u64, action: u32) {
@@ -29,7 +29,7 @@ pub fn report(task: &CurrentTask, what: u32, target: u32, arg: u64, action: u32)
     emit::send_alert(&event);
 }
 
-/// Reports an attempt on the daemon itself (KIND_TAMPER, `what`: TAMPER_*) by the process
+/// Reports an attempt on the daemon itself (`KIND_TAMPER`, `what`: TAMPER_*) by the process
 /// of `task_id` (0 when the sender is not tagged: a signal routed through a file owner can be
 /// delivered from any context); returns false.
 #[inline(always)]

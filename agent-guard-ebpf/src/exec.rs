@@ -1,12 +1,12 @@
-//! Execs, observed (tracepoints syscalls/sys_enter_execve{,at} and sched/sched_process_exec).
+//! Execs, observed (tracepoints `syscalls/sys_enter_execve{,at`} and `sched/sched_process_exec`).
 //!
 //! As with files, this host's kernel refuses BPF LSM, so an exec outside the grant is reported
 //! with the decision it would get, not denied; `bprm_check_security` decides on the resolved
 //! binary in the LSM stage. The path and argv are read at syscall entry (offsets:
-//! kernel/trace/trace_syscalls.c, args from 16) and kept per thread in EXEC_PENDING; the event
-//! is sent from sched_process_exec, which fires only once an exec has succeeded
-//! (fs/exec.c: exec_binprm), so the failed attempts of a PATH search are not reported (or killed).
-//! sched_process_exec also gives every tagged image its exec id (ProcTag::exec_ns), with BPF
+//! `kernel/trace/trace_syscalls.c`, args from 16) and kept per thread in `EXEC_PENDING`; the event
+//! is sent from `sched_process_exec`, which fires only once an exec has succeeded
+//! (fs/exec.c: `exec_binprm`), so the failed attempts of a PATH search are not reported (or killed).
+//! `sched_process_exec` also gives every tagged image its exec id (`ProcTag::exec_ns`), with BPF
 //! LSM too.
 //!
 //! Fail-open/closed: observation only; a failed read skips the event and never affects exec.
@@ -106,7 +106,7 @@ fn try_exec(filename: u64, argv: u64) {
     }
 }
 
-/// Copies up to EXEC_ARGS arguments of the user argv array into the event.
+/// Copies up to `EXEC_ARGS` arguments of the user argv array into the event.
 #[inline(always)]
 fn capture_args(event: &mut ExecEvent, argv: u64) {
     event.argc = 0;

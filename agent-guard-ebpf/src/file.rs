@@ -1,11 +1,11 @@
-//! File opens, observed at syscall entry (tracepoints syscalls/sys_enter_open{,at,at2}).
+//! File opens, observed at syscall entry (tracepoints `syscalls/sys_enter_open{,at,at2`}).
 //!
 //! On this host's kernel BPF LSM cannot load, so file access is observed, not denied: the path
 //! is the string the process passed, before the kernel resolved it (symlinks are not followed
 //! here). The decision it would get is reported; the `file_open` LSM hook of the next stage
 //! decides on the resolved file.
 //!
-//! Syscall tracepoint records are fixed by kernel/trace/trace_syscalls.c: `__syscall_nr` at 8,
+//! Syscall tracepoint records are fixed by `kernel/trace/trace_syscalls.c`: `__syscall_nr` at 8,
 //! then each argument as 8 bytes from offset 16.
 //!
 //! Fail-open/closed: observation only; any read failure skips the event (counted as a drop

@@ -5,14 +5,14 @@
 //!   the maps), so no access at all; cgroupfs, where moving a process out of its task's
 //!   cgroup escapes `cgroup.kill` and the daemon's cgroup could be frozen or killed, so no
 //!   change (reads stay: language runtimes read their limits there).
-//! - **Its files**, by inode (config::GUARD_INO): the state directory (saved tasks), the
+//! - **Its files**, by inode (`config::GUARD_INO)`: the state directory (saved tasks), the
 //!   policy directory, the audit store, the API socket, the config file and the daemon's
 //!   executable (changes only: it is also the CLI tasks run), and everything below those
 //!   directories. Checked on the object and up to
-//!   GUARD_DEPTH of its ancestors, so a hard link or a rename cannot hide one (a file's inode
+//!   `GUARD_DEPTH` of its ancestors, so a hard link or a rename cannot hide one (a file's inode
 //!   is the same under any name).
 //!
-//! Refusals are reported as KIND_TAMPER. Fail-open: a dentry or superblock that cannot be read
+//! Refusals are reported as `KIND_TAMPER`. Fail-open: a dentry or superblock that cannot be read
 //! is not one of these (the grant decides).
 
 use agent_guard_common::event::{TAMPER_BPFFS, TAMPER_CGROUPFS, TAMPER_FILES};
@@ -32,7 +32,7 @@ const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
 /// Ancestors checked above an object (the guard's directories are at most this far up).
 const GUARD_DEPTH: usize = 8;
 
-/// `sb`'s dev_t (0 when unreadable).
+/// `sb`'s `dev_t` (0 when unreadable).
 #[inline(always)]
 fn sb_dev(sb: u64) -> u32 {
     // SAFETY: s_dev (dev_t, u32) at its BTF offset.

@@ -1,10 +1,10 @@
 //! Hold-and-ask: an action matched by an `ask` rule is held inside the kernel until a human
 //! decides. The hook records the action in APPROVALS (keyed by tid), reports it, stops the
-//! process (bpf_send_signal(SIGSTOP)) and returns -ERESTARTNOINTR: when the daemon continues
+//! process (`bpf_send_signal(SIGSTOP)`) and returns -ERESTARTNOINTR: when the daemon continues
 //! the process (SIGCONT), the kernel restarts the very same syscall (arch/x86/kernel/signal.c
-//! handle_signal / restart_syscall), the hook runs again and finds the decision. The agent sees
+//! `handle_signal` / `restart_syscall`), the hook runs again and finds the decision. The agent sees
 //! a slow call that succeeds, or EPERM; never EINTR (-ERESTARTSYS would leak it to callers
-//! with a SIGCONT handler without SA_RESTART).
+//! with a SIGCONT handler without `SA_RESTART`).
 
 use agent_guard_common::task::{APPROVAL_GRANTED, APPROVAL_PENDING, APPROVAL_REFUSED, Approval, MODE_AUDIT};
 use aya_ebpf::helpers::{bpf_ktime_get_boot_ns, generated::bpf_send_signal};
@@ -27,7 +27,7 @@ pub enum Verdict {
 }
 
 /// The LSM hook's return value for `v`. The verifier needs a constant it can bound within
-/// [-4095, 0] (kernel/bpf/verifier.c check_return_code) and loses all bounds through a
+/// [-4095, 0] (kernel/bpf/verifier.c `check_return_code`) and loses all bounds through a
 /// negation, which is what LLVM makes of a two-way choice when it can see the condition is 0
 /// or 1. An empty asm hides the code, leaving LLVM only constant returns.
 #[inline(always)]

@@ -1,18 +1,18 @@
 //! BPF LSM hooks: in-kernel denial on the object the kernel resolved, where the kernel allows
-//! BPF LSM (CONFIG_BPF_LSM=y and `bpf` in the active LSM list). The daemon loads these only
+//! BPF LSM (`CONFIG_BPF_LSM=y` and `bpf` in the active LSM list). The daemon loads these only
 //! after probing that they load; otherwise file and exec fall back to observation (file.rs,
 //! exec.rs) and say so.
 //!
-//! - `file_open` (security_file_open, fs/open.c do_dentry_open): the opened file, after path
+//! - `file_open` (`security_file_open`, fs/open.c `do_dentry_open)`: the opened file, after path
 //!   resolution and symlinks, with its access from `f_mode`: no time-of-check/time-of-use gap.
-//! - `bprm_check_security` (security_bprm_check, fs/exec.c search_binary_handler): the binary
+//! - `bprm_check_security` (`security_bprm_check`, fs/exec.c `search_binary_handler)`: the binary
 //!   about to run. For a `#!` script it runs for the script and again for its interpreter
-//!   (load_script re-enters search_binary_handler), so both need `exec` in the grant.
-//! - `socket_connect` (security_socket_connect, net/socket.c __sys_connect_file): TCP and UDP
+//!   (`load_script` re-enters `search_binary_handler`), so both need `exec` in the grant.
+//! - `socket_connect` (`security_socket_connect`, net/socket.c __`sys_connect_file)`: TCP and UDP
 //!   connects, in addition to the cgroup programs.
 //!
-//! Paths come from bpf_d_path (allowed in these hooks: kernel/trace/bpf_trace.c
-//! bpf_d_path_allowed); they are absolute and normalised.
+//! Paths come from `bpf_d_path` (allowed in these hooks: `kernel/trace/bpf_trace.c`
+//! `bpf_d_path_allowed`); they are absolute and normalised.
 //!
 //! Fail-open/closed: untagged processes are never affected. For a tagged process, a path that
 //! cannot be resolved into the 256-byte buffer, a missing scratch buffer, or an ended grant is
@@ -51,7 +51,7 @@ use crate::{
 /// include/linux/fs.h
 const FMODE_READ: u32 = 0x1;
 const FMODE_WRITE: u32 = 0x2;
-/// The open flag open_exec() passes (fs/exec.c do_open_execat); it reaches f_flags, not f_mode.
+/// The open flag `open_exec()` passes (fs/exec.c `do_open_execat`); it reaches `f_flags`, not `f_mode`.
 const FMODE_EXEC_FLAG: u32 = 0x20;
 const AT_FDCWD: i32 = -100;
 const AF_INET: u16 = 2;
@@ -87,7 +87,7 @@ fn yes_no(allow: bool) -> Verdict {
 }
 
 /// Resolves `file` into `buf` and matches it: (grant bits, PATH_* flags, path hash). A path
-/// that does not fit the buffer matches nothing (PATH_TRUNCATED).
+/// that does not fit the buffer matches nothing (`PATH_TRUNCATED`).
 #[inline(always)]
 fn resolve_and_match(task: &CurrentTask, file: *const u8, buf: &mut [u8; PATH_MAX_MATCH]) -> (u32, u32, u64) {
     match resolve(file, buf) {
@@ -101,7 +101,7 @@ fn resolve_and_match(task: &CurrentTask, file: *const u8, buf: &mut [u8; PATH_MA
 
 /// What to do with `decision` for an action needing `need` on the path hashed `hash`:
 /// Err(verdict) to return at once, without a report (allowed, or a human already decided);
-/// else (verdict, EventHeader::action, EventHeader::verdict) to report and return.
+/// else (verdict, `EventHeader::action`, `EventHeader::verdict`) to report and return.
 #[inline(always)]
 /// `note_use`: an allowed action is a use of the grant, reported at its first time.
 fn outcome(
@@ -157,15 +157,16 @@ fn try_file_open(ctx: &LsmContext) -> Verdict {
     };
     let file: *const u8 = ctx.arg(0);
     // SAFETY: f_inode and its i_mode at their BTF offsets.
-    let inode = unsafe { bpf_probe_read_kernel(file.add(config::file_inode_off()) as *const u64) }.unwrap_or(0);
-    let inode_mode = unsafe { bpf_probe_read_kernel((inode as *const u8).add(config::inode_mode_off()) as *const u16) }
-        .unwrap_or(0) as u32;
-    if inode_mode & 0o170000 == 0o060000 {
+    let inode = unsafe { bpf_probe_read_kernel(file.add(config::file_inode_off()).cast::<u64>()) }.unwrap_or(0);
+    let inode_mode = u32::from(
+        unsafe { bpf_probe_read_kernel((inode as *const u8).add(config::inode_mode_off()).cast::<u16>()) }.unwrap_or(0),
+    );
+    if inode_mode & 0o170_000 == 0o060_000 {
         // A block device: a disk read raw bypasses every path rule (lsm_tree.rs, devices).
-        return yes_no(refuse(&task, ESCAPE_DEVICE, 0, inode_mode as u64));
+        return yes_no(refuse(&task, ESCAPE_DEVICE, 0, u64::from(inode_mode)));
     }
     // SAFETY: f_mode at the BTF offset of struct file.
-    let mode = unsafe { bpf_probe_read_kernel(file.add(config::file_mode_off()) as *const u32) }.unwrap_or(0);
+    let mode = unsafe { bpf_probe_read_kernel(file.add(config::file_mode_off()).cast::<u32>()) }.unwrap_or(0);
     let mut need = 0;
     if mode & FMODE_READ != 0 {
         need |= ACCESS_READ;
@@ -187,7 +188,7 @@ fn try_file_open(ctx: &LsmContext) -> Verdict {
     // an ELF's loader) needs read or exec in the grant, and is reported as an exec; whether
     // the program may run at all is also bprm_check_security's decision.
     // SAFETY: f_flags at the BTF offset of struct file.
-    let flags = unsafe { bpf_probe_read_kernel(file.add(config::file_flags_off()) as *const u32) }.unwrap_or(0);
+    let flags = unsafe { bpf_probe_read_kernel(file.add(config::file_flags_off()).cast::<u32>()) }.unwrap_or(0);
     if flags & FMODE_EXEC_FLAG != 0 {
         return decide_exec(&task, file, true);
     }
@@ -220,7 +221,7 @@ fn try_bprm_check(ctx: &LsmContext) -> Verdict {
     let bprm: *const u8 = ctx.arg(0);
     // SAFETY: a direct load through the hook's BTF pointer (struct linux_binprm), of its
     // `file` member; the verifier types the result as a struct file pointer.
-    let file: *const u8 = unsafe { *(bprm.add(config::bprm_file_off()) as *const *const u8) };
+    let file: *const u8 = unsafe { *bprm.add(config::bprm_file_off()).cast::<*const u8>() };
     decide_exec(&task, file, false)
 }
 
@@ -275,25 +276,25 @@ fn try_socket_connect(ctx: &LsmContext) -> bool {
     let address: *const u8 = ctx.arg(1);
     // SAFETY: struct sockaddr as copied into the kernel by move_addr_to_kernel; family first,
     // then (for inet) the big-endian port and the address (include/uapi/linux/in.h, in6.h).
-    let family = unsafe { bpf_probe_read_kernel(address as *const u16) }.unwrap_or(0);
-    let sock_type = unsafe { bpf_probe_read_kernel(sock.add(config::socket_type_off()) as *const u16) }.unwrap_or(0);
+    let family = unsafe { bpf_probe_read_kernel(address.cast::<u16>()) }.unwrap_or(0);
+    let sock_type = unsafe { bpf_probe_read_kernel(sock.add(config::socket_type_off()).cast::<u16>()) }.unwrap_or(0);
     let protocol = match sock_type {
         SOCK_STREAM => 6,
         SOCK_DGRAM => 17,
         _ => return true,
     };
-    let port = u16::from_be(unsafe { bpf_probe_read_kernel(address.add(2) as *const u16) }.unwrap_or(0));
+    let port = u16::from_be(unsafe { bpf_probe_read_kernel(address.add(2).cast::<u16>()) }.unwrap_or(0));
     let mut addr = [0u8; 16];
     let hook = match family {
         AF_INET => {
             addr[10] = 0xff;
             addr[11] = 0xff;
-            let v4 = unsafe { bpf_probe_read_kernel(address.add(4) as *const [u8; 4]) }.unwrap_or([0; 4]);
+            let v4 = unsafe { bpf_probe_read_kernel(address.add(4).cast::<[u8; 4]>()) }.unwrap_or([0; 4]);
             addr[12..16].copy_from_slice(&v4);
             HOOK_LSM_CONNECT4
         }
         AF_INET6 => {
-            addr = unsafe { bpf_probe_read_kernel(address.add(8) as *const [u8; 16]) }.unwrap_or([0; 16]);
+            addr = unsafe { bpf_probe_read_kernel(address.add(8).cast::<[u8; 16]>()) }.unwrap_or([0; 16]);
             HOOK_LSM_CONNECT6
         }
         // AF_UNIX, AF_UNSPEC (disconnect) and others are not network destinations.

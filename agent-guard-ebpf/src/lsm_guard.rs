@@ -4,19 +4,19 @@
 //! Anything aimed at the daemon is reported as tampering; anything else outside the task as
 //! an escape.
 //!
-//! - `task_kill` (kernel/signal.c check_kill_permission): kill, tgkill, tkill, sigqueue,
-//!   rt_sigqueueinfo, pidfd_send_signal. Signal 0 (does it exist?) is allowed.
-//! - `file_send_sigiotask` (fs/fcntl.c sigio_perm): a SIGIO or SIGURG routed through a file
+//! - `task_kill` (kernel/signal.c `check_kill_permission)`: kill, tgkill, tkill, sigqueue,
+//!   `rt_sigqueueinfo`, `pidfd_send_signal`. Signal 0 (does it exist?) is allowed.
+//! - `file_send_sigiotask` (fs/fcntl.c `sigio_perm)`: a SIGIO or SIGURG routed through a file
 //!   owner. It can run in any context (a socket's softirq), so the daemon is protected
 //!   whoever is current; and `file_fcntl` refuses a tagged process naming an owner outside
-//!   its task (F_SETOWN, F_SETOWN_EX).
-//! - `ptrace_access_check` (kernel/ptrace.c __ptrace_may_access): ptrace attach and every
-//!   relative that asks the same question: /proc/PID/mem and environ (mm_access),
-//!   process_vm_readv/writev, pidfd_getfd, kcmp, /proc/PID/ns links. The kernel answers for
+//!   its task (`F_SETOWN`, `F_SETOWN_EX`).
+//! - `ptrace_access_check` (kernel/ptrace.c __`ptrace_may_access)`: ptrace attach and every
+//!   relative that asks the same question: /proc/PID/mem and environ (`mm_access`),
+//!   `process_vm_readv/writev`, `pidfd_getfd`, kcmp, /proc/PID/ns links. The kernel answers for
 //!   threads of the same process before calling the hook.
-//! - `task_setrlimit` (kernel/sys.c do_prlimit), `task_setnice`, `task_setioprio`,
-//!   `task_setscheduler` (sched_setscheduler, sched_setaffinity, sched_setattr),
-//!   `task_movememory` (migrate_pages, move_pages).
+//! - `task_setrlimit` (kernel/sys.c `do_prlimit`), `task_setnice`, `task_setioprio`,
+//!   `task_setscheduler` (`sched_setscheduler`, `sched_setaffinity`, `sched_setattr`),
+//!   `task_movememory` (`migrate_pages`, `move_pages`).
 //! - `bpf` (kernel/bpf/syscall.c): any use of bpf(2), which could detach programs or rewrite
 //!   the grant maps.
 //!
@@ -49,7 +49,7 @@ const F_OWNER_PGRP: i32 = 2;
 /// include/linux/ptrace.h: the probe modes that ask quietly (stat fields of /proc/PID/stat).
 const PTRACE_MODE_NOAUDIT: u32 = 0x04;
 
-/// task_kill(struct task_struct *p, struct kernel_siginfo *info, int sig, const struct cred *cred)
+/// `task_kill(struct` `task_struct` *p, struct `kernel_siginfo` *info, int sig, const struct cred *cred)
 #[lsm(hook = "task_kill")]
 pub fn task_kill(ctx: LsmContext) -> i32 {
     let sig: i32 = ctx.arg(2);
@@ -57,44 +57,44 @@ pub fn task_kill(ctx: LsmContext) -> i32 {
     verdict(sig == 0 || may_act_on(ctx.arg(0), TAMPER_SIGNAL, ESCAPE_SIGNAL, sig as u64, true))
 }
 
-/// ptrace_access_check(struct task_struct *child, unsigned int mode)
+/// `ptrace_access_check(struct` `task_struct` *child, unsigned int mode)
 #[lsm(hook = "ptrace_access_check")]
 pub fn ptrace_access_check(ctx: LsmContext) -> i32 {
     let mode: u32 = ctx.arg(1);
-    verdict(may_act_on(ctx.arg(0), TAMPER_PTRACE, ESCAPE_PTRACE, mode as u64, mode & PTRACE_MODE_NOAUDIT == 0))
+    verdict(may_act_on(ctx.arg(0), TAMPER_PTRACE, ESCAPE_PTRACE, u64::from(mode), mode & PTRACE_MODE_NOAUDIT == 0))
 }
 
-/// task_setrlimit(struct task_struct *p, unsigned int resource, struct rlimit *new_rlim)
+/// `task_setrlimit(struct` `task_struct` *p, unsigned int resource, struct rlimit *`new_rlim`)
 #[lsm(hook = "task_setrlimit")]
 pub fn task_setrlimit(ctx: LsmContext) -> i32 {
     verdict(may_act_on(ctx.arg(0), TAMPER_LIMITS, ESCAPE_SCHED, SCHED_OP_RLIMIT, true))
 }
 
-/// task_setnice(struct task_struct *p, int nice)
+/// `task_setnice(struct` `task_struct` *p, int nice)
 #[lsm(hook = "task_setnice")]
 pub fn task_setnice(ctx: LsmContext) -> i32 {
     verdict(may_act_on(ctx.arg(0), TAMPER_LIMITS, ESCAPE_SCHED, SCHED_OP_NICE, true))
 }
 
-/// task_setioprio(struct task_struct *p, int ioprio)
+/// `task_setioprio(struct` `task_struct` *p, int ioprio)
 #[lsm(hook = "task_setioprio")]
 pub fn task_setioprio(ctx: LsmContext) -> i32 {
     verdict(may_act_on(ctx.arg(0), TAMPER_LIMITS, ESCAPE_SCHED, SCHED_OP_IOPRIO, true))
 }
 
-/// task_setscheduler(struct task_struct *p)
+/// `task_setscheduler(struct` `task_struct` *p)
 #[lsm(hook = "task_setscheduler")]
 pub fn task_setscheduler(ctx: LsmContext) -> i32 {
     verdict(may_act_on(ctx.arg(0), TAMPER_LIMITS, ESCAPE_SCHED, SCHED_OP_SCHEDULER, true))
 }
 
-/// task_movememory(struct task_struct *p)
+/// `task_movememory(struct` `task_struct` *p)
 #[lsm(hook = "task_movememory")]
 pub fn task_movememory(ctx: LsmContext) -> i32 {
     verdict(may_act_on(ctx.arg(0), TAMPER_LIMITS, ESCAPE_SCHED, SCHED_OP_MOVE_MEMORY, true))
 }
 
-/// file_send_sigiotask(struct task_struct *tsk, struct fown_struct *fown, int sig)
+/// `file_send_sigiotask(struct` `task_struct` *tsk, struct `fown_struct` *fown, int sig)
 #[lsm(hook = "file_send_sigiotask")]
 pub fn file_send_sigiotask(ctx: LsmContext) -> i32 {
     let target = tgid_of(ctx.arg(0));
@@ -105,7 +105,7 @@ pub fn file_send_sigiotask(ctx: LsmContext) -> i32 {
     verdict(tamper(task_id, TAMPER_SIGIO, target))
 }
 
-/// file_fcntl(struct file *file, unsigned int cmd, unsigned long arg)
+/// `file_fcntl(struct` file *file, unsigned int cmd, unsigned long arg)
 #[lsm(hook = "file_fcntl")]
 pub fn file_fcntl(ctx: LsmContext) -> i32 {
     let cmd: u32 = ctx.arg(1);
@@ -142,7 +142,7 @@ pub fn file_fcntl(ctx: LsmContext) -> i32 {
     verdict(refuse(&task, ESCAPE_FOWNER, pid as u32, kind as u64))
 }
 
-/// bpf(int cmd, union bpf_attr *attr, unsigned int size)
+/// bpf(int cmd, union `bpf_attr` *attr, unsigned int size)
 #[lsm(hook = "bpf")]
 pub fn bpf(_ctx: LsmContext) -> i32 {
     let Some(task) = current_task() else {
@@ -151,14 +151,14 @@ pub fn bpf(_ctx: LsmContext) -> i32 {
     verdict(tamper(task.task_id, TAMPER_BPF, 0))
 }
 
-/// The tgid of a task_struct.
+/// The tgid of a `task_struct`.
 #[inline(always)]
 fn tgid_of(target: *const u8) -> u32 {
     // SAFETY: tgid of the hook's task_struct, at its BTF offset.
-    unsafe { bpf_probe_read_kernel(target.add(config::task_tgid_off()) as *const i32) }.unwrap_or(0) as u32
+    unsafe { bpf_probe_read_kernel(target.add(config::task_tgid_off()).cast::<i32>()) }.unwrap_or(0) as u32
 }
 
-/// Whether the current process may act on `target` (a task_struct): always when untagged;
+/// Whether the current process may act on `target` (a `task_struct)`: always when untagged;
 /// when tagged, only on its own task's processes. A refusal is reported as `tamper` when the
 /// target is the daemon, else as the escape `escape` with `arg` (unless `report` is false:
 /// the kernel's quiet probes).

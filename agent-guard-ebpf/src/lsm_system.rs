@@ -2,27 +2,27 @@
 //! past files, programs and sockets, no change to what paths mean, no new kernel code, and no
 //! fork whose child could not be tagged.
 //!
-//! - `capable` (kernel/capability.c ns_capable_common, via security_capable): the
-//!   capabilities in DENIED_CAPS are refused to tagged processes in every user namespace. One
-//!   hook closes whole classes: mounts and namespaces (CAP_SYS_ADMIN, also what setns and
-//!   unshare of a mount namespace ask for), chroot (CAP_SYS_CHROOT), device nodes
-//!   (CAP_MKNOD), raw and packet sockets (CAP_NET_RAW), network configuration (CAP_NET_ADMIN),
-//!   kernel modules, raw I/O and /dev/mem (CAP_SYS_MODULE, CAP_SYS_RAWIO), bpf and perf
-//!   (CAP_BPF, CAP_PERFMON), immutable flags, file capabilities, SysV IPC of others
-//!   (CAP_IPC_OWNER), tracing (CAP_SYS_PTRACE). Only checks of the current process's own
+//! - `capable` (kernel/capability.c `ns_capable_common`, via `security_capable)`: the
+//!   capabilities in `DENIED_CAPS` are refused to tagged processes in every user namespace. One
+//!   hook closes whole classes: mounts and namespaces (`CAP_SYS_ADMIN`, also what setns and
+//!   unshare of a mount namespace ask for), chroot (`CAP_SYS_CHROOT`), device nodes
+//!   (`CAP_MKNOD`), raw and packet sockets (`CAP_NET_RAW`), network configuration (`CAP_NET_ADMIN`),
+//!   kernel modules, raw I/O and /dev/mem (`CAP_SYS_MODULE`, `CAP_SYS_RAWIO`), bpf and perf
+//!   (`CAP_BPF`, `CAP_PERFMON`), immutable flags, file capabilities, `SysV` IPC of others
+//!   (`CAP_IPC_OWNER`), tracing (`CAP_SYS_PTRACE`). Only checks of the current process's own
 //!   credentials are judged: the kernel also asks about other processes (OOM scoring).
 //! - `sb_mount`, `sb_umount`, `move_mount` (the new mount API's attach), `sb_pivotroot`,
 //!   `path_chroot`: refused outright, whatever the capabilities, so the event names them.
-//! - `userns_create` (kernel/user_namespace.c create_user_ns, Linux 6.1+): a new user
+//! - `userns_create` (`kernel/user_namespace.c` `create_user_ns`, Linux 6.1+): a new user
 //!   namespace would give the process every capability inside it.
-//! - `kernel_module_request` (kernel/module/kmod.c __request_module): a socket of an unusual
+//! - `kernel_module_request` (kernel/module/kmod.c __`request_module)`: a socket of an unusual
 //!   family can make the kernel load its module on the caller's behalf.
 //! - `perf_event_open` (kernel/events/core.c).
-//! - `key_alloc` (security/keys/key.c key_alloc): a tagged process may make keyrings, no other
-//!   kind of key; request_key's upcall would run /sbin/request-key as root, untagged.
-//! - `task_alloc` (kernel/fork.c copy_process, before the child exists): a tagged process may
-//!   not fork when PROC_TAGS has less than PROC_TAGS_HEADROOM entries free, so the
-//!   task_newtask tracepoint can always tag the child; an untagged child never runs.
+//! - `key_alloc` (security/keys/key.c `key_alloc)`: a tagged process may make keyrings, no other
+//!   kind of key; `request_key`'s upcall would run /sbin/request-key as root, untagged.
+//! - `task_alloc` (kernel/fork.c `copy_process`, before the child exists): a tagged process may
+//!   not fork when `PROC_TAGS` has less than `PROC_TAGS_HEADROOM` entries free, so the
+//!   `task_newtask` tracepoint can always tag the child; an untagged child never runs.
 //!
 //! Fail-open/closed: untagged processes are never affected; for tagged ones every refusal
 //! here holds whatever the grant and its mode.
@@ -99,7 +99,7 @@ const CLONE_THREAD: u64 = 0x0001_0000;
 /// include/uapi/linux/sched.h: clone3 only.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
-/// capable(const struct cred *cred, struct user_namespace *ns, int cap, unsigned int opts)
+/// capable(const struct cred *cred, struct `user_namespace` *ns, int cap, unsigned int opts)
 #[lsm(hook = "capable")]
 pub fn capable(ctx: LsmContext) -> i32 {
     let cap: u32 = ctx.arg(2);
@@ -112,7 +112,7 @@ pub fn capable(ctx: LsmContext) -> i32 {
     let cred: u64 = ctx.arg(0);
     // SAFETY: the current task_struct's `cred` pointer, at its BTF offset.
     let own = unsafe {
-        bpf_probe_read_kernel((bpf_get_current_task() as *const u8).add(config::task_cred_off()) as *const u64)
+        bpf_probe_read_kernel((bpf_get_current_task() as *const u8).add(config::task_cred_off()).cast::<u64>())
     }
     .unwrap_or(0);
     if cred != own {
@@ -122,7 +122,7 @@ pub fn capable(ctx: LsmContext) -> i32 {
     if opts & CAP_OPT_NOAUDIT != 0 {
         return verdict(false);
     }
-    verdict(refuse(&task, ESCAPE_CAPABILITY, 0, cap as u64))
+    verdict(refuse(&task, ESCAPE_CAPABILITY, 0, u64::from(cap)))
 }
 
 macro_rules! refused_hook {
@@ -146,8 +146,8 @@ refused_hook!(userns_create, "userns_create", ESCAPE_USERNS, 0);
 refused_hook!(kernel_module_request, "kernel_module_request", ESCAPE_MODULE, 0);
 refused_hook!(perf_event_open, "perf_event_open", ESCAPE_PERF, 0);
 
-/// key_alloc(struct key *key, const struct cred *cred, unsigned long flags): only keyrings.
-/// The type's name is the first member of struct key_type (include/linux/key-type.h).
+/// `key_alloc(struct` key *key, const struct cred *cred, unsigned long flags): only keyrings.
+/// The type's name is the first member of struct `key_type` (include/linux/key-type.h).
 #[lsm(hook = "key_alloc")]
 pub fn key_alloc(ctx: LsmContext) -> i32 {
     let Some(task) = current_task() else {
@@ -155,13 +155,13 @@ pub fn key_alloc(ctx: LsmContext) -> i32 {
     };
     let key: *const u8 = ctx.arg(0);
     // SAFETY: key->type, then its name pointer and the name's first 8 bytes.
-    let key_type = unsafe { bpf_probe_read_kernel(key.add(config::key_type_off()) as *const u64) }.unwrap_or(0);
+    let key_type = unsafe { bpf_probe_read_kernel(key.add(config::key_type_off()).cast::<u64>()) }.unwrap_or(0);
     let name = unsafe { bpf_probe_read_kernel(key_type as *const u64) }.unwrap_or(0);
     let first = unsafe { bpf_probe_read_kernel(name as *const [u8; 8]) }.unwrap_or([0; 8]);
     verdict(&first == b"keyring\0" || refuse(&task, ESCAPE_KEY, 0, u64::from_le_bytes(first)))
 }
 
-/// task_alloc(struct task_struct *task, unsigned long clone_flags)
+/// `task_alloc(struct` `task_struct` *task, unsigned long `clone_flags`)
 #[lsm(hook = "task_alloc")]
 pub fn task_alloc(ctx: LsmContext) -> i32 {
     let flags: u64 = ctx.arg(1);
@@ -181,7 +181,7 @@ pub fn task_alloc(ctx: LsmContext) -> i32 {
         (Some(kernel), Some(daemon)) => kernel.wrapping_add(*daemon),
         _ => u64::MAX,
     };
-    if used.saturating_add(PROC_TAGS_HEADROOM as u64) < config::proc_tags_size() as u64 {
+    if used.saturating_add(u64::from(PROC_TAGS_HEADROOM)) < u64::from(config::proc_tags_size()) {
         return verdict(true);
     }
     verdict(refuse(&task, ESCAPE_FORK, 0, used))

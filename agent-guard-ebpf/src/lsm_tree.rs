@@ -1,31 +1,31 @@
-//! BPF LSM hooks for changes to the file tree (CONFIG_SECURITY_PATH hooks, called from
+//! BPF LSM hooks for changes to the file tree (`CONFIG_SECURITY_PATH` hooks, called from
 //! fs/namei.c and fs/open.c with the parent directory's `struct path` and the new or victim
 //! dentry). Every change needs `write` on the path it touches:
-//! creating a file (path_mknod, also for O_CREAT: may_o_create), mkdir, rmdir, unlink,
+//! creating a file (`path_mknod`, also for `O_CREAT`: `may_o_create`), mkdir, rmdir, unlink,
 //! symlink, rename (both the old and the new name), truncate, chmod, chown.
 //!
 //! Attribute changes the path hooks do not see need `write` too: extended attributes and POSIX
-//! ACLs (inode_setxattr, inode_removexattr, and inode_set_acl / inode_remove_acl from 6.2),
-//! and inode_setattr (times; mode, owner and size pass the path hooks first). These hooks get
-//! a bare dentry: its path is built on the first mount of its superblock (super_block.s_mounts),
+//! ACLs (`inode_setxattr`, `inode_removexattr`, and `inode_set_acl` / `inode_remove_acl` from 6.2),
+//! and `inode_setattr` (times; mode, owner and size pass the path hooks first). These hooks get
+//! a bare dentry: its path is built on the first mount of its superblock (`super_block.s_mounts`),
 //! which is the path unless the filesystem is also bind-mounted elsewhere.
 //!
 //! The guard's filesystems (bpffs, cgroupfs) take no change from a tagged process whatever
-//! the grant (guard_fs.rs).
+//! the grant (`guard_fs.rs`).
 //!
-//! Device nodes: path_mknod of a block or character device is refused (ESCAPE_DEVICE) whatever
+//! Device nodes: `path_mknod` of a block or character device is refused (`ESCAPE_DEVICE`) whatever
 //! the grant, so a write grant never becomes raw access to a disk or to memory.
 //!
-//! A rename's source must not be, or hold, anything a deny, ask or flag rule names (PathRule::below
+//! A rename's source must not be, or hold, anything a deny, ask or flag rule names (`PathRule::below`
 //! marks the directories above such rules): moving `/repo/.git` away from a deny on
 //! `/repo/.git/hooks/**`, or a denied file out of its name, would leave the rule naming
 //! nothing. Refused as out of scope.
 //!
-//! Hard links are refused for tagged processes in enforce mode: path_link gives the source as a
-//! bare dentry, which bpf_d_path cannot resolve, so a link could otherwise give a denied file a
+//! Hard links are refused for tagged processes in enforce mode: `path_link` gives the source as a
+//! bare dentry, which `bpf_d_path` cannot resolve, so a link could otherwise give a denied file a
 //! name inside the granted tree.
 //!
-//! Paths are built by walking the dentry and mount tree (dentry_path.rs): bpf_d_path is not
+//! Paths are built by walking the dentry and mount tree (`dentry_path.rs)`: `bpf_d_path` is not
 //! allowed in these hooks.
 //!
 //! Fail-open/closed: as in lsm.rs; a path that cannot be built (too long, too deep, unreadable)
@@ -78,17 +78,17 @@ macro_rules! whole_path_hook {
 }
 
 /// include/uapi/linux/stat.h
-const S_IFMT: u32 = 0o170000;
-const S_IFCHR: u32 = 0o020000;
-const S_IFBLK: u32 = 0o060000;
+const S_IFMT: u32 = 0o170_000;
+const S_IFCHR: u32 = 0o020_000;
+const S_IFBLK: u32 = 0o060_000;
 
-/// path_mknod(const struct path *dir, struct dentry *dentry, umode_t mode, unsigned int dev)
+/// `path_mknod(const` struct path *dir, struct dentry *dentry, `umode_t` mode, unsigned int dev)
 #[lsm(hook = "path_mknod")]
 pub fn path_mknod(ctx: LsmContext) -> i32 {
     let Some(task) = current_task() else { return 0 };
     let mode = ctx.arg::<u32>(2) & 0xffff;
     if is_device(mode) {
-        return verdict(refuse(&task, ESCAPE_DEVICE, 0, mode as u64));
+        return verdict(refuse(&task, ESCAPE_DEVICE, 0, u64::from(mode)));
     }
     verdict(change_in(&task, ctx.arg(0), ctx.arg(1), FILE_OP_CREATE))
 }
@@ -115,7 +115,7 @@ dentry_hook!(inode_removexattr, "inode_removexattr");
 dentry_hook!(inode_set_acl, "inode_set_acl");
 dentry_hook!(inode_remove_acl, "inode_remove_acl");
 
-/// inode_setattr(struct mnt_idmap *idmap, struct dentry *dentry, struct iattr *attr), from
+/// `inode_setattr(struct` `mnt_idmap` *idmap, struct dentry *dentry, struct iattr *attr), from
 /// Linux 6.3 on.
 #[lsm(hook = "inode_setattr")]
 pub fn inode_setattr(ctx: LsmContext) -> i32 {
@@ -123,7 +123,7 @@ pub fn inode_setattr(ctx: LsmContext) -> i32 {
     verdict(change_of_dentry(&task, ctx.arg(1), FILE_OP_SETATTR))
 }
 
-/// inode_setattr(struct dentry *dentry, struct iattr *attr), before Linux 6.3. The daemon
+/// `inode_setattr(struct` dentry *dentry, struct iattr *attr), before Linux 6.3. The daemon
 /// loads whichever of the two the kernel's BTF describes (a ctx argument cannot be chosen at
 /// run time: the verifier refuses ctx loads at a variable offset).
 #[lsm(hook = "inode_setattr")]
@@ -139,7 +139,7 @@ whole_path_hook!(path_truncate, "path_truncate", FILE_OP_TRUNCATE);
 whole_path_hook!(path_chmod, "path_chmod", FILE_OP_CHMOD);
 whole_path_hook!(path_chown, "path_chown", FILE_OP_CHOWN);
 
-/// path_rename(old_dir, old_dentry, new_dir, new_dentry, flags): both names need `write`.
+/// `path_rename(old_dir`, `old_dentry`, `new_dir`, `new_dentry`, flags): both names need `write`.
 #[lsm(hook = "path_rename")]
 pub fn path_rename(ctx: LsmContext) -> i32 {
     let Some(task) = current_task() else { return 0 };
@@ -158,7 +158,7 @@ pub fn path_rename(ctx: LsmContext) -> i32 {
     verdict(from && to)
 }
 
-/// path_link(old_dentry, new_dir, new_dentry): refused (see the module comment).
+/// `path_link(old_dentry`, `new_dir`, `new_dentry)`: refused (see the module comment).
 #[lsm(hook = "path_link")]
 pub fn path_link(ctx: LsmContext) -> i32 {
     let Some(task) = current_task() else { return 0 };

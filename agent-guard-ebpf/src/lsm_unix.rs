@@ -1,14 +1,14 @@
 //! Unix sockets: a connect (stream, seqpacket) or a send (datagram) to another process's
 //! socket reaches whatever serves it (a container runtime's socket, a privileged daemon), so
 //! it needs `write` on the socket's path in the grant, as the kernel's own DAC check does
-//! (net/unix/af_unix.c unix_find_bsd: MAY_WRITE on the inode).
+//! (`net/unix/af_unix.c` `unix_find_bsd`: `MAY_WRITE` on the inode).
 //!
-//! Both hooks run after the kernel found the peer (unix_stream_connect, unix_may_send), so
-//! the path judged is the peer's bound path (unix_sock.path), absolute and resolved: relative
+//! Both hooks run after the kernel found the peer (`unix_stream_connect`, `unix_may_send`), so
+//! the path judged is the peer's bound path (`unix_sock.path`), absolute and resolved: relative
 //! names, symlinks, a chroot or /proc/self/cwd spellings cannot get around it.
 //! The daemon's API socket is always allowed (steps, sub-tasks), known by its inode: the grant
 //! gives no write on its path, so it cannot be unlinked and rebound by a task.
-//! Abstract-namespace sockets have no path a grant can name: refused (ESCAPE_UNIX_ABSTRACT).
+//! Abstract-namespace sockets have no path a grant can name: refused (`ESCAPE_UNIX_ABSTRACT`).
 //! Unbound peers (socketpair) stay within the process tree that made them: allowed.
 //!
 //! Fail-closed: a peer whose address cannot be read is treated as abstract (refused).
@@ -25,20 +25,20 @@ use crate::{
     task::{CurrentTask, current_task},
 };
 
-/// unix_stream_connect(struct sock *sock, struct sock *other, struct sock *newsk)
+/// `unix_stream_connect(struct` sock *sock, struct sock *other, struct sock *newsk)
 #[lsm(hook = "unix_stream_connect")]
 pub fn unix_stream_connect(ctx: LsmContext) -> i32 {
     let Some(task) = current_task() else { return 0 };
     verdict(try_peer(&task, ctx.arg::<*const u8>(1)))
 }
 
-/// unix_may_send(struct socket *sock, struct socket *other): datagrams, connected or not.
+/// `unix_may_send(struct` socket *sock, struct socket *other): datagrams, connected or not.
 #[lsm(hook = "unix_may_send")]
 pub fn unix_may_send(ctx: LsmContext) -> i32 {
     let Some(task) = current_task() else { return 0 };
     let other: *const u8 = ctx.arg(1);
     // SAFETY: socket.sk at its BTF offset.
-    let sk = unsafe { bpf_probe_read_kernel(other.add(config::socket_sk_off()) as *const u64) }.unwrap_or(0);
+    let sk = unsafe { bpf_probe_read_kernel(other.add(config::socket_sk_off()).cast::<u64>()) }.unwrap_or(0);
     verdict(try_peer(&task, sk as *const u8))
 }
 
@@ -49,7 +49,7 @@ fn is_api_socket(dentry: u64) -> bool {
     guard_fs::is_object(dentry, api_ino, api_dev)
 }
 
-/// `other` is the peer's struct sock, the first member of its struct unix_sock.
+/// `other` is the peer's struct sock, the first member of its struct `unix_sock`.
 #[inline(always)]
 fn try_peer(task: &CurrentTask, other: *const u8) -> bool {
     if other.is_null() {
@@ -57,14 +57,14 @@ fn try_peer(task: &CurrentTask, other: *const u8) -> bool {
     }
     // SAFETY: unix_sock.path (a struct path) and unix_sock.addr at their BTF offsets.
     let bound = unsafe { other.add(config::unix_path_off()) };
-    let dentry = unsafe { bpf_probe_read_kernel(bound.add(config::path_dentry_off()) as *const u64) }.unwrap_or(0);
+    let dentry = unsafe { bpf_probe_read_kernel(bound.add(config::path_dentry_off()).cast::<u64>()) }.unwrap_or(0);
     if dentry != 0 {
         if is_api_socket(dentry) {
             return true;
         }
-        return change_at(task, bound as *const path, FILE_OP_UNIX_CONNECT);
+        return change_at(task, bound.cast::<path>(), FILE_OP_UNIX_CONNECT);
     }
-    let addr = unsafe { bpf_probe_read_kernel(other.add(config::unix_addr_off()) as *const u64) };
+    let addr = unsafe { bpf_probe_read_kernel(other.add(config::unix_addr_off()).cast::<u64>()) };
     match addr {
         // Never bound: a socketpair's other end.
         Ok(0) => true,

@@ -7,6 +7,16 @@
 // An empty asm makes LSM verdicts opaque to LLVM (lsm.rs: verdict).
 #![feature(asm_experimental_arch)]
 #![allow(internal_features, reason = "core_intrinsics is the only route to BPF_ATOMIC here")]
+#![allow(
+    clippy::inline_always,
+    reason = "every helper is inlined on purpose: BPF-to-BPF calls cost verifier budget and cannot take some \
+              pointer arguments (a stack pointer into a map value); `#[inline(never)]` marks the exceptions"
+)]
+#![allow(clippy::needless_pass_by_value, reason = "aya's program macros hand each hook its context by value")]
+#![allow(
+    clippy::cast_ptr_alignment,
+    reason = "kernel struct fields are read at BTF offsets the kernel's own layout aligns for their type"
+)]
 
 mod config;
 mod dentry_path;
@@ -37,7 +47,7 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
     unsafe { core::hint::unreachable_unchecked() }
 }
 
-/// Required by the kernel for GPL-only helpers (bpf_probe_read_user_str, bpf_send_signal).
+/// Required by the kernel for GPL-only helpers (`bpf_probe_read_user_str`, `bpf_send_signal`).
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 4] = *b"GPL\0";

@@ -22,7 +22,7 @@ pub static TASKS: HashMap<u32, TaskEntry> = HashMap::with_max_entries(1, 0);
 #[map]
 pub static TASK_LIVE: HashMap<u32, u64> = HashMap::with_max_entries(1, 0);
 
-/// BPF_F_NO_PREALLOC is mandatory for LPM tries.
+/// `BPF_F_NO_PREALLOC` is mandatory for LPM tries.
 #[map]
 pub static NET_RULES: LpmTrie<NetKey, NetPorts> = LpmTrie::with_max_entries(1, 1);
 
@@ -36,7 +36,7 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(4096, 0);
 pub static ALERTS: RingBuf = RingBuf::with_byte_size(4096, 0);
 
 /// [0]: tagged processes added by forks less those removed at exit (atomic, kernel only);
-/// [1]: task roots the daemon tagged (daemon only). Their wrapping sum is PROC_TAGS' count.
+/// [1]: task roots the daemon tagged (daemon only). Their wrapping sum is `PROC_TAGS`' count.
 #[map]
 pub static TAG_COUNT: Array<u64> = Array::with_max_entries(2, 0);
 

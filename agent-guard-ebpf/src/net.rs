@@ -1,4 +1,4 @@
-//! Network connects and UDP sends: cgroup sock_addr programs attached to the cgroup v2 root.
+//! Network connects and UDP sends: cgroup `sock_addr` programs attached to the cgroup v2 root.
 //!
 //! The kernel runs these from `__cgroup_bpf_run_filter_sock_addr` (kernel/bpf/cgroup.c) before
 //! the address is used; returning 0 makes connect(2)/sendmsg(2) fail with EPERM. The programs
@@ -117,7 +117,7 @@ pub fn connect_verdict(task: &CurrentTask, hook: u32, protocol: u32, port: u16, 
         ),
         hook,
         protocol,
-        port: port as u32,
+        port: u32::from(port),
         rule_index,
         addr,
     };
@@ -129,12 +129,12 @@ pub fn connect_verdict(task: &CurrentTask, hook: u32, protocol: u32, port: u16, 
 const NO_MATCH: u8 = u8::MAX;
 
 /// The action of the most restrictive port rule matching the destination, and that rule's
-/// index; (NO_MATCH, NO_RULE) when none does.
+/// index; (`NO_MATCH`, `NO_RULE`) when none does.
 ///
 /// The unspecified address (0.0.0.0, ::) matches nothing: the kernel sends such a connect to
 /// the socket's own bound address, or to loopback (net/ipv4/route.c
-/// ip_route_output_key_hash_rcu: `if (!fl4->daddr) fl4->daddr = fl4->saddr` then
-/// INADDR_LOOPBACK), so no rule written for an address can be said to cover it.
+/// `ip_route_output_key_hash_rcu`: `if (!fl4->daddr) fl4->daddr = fl4->saddr` then
+/// `INADDR_LOOPBACK`), so no rule written for an address can be said to cover it.
 #[inline(always)]
 pub fn net_decision(grant_id: u32, addr: &[u8; 16], port: u16, protocol: u32) -> (u8, u32) {
     if is_unspecified(addr) {
@@ -162,7 +162,7 @@ pub fn net_decision(grant_id: u32, addr: &[u8; 16], port: u16, protocol: u32) ->
             && (action == NO_MATCH || rule.action > action)
         {
             action = rule.action;
-            index = rule.rule_index as u32;
+            index = u32::from(rule.rule_index);
         }
     }
     (action, index)

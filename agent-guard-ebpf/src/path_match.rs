@@ -23,7 +23,7 @@ pub struct PathMatch {
     pub flags: u32,
     /// FNV-1a of the whole path (identifies a held action, see lsm.rs).
     pub hash: u64,
-    /// Non-zero when a rule below this path (as a directory) restricts (PathRule::below).
+    /// Non-zero when a rule below this path (as a directory) restricts (`PathRule::below`).
     pub below: u32,
 }
 
@@ -57,7 +57,7 @@ extern "C" fn walk_byte(index: u64, ctx: *mut c_void) -> i64 {
         return 1;
     }
     // "//", "/." and "/.." (and, conservatively, hidden names "/.x") go to the daemon.
-    if walk.prev == b'/' as u32 && (c == b'/' || c == b'.') {
+    if walk.prev == u32::from(b'/') && (c == b'/' || c == b'.') {
         walk.unnormalized = 1;
     }
     walk.hash = fnv1a_step(walk.hash, c);
@@ -70,7 +70,7 @@ extern "C" fn walk_byte(index: u64, ctx: *mut c_void) -> i64 {
             None => walk.children = 0,
         }
     }
-    walk.prev = c as u32;
+    walk.prev = u32::from(c);
     0
 }
 
@@ -80,7 +80,7 @@ extern "C" fn walk_byte(index: u64, ctx: *mut c_void) -> i64 {
 /// or a trailing '/' could otherwise slip past a prefix rule (`/srv/a/../../etc/shadow`), and
 /// a relative one needs the cwd. Those (and, to keep the check cheap, any component starting
 /// with '.') are returned undecided, flagged, for the daemon to resolve.
-/// `resolved` paths come from the kernel (d_path): absolute and normalised by construction,
+/// `resolved` paths come from the kernel (`d_path)`: absolute and normalised by construction,
 /// so names starting with '.' are matched instead of being handed to the daemon.
 #[inline(always)]
 pub fn match_path(grant_id: u32, path: &[u8; PATH_MAX_MATCH], len: usize, resolved: bool) -> PathMatch {
@@ -91,7 +91,7 @@ pub fn match_path(grant_id: u32, path: &[u8; PATH_MAX_MATCH], len: usize, resolv
         return PathMatch { allowed: 0, flags: PATH_TRUNCATED, hash: 0, below: 0 };
     }
     let mut walk = Walk {
-        path: path as *const _,
+        path: core::ptr::from_ref(path),
         hash: FNV_OFFSET ^ config::path_seed(),
         grant_id,
         allowed: 0,
@@ -110,7 +110,7 @@ pub fn match_path(grant_id: u32, path: &[u8; PATH_MAX_MATCH], len: usize, resolv
         // "/" itself: only a subtree rule on "/" covers it, looked up in the walk.
         return PathMatch { allowed: walk.allowed, flags: 0, hash: walk.hash, below: 1 };
     }
-    if !resolved && (walk.unnormalized != 0 || walk.prev == b'/' as u32) {
+    if !resolved && (walk.unnormalized != 0 || walk.prev == u32::from(b'/')) {
         return PathMatch { allowed: 0, flags: PATH_UNNORMALIZED, hash: 0, below: 0 };
     }
     let mut allowed = walk.allowed | walk.children;

@@ -1,23 +1,23 @@
 //! Task tags follow processes: every process forked by a tagged one is tagged before it first
 //! runs, and the tag is removed when its whole thread group has exited.
 //!
-//! - `task/task_newtask` fires in copy_process() (kernel/fork.c) after the child's pid is
-//!   allocated and before wake_up_new_task(), with the clone flags: the child cannot act
-//!   untagged. Threads (CLONE_THREAD) share the tgid and so the tag; double forks, setsid()
+//! - `task/task_newtask` fires in `copy_process()` (kernel/fork.c) after the child's pid is
+//!   allocated and before `wake_up_new_task()`, with the clone flags: the child cannot act
+//!   untagged. Threads (`CLONE_THREAD`) share the tgid and so the tag; double forks, `setsid()`
 //!   and re-parenting do not matter because the tag is keyed by tgid, not by parent.
-//! - `sched/sched_process_exit` fires in do_exit() after `group_dead` is computed; the tag is
-//!   removed only when the group is dead, so a leader that exits first, or that de_thread()
-//!   kills because another thread exec'd (fs/exec.c: the old leader runs do_exit with pid ==
+//! - `sched/sched_process_exit` fires in `do_exit()` after `group_dead` is computed; the tag is
+//!   removed only when the group is dead, so a leader that exits first, or that `de_thread()`
+//!   kills because another thread exec'd (fs/exec.c: the old leader runs `do_exit` with pid ==
 //!   tgid while the process lives on), does not untag the live process; and a reused pid
 //!   never inherits a stale tag (a tgid is not reused before the group is dead and reaped).
 //!   The record has a `group_dead` field from Linux 6.16; before, the program reads
-//!   `current->signal->live`, which do_exit() decrements before the tracepoint
+//!   `current->signal->live`, which `do_exit()` decrements before the tracepoint
 //!   (kernel/exit.c: atomic_dec_and_test(&tsk->signal->live) precedes
-//!   trace_sched_process_exit), so it is 0 exactly when the group is dead.
+//!   `trace_sched_process_exit`), so it is 0 exactly when the group is dead.
 //!
 //! Fail-open/closed: on BPF LSM kernels a fork that could not be tagged is refused before it
-//! happens (lsm_system.rs task_alloc, from TAG_COUNT). Should a child still find PROC_TAGS
-//! full, the kernel reports KIND_TAG_LOST and the daemon kills that child.
+//! happens (`lsm_system.rs` `task_alloc`, from `TAG_COUNT`). Should a child still find `PROC_TAGS`
+//! full, the kernel reports `KIND_TAG_LOST` and the daemon kills that child.
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
@@ -96,10 +96,10 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
         // Kernels before 6.16: signal->live, already decremented for this thread.
         // SAFETY: current's signal_struct pointer and its `live` counter, at BTF offsets.
         let signal = unsafe {
-            bpf_probe_read_kernel((bpf_get_current_task() as *const u8).add(config::task_signal_off()) as *const u64)
+            bpf_probe_read_kernel((bpf_get_current_task() as *const u8).add(config::task_signal_off()).cast::<u64>())
         }
         .unwrap_or(0);
-        let live = unsafe { bpf_probe_read_kernel((signal as *const u8).add(config::signal_live_off()) as *const i32) };
+        let live = unsafe { bpf_probe_read_kernel((signal as *const u8).add(config::signal_live_off()).cast::<i32>()) };
         matches!(live, Ok(0))
     } else {
         // No BTF: the leader's exit (weaker: a leader exiting before its threads, or killed by
@@ -143,7 +143,7 @@ fn try_group_exit(tgid: u32) {
     }
 }
 
-/// Adds `delta` (u64::MAX: minus one) to the kernel's share of TAG_COUNT.
+/// Adds `delta` (`u64::MAX`: minus one) to the kernel's share of `TAG_COUNT`.
 #[inline(always)]
 fn count_tags(delta: u64) {
     if let Some(count) = TAG_COUNT.get_ptr_mut(0) {

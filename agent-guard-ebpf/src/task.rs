@@ -61,7 +61,7 @@ pub fn task_of(tgid: u32) -> Option<u32> {
 
 impl CurrentTask {
     /// Whether process `tgid` works for this task or for one of its sub-tasks (at most
-    /// MAX_SUBTASK_DEPTH levels down): the processes a task may signal, trace or tune.
+    /// `MAX_SUBTASK_DEPTH` levels down): the processes a task may signal, trace or tune.
     #[inline(always)]
     pub fn owns_process(&self, tgid: u32) -> bool {
         let Some(mut task) = task_of(tgid) else {
@@ -102,7 +102,7 @@ impl CurrentTask {
     }
 }
 
-/// EventHeader::reason for `verdict`: why it is out of scope, or none (a rule decided).
+/// `EventHeader::reason` for `verdict`: why it is out of scope, or none (a rule decided).
 #[inline(always)]
 pub fn reason_for(task: &CurrentTask, verdict: u32) -> u32 {
     if verdict == agent_guard_common::event::VERDICT_OUT_OF_SCOPE
@@ -116,7 +116,7 @@ pub fn reason_for(task: &CurrentTask, verdict: u32) -> u32 {
 
 /// The `kill` level: where BPF LSM is not available, an out-of-scope action the kernel itself
 /// decided (not one left to the daemon) of a task in enforce mode kills the process. Returns
-/// the EventHeader::action to report.
+/// the `EventHeader::action` to report.
 #[inline(always)]
 pub fn kill_if_enforced(task: &CurrentTask, verdict: u32) -> u32 {
     if crate::config::kill_mode()

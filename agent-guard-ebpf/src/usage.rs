@@ -1,6 +1,6 @@
 //! First use of an allowed access: reported once per task, object and access, so the daemon
 //! knows which of a grant's rules were used and what was touched, at the cost of one LRU
-//! lookup for every later use (USAGE_SEEN).
+//! lookup for every later use (`USAGE_SEEN`).
 //!
 //! Fail-open/closed: bookkeeping only, never affects a decision. An entry evicted from the LRU
 //! means a second report of the same use (harmless); a record lost to a full ring buffer is

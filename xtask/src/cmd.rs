@@ -109,6 +109,20 @@ fn host_tests(toolchain: &str) -> Result<(u64, u64)> {
         "-D",
         "warnings",
     ]))?;
+    // The kernel programs, linted for their own target (they are no default member).
+    run(cargo(toolchain).args([
+        "clippy",
+        "--package",
+        "agent-guard-ebpf",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+        "--release",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     // The syslog tests send to a real rsyslogd they start themselves.
     if !crate::setup::debian_installed("rsyslog") {
         step("installing rsyslog (the syslog receiver of the output tests)");
