@@ -15,6 +15,7 @@ pub const DEFAULT_SOCKET: &str = "/run/agent-guard/agent-guard.sock";
 
 // No deny_unknown_fields here: serde cannot combine it with `flatten`; the flattened body
 // enum carries it instead, so unknown fields are still refused.
+/// One request line: the API version and what is asked.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Request {
     pub version: u32,
@@ -22,6 +23,7 @@ pub struct Request {
     pub body: RequestBody,
 }
 
+/// What a request asks (`op`).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RequestBody {
@@ -78,6 +80,7 @@ pub enum RequestBody {
     },
 }
 
+/// One response line: the API version and the answer.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Response {
     pub version: u32,
@@ -85,6 +88,7 @@ pub struct Response {
     pub body: ResponseBody,
 }
 
+/// The answer to a request (`result`).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ResponseBody {
@@ -116,6 +120,7 @@ pub enum ResponseBody {
     },
 }
 
+/// Why a request was refused (`code` of an `error` result).
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -127,6 +132,7 @@ pub enum ErrorCode {
     Kernel,
 }
 
+/// A task as the API shows it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TaskInfo {
@@ -155,6 +161,7 @@ pub struct TaskInfo {
     pub counts: std::collections::BTreeMap<String, u64>,
 }
 
+/// Where a task is in its life.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
@@ -186,6 +193,7 @@ pub struct ApprovalInfo {
     pub state: String,
 }
 
+/// The daemon's state (`agent-guard status`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct StatusInfo {
@@ -205,6 +213,7 @@ pub struct StatusInfo {
     pub survives_daemon: bool,
 }
 
+/// How full a kernel map is.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct MapUse {

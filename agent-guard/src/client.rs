@@ -9,6 +9,7 @@ use std::{
 
 use crate::api::{API_VERSION, Request, RequestBody, Response, ResponseBody};
 
+/// Why a CLI call to the daemon failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot connect to the agent-guard daemon at {socket}: {source} (is `agent-guard daemon` running?)")]

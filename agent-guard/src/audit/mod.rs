@@ -29,6 +29,7 @@ pub use store::{Query, Store};
 /// Where the daemon keeps the store unless told otherwise.
 pub const DEFAULT_STORE: &str = "/var/lib/agent-guard/audit.db";
 
+/// The audit store cannot be opened, read or written, or lacks what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error("audit store {path}: {source}")]

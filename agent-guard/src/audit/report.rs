@@ -20,6 +20,7 @@ use crate::daemon::events::schema::{Body, Event, TaskOpened};
 
 pub const REPORT_SCHEMA: &str = "agent-guard.report/v1";
 
+/// A task's evidence report.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub schema: &'static str,
@@ -52,12 +53,14 @@ pub struct Report {
     pub events: usize,
 }
 
+/// A step the agent declared, and when.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Step {
     pub time: String,
     pub step: String,
 }
 
+/// The grant as issued to the task.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct GrantIssued {
     pub name: String,
@@ -80,6 +83,7 @@ pub struct Change {
     pub reason: Option<String>,
 }
 
+/// A held action and its answer.
 #[derive(Clone, Debug, Serialize)]
 pub struct Approval {
     pub id: Option<u32>,
@@ -93,6 +97,7 @@ pub struct Approval {
     pub reason: Option<String>,
 }
 
+/// What the task reached, by directory and destination.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Touched {
     pub directories: Vec<Touch>,
@@ -109,6 +114,7 @@ pub struct Touch {
     pub kinds: BTreeSet<String>,
 }
 
+/// Refused or flagged actions of one kind on one object, counted.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Finding {
     pub kind: String,
@@ -121,6 +127,7 @@ pub struct Finding {
     pub reason: Option<String>,
 }
 
+/// Which allow rules the task used.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Usage {
     /// False when the daemon did not record usage (older kernels): then nothing is claimed.
@@ -132,6 +139,7 @@ pub struct Usage {
     pub unused: Vec<String>,
 }
 
+/// A narrower grant, when the usage supports one.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct LeastPrivilege {
     /// Why there is or is no suggestion.

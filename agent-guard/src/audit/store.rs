@@ -52,6 +52,7 @@ pub struct Query {
     pub limit: Option<usize>,
 }
 
+/// The local audit store (SQLite).
 pub struct Store {
     conn: Connection,
     path: PathBuf,

@@ -9,6 +9,7 @@ use crate::{
     client,
 };
 
+/// `agent-guard approve`.
 #[derive(clap::Args)]
 pub struct Approve {
     /// The approval id (from the approval.request event or `agent-guard approvals`).
@@ -18,11 +19,13 @@ pub struct Approve {
     allow_for: Option<Duration>,
 }
 
+/// `agent-guard deny`.
 #[derive(clap::Args)]
 pub struct Deny {
     id: u32,
 }
 
+/// `agent-guard approvals`.
 #[derive(clap::Args)]
 pub struct List {
     /// Print JSON.

@@ -10,6 +10,7 @@ use crate::{
     daemon::events::schema::Kind,
 };
 
+/// `agent-guard audit`.
 #[derive(clap::Args)]
 pub struct Args {
     /// The audit store (opened read-only).

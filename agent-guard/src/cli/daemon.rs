@@ -14,6 +14,7 @@ use crate::daemon::{
     config::{ConfigFile, OutputConfig},
 };
 
+/// `agent-guard daemon`.
 #[derive(clap::Args)]
 pub struct Args {
     /// Config file (YAML): outputs, audit store, metrics, flood control (docs/config.md). Without
@@ -55,7 +56,7 @@ pub struct Args {
     /// refused.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     approval_timeout: std::time::Duration,
-    /// Policy directory: `AgentProfile`, `GrantTemplate` and Grant files (*.yaml), reloaded on SIGHUP
+    /// Policy directory: AgentProfile, GrantTemplate and Grant files (*.yaml), reloaded on SIGHUP
     /// and whenever a file in it changes. A missing directory holds no policies.
     #[arg(long, default_value = "/etc/agent-guard/policies")]
     policy_dir: PathBuf,

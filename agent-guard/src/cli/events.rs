@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+/// `agent-guard events`.
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Print the JSON Schema of one event line (schema `agent-guard.event/v1`).

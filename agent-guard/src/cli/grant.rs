@@ -8,6 +8,7 @@ use crate::{
     client,
 };
 
+/// `agent-guard grant`.
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Revoke a task's grant: its processes live on, allowed nothing.

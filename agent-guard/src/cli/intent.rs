@@ -9,6 +9,7 @@ use crate::{
     client,
 };
 
+/// `agent-guard intent`.
 #[derive(clap::Args)]
 pub struct Args {
     /// What the agent is about to do (1-4096 printable bytes).

@@ -1,4 +1,6 @@
 //! Command-line verbs, one module each.
+// The doc comments of clap types are the CLI's help text, printed as written.
+#![allow(clippy::doc_markdown, reason = "doc comments here are --help text, not rustdoc")]
 
 mod approval;
 mod audit;
@@ -19,6 +21,7 @@ use clap::{Parser, Subcommand};
 
 use crate::api::DEFAULT_SOCKET;
 
+/// The command line.
 #[derive(Parser)]
 #[command(name = "agent-guard", version, about = "Kernel-enforced, task-scoped access boundaries for AI agents")]
 pub struct Cli {

@@ -8,9 +8,10 @@ use crate::{
     policy::{PolicyDocument, PolicySet, json_schema, policy_files},
 };
 
+/// `agent-guard policy`.
 #[derive(clap::Subcommand)]
 pub enum Command {
-    /// Check policy files (Grant, `GrantTemplate`, `AgentProfile`) and directories of them, together:
+    /// Check policy files (Grant, GrantTemplate, AgentProfile) and directories of them, together:
     /// every error names the file, line and column; exits 1 if any fails.
     Check {
         #[arg(required = true)]

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 
 use crate::audit::{AuditError, DEFAULT_STORE, Report, Store};
 
+/// Report formats.
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum Format {
     Md,
@@ -14,6 +15,7 @@ pub enum Format {
     Html,
 }
 
+/// `agent-guard report`.
 #[derive(clap::Args)]
 pub struct Args {
     /// The audit store (opened read-only).
@@ -22,7 +24,7 @@ pub struct Args {
     /// The task to report on (its newest instance, unless --open-event names one).
     #[arg(long)]
     task: u32,
-    /// The task.open `event_id` of the instance meant, when the id was reused after a daemon
+    /// The task.open event_id of the instance meant, when the id was reused after a daemon
     /// restart (`agent-guard audit --tasks` lists them).
     #[arg(long)]
     open_event: Option<String>,

@@ -20,6 +20,7 @@ use crate::{
     client,
 };
 
+/// `agent-guard run`.
 #[derive(clap::Args)]
 pub struct Args {
     /// Agent identity (with --profile, the profile's name).
@@ -31,10 +32,10 @@ pub struct Args {
     /// Grant file (YAML, kind Grant).
     #[arg(long, required_unless_present = "profile", conflicts_with = "profile")]
     grant: Option<PathBuf>,
-    /// `AgentProfile` of the daemon's policy directory.
+    /// AgentProfile of the daemon's policy directory.
     #[arg(long)]
     profile: Option<String>,
-    /// `GrantTemplate` the profile allows, filled in with --var.
+    /// GrantTemplate the profile allows, filled in with --var.
     #[arg(long, requires = "profile")]
     template: Option<String>,
     /// A template variable, NAME=VALUE (repeatable).

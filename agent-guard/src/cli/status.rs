@@ -7,6 +7,7 @@ use crate::{
     client,
 };
 
+/// `agent-guard status`.
 #[derive(clap::Args)]
 pub struct Args {
     /// Print JSON.

@@ -7,6 +7,7 @@ use crate::{
     client,
 };
 
+/// `agent-guard task`.
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// List tasks (open and ended since the daemon started).

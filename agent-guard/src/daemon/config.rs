@@ -14,6 +14,7 @@ pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/agent-guard/spool";
 /// The audit store's name among the outputs (metrics, guard.output_* events).
 pub const AUDIT_STORE_OUTPUT: &str = "audit-store";
 
+/// The config file (docs/config.md).
 #[derive(Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ConfigFile {
@@ -44,6 +45,7 @@ fn default_outputs() -> Vec<OutputConfig> {
     vec![OutputConfig::Stdout(StdoutConfig::default()), OutputConfig::File(FileConfig::at(DEFAULT_EVENTS_FILE))]
 }
 
+/// How an output writes events.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
@@ -86,6 +88,7 @@ impl OutputConfig {
     }
 }
 
+/// An output to standard output.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StdoutConfig {
@@ -95,6 +98,7 @@ pub struct StdoutConfig {
     pub format: Format,
 }
 
+/// An output to a file, rotated by size and age.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct FileConfig {
@@ -135,6 +139,7 @@ fn default_keep() -> u32 {
     5
 }
 
+/// How a syslog output reaches its receiver.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SyslogTransport {
@@ -143,6 +148,7 @@ pub enum SyslogTransport {
     Unix,
 }
 
+/// An output to a syslog receiver (RFC 5424).
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SyslogConfig {
@@ -176,6 +182,7 @@ fn default_queue() -> usize {
     65_536
 }
 
+/// What an HTTP output speaks: a webhook, Splunk HEC or Elasticsearch bulk.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum HttpFlavor {
@@ -187,6 +194,7 @@ pub enum HttpFlavor {
     Elasticsearch,
 }
 
+/// An output to an HTTP receiver, batched, retried and spooled to disk.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HttpConfig {
@@ -244,6 +252,7 @@ fn default_spool_max() -> ByteSize {
     ByteSize::gib(1)
 }
 
+/// The local audit store: where, and for how long.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AuditStoreConfig {
@@ -273,6 +282,7 @@ fn default_retention() -> Duration {
     Duration::from_hours(2160)
 }
 
+/// Where `/metrics` is served.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MetricsConfig {
@@ -280,6 +290,7 @@ pub struct MetricsConfig {
     pub listen: SocketAddr,
 }
 
+/// Flood control of repeated allowed and flagged events.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AggregationConfig {
@@ -304,6 +315,7 @@ fn some_duration<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Durat
     duration::deserialize(de).map(Some)
 }
 
+/// A config file that cannot be read or does not validate.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("config file {path}: {source}")]

@@ -35,6 +35,7 @@ use self::{
     tasks::{registry::Registry, reload, state},
 };
 
+/// Why the daemon could not start or run.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("the daemon must run as root (it loads eBPF programs); running as uid {uid}")]
@@ -70,6 +71,7 @@ pub enum OnStop {
     KeepConfined,
 }
 
+/// The daemon's settings, from the command line and the config file.
 pub struct DaemonConfig {
     /// Outputs, audit store, metrics and flood control (the config file, or its defaults).
     pub file: config::ConfigFile,

@@ -20,6 +20,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 /// include/uapi/asm-generic/socket.h
 const SO_PEERPIDFD: libc::c_int = 77;
 
+/// The process at the other end of an API connection, named by a pidfd.
 pub struct Peer {
     pidfd: OwnedFd,
     pub uid: u32,

@@ -20,6 +20,7 @@ pub struct CompiledGrant {
     pub listen: Option<NetPorts>,
 }
 
+/// A grant that cannot be put in the kernel maps.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CompileError {
     #[error(

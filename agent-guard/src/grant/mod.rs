@@ -24,12 +24,14 @@ pub use subset::{excess, with_restrictions};
 pub type FileRule = Rule<PathPattern>;
 /// A network rule.
 pub type NetRule = Rule<Destination>;
+/// A `network.listen` rule.
 pub type ListenRule = Rule<ListenPorts>;
 pub use path_pattern::PathPattern;
 
 /// Used when neither the grant nor the command line names a TTL.
 pub const DEFAULT_TTL: Duration = Duration::from_mins(15);
 
+/// A grant document (`kind: Grant`): what a task may read, write, execute and reach.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Grant {
@@ -39,23 +41,27 @@ pub struct Grant {
     pub spec: GrantSpec,
 }
 
+/// The policy API version (`apiVersion`).
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub enum ApiVersion {
     #[serde(rename = "agent-guard.dev/v1")]
     V1,
 }
 
+/// The document kind (`kind: Grant`).
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub enum GrantKind {
     Grant,
 }
 
+/// A policy document's name.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Metadata {
     pub name: String,
 }
 
+/// A grant's rules, mode and time limit.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantSpec {
@@ -73,6 +79,7 @@ pub struct GrantSpec {
     pub network: NetworkRules,
 }
 
+/// What out-of-scope actions get: refused, or allowed and flagged.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -83,6 +90,7 @@ pub enum Mode {
     Audit,
 }
 
+/// Paths a task may read and write.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileRules {
@@ -92,6 +100,7 @@ pub struct FileRules {
     pub write: Vec<FileRule>,
 }
 
+/// Destinations a task may connect or send to, and ports it may listen on.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkRules {
@@ -102,6 +111,7 @@ pub struct NetworkRules {
     pub listen: Vec<ListenRule>,
 }
 
+/// A policy document that does not parse or validate, with where.
 #[derive(Debug, thiserror::Error)]
 pub enum GrantError {
     #[error("policy {file}: line {line}, column {column}: {message}")]

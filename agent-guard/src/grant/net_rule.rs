@@ -11,6 +11,7 @@ use std::{
 use agent_guard_common::net::{PROTO_TCP, PROTO_UDP};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
+/// PROTO_* bits of a network rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Protocols(pub u8);
 
@@ -18,6 +19,7 @@ impl Protocols {
     pub const ALL: Protocols = Protocols(PROTO_TCP | PROTO_UDP);
 }
 
+/// Where a network rule lets a task connect: a prefix, a port range, protocols.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Destination {
     pub net: IpNet,
@@ -26,6 +28,7 @@ pub struct Destination {
     pub protocols: Protocols,
 }
 
+/// A network rule that does not parse.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid network rule {rule:?}: {reason}")]
 pub struct NetRuleError {

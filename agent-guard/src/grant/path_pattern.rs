@@ -7,6 +7,7 @@ use std::{fmt, str::FromStr};
 
 use agent_guard_common::path::PATH_MAX_MATCH;
 
+/// A path pattern of a file or exec rule (`/a/b`, `/a/*`, `/a/**`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PathPattern {
     Exact(String),
@@ -40,6 +41,7 @@ impl PathPattern {
     }
 }
 
+/// A path pattern that does not parse.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid path pattern {pattern:?}: {reason}")]
 pub struct PathPatternError {

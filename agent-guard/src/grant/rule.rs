@@ -49,6 +49,7 @@ pub trait RuleTarget: FromStr<Err: fmt::Display> + fmt::Display + Clone + schema
     const KEY: &'static str;
 }
 
+/// One rule of a grant list: a target and what happens when it matches.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Rule<T> {
     pub target: T,

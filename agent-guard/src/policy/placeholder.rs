@@ -15,6 +15,7 @@ pub struct Found {
     offset: usize,
 }
 
+/// The `{variables}` of a template and where they are.
 pub struct Scan {
     pub found: Vec<Found>,
     /// The text with every placeholder replaced by a stand-in of the same length ("/xxxx", or

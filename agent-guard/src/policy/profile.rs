@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::grant::{ApiVersion, FileRules, GrantError, Metadata, NetworkRules};
 
+/// An agent profile (`kind: AgentProfile`): a base grant and the templates an agent may use.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AgentProfile {
@@ -29,11 +30,13 @@ pub struct AgentProfile {
     pub spec: ProfileSpec,
 }
 
+/// The document kind (`kind: AgentProfile`).
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub enum ProfileKind {
     AgentProfile,
 }
 
+/// A profile's base grant and templates.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProfileSpec {
@@ -51,6 +54,7 @@ pub struct ProfileSpec {
     pub base_grant: BaseGrant,
 }
 
+/// What every task of a profile may do, whatever the template.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BaseGrant {

@@ -11,6 +11,7 @@ use std::{
 use super::{AgentProfile, GrantTemplate, PolicyDocument};
 use crate::grant::{CompiledGrant, Grant, GrantSpec};
 
+/// The policy directory, loaded and validated whole.
 #[derive(Clone, Debug, Default)]
 pub struct PolicySet {
     pub profiles: BTreeMap<String, AgentProfile>,

@@ -24,6 +24,7 @@ use crate::grant::{ApiVersion, CompiledGrant, Grant, GrantError, GrantKind, Gran
 /// Variables every template may use, filled in by the daemon.
 pub const BUILTIN_VARIABLES: [&str; 2] = ["task_id", "agent"];
 
+/// A grant template (`kind: GrantTemplate`): a grant with `{variables}`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GrantTemplate {
@@ -40,11 +41,13 @@ pub struct GrantTemplate {
     file: String,
 }
 
+/// The document kind (`kind: GrantTemplate`).
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub enum TemplateKind {
     GrantTemplate,
 }
 
+/// A template's variables and grant.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateSpec {

@@ -102,6 +102,7 @@ pub enum Touched {
     Destination(String),
 }
 
+/// An action the kernel holds for a human, as the registry files it.
 pub struct HeldAction {
     pub task_id: u32,
     pub tid: u32,

@@ -15,6 +15,7 @@ const MAX_LINKS: usize = 262_144;
 /// Ancestors listed at most.
 const MAX_DEPTH: usize = 64;
 
+/// Exec ids and ancestry of tagged processes, from fork and exec records.
 pub struct Lineage {
     /// The first 8 hex digits of /`proc/sys/kernel/random/boot_id`: exec ids stay unique across
     /// reboots, when `CLOCK_BOOTTIME` starts again.

@@ -174,6 +174,7 @@ pub struct Answer {
     pub actor: Option<Actor>,
 }
 
+/// The payload of `task.open`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct TaskOpened {
     /// Who asked for the task, as the kernel names the API caller (always written; absent in
@@ -187,6 +188,7 @@ pub struct TaskOpened {
     pub reason: String,
 }
 
+/// The payload of `task.stop` and `task.close`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct TaskEnded {
     /// Who stopped it, if an operator did.
@@ -210,12 +212,14 @@ pub struct Control {
     pub reason: String,
 }
 
+/// A payload that is only a sentence.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Note {
     #[serde(default)]
     pub reason: String,
 }
 
+/// The payload of `guard.events_dropped` and `guard.output_*`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Loss {
     /// Events (or delivery attempts, for `guard.output_failed`) lost since the last report.
@@ -224,6 +228,7 @@ pub struct Loss {
     pub reason: String,
 }
 
+/// The payload of `guard.start`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Started {
     /// How each capability is enforced on this kernel (never more than what is loaded).
@@ -232,6 +237,7 @@ pub struct Started {
     pub reason: String,
 }
 
+/// The payload of `guard.adopt`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Adopted {
     /// Open tasks taken over from the previous daemon.
@@ -258,6 +264,7 @@ pub struct Usage {
     pub destinations: std::collections::BTreeMap<String, u64>,
 }
 
+/// Who made a control request: the API caller as the kernel names it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Actor {
     pub pid: u32,
@@ -436,6 +443,7 @@ impl Body {
     }
 }
 
+/// What happened to an action.
 #[derive(Clone, Copy, Debug, Hash, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
@@ -446,6 +454,7 @@ pub enum Decision {
     Held,
 }
 
+/// What the grant says should happen to an action.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PolicyDecision {
@@ -453,6 +462,7 @@ pub enum PolicyDecision {
     Flag,
 }
 
+/// The process an event is about.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Process {
     pub pid: u32,
@@ -478,6 +488,7 @@ pub struct Process {
     pub ancestry: Vec<String>,
 }
 
+/// The task an event belongs to, and what it declared.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct TaskRef {
     pub id: u32,
@@ -492,6 +503,7 @@ pub struct TaskRef {
     pub step: Option<String>,
 }
 
+/// A destination of a connect or send.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(tag = "type", rename = "network")]
 pub struct NetworkObject {
@@ -501,6 +513,7 @@ pub struct NetworkObject {
     pub protocol: String,
 }
 
+/// A file opened or changed.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(tag = "type", rename = "file")]
 pub struct FileObject {
@@ -510,6 +523,7 @@ pub struct FileObject {
     pub operation: Option<FileOperation>,
 }
 
+/// A program executed.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(tag = "type", rename = "executable")]
 pub struct ExecObject {

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+/// A cgroup operation that failed, with the path.
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
     #[error("no cgroup v2 hierarchy is mounted (looked in /proc/self/mounts)")]

@@ -37,6 +37,7 @@ use crate::{
     grant::CompiledGrant,
 };
 
+/// Loading, attaching or writing the kernel programs and maps failed, naming the object.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
     #[error("tracefs {path}: {detail}")]
@@ -143,6 +144,7 @@ fn kernel_id(path: &Path) -> Option<(u64, u32)> {
     Some((meta.ino(), (major << 20) | minor))
 }
 
+/// The loaded programs and the maps the daemon writes.
 pub struct Kernel {
     /// Owns the programs (their links are pinned: dropping this detaches nothing).
     _ebpf: Ebpf,

@@ -34,6 +34,7 @@ struct Window {
     repeats: u64,
 }
 
+/// Folds repeated allowed and flagged events of one process into counted ones.
 pub struct Aggregator {
     window: Duration,
     open: HashMap<Key, Window>,

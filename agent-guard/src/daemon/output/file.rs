@@ -12,6 +12,7 @@ use std::{
 
 use crate::daemon::config::FileConfig;
 
+/// An events file, rotated by size and age.
 pub struct RotatingFile {
     path: PathBuf,
     max_size: u64,

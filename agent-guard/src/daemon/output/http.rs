@@ -25,6 +25,7 @@ use super::{
 const DRAIN: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
+/// An HTTP output with its client and spool.
 pub struct HttpOutput {
     name: String,
     config: HttpConfig,

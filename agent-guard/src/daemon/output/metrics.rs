@@ -19,17 +19,20 @@ use crate::api::StatusInfo;
 /// Reads the daemon's status at scrape time (the task registry, behind its lock).
 pub type StatusSource = Arc<dyn Fn() -> StatusInfo + Send + Sync>;
 
+/// Labels of `agent_guard_events_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EventLabels {
     pub kind: String,
     pub decision: String,
 }
 
+/// Labels of the per-output metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutputLabels {
     pub output: String,
 }
 
+/// Labels of the map metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MapLabels {
     pub map: String,
@@ -94,6 +97,7 @@ impl Metrics {
     }
 }
 
+/// The metrics listener cannot be served.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
     #[error("metrics endpoint {addr}: {source}")]

@@ -59,6 +59,7 @@ impl EventSink {
 /// Where kernel events go: wait for a permit (`reserve`) before decoding the next record.
 pub type KernelSink = mpsc::Sender<Event>;
 
+/// An output that cannot be set up, naming it.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
     #[error("output {output}: {message}")]

@@ -22,6 +22,7 @@ use std::{
 /// A segment is sealed at this size even before the flush interval.
 const SEGMENT_BYTES: u64 = 1 << 20;
 
+/// A spool segment that cannot be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
     #[error("spool {dir}: {source}")]
@@ -40,6 +41,7 @@ pub struct SpoolState {
     pub sealed: tokio::sync::Notify,
 }
 
+/// One spooled event and where it is.
 pub struct Record {
     pub id: String,
     pub epoch_ms: u64,
@@ -101,6 +103,7 @@ pub fn remove_segment(state: &SpoolState, path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Appends events to fsynced segments.
 pub struct SpoolWriter {
     state: Arc<SpoolState>,
     max_bytes: u64,

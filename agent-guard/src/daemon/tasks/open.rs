@@ -28,6 +28,7 @@ pub enum GrantRequest {
     Profile { profile: String, template: Option<String>, vars: BTreeMap<String, String> },
 }
 
+/// A request to open a task for a process.
 pub struct OpenRequest {
     pub agent: Option<String>,
     pub intent: String,

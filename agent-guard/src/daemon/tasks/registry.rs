@@ -25,6 +25,7 @@ use crate::{
     policy::PolicySet,
 };
 
+/// An open task: its grant, kernel entries, cgroup and usage.
 pub struct Task {
     pub info: TaskInfo,
     /// The grant in force in the kernel (for a sub-task: with its parent's restrictions).
@@ -75,6 +76,7 @@ impl TaskView for Registry {
     }
 }
 
+/// The open tasks and held actions, and the kernel they are written to.
 pub struct Registry {
     pub kernel: Kernel,
     pub tasks: BTreeMap<u32, Task>,

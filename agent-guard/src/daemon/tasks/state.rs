@@ -18,6 +18,7 @@ use crate::{api::TaskInfo, grant::Grant};
 
 use crate::daemon::events::schema::Usage;
 
+/// The state directory cannot be locked, read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("state directory {path}: {source}")]
@@ -43,6 +44,7 @@ pub struct Saved {
     pub temporary: Vec<SavedAllow>,
 }
 
+/// An open task as saved in the state directory.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SavedTask {
@@ -56,6 +58,7 @@ pub struct SavedTask {
     pub drops_at_open: u64,
 }
 
+/// A temporary allowance (`approve --for`) as saved.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SavedAllow {
