@@ -57,7 +57,6 @@ pub struct Indexed {
     pub kind: String,
     pub decision: Option<String>,
     pub task_id: Option<u32>,
-    pub agent: Option<String>,
     /// The rule that decided an action (`default-deny`, `grant.ttl`, a grant's rule).
     pub rule: Option<String>,
     /// How many occurrences the event stands for: `count` for a flood-aggregated event, else 1.
@@ -79,7 +78,6 @@ impl Indexed {
             kind: kind.to_string(),
             decision: str_at(event, "/decision").map(str::to_string),
             task_id: task_id(event),
-            agent: str_at(event, "/task/agent").map(str::to_string),
             rule: str_at(event, "/rule").map(str::to_string),
             weight: weight(event),
         })

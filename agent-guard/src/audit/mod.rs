@@ -21,10 +21,10 @@ mod test_events;
 
 use std::path::PathBuf;
 
-pub use event::{Indexed, object_of, parse_ms, typed};
+pub use event::{object_of, parse_ms, typed};
 pub use lifecycle::TaskRow;
 pub use report::Report;
-pub use store::{Query, Store};
+pub use store::{Query, Row, Store};
 
 /// Where the daemon keeps the store unless told otherwise.
 pub const DEFAULT_STORE: &str = "/var/lib/agent-guard/audit.db";

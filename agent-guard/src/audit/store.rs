@@ -52,6 +52,20 @@ pub struct Query {
     pub limit: Option<usize>,
 }
 
+/// One event as stored: its indexed columns and its line, borrowed from the rendered event.
+pub struct Row<'a> {
+    pub event_id: &'a str,
+    pub time: &'a str,
+    pub time_ms: i64,
+    pub kind: &'a str,
+    pub decision: Option<&'a str>,
+    pub task_id: Option<u32>,
+    pub agent: Option<&'a str>,
+    pub rule: Option<&'a str>,
+    pub weight: i64,
+    pub json: &'a str,
+}
+
 /// The local audit store (SQLite).
 pub struct Store {
     conn: Connection,
@@ -132,14 +146,25 @@ impl Store {
     pub fn insert_batch(&mut self, events: &[Value]) -> Result<usize, AuditError> {
         let rows = events
             .iter()
-            .map(|event| Ok((Indexed::of(event)?, event.to_string())))
+            .map(|event| Ok((Indexed::of(event)?, event.to_string(), event::str_at(event, "/task/agent"))))
             .collect::<Result<Vec<_>, AuditError>>()?;
-        self.insert_rows(&rows)
+        self.insert_rows(rows.iter().map(|(ix, json, agent)| Row {
+            event_id: &ix.event_id,
+            time: &ix.time,
+            time_ms: ix.time_ms,
+            kind: &ix.kind,
+            decision: ix.decision.as_deref(),
+            task_id: ix.task_id,
+            agent: *agent,
+            rule: ix.rule.as_deref(),
+            weight: ix.weight,
+            json,
+        }))
     }
 
     /// Stores rows already indexed (the daemon knows the fields of the events it renders: no
-    /// JSON is parsed back); otherwise as `insert_batch`.
-    pub fn insert_rows(&mut self, rows: &[(Indexed, String)]) -> Result<usize, AuditError> {
+    /// JSON is parsed back, nothing is copied); otherwise as `insert_batch`.
+    pub fn insert_rows<'a>(&mut self, rows: impl IntoIterator<Item = Row<'a>>) -> Result<usize, AuditError> {
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(sql(&path))?;
         let mut inserted = 0;
@@ -151,19 +176,19 @@ impl Store {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )
                 .map_err(sql(&path))?;
-            for (ix, json) in rows {
+            for row in rows {
                 inserted += insert
                     .execute(params![
-                        ix.event_id,
-                        ix.time,
-                        ix.time_ms,
-                        ix.kind,
-                        ix.decision,
-                        ix.task_id,
-                        ix.agent,
-                        ix.rule,
-                        ix.weight,
-                        json
+                        row.event_id,
+                        row.time,
+                        row.time_ms,
+                        row.kind,
+                        row.decision,
+                        row.task_id,
+                        row.agent,
+                        row.rule,
+                        row.weight,
+                        row.json
                     ])
                     .map_err(sql(&path))?;
             }
@@ -230,7 +255,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT seq, event_id, time, time_ms, kind, decision, task_id, agent, rule, weight,
+                "SELECT seq, event_id, time, time_ms, kind, decision, task_id, rule, weight,
                         CASE WHEN kind LIKE 'task.%' OR kind LIKE 'grant.%' THEN json END
                  FROM events WHERE task_id IS NOT NULL ORDER BY time_ms, seq",
             )
@@ -247,11 +272,10 @@ impl Store {
                 kind: row.get(4).map_err(get)?,
                 decision: row.get(5).map_err(get)?,
                 task_id: row.get(6).map_err(get)?,
-                agent: row.get(7).map_err(get)?,
-                rule: row.get(8).map_err(get)?,
-                weight: row.get(9).map_err(get)?,
+                rule: row.get(7).map_err(get)?,
+                weight: row.get(8).map_err(get)?,
             };
-            let json: Option<String> = row.get(10).map_err(get)?;
+            let json: Option<String> = row.get(9).map_err(get)?;
             let event = json.map(|text| self.parse(seq, &text)).transpose()?;
             fold.add(&ix, event.as_ref().and_then(event::typed).as_ref());
         }

@@ -383,59 +383,77 @@ async fn read_events(
                 return;
             }
         };
-        let ring = guard.get_inner_mut();
-        while let Some(item) = ring.next() {
-            let record = KernelEvent::try_from(&*item);
-            drop(item);
-            let record = match record {
-                Ok(record) => record,
-                Err(err) => {
-                    tracing::error!(%err, "undecodable kernel record");
-                    continue;
-                }
-            };
-            // Actions wait for room in the bounded queue (backpressure); records that drive
-            // decisions (a held action, an untaggable child, an empty task, tampering) never wait.
-            let permit = if is_action(&record) {
-                let Ok(permit) = kernel_sink.reserve().await else { return };
-                Some(permit)
-            } else {
-                None
-            };
-            let mut reg = registry.lock().expect("registry lock is never poisoned");
-            // Lock order: the registry, then the decoder (only the readers take both).
-            let mut dec = decoder.lock().expect("decoder lock is never poisoned");
-            match decode::decode(&mut dec, &*reg, record) {
-                Decoded::Event(event) => {
-                    reg.count(&event);
-                    match permit {
-                        Some(permit) => permit.send(*event),
-                        None => reg.sink.send(*event),
-                    }
-                }
-                Decoded::TaskEmpty(id) => {
-                    reg.close_task(id);
-                    dec.forget_task(id);
-                }
-                Decoded::Used { task_id, rules, touched } => reg.record_use(task_id, rules, touched),
-                Decoded::TagLost { task_id, child, event } => {
-                    // Fail closed: an untagged child of a task must not run.
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(child as i32),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                    tracing::error!(task = task_id, child, "untaggable child killed");
-                    reg.sink.send(*event);
-                }
-                Decoded::Held(held) => reg.hold(held),
-                Decoded::Nothing => {}
+        loop {
+            // Room in the bounded queue first (backpressure: while the hub is behind, records
+            // wait in the kernel's ring buffer, whose overflow is counted), then a batch of
+            // records decoded under one lock, sent as one message.
+            let Ok(permit) = kernel_sink.reserve().await else { return };
+            let (events, more) = decode_batch(guard.get_inner_mut(), &decoder, &registry);
+            if !events.is_empty() {
+                permit.send(events);
+            }
+            if !more {
+                break;
             }
         }
         guard.clear_ready();
     }
 }
 
-/// A reported file, exec or network action (not one held for a human).
+/// Decodes up to `output::KERNEL_BATCH` action records from `ring`; records that drive
+/// decisions (a held action, an untaggable child, an empty task, tampering) are acted on and
+/// their events sent at once. Returns the actions' events, and whether records may remain.
+fn decode_batch(
+    ring: &mut RingBuf<MapData>,
+    decoder: &Mutex<decode::Decoder>,
+    registry: &Mutex<Registry>,
+) -> (Vec<Event>, bool) {
+    let mut events = Vec::new();
+    let mut reg = registry.lock().expect("registry lock is never poisoned");
+    // Lock order: the registry, then the decoder (only the readers take both).
+    let mut dec = decoder.lock().expect("decoder lock is never poisoned");
+    while let Some(item) = ring.next() {
+        let record = KernelEvent::try_from(&*item);
+        drop(item);
+        let record = match record {
+            Ok(record) => record,
+            Err(err) => {
+                tracing::error!(%err, "undecodable kernel record");
+                continue;
+            }
+        };
+        let action = is_action(&record);
+        match decode::decode(&mut dec, &*reg, record) {
+            Decoded::Event(event) => {
+                reg.count(&event);
+                if action {
+                    events.push(*event);
+                } else {
+                    reg.sink.send(*event);
+                }
+            }
+            Decoded::TaskEmpty(id) => {
+                reg.close_task(id);
+                dec.forget_task(id);
+            }
+            Decoded::Used { task_id, rules, touched } => reg.record_use(task_id, rules, touched),
+            Decoded::TagLost { task_id, child, event } => {
+                // Fail closed: an untagged child of a task must not run.
+                let _ =
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child as i32), nix::sys::signal::Signal::SIGKILL);
+                tracing::error!(task = task_id, child, "untaggable child killed");
+                reg.sink.send(*event);
+            }
+            Decoded::Held(held) => reg.hold(held),
+            Decoded::Nothing => {}
+        }
+        if events.len() >= output::KERNEL_BATCH {
+            return (events, true);
+        }
+    }
+    (events, false)
+}
+
 fn is_action(record: &KernelEvent) -> bool {
     use agent_guard_common::event::{VERDICT_ASK, VERDICT_IN_SCOPE};
     matches!(record, KernelEvent::Net(_) | KernelEvent::File(_) | KernelEvent::Exec(_))

@@ -35,11 +35,14 @@ use tokio::sync::mpsc;
 use self::metrics::{EventLabels, Metrics};
 use crate::daemon::{
     config::{Format, OutputConfig},
-    events::schema::{Body, Event, Loss},
+    events::schema::{Body, Decision, Event, Loss},
 };
 
-/// Kernel events waiting for the hub, at most.
+/// Kernel events waiting for the hub, at most (in batches of `KERNEL_BATCH`).
 pub const KERNEL_QUEUE: usize = 16_384;
+/// Kernel events the ring-buffer reader decodes under one lock and hands over in one message:
+/// a message per event cost more in wake-ups than the event itself (perf, BENCHMARKS.md).
+pub const KERNEL_BATCH: usize = 256;
 /// Rendered events waiting for one output, at most.
 const OUTPUT_QUEUE: usize = 16_384;
 /// Events a local output writes in one go (one flush, one transaction).
@@ -56,8 +59,8 @@ impl EventSink {
     }
 }
 
-/// Where kernel events go: wait for a permit (`reserve`) before decoding the next record.
-pub type KernelSink = mpsc::Sender<Event>;
+/// Where kernel events go, in batches: wait for a permit (`reserve`) before decoding the next.
+pub type KernelSink = mpsc::Sender<Vec<Event>>;
 
 /// An output that cannot be set up, naming it.
 #[derive(Debug, thiserror::Error)]
@@ -87,8 +90,8 @@ pub struct Rendered {
 
 /// An event's kind and decision as they are written: computed once per event, for the
 /// metric labels and every rendering.
-fn names(event: &Event) -> (String, Option<String>) {
-    (event.kind().as_str().to_string(), event.decision().map(|d| d.as_str().to_string()))
+fn names(event: &Event) -> (&'static str, Option<&'static str>) {
+    (event.kind().as_str(), event.decision().map(Decision::as_str))
 }
 
 /// `event` in `format`; `kind` and `decision` are its `names`.
@@ -122,8 +125,8 @@ pub struct Lost {
 pub type LocalWriter = Box<dyn FnMut(&[Arc<Rendered>]) -> Result<(), Lost> + Send>;
 
 enum Target {
-    /// Waited for (see the module comment).
-    Local(mpsc::Sender<Arc<Rendered>>),
+    /// Waited for (see the module comment); fed in batches.
+    Local(mpsc::Sender<Vec<Arc<Rendered>>>),
     /// Never waited for.
     Remote(mpsc::Sender<Arc<Rendered>>),
 }
@@ -142,18 +145,17 @@ fn spawn_local(
     name: &str,
     mut write: LocalWriter,
     metrics: Metrics,
-) -> (mpsc::Sender<Arc<Rendered>>, std::thread::JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::channel::<Arc<Rendered>>(OUTPUT_QUEUE);
+) -> (mpsc::Sender<Vec<Arc<Rendered>>>, std::thread::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<Vec<Arc<Rendered>>>(OUTPUT_QUEUE / KERNEL_BATCH);
     let name = name.to_string();
     let thread = std::thread::Builder::new()
         .name(format!("output-{name}"))
         .spawn(move || {
             let labels = Metrics::output(&name);
-            while let Some(first) = rx.blocking_recv() {
-                let mut batch = vec![first];
+            while let Some(mut batch) = rx.blocking_recv() {
                 while batch.len() < LOCAL_BATCH {
                     match rx.try_recv() {
-                        Ok(next) => batch.push(next),
+                        Ok(more) => batch.extend(more),
                         Err(_) => break,
                     }
                 }
@@ -265,7 +267,7 @@ pub fn start(
         });
     }
     let (control_tx, control_rx) = mpsc::unbounded_channel::<Event>();
-    let (kernel_tx, kernel_rx) = mpsc::channel::<Event>(KERNEL_QUEUE);
+    let (kernel_tx, kernel_rx) = mpsc::channel::<Vec<Event>>(KERNEL_QUEUE / KERNEL_BATCH);
     let hub = HubLoop { outputs, aggregator: aggregate::Aggregator::new(aggregation), host, metrics };
     let task = tokio::spawn(async move {
         hub.run(control_rx, kernel_rx).await;
@@ -303,18 +305,18 @@ struct HubLoop {
 }
 
 impl HubLoop {
-    async fn run(mut self, mut control: mpsc::UnboundedReceiver<Event>, mut kernel: mpsc::Receiver<Event>) {
+    async fn run(mut self, mut control: mpsc::UnboundedReceiver<Event>, mut kernel: mpsc::Receiver<Vec<Event>>) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let (mut control_open, mut kernel_open) = (true, true);
         while control_open || kernel_open {
             tokio::select! {
                 biased;
                 event = control.recv(), if control_open => match event {
-                    Some(event) => self.admit(event).await,
+                    Some(event) => self.admit(vec![event]).await,
                     None => control_open = false,
                 },
-                event = kernel.recv(), if kernel_open => match event {
-                    Some(event) => self.admit(event).await,
+                events = kernel.recv(), if kernel_open => match events {
+                    Some(events) => self.admit(events).await,
                     None => kernel_open = false,
                 },
                 _ = tick.tick() => self.on_tick(false).await,
@@ -323,36 +325,55 @@ impl HubLoop {
         self.on_tick(true).await;
     }
 
-    async fn admit(&mut self, event: Event) {
-        let (kind, decision) = names(&event);
-        let labels = EventLabels { kind: kind.clone(), decision: decision.clone().unwrap_or_else(|| "none".into()) };
-        self.metrics.events.get_or_create(&labels).inc();
-        if let Body::EventsDropped(loss) = &event.body {
-            self.metrics.ring_drops.inc_by(loss.lost);
+    /// Counts `events`, folds floods, and hands the rest to every output.
+    async fn admit(&mut self, events: Vec<Event>) {
+        let mut admitted = Vec::with_capacity(events.len());
+        for event in events {
+            let (kind, decision) = names(&event);
+            let labels = EventLabels { kind: kind.to_string(), decision: decision.unwrap_or("none").to_string() };
+            self.metrics.events.get_or_create(&labels).inc();
+            if let Body::EventsDropped(loss) = &event.body {
+                self.metrics.ring_drops.inc_by(loss.lost);
+            }
+            if self.aggregator.admit(&event) {
+                admitted.push(event);
+            } else {
+                self.metrics.aggregated.inc();
+            }
         }
-        if !self.aggregator.admit(&event) {
-            self.metrics.aggregated.inc();
-            return;
-        }
-        self.fan_out(&event, &kind, decision.as_deref()).await;
+        self.fan_out(&admitted).await;
     }
 
-    async fn fan_out(&mut self, event: &Event, kind: &str, decision: Option<&str>) {
-        let mut json: Option<Arc<Rendered>> = None;
-        let mut ocsf: Option<Arc<Rendered>> = None;
+    /// Renders `events` once per format in use and sends each output its batch.
+    async fn fan_out(&mut self, events: &[Event]) {
+        if events.is_empty() {
+            return;
+        }
+        let mut json: Option<Vec<Arc<Rendered>>> = None;
+        let mut ocsf: Option<Vec<Arc<Rendered>>> = None;
         for output in &self.outputs {
             let slot = match output.format {
                 Format::Json => &mut json,
                 Format::Ocsf => &mut ocsf,
             };
-            let rendered = slot.get_or_insert_with(|| Arc::new(render(event, output.format, kind, decision))).clone();
+            let rendered = slot.get_or_insert_with(|| {
+                events
+                    .iter()
+                    .map(|event| {
+                        let (kind, decision) = names(event);
+                        Arc::new(render(event, output.format, kind, decision))
+                    })
+                    .collect()
+            });
             match &output.target {
                 Target::Local(tx) => {
-                    let _ = tx.send(rendered).await;
+                    let _ = tx.send(rendered.clone()).await;
                 }
                 Target::Remote(tx) => {
-                    if tx.try_send(rendered).is_err() {
-                        self.metrics.output_dropped.get_or_create(&Metrics::output(&output.name)).inc();
+                    for one in rendered.iter() {
+                        if tx.try_send(one.clone()).is_err() {
+                            self.metrics.output_dropped.get_or_create(&Metrics::output(&output.name)).inc();
+                        }
                     }
                 }
             }
@@ -364,10 +385,7 @@ impl HubLoop {
         // Aggregates stand for events already counted when they were folded: not counted again.
         let mut aggregates = Vec::new();
         self.aggregator.expire(&self.host, last, &mut aggregates);
-        for event in aggregates {
-            let (kind, decision) = names(&event);
-            self.fan_out(&event, &kind, decision.as_deref()).await;
-        }
+        self.fan_out(&aggregates).await;
         let mut due = Vec::new();
         for output in &mut self.outputs {
             let labels = Metrics::output(&output.name);
@@ -381,10 +399,10 @@ impl HubLoop {
                 format!("output {name}: {new} delivery attempts failed ({failures} in all); events are retried or counted as dropped")
             }));
         }
-        for event in due {
-            let (kind, decision) = names(&event);
-            self.metrics.events.get_or_create(&EventLabels { kind: kind.clone(), decision: "none".into() }).inc();
-            self.fan_out(&event, &kind, decision.as_deref()).await;
+        for event in &due {
+            let labels = EventLabels { kind: event.kind().as_str().to_string(), decision: "none".into() };
+            self.metrics.events.get_or_create(&labels).inc();
         }
+        self.fan_out(&due).await;
     }
 }

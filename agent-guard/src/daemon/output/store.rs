@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{LocalWriter, Lost};
-use crate::audit::{Indexed, Store};
+use crate::audit::{Row, Store};
 
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Attempts per batch before it is given up (counted as dropped).
@@ -26,30 +26,27 @@ pub fn writer(mut store: Store) -> LocalWriter {
             }
             pruned = Instant::now();
         }
-        let rows: Vec<(Indexed, String)> = batch
-            .iter()
-            .map(|r| {
-                let row = Indexed {
-                    event_id: r.id.clone(),
-                    time: r.time.clone(),
-                    time_ms: i64::try_from(r.epoch_ms).unwrap_or(i64::MAX),
-                    kind: r.kind.clone(),
-                    decision: r.decision.clone(),
-                    task_id: r.task,
-                    agent: r.agent.clone(),
-                    rule: r.rule.clone(),
-                    weight: i64::try_from(r.weight).unwrap_or(i64::MAX),
-                };
-                (row, r.line.clone())
+        let rows = || {
+            batch.iter().map(|r| Row {
+                event_id: &r.id,
+                time: &r.time,
+                time_ms: i64::try_from(r.epoch_ms).unwrap_or(i64::MAX),
+                kind: &r.kind,
+                decision: r.decision.as_deref(),
+                task_id: r.task,
+                agent: r.agent.as_deref(),
+                rule: r.rule.as_deref(),
+                weight: i64::try_from(r.weight).unwrap_or(i64::MAX),
+                json: &r.line,
             })
-            .collect();
+        };
         let mut backoff = Duration::from_millis(100);
         let mut attempt = 1;
         loop {
-            match store.insert_rows(&rows) {
+            match store.insert_rows(rows()) {
                 Ok(_) => return Ok(()),
                 Err(err) if attempt < ATTEMPTS => {
-                    tracing::warn!(%err, "audit store: batch of {} failed (attempt {attempt}); retrying", rows.len());
+                    tracing::warn!(%err, "audit store: batch of {} failed (attempt {attempt}); retrying", batch.len());
                     std::thread::sleep(backoff);
                     backoff *= 4;
                     attempt += 1;
