@@ -30,7 +30,8 @@ fn open(path: &Path) -> std::io::Result<(BufWriter<File>, u64)> {
     }
     let file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
     let size = file.metadata()?.len();
-    Ok((BufWriter::new(file), size))
+    // A batch of up to 1,024 events (about 600 KiB) in a few writes rather than one per 8 KiB.
+    Ok((BufWriter::with_capacity(256 * 1024, file), size))
 }
 
 fn numbered(path: &Path, n: u32) -> PathBuf {
@@ -59,14 +60,17 @@ impl RotatingFile {
 
     /// Appends one line (ending in '\n'), rotating first if it would not fit or the file is too
     /// old; flushes when `flush`.
+    /// Appends `line` and a newline, rotating first if the file is due; flushes with `flush`.
     pub fn write_line(&mut self, line: &str, flush: bool) -> std::io::Result<()> {
-        let too_big = self.size > 0 && self.size + line.len() as u64 > self.max_size;
+        let len = line.len() as u64 + 1;
+        let too_big = self.size > 0 && self.size + len > self.max_size;
         let too_old = self.size > 0 && self.max_age.is_some_and(|age| self.opened.elapsed() >= age);
         if too_big || too_old {
             self.rotate()?;
         }
         self.out.write_all(line.as_bytes())?;
-        self.size += line.len() as u64;
+        self.out.write_all(b"\n")?;
+        self.size += len;
         if flush { self.out.flush() } else { Ok(()) }
     }
 
@@ -105,7 +109,7 @@ mod tests {
         let mut file = RotatingFile::open(&config).unwrap();
         let line = format!("{}\n", "x".repeat(39));
         for _ in 0..7 {
-            file.write_line(&line, true).unwrap();
+            file.write_line(line.trim_end(), true).unwrap();
         }
         // 40-byte lines, 2 per file: 7 lines = e.jsonl (1) + .1 (2) + .2 (2); the oldest 2 went.
         let read = |p: PathBuf| std::fs::read_to_string(p).unwrap();
@@ -121,8 +125,8 @@ mod tests {
         let mut config = FileConfig::at(dir.path().join("e.jsonl"));
         config.max_age = Some(Duration::ZERO);
         let mut file = RotatingFile::open(&config).unwrap();
-        file.write_line("a\n", true).unwrap();
-        file.write_line("b\n", true).unwrap();
+        file.write_line("a", true).unwrap();
+        file.write_line("b", true).unwrap();
         assert_eq!(std::fs::read_to_string(&config.path).unwrap(), "b\n");
         assert_eq!(std::fs::read_to_string(numbered(&config.path, 1)).unwrap(), "a\n");
     }

@@ -189,8 +189,7 @@ fn stdout_writer() -> LocalWriter {
 fn file_writer(mut file: file::RotatingFile) -> LocalWriter {
     Box::new(move |batch| {
         for (i, event) in batch.iter().enumerate() {
-            let line = format!("{}\n", event.line);
-            file.write_line(&line, i + 1 == batch.len()).map_err(|err| Lost {
+            file.write_line(&event.line, i + 1 == batch.len()).map_err(|err| Lost {
                 count: (batch.len() - i) as u64,
                 why: format!("{}: {err}", file.path().display()),
             })?;
