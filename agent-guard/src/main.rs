@@ -11,11 +11,6 @@ mod policy;
 
 use clap::Parser;
 
-// The daemon's event pipeline allocates per event on several threads: glibc's arenas took a
-// sixth of its time in malloc and its lock (perf, BENCHMARKS.md); mimalloc keeps per-thread heaps.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     match cli::run(cli) {

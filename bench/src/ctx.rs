@@ -90,6 +90,9 @@ pub struct Usage {
     /// buffer's pages mapped into the daemon twice, for wrap-around), KiB.
     pub anon_kib: u64,
     pub file_kib: u64,
+    /// Of the file-backed part: the BPF maps mapped into the daemon (its two ring buffers,
+    /// whose data pages the kernel maps twice), KiB.
+    pub bpf_map_kib: u64,
 }
 
 pub fn proc_usage(pid: u32) -> anyhow::Result<Usage> {
@@ -112,7 +115,23 @@ pub fn proc_usage(pid: u32) -> anyhow::Result<Usage> {
         hwm_kib: kib("VmHWM:"),
         anon_kib: kib("RssAnon:"),
         file_kib: kib("RssFile:"),
+        bpf_map_kib: bpf_map_rss_kib(pid),
     })
+}
+
+/// Resident KiB of `pid`'s mappings of BPF maps (`anon_inode:bpf-map` in smaps).
+fn bpf_map_rss_kib(pid: u32) -> u64 {
+    let Ok(smaps) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else { return 0 };
+    let mut in_map = false;
+    let mut total = 0;
+    for line in smaps.lines() {
+        if line.split_whitespace().next().is_some_and(|range| range.contains('-') && !range.ends_with(':')) {
+            in_map = line.ends_with("anon_inode:bpf-map");
+        } else if in_map && let Some(kib) = line.strip_prefix("Rss:") {
+            total += kib.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    total
 }
 
 /// Kernel memory charged to the BPF maps `pid` holds (the `memlock` of each map fd), bytes.

@@ -4,7 +4,7 @@
 use std::{process::Command, time::Instant};
 
 use anyhow::bail;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     ctx::Ctx,
@@ -12,7 +12,7 @@ use crate::{
     stats::{Summary, summarize},
 };
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MacroLoad {
     pub description: String,
     pub untagged_s: Summary,

@@ -5,6 +5,8 @@
 //!       every measurement on this host; writes DIR/BENCHMARKS.md and DIR/benchmarks.json
 //!   ag-bench lsm --agent-guard BIN [--smoke]
 //!       inside the BPF LSM VM: overhead ratios only, printed as one marked JSON line
+//!   ag-bench render --json FILE --out DIR
+//!       BENCHMARKS.md again from a run's benchmarks.json (text changes, same figures)
 
 mod ctx;
 mod guard;
@@ -60,6 +62,14 @@ enum Mode {
         #[arg(long)]
         smoke: bool,
     },
+    /// BENCHMARKS.md again from a run's benchmarks.json (its figures as measured; the text as
+    /// this version writes it).
+    Render {
+        #[arg(long)]
+        json: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -73,9 +83,14 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Mode::Render { json, out } = &cli.command {
+        let results: report::Results = serde_json::from_str(&std::fs::read_to_string(json)?)?;
+        return report::write(&results, out);
+    }
     // SAFETY: geteuid has no preconditions.
     anyhow::ensure!(unsafe { libc::geteuid() } == 0, "the benchmarks load eBPF programs: run as root");
     match cli.command {
+        Mode::Render { .. } => unreachable!("handled above"),
         Mode::Lsm { agent_guard, smoke } => {
             let ctx = ctx::Ctx::new(agent_guard, smoke)?;
             let (reps, scale) = if smoke { (1, 100) } else { (3, 10) };

@@ -5,14 +5,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     ctx::{Ctx, map_memory, proc_usage},
     guard::{Guard, tagged, write_grant},
 };
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Memory {
     pub tasks: usize,
     pub daemon_rss_idle_kib: u64,
@@ -20,8 +20,19 @@ pub struct Memory {
     /// Of which heap (anonymous) and file-backed (binary, ring buffer mapping).
     pub daemon_anon_with_tasks_kib: u64,
     pub daemon_file_with_tasks_kib: u64,
+    /// Of the file-backed part: the ring buffers' mappings (data pages mapped twice).
+    #[serde(default)]
+    pub daemon_ring_mapped_with_tasks_kib: u64,
     pub kernel_map_bytes: u64,
     pub open_seconds: f64,
+}
+
+impl Memory {
+    /// The resident set with the tasks open, the ring buffers counted once (their data pages
+    /// are mapped twice, for wrap-around: half of their mapping is the second copy).
+    pub fn rss_ring_once_kib(&self) -> u64 {
+        self.daemon_rss_with_tasks_kib - self.daemon_ring_mapped_with_tasks_kib / 2
+    }
 }
 
 pub fn run(ctx: &Ctx, tasks: usize) -> anyhow::Result<Memory> {
@@ -69,6 +80,7 @@ pub fn run(ctx: &Ctx, tasks: usize) -> anyhow::Result<Memory> {
         daemon_rss_with_tasks_kib: usage.rss_kib,
         daemon_anon_with_tasks_kib: usage.anon_kib,
         daemon_file_with_tasks_kib: usage.file_kib,
+        daemon_ring_mapped_with_tasks_kib: usage.bpf_map_kib,
         kernel_map_bytes: kernel,
         open_seconds,
     })

@@ -8,14 +8,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     ctx::{Ctx, figure, proc_usage},
     guard::{Guard, tagged, write_grant},
 };
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Step {
     pub target_rate: u64,
     pub achieved_rate: f64,
@@ -27,7 +27,7 @@ pub struct Step {
     pub daemon_cpu: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Pipeline {
     pub steps: Vec<Step>,
     pub max_zero_loss_rate: f64,

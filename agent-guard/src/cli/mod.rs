@@ -75,6 +75,12 @@ enum Command {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if !matches!(cli.command, Command::Daemon(_) | Command::Run(_)) {
+        // Rust starts with SIGPIPE ignored, so a verb whose output is piped into `head` would
+        // panic on the closed pipe; like any Unix tool it should just end.
+        // SAFETY: setting a signal's disposition to its default has no preconditions.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match cli.command {
         Command::Daemon(args) => daemon::main(&cli.socket, args),
         Command::Run(args) => run::main(&cli.socket, args),

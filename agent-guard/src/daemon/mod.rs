@@ -135,6 +135,7 @@ pub async fn run(
     // back): tens of MiB freed again. Hand them back to the system rather than keep them resident.
     // SAFETY: malloc_trim only releases free heap memory.
     unsafe { libc::malloc_trim(0) };
+    kernel::release_object_pages();
     if let Some(want) = config.require {
         let e = &kernel.enforcement;
         for (capability, have) in [("network", &e.network), ("file", &e.file), ("exec", &e.exec)] {

@@ -76,6 +76,22 @@ pub enum KernelError {
 /// The eBPF object built by build.rs (aya-build) from the agent-guard-ebpf crate.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent-guard"));
 
+/// Hands the pages of the embedded eBPF object (about 2.7 MiB, read once at load) back to the
+/// system: they belong to the executable's read-only data, so the kernel can drop them and
+/// would read them again from the file if they were ever touched.
+pub fn release_object_pages() {
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let start = EBPF_OBJECT.as_ptr() as usize;
+    let first = start.next_multiple_of(page);
+    let end = (start + EBPF_OBJECT.len()) / page * page;
+    if end > first {
+        // SAFETY: the range lies inside an immutable static in a private file mapping;
+        // MADV_DONTNEED only drops its resident copies, which re-fault from the file.
+        unsafe { libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_DONTNEED) };
+    }
+}
+
 /// `BPF_EXIST` (include/uapi/linux/bpf.h): update an existing element only.
 const BPF_EXIST: u64 = 2;
 
