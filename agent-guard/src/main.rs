@@ -8,6 +8,7 @@ mod client;
 mod daemon;
 mod grant;
 mod policy;
+mod text;
 
 use clap::Parser;
 

@@ -19,6 +19,7 @@
 //!   open-each PATH:r|w..   opens each existing PATH for reading or writing: one outcome per line
 //!   api-via-exited-child SOCKET JSON  makes a Unix socket, lets a forked child connect it to
 //!                          SOCKET and exit, then sends JSON on it: prints the reply line
+//!   api-via-zombie-child SOCKET JSON  the same, but the child is left a zombie (not reaped)
 //!   exit N                 exits with status N
 //!   sleep SECS             sleeps
 //!   after SECS VERB ARGS   sleeps, then does VERB
@@ -170,9 +171,13 @@ fn act(args: &[String]) -> (String, i32) {
             outcome(if fd >= 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) })
         }
         Some("uring-open") => outcome(uring_open(args.get(1).unwrap_or_else(|| usage()))),
+        Some("api-via-zombie-child") => {
+            let (socket, request) = (args.get(1).unwrap_or_else(|| usage()), args.get(2).unwrap_or_else(|| usage()));
+            (api_via_child(socket, request, false), 0)
+        }
         Some("api-via-exited-child") => {
             let (socket, request) = (args.get(1).unwrap_or_else(|| usage()), args.get(2).unwrap_or_else(|| usage()));
-            (api_via_exited_child(socket, request), 0)
+            (api_via_child(socket, request, true), 0)
         }
         Some("open-each") => {
             let lines: Vec<String> = args[1..]
@@ -454,8 +459,9 @@ fn wait(pid: libc::pid_t) {
 }
 
 /// The socket is created here, connected by a child that exits at once, then used here: the
-/// kernel's peer credentials name the (gone) child.
-fn api_via_exited_child(socket: &str, request: &str) -> String {
+/// kernel's peer credentials name the (gone) child. With `reap` false the child is left a
+/// zombie: exited, untagged by the kernel, but its pid still names it.
+fn api_via_child(socket: &str, request: &str, reap: bool) -> String {
     use std::{
         io::{BufRead, BufReader},
         os::{fd::FromRawFd, unix::net::UnixStream},
@@ -473,10 +479,18 @@ fn api_via_exited_child(socket: &str, request: &str) -> String {
             let rc = libc::connect(fd, (&raw const addr).cast(), size_of::<libc::sockaddr_un>() as libc::socklen_t);
             libc::_exit(i32::from(rc != 0));
         }
-        let mut status = 0;
-        libc::waitpid(child, &raw mut status, 0);
-        if libc::WEXITSTATUS(status) != 0 {
-            return "error connect".into();
+        if reap {
+            let mut status = 0;
+            libc::waitpid(child, &raw mut status, 0);
+            if libc::WEXITSTATUS(status) != 0 {
+                return "error connect".into();
+            }
+        } else {
+            // Wait for the zombie without reaping it.
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            if libc::waitid(libc::P_PID, child as libc::id_t, &raw mut info, libc::WEXITED | libc::WNOWAIT) != 0 {
+                return "error waitid".into();
+            }
         }
         let stream = UnixStream::from_raw_fd(fd);
         if (&stream).write_all(format!("{request}\n").as_bytes()).is_err() {

@@ -128,3 +128,27 @@ fn a_socket_connected_by_an_exited_child_speaks_for_nobody() {
         .unwrap();
     assert!(stdout(&direct).contains("has exited"), "{direct:?}");
 }
+
+#[test]
+fn a_socket_connected_by_a_zombie_child_speaks_for_nobody() {
+    // The child exits but is not reaped: its tag is gone (removed when its thread group died)
+    // while its pid still names it. Taken for an untagged caller, it could extend its parent's
+    // grant, approve its held actions or stop other tasks.
+    let daemon = Daemon::start();
+    let g = grant(daemon.dir.path(), "plain", "enforce", &[], "");
+    let request = r#"{"version":1,"op":"extend_grant","id":1,"secs":60}"#;
+    let out = daemon.run(
+        "zombie-bot",
+        "borrow a zombie child's identity",
+        &g,
+        &[PROBE, "api-via-zombie-child", daemon.socket.to_str().unwrap(), request],
+    );
+    let reply = stdout(&out);
+    assert!(reply.contains("\"forbidden\"") && reply.contains("exiting or has exited"), "{reply}");
+    daemon.wait_event("task close", |e| e["kind"] == "task.close" && e["task"]["agent"] == "zombie-bot");
+    assert!(
+        !daemon.events().iter().any(|e| e["kind"] == "grant.extend"),
+        "no grant was extended: {:?}",
+        daemon.events()
+    );
+}

@@ -153,7 +153,8 @@ fn touch_table(out: &mut String, what: &str, touches: &[Touch]) {
     out.push('\n');
 }
 
-/// Escapes Markdown and HTML syntax in one line of text.
+/// Escapes Markdown and HTML syntax in one line of text, and shows controls, bidi overrides and
+/// invisible characters as `\u{..}` (the report is read in terminals too).
 fn text(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     for c in raw.chars() {
@@ -161,7 +162,7 @@ fn text(raw: &str) -> String {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '\n' | '\r' => out.push(' '),
+            c if crate::text::is_deceptive(c) => out.extend(c.escape_unicode()),
             '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' => {
                 out.push('\\');
                 out.push(c);
@@ -173,7 +174,10 @@ fn text(raw: &str) -> String {
 }
 
 /// A fenced code block whose fence is longer than any backtick run in `body`.
+/// Deceptive characters in `body` are shown as `\u{..}` (the JSON report keeps the exact text).
 fn fenced(lang: &str, body: &str) -> String {
+    let body: Vec<_> = body.lines().map(crate::text::printable).collect();
+    let body = body.join("\n");
     let longest = body.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let fence = "`".repeat(longest.max(2) + 1);
     format!("{fence}{lang}\n{}\n{fence}", body.trim_end())

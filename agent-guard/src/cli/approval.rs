@@ -1,7 +1,7 @@
 //! `agent-guard approve ID [--for 10m]`, `agent-guard deny ID`, `agent-guard approvals`:
 //! decide actions that `ask` rules hold in the kernel.
 
-use super::terminal::printable;
+use crate::text::printable;
 use std::{path::Path, process::ExitCode, time::Duration};
 
 use crate::{

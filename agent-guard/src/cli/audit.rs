@@ -4,7 +4,7 @@ use std::{fmt::Write as _, path::PathBuf, process::ExitCode, time::SystemTime};
 
 use serde_json::Value;
 
-use super::terminal::printable;
+use crate::text::printable;
 use crate::{
     audit::{DEFAULT_STORE, Query, Store, TaskRow},
     daemon::events::schema::Kind,
@@ -68,7 +68,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let query = Query { task: args.task, since, decision: args.decision, kind: args.kind, limit: args.limit };
     for event in store.query(&query)? {
         if args.json {
-            println!("{event}");
+            println!("{}", crate::text::json_safe(event.to_string()));
         } else {
             println!("{}", line(&event));
         }

@@ -13,7 +13,6 @@ mod report;
 mod run;
 mod status;
 mod task;
-mod terminal;
 
 use std::{path::PathBuf, process::ExitCode};
 

@@ -47,8 +47,9 @@ pub fn main(args: &Args) -> anyhow::Result<ExitCode> {
         Format::Md => report.to_markdown(),
         Format::Html => report.to_html(),
         Format::Json => {
-            let mut json =
-                serde_json::to_string_pretty(&report).map_err(|source| AuditError::Json { task: args.task, source })?;
+            let mut json = crate::text::json_safe(
+                serde_json::to_string_pretty(&report).map_err(|source| AuditError::Json { task: args.task, source })?,
+            );
             json.push('\n');
             json
         }

@@ -79,7 +79,8 @@ pub fn main(socket: &Path, command: Command) -> anyhow::Result<ExitCode> {
                 println!("expires    {} ({} s left)", task.expires, task.remaining_secs);
                 println!("processes  {}", task.live_processes);
                 for (what, count) in &task.counts {
-                    println!("  {count:>6}  {what}");
+                    // "decision rule": a grant's rule names the agent's paths.
+                    println!("  {count:>6}  {}", crate::text::printable(what));
                 }
             }
         }

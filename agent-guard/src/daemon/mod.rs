@@ -223,7 +223,11 @@ pub async fn run(
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => { connections.spawn(server::serve_connection(stream, registry.clone())); }
+                Ok((stream, _)) => {
+                    // Taken at the accept, before any queueing behind other connections (peer.rs).
+                    let accepted_ns = clock::boot_ns_now();
+                    connections.spawn(server::serve_connection(stream, registry.clone(), accepted_ns));
+                }
                 Err(err) => tracing::warn!(%err, "accept failed"),
             },
             // Reap finished connections as they end.
@@ -404,15 +408,14 @@ async fn read_events(
 /// Decodes up to `output::KERNEL_BATCH` action records from `ring`; records that drive
 /// decisions (a held action, an untaggable child, an empty task, tampering) are acted on and
 /// their events sent at once. Returns the actions' events, and whether records may remain.
+/// The locks are taken per record, not per batch: an API call (a revoke) waits for one record's
+/// decoding at most.
 fn decode_batch(
     ring: &mut RingBuf<MapData>,
     decoder: &Mutex<decode::Decoder>,
     registry: &Mutex<Registry>,
 ) -> (Vec<Event>, bool) {
     let mut events = Vec::new();
-    let mut reg = registry.lock().expect("registry lock is never poisoned");
-    // Lock order: the registry, then the decoder (only the readers take both).
-    let mut dec = decoder.lock().expect("decoder lock is never poisoned");
     while let Some(item) = ring.next() {
         let record = KernelEvent::try_from(&*item);
         drop(item);
@@ -424,6 +427,9 @@ fn decode_batch(
             }
         };
         let action = is_action(&record);
+        let mut reg = registry.lock().expect("registry lock is never poisoned");
+        // Lock order: the registry, then the decoder (only the readers take both).
+        let mut dec = decoder.lock().expect("decoder lock is never poisoned");
         match decode::decode(&mut dec, &*reg, record) {
             Decoded::Event(event) => {
                 reg.count(&event);
@@ -448,6 +454,7 @@ fn decode_batch(
             Decoded::Held(held) => reg.hold(held),
             Decoded::Nothing => {}
         }
+        drop((dec, reg));
         if events.len() >= output::KERNEL_BATCH {
             return (events, true);
         }

@@ -31,10 +31,17 @@ impl Peer {
     /// `SO_PEERPIDFD`, else by the `SO_PEERCRED` `pid` checked against `accepted_ns` (the boot-clock
     /// time the connection was accepted).
     pub fn of(socket: &impl AsRawFd, pid: u32, uid: u32, accepted_ns: u64) -> Option<Peer> {
-        Peer::by_peer_pidfd(socket, uid).or_else(|| Peer::by_pid(pid, uid, accepted_ns))
+        match Peer::by_peer_pidfd(socket, uid) {
+            Ok(peer) => Some(peer),
+            // Only a kernel without the option falls back: on one that has it, a failure means
+            // the connecting process is gone (its pid may already name another process).
+            Err(errno) if errno == libc::ENOPROTOOPT => Peer::by_pid(pid, uid, accepted_ns),
+            Err(_) => None,
+        }
     }
 
-    fn by_peer_pidfd(socket: &impl AsRawFd, uid: u32) -> Option<Peer> {
+    /// The peer's pidfd from the kernel, or the errno.
+    fn by_peer_pidfd(socket: &impl AsRawFd, uid: u32) -> Result<Peer, i32> {
         let mut fd: libc::c_int = -1;
         let mut len = size_of::<libc::c_int>() as libc::socklen_t;
         // SAFETY: getsockopt with a correctly sized out-buffer for an int.
@@ -42,10 +49,10 @@ impl Peer {
             libc::getsockopt(socket.as_raw_fd(), libc::SOL_SOCKET, SO_PEERPIDFD, (&raw mut fd).cast(), &raw mut len)
         };
         if rc != 0 || fd < 0 {
-            return None;
+            return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL));
         }
         // SAFETY: the kernel just gave us this descriptor; we own it from here.
-        Some(Peer { pidfd: unsafe { OwnedFd::from_raw_fd(fd) }, uid })
+        Ok(Peer { pidfd: unsafe { OwnedFd::from_raw_fd(fd) }, uid })
     }
 
     /// A pidfd for `pid`, kept only if that process started no later than `accepted_ns`.
@@ -65,6 +72,23 @@ impl Peer {
         let ticks_per_second = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok().filter(|t| *t > 0)?;
         let accepted_ticks = accepted_ns / (1_000_000_000 / ticks_per_second);
         (started_ticks <= accepted_ticks).then_some(peer)
+    }
+
+    /// The peer's pid now, if it runs and has not begun to exit; to be called *after* its tag
+    /// was looked up. A process loses its tag in `do_exit()` once its thread group is dead
+    /// (tag.rs), while its pidfd still names it (a zombie keeps its pid until reaped). An exiting
+    /// process is flagged `PF_EXITING` before that (kernel/exit.c: `exit_signals()` comes first),
+    /// so if the leader is neither exiting nor a zombie after the lookup, the group was alive
+    /// at the lookup and an absent tag means the process never had one. A leader that exits
+    /// before its other threads reads as exiting: refused, which fails closed.
+    pub fn running_pid(&self) -> Option<u32> {
+        /// include/linux/sched.h
+        const PF_EXITING: u32 = 0x0000_0004;
+        let pid = self.pid()?;
+        let stat = procfs::process::Process::new(i32::try_from(pid).ok()?).ok()?.stat().ok()?;
+        let exiting = stat.flags & PF_EXITING != 0 || matches!(stat.state, 'Z' | 'X' | 'x');
+        // The stat read was about the pidfd's process only if that still runs as `pid`.
+        (!exiting && self.pid() == Some(pid)).then_some(pid)
     }
 
     /// The peer's pid now, or None once it has exited.

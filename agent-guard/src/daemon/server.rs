@@ -10,7 +10,6 @@ use tokio::net::UnixStream;
 use tokio_util::codec::{Framed, LinesCodec};
 
 use super::{
-    clock,
     events::schema::Actor,
     peer::Peer,
     tasks::{
@@ -23,9 +22,9 @@ use crate::api::{API_VERSION, ErrorCode, Request, RequestBody, Response, Respons
 /// Longest request line accepted (a grant file travels inside one).
 const MAX_LINE: usize = 4 * 1024 * 1024;
 
-pub async fn serve_connection(stream: UnixStream, registry: Arc<Mutex<Registry>>) {
-    // Just after accept(): the connecting process started before this (peer.rs).
-    let accepted_ns = clock::boot_ns_now();
+/// Serves one API connection; `accepted_ns` is the boot-clock time of its `accept()` (the
+/// connecting process started before it: peer.rs).
+pub async fn serve_connection(stream: UnixStream, registry: Arc<Mutex<Registry>>, accepted_ns: u64) {
     let (pid, uid) = match stream.peer_cred() {
         Ok(cred) => (cred.pid().and_then(|pid| u32::try_from(pid).ok()).unwrap_or(0), cred.uid()),
         Err(err) => {
@@ -41,7 +40,7 @@ pub async fn serve_connection(stream: UnixStream, registry: Arc<Mutex<Registry>>
     let mut lines = Framed::new(stream, LinesCodec::new_with_max_length(MAX_LINE));
     while let Some(line) = lines.next().await {
         let body = match (line, peer.pid()) {
-            (Ok(line), Some(pid)) => handle_line(&line, pid, peer.uid, &registry),
+            (Ok(line), Some(pid)) => handle_line(&line, &peer, pid, &registry),
             (Ok(_), None) => ResponseBody::Error {
                 code: ErrorCode::Forbidden,
                 message: "the process that opened this connection has exited: requests on its socket are refused"
@@ -60,7 +59,8 @@ fn error(refusal: Refusal) -> ResponseBody {
     ResponseBody::Error { code: refusal.code, message: refusal.message }
 }
 
-fn handle_line(line: &str, pid: u32, uid: u32, registry: &Mutex<Registry>) -> ResponseBody {
+fn handle_line(line: &str, peer: &Peer, pid: u32, registry: &Mutex<Registry>) -> ResponseBody {
+    let uid = peer.uid;
     // Check the version before the body, so an old client gets a clear answer.
     let version = serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v.get("version")?.as_u64());
     if version != Some(u64::from(API_VERSION)) {
@@ -78,7 +78,19 @@ fn handle_line(line: &str, pid: u32, uid: u32, registry: &Mutex<Registry>) -> Re
     // A tagged process may only open a sub-task (a subset of its own grant, checked by the
     // registry) and declare its step: anything else would let an agent stop, extend, approve
     // or revoke.
-    if let Some(task) = reg.kernel.task_of(pid)
+    let caller_task = reg.kernel.task_of(pid);
+    // Untagged, or tagged no longer because it is exiting (a zombie child holding the socket
+    // of a tagged parent has lost its tag): only a process that still runs, checked after the
+    // lookup, is taken as untagged (peer.rs, running_pid).
+    if caller_task.is_none() && peer.running_pid() != Some(pid) {
+        return ResponseBody::Error {
+            code: ErrorCode::Forbidden,
+            message:
+                "the process that opened this connection is exiting or has exited: requests on its socket are refused"
+                    .into(),
+        };
+    }
+    if let Some(task) = caller_task
         && !matches!(request.body, RequestBody::OpenTask { .. } | RequestBody::DeclareIntent { .. })
     {
         return ResponseBody::Error {
@@ -99,7 +111,23 @@ fn handle_line(line: &str, pid: u32, uid: u32, registry: &Mutex<Registry>) -> Re
                             message: "a template and variables need a profile".into(),
                         };
                     }
-                    GrantRequest::File { yaml, source: grant_source.unwrap_or_else(|| "(request)".into()) }
+                    // Where the grant came from is the caller's word: an agent's is not recorded.
+                    let source = match (caller_task, grant_source) {
+                        (Some(task), _) => format!("a request from inside task {task}"),
+                        (None, Some(source))
+                            if source.len() <= 4096 && !source.chars().any(crate::text::is_deceptive) =>
+                        {
+                            source
+                        }
+                        (None, Some(_)) => {
+                            return ResponseBody::Error {
+                                code: ErrorCode::BadRequest,
+                                message: "grant_source must be at most 4096 bytes of printable text".into(),
+                            };
+                        }
+                        (None, None) => "(request)".into(),
+                    };
+                    GrantRequest::File { yaml, source }
                 }
                 (None, Some(profile)) => GrantRequest::Profile { profile, template, vars },
                 _ => {

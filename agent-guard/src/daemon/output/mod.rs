@@ -97,8 +97,8 @@ fn names(event: &Event) -> (&'static str, Option<&'static str>) {
 /// `event` in `format`; `kind` and `decision` are its `names`.
 pub fn render(event: &Event, format: Format, kind: &str, decision: Option<&str>) -> Rendered {
     let line = match format {
-        Format::Json => serde_json::to_string(event).expect("events serialize"),
-        Format::Ocsf => ocsf::to_ocsf(event).to_string(),
+        Format::Json => crate::text::json_safe(serde_json::to_string(event).expect("events serialize")),
+        Format::Ocsf => crate::text::json_safe(ocsf::to_ocsf(event).to_string()),
     };
     let epoch_ms = crate::audit::parse_ms(&event.time).and_then(|ms| u64::try_from(ms).ok()).unwrap_or(0);
     Rendered {

@@ -44,7 +44,7 @@ const MAX_SUB_TASK_DEPTH: usize = 8;
 const MAX_SUB_TASKS: usize = 64;
 
 pub(super) fn check_label(what: &str, value: &str, max: usize) -> Result<(), Refusal> {
-    if value.trim().is_empty() || value.len() > max || value.chars().any(char::is_control) {
+    if value.trim().is_empty() || value.len() > max || value.chars().any(crate::text::is_deceptive) {
         return Err(refuse(ErrorCode::BadRequest, format!("{what} must be 1-{max} bytes of printable text")));
     }
     Ok(())
