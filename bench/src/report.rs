@@ -131,7 +131,7 @@ fn targets(r: &Results) -> Vec<Target> {
             limit: 5.0,
             at_most: true,
             unit: "ms",
-            why_missed: "the revoke is one map update behind one lock; a long tail comes from the registry lock being held by event decoding at the same time",
+            why_missed: "the revoke is one map update behind one lock, and its reply waits until the task's state file is written and renamed into place (a task the caller was told about survives a crash); the ring-buffer reader now takes that lock per record, not per batch; the tail was not profiled in this run",
         },
         Target {
             what: "daemon RSS with 1,000 open tasks, ring buffers counted once".into(),

@@ -184,3 +184,23 @@ fn an_idle_api_client_does_not_keep_the_daemon_from_stopping() {
     assert!(!pins.exists(), "a deliberate stop (--on-stop stop-tasks) removes the pins: {}", pins.display());
     drop(idle);
 }
+
+#[test]
+fn a_daemon_in_another_pid_namespace_refuses_to_start() {
+    // Tags are keyed by the host's pids: inside a pid namespace the daemon would tag and signal
+    // the wrong processes. `--mount-proc` gives it a /proc of its own, so it cannot tell from
+    // its own pids alone.
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(agent_guard_e2e::agent_guard_bin())
+        .arg("--socket")
+        .arg(dir.path().join("s.sock"))
+        .args(["daemon", "--cgroup-name", "agent-guard-pidns-test", "--state-dir"])
+        .arg(dir.path().join("state"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("host's pid namespace"), "{out:?}");
+    assert!(!dir.path().join("s.sock").exists(), "no API socket is left behind");
+}

@@ -35,11 +35,20 @@ use self::{
     tasks::{registry::Registry, reload, state},
 };
 
+/// The inode of the initial pid namespace (include/linux/proc_ns.h).
+const PROC_PID_INIT_INO: u64 = 0xEFFF_FFFC;
+
 /// Why the daemon could not start or run.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("the daemon must run as root (it loads eBPF programs); running as uid {uid}")]
     NotRoot { uid: u32 },
+    /// The kernel keys tags by the host's pids: a daemon in another pid namespace would look
+    /// up, tag and signal the wrong processes.
+    #[error(
+        "the daemon must run in the host's pid namespace (it is in pid namespace {inode}); in Kubernetes set hostPID: true"
+    )]
+    PidNamespace { inode: u64 },
     #[error(transparent)]
     Kernel(#[from] KernelError),
     #[error(transparent)]
@@ -105,6 +114,14 @@ pub async fn run(
     let uid = nix::unistd::geteuid().as_raw();
     if uid != 0 {
         return Err(DaemonError::NotRoot { uid });
+    }
+    // The initial pid namespace has a fixed inode, whatever /proc is mounted: a /proc of a
+    // nested namespace would show one pid only.
+    let pid_ns = std::os::unix::fs::MetadataExt::ino(
+        &std::fs::metadata("/proc/self/ns/pid").map_err(|_| DaemonError::PidNamespace { inode: 0 })?,
+    );
+    if pid_ns != PROC_PID_INIT_INO {
+        return Err(DaemonError::PidNamespace { inode: pid_ns });
     }
     // Policies first: a daemon that would start without the policies it was given is refused.
     let policies = policy::PolicySet::load_dir(&config.policy_dir)
