@@ -35,7 +35,7 @@ use self::{
     tasks::{registry::Registry, reload, state},
 };
 
-/// The inode of the initial pid namespace (include/linux/proc_ns.h).
+/// The inode of the initial pid namespace (`include/linux/proc_ns.h`).
 const PROC_PID_INIT_INO: u64 = 0xEFFF_FFFC;
 
 /// Why the daemon could not start or run.
