@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::AuditError;
-use crate::daemon::events::schema::{self, Body, Event};
+use crate::daemon::events::schema::{self, Body, Event, ObjectRef};
 
 /// Who made a control request (the API peer's credentials).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -136,48 +136,18 @@ pub enum Target<'a> {
 /// The object of an action or held action, as a grouping target and as one line, e.g.
 /// "file /etc/shadow (read)", "network 10.0.0.1:443/tcp". None for kinds without an object.
 pub fn object_of(body: &Body) -> Option<(Target<'_>, String)> {
-    fn file(object: &schema::FileObject) -> (Target<'_>, String) {
-        let access: Vec<&str> = object.access.iter().map(|a| a.as_str()).collect();
-        let operation = object.operation.map(|op| format!(" {}", crate::api::wire_name(&op))).unwrap_or_default();
-        (Target::Path(&object.path), format!("file {} ({}){operation}", object.path, access.join("+")))
-    }
-    fn exec(object: &schema::ExecObject) -> (Target<'_>, String) {
-        (Target::Path(&object.path), format!("exec {}", object.path))
-    }
-    match body {
-        Body::NetworkConnect(a) | Body::NetworkSend(a) => {
-            let to = destination(&a.object.address, a.object.port);
-            let line = format!("network {to}/{}", a.object.protocol);
-            Some((Target::Destination(to), line))
+    Some(match body.object()? {
+        ObjectRef::Network(net) => {
+            let to = destination(&net.address, net.port);
+            let line = format!("network {to}/{}", net.protocol);
+            (Target::Destination(to), line)
         }
-        Body::FileOpen(a) | Body::FileChange(a) => Some(file(&a.object)),
-        Body::ProcessExec(a) => Some(exec(&a.object)),
-        Body::ApprovalRequest(h) => Some(match &h.object {
-            schema::HeldObject::File(f) => file(f),
-            schema::HeldObject::Executable(e) => exec(e),
-        }),
-        Body::TaskEscape(a) => {
-            let line = format!("escape {} {}", a.object.route, a.object.detail);
-            Some((Target::Elsewhere, line))
+        ObjectRef::File(file) => {
+            let access: Vec<&str> = file.access.iter().map(|a| a.as_str()).collect();
+            let operation = file.operation.map(|op| format!(" {}", crate::api::wire_name(&op))).unwrap_or_default();
+            (Target::Path(&file.path), format!("file {} ({}){operation}", file.path, access.join("+")))
         }
-        Body::TaskOpen(_)
-        | Body::TaskClose(_)
-        | Body::TaskStop(_)
-        | Body::TaskIntent(_)
-        | Body::GrantRevoke(_)
-        | Body::GrantExtend(_)
-        | Body::ApprovalGranted(_)
-        | Body::ApprovalDenied(_)
-        | Body::Tamper(_)
-        | Body::TagLost(_)
-        | Body::EventsDropped(_)
-        | Body::OutputDropped(_)
-        | Body::OutputFailed(_)
-        | Body::GuardStart(_)
-        | Body::GuardStop(_)
-        | Body::GuardAdopt(_)
-        | Body::PolicyLoad(_)
-        | Body::PolicyRejected(_)
-        | Body::Unknown => None,
-    }
+        ObjectRef::Executable(exe) => (Target::Path(&exe.path), format!("exec {}", exe.path)),
+        ObjectRef::Escape(escape) => (Target::Elsewhere, format!("escape {} {}", escape.route, escape.detail)),
+    })
 }

@@ -74,21 +74,24 @@ impl Peer {
         (started_ticks <= accepted_ticks).then_some(peer)
     }
 
-    /// The peer's pid now, if it runs and has not begun to exit; to be called *after* its tag
+    /// Whether the peer runs and has not begun to exit; to be called *after* its tag
     /// was looked up. A process loses its tag in `do_exit()` once its thread group is dead
     /// (tag.rs), while its pidfd still names it (a zombie keeps its pid until reaped). An exiting
     /// process is flagged `PF_EXITING` before that (kernel/exit.c: `exit_signals()` comes first),
     /// so if the leader is neither exiting nor a zombie after the lookup, the group was alive
     /// at the lookup and an absent tag means the process never had one. A leader that exits
     /// before its other threads reads as exiting: refused, which fails closed.
-    pub fn running_pid(&self) -> Option<u32> {
+    /// `pid` is the peer's pid as read before the lookup.
+    pub fn is_running(&self, pid: u32) -> bool {
         /// include/linux/sched.h
         const PF_EXITING: u32 = 0x0000_0004;
-        let pid = self.pid()?;
-        let stat = procfs::process::Process::new(i32::try_from(pid).ok()?).ok()?.stat().ok()?;
+        let Some(stat) = i32::try_from(pid).ok().and_then(|p| procfs::process::Process::new(p).ok()?.stat().ok())
+        else {
+            return false;
+        };
         let exiting = stat.flags & PF_EXITING != 0 || matches!(stat.state, 'Z' | 'X' | 'x');
         // The stat read was about the pidfd's process only if that still runs as `pid`.
-        (!exiting && self.pid() == Some(pid)).then_some(pid)
+        !exiting && self.pid() == Some(pid)
     }
 
     /// The peer's pid now, or None once it has exited.

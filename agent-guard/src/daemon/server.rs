@@ -81,8 +81,8 @@ fn handle_line(line: &str, peer: &Peer, pid: u32, registry: &Mutex<Registry>) ->
     let caller_task = reg.kernel.task_of(pid);
     // Untagged, or tagged no longer because it is exiting (a zombie child holding the socket
     // of a tagged parent has lost its tag): only a process that still runs, checked after the
-    // lookup, is taken as untagged (peer.rs, running_pid).
-    if caller_task.is_none() && peer.running_pid() != Some(pid) {
+    // lookup, is taken as untagged (peer.rs, is_running).
+    if caller_task.is_none() && !peer.is_running(pid) {
         return ResponseBody::Error {
             code: ErrorCode::Forbidden,
             message:

@@ -155,6 +155,15 @@ pub struct Held {
     pub object: HeldObject,
 }
 
+/// The object an event is about, whatever its kind (`Body::object`).
+#[derive(Clone, Copy, Debug)]
+pub enum ObjectRef<'a> {
+    Network(&'a NetworkObject),
+    File(&'a FileObject),
+    Executable(&'a ExecObject),
+    Escape(&'a EscapeObject),
+}
+
 /// What a held action would touch.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(untagged)]
@@ -402,6 +411,39 @@ impl Body {
             | Body::TaskIntent(_)
             | Body::GrantRevoke(_)
             | Body::GrantExtend(_)
+            | Body::EventsDropped(_)
+            | Body::OutputDropped(_)
+            | Body::OutputFailed(_)
+            | Body::GuardStart(_)
+            | Body::GuardStop(_)
+            | Body::GuardAdopt(_)
+            | Body::PolicyLoad(_)
+            | Body::PolicyRejected(_)
+            | Body::Unknown => None,
+        }
+    }
+
+    /// The object of an action or a held action; None for the kinds that have none.
+    pub fn object(&self) -> Option<ObjectRef<'_>> {
+        match self {
+            Body::NetworkConnect(a) | Body::NetworkSend(a) => Some(ObjectRef::Network(&a.object)),
+            Body::FileOpen(a) | Body::FileChange(a) => Some(ObjectRef::File(&a.object)),
+            Body::ProcessExec(a) => Some(ObjectRef::Executable(&a.object)),
+            Body::TaskEscape(a) => Some(ObjectRef::Escape(&a.object)),
+            Body::ApprovalRequest(h) => Some(match &h.object {
+                HeldObject::File(file) => ObjectRef::File(file),
+                HeldObject::Executable(exe) => ObjectRef::Executable(exe),
+            }),
+            Body::TaskOpen(_)
+            | Body::TaskClose(_)
+            | Body::TaskStop(_)
+            | Body::TaskIntent(_)
+            | Body::GrantRevoke(_)
+            | Body::GrantExtend(_)
+            | Body::ApprovalGranted(_)
+            | Body::ApprovalDenied(_)
+            | Body::Tamper(_)
+            | Body::TagLost(_)
             | Body::EventsDropped(_)
             | Body::OutputDropped(_)
             | Body::OutputFailed(_)

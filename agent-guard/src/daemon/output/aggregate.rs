@@ -11,7 +11,7 @@ use std::{
 
 use crate::daemon::{
     clock,
-    events::schema::{Body, Decision, Event, Kind},
+    events::schema::{Decision, Event, Kind, ObjectRef},
 };
 
 /// What makes two events "identical": same process image, kind, decision, rule, object and
@@ -53,17 +53,13 @@ impl Aggregator {
             return None;
         }
         let process = event.process.as_ref()?;
-        let object = match &event.body {
-            Body::NetworkConnect(a) | Body::NetworkSend(a) => {
-                format!("net {} {} {}", a.object.address, a.object.port, a.object.protocol)
-            }
-            Body::FileOpen(a) | Body::FileChange(a) => {
-                format!("file {} {:?} {:?}", a.object.path, a.object.access, a.object.operation)
-            }
-            Body::ProcessExec(a) => format!("exec {}", a.object.path),
-            Body::TaskEscape(a) => format!("escape {} {} {:?}", a.object.route, a.object.detail, a.object.target_pid),
-            // Held actions, answers, lifecycle and guard events are never folded.
-            _ => return None,
+        // Only allowed and flagged actions get here: held ones, answers, lifecycle and guard
+        // events are never folded.
+        let object = match event.body.object()? {
+            ObjectRef::Network(net) => format!("net {} {} {}", net.address, net.port, net.protocol),
+            ObjectRef::File(file) => format!("file {} {:?} {:?}", file.path, file.access, file.operation),
+            ObjectRef::Executable(exe) => format!("exec {}", exe.path),
+            ObjectRef::Escape(escape) => format!("escape {} {} {:?}", escape.route, escape.detail, escape.target_pid),
         };
         Some(Key {
             pid: process.pid,
@@ -130,7 +126,7 @@ mod tests {
     use super::*;
     use crate::{
         api::Level,
-        daemon::events::schema::{Access, Action, FileObject, Process, Verdict},
+        daemon::events::schema::{Access, Action, Body, FileObject, Process, Verdict},
     };
 
     fn event(decision: Decision, pid: u32, path: &str) -> Event {

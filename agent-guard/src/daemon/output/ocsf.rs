@@ -740,6 +740,14 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_names_itself_as_on_the_wire() {
+        for event in samples() {
+            let typed: Event = serde_json::from_value(event.clone()).unwrap();
+            assert_eq!(typed.kind().as_str(), event["kind"], "{event}");
+        }
+    }
+
+    #[test]
     fn ocsf_events_have_what_the_schema_requires() {
         for event in samples() {
             let ocsf = to_ocsf(&event);
