@@ -165,6 +165,9 @@ pub const ACTION_HELD: u32 = 2;
 /// The process was killed (SIGKILL) because of the action: where the kernel cannot refuse it
 /// (no BPF LSM), the strongest remaining response. For an open, the syscall still ran.
 pub const ACTION_KILLED: u32 = 3;
+/// Landlock refused the operation (EACCES) on the resolved object; the eBPF programs saw it
+/// at syscall exit (`TaskEntry::confine` is `CONFINE_LANDLOCK`).
+pub const ACTION_LANDLOCK: u32 = 4;
 
 /// Hooks, in `NetEvent::hook`.
 pub const HOOK_CONNECT4: u32 = 1;
@@ -185,6 +188,9 @@ pub const PATH_RELATIVE: u32 = 1;
 pub const PATH_UNNORMALIZED: u32 = 2;
 /// The path is longer than `PATH_MAX_MATCH`.
 pub const PATH_TRUNCATED: u32 = 4;
+/// The path as spelled is in the grant, but Landlock refused the file it leads to (through a
+/// symlink, a hard link or a mount): set at syscall exit, at the `landlock` level.
+pub const PATH_RESOLVED_ELSEWHERE: u32 = 8;
 
 /// `ExecEvent`: arguments captured and bytes kept of each.
 pub const EXEC_ARGS: usize = 8;

@@ -41,6 +41,11 @@ pub const EXEC_SCRATCH: &str = "EXEC_SCRATCH";
 pub const EXEC_PENDING: &str = "EXEC_PENDING";
 /// Default entries of `EXEC_PENDING`.
 pub const DEFAULT_EXEC_PENDING: u32 = 4_096;
+/// LRU tid -> [`crate::event::FileEvent`]: an open of a Landlock-confined task that its grant
+/// does not allow, seen at syscall entry and reported at syscall exit with what Landlock did.
+pub const FILE_PENDING: &str = "FILE_PENDING";
+/// Default entries of `FILE_PENDING`.
+pub const DEFAULT_FILE_PENDING: u32 = 4_096;
 /// tid -> [`crate::task::Approval`]: actions held for a human's decision.
 pub const APPROVALS: &str = "APPROVALS";
 /// Default entries of `APPROVALS` (held actions).
@@ -76,6 +81,7 @@ pub const PINNED: &[&str] = &[
     ALERTS,
     EVENT_DROPS,
     EXEC_PENDING,
+    FILE_PENDING,
     APPROVALS,
     USAGE_SEEN,
     TAG_COUNT,

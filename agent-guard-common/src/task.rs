@@ -47,7 +47,19 @@ pub struct TaskEntry {
     pub parent_task: u32,
     /// `CLOCK_BOOTTIME` (`bpf_ktime_get_boot_ns`) after which the grant no longer allows anything.
     pub expires_ns: u64,
+    /// CONFINE_*: what else confines the task's processes.
+    pub confine: u32,
+    /// Zero.
+    pub pad: u32,
 }
+
+/// `TaskEntry::confine`: nothing but the eBPF programs.
+pub const CONFINE_NONE: u32 = 0;
+/// `TaskEntry::confine`: `agent-guard run` applied a Landlock ruleset compiled from the grant
+/// to the task's first process before it ran the agent (it stacks over every descendant). While
+/// the grant is in force, the kernel lets Landlock refuse what is outside the ruleset and reports
+/// the result at syscall exit, instead of killing at syscall entry.
+pub const CONFINE_LANDLOCK: u32 = 1;
 
 /// `Approval::state`
 pub const APPROVAL_PENDING: u32 = 0;
@@ -91,4 +103,4 @@ pub const USE_CONNECT: u32 = 1 << 31;
 const _: () = assert!(core::mem::size_of::<Approval>() == 24);
 const _: () = assert!(core::mem::size_of::<UsageKey>() == 16);
 const _: () = assert!(core::mem::size_of::<ProcTag>() == 24);
-const _: () = assert!(core::mem::size_of::<TaskEntry>() == 24);
+const _: () = assert!(core::mem::size_of::<TaskEntry>() == 32);

@@ -9,12 +9,18 @@
 //! `sched_process_exec` also gives every tagged image its exec id (`ProcTag::exec_ns`), with BPF
 //! LSM too.
 //!
+//! The `landlock` level (file.rs): an exec the grant does not allow is not killed if Landlock
+//! refuses it. `sys_exit_execve{,at}` sees the failed exec: `-EACCES` from a Landlock-confined
+//! task is reported as refused; any failure forgets the thread's pending entry (a failed PATH
+//! lookup is not an exec). An exec that succeeds is answered at `sched_process_exec`, as before.
+//!
 //! Fail-open/closed: observation only; a failed read skips the event and never affects exec.
 
 use agent_guard_common::{
     event::{
-        ACTION_ALLOWED, EXEC_ARG_LEN, EXEC_ARGS, ExecEvent, KIND_EXEC, KIND_EXEC_START, REASON_NONE, TaskEvent,
-        VERDICT_FLAGGED, VERDICT_IN_SCOPE, VERDICT_NONE, VERDICT_OUT_OF_SCOPE, VERDICT_RULE_DENY, VERDICT_UNRESOLVED,
+        ACTION_ALLOWED, ACTION_LANDLOCK, EXEC_ARG_LEN, EXEC_ARGS, ExecEvent, KIND_EXEC, KIND_EXEC_START, REASON_NONE,
+        TaskEvent, VERDICT_FLAGGED, VERDICT_IN_SCOPE, VERDICT_NONE, VERDICT_OUT_OF_SCOPE, VERDICT_RULE_DENY,
+        VERDICT_UNRESOLVED,
     },
     path::{ACCESS_EXEC, Decision, PATH_MAX_MATCH, decide},
 };
@@ -53,6 +59,51 @@ pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
     0
 }
 
+#[tracepoint]
+pub fn sys_exit_execve(ctx: TracePointContext) -> u32 {
+    exec_exit(&ctx)
+}
+
+#[tracepoint]
+pub fn sys_exit_execveat(ctx: TracePointContext) -> u32 {
+    exec_exit(&ctx)
+}
+
+#[inline(always)]
+fn exec_exit(ctx: &TracePointContext) -> u32 {
+    // SAFETY: offset of `ret` in every sys_exit record (kernel/trace/trace_syscalls.c).
+    if let Ok(ret) = unsafe { ctx.read_at::<i64>(16) } {
+        try_exec_exit(ret);
+    }
+    0
+}
+
+/// include/uapi/asm-generic/errno-base.h
+const EACCES: i64 = 13;
+
+/// A failed exec: reported if Landlock refused it, forgotten otherwise.
+#[inline(always)]
+fn try_exec_exit(ret: i64) {
+    if ret >= 0 {
+        return;
+    }
+    let tid = current_tid();
+    let Some(event) = EXEC_PENDING.get_ptr_mut(&tid) else {
+        return;
+    };
+    // SAFETY: this thread's own entry, sent and removed before it execs again.
+    let event = unsafe { &mut *event };
+    let refused = ret == -EACCES
+        && event.header.tgid == current_tgid()
+        && (event.header.verdict == VERDICT_OUT_OF_SCOPE || event.header.verdict == VERDICT_UNRESOLVED)
+        && current_task().is_some_and(|task| task.landlock_decides());
+    if refused && !config::exec_capture() {
+        event.header.action = ACTION_LANDLOCK;
+        emit::send(event);
+    }
+    let _ = EXEC_PENDING.remove(&tid);
+}
+
 #[inline(always)]
 fn try_exec(filename: u64, argv: u64) {
     let Some(task) = current_task() else {
@@ -80,6 +131,12 @@ fn try_exec(filename: u64, argv: u64) {
     let ended = task.grant_ended();
     let matched = match_path(task.entry.grant_id, &event.path, len, false);
     let verdict = if ended.is_some() {
+        VERDICT_OUT_OF_SCOPE
+    } else if len == 0 && task.landlock_decides() {
+        // An exec of a descriptor (fexecve, `execveat(fd, "", AT_EMPTY_PATH)`): Landlock does not
+        // check a memfd's, whose file is on an internal mount (security/landlock/fs.c:
+        // `is_nouser_or_private`), so at the `landlock` level it is out of scope, killed if it
+        // succeeds.
         VERDICT_OUT_OF_SCOPE
     } else if matched.flags != 0 {
         VERDICT_UNRESOLVED

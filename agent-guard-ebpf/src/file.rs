@@ -8,13 +8,30 @@
 //! Syscall tracepoint records are fixed by `kernel/trace/trace_syscalls.c`: `__syscall_nr` at 8,
 //! then each argument as 8 bytes from offset 16.
 //!
+//! The `landlock` level (`CurrentTask::landlock_decides`): the task's processes are under a
+//! Landlock ruleset compiled from the grant, which refuses, on the resolved file, what the
+//! ruleset does not cover. An open the grant does not allow is then not killed at entry: it is
+//! kept per thread in `FILE_PENDING` and reported at syscall exit (`sys_exit_open*`, whose
+//! return value is at offset 16) with what happened:
+//! - `-EACCES`: Landlock (or file permissions) refused it: reported as refused, nothing killed;
+//! - any other error (`-ENOENT` above all): nothing was opened, and a missing file is never a
+//!   denial, so nothing is reported;
+//! - success: the ruleset is wider than the grant here (a `DIR/*` rule, an exact path that did
+//!   not exist when the ruleset was built, a sub-task's narrower grant): the `kill` level
+//!   answers, at exit. A relative path that succeeds was allowed by the ruleset on the
+//!   resolved file and is not reported.
+//!
+//! `O_PATH` opens are skipped for such tasks: they give no access to the file's data, and what
+//! can be done with one (an exec, a reopen through `/proc/self/fd`) goes through Landlock again.
+//!
 //! Fail-open/closed: observation only; any read failure skips the event (counted as a drop
-//! when the ring buffer is full) and never affects the syscall.
+//! when the ring buffer is full) and never affects the syscall. A `FILE_PENDING` insert that
+//! fails leaves the refusal to Landlock, unreported (counted as a drop).
 
 use agent_guard_common::{
     event::{
-        FILE_OP_OPEN, KIND_FILE, VERDICT_FLAGGED, VERDICT_IN_SCOPE, VERDICT_OUT_OF_SCOPE, VERDICT_RULE_DENY,
-        VERDICT_UNRESOLVED,
+        ACTION_ALLOWED, ACTION_KILLED, ACTION_LANDLOCK, FILE_OP_OPEN, KIND_FILE, PATH_RESOLVED_ELSEWHERE,
+        REASON_NO_RULE, VERDICT_FLAGGED, VERDICT_IN_SCOPE, VERDICT_OUT_OF_SCOPE, VERDICT_RULE_DENY, VERDICT_UNRESOLVED,
     },
     path::{ACCESS_READ, ACCESS_WRITE, Decision, PATH_MAX_MATCH, decide},
 };
@@ -22,9 +39,9 @@ use aya_ebpf::{helpers::bpf_probe_read_user_str_bytes, macros::tracepoint, progr
 
 use crate::{
     emit,
-    maps::SCRATCH,
+    maps::{FILE_PENDING, SCRATCH},
     path_match::match_path,
-    task::{current_task, kill_if_enforced, reason_for},
+    task::{current_task, current_tgid, current_tid, kill_if_enforced, reason_for},
     usage,
 };
 
@@ -34,6 +51,9 @@ const O_WRONLY: u32 = 0o1;
 const O_RDWR: u32 = 0o2;
 const O_CREAT: u32 = 0o100;
 const O_TRUNC: u32 = 0o1000;
+const O_PATH: u32 = 0o10_000_000;
+/// include/uapi/asm-generic/errno-base.h
+const EACCES: i64 = 13;
 
 #[tracepoint]
 pub fn sys_enter_openat(ctx: TracePointContext) -> u32 {
@@ -70,6 +90,66 @@ pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
 }
 
 #[tracepoint]
+pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
+    open_exit(&ctx)
+}
+
+#[tracepoint]
+pub fn sys_exit_openat(ctx: TracePointContext) -> u32 {
+    open_exit(&ctx)
+}
+
+#[tracepoint]
+pub fn sys_exit_openat2(ctx: TracePointContext) -> u32 {
+    open_exit(&ctx)
+}
+
+#[tracepoint]
+pub fn sys_exit_creat(ctx: TracePointContext) -> u32 {
+    open_exit(&ctx)
+}
+
+#[inline(always)]
+fn open_exit(ctx: &TracePointContext) -> u32 {
+    // SAFETY: offset of `ret` in every sys_exit record (kernel/trace/trace_syscalls.c).
+    if let Ok(ret) = unsafe { ctx.read_at::<i64>(16) } {
+        try_open_exit(ret);
+    }
+    0
+}
+
+/// The outcome of an open Landlock decided (see the module comment).
+#[inline(always)]
+fn try_open_exit(ret: i64) {
+    let tid = current_tid();
+    let Some(event) = FILE_PENDING.get_ptr_mut(&tid) else {
+        return;
+    };
+    // SAFETY: this thread's own entry, sent and removed before it opens again.
+    let event = unsafe { &mut *event };
+    if event.header.tgid != current_tgid() {
+        // Left by an exited thread whose tid was reused: never act on another process.
+    } else if ret == -EACCES {
+        // A spelled path the grant allows that Landlock refused leads out of the ruleset:
+        // reported as out of scope, with the path as spelled (path_flags says so).
+        if event.header.verdict == VERDICT_IN_SCOPE || event.header.verdict == VERDICT_FLAGGED {
+            event.header.verdict = VERDICT_OUT_OF_SCOPE;
+            event.header.reason = REASON_NO_RULE;
+            event.path_flags |= PATH_RESOLVED_ELSEWHERE;
+        }
+        event.header.action = ACTION_LANDLOCK;
+        emit::send(event);
+    } else if ret >= 0 && event.header.verdict == VERDICT_OUT_OF_SCOPE {
+        // SAFETY: helper with a signal number; SIGKILL (9) goes to the whole process and is
+        // taken on the way back to user space, before the descriptor can be used.
+        unsafe { aya_ebpf::helpers::generated::bpf_send_signal(9) };
+        event.header.action = ACTION_KILLED;
+        emit::send(event);
+    }
+    let _ = FILE_PENDING.remove(&tid);
+}
+
+#[tracepoint]
 pub fn sys_enter_creat(ctx: TracePointContext) -> u32 {
     // SAFETY: offsets of sys_enter_creat(pathname, mode); creat = O_CREAT|O_WRONLY|O_TRUNC.
     if let Ok(filename) = unsafe { ctx.read_at::<u64>(16) } {
@@ -100,6 +180,15 @@ fn try_open(dfd: i64, filename: u64, flags: u32) {
     let Some(task) = current_task() else {
         return;
     };
+    let landlock = task.landlock_decides();
+    if landlock {
+        // An entry left by an open whose exit was never seen (the exit program attached later)
+        // must not be taken for this open's.
+        let _ = FILE_PENDING.remove(&current_tid());
+        if flags & O_PATH != 0 {
+            return;
+        }
+    }
     let Some(event) = SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -115,26 +204,37 @@ fn try_open(dfd: i64, filename: u64, flags: u32) {
     let access = access_of(flags);
     let ended = task.grant_ended();
     let matched = match_path(task.entry.grant_id, &event.path, len, false);
-    let verdict = if ended.is_some() {
-        VERDICT_OUT_OF_SCOPE
+    // `report` is whether this open is reported now, at entry.
+    let (verdict, report) = if ended.is_some() {
+        (VERDICT_OUT_OF_SCOPE, true)
     } else if matched.flags != 0 {
-        VERDICT_UNRESOLVED
+        (VERDICT_UNRESOLVED, !landlock)
     } else {
         match decide(matched.allowed, access) {
-            Decision::Allow if usage::first_use(task.task_id, access, matched.hash) => VERDICT_IN_SCOPE,
-            Decision::Allow => return,
-            Decision::Flag => VERDICT_FLAGGED,
-            Decision::Deny => VERDICT_RULE_DENY,
+            Decision::Allow => (VERDICT_IN_SCOPE, usage::first_use(task.task_id, access, matched.hash)),
+            Decision::Flag => (VERDICT_FLAGGED, true),
+            Decision::Deny => (VERDICT_RULE_DENY, true),
             // Without BPF LSM nothing can be held: an `ask` is out of scope.
-            Decision::Ask | Decision::OutOfScope => VERDICT_OUT_OF_SCOPE,
+            Decision::Ask | Decision::OutOfScope => (VERDICT_OUT_OF_SCOPE, !landlock),
         }
     };
-    let action = kill_if_enforced(&task, verdict);
+    if !report && !landlock {
+        return;
+    }
+    let action =
+        if landlock && verdict != VERDICT_RULE_DENY { ACTION_ALLOWED } else { kill_if_enforced(&task, verdict) };
     event.header = emit::header(KIND_FILE, verdict, reason_for(&task, verdict), action, task.task_id);
     event.access = access;
     event.open_flags = flags;
     event.dfd = dfd as i32;
     event.path_flags = matched.flags;
     event.op = FILE_OP_OPEN;
-    emit::send(event);
+    if report {
+        emit::send(event);
+    }
+    // Confined: every open Landlock may still refuse waits for its result, also one whose
+    // spelled path is in scope (a symlink or a bind mount may lead out of the grant).
+    if landlock && action == ACTION_ALLOWED && FILE_PENDING.insert(&current_tid(), event, 0).is_err() {
+        emit::count_drop();
+    }
 }

@@ -44,6 +44,8 @@ pub fn current_task() -> Option<CurrentTask> {
                 state: agent_guard_common::task::STATE_REVOKED,
                 parent_task: 0,
                 expires_ns: 0,
+                confine: agent_guard_common::task::CONFINE_NONE,
+                pad: 0,
             },
         }),
     }
@@ -93,6 +95,17 @@ impl CurrentTask {
             return Some(REASON_EXPIRED);
         }
         None
+    }
+
+    /// Whether Landlock, not this program, answers what the grant does not allow: the task's
+    /// processes are under a ruleset compiled from the grant (`CONFINE_LANDLOCK`), the grant is
+    /// in force, and the task enforces. Once the grant ends the `kill` level takes over: a
+    /// Landlock ruleset cannot be withdrawn, so it cannot end access by itself.
+    #[inline(always)]
+    pub fn landlock_decides(&self) -> bool {
+        self.entry.confine == agent_guard_common::task::CONFINE_LANDLOCK
+            && self.entry.mode != agent_guard_common::task::MODE_AUDIT
+            && self.grant_ended().is_none()
     }
 
     /// Reason for an out-of-scope verdict: the grant ended, or no rule matched.

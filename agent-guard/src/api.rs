@@ -48,6 +48,10 @@ pub enum RequestBody {
         vars: std::collections::BTreeMap<String, String>,
         /// Seconds; at most the grant's own ttl (and the profile's maximum).
         ttl_secs: Option<u64>,
+        /// The Landlock ABI the caller will confine itself with, before it runs the agent, if
+        /// the daemon answers with a ruleset (`agent-guard run` on a kernel without BPF LSM).
+        #[serde(default)]
+        landlock_abi: Option<u32>,
     },
     ListTasks,
     StopTask {
@@ -94,6 +98,9 @@ pub struct Response {
 pub enum ResponseBody {
     TaskOpened {
         task: TaskInfo,
+        /// The ruleset to apply before running the agent: the task is at the `landlock` level.
+        #[serde(default)]
+        landlock: Option<LandlockRuleset>,
     },
     Tasks {
         tasks: Vec<TaskInfo>,
@@ -159,6 +166,35 @@ pub struct TaskInfo {
     pub revoked: bool,
     /// Reported actions so far, by "decision rule" (e.g. "denied default-deny").
     pub counts: std::collections::BTreeMap<String, u64>,
+    /// The Landlock ABI the task's first process confined itself with (the `landlock` level
+    /// for its files and execs); none when the task is at the `lsm` or `kill` level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landlock_abi: Option<u32>,
+}
+
+/// A Landlock ruleset compiled from a task's grant, which `agent-guard run` applies to itself
+/// before it runs the agent. It covers the grant's `allow` and `flag` rules; the eBPF programs
+/// narrow it to the grant (see docs/design.md, "The landlock level").
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LandlockRuleset {
+    /// The ABI the ruleset is built for (the one the caller asked for).
+    pub abi: u32,
+    /// What the task may do beneath each path.
+    pub paths: Vec<LandlockPath>,
+    /// The capabilities the task keeps (the grant's `capabilities`); every other one is dropped
+    /// from all of the process's sets, its bounding set included.
+    pub capabilities: Vec<String>,
+}
+
+/// One path of a [`LandlockRuleset`]: a file, or a directory and everything beneath it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(deny_unknown_fields)]
+pub struct LandlockPath {
+    pub path: String,
+    pub read: bool,
+    pub write: bool,
+    pub exec: bool,
 }
 
 /// Where a task is in its life.
@@ -252,6 +288,9 @@ pub enum Level {
     Observe,
     /// The process is killed at syscall entry (the syscall's effects may happen).
     Kill,
+    /// Refused by Landlock (EACCES) on the object the kernel resolved, in a ruleset the task
+    /// applied to itself; what the ruleset allows beyond the grant is killed.
+    Landlock,
     /// Refused by a cgroup program.
     Cgroup,
     /// Refused by a BPF LSM hook on the object the kernel resolved.
@@ -264,6 +303,7 @@ impl Level {
         match self {
             Level::Observe => "observe",
             Level::Kill => "kill",
+            Level::Landlock => "landlock",
             Level::Cgroup => "cgroup",
             Level::Lsm => "lsm",
         }

@@ -5,6 +5,7 @@ mod api;
 mod audit;
 mod cli;
 mod client;
+mod confine;
 mod daemon;
 mod grant;
 mod policy;

@@ -3,6 +3,7 @@
 //!   connect ADDR:PORT      TCP connect         -> "ok" | "EPERM" | "error <errno>"
 //!   udp ADDR:PORT          UDP sendto          -> same
 //!   open PATH r|w          open(2)             -> same
+//!   opath-reopen PATH      opens PATH with `O_PATH`, then reads it through /proc/self/fd
 //!   grandchild VERB ARGS   runs VERB in a grandchild (fork, fork) and relays its line
 //!   daemonize OUT VERB ARGS  double fork + setsid; the orphaned grandchild writes its line
 //!                          to OUT after its parent chain is gone; returns at once
@@ -75,6 +76,12 @@ fn act(args: &[String]) -> (String, i32) {
                     .map(drop),
             )
         }
+        Some("opath-reopen") => {
+            use std::os::{fd::AsRawFd, unix::fs::OpenOptionsExt};
+            let path = args.get(1).unwrap_or_else(|| usage());
+            let opened = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH).open(path);
+            outcome(opened.and_then(|handle| std::fs::read(format!("/proc/self/fd/{}", handle.as_raw_fd())).map(drop)))
+        }
         Some("exec") => {
             let program = args.get(1).unwrap_or_else(|| usage());
             outcome(std::process::Command::new(program).args(&args[2..]).status().and_then(|status| {
@@ -140,6 +147,9 @@ fn act(args: &[String]) -> (String, i32) {
                 }
                 let mut status = 0;
                 unsafe { libc::waitpid(child, &raw mut status, 0) };
+                if libc::WIFSIGNALED(status) {
+                    return Err(std::io::Error::other(format!("killed by signal {}", libc::WTERMSIG(status))));
+                }
                 match libc::WEXITSTATUS(status) {
                     0 => Ok(()),
                     126 => Err(std::io::Error::from_raw_os_error(libc::EPERM)),

@@ -5,6 +5,10 @@
 //! `SO_PEERCRED`), which tags it in the kernel, then execs CMD: CMD and everything it starts are
 //! inside the task, and CMD's exit status is this command's. Run inside a task, it opens a
 //! sub-task, which the daemon grants only if it is a subset of the current one.
+//!
+//! Where the kernel has no BPF LSM but has Landlock, the daemon answers with a ruleset compiled
+//! from the grant, which this command applies to itself (with `no_new_privs`, and the
+//! capabilities the grant does not name dropped) before it execs CMD: the `landlock` level.
 
 use std::{
     os::unix::process::CommandExt,
@@ -17,7 +21,7 @@ use anyhow::Context;
 
 use crate::{
     api::{RequestBody, ResponseBody},
-    client,
+    client, confine,
 };
 
 /// `agent-guard run`.
@@ -44,6 +48,10 @@ pub struct Args {
     /// Task lifetime (e.g. 90s, 15m); at most the grant's ttl.
     #[arg(long, value_parser = humantime::parse_duration)]
     ttl: Option<Duration>,
+    /// Do not confine the task with Landlock where BPF LSM is missing: its files and execs are
+    /// then at the `kill` level (an out-of-scope open still runs, and the agent is killed).
+    #[arg(long)]
+    without_landlock: bool,
     /// Do not print the task id on stderr.
     #[arg(long, short)]
     quiet: bool,
@@ -77,16 +85,29 @@ pub fn main(socket: &Path, args: Args) -> anyhow::Result<ExitCode> {
             template: args.template,
             vars: args.vars.into_iter().collect(),
             ttl_secs: args.ttl.map(|d| d.as_secs().max(1)),
+            landlock_abi: if args.without_landlock { None } else { confine::landlock_abi() },
         },
     )?;
-    let ResponseBody::TaskOpened { task } = reply else {
+    let ResponseBody::TaskOpened { task, landlock } = reply else {
         anyhow::bail!("unexpected reply from the daemon: {reply:?}");
     };
+    if let Some(ruleset) = &landlock
+        && let Err(err) = confine::apply::apply(ruleset)
+    {
+        // The task is open and this process is in it: exiting ends it, with nothing run.
+        eprintln!("agent-guard: task {}: cannot confine {} with Landlock: {err}", task.id, args.command[0]);
+        return Ok(ExitCode::from(126));
+    }
     if !args.quiet {
         let parent = task.parent.map(|p| format!(", sub-task of task {p}")).unwrap_or_default();
         eprintln!(
-            "agent-guard: task {} open (agent {}, grant {}, {} mode, expires {}{parent})",
-            task.id, task.agent, task.grant, task.mode, task.expires
+            "agent-guard: task {} open (agent {}, grant {}, {} mode, expires {}{parent}{level})",
+            task.id,
+            task.agent,
+            task.grant,
+            task.mode,
+            task.expires,
+            level = landlock.as_ref().map(|r| format!(", Landlock ABI {}", r.abi)).unwrap_or_default()
         );
     }
     let err = std::process::Command::new(&args.command[0]).args(&args.command[1..]).exec();

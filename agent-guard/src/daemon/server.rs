@@ -102,7 +102,17 @@ fn handle_line(line: &str, peer: &Peer, pid: u32, registry: &Mutex<Registry>) ->
     }
     let changes = !matches!(request.body, RequestBody::ListTasks | RequestBody::Status | RequestBody::ListApprovals);
     let body = match request.body {
-        RequestBody::OpenTask { agent, intent, grant_yaml, grant_source, profile, template, vars, ttl_secs } => {
+        RequestBody::OpenTask {
+            agent,
+            intent,
+            grant_yaml,
+            grant_source,
+            profile,
+            template,
+            vars,
+            ttl_secs,
+            landlock_abi,
+        } => {
             let grant = match (grant_yaml, profile) {
                 (Some(yaml), None) => {
                     if template.is_some() || !vars.is_empty() {
@@ -137,8 +147,9 @@ fn handle_line(line: &str, peer: &Peer, pid: u32, registry: &Mutex<Registry>) ->
                     };
                 }
             };
-            reg.open_task(OpenRequest { agent, intent, grant, ttl: ttl_secs.map(Duration::from_secs), actor })
-                .map_or_else(error, |task| ResponseBody::TaskOpened { task })
+            let ttl = ttl_secs.map(Duration::from_secs);
+            reg.open_task(OpenRequest { agent, intent, grant, ttl, actor, landlock_abi })
+                .map_or_else(error, |(task, landlock)| ResponseBody::TaskOpened { task, landlock })
         }
         RequestBody::ListTasks => ResponseBody::Tasks { tasks: reg.list() },
         RequestBody::StopTask { id } => reg

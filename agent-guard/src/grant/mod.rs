@@ -3,6 +3,7 @@
 //! error carries the file, line and column, and compiled to kernel map entries only once the
 //! whole file is valid (nothing is ever half-applied).
 
+mod capability;
 mod compile;
 mod eval;
 mod net_rule;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use capability::CapabilityName;
 pub use compile::CompiledGrant;
 pub use eval::normalize_path;
 pub use net_rule::{Destination, ListenPorts, mapped};
@@ -77,6 +79,9 @@ pub struct GrantSpec {
     pub exec: Vec<FileRule>,
     #[serde(default)]
     pub network: NetworkRules,
+    /// Linux capabilities the task keeps at the `landlock` level; every other is dropped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<CapabilityName>,
 }
 
 /// What out-of-scope actions get: refused, or allowed and flagged.

@@ -67,6 +67,9 @@ pub fn excess(child: &GrantSpec, parent: &GrantSpec) -> Vec<String> {
             out.push(format!("network.listen {} is not within the parent's network.listen", rule.target));
         }
     }
+    for cap in child.capabilities.iter().filter(|c| !parent.capabilities.contains(c)) {
+        out.push(format!("capability {cap} is not among the parent's capabilities"));
+    }
     out
 }
 

@@ -12,12 +12,12 @@ use std::{
 
 use agent_guard_common::{
     event::{
-        ACTION_BLOCKED, ACTION_KILLED, EventHeader, ExecEvent, FILE_OP_CHMOD, FILE_OP_CHOWN, FILE_OP_CREATE,
-        FILE_OP_LINK, FILE_OP_MKDIR, FILE_OP_RENAME_FROM, FILE_OP_RENAME_TO, FILE_OP_RMDIR, FILE_OP_SETATTR,
-        FILE_OP_SYMLINK, FILE_OP_TRUNCATE, FILE_OP_UNIX_CONNECT, FILE_OP_UNLINK, FILE_OP_XATTR, FileEvent,
-        HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6, KernelEvent, NetEvent, PATH_RELATIVE,
-        PATH_TRUNCATED, PATH_UNNORMALIZED, REASON_EXPIRED, REASON_REVOKED, VERDICT_ASK, VERDICT_FLAGGED,
-        VERDICT_IN_SCOPE, VERDICT_RULE_DENY, VERDICT_UNRESOLVED,
+        ACTION_BLOCKED, ACTION_KILLED, ACTION_LANDLOCK, EventHeader, ExecEvent, FILE_OP_CHMOD, FILE_OP_CHOWN,
+        FILE_OP_CREATE, FILE_OP_LINK, FILE_OP_MKDIR, FILE_OP_RENAME_FROM, FILE_OP_RENAME_TO, FILE_OP_RMDIR,
+        FILE_OP_SETATTR, FILE_OP_SYMLINK, FILE_OP_TRUNCATE, FILE_OP_UNIX_CONNECT, FILE_OP_UNLINK, FILE_OP_XATTR,
+        FileEvent, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6, KernelEvent, NetEvent,
+        PATH_RELATIVE, PATH_RESOLVED_ELSEWHERE, PATH_TRUNCATED, PATH_UNNORMALIZED, REASON_EXPIRED, REASON_REVOKED,
+        VERDICT_ASK, VERDICT_FLAGGED, VERDICT_IN_SCOPE, VERDICT_RULE_DENY, VERDICT_UNRESOLVED,
     },
     path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, Decision as PathDecision},
 };
@@ -398,9 +398,17 @@ fn observed_verdict(
     task: Option<&TaskFacts>,
 ) -> Result<(Verdict, String), String> {
     let raw = c_string(action.raw_path);
+    const ELSEWHERE: &str =
+        "the path as spelled is in the grant, but leads out of it: a symlink, a hard link or a mount";
     let (path, note) = if action.header.verdict == VERDICT_UNRESOLVED {
-        let (path, note) = undecided_path(action.path_flags, action.header, action.dfd, &raw, action.need, task)?;
-        (path, Some(note))
+        match undecided_path(action.path_flags, action.header, action.dfd, &raw, action.need, task) {
+            Ok((path, note)) => (path, Some(note)),
+            // Landlock refused what the spelling allows: the file is elsewhere.
+            Err(path) if action.header.action == ACTION_LANDLOCK => (path, Some(ELSEWHERE.to_string())),
+            Err(path) => return Err(path),
+        }
+    } else if action.path_flags & PATH_RESOLVED_ELSEWHERE != 0 {
+        (raw, Some(ELSEWHERE.to_string()))
     } else {
         (raw, None)
     };
@@ -410,6 +418,7 @@ fn observed_verdict(
     let (decision, enforcement) = match action.header.action {
         ACTION_BLOCKED => (Decision::Denied, level),
         ACTION_KILLED => (Decision::Denied, Level::Kill),
+        ACTION_LANDLOCK => (Decision::Denied, Level::Landlock),
         _ if level == Level::Lsm => (Decision::Flagged, Level::Lsm),
         _ => (Decision::Flagged, Level::Observe),
     };
@@ -417,6 +426,8 @@ fn observed_verdict(
     name_path_rule(&mut verdict, action.header.verdict, &path, action.need, task);
     if action.header.action == ACTION_KILLED {
         verdict.reason.push_str(" (the process was killed; without BPF LSM the syscall itself may have run)");
+    } else if action.header.action == ACTION_LANDLOCK {
+        verdict.reason.push_str(" (refused by Landlock with EACCES; the process lives on)");
     }
     if let Some(note) = note {
         let _ = write!(verdict.reason, " ({note})");

@@ -215,6 +215,9 @@ const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sched_process_exit", "sched", "sched_process_exit"),
     ("sys_enter_execve", "syscalls", "sys_enter_execve"),
     ("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
+    // Failed execs (refused by Landlock, or a PATH lookup): exec.rs.
+    ("sys_exit_execve", "syscalls", "sys_exit_execve"),
+    ("sys_exit_execveat", "syscalls", "sys_exit_execveat"),
     // Exec ids (and, without BPF LSM, the exec events).
     ("sched_process_exec", "sched", "sched_process_exec"),
 ];
@@ -224,6 +227,11 @@ const OBSERVE_TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sys_enter_open", "syscalls", "sys_enter_open"),
     ("sys_enter_openat2", "syscalls", "sys_enter_openat2"),
     ("sys_enter_creat", "syscalls", "sys_enter_creat"),
+    // What Landlock did with an open of a confined task (the `landlock` level, file.rs).
+    ("sys_exit_openat", "syscalls", "sys_exit_openat"),
+    ("sys_exit_open", "syscalls", "sys_exit_open"),
+    ("sys_exit_openat2", "syscalls", "sys_exit_openat2"),
+    ("sys_exit_creat", "syscalls", "sys_exit_creat"),
 ];
 /// BPF LSM programs: (program name, LSM hook).
 const LSM_PROGRAMS: &[(&str, &str)] = &[
@@ -370,6 +378,7 @@ impl Kernel {
             .map_max_entries(maps::EVENTS, sizes.events_bytes)
             .map_max_entries(maps::ALERTS, maps::DEFAULT_ALERTS_BYTES)
             .map_max_entries(maps::EXEC_PENDING, maps::DEFAULT_EXEC_PENDING)
+            .map_max_entries(maps::FILE_PENDING, maps::DEFAULT_FILE_PENDING)
             .map_max_entries(maps::APPROVALS, maps::DEFAULT_APPROVALS)
             .map_max_entries(maps::USAGE_SEEN, maps::DEFAULT_USAGE_SEEN)
             .override_global("NEWTASK_PID_OFF", &newtask_pid, true)
@@ -527,6 +536,10 @@ impl Kernel {
             // What is attached above, and nothing more.
             enforcement: match lsm {
                 Some(_) => Enforcement { network: Level::Lsm, file: Level::Lsm, exec: Level::Lsm },
+                // Landlock where the kernel has it: applied by `agent-guard run` (confine/).
+                None if crate::confine::landlock_abi().is_some() => {
+                    Enforcement { network: Level::Cgroup, file: Level::Landlock, exec: Level::Landlock }
+                }
                 None => Enforcement { network: Level::Cgroup, file: Level::Kill, exec: Level::Kill },
             },
             warnings,

@@ -6,7 +6,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use agent_guard_common::task::{MODE_AUDIT, MODE_ENFORCE, STATE_ACTIVE, TaskEntry};
+use agent_guard_common::task::{CONFINE_LANDLOCK, CONFINE_NONE, MODE_AUDIT, MODE_ENFORCE, STATE_ACTIVE, TaskEntry};
 
 use crate::daemon::{
     clock::{self, boot_ns_now},
@@ -14,7 +14,7 @@ use crate::daemon::{
     kernel::{Kernel, cgroup},
 };
 use crate::{
-    api::{ErrorCode, TaskInfo, TaskState},
+    api::{ErrorCode, LandlockRuleset, Level, TaskInfo, TaskState},
     grant::{CompiledGrant, Grant, Mode},
 };
 
@@ -36,6 +36,8 @@ pub struct OpenRequest {
     pub ttl: Option<Duration>,
     /// The caller, as the kernel names it (`SO_PEERPIDFD`, `SO_PEERCRED`).
     pub actor: Actor,
+    /// The Landlock ABI the caller will confine itself with, if answered with a ruleset.
+    pub landlock_abi: Option<u32>,
 }
 
 /// Limits on delegation, so that an agent cannot exhaust the task and rule maps other agents
@@ -103,7 +105,7 @@ impl Registry {
         clippy::too_many_lines,
         reason = "the checks, then the kernel writes, in the order that leaves nothing half-applied"
     )]
-    pub fn open_task(&mut self, req: OpenRequest) -> Result<TaskInfo, Refusal> {
+    pub fn open_task(&mut self, req: OpenRequest) -> Result<(TaskInfo, Option<LandlockRuleset>), Refusal> {
         if let Some(agent) = &req.agent {
             check_label("agent", agent, 128)?;
         }
@@ -115,6 +117,7 @@ impl Registry {
 
         // Inside a task: a sub-task, never broader than its parent and never outliving it.
         let parent = self.kernel.task_of(req.actor.pid);
+        let mut parent_confined = true;
         if let Some(parent_id) = parent {
             let parent_task = self.tasks.get(&parent_id).ok_or_else(|| {
                 refuse(ErrorCode::Forbidden, format!("process {} belongs to unknown task {parent_id}", req.actor.pid))
@@ -150,6 +153,7 @@ impl Registry {
                 ));
             }
             ttl = ttl.min(left);
+            parent_confined = parent_task.info.landlock_abi.is_some();
             latest_ns = Some(latest_ns.unwrap_or(u64::MAX).min(parent_task.expires_ns));
             // An agent names its sub-agents, under its own name: it cannot pass for another.
             if agent != parent_task.info.agent {
@@ -159,6 +163,20 @@ impl Registry {
         }
         let compiled = CompiledGrant::compile_seeded(&grant, self.kernel.path_seed)
             .map_err(|err| refuse(ErrorCode::InvalidGrant, format!("grant {grant_source}: {err}")))?;
+        // The `landlock` level: only where BPF LSM is missing, for an enforced grant, and for a
+        // sub-task only inside a confined parent (whose ruleset then bounds it whatever its
+        // caller does). A caller that does not apply the ruleset gets the `kill` level: what
+        // Landlock would have refused succeeds, and is killed at syscall exit.
+        let landlock = match req.landlock_abi {
+            Some(abi)
+                if self.kernel.enforcement.file == Level::Landlock
+                    && grant.spec.mode == Mode::Enforce
+                    && parent_confined =>
+            {
+                Some(crate::confine::ruleset::compile(&grant.spec, abi.min(crate::confine::MAX_ABI)))
+            }
+            _ => None,
+        };
 
         let started = SystemTime::now();
         let expires_ns = now_ns.saturating_add(ttl.as_nanos() as u64);
@@ -168,6 +186,8 @@ impl Registry {
             state: STATE_ACTIVE,
             parent_task: parent.unwrap_or(0),
             expires_ns,
+            confine: if landlock.is_some() { CONFINE_LANDLOCK } else { CONFINE_NONE },
+            pad: 0,
         };
         let cgroup = self.cgroup_base.join(format!("task-{id}"));
 
@@ -219,6 +239,7 @@ impl Registry {
             remaining_secs: ttl.as_secs(),
             revoked: false,
             counts: BTreeMap::default(),
+            landlock_abi: landlock.as_ref().map(|r| r.abi),
         };
         let task = Task {
             info: info.clone(),
@@ -232,11 +253,12 @@ impl Registry {
             drops_at_open: self.dropped_total,
         };
         let reason = format!(
-            "ttl {}, mode {}, grant from {}{}",
+            "ttl {}, mode {}, grant from {}{}{}",
             humantime::format_duration(ttl),
             info.mode,
             info.grant_source,
-            parent.map(|p| format!(", sub-task of task {p}")).unwrap_or_default()
+            parent.map(|p| format!(", sub-task of task {p}")).unwrap_or_default(),
+            landlock.as_ref().map(|r| format!(", confined by Landlock ABI {}", r.abi)).unwrap_or_default()
         );
         let opened = TaskOpened { actor: Some(req.actor.clone()), grant_spec: task.grant.spec.clone(), reason };
         let mut event = Event::new(Body::TaskOpen(opened), &self.host, started);
@@ -244,6 +266,6 @@ impl Registry {
         self.sink.send(event);
         self.tasks.insert(id, task);
         self.dirty.insert(id);
-        Ok(info)
+        Ok((info, landlock))
     }
 }

@@ -1,0 +1,154 @@
+//! The `landlock` level (this host: Landlock, no BPF LSM). `agent-guard run` confines the agent
+//! with a ruleset compiled from its grant; the kernel refuses what is outside it with EACCES on
+//! the file it resolved, the agent lives on, and the eBPF programs report the refusal with the
+//! task, its intent and the rule. Each attack asserts that its effect did not happen.
+
+use std::os::unix::process::ExitStatusExt;
+
+use agent_guard_e2e::{Daemon, grant, stdout};
+
+const PROBE: &str = env!("CARGO_BIN_EXE_ag-probe");
+
+/// The grant of these tests: the system read-only, WORK readable, WORK/out writable, and only
+/// the probe's directory executable.
+fn work_grant(daemon: &Daemon, work: &std::path::Path) -> std::path::PathBuf {
+    let bins = std::path::Path::new(PROBE).parent().unwrap().display().to_string();
+    let work = work.display();
+    let extra = format!(
+        "  files: {{read: [\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/sys/**\", \"/dev/**\", \"{bins}/**\", \"{work}/**\"], write: [\"/dev/**\", \"{work}/out/**\"]}}\n  exec: [\"{bins}/*\"]\n"
+    );
+    grant(daemon.dir.path(), "confined", "enforce", &[], &extra)
+}
+
+#[test]
+fn status_and_the_task_name_the_landlock_level() {
+    let daemon = Daemon::start();
+    let status: serde_json::Value = serde_json::from_slice(&daemon.cli(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(status["enforcement"]["file"], "landlock");
+    assert_eq!(status["enforcement"]["exec"], "landlock");
+    let work = daemon.dir.path().join("work");
+    std::fs::create_dir_all(work.join("out")).unwrap();
+    let g = work_grant(&daemon, &work);
+    let out = daemon.run("lister", "list tasks", &g, &[PROBE, "exit", "0"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Landlock ABI"), "{out:?}");
+    let opened = daemon.wait_event("task.open", |e| e["kind"] == "task.open");
+    assert!(opened["reason"].as_str().unwrap().contains("confined by Landlock ABI"), "{opened}");
+}
+
+#[test]
+fn out_of_scope_access_is_refused_on_the_resolved_file_and_the_agent_lives_on() {
+    let daemon = Daemon::start();
+    let dir = daemon.dir.path();
+    let work = dir.join("work");
+    std::fs::create_dir_all(work.join("out")).unwrap();
+    std::fs::write(work.join("notes.txt"), "notes").unwrap();
+    std::fs::write(work.join("out/draft.txt"), "draft").unwrap();
+    let secret = dir.join("secret.txt");
+    std::fs::write(&secret, "TOPSECRET").unwrap();
+    std::os::unix::fs::symlink(&secret, work.join("link")).unwrap();
+    let g = work_grant(&daemon, &work);
+    let s = |p: &std::path::Path| p.display().to_string();
+    let run = |intent: &str, args: &[&str]| {
+        let mut cmd = vec![PROBE];
+        cmd.extend_from_slice(args);
+        let out = daemon.run("confined", intent, &g, &cmd);
+        assert!(out.status.signal().is_none(), "{intent}: the agent was killed: {out:?}");
+        assert!(!stdout(&out).contains("TOPSECRET"), "{intent}: {out:?}");
+        stdout(&out)
+    };
+
+    // In scope: works.
+    assert_eq!(run("read notes", &["open", &s(&work.join("notes.txt")), "r"]), "ok");
+    assert_eq!(run("write a draft", &["open", &s(&work.join("out/draft.txt")), "w"]), "ok");
+    // Reads outside the grant, however spelled: EACCES from Landlock, nothing killed.
+    assert_eq!(run("read the secret", &["open", &s(&secret), "r"]), "error 13");
+    assert_eq!(run("read through a symlink", &["open", &s(&work.join("link")), "r"]), "error 13");
+    assert_eq!(run("read through dotdot", &["open", &format!("{}/../secret.txt", work.display()), "r"]), "error 13");
+    assert_eq!(run("read through /proc/self/fd", &["opath-reopen", &s(&secret)]), "error 13");
+    // Write access the grant does not give.
+    assert_eq!(run("overwrite notes", &["open", &s(&work.join("notes.txt")), "w"]), "error 13");
+    // Writes by rename and link: the secret stays where it is, and nothing leaves the grant.
+    let stolen = work.join("out/stolen");
+    assert_ne!(run("rename the secret in", &["rename", &s(&secret), &s(&stolen)]), "ok");
+    assert_ne!(run("link the secret in", &["link", &s(&secret), &s(&stolen)]), "ok");
+    assert!(!stolen.exists() && secret.exists());
+    let moved = dir.join("moved.txt");
+    assert_ne!(run("move a draft out", &["rename", &s(&work.join("out/draft.txt")), &s(&moved)]), "ok");
+    assert!(!moved.exists() && work.join("out/draft.txt").exists());
+    // A file that does not exist is ENOENT, never a denial.
+    assert_eq!(run("probe a missing file", &["open", &s(&dir.join("missing.txt")), "r"]), "error 2");
+    // Execs: a program the grant does not name, and the dynamic loader running it.
+    assert_eq!(run("run true", &["exec", "/usr/bin/true"]), "error 13");
+    // The loader must stay executable (the kernel execs it for every dynamic program), so a
+    // direct exec of it is answered by the eBPF side: the loader is killed before it runs.
+    let out = daemon.run(
+        "confined",
+        "run true through ld.so",
+        &g,
+        &[PROBE, "exec", "/lib64/ld-linux-x86-64.so.2", "/usr/bin/true"],
+    );
+    assert_ne!(stdout(&out), "ok", "{out:?}");
+
+    let denied =
+        |intent: &str| daemon.wait_event(intent, |e| e["task"]["intent"] == intent && e["decision"] == "denied");
+    let secret_read = denied("read the secret");
+    assert_eq!(secret_read["kind"], "file.open");
+    assert_eq!(secret_read["enforcement"], "landlock");
+    assert_eq!(secret_read["object"]["path"], s(&secret));
+    assert_eq!(secret_read["rule"], "default-deny");
+    assert!(secret_read["reason"].as_str().unwrap().contains("Landlock"), "{secret_read}");
+    let via_link = denied("read through a symlink");
+    assert_eq!(via_link["enforcement"], "landlock");
+    assert!(via_link["reason"].as_str().unwrap().contains("leads out of it"), "{via_link}");
+    assert_eq!(denied("read through dotdot")["object"]["path"], s(&secret));
+    assert_eq!(denied("overwrite notes")["object"]["access"], serde_json::json!(["write"]));
+    let exec = denied("run true");
+    assert_eq!(exec["kind"], "process.exec");
+    assert_eq!(exec["enforcement"], "landlock");
+    assert_eq!(exec["object"]["path"], "/usr/bin/true");
+    let loader = daemon
+        .wait_event("ld.so exec", |e| e["task"]["intent"] == "run true through ld.so" && e["kind"] == "process.exec");
+    assert_eq!(
+        (loader["decision"].as_str(), loader["enforcement"].as_str()),
+        (Some("denied"), Some("kill")),
+        "{loader}"
+    );
+    // The missing file is not reported at all.
+    let missing = daemon
+        .events()
+        .into_iter()
+        .filter(|e| e["task"]["intent"] == "probe a missing file" && e["kind"] == "file.open")
+        .count();
+    assert_eq!(missing, 0, "an open of a missing file is not a denial");
+}
+
+#[test]
+fn a_confined_agent_cannot_signal_trace_or_reprogram_the_guard() {
+    let daemon = Daemon::start();
+    let work = daemon.dir.path().join("work");
+    std::fs::create_dir_all(work.join("out")).unwrap();
+    let g = work_grant(&daemon, &work);
+    let pid = daemon.pid().to_string();
+    for (intent, args) in [
+        ("stop the guard", vec!["kill", pid.as_str(), "19"]),
+        ("kill the guard", vec!["kill", pid.as_str(), "9"]),
+        ("trace the guard", vec!["ptrace", pid.as_str()]),
+        ("load a bpf map", vec!["bpf"]),
+    ] {
+        let mut cmd = vec![PROBE];
+        cmd.extend(args);
+        let out = daemon.run("confined", intent, &g, &cmd);
+        assert_eq!(stdout(&out), "EPERM", "{intent}: {out:?}");
+    }
+    // The guard is alive and answering.
+    let status = daemon.cli(&["status", "--json"]);
+    assert!(status.status.success(), "{status:?}");
+    // A program copied into a memfd escapes Landlock's path rules: it is killed once it runs.
+    let out = daemon.run("confined", "exec a memfd", &g, &[PROBE, "memfd-exec", "/usr/bin/true"]);
+    assert_ne!(stdout(&out), "ok", "{out:?}");
+    let exec =
+        daemon.wait_event("memfd exec", |e| e["task"]["intent"] == "exec a memfd" && e["kind"] == "process.exec");
+    assert_eq!(exec["decision"], "denied");
+    assert_eq!(exec["enforcement"], "kill");
+}
