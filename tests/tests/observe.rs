@@ -1,8 +1,14 @@
-//! File opens and execs of tagged processes on this host's kernel (no BPF LSM here): an
-//! out-of-scope one the kernel decides kills the process (the `kill` level); one only the
-//! daemon can resolve is observed and reported.
+//! File opens and execs of tagged processes at the `kill` level (no BPF LSM here, and the tasks
+//! opened with `run --without-landlock`, as on a kernel without Landlock): an out-of-scope one
+//! the kernel decides kills the process; one only the daemon can resolve is observed and
+//! reported. The `landlock` level, this host's default: landlock.rs.
 
 use agent_guard_e2e::{Daemon, grant, stdout};
+
+/// `agent-guard run --without-landlock ... -- CMD`: the `kill` level.
+fn run_killing(daemon: &Daemon, agent: &str, intent: &str, g: &std::path::Path, cmd: &[&str]) -> std::process::Output {
+    daemon.run_command(agent, intent, g, &["--without-landlock"], cmd).output().unwrap()
+}
 
 const PROBE: &str = env!("CARGO_BIN_EXE_ag-probe");
 
@@ -22,15 +28,15 @@ fn out_of_scope_opens_and_execs_are_reported_with_their_would_be_decision() {
     );
     let g = grant(daemon.dir.path(), "files", "enforce", &[], &extra);
 
-    let out = daemon.run("reader", "read notes", &g, &[PROBE, "open", inside.to_str().unwrap(), "r"]);
+    let out = run_killing(&daemon, "reader", "read notes", &g, &[PROBE, "open", inside.to_str().unwrap(), "r"]);
     assert_eq!(stdout(&out), "ok");
     let killed = |out: &std::process::Output| {
         use std::os::unix::process::ExitStatusExt;
         out.status.signal() == Some(9) && stdout(out).is_empty()
     };
-    let out = daemon.run("reader", "read secrets", &g, &[PROBE, "open", outside.to_str().unwrap(), "r"]);
+    let out = run_killing(&daemon, "reader", "read secrets", &g, &[PROBE, "open", outside.to_str().unwrap(), "r"]);
     assert!(killed(&out), "an out-of-scope open kills the agent: {out:?}");
-    let out = daemon.run("reader", "write notes", &g, &[PROBE, "open", inside.to_str().unwrap(), "w"]);
+    let out = run_killing(&daemon, "reader", "write notes", &g, &[PROBE, "open", inside.to_str().unwrap(), "w"]);
     assert!(killed(&out), "write access the grant does not give: {out:?}");
 
     let secret = daemon.wait_event("open of the secret", |e| {
@@ -56,7 +62,7 @@ fn out_of_scope_opens_and_execs_are_reported_with_their_would_be_decision() {
 
     // Exec: the probe is granted; /usr/bin/true is not: the new program is killed before it
     // runs, and reported with its argv.
-    let out = daemon.run("runner", "run true", &g, &["/usr/bin/true", "--flag"]);
+    let out = run_killing(&daemon, "runner", "run true", &g, &["/usr/bin/true", "--flag"]);
     assert!(killed(&out), "{out:?}");
     let exec = daemon.wait_event("exec of true", |e| e["kind"] == "process.exec");
     assert_eq!(exec["object"]["path"], "/usr/bin/true");
@@ -84,7 +90,7 @@ fn relative_and_dotdot_paths_are_resolved_before_judging() {
     let g = grant(daemon.dir.path(), "rel", "enforce", &[], &extra);
     // `work/../out.txt` starts inside the granted prefix but leaves it.
     let sneaky = format!("{}/../out.txt", work.display());
-    let out = daemon.run("rel", "dotdot", &g, &[PROBE, "open", &sneaky, "r"]);
+    let out = run_killing(&daemon, "rel", "dotdot", &g, &[PROBE, "open", &sneaky, "r"]);
     assert_eq!(stdout(&out), "ok");
     let out_txt = daemon.dir.path().join("out.txt").display().to_string();
     let event =
