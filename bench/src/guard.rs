@@ -15,6 +15,8 @@ pub struct Guard {
     child: Child,
     pub socket: PathBuf,
     pub events: PathBuf,
+    /// Whether files and exec are at the `landlock` level (no BPF LSM, Landlock present).
+    pub landlock: bool,
 }
 
 impl Guard {
@@ -50,9 +52,13 @@ impl Guard {
             .stderr(std::fs::File::create(dir.join("daemon.stderr"))?)
             .spawn()
             .context("starting the daemon")?;
-        let mut guard = Guard { child, socket, events };
+        let mut guard = Guard { child, socket, events, landlock: false };
         let deadline = Instant::now() + Duration::from_secs(300);
-        while guard.call(json!({"op": "status"})).is_err() {
+        loop {
+            if let Ok(status) = guard.call(json!({"op": "status"})) {
+                guard.landlock = status["status"]["enforcement"]["file"] == "landlock";
+                break;
+            }
             if let Some(status) = guard.child.try_wait()? {
                 bail!("daemon exited with {status}: {}", std::fs::read_to_string(dir.join("daemon.stderr"))?);
             }
@@ -155,9 +161,14 @@ pub fn write_grant(dir: &Path, bins: &Path, port: u16, rules: usize, mode: &str)
 
 /// `agent-guard run` of `cmd` as a task with `grant`.
 pub fn tagged(bin: &Path, guard: &Guard, grant: &Path, agent: &str, cmd: &[String]) -> Command {
+    tagged_with(bin, guard, grant, agent, &[], cmd)
+}
+
+/// `tagged` with more options of `agent-guard run` (`--without-landlock`: the `kill` level).
+pub fn tagged_with(bin: &Path, guard: &Guard, grant: &Path, agent: &str, run_args: &[&str], cmd: &[String]) -> Command {
     let mut command = Command::new(bin);
     command.arg("--socket").arg(&guard.socket);
     command.args(["run", "--agent", agent, "--intent", "benchmark", "--grant"]).arg(grant);
-    command.arg("--").args(cmd);
+    command.args(run_args).arg("--").args(cmd);
     command
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     ctx::{Ctx, figure},
-    guard::{Guard, tagged, write_grant},
+    guard::{Guard, tagged, tagged_with, write_grant},
     peers::{Auditd, Bpftrace, landlock_args},
     stats::{Summary, summarize},
 };
@@ -75,11 +75,16 @@ fn run_with(ctx: &Ctx, reps: usize, scale: u64, peers: bool, daemon_args: &[&str
         let guard = Guard::start(&ctx.agent_guard, &ctx.dir, daemon_args)?;
         for (i, w) in workloads.iter().enumerate() {
             rows.push((i, "agent-guard, untagged".into(), figure(ctx.plain(&w.args))?));
-            for (grant, rules) in &grants {
+            for (g, (grant, rules)) in grants.iter().enumerate() {
                 let mut cmd = vec![ctx.workload_path().display().to_string()];
                 cmd.extend(w.args.iter().cloned());
                 let ns = figure(tagged(&ctx.agent_guard, &guard, grant, "bench", &cmd))?;
                 rows.push((i, format!("agent-guard, tagged, {rules} rules"), ns));
+                if g == 0 && guard.landlock {
+                    // The same task at the `kill` level, as on a kernel without Landlock.
+                    let command = tagged_with(&ctx.agent_guard, &guard, grant, "bench", &["--without-landlock"], &cmd);
+                    rows.push((i, format!("agent-guard, tagged, {rules} rules, kill level"), figure(command)?));
+                }
             }
         }
         guard.stop()?;

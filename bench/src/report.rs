@@ -94,7 +94,7 @@ fn targets(r: &Results) -> Vec<Target> {
             why_missed: "without BPF LSM every openat of every process enters the sys_enter_openat tracepoint program (a tag lookup), on top of the tracepoint machinery itself",
         },
         Target {
-            what: "open/close, tagged (13 rules), this host's path".into(),
+            what: "open/close, tagged (13 rules), this host's path (landlock level)".into(),
             value: ratio_of(&r.overhead, "open/close", tagged),
             limit: 1.25,
             at_most: true,
@@ -102,7 +102,7 @@ fn targets(r: &Results) -> Vec<Target> {
             why_missed: TAGGED_OPEN,
         },
         Target {
-            what: "open/close, tagged (13 rules), this host's path, against Landlock in the same run".into(),
+            what: "open/close, tagged (13 rules), this host's path (landlock level), against Landlock alone in the same run".into(),
             value: ratio_of(&r.overhead, "open/close", tagged),
             limit: landlock.unwrap_or(f64::NAN),
             at_most: true,
@@ -145,7 +145,7 @@ fn targets(r: &Results) -> Vec<Target> {
 }
 
 /// Why a tagged open on this host costs what it does (two targets share it).
-const TAGGED_OPEN: &str = "a tagged open copies the path from user memory and hashes it byte by byte with one map lookup per component (bpf_loop); the decision cache asked for is keyed by inode, which this hook (the raw string at syscall entry) does not have; Landlock, built into the kernel's path walk, pays no copy";
+const TAGGED_OPEN: &str = "at the `landlock` level a tagged open pays Landlock's own check, then the eBPF programs on both sides of the syscall (the entry keeps the open per thread so that the exit can report what Landlock did); and a tagged open copies the path from user memory and hashes it byte by byte with one map lookup per component (bpf_loop); the decision cache asked for is keyed by inode, which this hook (the raw string at syscall entry) does not have; Landlock, built into the kernel's path walk, pays no copy";
 
 /// Why the pipeline stops where it does: per-event CPU by stage, measured with perf at 100,000
 /// events/s on this machine (docs/design.md, "Event pipeline").
@@ -212,7 +212,7 @@ pub fn markdown(r: &Results) -> String {
     }
     let _ = writeln!(
         md,
-        "\n## Syscall overhead on this host (no BPF LSM: file and exec at the `kill` level, network by cgroup programs)\n"
+        "\n## Syscall overhead on this host (no BPF LSM: file and exec at the `landlock` level, the rows marked kill level with `run --without-landlock`; network by cgroup programs)\n"
     );
     table(&mut md, &r.overhead, true);
     match &r.lsm {

@@ -128,6 +128,17 @@ fn host_tests(toolchain: &str) -> Result<(u64, u64)> {
         step("installing rsyslog (the syslog receiver of the output tests)");
         crate::setup::apt_install(&["rsyslog"])?;
     }
+    // The real-work suite (tests/tests/real_work.rs) runs these toolchains for real.
+    let tools = [("git", "git"), ("curl", "curl"), ("npm", "npm"), ("node", "nodejs")];
+    let mut missing: Vec<&str> = tools.iter().filter(|(cmd, _)| !on_path(cmd)).map(|(_, pkg)| *pkg).collect();
+    let venv = Command::new("/usr/bin/python3").args(["-c", "import venv, ensurepip"]).output();
+    if !venv.is_ok_and(|out| out.status.success()) {
+        missing.push("python3-venv");
+    }
+    if !missing.is_empty() {
+        step(&format!("installing {} (the toolchains of the real-work tests)", missing.join(" ")));
+        crate::setup::apt_install(&missing)?;
+    }
     step("unit tests (grants, matching, event decoding) and end-to-end tests on this host's kernel");
     let mut cmd = cargo(toolchain);
     cmd.args(["test", "--workspace", "--exclude", "agent-guard-ebpf"]).env("AGENT_GUARD_BIN", agent_guard_bin());
@@ -174,4 +185,9 @@ pub fn is_root() -> bool {
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
         .unwrap_or(false)
+}
+
+/// Whether `command` is an executable file in a directory of PATH.
+fn on_path(command: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(command).is_file()))
 }
