@@ -31,7 +31,7 @@ pub enum ConfineError {
 }
 
 /// The ELF interpreters of the usual ABIs. The kernel opens a dynamic program's interpreter
-/// for exec itself (fs/binfmt_elf.c: `open_exec` of `PT_INTERP`), which Landlock checks as an
+/// for exec itself (`fs/binfmt_elf.c`: `open_exec` of `PT_INTERP`), which Landlock checks as an
 /// exec of the loader: without it no dynamically linked program a grant names could start. A
 /// direct exec of the loader (`ld.so PROG`, which runs PROG without exec) is not in the grant,
 /// so the eBPF side kills it (exec.rs).
@@ -115,7 +115,7 @@ fn open_nearest(rule: &LandlockPath) -> Result<Option<(File, bool)>, ConfineErro
 }
 
 /// Drops every capability not in `keep` from the bounding, ambient, inheritable, permitted
-/// and effective sets. Without CAP_SETPCAP (an unprivileged caller) the bounding set cannot be
+/// and effective sets. Without `CAP_SETPCAP` (an unprivileged caller) the bounding set cannot be
 /// changed; `no_new_privs`, already set, keeps exec from raising anything then.
 fn drop_capabilities(keep: &[String]) -> Result<(), ConfineError> {
     use caps::{CapSet, Capability, CapsHashSet};

@@ -59,6 +59,37 @@ fn error(refusal: Refusal) -> ResponseBody {
     ResponseBody::Error { code: refusal.code, message: refusal.message }
 }
 
+/// Where an `open_task` request's grant comes from: a grant file's text or a profile (and its
+/// template and variables); the reason for refusing the request otherwise.
+fn grant_request(
+    caller_task: Option<u32>,
+    grant_yaml: Option<String>,
+    grant_source: Option<String>,
+    profile: Option<String>,
+    template: Option<String>,
+    vars: std::collections::BTreeMap<String, String>,
+) -> Result<GrantRequest, String> {
+    match (grant_yaml, profile) {
+        (Some(yaml), None) => {
+            if template.is_some() || !vars.is_empty() {
+                return Err("a template and variables need a profile".into());
+            }
+            // Where the grant came from is the caller's word: an agent's is not recorded.
+            let source = match (caller_task, grant_source) {
+                (Some(task), _) => format!("a request from inside task {task}"),
+                (None, Some(source)) if source.len() <= 4096 && !source.chars().any(crate::text::is_deceptive) => {
+                    source
+                }
+                (None, Some(_)) => return Err("grant_source must be at most 4096 bytes of printable text".into()),
+                (None, None) => "(request)".into(),
+            };
+            Ok(GrantRequest::File { yaml, source })
+        }
+        (None, Some(profile)) => Ok(GrantRequest::Profile { profile, template, vars }),
+        _ => Err("give either a grant file or a profile".into()),
+    }
+}
+
 fn handle_line(line: &str, peer: &Peer, pid: u32, registry: &Mutex<Registry>) -> ResponseBody {
     let uid = peer.uid;
     // Check the version before the body, so an old client gets a clear answer.
@@ -113,39 +144,9 @@ fn handle_line(line: &str, peer: &Peer, pid: u32, registry: &Mutex<Registry>) ->
             ttl_secs,
             landlock_abi,
         } => {
-            let grant = match (grant_yaml, profile) {
-                (Some(yaml), None) => {
-                    if template.is_some() || !vars.is_empty() {
-                        return ResponseBody::Error {
-                            code: ErrorCode::BadRequest,
-                            message: "a template and variables need a profile".into(),
-                        };
-                    }
-                    // Where the grant came from is the caller's word: an agent's is not recorded.
-                    let source = match (caller_task, grant_source) {
-                        (Some(task), _) => format!("a request from inside task {task}"),
-                        (None, Some(source))
-                            if source.len() <= 4096 && !source.chars().any(crate::text::is_deceptive) =>
-                        {
-                            source
-                        }
-                        (None, Some(_)) => {
-                            return ResponseBody::Error {
-                                code: ErrorCode::BadRequest,
-                                message: "grant_source must be at most 4096 bytes of printable text".into(),
-                            };
-                        }
-                        (None, None) => "(request)".into(),
-                    };
-                    GrantRequest::File { yaml, source }
-                }
-                (None, Some(profile)) => GrantRequest::Profile { profile, template, vars },
-                _ => {
-                    return ResponseBody::Error {
-                        code: ErrorCode::BadRequest,
-                        message: "give either a grant file or a profile".into(),
-                    };
-                }
+            let grant = match grant_request(caller_task, grant_yaml, grant_source, profile, template, vars) {
+                Ok(grant) => grant,
+                Err(message) => return ResponseBody::Error { code: ErrorCode::BadRequest, message },
             };
             let ttl = ttl_secs.map(Duration::from_secs);
             reg.open_task(OpenRequest { agent, intent, grant, ttl, actor, landlock_abi })

@@ -1,7 +1,7 @@
 //! `capabilities:` of a grant: the Linux capabilities a task keeps where `agent-guard run`
 //! confines it (the `landlock` level). Every capability a grant does not name is dropped from
 //! all of the task's sets, its bounding set included, so that a root agent cannot kill, trace
-//! or reprogram the guard (CAP_KILL, CAP_SYS_PTRACE, CAP_BPF, CAP_SYS_ADMIN, ...).
+//! or reprogram the guard (`CAP_KILL`, `CAP_SYS_PTRACE`, `CAP_BPF`, `CAP_SYS_ADMIN`, ...).
 
 use std::{fmt, str::FromStr};
 

@@ -380,6 +380,9 @@ fn undecided_path(
     Ok((resolved, format!("{how} path resolved lexically by the daemon")))
 }
 
+/// The note on a path the grant allows as spelled whose file Landlock refused.
+const ELSEWHERE: &str = "the path as spelled is in the grant, but leads out of it: a symlink, a hard link or a mount";
+
 /// What the kernel saw of a path-bearing action (file open or exec).
 struct PathAction<'a> {
     exec: bool,
@@ -398,8 +401,6 @@ fn observed_verdict(
     task: Option<&TaskFacts>,
 ) -> Result<(Verdict, String), String> {
     let raw = c_string(action.raw_path);
-    const ELSEWHERE: &str =
-        "the path as spelled is in the grant, but leads out of it: a symlink, a hard link or a mount";
     let (path, note) = if action.header.verdict == VERDICT_UNRESOLVED {
         match undecided_path(action.path_flags, action.header, action.dfd, &raw, action.need, task) {
             Ok((path, note)) => (path, Some(note)),
