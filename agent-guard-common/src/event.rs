@@ -191,6 +191,10 @@ pub const PATH_TRUNCATED: u32 = 4;
 /// The path as spelled is in the grant, but Landlock refused the file it leads to (through a
 /// symlink, a hard link or a mount): set at syscall exit, at the `landlock` level.
 pub const PATH_RESOLVED_ELSEWHERE: u32 = 8;
+/// The path is a descriptor's magic link (`/proc/self/fd/N`, `/dev/fd/N`, `/dev/stdin`): the
+/// kernel resolves it to a file the process already holds, which Landlock judges again; at the
+/// `landlock` level it is left to Landlock (a pipe or socket reopened this way has no path).
+pub const PATH_FD_LINK: u32 = 16;
 
 /// `ExecEvent`: arguments captured and bytes kept of each.
 pub const EXEC_ARGS: usize = 8;

@@ -30,7 +30,7 @@
 
 use agent_guard_common::{
     event::{
-        ACTION_ALLOWED, ACTION_KILLED, ACTION_LANDLOCK, FILE_OP_OPEN, KIND_FILE, PATH_RESOLVED_ELSEWHERE,
+        ACTION_ALLOWED, ACTION_KILLED, ACTION_LANDLOCK, FILE_OP_OPEN, KIND_FILE, PATH_FD_LINK, PATH_RESOLVED_ELSEWHERE,
         REASON_NO_RULE, VERDICT_FLAGGED, VERDICT_IN_SCOPE, VERDICT_OUT_OF_SCOPE, VERDICT_RULE_DENY, VERDICT_UNRESOLVED,
     },
     path::{ACCESS_READ, ACCESS_WRITE, Decision, PATH_MAX_MATCH, decide},
@@ -116,6 +116,29 @@ fn open_exit(ctx: &TracePointContext) -> u32 {
         try_open_exit(ret);
     }
     0
+}
+
+/// Whether `path` is a descriptor's magic link: `/dev/fd/`, `/dev/std*` or `/proc/self/fd/`.
+/// Compared word by word at fixed offsets (no loop for the verifier).
+#[inline(always)]
+fn is_fd_link(path: &[u8; PATH_MAX_MATCH]) -> bool {
+    let word = |at: usize| {
+        u64::from_le_bytes([
+            path[at],
+            path[at + 1],
+            path[at + 2],
+            path[at + 3],
+            path[at + 4],
+            path[at + 5],
+            path[at + 6],
+            path[at + 7],
+        ])
+    };
+    let first = word(0);
+    first == u64::from_le_bytes(*b"/dev/fd/")
+        || first == u64::from_le_bytes(*b"/dev/std")
+        || (first == u64::from_le_bytes(*b"/proc/se")
+            && word(8) & 0xFFFF_FFFF_FFFF == u64::from_le_bytes(*b"lf/fd/\0\0"))
 }
 
 /// The outcome of an open Landlock decided (see the module comment).
@@ -205,8 +228,11 @@ fn try_open(dfd: i64, filename: u64, flags: u32) {
     let ended = task.grant_ended();
     let matched = match_path(task.entry.grant_id, &event.path, len, false);
     // `report` is whether this open is reported now, at entry.
+    let fd_link = landlock && is_fd_link(&event.path);
     let (verdict, report) = if ended.is_some() {
         (VERDICT_OUT_OF_SCOPE, true)
+    } else if fd_link {
+        (VERDICT_UNRESOLVED, false)
     } else if matched.flags != 0 {
         (VERDICT_UNRESOLVED, !landlock)
     } else {
@@ -227,7 +253,7 @@ fn try_open(dfd: i64, filename: u64, flags: u32) {
     event.access = access;
     event.open_flags = flags;
     event.dfd = dfd as i32;
-    event.path_flags = matched.flags;
+    event.path_flags = if fd_link { PATH_FD_LINK } else { matched.flags };
     event.op = FILE_OP_OPEN;
     if report {
         emit::send(event);

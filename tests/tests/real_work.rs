@@ -1,67 +1,69 @@
-//! Ordinary developer jobs under grants that fit them, at this host's level (`landlock`): each
-//! must finish, and the task must have no denial and no flag. The jobs probe for files that do
-//! not exist (cargo's `rust-toolchain` in every parent, curl's `~/.curlrc`), create temporary
-//! files, and open paths relative to their working directory: none of that may be a denial.
+//! Ordinary developer jobs under the toolchain profiles shipped in `policies/toolchains/`
+//! (AgentProfile `developer` and one GrantTemplate per toolchain), at this host's level
+//! (`landlock`): each must finish, and its task must have no denial and no flag. The jobs probe
+//! for files that do not exist (cargo's `rust-toolchain` in every parent, curl's `~/.curlrc`),
+//! create temporary files, and open paths relative to their working directory: none of that may
+//! be a denial.
 
-use agent_guard_e2e::{Daemon, grant};
+use agent_guard_e2e::{Daemon, agent_guard_bin};
 
-/// A grant for a developer job in WORK: the system and the toolchains read-only and executable,
-/// WORK (its home and temporary directory too) writable.
-fn job_grant(daemon: &Daemon, work: &std::path::Path, name: &str, connect: &[String]) -> std::path::PathBuf {
-    let work = work.display();
-    let system = ["/usr/**", "/bin/**", "/lib/**", "/lib64/**", "/root/.rustup/**", "/root/.cargo/bin/**"];
-    let read: Vec<String> = system
-        .iter()
-        .map(|p| (*p).to_string())
-        .chain(["/etc/**", "/proc/**", "/sys/**", "/dev/**"].map(String::from))
-        .chain([format!("{work}/**")])
-        .collect();
-    let exec: Vec<String> = system.iter().map(|p| (*p).to_string()).chain([format!("{work}/**")]).collect();
-    let list = |v: &[String]| v.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ");
-    let extra = format!(
-        "  files: {{read: [{}], write: [\"/dev/**\", \"{work}/**\"]}}\n  exec: [{}]\n",
-        list(&read),
-        list(&exec)
-    );
-    grant(daemon.dir.path(), name, "enforce", connect, &extra)
+/// A daemon with the shipped toolchain policies.
+fn daemon() -> Daemon {
+    let policies = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/toolchains");
+    Daemon::start_with(&["--policy-dir", policies])
 }
 
-/// Runs SCRIPT with `sh -e` in WORK under the grant, with WORK as home and temporary directory;
-/// asserts it succeeded and that its task has no denial and no flag.
-fn job(daemon: &Daemon, work: &std::path::Path, name: &str, connect: &[String], script: &str) {
-    let g = job_grant(daemon, work, name, connect);
+/// Runs SCRIPT with `sh -e` in WORK as a task of profile `developer` with TEMPLATE (its
+/// `workspace` is WORK, plus VARS), with WORK as home and temporary directory; asserts it
+/// succeeded and that its task has no denial and no flag.
+fn job(daemon: &Daemon, work: &std::path::Path, template: &str, vars: &[String], script: &str) {
     let home = work.join("home");
     let tmp = work.join("tmp");
     std::fs::create_dir_all(&home).unwrap();
     std::fs::create_dir_all(&tmp).unwrap();
-    let out = daemon
-        .run_command(name, &format!("real work: {name}"), &g, &[], &["/bin/sh", "-ec", script])
+    let intent = format!("real work: {template}");
+    let mut command = std::process::Command::new(agent_guard_bin());
+    command.arg("--socket").arg(&daemon.socket);
+    command.args(["run", "--profile", "developer", "--template", template, "--intent", &intent]);
+    command.arg("--var").arg(format!("workspace={}", work.display()));
+    for var in vars {
+        command.args(["--var", var]);
+    }
+    let out = command
+        .args(["--", "/bin/sh", "-ec", script])
         .current_dir(work)
+        .env_remove("LD_LIBRARY_PATH")
         .env("HOME", &home)
         .env("TMPDIR", &tmp)
         .env("RUSTUP_HOME", "/root/.rustup")
         .env("CARGO_HOME", home.join(".cargo"))
-        .env("PATH", "/root/.cargo/bin:/usr/local/bin:/usr/bin:/bin")
+        .env(
+            "PATH",
+            if template == "cargo" { "/root/.cargo/bin:/usr/bin:/bin" } else { "/usr/local/bin:/usr/bin:/bin" },
+        )
         .env_remove("RUSTUP_TOOLCHAIN")
         .env_remove("CARGO")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{name}: {out:?}");
+    assert!(out.status.success(), "{template}: {out:?}");
+    let opened =
+        daemon.wait_event("the job's task", |e| e["kind"] == "task.open" && e["task"]["intent"] == intent.as_str());
+    assert!(opened["reason"].as_str().unwrap().contains("confined by Landlock ABI"), "{opened}");
     // Let the kernel's records of the job reach the event file.
     std::thread::sleep(std::time::Duration::from_millis(500));
     let bad: Vec<_> = daemon
         .events()
         .into_iter()
-        .filter(|e| e["task"]["agent"] == name && matches!(e["decision"].as_str(), Some("denied" | "flagged")))
+        .filter(|e| {
+            e["task"]["intent"] == intent.as_str() && matches!(e["decision"].as_str(), Some("denied" | "flagged"))
+        })
         .collect();
-    assert!(bad.is_empty(), "{name}: {} denials or flags: {bad:#?}", bad.len());
-    let opened = daemon.wait_event("the job's task", |e| e["kind"] == "task.open" && e["task"]["agent"] == name);
-    assert!(opened["reason"].as_str().unwrap().contains("confined by Landlock ABI"), "{opened}");
+    assert!(bad.is_empty(), "{template}: {} denials or flags: {bad:#?}", bad.len());
 }
 
 #[test]
 fn git_clone_commit_and_log_have_no_denials() {
-    let daemon = Daemon::start();
+    let daemon = daemon();
     let work = daemon.dir.path().join("git");
     std::fs::create_dir_all(&work).unwrap();
     job(
@@ -89,14 +91,14 @@ fn git_clone_commit_and_log_have_no_denials() {
 
 #[test]
 fn tar_and_grep_have_no_denials() {
-    let daemon = Daemon::start();
+    let daemon = daemon();
     let work = daemon.dir.path().join("tar");
     std::fs::create_dir_all(work.join("src/sub")).unwrap();
     std::fs::write(work.join("src/sub/a.txt"), "needle\n").unwrap();
     job(
         &daemon,
         &work,
-        "tar",
+        "shell-tools",
         &[],
         "tar czf archive.tgz src\nmkdir out\ntar xzf archive.tgz -C out\ngrep -rq needle out/src",
     );
@@ -104,7 +106,7 @@ fn tar_and_grep_have_no_denials() {
 
 #[test]
 fn python_venv_and_pip_install_of_a_local_wheel_have_no_denials() {
-    let daemon = Daemon::start();
+    let daemon = daemon();
     let work = daemon.dir.path().join("py");
     std::fs::create_dir_all(&work).unwrap();
     // A minimal wheel, built outside the task.
@@ -128,7 +130,7 @@ fn python_venv_and_pip_install_of_a_local_wheel_have_no_denials() {
 
 #[test]
 fn cargo_build_offline_has_no_denials() {
-    let daemon = Daemon::start();
+    let daemon = daemon();
     let work = daemon.dir.path().join("rs");
     std::fs::create_dir_all(work.join("hello/src")).unwrap();
     std::fs::write(
@@ -137,12 +139,18 @@ fn cargo_build_offline_has_no_denials() {
     )
     .unwrap();
     std::fs::write(work.join("hello/src/main.rs"), "fn main() { println!(\"hello\"); }\n").unwrap();
-    job(&daemon, &work, "cargo", &[], "cd hello\ncargo build --offline -q\n./target/debug/hello | grep -q hello");
+    job(
+        &daemon,
+        &work,
+        "cargo",
+        &["rustup_home=/root/.rustup".into(), "cargo_bin=/root/.cargo/bin".into()],
+        "cd hello\ncargo build --offline -q\n./target/debug/hello | grep -q hello",
+    );
 }
 
 #[test]
 fn npm_install_of_a_local_tarball_has_no_denials() {
-    let daemon = Daemon::start();
+    let daemon = daemon();
     let work = daemon.dir.path().join("js");
     std::fs::create_dir_all(work.join("pkg")).unwrap();
     std::fs::create_dir_all(work.join("app")).unwrap();
@@ -164,7 +172,7 @@ fn npm_install_of_a_local_tarball_has_no_denials() {
     job(
         &daemon,
         &work,
-        "npm",
+        "node",
         &[],
         "cd app\nexport npm_config_update_notifier=false\nnpm install --offline --no-audit --no-fund --silent ../agentpkg-0.1.0.tgz\nnode -e 'process.exit(require(\"agentpkg\") === 42 ? 0 : 1)'",
     );
@@ -172,7 +180,7 @@ fn npm_install_of_a_local_tarball_has_no_denials() {
 
 #[test]
 fn curl_to_a_granted_port_has_no_denials() {
-    let daemon = Daemon::start();
+    let daemon = daemon();
     let work = daemon.dir.path().join("curl");
     std::fs::create_dir_all(&work).unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -186,11 +194,5 @@ fn curl_to_a_granted_port_has_no_denials() {
             let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
         }
     });
-    job(
-        &daemon,
-        &work,
-        "curl",
-        &[format!("127.0.0.1/32:{port}")],
-        &format!("curl -sf http://127.0.0.1:{port}/ -o page\ngrep -q ok page"),
-    );
+    job(&daemon, &work, "curl", &[], &format!("curl -sf http://127.0.0.1:{port}/ -o page\ngrep -q ok page"));
 }

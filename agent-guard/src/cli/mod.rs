@@ -9,6 +9,7 @@ mod events;
 mod grant;
 mod intent;
 mod policy;
+mod preflight;
 mod report;
 mod run;
 mod status;
@@ -67,6 +68,9 @@ enum Command {
     Deny(approval::Deny),
     /// List held actions and their decisions.
     Approvals(approval::List),
+    /// Which enforcement level each capability would get on this machine, and why (no daemon
+    /// needed, nothing changed).
+    Preflight(preflight::Args),
     /// Query the audit store's events, or list its tasks (no daemon needed).
     Audit(audit::Args),
     /// A task's evidence report from the audit store: Markdown, JSON or HTML (no daemon needed).
@@ -92,6 +96,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Approve(args) => approval::approve(&cli.socket, &args),
         Command::Deny(args) => approval::deny(&cli.socket, &args),
         Command::Approvals(args) => approval::list(&cli.socket, &args),
+        Command::Preflight(args) => preflight::main(&args),
         Command::Audit(args) => audit::main(args),
         Command::Report(args) => report::main(&args),
     }

@@ -23,7 +23,11 @@ use crate::{api::Level, policy};
 use aya::maps::{MapData, RingBuf};
 use tokio::{io::unix::AsyncFd, net::UnixListener};
 
-pub use kernel::{KernelError, MapSizes};
+pub use kernel::{
+    KernelError, MapSizes,
+    btf::{VMLINUX_BTF, lsm_offsets},
+    cgroup::cgroup2_root,
+};
 
 use self::{
     events::{
