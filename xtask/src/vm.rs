@@ -1,11 +1,14 @@
-//! `cargo xtask vm-test`: the end-to-end suite on a kernel with BPF LSM.
+//! `cargo xtask vm-test`: the end-to-end suites on the kernels fleets run, with and without BPF
+//! LSM.
 //!
-//! This host's kernel refuses BPF LSM, so the suite that proves in-kernel denial runs in a
-//! virtual machine: Debian's current 6.12 cloud kernel (resolved from the package archive at
-//! run time, cached under target/vm), booted by qemu under TCG with `lsm=...,bpf`, with an
-//! initramfs holding busybox, the real agent-guard binary, the probe and the test binary, at
-//! the same absolute paths as on the host. qemu's exit status means nothing (it exits 0 after
-//! `poweroff -f` whatever happened), so the verdict is the marker line the VM prints.
+//! This host's kernel refuses BPF LSM, so the suites that prove in-kernel denial run in virtual
+//! machines: Debian's current 6.12 cloud kernel and bookworm's own 6.1 (resolved from the
+//! package archive at run time, cached under target/vm), booted by qemu under TCG, each twice:
+//! with `bpf` in `lsm=` (the `lsm` level: the BPF LSM suite) and without it (the `landlock`
+//! level: tests/tests/landlock.rs). Each boot runs its whole suite at once. The initramfs holds
+//! busybox, the real agent-guard binary, the probe and the test binaries, at the same absolute
+//! paths as on the host. qemu's exit status means nothing (it exits 0 after `poweroff -f`
+//! whatever happened), so the verdict is the marker line the VM prints.
 
 use std::{
     io::{BufRead, BufReader},
@@ -22,7 +25,29 @@ const PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static", "cpio", "python
 const PYTHON: &str = "/usr/bin/python3.11";
 /// What `python3.11 -S -I` loads from disk at start (the rest of its start-up modules are frozen).
 const PYTHON_STDLIB: &str = "/usr/lib/python3.11/encodings";
-const KERNEL_PATTERN: &str = "^linux-image-6\\.12\\.[0-9]+\\+deb12-cloud-amd64-unsigned$";
+/// A kernel of the matrix: the Debian package pattern, and how to order its versions (the
+/// number the newest has most of).
+struct Kernel {
+    name: &'static str,
+    pattern: &'static str,
+    version_field: fn(&str) -> Option<u32>,
+}
+
+/// Debian's 6.12 cloud kernel (bookworm-backports): linux-image-6.12.117+deb12-cloud-amd64-unsigned.
+const KERNEL_6_12: Kernel = Kernel {
+    name: "6.12",
+    pattern: "^linux-image-6\\.12\\.[0-9]+\\+deb12-cloud-amd64-unsigned$",
+    version_field: |n| n.split('.').nth(2)?.split('+').next()?.parse().ok(),
+};
+/// bookworm's own 6.1 cloud kernel: linux-image-6.1.0-57-cloud-amd64-unsigned.
+const KERNEL_6_1: Kernel = Kernel {
+    name: "6.1",
+    pattern: "^linux-image-6\\.1\\.0-[0-9]+-cloud-amd64-unsigned$",
+    version_field: |n| n.strip_prefix("linux-image-6.1.0-")?.split('-').next()?.parse().ok(),
+};
+/// The active LSMs of a boot with BPF LSM, and of one without (Landlock, as distributions ship).
+const LSM_WITH_BPF: &str = "lockdown,capability,landlock,yama,bpf";
+const LSM_WITHOUT_BPF: &str = "lockdown,capability,landlock,yama";
 const MARKER: &str = "AGENT-GUARD-VM-RESULT";
 /// Wall-clock limit for one VM run (TCG emulation is slow; the suite takes well under this).
 const VM_TIMEOUT: Duration = Duration::from_secs(600);
@@ -41,10 +66,10 @@ fn ensure_packages() -> Result<()> {
     crate::setup::apt_install(&missing)
 }
 
-/// The newest Debian 6.12 cloud kernel in the archive, downloaded and unpacked once.
-fn ensure_kernel() -> Result<PathBuf> {
+/// The newest kernel of `kernel`'s pattern in the archive, downloaded and unpacked once.
+fn ensure_kernel(kernel: &Kernel) -> Result<PathBuf> {
     let out = Command::new("apt-cache")
-        .args(["search", "--names-only", KERNEL_PATTERN])
+        .args(["search", "--names-only", kernel.pattern])
         .output()
         .map_err(|e| format!("apt-cache: {e}"))?;
     let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
@@ -53,10 +78,12 @@ fn ensure_kernel() -> Result<PathBuf> {
         .collect();
     if names.is_empty() {
         run(Command::new("apt-get").arg("update").env("DEBIAN_FRONTEND", "noninteractive"))?;
-        return Err("missing piece: no linux-image-6.12.*+deb12-cloud-amd64-unsigned in the Debian archive (apt-get update ran; try again)".into());
+        return Err(format!(
+            "missing piece: no {} kernel ({}) in the Debian archive (apt-get update ran; try again)",
+            kernel.name, kernel.pattern
+        ));
     }
-    // linux-image-6.12.117+deb12-...: order by the numeric patch level.
-    names.sort_by_key(|n| n.split('.').nth(2).and_then(|p| p.split('+').next()?.parse::<u32>().ok()).unwrap_or(0));
+    names.sort_by_key(|n| (kernel.version_field)(n).unwrap_or(0));
     let package = names.pop().expect("non-empty");
     let unpacked = vm_dir().join(&package);
     let vmlinuz = |dir: &Path| -> Option<PathBuf> {
@@ -150,26 +177,6 @@ struct Payload {
 const BENCH_MARKER: &str = "AGENT-GUARD-VM-BENCH";
 const BENCH_JSON: &str = "AGENT-GUARD-BENCH-JSON: ";
 
-/// Builds the test binary for the VM suite and returns its path.
-fn build_vm_suite(toolchain: &str) -> Result<PathBuf> {
-    let out = cargo(toolchain)
-        .args(["test", "--package", "agent-guard-e2e", "--test", "vm", "--no-run", "--message-format=json"])
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cargo test --no-run: {e}"))?;
-    if !out.status.success() {
-        return Err("building the VM suite failed".into());
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains("\"executable\"") && l.contains("\"name\":\"vm\""))
-        .find_map(|l| {
-            let at = l.find("\"executable\":\"")? + "\"executable\":\"".len();
-            Some(PathBuf::from(&l[at..at + l[at..].find('"')?]))
-        })
-        .ok_or_else(|| "cargo did not report the vm test executable".into())
-}
-
 fn build_initramfs(payload: &Payload) -> Result<PathBuf> {
     let root = vm_dir().join("initramfs");
     let _ = std::fs::remove_dir_all(&root);
@@ -192,21 +199,22 @@ fn build_initramfs(payload: &Payload) -> Result<PathBuf> {
     Ok(image)
 }
 
-/// Boots the VM with `payload` and returns its console lines (also shown as they come).
-fn boot(payload: &Payload) -> Result<Vec<String>> {
+/// Boots `kernel` with the active LSMs `lsm` and `payload`, and returns its console lines (also
+/// shown as they come).
+fn boot(kernel: &Kernel, lsm: &str, payload: &Payload) -> Result<Vec<String>> {
     ensure_packages()?;
-    let kernel = ensure_kernel()?;
+    let image = ensure_kernel(kernel)?;
     let initramfs = build_initramfs(payload)?;
-    step(&format!("booting {} with lsm=...,bpf (TCG)", kernel.display()));
+    step(&format!("booting {} with lsm={lsm} (TCG)", image.display()));
     let started = Instant::now();
     let mut qemu = Command::new("timeout")
         .arg(VM_TIMEOUT.as_secs().to_string())
         .args(["qemu-system-x86_64", "-accel", "tcg,thread=multi", "-cpu", "max", "-m", "2048", "-smp", "2"])
         .args(["-nographic", "-no-reboot", "-kernel"])
-        .arg(&kernel)
+        .arg(&image)
         .arg("-initrd")
         .arg(&initramfs)
-        .args(["-append", "console=ttyS0 lsm=lockdown,capability,landlock,yama,bpf panic=-1 quiet loglevel=3"])
+        .args(["-append", &format!("console=ttyS0 lsm={lsm} panic=-1 quiet loglevel=3")])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
@@ -246,7 +254,7 @@ pub fn bench(agent_guard: &Path, bench: &Path, workload: &Path) -> Result<String
         binaries: vec![bench.to_path_buf(), workload.to_path_buf(), PathBuf::from("/usr/bin/true")],
         script: bench_lines(bench, agent_guard, false),
     };
-    let lines = boot(&payload)?;
+    let lines = boot(&KERNEL_6_12, LSM_WITH_BPF, &payload)?;
     match marker_rc(&lines, BENCH_MARKER) {
         Some(0) => lines
             .iter()
@@ -258,50 +266,96 @@ pub fn bench(agent_guard: &Path, bench: &Path, workload: &Path) -> Result<String
     }
 }
 
-/// The BPF LSM suite, then a smoke run of the LSM benchmark, in one boot. The smoke run counts
-/// as one test: it must finish with results.
-pub fn test(toolchain: &str) -> Result<(u64, u64)> {
-    cmd::build(toolchain)?;
-    step("VM stage: a kernel with BPF LSM under qemu");
-    let test_bin = build_vm_suite(toolchain)?;
-    let target = workspace_root().join("target/debug");
-    let (bench, workload) = (target.join("ag-bench"), target.join("ag-workload"));
-    let agent_guard = cmd::agent_guard_bin();
-    let payload = Payload {
-        agent_guard: agent_guard.clone(),
-        binaries: vec![
-            target.join("ag-probe"),
-            test_bin.clone(),
-            PathBuf::from(PYTHON),
-            bench.clone(),
-            workload,
-            PathBuf::from("/usr/bin/true"),
-        ],
-        script: format!(
-            "{} --test-threads=1\necho \"{MARKER}: rc=$?\"\n{}",
-            test_bin.display(),
-            bench_lines(&bench, &agent_guard, true)
-        ),
-    };
-    let lines = boot(&payload)?;
+/// Builds the test binary `name` of the e2e package and returns its path.
+fn build_test(toolchain: &str, name: &str) -> Result<PathBuf> {
+    let out = cargo(toolchain)
+        .args(["test", "--package", "agent-guard-e2e", "--test", name, "--no-run", "--message-format=json"])
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cargo test --no-run: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("building the {name} suite failed"));
+    }
+    let tag = format!("\"name\":\"{name}\"");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("\"executable\"") && l.contains(&tag))
+        .find_map(|l| {
+            let at = l.find("\"executable\":\"")? + "\"executable\":\"".len();
+            Some(PathBuf::from(&l[at..at + l[at..].find('"')?]))
+        })
+        .ok_or_else(|| format!("cargo did not report the {name} test executable"))
+}
+
+/// One boot's verdict: its passed and failed test counts, or why it gave none.
+fn verdict(lines: &[String], with_bench: bool) -> Result<(u64, u64)> {
     let (mut passed, mut failed) = (0, 0);
-    for line in &lines {
+    for line in lines {
         if let Some((p, f)) = cmd::count_results(line) {
             passed += p;
             failed += f;
         }
     }
-    let bench_ok = marker_rc(&lines, BENCH_MARKER) == Some(0) && lines.iter().any(|l| l.starts_with(BENCH_JSON));
-    if bench_ok {
-        passed += 1;
-    } else {
-        failed += 1;
+    let bench_ok = marker_rc(lines, BENCH_MARKER) == Some(0) && lines.iter().any(|l| l.starts_with(BENCH_JSON));
+    if with_bench {
+        if bench_ok {
+            passed += 1;
+        } else {
+            failed += 1;
+        }
     }
-    match marker_rc(&lines, MARKER) {
-        Some(0) if passed > 0 && bench_ok => Ok((passed, failed)),
+    match marker_rc(lines, MARKER) {
+        Some(0) if passed > 0 && (bench_ok || !with_bench) => Ok((passed, failed)),
         Some(0) if !bench_ok => Err("the LSM benchmark smoke run failed in the VM (see the vm| lines above)".into()),
         Some(0) => Err("the VM suite ran no test".into()),
         Some(rc) => Err(format!("the VM suite failed (rc={rc})")),
         None => Err("the VM did not report a result (boot failure, crash or timeout): see the vm| lines above".into()),
     }
+}
+
+/// The kernel matrix: 6.12 and 6.1, each booted with BPF LSM (the BPF LSM suite; on 6.12 also a
+/// smoke run of the LSM benchmark) and without it (the landlock suite). Every boot must pass.
+pub fn test(toolchain: &str) -> Result<(u64, u64)> {
+    cmd::build(toolchain)?;
+    step("VM stage: the kernel matrix under qemu (6.12 and 6.1, with and without BPF LSM)");
+    let lsm_suite = build_test(toolchain, "vm")?;
+    let landlock_suite = build_test(toolchain, "landlock")?;
+    let target = workspace_root().join("target/debug");
+    let (bench, workload) = (target.join("ag-bench"), target.join("ag-workload"));
+    let agent_guard = cmd::agent_guard_bin();
+    let binaries = |suite: &Path| {
+        vec![
+            target.join("ag-probe"),
+            suite.to_path_buf(),
+            PathBuf::from(PYTHON),
+            bench.clone(),
+            workload.clone(),
+            PathBuf::from("/usr/bin/true"),
+        ]
+    };
+    let suite_line = |suite: &Path| format!("{} --test-threads=1\necho \"{MARKER}: rc=$?\"", suite.display());
+    let (mut passed, mut failed) = (0, 0);
+    let mut problems = Vec::new();
+    for (kernel, lsm, suite, with_bench) in [
+        (&KERNEL_6_12, LSM_WITH_BPF, &lsm_suite, true),
+        (&KERNEL_6_12, LSM_WITHOUT_BPF, &landlock_suite, false),
+        (&KERNEL_6_1, LSM_WITH_BPF, &lsm_suite, false),
+        (&KERNEL_6_1, LSM_WITHOUT_BPF, &landlock_suite, false),
+    ] {
+        let mut script = suite_line(suite);
+        if with_bench {
+            script = format!("{script}\n{}", bench_lines(&bench, &agent_guard, true));
+        }
+        let payload = Payload { agent_guard: agent_guard.clone(), binaries: binaries(suite), script };
+        let lines = boot(kernel, lsm, &payload)?;
+        match verdict(&lines, with_bench) {
+            Ok((p, f)) => {
+                eprintln!("VM {} lsm={lsm}: {p} passed, {f} failed", kernel.name);
+                passed += p;
+                failed += f;
+            }
+            Err(why) => problems.push(format!("{} lsm={lsm}: {why}", kernel.name)),
+        }
+    }
+    if problems.is_empty() { Ok((passed, failed)) } else { Err(problems.join("; ")) }
 }

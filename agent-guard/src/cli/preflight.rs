@@ -141,6 +141,18 @@ fn findings() -> Preflight {
         },
     });
     let lsm_ok = bpf_lsm && offsets.is_ok();
+    let scoped = landlock.is_some_and(|abi| abi >= 6);
+    checks.push(Check {
+        what: "signals to the guard",
+        ok: lsm_ok || scoped,
+        found: if lsm_ok {
+            "refused by the task_kill hook (BPF LSM)".into()
+        } else if scoped {
+            "refused by Landlock's signal scoping".into()
+        } else {
+            "NOT refused: no BPF LSM, and no Landlock signal scoping (ABI 6, Linux 6.12): an agent running as the guard's user can signal it".into()
+        },
+    });
     let (file, why) = if lsm_ok {
         (Level::Lsm, "BPF LSM is listed and the BTF has what its programs need; the daemon confirms it when it loads them (some kernels still refuse them: it then falls back and says so)".to_string())
     } else if landlock.is_some() {
