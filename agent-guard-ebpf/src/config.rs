@@ -132,6 +132,21 @@ static KILL_MODE: u32 = 0;
 #[unsafe(no_mangle)]
 static EXEC_CAPTURE: u32 = 0;
 
+/// The `landlock` level's resolution of an opened descriptor and of the executable (file.rs,
+/// exec.rs): `task_struct.files`, `files_struct.fdt`, `fdtable.fd`, `task_struct.mm`,
+/// `mm_struct.exe_file` (include/linux/fdtable.h, include/linux/mm_types.h). 0: no BTF, the
+/// spelled path decides.
+#[unsafe(no_mangle)]
+static TASK_FILES_OFF: u32 = 0;
+#[unsafe(no_mangle)]
+static FILES_FDT_OFF: u32 = 0;
+#[unsafe(no_mangle)]
+static FDT_FD_OFF: u32 = 0;
+#[unsafe(no_mangle)]
+static TASK_MM_OFF: u32 = 0;
+#[unsafe(no_mangle)]
+static MM_EXE_FILE_OFF: u32 = 0;
+
 #[inline(always)]
 fn load(value: &'static u32) -> u32 {
     // SAFETY: reading a global the loader may have rewritten; volatile keeps the compiler
@@ -139,6 +154,21 @@ fn load(value: &'static u32) -> u32 {
     unsafe { core::ptr::read_volatile(value) }
 }
 
+pub fn task_files_off() -> usize {
+    load(&TASK_FILES_OFF) as usize
+}
+pub fn files_fdt_off() -> usize {
+    load(&FILES_FDT_OFF) as usize
+}
+pub fn fdt_fd_off() -> usize {
+    load(&FDT_FD_OFF) as usize
+}
+pub fn task_mm_off() -> usize {
+    load(&TASK_MM_OFF) as usize
+}
+pub fn mm_exe_file_off() -> usize {
+    load(&MM_EXE_FILE_OFF) as usize
+}
 pub fn newtask_pid_off() -> usize {
     load(&NEWTASK_PID_OFF) as usize
 }

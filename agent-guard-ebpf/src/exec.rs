@@ -163,6 +163,27 @@ fn try_exec(filename: u64, argv: u64) {
     }
 }
 
+/// The grant's verdict on the executable now running (resolve.rs), which then replaces the
+/// spelled path in `event`; None when it cannot be found.
+#[inline(always)]
+fn resolved_verdict(task: &crate::task::CurrentTask, event: &mut ExecEvent) -> Option<u32> {
+    // SAFETY: per-CPU scratch entry, free between the entry programs' runs on this CPU.
+    let scratch = unsafe { &mut *EXEC_SCRATCH.get_ptr_mut(0)? };
+    let len = crate::resolve::exe_path(&mut scratch.path)?;
+    let matched = match_path(task.entry.grant_id, &scratch.path, len, true);
+    if matched.flags != 0 {
+        return None;
+    }
+    event.path = scratch.path;
+    event.path_flags = 0;
+    Some(match decide(matched.allowed, ACCESS_EXEC) {
+        Decision::Allow => VERDICT_IN_SCOPE,
+        Decision::Flag => VERDICT_FLAGGED,
+        Decision::Deny => VERDICT_RULE_DENY,
+        Decision::Ask | Decision::OutOfScope => VERDICT_OUT_OF_SCOPE,
+    })
+}
+
 /// Copies up to `EXEC_ARGS` arguments of the user argv array into the event.
 #[inline(always)]
 fn capture_args(event: &mut ExecEvent, argv: u64) {
@@ -193,6 +214,8 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn try_exec_done(old_tid: u32) {
     let Some(tag) = PROC_TAGS.get_ptr_mut(&current_tgid()) else {
+        // Untagged now: an entry this thread left must not be taken for a later exec's.
+        let _ = EXEC_PENDING.remove(&old_tid);
         return;
     };
     // The new image gets its exec id now (its parent stays the image that forked it), and the
@@ -222,6 +245,18 @@ fn try_exec_done(old_tid: u32) {
     // The exec succeeded: with the `kill` level the new program is killed before it runs a
     // single instruction (the signal is taken on the way back to user space).
     if let Some(task) = current_task() {
+        // Confined: the program that now runs decides, not its spelling (a symlink such as
+        // /bin/sh, a descriptor, the loader run directly).
+        if task.landlock_decides()
+            && let Some(verdict) = resolved_verdict(&task, event)
+        {
+            if verdict == VERDICT_IN_SCOPE && event.header.verdict != VERDICT_IN_SCOPE {
+                let _ = EXEC_PENDING.remove(&old_tid);
+                return;
+            }
+            event.header.verdict = verdict;
+            event.header.reason = reason_for(&task, verdict);
+        }
         event.header.action = kill_if_enforced(&task, event.header.verdict);
     }
     emit::send(event);

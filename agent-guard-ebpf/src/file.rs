@@ -33,6 +33,7 @@ use agent_guard_common::{
         ACTION_ALLOWED, ACTION_KILLED, ACTION_LANDLOCK, FILE_OP_OPEN, KIND_FILE, PATH_FD_LINK, PATH_RESOLVED_ELSEWHERE,
         REASON_NO_RULE, VERDICT_FLAGGED, VERDICT_IN_SCOPE, VERDICT_OUT_OF_SCOPE, VERDICT_RULE_DENY, VERDICT_UNRESOLVED,
     },
+    event::{FileEvent, REASON_NONE},
     path::{ACCESS_READ, ACCESS_WRITE, Decision, PATH_MAX_MATCH, decide},
 };
 use aya_ebpf::{helpers::bpf_probe_read_user_str_bytes, macros::tracepoint, programs::TracePointContext};
@@ -41,6 +42,7 @@ use crate::{
     emit,
     maps::{FILE_PENDING, SCRATCH},
     path_match::match_path,
+    resolve,
     task::{current_task, current_tgid, current_tid, kill_if_enforced, reason_for},
     usage,
 };
@@ -162,14 +164,46 @@ fn try_open_exit(ret: i64) {
         }
         event.header.action = ACTION_LANDLOCK;
         emit::send(event);
-    } else if ret >= 0 && event.header.verdict == VERDICT_OUT_OF_SCOPE {
-        // SAFETY: helper with a signal number; SIGKILL (9) goes to the whole process and is
-        // taken on the way back to user space, before the descriptor can be used.
-        unsafe { aya_ebpf::helpers::generated::bpf_send_signal(9) };
-        event.header.action = ACTION_KILLED;
-        emit::send(event);
+    } else if ret >= 0 {
+        // Landlock let it through: judge the file the open reached, where it can be found (the
+        // ruleset is wider than the grant for `DIR/*`, `deny` rules and sub-tasks); otherwise
+        // the spelling decides, as at the `kill` level.
+        let verdict = resolved_verdict(ret as u64, event).unwrap_or(event.header.verdict);
+        if verdict == VERDICT_OUT_OF_SCOPE || verdict == VERDICT_RULE_DENY {
+            // SAFETY: helper with a signal number; SIGKILL (9) goes to the whole process and is
+            // taken on the way back to user space, before the descriptor can be used.
+            unsafe { aya_ebpf::helpers::generated::bpf_send_signal(9) };
+            event.header.verdict = verdict;
+            event.header.reason = if verdict == VERDICT_OUT_OF_SCOPE { REASON_NO_RULE } else { REASON_NONE };
+            event.header.action = ACTION_KILLED;
+            emit::send(event);
+        }
     }
     let _ = FILE_PENDING.remove(&tid);
+}
+
+/// The grant's verdict on the file behind descriptor `fd`, which then replaces the spelled path
+/// in `event`; None when it cannot be found (resolve.rs) or the task is gone.
+#[inline(always)]
+fn resolved_verdict(fd: u64, event: &mut FileEvent) -> Option<u32> {
+    let task = current_task()?;
+    // SAFETY: per-CPU scratch entry, free between the entry program's runs on this CPU.
+    let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
+    let len = resolve::fd_path(fd, &mut scratch.path)?;
+    let matched = match_path(task.entry.grant_id, &scratch.path, len, true);
+    if matched.flags != 0 {
+        return None;
+    }
+    event.path = scratch.path;
+    event.path_flags = 0;
+    if task.grant_ended().is_some() {
+        return Some(VERDICT_OUT_OF_SCOPE);
+    }
+    Some(match decide(matched.allowed, event.access) {
+        Decision::Allow | Decision::Flag => VERDICT_IN_SCOPE,
+        Decision::Deny => VERDICT_RULE_DENY,
+        Decision::Ask | Decision::OutOfScope => VERDICT_OUT_OF_SCOPE,
+    })
 }
 
 #[tracepoint]
@@ -239,7 +273,7 @@ fn try_open(dfd: i64, filename: u64, flags: u32) {
         match decide(matched.allowed, access) {
             Decision::Allow => (VERDICT_IN_SCOPE, usage::first_use(task.task_id, access, matched.hash)),
             Decision::Flag => (VERDICT_FLAGGED, true),
-            Decision::Deny => (VERDICT_RULE_DENY, true),
+            Decision::Deny => (VERDICT_RULE_DENY, !landlock),
             // Without BPF LSM nothing can be held: an `ask` is out of scope.
             Decision::Ask | Decision::OutOfScope => (VERDICT_OUT_OF_SCOPE, !landlock),
         }
@@ -247,8 +281,8 @@ fn try_open(dfd: i64, filename: u64, flags: u32) {
     if !report && !landlock {
         return;
     }
-    let action =
-        if landlock && verdict != VERDICT_RULE_DENY { ACTION_ALLOWED } else { kill_if_enforced(&task, verdict) };
+    // Confined: nothing is killed at entry; the exit judges what the open reached.
+    let action = if landlock { ACTION_ALLOWED } else { kill_if_enforced(&task, verdict) };
     event.header = emit::header(KIND_FILE, verdict, reason_for(&task, verdict), action, task.task_id);
     event.access = access;
     event.open_flags = flags;
@@ -260,7 +294,7 @@ fn try_open(dfd: i64, filename: u64, flags: u32) {
     }
     // Confined: every open Landlock may still refuse waits for its result, also one whose
     // spelled path is in scope (a symlink or a bind mount may lead out of the grant).
-    if landlock && action == ACTION_ALLOWED && FILE_PENDING.insert(&current_tid(), event, 0).is_err() {
+    if landlock && FILE_PENDING.insert(&current_tid(), event, 0).is_err() {
         emit::count_drop();
     }
 }

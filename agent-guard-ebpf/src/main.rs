@@ -36,6 +36,7 @@ mod lsm_unix;
 mod maps;
 mod net;
 mod path_match;
+mod resolve;
 mod tag;
 mod task;
 mod usage;

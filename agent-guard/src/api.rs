@@ -185,6 +185,8 @@ pub struct LandlockRuleset {
     /// The capabilities the task keeps (the grant's `capabilities`); every other one is dropped
     /// from all of the process's sets, its bounding set included.
     pub capabilities: Vec<String>,
+    /// The guard's process, which the task may not signal (confine/seccomp.rs).
+    pub guard_pid: u32,
 }
 
 /// One path of a [`LandlockRuleset`]: a file, or a directory and everything beneath it.

@@ -1,12 +1,12 @@
 //! Applies a task's ruleset to this process (`agent-guard run`, after the daemon tagged it and
-//! before it execs the agent): Landlock, `no_new_privs`, and the capabilities the grant does not
-//! name dropped. Any failure stops `run` before the agent starts: a task the daemon counts as
+//! before it execs the agent): Landlock, `no_new_privs`, the capabilities the grant does not
+//! name dropped, and the seccomp filter of `seccomp.rs`. Any failure stops `run` before the agent starts: a task the daemon counts as
 //! confined is never left running unconfined.
 //!
 //! The paths are opened with `O_PATH`, which the eBPF programs do not judge for a confined task
 //! (file.rs): `run` is already tagged here and may not hold read access to a write-only path.
 
-use std::{fs::File, os::unix::fs::OpenOptionsExt, path::Path};
+use std::{fs::File, os::unix::fs::OpenOptionsExt};
 
 use landlock::{
     ABI, Access, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, Ruleset, RulesetAttr, RulesetCreatedAttr,
@@ -28,6 +28,8 @@ pub enum ConfineError {
     Capability { cap: String, source: caps::errors::CapsError },
     #[error("capability name {name:?} in the ruleset is not one this build knows")]
     UnknownCapability { name: String },
+    #[error(transparent)]
+    Seccomp(#[from] super::seccomp::SeccompError),
 }
 
 /// The ELF interpreters of the usual ABIs. The kernel opens a dynamic program's interpreter
@@ -57,9 +59,9 @@ pub fn apply(ruleset: &LandlockRuleset) -> Result<(), ConfineError> {
     let mut created = attr.create()?;
     let loaders =
         DYNAMIC_LOADERS.iter().map(|path| LandlockPath { path: (*path).into(), read: true, write: false, exec: true });
-    let loaders: Vec<LandlockPath> = loaders.filter(|rule| Path::new(&rule.path).exists()).collect();
+    let loaders: Vec<LandlockPath> = loaders.collect();
     for rule in ruleset.paths.iter().chain(&loaders) {
-        let Some((file, is_dir)) = open_nearest(rule)? else { continue };
+        let Some((file, is_dir)) = open_rule_path(rule, ruleset)? else { continue };
         let mut access = access_of(rule, abi) & handled;
         if !is_dir {
             access &= AccessFs::from_file(abi);
@@ -72,7 +74,9 @@ pub fn apply(ruleset: &LandlockRuleset) -> Result<(), ConfineError> {
     if status.ruleset != RulesetStatus::FullyEnforced || !status.no_new_privs {
         return Err(ConfineError::NotEnforced { status: format!("{:?}", status.ruleset) });
     }
-    drop_capabilities(&ruleset.capabilities)
+    drop_capabilities(&ruleset.capabilities)?;
+    super::seccomp::install_for(ruleset.guard_pid)?;
+    Ok(())
 }
 
 /// Landlock access rights for a rule's read, write and exec.
@@ -92,26 +96,44 @@ fn access_of(rule: &LandlockPath, abi: ABI) -> BitFlags<AccessFs> {
     access
 }
 
-/// The rule's path, or, when it does not exist, its nearest existing ancestor (a file still to
-/// be created needs the rule on the directory it will be created in). None when nothing of
-/// the path exists.
-fn open_nearest(rule: &LandlockPath) -> Result<Option<(File, bool)>, ConfineError> {
-    let mut path = Path::new(&rule.path);
-    loop {
-        let opened = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-            .open(path)
-            .and_then(|file| file.metadata().map(|meta| (file, meta.is_dir())));
-        match opened {
-            Ok(found) => return Ok(Some(found)),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => match path.parent() {
-                Some(parent) => path = parent,
-                None => return Ok(None),
-            },
-            Err(source) => return Err(ConfineError::Path { path: rule.path.clone(), source }),
-        }
+/// The rule's path, opened with `O_PATH`, and whether it is a directory; None when it does not
+/// exist (a rule on an ancestor would cover far more than the grant: a file still to be created
+/// needs a `DIR/**` rule on its directory) or when it resolves, through a symlink someone
+/// planted, to a place no rule of the ruleset covers with the same access.
+fn open_rule_path(rule: &LandlockPath, ruleset: &LandlockRuleset) -> Result<Option<(File, bool)>, ConfineError> {
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+        .open(&rule.path)
+        .and_then(|file| file.metadata().map(|meta| (file, meta.is_dir())));
+    let (file, is_dir) = match opened {
+        Ok(found) => found,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(ConfineError::Path { path: rule.path.clone(), source }),
+    };
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+    let resolved = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+        .map_err(|source| ConfineError::Path { path: rule.path.clone(), source })?;
+    if DYNAMIC_LOADERS.contains(&rule.path.as_str()) || covered(&resolved.to_string_lossy(), rule, ruleset) {
+        Ok(Some((file, is_dir)))
+    } else {
+        eprintln!(
+            "agent-guard: Landlock rule for {} left out: it resolves to {}, which no rule covers",
+            crate::text::printable(&rule.path),
+            crate::text::printable(&resolved.to_string_lossy())
+        );
+        Ok(None)
     }
+}
+
+/// Whether `resolved` is one of the ruleset's paths, or beneath one, with at least `rule`'s access.
+fn covered(resolved: &str, rule: &LandlockPath, ruleset: &LandlockRuleset) -> bool {
+    ruleset.paths.iter().any(|p| {
+        let beneath = resolved == p.path
+            || p.path == "/"
+            || resolved.strip_prefix(p.path.as_str()).is_some_and(|rest| rest.starts_with('/'));
+        beneath && (p.read || !rule.read) && (p.write || !rule.write) && (p.exec || !rule.exec)
+    })
 }
 
 /// Drops every capability not in `keep` from the bounding, ambient, inheritable, permitted

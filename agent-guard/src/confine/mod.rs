@@ -6,9 +6,11 @@
 //!
 //! - `ruleset`: grant -> ruleset (the daemon).
 //! - `apply`: ruleset -> this process (`agent-guard run`).
+//! - `seccomp`: the system calls that would go around Landlock and the eBPF programs.
 
 pub mod apply;
 pub mod ruleset;
+pub mod seccomp;
 
 /// The newest Landlock ABI this code was written and tested for: ABI 6 added signal and
 /// abstract-socket scoping, 7 only audit logging. A newer kernel is used at this ABI, so that

@@ -39,7 +39,7 @@ pub fn compile(spec: &GrantSpec, abi: u32) -> LandlockRuleset {
     let mut capabilities: Vec<String> = spec.capabilities.iter().map(ToString::to_string).collect();
     capabilities.sort();
     capabilities.dedup();
-    LandlockRuleset { abi, paths: paths.into_values().collect(), capabilities }
+    LandlockRuleset { abi, paths: paths.into_values().collect(), capabilities, guard_pid: std::process::id() }
 }
 
 #[cfg(test)]

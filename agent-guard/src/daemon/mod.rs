@@ -489,8 +489,8 @@ fn is_action(record: &KernelEvent) -> bool {
         && !matches!(record.header().verdict, VERDICT_ASK | VERDICT_IN_SCOPE)
 }
 
-/// Once a second: reports kernel-side event losses, and closes tasks whose "empty" record
-/// may have been among them.
+/// Once a second: reports kernel-side event losses, closes tasks whose "empty" record may have
+/// been among them, and ends the processes of confined tasks whose grant expired.
 async fn watch_drops(registry: Arc<Mutex<Registry>>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -498,6 +498,7 @@ async fn watch_drops(registry: Arc<Mutex<Registry>>) {
         let mut reg = registry.lock().expect("registry lock is never poisoned");
         report_drops(&mut reg);
         reg.close_empty_tasks();
+        reg.kill_ended_confined_tasks();
         reg.expire();
         reg.persist();
         if let Some(state) = &reg.state {

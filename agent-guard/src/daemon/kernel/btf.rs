@@ -102,6 +102,47 @@ fn first_mount_link(types: &TypeInformation) -> Result<u32, String> {
     })
 }
 
+/// What the `landlock` level reads to judge the file an open or exec reached (file.rs, exec.rs):
+/// the descriptor table (include/linux/fdtable.h), the executable (`mm_struct.exe_file`), and
+/// the path walk's members (`dentry_path.rs`).
+#[derive(Clone, Copy, Debug)]
+pub struct ResolveOffsets {
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdt_fd: u32,
+    pub task_mm: u32,
+    pub mm_exe_file: u32,
+    pub file_path: u32,
+    pub path_mnt: u32,
+    pub path_dentry: u32,
+    pub dentry_name: u32,
+    pub dentry_parent: u32,
+    pub vfsmnt_root: u32,
+    pub mount_mnt: u32,
+    pub mount_parent: u32,
+    pub mount_point: u32,
+}
+
+pub fn resolve_offsets() -> Result<ResolveOffsets, String> {
+    let types = read_types()?;
+    Ok(ResolveOffsets {
+        task_files: offset(&types, "task_struct", "files")?,
+        files_fdt: offset(&types, "files_struct", "fdt")?,
+        fdt_fd: offset(&types, "fdtable", "fd")?,
+        task_mm: offset(&types, "task_struct", "mm")?,
+        mm_exe_file: offset(&types, "mm_struct", "exe_file")?,
+        file_path: offset(&types, "file", "f_path")?,
+        path_mnt: offset(&types, "path", "mnt")?,
+        path_dentry: offset(&types, "path", "dentry")?,
+        dentry_name: offset(&types, "dentry", "d_name.name")?,
+        dentry_parent: offset(&types, "dentry", "d_parent")?,
+        vfsmnt_root: offset(&types, "vfsmount", "mnt_root")?,
+        mount_mnt: offset(&types, "mount", "mnt")?,
+        mount_parent: offset(&types, "mount", "mnt_parent")?,
+        mount_point: offset(&types, "mount", "mnt_mountpoint")?,
+    })
+}
+
 pub fn task_offsets() -> Result<TaskOffsets, String> {
     let types = read_types()?;
     Ok(TaskOffsets {
@@ -164,6 +205,12 @@ mod tests {
     fn resolves_the_lsm_offsets_from_this_kernel() {
         let offsets = super::lsm_offsets().expect("this host has /sys/kernel/btf/vmlinux");
         assert_ne!(offsets.file_path, offsets.file_mode);
+        let resolve = super::resolve_offsets().expect("this host's BTF has the resolve offsets");
+        assert_eq!(
+            (resolve.file_path, resolve.dentry_name, resolve.mount_point),
+            (offsets.file_path, offsets.dentry_name, offsets.mount_point)
+        );
+        assert!(resolve.mm_exe_file > 0 && resolve.fdt_fd > 0 && resolve.task_files > 0);
         assert!(offsets.file_path < 512 && offsets.file_mode < 512);
         assert!(offsets.bprm_file < 1024);
         assert_eq!(offsets.socket_type, 4, "struct socket starts with socket_state state; short type");

@@ -333,6 +333,11 @@ impl Kernel {
         let offset = |cat, event, field| -> Result<u32, KernelError> {
             tracefs::field_offset(cat, event, field)?.ok_or(KernelError::TracepointLayout { event, field })
         };
+        // The landlock level's resolution (file.rs, exec.rs): wherever there is BTF.
+        let resolve = btf::resolve_offsets().ok();
+        let pick = |from_lsm: fn(&btf::LsmOffsets) -> u32, from_resolve: fn(&btf::ResolveOffsets) -> u32| {
+            lsm.map(from_lsm).or(resolve.as_ref().map(from_resolve)).unwrap_or(0)
+        };
         let newtask_pid = offset("task", "task_newtask", "pid")?;
         let newtask_flags = offset("task", "task_newtask", "clone_flags")?;
         let exit_pid = offset("sched", "sched_process_exit", "pid")?;
@@ -386,20 +391,25 @@ impl Kernel {
             .override_global("EXIT_PID_OFF", &exit_pid, true)
             .override_global("EXEC_OLDPID_OFF", &exec_old_pid, true)
             .override_global("EXIT_GDEAD_OFF", &exit_group_dead, true)
-            .override_global("FILE_PATH_OFF", &lsm.map_or(0, |o| o.file_path), true)
+            .override_global("FILE_PATH_OFF", &pick(|o| o.file_path, |r| r.file_path), true)
             .override_global("FILE_MODE_OFF", &lsm.map_or(0, |o| o.file_mode), true)
             .override_global("FILE_FLAGS_OFF", &lsm.map_or(0, |o| o.file_flags), true)
             .override_global("BPRM_FILE_OFF", &lsm.map_or(0, |o| o.bprm_file), true)
             .override_global("SOCKET_TYPE_OFF", &lsm.map_or(0, |o| o.socket_type), true)
             .override_global("TASK_TGID_OFF", &lsm.map_or(0, |o| o.task_tgid), true)
-            .override_global("DENTRY_NAME_OFF", &lsm.map_or(0, |o| o.dentry_name), true)
-            .override_global("DENTRY_PARENT_OFF", &lsm.map_or(0, |o| o.dentry_parent), true)
-            .override_global("PATH_MNT_OFF", &lsm.map_or(0, |o| o.path_mnt), true)
-            .override_global("PATH_DENTRY_OFF", &lsm.map_or(0, |o| o.path_dentry), true)
-            .override_global("VFSMNT_ROOT_OFF", &lsm.map_or(0, |o| o.vfsmnt_root), true)
-            .override_global("MOUNT_MNT_OFF", &lsm.map_or(0, |o| o.mount_mnt), true)
-            .override_global("MOUNT_PARENT_OFF", &lsm.map_or(0, |o| o.mount_parent), true)
-            .override_global("MOUNT_POINT_OFF", &lsm.map_or(0, |o| o.mount_point), true)
+            .override_global("DENTRY_NAME_OFF", &pick(|o| o.dentry_name, |r| r.dentry_name), true)
+            .override_global("DENTRY_PARENT_OFF", &pick(|o| o.dentry_parent, |r| r.dentry_parent), true)
+            .override_global("PATH_MNT_OFF", &pick(|o| o.path_mnt, |r| r.path_mnt), true)
+            .override_global("PATH_DENTRY_OFF", &pick(|o| o.path_dentry, |r| r.path_dentry), true)
+            .override_global("VFSMNT_ROOT_OFF", &pick(|o| o.vfsmnt_root, |r| r.vfsmnt_root), true)
+            .override_global("MOUNT_MNT_OFF", &pick(|o| o.mount_mnt, |r| r.mount_mnt), true)
+            .override_global("MOUNT_PARENT_OFF", &pick(|o| o.mount_parent, |r| r.mount_parent), true)
+            .override_global("MOUNT_POINT_OFF", &pick(|o| o.mount_point, |r| r.mount_point), true)
+            .override_global("TASK_FILES_OFF", &resolve.map_or(0, |r| r.task_files), true)
+            .override_global("FILES_FDT_OFF", &resolve.map_or(0, |r| r.files_fdt), true)
+            .override_global("FDT_FD_OFF", &resolve.map_or(0, |r| r.fdt_fd), true)
+            .override_global("TASK_MM_OFF", &resolve.map_or(0, |r| r.task_mm), true)
+            .override_global("MM_EXE_FILE_OFF", &resolve.map_or(0, |r| r.mm_exe_file), true)
             .override_global("TASK_CRED_OFF", &lsm.map_or(0, |o| o.task_cred), true)
             .override_global("SOCKET_SK_OFF", &lsm.map_or(0, |o| o.socket_sk), true)
             .override_global("SOCK_FAMILY_OFF", &lsm.map_or(0, |o| o.sock_family), true)

@@ -114,15 +114,8 @@ impl Registry {
         for child in self.children(id) {
             self.stop_task(child, by, &format!("its parent task {id} was stopped"))?;
         }
-        let task = &self.tasks[&id];
         self.kernel.revoke_task(id)?;
-        if let Err(err) = cgroup::kill_all(&task.cgroup) {
-            tracing::warn!(task = id, %err, "cgroup.kill failed; killing tagged processes one by one");
-        }
-        // Processes that left the task's cgroup are still tagged: kill them by tag.
-        for pid in self.kernel.processes_of(id) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
-        }
+        self.kill_processes(id);
         self.dirty.insert(id);
         let task = self.tasks.get_mut(&id).expect("task exists");
         task.info.state = TaskState::Stopped;
@@ -139,6 +132,36 @@ impl Registry {
             self.close_task(id);
         }
         Ok(self.info(id).expect("task exists"))
+    }
+
+    /// Kills every process of task `id`: its cgroup, then whatever left it but is still tagged.
+    fn kill_processes(&self, id: u32) {
+        if let Err(err) = cgroup::kill_all(&self.tasks[&id].cgroup) {
+            tracing::warn!(task = id, %err, "cgroup.kill failed; killing tagged processes one by one");
+        }
+        for pid in self.kernel.processes_of(id) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+
+    /// At the `landlock` level a grant that ends cannot take back what the Landlock ruleset
+    /// allows (descriptors already open, changes to the tree beneath granted paths): the kernel
+    /// kills at the next open or exec, and the daemon kills the task's processes at once, at
+    /// revocation and, within a second, at expiry.
+    pub fn kill_ended_confined_tasks(&mut self) {
+        let now = crate::daemon::clock::boot_ns_now();
+        let ended: Vec<u32> = self
+            .tasks
+            .values()
+            .filter(|t| t.info.state == TaskState::Open && t.info.landlock_abi.is_some())
+            .filter(|t| t.info.revoked || t.expires_ns <= now)
+            .filter(|t| live_of(&self.kernel, t) > 0)
+            .map(|t| t.info.id)
+            .collect();
+        for id in ended {
+            tracing::info!(task = id, "grant ended at the landlock level: killing the task's processes");
+            self.kill_processes(id);
+        }
     }
 
     /// Closes tasks the kernel counts as empty: covers a `TASK_EMPTY` record lost to a full
@@ -221,10 +244,19 @@ impl Registry {
             }
         }
         self.dirty.insert(id);
+        let cascade = cascade.map(|parent| format!(" (revoking its parent task {parent})")).unwrap_or_default();
+        let confined = self.tasks[&id].info.landlock_abi.is_some();
+        if confined {
+            // A Landlock ruleset cannot be withdrawn: end the processes themselves.
+            self.kill_processes(id);
+        }
         let task = self.tasks.get_mut(&id).expect("checked above");
         task.info.revoked = true;
-        let cascade = cascade.map(|parent| format!(" (revoking its parent task {parent})")).unwrap_or_default();
-        let reason = format!("revoked by {by}{cascade}: the task's processes are allowed nothing from now on");
+        let reason = if confined {
+            format!("revoked by {by}{cascade}: the task's processes were killed (landlock level)")
+        } else {
+            format!("revoked by {by}{cascade}: the task's processes are allowed nothing from now on")
+        };
         let revoked = Control { actor: Some(by.clone()), reason };
         let mut event = Event::new(Body::GrantRevoke(revoked), &self.host, SystemTime::now());
         event.task = Some(task.task_ref());

@@ -118,6 +118,9 @@ impl Registry {
         // Inside a task: a sub-task, never broader than its parent and never outliving it.
         let parent = self.kernel.task_of(req.actor.pid);
         let mut parent_confined = true;
+        // What the task's own grant allows: a sub-task also receives its parent's `flag` rules,
+        // which must stay restrictions, never become Landlock rules of its own.
+        let own_spec = grant.spec.clone();
         if let Some(parent_id) = parent {
             let parent_task = self.tasks.get(&parent_id).ok_or_else(|| {
                 refuse(ErrorCode::Forbidden, format!("process {} belongs to unknown task {parent_id}", req.actor.pid))
@@ -173,7 +176,7 @@ impl Registry {
                     && grant.spec.mode == Mode::Enforce
                     && parent_confined =>
             {
-                Some(crate::confine::ruleset::compile(&grant.spec, abi.min(crate::confine::MAX_ABI)))
+                Some(crate::confine::ruleset::compile(&own_spec, abi.min(crate::confine::MAX_ABI)))
             }
             _ => None,
         };
