@@ -25,6 +25,8 @@
 //!   clone-into-cgroup DIR   clone3 with `CLONE_INTO_CGROUP` into cgroup directory DIR
 //!   add-key TYPE       `add_key(TYPE`, "agent-guard-probe", "x") to the process keyring
 //!   setown-pgrp        `F_SETOWN` of a pipe to a process group (a new one, led by this process)
+//!   bpf-obj-get PATH   `BPF_OBJ_GET` of a pinned map or link
+//!   clone-files        clone(`CLONE_FILES`) without `CLONE_THREAD`: a process sharing the descriptors
 
 use std::{
     ffi::CString,
@@ -250,6 +252,29 @@ pub fn act(args: &[String]) -> Option<std::io::Result<()>> {
                 attr[5] = 1 << 5; // exclude_kernel
                 let fd = libc::syscall(libc::SYS_perf_event_open, attr.as_ptr(), 0, -1, -1, 0);
                 errno_result(fd)
+            }
+            "bpf-obj-get" => {
+                // BPF_OBJ_GET (7) of a pinned object: needs only file permission on the pin.
+                let path = CString::new(args[1].as_str()).unwrap();
+                let mut attr = [0u64; 2];
+                attr[0] = path.as_ptr() as u64;
+                let fd = libc::syscall(libc::SYS_bpf, 7, attr.as_mut_ptr(), 16usize);
+                if fd >= 0 {
+                    libc::close(fd as i32);
+                }
+                errno_result(fd)
+            }
+            "clone-files" => {
+                // A process sharing this one's descriptor table (CLONE_FILES without CLONE_THREAD).
+                let flags = (libc::CLONE_FILES | libc::SIGCHLD) as libc::c_long;
+                let pid = libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize);
+                if pid == 0 {
+                    libc::_exit(0);
+                }
+                if pid > 0 {
+                    libc::waitpid(pid as i32, std::ptr::null_mut(), 0);
+                }
+                errno_result(pid)
             }
             _ => return None,
         }

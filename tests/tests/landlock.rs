@@ -189,3 +189,128 @@ fn a_confined_agent_cannot_signal_trace_or_reprogram_the_guard() {
     assert_eq!(exec["decision"], "denied");
     assert_eq!(exec["enforcement"], "kill");
 }
+
+/// Whether the agent was killed (SIGKILL) without printing a result.
+fn killed(out: &std::process::Output) -> bool {
+    out.status.signal() == Some(9) && stdout(out).is_empty()
+}
+
+#[test]
+fn what_landlock_lets_through_is_judged_on_the_file_it_reached() {
+    let daemon = Daemon::start();
+    let dir = daemon.dir.path();
+    let work = dir.join("work");
+    std::fs::create_dir_all(work.join("private")).unwrap();
+    std::fs::create_dir_all(dir.join("shelf/sub")).unwrap();
+    std::fs::write(work.join("private/key"), "KEY").unwrap();
+    std::fs::write(dir.join("shelf/top.txt"), "top").unwrap();
+    std::fs::write(dir.join("shelf/sub/deep.txt"), "deep").unwrap();
+    let bins = std::path::Path::new(PROBE).parent().unwrap().display().to_string();
+    let (w, d) = (work.display(), dir.display());
+    // Landlock can express neither the `deny` inside `work/**` nor `shelf/*` without its
+    // subdirectories: both are narrowed by the eBPF side, on the file the open reached.
+    let extra = format!(
+        "  files: {{read: [\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/sys/**\", \"/dev/**\", \"{bins}/**\", \"{w}/**\", {{path: \"{w}/private/**\", action: deny}}, \"{d}/shelf/*\"], write: [\"/dev/**\"]}}\n  exec: [\"{bins}/*\"]\n"
+    );
+    let g = grant(dir, "narrowed", "enforce", &[], &extra);
+    let key = work.join("private/key").display().to_string();
+    let run_in = |cwd: &std::path::Path, intent: &str, args: &[&str]| {
+        let mut cmd = vec![PROBE];
+        cmd.extend_from_slice(args);
+        daemon.run_command("narrowed", intent, &g, &[], &cmd).current_dir(cwd).output().unwrap()
+    };
+    assert_eq!(stdout(&run_in(dir, "a shelf file", &["open", &format!("{d}/shelf/top.txt"), "r"])), "ok");
+    for (intent, cwd, path) in [
+        ("relative", work.clone(), "private/key".to_string()),
+        ("double slash", dir.to_path_buf(), format!("{w}//private/key")),
+        ("proc root", dir.to_path_buf(), format!("/proc/self/root{key}")),
+    ] {
+        let out = run_in(&cwd, intent, &["open", &path, "r"]);
+        assert!(killed(&out), "{intent}: {out:?}");
+        let event = daemon.wait_event(intent, |e| e["task"]["intent"] == intent && e["kind"] == "file.open");
+        assert_eq!(
+            (event["decision"].as_str(), event["enforcement"].as_str()),
+            (Some("denied"), Some("kill")),
+            "{event}"
+        );
+        assert_eq!(event["object"]["path"], key.as_str(), "the file reached, not the spelling: {event}");
+    }
+    let out = run_in(dir, "deeper than DIR/*", &["open", &format!("{d}/shelf/sub/deep.txt"), "r"]);
+    assert!(killed(&out), "{out:?}");
+    // The loader run through a relative name: judged on the program that ran.
+    let out =
+        run_in(std::path::Path::new("/lib64"), "relative loader", &["exec", "./ld-linux-x86-64.so.2", "/usr/bin/true"]);
+    assert_ne!(stdout(&out), "ok", "{out:?}");
+    let exec =
+        daemon.wait_event("loader exec", |e| e["task"]["intent"] == "relative loader" && e["kind"] == "process.exec");
+    assert_eq!(exec["enforcement"], "kill", "{exec}");
+    assert!(exec["object"]["path"].as_str().unwrap().contains("ld-linux"), "{exec}");
+}
+
+#[test]
+fn the_routes_around_landlock_are_closed() {
+    let daemon = Daemon::start();
+    let dir = daemon.dir.path();
+    let work = dir.join("work");
+    std::fs::create_dir_all(work.join("out")).unwrap();
+    let secret = dir.join("secret.txt");
+    std::fs::write(&secret, "TOPSECRET").unwrap();
+    let g = work_grant(&daemon, &work);
+    // The guard's own pinned maps: a root agent has file permission on them.
+    let pin = format!("/sys/fs/bpf/{}/maps/PROC_TAGS", daemon.cgroup);
+    assert!(std::path::Path::new(&pin).exists(), "{pin}");
+    for (intent, args) in [
+        ("open the guard's map", vec!["bpf-obj-get", pin.as_str()]),
+        ("open through io_uring", vec!["uring-open", secret.to_str().unwrap()]),
+        ("share the descriptor table", vec!["clone-files"]),
+    ] {
+        let mut cmd = vec![PROBE];
+        cmd.extend(args);
+        let out = daemon.run("confined", intent, &g, &cmd);
+        assert_eq!(stdout(&out), "EPERM", "{intent}: {out:?}");
+    }
+}
+
+#[test]
+fn revoking_a_confined_task_kills_its_processes() {
+    let daemon = Daemon::start();
+    let work = daemon.dir.path().join("work");
+    std::fs::create_dir_all(work.join("out")).unwrap();
+    let g = work_grant(&daemon, &work);
+    let mut agent = daemon.run_command("confined", "wait", &g, &[], &[PROBE, "sleep", "60"]).spawn().unwrap();
+    let opened = daemon.wait_event("task.open", |e| e["kind"] == "task.open" && e["task"]["intent"] == "wait");
+    let id = opened["task"]["id"].to_string();
+    let out = daemon.cli(&["grant", "revoke", &id]);
+    assert!(out.status.success(), "{out:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if let Some(status) = agent.try_wait().unwrap() {
+            assert_eq!(status.signal(), Some(9), "{status:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the agent still runs after the revoke");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let revoke = daemon.wait_event("grant.revoke", |e| e["kind"] == "grant.revoke");
+    assert!(revoke["reason"].as_str().unwrap().contains("killed"), "{revoke}");
+}
+
+#[test]
+fn a_rule_path_that_leads_elsewhere_through_a_symlink_is_left_out() {
+    let daemon = Daemon::start();
+    let dir = daemon.dir.path();
+    std::fs::create_dir_all(dir.join("vault")).unwrap();
+    std::fs::write(dir.join("vault/s.txt"), "TOPSECRET").unwrap();
+    std::fs::create_dir_all(dir.join("work")).unwrap();
+    // Planted (by an earlier task, say) where the grant's rule points.
+    std::os::unix::fs::symlink(dir.join("vault"), dir.join("work/inputs")).unwrap();
+    let bins = std::path::Path::new(PROBE).parent().unwrap().display().to_string();
+    let inputs = dir.join("work/inputs").display().to_string();
+    let extra = format!(
+        "  files: {{read: [\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/sys/**\", \"/dev/**\", \"{bins}/**\", \"{inputs}/**\"]}}\n  exec: [\"{bins}/*\"]\n"
+    );
+    let g = grant(dir, "planted", "enforce", &[], &extra);
+    let out = daemon.run("planted", "read inputs", &g, &[PROBE, "open", &format!("{inputs}/s.txt"), "r"]);
+    assert_eq!(stdout(&out), "error 13", "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("left out"), "{out:?}");
+}
