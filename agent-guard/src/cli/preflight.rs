@@ -144,13 +144,13 @@ fn findings() -> Preflight {
     let scoped = landlock.is_some_and(|abi| abi >= 6);
     checks.push(Check {
         what: "signals to the guard",
-        ok: lsm_ok || scoped,
+        ok: lsm_ok || scoped || landlock.is_some(),
         found: if lsm_ok {
             "refused by the task_kill hook (BPF LSM)".into()
         } else if scoped {
             "refused by Landlock's signal scoping".into()
         } else {
-            "NOT refused: no BPF LSM, and no Landlock signal scoping (ABI 6, Linux 6.12): an agent running as the guard's user can signal it".into()
+            "refused only by the seccomp filter of `agent-guard run` (by pid, process group, broadcast and pidfd): no BPF LSM, and no Landlock signal scoping (ABI 6, Linux 6.12)".into()
         },
     });
     let (file, why) = if lsm_ok {
