@@ -307,3 +307,67 @@ fn a_rule_path_that_leads_elsewhere_through_a_symlink_is_left_out() {
     assert_eq!(stdout(&out), "error 13", "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("left out"), "{out:?}");
 }
+
+#[test]
+fn a_sub_task_is_confined_by_its_own_ruleset_inside_its_parents() {
+    let daemon = Daemon::start();
+    let dir = daemon.dir.path();
+    let work = dir.join("work");
+    std::fs::create_dir_all(work.join("out")).unwrap();
+    std::fs::create_dir_all(dir.join("vault")).unwrap();
+    std::fs::write(dir.join("vault/s.txt"), "TOPSECRET").unwrap();
+    let bins = std::path::Path::new(PROBE).parent().unwrap().display().to_string();
+    let (w, d) = (work.display(), dir.display());
+    let system = format!(
+        "\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/sys/**\", \"/dev/**\", \"{bins}/**\", \"{w}/**\""
+    );
+    // The parent may read the vault (flagged); the sub-task's own grant does not name it: the
+    // parent's flag rule reaches it only as a restriction, never as access.
+    let parent = grant(
+        dir,
+        "parent",
+        "enforce",
+        &[],
+        &format!(
+            "  files: {{read: [{system}, {{path: \"{d}/vault/**\", action: flag}}], write: [\"/dev/**\"]}}\n  exec: [\"{bins}/*\"]\n"
+        ),
+    );
+    let child = grant(
+        &work,
+        "child",
+        "enforce",
+        &[],
+        &format!("  files: {{read: [{system}], write: [\"/dev/**\"]}}\n  exec: [\"{bins}/*\"]\n"),
+    );
+    let secret = format!("{d}/vault/s.txt");
+    let out = daemon.run("lead", "read the vault", &parent, &[PROBE, "open", &secret, "r"]);
+    assert_eq!(stdout(&out), "ok", "the parent may: {out:?}");
+    let bin = agent_guard_e2e::agent_guard_bin().display().to_string();
+    let socket = daemon.socket.display().to_string();
+    let child_path = child.display().to_string();
+    let inner = [
+        bin.as_str(),
+        "--socket",
+        &socket,
+        "run",
+        "--agent",
+        "sub",
+        "--intent",
+        "delegated read",
+        "--grant",
+        &child_path,
+        "--",
+        PROBE,
+        "open",
+        &secret,
+        "r",
+    ];
+    let out = daemon.run("lead", "delegates", &parent, &inner);
+    assert_eq!(stdout(&out), "error 13", "{out:?}");
+    let opened =
+        daemon.wait_event("sub-task open", |e| e["kind"] == "task.open" && e["task"]["intent"] == "delegated read");
+    assert!(opened["reason"].as_str().unwrap().contains("confined by Landlock ABI"), "{opened}");
+    let denied =
+        daemon.wait_event("sub-task denial", |e| e["task"]["intent"] == "delegated read" && e["decision"] == "denied");
+    assert_eq!(denied["enforcement"], "landlock", "{denied}");
+}
