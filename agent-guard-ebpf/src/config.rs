@@ -134,7 +134,7 @@ static EXEC_CAPTURE: u32 = 0;
 
 /// The `landlock` level's resolution of an opened descriptor and of the executable (file.rs,
 /// exec.rs): `task_struct.files`, `files_struct.fdt`, `fdtable.fd`, `task_struct.mm`,
-/// `mm_struct.exe_file` (include/linux/fdtable.h, include/linux/mm_types.h). 0: no BTF, the
+/// `mm_struct.exe_file` (`include/linux/fdtable.h`, `include/linux/mm_types.h`). 0: no BTF, the
 /// spelled path decides.
 #[unsafe(no_mangle)]
 static TASK_FILES_OFF: u32 = 0;

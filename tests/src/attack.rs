@@ -266,7 +266,7 @@ pub fn act(args: &[String]) -> Option<std::io::Result<()>> {
             }
             "clone-files" => {
                 // A process sharing this one's descriptor table (CLONE_FILES without CLONE_THREAD).
-                let flags = (libc::CLONE_FILES | libc::SIGCHLD) as libc::c_long;
+                let flags = libc::c_long::from(libc::CLONE_FILES | libc::SIGCHLD);
                 let pid = libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize);
                 if pid == 0 {
                     libc::_exit(0);

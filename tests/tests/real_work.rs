@@ -1,5 +1,5 @@
 //! Ordinary developer jobs under the toolchain profiles shipped in `policies/toolchains/`
-//! (AgentProfile `developer` and one GrantTemplate per toolchain), at this host's level
+//! (`AgentProfile` `developer` and one `GrantTemplate` per toolchain), at this host's level
 //! (`landlock`): each must finish, and its task must have no denial and no flag. The jobs probe
 //! for files that do not exist (cargo's `rust-toolchain` in every parent, curl's `~/.curlrc`),
 //! create temporary files, and open paths relative to their working directory: none of that may

@@ -141,19 +141,40 @@ fn findings() -> Preflight {
         },
     });
     let lsm_ok = bpf_lsm && offsets.is_ok();
+    checks.push(signals_check(lsm_ok, landlock));
+    let (file, why) = file_level(lsm_ok, landlock);
+    Preflight {
+        kernel: release,
+        supported: supported && cgroup2,
+        checks,
+        network: if lsm_ok { Level::Lsm } else { Level::Cgroup },
+        file,
+        exec: file,
+        why,
+    }
+}
+
+/// Whether signals to the guard are refused, and by what.
+fn signals_check(lsm_ok: bool, landlock: Option<u32>) -> Check {
     let scoped = landlock.is_some_and(|abi| abi >= 6);
-    checks.push(Check {
+    Check {
         what: "signals to the guard",
-        ok: lsm_ok || scoped || landlock.is_some(),
+        ok: lsm_ok || landlock.is_some(),
         found: if lsm_ok {
             "refused by the task_kill hook (BPF LSM)".into()
         } else if scoped {
             "refused by Landlock's signal scoping".into()
-        } else {
+        } else if landlock.is_some() {
             "refused only by the seccomp filter of `agent-guard run` (by pid, process group, broadcast and pidfd): no BPF LSM, and no Landlock signal scoping (ABI 6, Linux 6.12)".into()
+        } else {
+            "NOT refused: neither BPF LSM nor Landlock".into()
         },
-    });
-    let (file, why) = if lsm_ok {
+    }
+}
+
+/// The level files and execs get, and why.
+fn file_level(lsm_ok: bool, landlock: Option<u32>) -> (Level, String) {
+    if lsm_ok {
         (Level::Lsm, "BPF LSM is listed and the BTF has what its programs need; the daemon confirms it when it loads them (some kernels still refuse them: it then falls back and says so)".to_string())
     } else if landlock.is_some() {
         (Level::Landlock, "no BPF LSM: tasks opened with `agent-guard run` are confined by Landlock (EACCES), and reported from syscall exit tracepoints".to_string())
@@ -163,15 +184,6 @@ fn findings() -> Preflight {
             "neither BPF LSM nor Landlock: an out-of-scope open or exec kills the agent, after the syscall ran"
                 .to_string(),
         )
-    };
-    Preflight {
-        kernel: release,
-        supported: supported && cgroup2,
-        checks,
-        network: if lsm_ok { Level::Lsm } else { Level::Cgroup },
-        file,
-        exec: file,
-        why,
     }
 }
 
