@@ -195,6 +195,9 @@ pub const PATH_RESOLVED_ELSEWHERE: u32 = 8;
 /// kernel resolves it to a file the process already holds, which Landlock judges again; at the
 /// `landlock` level it is left to Landlock (a pipe or socket reopened this way has no path).
 pub const PATH_FD_LINK: u32 = 16;
+/// The path could not be read from the process's memory at syscall entry (a page not faulted
+/// in yet): the open or exec is judged at exit on the file it reached, or refused.
+pub const PATH_UNREADABLE: u32 = 32;
 
 /// `ExecEvent`: arguments captured and bytes kept of each.
 pub const EXEC_ARGS: usize = 8;

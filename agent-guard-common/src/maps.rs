@@ -41,11 +41,12 @@ pub const EXEC_SCRATCH: &str = "EXEC_SCRATCH";
 pub const EXEC_PENDING: &str = "EXEC_PENDING";
 /// Default entries of `EXEC_PENDING`.
 pub const DEFAULT_EXEC_PENDING: u32 = 4_096;
-/// LRU tid -> [`crate::event::FileEvent`]: an open of a Landlock-confined task that its grant
-/// does not allow, seen at syscall entry and reported at syscall exit with what Landlock did.
+/// tid -> [`crate::event::FileEvent`]: an open of a Landlock-confined task (or one whose path
+/// could not be read), seen at syscall entry and judged at syscall exit. Not LRU: an entry is
+/// never evicted; an open that finds the map full is killed.
 pub const FILE_PENDING: &str = "FILE_PENDING";
-/// Default entries of `FILE_PENDING`.
-pub const DEFAULT_FILE_PENDING: u32 = 4_096;
+/// Default entries of `FILE_PENDING` (threads inside an open at once).
+pub const DEFAULT_FILE_PENDING: u32 = 16_384;
 /// tid -> [`crate::task::Approval`]: actions held for a human's decision.
 pub const APPROVALS: &str = "APPROVALS";
 /// Default entries of `APPROVALS` (held actions).

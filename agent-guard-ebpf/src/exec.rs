@@ -247,13 +247,22 @@ fn try_exec_done(old_tid: u32) {
     if let Some(task) = current_task() {
         // Confined: the program that now runs decides, not its spelling (a symlink such as
         // /bin/sh, a descriptor, the loader run directly).
-        if task.landlock_decides()
-            && let Some(verdict) = resolved_verdict(&task, event)
-        {
-            if verdict == VERDICT_IN_SCOPE && event.header.verdict != VERDICT_IN_SCOPE {
-                let _ = EXEC_PENDING.remove(&old_tid);
-                return;
-            }
+        // So is a spelling the kernel could not decide at entry (relative, unreadable), at every
+        // level.
+        let landlock = task.landlock_decides();
+        if landlock || event.header.verdict == VERDICT_UNRESOLVED {
+            let spelled = event.header.verdict;
+            let verdict = match resolved_verdict(&task, event) {
+                Some(VERDICT_IN_SCOPE) if spelled != VERDICT_IN_SCOPE => {
+                    let _ = EXEC_PENDING.remove(&old_tid);
+                    return;
+                }
+                Some(verdict) => verdict,
+                // Confined, and the program has no path the grant can name (a memfd run by a
+                // relative name, deeper than 16 components): fail closed.
+                None if landlock && spelled != VERDICT_IN_SCOPE && spelled != VERDICT_FLAGGED => VERDICT_OUT_OF_SCOPE,
+                None => spelled,
+            };
             event.header.verdict = verdict;
             event.header.reason = reason_for(&task, verdict);
         }

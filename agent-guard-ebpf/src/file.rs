@@ -33,8 +33,9 @@ use agent_guard_common::{
         ACTION_ALLOWED, ACTION_KILLED, ACTION_LANDLOCK, FILE_OP_OPEN, KIND_FILE, PATH_FD_LINK, PATH_RESOLVED_ELSEWHERE,
         REASON_NO_RULE, VERDICT_FLAGGED, VERDICT_IN_SCOPE, VERDICT_OUT_OF_SCOPE, VERDICT_RULE_DENY, VERDICT_UNRESOLVED,
     },
-    event::{FileEvent, REASON_NONE},
+    event::{FileEvent, PATH_UNREADABLE, REASON_NONE},
     path::{ACCESS_READ, ACCESS_WRITE, Decision, PATH_MAX_MATCH, decide},
+    task::MODE_AUDIT,
 };
 use aya_ebpf::{helpers::bpf_probe_read_user_str_bytes, macros::tracepoint, programs::TracePointContext};
 
@@ -152,9 +153,10 @@ fn try_open_exit(ret: i64) {
     };
     // SAFETY: this thread's own entry, sent and removed before it opens again.
     let event = unsafe { &mut *event };
+    let confined = current_task().is_some_and(|task| task.landlock_decides());
     if event.header.tgid != current_tgid() {
         // Left by an exited thread whose tid was reused: never act on another process.
-    } else if ret == -EACCES {
+    } else if ret == -EACCES && confined {
         // A spelled path the grant allows that Landlock refused leads out of the ruleset:
         // reported as out of scope, with the path as spelled (path_flags says so).
         if event.header.verdict == VERDICT_IN_SCOPE || event.header.verdict == VERDICT_FLAGGED {
@@ -166,9 +168,13 @@ fn try_open_exit(ret: i64) {
         emit::send(event);
     } else if ret >= 0 {
         // Landlock let it through: judge the file the open reached, where it can be found (the
-        // ruleset is wider than the grant for `DIR/*`, `deny` rules and sub-tasks); otherwise
-        // the spelling decides, as at the `kill` level.
-        let verdict = resolved_verdict(ret as u64, event).unwrap_or(event.header.verdict);
+        // ruleset is wider than the grant for `DIR/*`, `deny` rules and sub-tasks). Where it
+        // cannot, only an absolute spelling the grant allows passes; a pipe or socket reopened
+        // through its descriptor link has no path and is Landlock's.
+        let unjudged = event.path_flags & PATH_UNREADABLE != 0
+            || (event.header.verdict == VERDICT_UNRESOLVED && event.path_flags & PATH_FD_LINK == 0);
+        let fallback = if unjudged { VERDICT_OUT_OF_SCOPE } else { event.header.verdict };
+        let verdict = resolved_verdict(ret as u64, event).unwrap_or(fallback);
         if verdict == VERDICT_OUT_OF_SCOPE || verdict == VERDICT_RULE_DENY {
             // SAFETY: helper with a signal number; SIGKILL (9) goes to the whole process and is
             // taken on the way back to user space, before the descriptor can be used.
@@ -254,11 +260,14 @@ fn try_open(dfd: i64, filename: u64, flags: u32) {
     // Zeroed first (a fixed-size store LLVM unrolls, no loop for the verifier) so that bytes
     // of an earlier path in this per-CPU scratch never reach an event.
     event.path = [0; PATH_MAX_MATCH];
+    let access = access_of(flags);
     let Ok(path) = (unsafe { bpf_probe_read_user_str_bytes(filename as *const u8, &mut event.path) }) else {
+        // The string sits on a page not faulted in yet (the kernel's own read will fault it in):
+        // the open cannot be judged here, so it is judged at exit on the file it reached.
+        pend_unreadable(&task, event, dfd, flags, access);
         return;
     };
     let len = path.len();
-    let access = access_of(flags);
     let ended = task.grant_ended();
     let matched = match_path(task.entry.grant_id, &event.path, len, false);
     // `report` is whether this open is reported now, at entry.
@@ -294,7 +303,32 @@ fn try_open(dfd: i64, filename: u64, flags: u32) {
     }
     // Confined: every open Landlock may still refuse waits for its result, also one whose
     // spelled path is in scope (a symlink or a bind mount may lead out of the grant).
-    if landlock && FILE_PENDING.insert(&current_tid(), event, 0).is_err() {
-        emit::count_drop();
+    if landlock {
+        pend(&task, event);
     }
+}
+
+/// Keeps `event` for the open's exit; an open that cannot be kept cannot be judged, so the
+/// process is killed now (fail closed).
+#[inline(always)]
+fn pend(task: &crate::task::CurrentTask, event: &mut FileEvent) {
+    if FILE_PENDING.insert(&current_tid(), event, 0).is_err() && task.entry.mode != MODE_AUDIT {
+        // SAFETY: helper with a signal number; SIGKILL (9) goes to the whole process.
+        unsafe { aya_ebpf::helpers::generated::bpf_send_signal(9) };
+        event.header.action = ACTION_KILLED;
+        emit::send(event);
+    }
+}
+
+/// An open whose path could not be read: kept for its exit, where the file it reached decides.
+#[inline(always)]
+fn pend_unreadable(task: &crate::task::CurrentTask, event: &mut FileEvent, dfd: i64, flags: u32, access: u32) {
+    let verdict = VERDICT_UNRESOLVED;
+    event.header = emit::header(KIND_FILE, verdict, reason_for(task, verdict), ACTION_ALLOWED, task.task_id);
+    event.access = access;
+    event.open_flags = flags;
+    event.dfd = dfd as i32;
+    event.path_flags = PATH_UNREADABLE;
+    event.op = FILE_OP_OPEN;
+    pend(task, event);
 }

@@ -59,6 +59,13 @@ const AF_INET6: u16 = 10;
 const SOCK_STREAM: u16 = 1;
 const SOCK_DGRAM: u16 = 2;
 
+/// Never attached: `agent-guard preflight` loads it to learn whether this kernel takes BPF LSM
+/// programs at all (some refuse them with EPERM although `bpf` is an active LSM).
+#[lsm(hook = "file_open")]
+pub fn lsm_probe(_ctx: LsmContext) -> i32 {
+    0
+}
+
 #[lsm(hook = "file_open")]
 pub fn file_open(ctx: LsmContext) -> i32 {
     ret(try_file_open(&ctx))

@@ -53,7 +53,7 @@ pub static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(
 pub static EXEC_PENDING: LruHashMap<u32, ExecEvent> = LruHashMap::with_max_entries(1, 0);
 
 #[map]
-pub static FILE_PENDING: LruHashMap<u32, FileEvent> = LruHashMap::with_max_entries(1, 0);
+pub static FILE_PENDING: HashMap<u32, FileEvent> = HashMap::with_max_entries(1, 0);
 
 #[map]
 pub static APPROVALS: HashMap<u32, Approval> = HashMap::with_max_entries(1, 0);

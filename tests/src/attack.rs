@@ -26,6 +26,8 @@
 //!   add-key TYPE       `add_key(TYPE`, "agent-guard-probe", "x") to the process keyring
 //!   setown-pgrp        `F_SETOWN` of a pipe to a process group (a new one, led by this process)
 //!   bpf-obj-get PATH   `BPF_OBJ_GET` of a pinned map or link
+//!   open-unfaulted PATH  opens PATH spelled on a page the process never touched (a memfd mapping)
+//!   open-unfaulted PATH  opens PATH spelled on a page the process never touched (a memfd mapping)
 //!   clone-files        clone(`CLONE_FILES`) without `CLONE_THREAD`: a process sharing the descriptors
 
 use std::{
@@ -263,6 +265,22 @@ pub fn act(args: &[String]) -> Option<std::io::Result<()>> {
                     libc::close(fd as i32);
                 }
                 errno_result(fd)
+            }
+            "open-unfaulted" => {
+                // The path sits in a shared mapping of a memfd that this process never touched:
+                // the kernel faults the page in, a tracepoint's read cannot.
+                let path = cstr(args, 1);
+                let name = CString::new("path").unwrap();
+                let fd = libc::memfd_create(name.as_ptr(), 0);
+                let bytes = path.as_bytes_with_nul();
+                libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+                let page = libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ, libc::MAP_SHARED, fd, 0);
+                let opened = libc::openat(libc::AT_FDCWD, page.cast(), libc::O_RDONLY);
+                if opened >= 0 {
+                    let mut buf = [0u8; 64];
+                    libc::read(opened, buf.as_mut_ptr().cast(), buf.len());
+                }
+                errno_result(i64::from(opened))
             }
             "clone-files" => {
                 // A process sharing this one's descriptor table (CLONE_FILES without CLONE_THREAD).

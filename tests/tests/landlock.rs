@@ -193,9 +193,10 @@ fn what_landlock_lets_through_is_judged_on_the_file_it_reached() {
     let daemon = Daemon::start();
     let dir = daemon.dir.path();
     let work = dir.join("work");
-    std::fs::create_dir_all(work.join("private")).unwrap();
+    std::fs::create_dir_all(work.join("private/a/b/c/d/e/f")).unwrap();
     std::fs::create_dir_all(dir.join("shelf/sub")).unwrap();
     std::fs::write(work.join("private/key"), "KEY").unwrap();
+    std::fs::write(work.join("private/a/b/c/d/e/f/key"), "KEY").unwrap();
     std::fs::write(dir.join("shelf/top.txt"), "top").unwrap();
     std::fs::write(dir.join("shelf/sub/deep.txt"), "deep").unwrap();
     let bins = std::path::Path::new(PROBE).parent().unwrap().display().to_string();
@@ -227,7 +228,18 @@ fn what_landlock_lets_through_is_judged_on_the_file_it_reached() {
             "{event}"
         );
         assert_eq!(event["object"]["path"], key.as_str(), "the file reached, not the spelling: {event}");
+        // One strike: the task ends with the kill.
+        let stop = daemon.wait_event("task.stop", |e| e["task"]["intent"] == intent && e["kind"] == "task.stop");
+        assert!(stop["reason"].as_str().unwrap().contains("one strike"), "{stop}");
     }
+    // Deeper than the LSM hooks' walk, and spelled relatively.
+    let out = run_in(&work.join("private/a/b/c/d/e/f"), "deep relative", &["open", "key", "r"]);
+    assert!(killed(&out), "{out:?}");
+    // A path the probe's tracepoint cannot read (its page not faulted in yet).
+    let out = run_in(dir, "unfaulted", &["open-unfaulted", &key]);
+    assert!(killed(&out), "{out:?}");
+    let event = daemon.wait_event("unfaulted", |e| e["task"]["intent"] == "unfaulted" && e["kind"] == "file.open");
+    assert_eq!(event["object"]["path"], key.as_str(), "{event}");
     let out = run_in(dir, "deeper than DIR/*", &["open", &format!("{d}/shelf/sub/deep.txt"), "r"]);
     assert!(killed(&out), "{out:?}");
     // The loader run through a relative name: judged on the program that ran.
@@ -248,6 +260,8 @@ fn the_routes_around_landlock_are_closed() {
     std::fs::create_dir_all(work.join("out")).unwrap();
     let secret = dir.join("secret.txt");
     std::fs::write(&secret, "TOPSECRET").unwrap();
+    std::fs::write(work.join("notes"), "notes").unwrap();
+    let (notes, hard_link) = (work.join("notes").display().to_string(), work.join("out/hl").display().to_string());
     let g = work_grant(&daemon, &work);
     // The guard's own pinned maps: a root agent has file permission on them.
     let pin = format!("/sys/fs/bpf/{}/maps/PROC_TAGS", daemon.cgroup);
@@ -256,12 +270,14 @@ fn the_routes_around_landlock_are_closed() {
         ("open the guard's map", vec!["bpf-obj-get", pin.as_str()]),
         ("open through io_uring", vec!["uring-open", secret.to_str().unwrap()]),
         ("share the descriptor table", vec!["clone-files"]),
+        ("hard link a file", vec!["link", notes.as_str(), hard_link.as_str()]),
     ] {
         let mut cmd = vec![PROBE];
         cmd.extend(args);
         let out = daemon.run("confined", intent, &g, &cmd);
         assert_eq!(stdout(&out), "EPERM", "{intent}: {out:?}");
     }
+    assert!(!work.join("out/hl").exists());
 }
 
 #[test]
@@ -364,6 +380,11 @@ fn a_sub_task_is_confined_by_its_own_ruleset_inside_its_parents() {
     ];
     let out = daemon.run("lead", "delegates", &parent, &inner);
     assert_eq!(stdout(&out), "error 13", "{out:?}");
+    // Inside a confined task a sub-task cannot opt out of Landlock.
+    let mut unconfined: Vec<&str> = inner.to_vec();
+    unconfined.insert(4, "--without-landlock");
+    let out = daemon.run("lead", "opts out", &parent, &unconfined);
+    assert!(stdout(&out).is_empty() && String::from_utf8_lossy(&out.stderr).contains("must be too"), "{out:?}");
     let opened =
         daemon.wait_event("sub-task open", |e| e["kind"] == "task.open" && e["task"]["intent"] == "delegated read");
     assert!(opened["reason"].as_str().unwrap().contains("confined by Landlock ABI"), "{opened}");

@@ -1,7 +1,8 @@
 //! `agent-guard preflight [--json]`: which enforcement level each capability would get on this
-//! machine, and why, read from the running kernel without a daemon and without changing
-//! anything. The daemon decides for good when it loads (a kernel may list `bpf` among its LSMs
-//! and still refuse BPF LSM programs); `agent-guard daemon --require LEVEL` makes that binding.
+//! machine, and why, read from the running kernel without a daemon. It changes nothing: the
+//! one thing it loads, to learn whether the kernel takes BPF LSM programs at all (some list
+//! `bpf` among their LSMs and still refuse them), is a trivial program it never attaches.
+//! `agent-guard daemon --require LEVEL` makes a level binding.
 
 use std::{path::Path, process::ExitCode};
 
@@ -140,7 +141,23 @@ fn findings() -> Preflight {
             "SO_PEERCRED and a pidfd re-checked against the process start time (before Linux 6.5)".into()
         },
     });
-    let lsm_ok = bpf_lsm && offsets.is_ok();
+    let lsm_new_enough = crate::daemon::kernel_version() >= crate::daemon::MIN_LSM_KERNEL;
+    let probe = if bpf_lsm && offsets.is_ok() && lsm_new_enough { Some(crate::daemon::probe_lsm()) } else { None };
+    checks.push(Check {
+        what: "BPF LSM programs",
+        ok: matches!(probe, Some(Ok(()))),
+        found: match &probe {
+            Some(Ok(())) => "this kernel loads them (a trivial one was loaded and unloaded)".into(),
+            Some(Err(err)) => format!("this kernel refuses them: {err}"),
+            None if !lsm_new_enough => format!(
+                "not used before Linux {}.{} (an older verifier refuses some of them)",
+                crate::daemon::MIN_LSM_KERNEL.0,
+                crate::daemon::MIN_LSM_KERNEL.1
+            ),
+            None => "not tried: bpf is not an active LSM, or the BTF lacks what they need".into(),
+        },
+    });
+    let lsm_ok = matches!(probe, Some(Ok(())));
     checks.push(signals_check(lsm_ok, landlock));
     let (file, why) = file_level(lsm_ok, landlock);
     Preflight {
@@ -175,7 +192,7 @@ fn signals_check(lsm_ok: bool, landlock: Option<u32>) -> Check {
 /// The level files and execs get, and why.
 fn file_level(lsm_ok: bool, landlock: Option<u32>) -> (Level, String) {
     if lsm_ok {
-        (Level::Lsm, "BPF LSM is listed and the BTF has what its programs need; the daemon confirms it when it loads them (some kernels still refuse them: it then falls back and says so)".to_string())
+        (Level::Lsm, "BPF LSM is active and this kernel loads its programs".to_string())
     } else if landlock.is_some() {
         (Level::Landlock, "no BPF LSM: tasks opened with `agent-guard run` are confined by Landlock (EACCES), and reported from syscall exit tracepoints".to_string())
     } else {

@@ -10,6 +10,10 @@
 //!   `CLONE_THREAD`): a process killed for an open would leave the descriptor to its sibling.
 //!   `clone3`, whose flags a filter cannot read, fails with ENOSYS, so the C library falls back
 //!   to `clone`.
+//! - `pidfd_getfd`: a sibling could take the descriptor of a process being killed for an open
+//!   before the kill lands.
+//! - hard links (`link`, `linkat`), refused inside a task at every level: a new name for a file a
+//!   `deny` rule names would be judged as the new name.
 //! - signals to the guard by pid, by its process group and by broadcast (`kill(-1)`), and
 //!   `pidfd_open` of it: Landlock scopes signals only from ABI 6 (Linux 6.12).
 
@@ -42,7 +46,15 @@ fn arg_is(index: u8, value: i32) -> Result<SeccompRule, SeccompError> {
 /// The refusals (EPERM) for a guard whose process is `guard_pid`.
 fn refused(guard_pid: i32) -> Result<BTreeMap<i64, Vec<SeccompRule>>, SeccompError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-    for nr in [libc::SYS_bpf, libc::SYS_io_uring_setup, libc::SYS_io_uring_enter, libc::SYS_io_uring_register] {
+    for nr in [
+        libc::SYS_bpf,
+        libc::SYS_io_uring_setup,
+        libc::SYS_io_uring_enter,
+        libc::SYS_io_uring_register,
+        libc::SYS_pidfd_getfd,
+        libc::SYS_link,
+        libc::SYS_linkat,
+    ] {
         rules.insert(nr, Vec::new());
     }
     let shares_files = Cond::new(0, Len::Qword, Op::MaskedEq(CLONE_FILES | CLONE_THREAD), CLONE_FILES).map_err(fail)?;

@@ -24,9 +24,10 @@ use aya::maps::{MapData, RingBuf};
 use tokio::{io::unix::AsyncFd, net::UnixListener};
 
 pub use kernel::{
-    KernelError, MapSizes,
+    KernelError, MIN_LSM_KERNEL, MapSizes,
     btf::{VMLINUX_BTF, lsm_offsets},
     cgroup::cgroup2_root,
+    kernel_version, probe_lsm,
 };
 
 use self::{
@@ -455,6 +456,7 @@ fn decode_batch(
             Decoded::Event(event) => {
                 reg.count(&event);
                 if action {
+                    reg.strike(&event);
                     events.push(*event);
                 } else {
                     reg.sink.send(*event);

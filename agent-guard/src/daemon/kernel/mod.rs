@@ -29,6 +29,7 @@ mod bpffs;
 pub mod btf;
 pub mod cgroup;
 mod links;
+mod securityfs;
 mod tracefs;
 
 use self::links::Links;
@@ -295,6 +296,27 @@ const LSM_PROGRAMS: &[(&str, &str)] = &[
 
 const SOCK_ADDR_PROGRAMS: &[&str] = &["connect4", "connect6", "sendmsg4", "sendmsg6"];
 
+/// The oldest kernel whose verifier takes all of the BPF LSM programs: 6.1's refuses the
+/// file-tree hooks' calls (`path_mknod`: "reg type unsupported for arg#0"), so there the daemon
+/// uses the `landlock` level (tested in the VM matrix).
+pub const MIN_LSM_KERNEL: (u32, u32) = (6, 12);
+
+/// The running kernel's (major, minor).
+pub fn kernel_version() -> (u32, u32) {
+    let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse().ok());
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+/// Whether this kernel loads a BPF LSM program (a trivial one, never attached): some refuse
+/// them with EPERM although `bpf` is an active LSM. Loads nothing else and attaches nothing.
+pub fn probe_lsm() -> Result<(), String> {
+    let mut ebpf = EbpfLoader::new().load(EBPF_OBJECT).map_err(|e| e.to_string())?;
+    let btf = aya::Btf::from_sys_fs().map_err(|e| e.to_string())?;
+    let program: &mut Lsm = program(&mut ebpf, "lsm_probe").map_err(|e| e.to_string())?;
+    program.load("file_open", &btf).map_err(|e| e.to_string())
+}
+
 impl Kernel {
     /// Loads every program and attaches it, with BPF LSM for file, exec and connect where the
     /// kernel takes it; otherwise (unless `require_lsm`) file and exec are observed and the
@@ -308,7 +330,19 @@ impl Kernel {
             let path = options.pin_dir.join(dir);
             std::fs::create_dir_all(&path).map_err(|source| KernelError::Pin { path, source })?;
         }
-        let lsm = btf::lsm_offsets().map_err(|detail| KernelError::LsmUnavailable { detail });
+        let version = kernel_version();
+        let lsm = securityfs::bpf_lsm_active()
+            .and_then(|()| {
+                if version < MIN_LSM_KERNEL {
+                    return Err(format!(
+                        "the BPF LSM programs need Linux {}.{} or later; this kernel is {}.{}",
+                        MIN_LSM_KERNEL.0, MIN_LSM_KERNEL.1, version.0, version.1
+                    ));
+                }
+                Ok(())
+            })
+            .and_then(|()| btf::lsm_offsets())
+            .map_err(|detail| KernelError::LsmUnavailable { detail });
         let loaded = match lsm.and_then(|offsets| Self::load_mode(options, Some(&offsets))) {
             Ok(loaded) => Ok(loaded),
             Err(err @ (KernelError::LsmUnavailable { .. } | KernelError::Lsm { .. })) if !options.require_lsm => {

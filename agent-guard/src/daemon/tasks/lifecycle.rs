@@ -7,7 +7,7 @@ use crate::daemon::{
     clock::{self, boot_ns_now},
     events::{
         decode::Touched,
-        schema::{Actor, Body, Control, Event, TaskEnded},
+        schema::{Actor, Body, Control, Decision, Event, TaskEnded},
     },
     kernel::cgroup,
 };
@@ -161,6 +161,25 @@ impl Registry {
         for id in ended {
             tracing::info!(task = id, "grant ended at the landlock level: killing the task's processes");
             self.kill_processes(id);
+        }
+    }
+
+    /// One strike at the `landlock` level: a process killed for an open or exec outside its
+    /// grant that Landlock let through (the ruleset is wider than the grant there) ends its task.
+    /// The kill lands as the syscall returns, and another thread or process of the task could
+    /// race it for the new descriptor; a second try is not given.
+    pub fn strike(&mut self, event: &Event) {
+        let Some(verdict) = event.body.verdict() else { return };
+        if verdict.enforcement != crate::api::Level::Kill || verdict.decision != Decision::Denied {
+            return;
+        }
+        let Some(id) = event.task.as_ref().map(|t| t.id) else { return };
+        let confined = self.tasks.get(&id).is_some_and(|t| t.info.landlock_abi.is_some());
+        if confined {
+            let why = "one of its processes was killed for an access outside the grant (landlock level: one strike)";
+            if let Err(err) = self.stop_task(id, None, why) {
+                tracing::warn!(task = id, reason = %err.message, "stopping a task after a kill");
+            }
         }
     }
 

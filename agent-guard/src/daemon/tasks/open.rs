@@ -157,6 +157,15 @@ impl Registry {
             }
             ttl = ttl.min(left);
             parent_confined = parent_task.info.landlock_abi.is_some();
+            if parent_confined && req.landlock_abi.is_none() {
+                // Its processes would be outside every kill a Landlock task's end brings.
+                return Err(refuse(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "task {parent_id} is confined by Landlock: its sub-tasks must be too (run without --without-landlock)"
+                    ),
+                ));
+            }
             latest_ns = Some(latest_ns.unwrap_or(u64::MAX).min(parent_task.expires_ns));
             // An agent names its sub-agents, under its own name: it cannot pass for another.
             if agent != parent_task.info.agent {
