@@ -28,21 +28,13 @@ pub fn read_ptr(addr: u64) -> u64 {
 /// in the callback's context cost it 8 s per hook under emulation and E2BIG for two walks).
 #[inline(always)]
 pub fn build(vfsmount: u64, dentry: u64, out: &mut [u8; PATH_MAX_MATCH]) -> Option<usize> {
-    build_deep::<MAX_DEPTH>(vfsmount, dentry, out)
-}
-
-/// `build` for up to `DEPTH` components (a power of two). The syscall-exit programs of the
-/// `landlock` level walk 16 (resolve.rs): they do nothing else, where an LSM hook's budget also
-/// pays for its other checks.
-#[inline(always)]
-pub fn build_deep<const DEPTH: usize>(vfsmount: u64, dentry: u64, out: &mut [u8; PATH_MAX_MATCH]) -> Option<usize> {
-    let mut names = [0u64; DEPTH];
+    let mut names = [0u64; MAX_DEPTH];
     let mut dentry = dentry;
     let mut vfsmount = vfsmount;
     let mut mount = vfsmount.wrapping_sub(config::mount_mnt_off() as u64);
     let mut count = 0usize;
     let mut done = false;
-    for _ in 0..DEPTH + 4 {
+    for _ in 0..MAX_DEPTH + 4 {
         if dentry == 0 || mount == 0 {
             return None;
         }
@@ -60,10 +52,10 @@ pub fn build_deep<const DEPTH: usize>(vfsmount: u64, dentry: u64, out: &mut [u8;
             vfsmount = parent_mount + config::mount_mnt_off() as u64;
             continue;
         }
-        if count >= DEPTH {
+        if count >= MAX_DEPTH {
             return None;
         }
-        names[count & (DEPTH - 1)] = read_ptr(dentry + config::dentry_name_off() as u64);
+        names[count & (MAX_DEPTH - 1)] = read_ptr(dentry + config::dentry_name_off() as u64);
         count += 1;
         dentry = parent;
     }
@@ -77,14 +69,14 @@ pub fn build_deep<const DEPTH: usize>(vfsmount: u64, dentry: u64, out: &mut [u8;
     buf[0] = b'/';
     buf[1] = 0;
     let mut at = 0usize;
-    for i in 0..DEPTH {
+    for i in 0..MAX_DEPTH {
         if i >= count {
             break;
         }
         if at >= PATH_MAX_MATCH - 1 {
             return None;
         }
-        let name = names[(count - 1 - i) & (DEPTH - 1)];
+        let name = names[(count - 1 - i) & (MAX_DEPTH - 1)];
         let at_masked = at & (PATH_MAX_MATCH - 1);
         buf[at_masked] = b'/';
         // SAFETY: `at_masked` < 256, so the 256-byte window after the '/' stays inside the buffer.

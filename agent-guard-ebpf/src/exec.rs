@@ -164,19 +164,20 @@ fn try_exec(filename: u64, argv: u64) {
 }
 
 /// The grant's verdict on the executable now running (resolve.rs), which then replaces the
-/// spelled path in `event`; None when it cannot be found.
+/// spelled path in `event`; why not, when its path cannot be found.
 #[inline(always)]
-fn resolved_verdict(task: &crate::task::CurrentTask, event: &mut ExecEvent) -> Option<u32> {
+fn resolved_verdict(task: &crate::task::CurrentTask, event: &mut ExecEvent) -> Result<u32, crate::resolve::NoPath> {
+    use crate::resolve::NoPath;
     // SAFETY: per-CPU scratch entry, free between the entry programs' runs on this CPU.
-    let scratch = unsafe { &mut *EXEC_SCRATCH.get_ptr_mut(0)? };
+    let scratch = unsafe { &mut *EXEC_SCRATCH.get_ptr_mut(0).ok_or(NoPath::Unknown)? };
     let len = crate::resolve::exe_path(&mut scratch.path)?;
     let matched = match_path(task.entry.grant_id, &scratch.path, len, true);
     if matched.flags != 0 {
-        return None;
+        return Err(NoPath::Unknown);
     }
     event.path = scratch.path;
     event.path_flags = 0;
-    Some(match decide(matched.allowed, ACCESS_EXEC) {
+    Ok(match decide(matched.allowed, ACCESS_EXEC) {
         Decision::Allow => VERDICT_IN_SCOPE,
         Decision::Flag => VERDICT_FLAGGED,
         Decision::Deny => VERDICT_RULE_DENY,
@@ -253,15 +254,15 @@ fn try_exec_done(old_tid: u32) {
         if landlock || event.header.verdict == VERDICT_UNRESOLVED {
             let spelled = event.header.verdict;
             let verdict = match resolved_verdict(&task, event) {
-                Some(VERDICT_IN_SCOPE) if spelled != VERDICT_IN_SCOPE => {
+                Ok(VERDICT_IN_SCOPE) if spelled != VERDICT_IN_SCOPE => {
                     let _ = EXEC_PENDING.remove(&old_tid);
                     return;
                 }
-                Some(verdict) => verdict,
-                // Confined, and the program has no path the grant can name (a memfd run by a
-                // relative name, deeper than 16 components): fail closed.
-                None if landlock && spelled != VERDICT_IN_SCOPE && spelled != VERDICT_FLAGGED => VERDICT_OUT_OF_SCOPE,
-                None => spelled,
+                Ok(verdict) => verdict,
+                // Confined, and the program has no path a grant can name (a memfd, however it
+                // was reached): out of scope.
+                Err(crate::resolve::NoPath::Pathless) if landlock => VERDICT_OUT_OF_SCOPE,
+                Err(_) => spelled,
             };
             event.header.verdict = verdict;
             event.header.reason = reason_for(&task, verdict);

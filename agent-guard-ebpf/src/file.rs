@@ -167,14 +167,22 @@ fn try_open_exit(ret: i64) {
         event.header.action = ACTION_LANDLOCK;
         emit::send(event);
     } else if ret >= 0 {
-        // Landlock let it through: judge the file the open reached, where it can be found (the
-        // ruleset is wider than the grant for `DIR/*`, `deny` rules and sub-tasks). Where it
-        // cannot, only an absolute spelling the grant allows passes; a pipe or socket reopened
-        // through its descriptor link has no path and is Landlock's.
-        let unjudged = event.path_flags & PATH_UNREADABLE != 0
-            || (event.header.verdict == VERDICT_UNRESOLVED && event.path_flags & PATH_FD_LINK == 0);
-        let fallback = if unjudged { VERDICT_OUT_OF_SCOPE } else { event.header.verdict };
-        let verdict = resolved_verdict(ret as u64, event).unwrap_or(fallback);
+        // Landlock let it through: judge the file the open reached (the ruleset is wider than
+        // the grant for `DIR/*`, `deny` rules and sub-tasks). Where it cannot be found, a path
+        // that could not even be read is refused (killed); a pathless file (a pipe or socket
+        // reopened through its descriptor link) is Landlock's; anything else is decided on its
+        // spelling, as at the `kill` level, and a spelling the kernel cannot decide (relative,
+        // deeper than the walk) is reported for the daemon to resolve.
+        let verdict = match resolved_verdict(ret as u64, event) {
+            Ok(verdict) => verdict,
+            Err(_) if event.path_flags & PATH_UNREADABLE != 0 => VERDICT_OUT_OF_SCOPE,
+            Err(_) => {
+                if event.header.verdict == VERDICT_UNRESOLVED && event.path_flags & PATH_FD_LINK == 0 {
+                    emit::send(event);
+                }
+                event.header.verdict
+            }
+        };
         if verdict == VERDICT_OUT_OF_SCOPE || verdict == VERDICT_RULE_DENY {
             // SAFETY: helper with a signal number; SIGKILL (9) goes to the whole process and is
             // taken on the way back to user space, before the descriptor can be used.
@@ -189,23 +197,23 @@ fn try_open_exit(ret: i64) {
 }
 
 /// The grant's verdict on the file behind descriptor `fd`, which then replaces the spelled path
-/// in `event`; None when it cannot be found (resolve.rs) or the task is gone.
+/// in `event`; why not, when the file's path cannot be found (resolve.rs).
 #[inline(always)]
-fn resolved_verdict(fd: u64, event: &mut FileEvent) -> Option<u32> {
-    let task = current_task()?;
+fn resolved_verdict(fd: u64, event: &mut FileEvent) -> Result<u32, resolve::NoPath> {
+    let task = current_task().ok_or(resolve::NoPath::Unknown)?;
     // SAFETY: per-CPU scratch entry, free between the entry program's runs on this CPU.
-    let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
+    let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0).ok_or(resolve::NoPath::Unknown)? };
     let len = resolve::fd_path(fd, &mut scratch.path)?;
     let matched = match_path(task.entry.grant_id, &scratch.path, len, true);
     if matched.flags != 0 {
-        return None;
+        return Err(resolve::NoPath::Unknown);
     }
     event.path = scratch.path;
     event.path_flags = 0;
     if task.grant_ended().is_some() {
-        return Some(VERDICT_OUT_OF_SCOPE);
+        return Ok(VERDICT_OUT_OF_SCOPE);
     }
-    Some(match decide(matched.allowed, event.access) {
+    Ok(match decide(matched.allowed, event.access) {
         Decision::Allow | Decision::Flag => VERDICT_IN_SCOPE,
         Decision::Deny => VERDICT_RULE_DENY,
         Decision::Ask | Decision::OutOfScope => VERDICT_OUT_OF_SCOPE,

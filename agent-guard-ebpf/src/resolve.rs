@@ -5,21 +5,30 @@
 //! (include/linux/fdtable.h; the descriptor was just installed by this thread, so it is there),
 //! and the executable as `current->mm->exe_file` (kernel/fork.c: `get_mm_exe_file`).
 //!
-//! Fail-open/closed: None when an offset is missing (no BTF), a read faults, the path is deeper
-//! than the walk goes, or the file has no place in the tree (a pipe or a socket reopened through
-//! `/dev/fd`: its dentry is its own root, the walk gives "/"). The caller then decides on the
-//! path as spelled.
+//! Fail-open/closed: `NoPath::Pathless` for a file with no place in the tree (a pipe or socket
+//! reopened through `/dev/fd`, a memfd: its dentry is its own root, the walk gives "/");
+//! `NoPath::Unknown` when an offset is missing (no BTF), a read faults, or the path is deeper
+//! than 8 components. The callers decide what each means.
 
 use agent_guard_common::path::PATH_MAX_MATCH;
 use aya_ebpf::helpers::bpf_get_current_task;
 
 use crate::{config, dentry_path, dentry_path::read_ptr};
 
+/// Why a file's path was not found.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum NoPath {
+    /// The file has no place in the tree (pipefs, sockfs, anon inodes, a memfd's internal mount).
+    Pathless,
+    /// No BTF, a failed read, or deeper than the walk: nothing is known of the path.
+    Unknown,
+}
+
 /// The path of the file behind descriptor `fd` of the current process, into `out`.
 #[inline(always)]
-pub fn fd_path(fd: u64, out: &mut [u8; PATH_MAX_MATCH]) -> Option<usize> {
+pub fn fd_path(fd: u64, out: &mut [u8; PATH_MAX_MATCH]) -> Result<usize, NoPath> {
     if config::task_files_off() == 0 {
-        return None;
+        return Err(NoPath::Unknown);
     }
     // SAFETY: helper without arguments; the pointer is only read through probe reads.
     let task = unsafe { bpf_get_current_task() };
@@ -27,37 +36,40 @@ pub fn fd_path(fd: u64, out: &mut [u8; PATH_MAX_MATCH]) -> Option<usize> {
     let fdt = read_ptr(files + config::files_fdt_off() as u64);
     let fds = read_ptr(fdt + config::fdt_fd_off() as u64);
     if fds == 0 {
-        return None;
+        return Err(NoPath::Unknown);
     }
     file_path(read_ptr(fds + fd * 8), out)
 }
 
 /// The path of the current process's executable, into `out`.
 #[inline(always)]
-pub fn exe_path(out: &mut [u8; PATH_MAX_MATCH]) -> Option<usize> {
+pub fn exe_path(out: &mut [u8; PATH_MAX_MATCH]) -> Result<usize, NoPath> {
     if config::task_mm_off() == 0 {
-        return None;
+        return Err(NoPath::Unknown);
     }
     // SAFETY: as in `fd_path`.
     let task = unsafe { bpf_get_current_task() };
     let mm = read_ptr(task + config::task_mm_off() as u64);
     if mm == 0 {
-        return None;
+        return Err(NoPath::Unknown);
     }
     file_path(read_ptr(mm + config::mm_exe_file_off() as u64), out)
 }
 
+/// The path of `file` into `out`, at most 8 components (`dentry_path::build`: a deeper walk
+/// exceeds these programs' verifier budget).
 #[inline(always)]
-fn file_path(file: u64, out: &mut [u8; PATH_MAX_MATCH]) -> Option<usize> {
+fn file_path(file: u64, out: &mut [u8; PATH_MAX_MATCH]) -> Result<usize, NoPath> {
     if file == 0 {
-        return None;
+        return Err(NoPath::Unknown);
     }
     let path = file + config::file_path_off() as u64;
     let len = dentry_path::build(
         read_ptr(path + config::path_mnt_off() as u64),
         read_ptr(path + config::path_dentry_off() as u64),
         out,
-    )?;
-    // "/" alone: a file with no place in the tree (pipefs, sockfs, anon inodes), not the root.
-    if len <= 1 { None } else { Some(len) }
+    )
+    .ok_or(NoPath::Unknown)?;
+    // "/" alone: a file with no place in the tree, not the root.
+    if len <= 1 { Err(NoPath::Pathless) } else { Ok(len) }
 }

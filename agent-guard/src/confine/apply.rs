@@ -126,14 +126,17 @@ fn open_rule_path(rule: &LandlockPath, ruleset: &LandlockRuleset) -> Result<Opti
     }
 }
 
-/// Whether `resolved` is one of the ruleset's paths, or beneath one, with at least `rule`'s access.
+/// Whether `resolved` is one of the ruleset's paths, or beneath one, for each access `rule` gives
+/// (not necessarily the same rule for each: `/bin` may resolve to `/usr/bin`, readable through a
+/// rule on `/usr` and executable through one on `/usr/bin`).
 fn covered(resolved: &str, rule: &LandlockPath, ruleset: &LandlockRuleset) -> bool {
-    ruleset.paths.iter().any(|p| {
-        let beneath = resolved == p.path
+    let beneath = |p: &LandlockPath| {
+        resolved == p.path
             || p.path == "/"
-            || resolved.strip_prefix(p.path.as_str()).is_some_and(|rest| rest.starts_with('/'));
-        beneath && (p.read || !rule.read) && (p.write || !rule.write) && (p.exec || !rule.exec)
-    })
+            || resolved.strip_prefix(p.path.as_str()).is_some_and(|rest| rest.starts_with('/'))
+    };
+    let by_some = |access: fn(&LandlockPath) -> bool| ruleset.paths.iter().any(|p| access(p) && beneath(p));
+    (!rule.read || by_some(|p| p.read)) && (!rule.write || by_some(|p| p.write)) && (!rule.exec || by_some(|p| p.exec))
 }
 
 /// Drops every capability not in `keep` from the bounding, ambient, inheritable, permitted
