@@ -216,9 +216,6 @@ const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sched_process_exit", "sched", "sched_process_exit"),
     ("sys_enter_execve", "syscalls", "sys_enter_execve"),
     ("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
-    // Failed execs (refused by Landlock, or a PATH lookup): exec.rs.
-    ("sys_exit_execve", "syscalls", "sys_exit_execve"),
-    ("sys_exit_execveat", "syscalls", "sys_exit_execveat"),
     // Exec ids (and, without BPF LSM, the exec events).
     ("sched_process_exec", "sched", "sched_process_exec"),
 ];
@@ -228,7 +225,12 @@ const OBSERVE_TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sys_enter_open", "syscalls", "sys_enter_open"),
     ("sys_enter_openat2", "syscalls", "sys_enter_openat2"),
     ("sys_enter_creat", "syscalls", "sys_enter_creat"),
-    // What Landlock did with an open of a confined task (the `landlock` level, file.rs).
+    // What Landlock did with an open or exec of a confined task (the `landlock` level, file.rs,
+    // exec.rs). Not attached with BPF LSM: enabling the first sys_exit tracepoint live-patches
+    // the syscall exit path, which qemu's TCG (the VM stage) does not always survive, and the
+    // LSM hooks report what they refuse themselves.
+    ("sys_exit_execve", "syscalls", "sys_exit_execve"),
+    ("sys_exit_execveat", "syscalls", "sys_exit_execveat"),
     ("sys_exit_openat", "syscalls", "sys_exit_openat"),
     ("sys_exit_open", "syscalls", "sys_exit_open"),
     ("sys_exit_openat2", "syscalls", "sys_exit_openat2"),
