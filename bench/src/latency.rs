@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::{
     ctx::{Ctx, figure, monotonic_ns},
-    guard::{Guard, tagged, write_grant},
+    guard::{Guard, tagged, tagged_with, write_grant},
     stats::{Summary, summarize},
 };
 
@@ -35,7 +35,9 @@ pub fn run(ctx: &Ctx, trials: usize) -> anyhow::Result<Latency> {
     let (mut rtt, mut after) = (Vec::new(), Vec::new());
     for _ in 0..trials {
         let cmd = vec![workload.clone(), "until-eperm".into(), ctx.port.to_string()];
-        let mut child = tagged(&ctx.agent_guard, &guard, &grant, "revoke-bench", &cmd)
+        // The `kill` level: the agent lives on to see its first refused connect (a confined
+        // task's processes are killed at the revoke, which would end the measurement).
+        let mut child = tagged_with(&ctx.agent_guard, &guard, &grant, "revoke-bench", &["--without-landlock"], &cmd)
             .env_remove("LD_LIBRARY_PATH")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
