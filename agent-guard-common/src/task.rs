@@ -60,6 +60,11 @@ pub const CONFINE_NONE: u32 = 0;
 /// the grant is in force, the kernel lets Landlock refuse what is outside the ruleset and reports
 /// the result at syscall exit, instead of killing at syscall entry.
 pub const CONFINE_LANDLOCK: u32 = 1;
+/// `TaskEntry::confine` bit, with `CONFINE_LANDLOCK`: the ruleset's file rules are the grant's
+/// (no `DIR/*`, `deny` or `ask` among `files.read` and `files.write`, a sub-task's inherited
+/// restrictions included), so an open Landlock lets through is in the grant and its exit need
+/// not look the file up.
+pub const CONFINE_FILES_EXACT: u32 = 2;
 
 /// `Approval::state`
 pub const APPROVAL_PENDING: u32 = 0;

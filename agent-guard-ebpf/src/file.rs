@@ -153,7 +153,9 @@ fn try_open_exit(ret: i64) {
     };
     // SAFETY: this thread's own entry, sent and removed before it opens again.
     let event = unsafe { &mut *event };
-    let confined = current_task().is_some_and(|task| task.landlock_decides());
+    let task = current_task();
+    let confined = task.as_ref().is_some_and(crate::task::CurrentTask::landlock_decides);
+    let exact = confined && task.as_ref().is_some_and(crate::task::CurrentTask::files_exact);
     if event.header.tgid != current_tgid() {
         // Left by an exited thread whose tid was reused: never act on another process.
     } else if ret == -EACCES && confined {
@@ -166,6 +168,8 @@ fn try_open_exit(ret: i64) {
         }
         event.header.action = ACTION_LANDLOCK;
         emit::send(event);
+    } else if ret >= 0 && exact && event.path_flags & PATH_UNREADABLE == 0 {
+        // Landlock's file rules are the grant's: what it let through is in scope.
     } else if ret >= 0 {
         // Landlock let it through: judge the file the open reached (the ruleset is wider than
         // the grant for `DIR/*`, `deny` rules and sub-tasks). Where it cannot be found, a path

@@ -103,9 +103,15 @@ impl CurrentTask {
     /// Landlock ruleset cannot be withdrawn, so it cannot end access by itself.
     #[inline(always)]
     pub fn landlock_decides(&self) -> bool {
-        self.entry.confine == agent_guard_common::task::CONFINE_LANDLOCK
+        self.entry.confine & agent_guard_common::task::CONFINE_LANDLOCK != 0
             && self.entry.mode != agent_guard_common::task::MODE_AUDIT
             && self.grant_ended().is_none()
+    }
+
+    /// With `landlock_decides`: whether Landlock's file rules are exactly the grant's.
+    #[inline(always)]
+    pub fn files_exact(&self) -> bool {
+        self.entry.confine & agent_guard_common::task::CONFINE_FILES_EXACT != 0
     }
 
     /// Reason for an out-of-scope verdict: the grant ended, or no rule matched.

@@ -6,7 +6,9 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use agent_guard_common::task::{CONFINE_LANDLOCK, CONFINE_NONE, MODE_AUDIT, MODE_ENFORCE, STATE_ACTIVE, TaskEntry};
+use agent_guard_common::task::{
+    CONFINE_FILES_EXACT, CONFINE_LANDLOCK, CONFINE_NONE, MODE_AUDIT, MODE_ENFORCE, STATE_ACTIVE, TaskEntry,
+};
 
 use crate::daemon::{
     clock::{self, boot_ns_now},
@@ -50,6 +52,15 @@ pub(super) fn check_label(what: &str, value: &str, max: usize) -> Result<(), Ref
         return Err(refuse(ErrorCode::BadRequest, format!("{what} must be 1-{max} bytes of printable text")));
     }
     Ok(())
+}
+
+/// Whether a Landlock ruleset compiled from `spec` holds exactly its file rules: only `allow`
+/// and `flag` rules, none of them `DIR/*` (which Landlock can only widen to the subtree).
+fn files_exact(spec: &crate::grant::GrantSpec) -> bool {
+    spec.files.read.iter().chain(&spec.files.write).all(|rule| {
+        matches!(rule.action, crate::grant::RuleAction::Allow | crate::grant::RuleAction::Flag)
+            && !matches!(rule.target, crate::grant::PathPattern::Children(_))
+    })
 }
 
 impl Registry {
@@ -198,7 +209,11 @@ impl Registry {
             state: STATE_ACTIVE,
             parent_task: parent.unwrap_or(0),
             expires_ns,
-            confine: if landlock.is_some() { CONFINE_LANDLOCK } else { CONFINE_NONE },
+            confine: match &landlock {
+                Some(_) if files_exact(&grant.spec) => CONFINE_LANDLOCK | CONFINE_FILES_EXACT,
+                Some(_) => CONFINE_LANDLOCK,
+                None => CONFINE_NONE,
+            },
             pad: 0,
         };
         let cgroup = self.cgroup_base.join(format!("task-{id}"));
