@@ -25,13 +25,16 @@ fn main() -> ExitCode {
         Some("build") => setup::ensure_all().and_then(|tc| cmd::build(&tc)),
         Some("test") => setup::ensure_all().and_then(|tc| cmd::test(&tc)),
         Some("codegen") => setup::ensure_all().and_then(|tc| cmd::codegen(&tc)),
-        Some("vm-test") => setup::ensure_all().and_then(|tc| vm::test(&tc)).map(|(passed, failed)| {
-            println!("summary: {passed} passed, {failed} failed");
-        }),
+        Some("vm-test") => {
+            let with_6_1 = args.iter().any(|a| a == "--with-6.1");
+            setup::ensure_all().and_then(|tc| vm::test(&tc, with_6_1)).map(|(passed, failed)| {
+                println!("summary: {passed} passed, {failed} failed");
+            })
+        }
         Some("demo") => setup::ensure_all().and_then(|tc| demo::run(&tc)),
         Some("bench") => setup::ensure_all().and_then(|tc| bench::full(&tc)),
         _ => {
-            eprintln!("usage: cargo xtask setup|build|test|vm-test|demo|bench|codegen");
+            eprintln!("usage: cargo xtask setup|build|test|vm-test [--with-6.1]|demo|bench|codegen");
             return ExitCode::from(64);
         }
     };
