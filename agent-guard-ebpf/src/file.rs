@@ -30,8 +30,9 @@
 
 use agent_guard_common::{
     event::{
-        ACTION_ALLOWED, ACTION_KILLED, ACTION_LANDLOCK, FILE_OP_OPEN, KIND_FILE, PATH_FD_LINK, PATH_RESOLVED_ELSEWHERE,
-        REASON_NO_RULE, VERDICT_FLAGGED, VERDICT_IN_SCOPE, VERDICT_OUT_OF_SCOPE, VERDICT_RULE_DENY, VERDICT_UNRESOLVED,
+        ACTION_ALLOWED, ACTION_KILLED, ACTION_LANDLOCK, FILE_OP_OPEN, KIND_FILE, PATH_FD_LINK, PATH_RELATIVE,
+        PATH_RESOLVED_ELSEWHERE, REASON_NO_RULE, VERDICT_FLAGGED, VERDICT_IN_SCOPE, VERDICT_OUT_OF_SCOPE,
+        VERDICT_RULE_DENY, VERDICT_UNRESOLVED,
     },
     event::{FileEvent, PATH_UNREADABLE, REASON_NONE},
     path::{ACCESS_READ, ACCESS_WRITE, Decision, PATH_MAX_MATCH, decide},
@@ -181,7 +182,10 @@ fn try_open_exit(ret: i64) {
             Ok(verdict) => verdict,
             Err(_) if event.path_flags & PATH_UNREADABLE != 0 => VERDICT_OUT_OF_SCOPE,
             Err(_) => {
-                if event.header.verdict == VERDICT_UNRESOLVED && event.path_flags & PATH_FD_LINK == 0 {
+                // An absolute spelling the daemon can resolve by itself is reported; a relative one
+                // would need the process's directories, which may be gone by then.
+                if event.header.verdict == VERDICT_UNRESOLVED && event.path_flags & (PATH_FD_LINK | PATH_RELATIVE) == 0
+                {
                     emit::send(event);
                 }
                 event.header.verdict

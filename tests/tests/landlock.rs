@@ -232,13 +232,13 @@ fn what_landlock_lets_through_is_judged_on_the_file_it_reached() {
         let stop = daemon.wait_event("task.stop", |e| e["task"]["intent"] == intent && e["kind"] == "task.stop");
         assert!(stop["reason"].as_str().unwrap().contains("one strike"), "{stop}");
     }
-    // Deeper than the kernel's walk (8 components) and spelled relatively: not judged in the
-    // kernel, so only reported (the daemon resolves it), a stated gap of this level.
-    let out = run_in(&work.join("private/a/b/c/d/e/f"), "deep relative", &["open", "key", "r"]);
-    assert_eq!(stdout(&out), "ok", "{out:?}");
+    // Deeper than the kernel's walk (8 components), spelled absolutely but unnormalised: not
+    // judged in the kernel, so only reported (the daemon resolves it), a stated gap of this level.
     let deep = work.join("private/a/b/c/d/e/f/key").display().to_string();
-    let event =
-        daemon.wait_event("deep relative", |e| e["task"]["intent"] == "deep relative" && e["kind"] == "file.open");
+    let spelled = format!("{w}/./private/a/b/c/d/e/f/key");
+    let out = run_in(dir, "deep", &["open", &spelled, "r"]);
+    assert_eq!(stdout(&out), "ok", "{out:?}");
+    let event = daemon.wait_event("deep", |e| e["task"]["intent"] == "deep" && e["kind"] == "file.open");
     assert_eq!(
         (event["decision"].as_str(), event["object"]["path"].as_str()),
         (Some("flagged"), Some(deep.as_str())),
