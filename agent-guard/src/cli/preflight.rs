@@ -44,11 +44,6 @@ struct Preflight {
     why: String,
 }
 
-fn version(release: &str) -> (u32, u32) {
-    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse().ok());
-    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
-}
-
 /// The active LSMs: securityfs if mounted, else the boot command line's `lsm=`, else the
 /// kernel's built-in default (CONFIG_LSM in /boot/config-RELEASE).
 fn active_lsms(release: &str) -> (Option<Vec<String>>, &'static str) {
@@ -72,7 +67,7 @@ fn active_lsms(release: &str) -> (Option<Vec<String>>, &'static str) {
 
 fn findings() -> Preflight {
     let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
-    let v = version(&release);
+    let v = crate::daemon::kernel_version();
     let mut checks = Vec::new();
     let supported = v >= MIN_KERNEL;
     checks.push(Check {
@@ -141,7 +136,7 @@ fn findings() -> Preflight {
             "SO_PEERCRED and a pidfd re-checked against the process start time (before Linux 6.5)".into()
         },
     });
-    let lsm_new_enough = crate::daemon::kernel_version() >= crate::daemon::MIN_LSM_KERNEL;
+    let lsm_new_enough = v >= crate::daemon::MIN_LSM_KERNEL;
     let probe = if bpf_lsm && offsets.is_ok() && lsm_new_enough { Some(crate::daemon::probe_lsm()) } else { None };
     checks.push(Check {
         what: "BPF LSM programs",
