@@ -192,9 +192,7 @@ fn try_open_exit(ret: i64) {
             }
         };
         if verdict == VERDICT_OUT_OF_SCOPE || verdict == VERDICT_RULE_DENY {
-            // SAFETY: helper with a signal number; SIGKILL (9) goes to the whole process and is
-            // taken on the way back to user space, before the descriptor can be used.
-            unsafe { aya_ebpf::helpers::generated::bpf_send_signal(9) };
+            crate::task::kill_current();
             event.header.verdict = verdict;
             event.header.reason = if verdict == VERDICT_OUT_OF_SCOPE { REASON_NO_RULE } else { REASON_NONE };
             event.header.action = ACTION_KILLED;
@@ -329,8 +327,7 @@ fn try_open(dfd: i64, filename: u64, flags: u32) {
 #[inline(always)]
 fn pend(task: &crate::task::CurrentTask, event: &mut FileEvent) {
     if FILE_PENDING.insert(&current_tid(), event, 0).is_err() && task.entry.mode != MODE_AUDIT {
-        // SAFETY: helper with a signal number; SIGKILL (9) goes to the whole process.
-        unsafe { aya_ebpf::helpers::generated::bpf_send_signal(9) };
+        crate::task::kill_current();
         event.header.action = ACTION_KILLED;
         emit::send(event);
     }

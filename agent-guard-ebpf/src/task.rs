@@ -133,6 +133,14 @@ pub fn reason_for(task: &CurrentTask, verdict: u32) -> u32 {
     }
 }
 
+/// Sends SIGKILL to the current process (every thread). It is taken on the way back to user
+/// space: from a syscall-exit program, before the syscall's result can be used.
+#[inline(always)]
+pub fn kill_current() {
+    // SAFETY: helper with a signal number; SIGKILL (9) goes to the whole process.
+    unsafe { aya_ebpf::helpers::generated::bpf_send_signal(9) };
+}
+
 /// The `kill` level: where BPF LSM is not available, an out-of-scope action the kernel itself
 /// decided (not one left to the daemon) of a task in enforce mode kills the process. Returns
 /// the `EventHeader::action` to report.
@@ -143,8 +151,7 @@ pub fn kill_if_enforced(task: &CurrentTask, verdict: u32) -> u32 {
             || verdict == agent_guard_common::event::VERDICT_RULE_DENY)
         && task.entry.mode != agent_guard_common::task::MODE_AUDIT
     {
-        // SAFETY: helper with a signal number; SIGKILL (9) goes to the whole process.
-        unsafe { aya_ebpf::helpers::generated::bpf_send_signal(9) };
+        kill_current();
         agent_guard_common::event::ACTION_KILLED
     } else {
         agent_guard_common::event::ACTION_ALLOWED
