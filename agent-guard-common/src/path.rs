@@ -14,6 +14,39 @@ pub const ACCESS_READ: u32 = 1;
 pub const ACCESS_WRITE: u32 = 2;
 /// Execute.
 pub const ACCESS_EXEC: u32 = 4;
+/// open(2) flags (include/uapi/asm-generic/fcntl.h) that decide what an open needs.
+pub const O_ACCMODE: u32 = 0o3;
+/// Write only.
+pub const O_WRONLY: u32 = 0o1;
+/// Read and write.
+pub const O_RDWR: u32 = 0o2;
+/// Create the file if it does not exist.
+pub const O_CREAT: u32 = 0o100;
+/// Truncate the file.
+pub const O_TRUNC: u32 = 0o1000;
+
+/// ACCESS_* bits an open with `flags` needs. Shared by the open hooks and the daemon's
+/// supervisor of held opens (the landlock level), so an approval names the same access both see.
+#[expect(
+    clippy::inline_always,
+    reason = "called from eBPF programs: an outlined call would cost verifier budget and a BPF-to-BPF call"
+)]
+#[inline(always)]
+pub fn open_access(flags: u32) -> u32 {
+    let mut access = match flags & O_ACCMODE {
+        0 => ACCESS_READ,
+        O_WRONLY => ACCESS_WRITE,
+        _ => ACCESS_READ | ACCESS_WRITE,
+    };
+    if flags & O_RDWR != 0 {
+        access |= ACCESS_READ;
+    }
+    if flags & (O_CREAT | O_TRUNC) != 0 {
+        access |= ACCESS_WRITE;
+    }
+    access
+}
+
 /// A rule's access bits are stored shifted by its action: `allow` unshifted, `ask` by
 /// `ASK_SHIFT` (the kernel holds the action and asks a human), `flag` by `FLAG_SHIFT` (allowed and
 /// reported), `deny` by `DENY_SHIFT` (refused whatever else matches). When several match, the

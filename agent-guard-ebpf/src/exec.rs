@@ -180,6 +180,9 @@ fn resolved_verdict(task: &crate::task::CurrentTask, event: &mut ExecEvent) -> R
     Ok(match decide(matched.allowed, ACCESS_EXEC) {
         Decision::Allow => VERDICT_IN_SCOPE,
         Decision::Flag => VERDICT_FLAGGED,
+        // Approved for the thread that execed, whose tid is now the process's (fs/exec.c
+        // `de_thread`): the supervisor files exec approvals under the tgid.
+        Decision::Ask if crate::hold::approved_once(ACCESS_EXEC, matched.hash) => VERDICT_IN_SCOPE,
         Decision::Deny => VERDICT_RULE_DENY,
         Decision::Ask | Decision::OutOfScope => VERDICT_OUT_OF_SCOPE,
     })

@@ -35,7 +35,7 @@ use agent_guard_common::{
         VERDICT_RULE_DENY, VERDICT_UNRESOLVED,
     },
     event::{FileEvent, PATH_UNREADABLE, REASON_NONE},
-    path::{ACCESS_READ, ACCESS_WRITE, Decision, PATH_MAX_MATCH, decide},
+    path::{Decision, O_CREAT, O_TRUNC, O_WRONLY, PATH_MAX_MATCH, decide, open_access},
     task::MODE_AUDIT,
 };
 use aya_ebpf::{helpers::bpf_probe_read_user_str_bytes, macros::tracepoint, programs::TracePointContext};
@@ -50,11 +50,6 @@ use crate::{
 };
 
 const AT_FDCWD: i64 = -100;
-const O_ACCMODE: u32 = 0o3;
-const O_WRONLY: u32 = 0o1;
-const O_RDWR: u32 = 0o2;
-const O_CREAT: u32 = 0o100;
-const O_TRUNC: u32 = 0o1000;
 const O_PATH: u32 = 0o10_000_000;
 /// include/uapi/asm-generic/errno-base.h
 const EACCES: i64 = 13;
@@ -221,6 +216,7 @@ fn resolved_verdict(fd: u64, event: &mut FileEvent) -> Result<u32, resolve::NoPa
     }
     Ok(match decide(matched.allowed, event.access) {
         Decision::Allow | Decision::Flag => VERDICT_IN_SCOPE,
+        Decision::Ask if crate::hold::approved_once(event.access, matched.hash) => VERDICT_IN_SCOPE,
         Decision::Deny => VERDICT_RULE_DENY,
         Decision::Ask | Decision::OutOfScope => VERDICT_OUT_OF_SCOPE,
     })
@@ -233,23 +229,6 @@ pub fn sys_enter_creat(ctx: TracePointContext) -> u32 {
         try_open(AT_FDCWD, filename, O_CREAT | O_WRONLY | O_TRUNC);
     }
     0
-}
-
-/// Access an open asks for, from its flags (include/uapi/asm-generic/fcntl.h).
-#[inline(always)]
-fn access_of(flags: u32) -> u32 {
-    let mut access = match flags & O_ACCMODE {
-        0 => ACCESS_READ,
-        O_WRONLY => ACCESS_WRITE,
-        _ => ACCESS_READ | ACCESS_WRITE,
-    };
-    if flags & O_RDWR != 0 {
-        access |= ACCESS_READ;
-    }
-    if flags & (O_CREAT | O_TRUNC) != 0 {
-        access |= ACCESS_WRITE;
-    }
-    access
 }
 
 #[inline(always)]
@@ -274,7 +253,7 @@ fn try_open(dfd: i64, filename: u64, flags: u32) {
     // Zeroed first (a fixed-size store LLVM unrolls, no loop for the verifier) so that bytes
     // of an earlier path in this per-CPU scratch never reach an event.
     event.path = [0; PATH_MAX_MATCH];
-    let access = access_of(flags);
+    let access = open_access(flags);
     let Ok(path) = (unsafe { bpf_probe_read_user_str_bytes(filename as *const u8, &mut event.path) }) else {
         // The string sits on a page not faulted in yet (the kernel's own read will fault it in):
         // the open cannot be judged here, so it is judged at exit on the file it reached.

@@ -100,6 +100,25 @@ pub fn ask(task: &CurrentTask, need: u32, hash: u64) -> Asked {
     Asked::New
 }
 
+/// At the `landlock` level, where the daemon holds an `ask` action in its seccomp supervisor
+/// (daemon/tasks/supervise.rs) and files the human's approval here before it lets the call go
+/// on: whether this thread's open or exec that reached the path hashed `hash` was approved.
+/// The approval is used up. An action that reached an `ask` path without one got there around
+/// the supervisor (another thread rewrote the path after the daemon read it) and is killed.
+#[inline(always)]
+pub fn approved_once(need: u32, hash: u64) -> bool {
+    let tid = current_tid();
+    // SAFETY: the value is copied out at once.
+    let Some(a) = unsafe { APPROVALS.get(&tid) }.copied() else {
+        return false;
+    };
+    let approved = a.state == APPROVAL_GRANTED && a.hash == hash && a.access & need == need;
+    if approved {
+        let _ = APPROVALS.remove(&tid);
+    }
+    approved
+}
+
 /// Stops the current process; the syscall restarts when it is continued.
 #[inline(always)]
 pub fn hold() -> Verdict {

@@ -82,6 +82,12 @@ pub enum RequestBody {
     DeclareIntent {
         intent: String,
     },
+    /// From the first process of a task opened with `hold_asks`, once, before it runs the
+    /// agent: take its seccomp listener (descriptor `listener_fd` of the caller, through
+    /// `pidfd_getfd`) and hold the opens and execs `ask` rules match until a human decides.
+    SuperviseTask {
+        listener_fd: i32,
+    },
 }
 
 /// One response line: the API version and the answer.
@@ -187,6 +193,10 @@ pub struct LandlockRuleset {
     pub capabilities: Vec<String>,
     /// The guard's process, which the task may not signal (confine/seccomp.rs).
     pub guard_pid: u32,
+    /// The grant has `ask` rules and no enclosing task's supervisor holds its calls: install
+    /// the listener filter (confine/notify.rs) and hand it over with `SuperviseTask`.
+    #[serde(default)]
+    pub hold_asks: bool,
 }
 
 /// One path of a [`LandlockRuleset`]: a file, or a directory and everything beneath it.

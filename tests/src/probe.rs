@@ -26,6 +26,8 @@
 //!   after SECS VERB ARGS   sleeps, then does VERB
 //!   open-many N PATH [HOLD]  opens PATH N times (results ignored), then sleeps HOLD seconds
 //!   pid                    prints its pid
+//!   race-path A B N        opens the path in a buffer another thread keeps rewriting between A
+//!                          and B (same length) N times: "LEAK" if a read returned TOPSECRET
 //!   pid-then VERB ARGS     prints "PID LINE" for VERB
 //! and the attack verbs of attack.rs.
 //! Exit status: 0 ok, 1 EPERM, 2 other error, 64 usage.
@@ -76,6 +78,7 @@ fn act(args: &[String]) -> (String, i32) {
                     .map(drop),
             )
         }
+        Some("race-path") => race_path(args),
         Some("opath-reopen") => {
             use std::os::{fd::AsRawFd, unix::fs::OpenOptionsExt};
             let path = args.get(1).unwrap_or_else(|| usage());
@@ -517,6 +520,44 @@ fn usage() -> ! {
         "usage: ag-probe connect|udp ADDR:PORT | open PATH r|w | grandchild VERB.. | daemonize OUT VERB.. | exit N | sleep S | pid"
     );
     std::process::exit(64)
+}
+
+/// The classic attack on seccomp user notification: the path is rewritten between the
+/// supervisor's read and the kernel's.
+fn race_path(args: &[String]) -> (String, i32) {
+    use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
+    static BUF: [AtomicU8; 256] = [const { AtomicU8::new(0) }; 256];
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let (a, b) = (args.get(1).unwrap_or_else(|| usage()).clone(), args.get(2).unwrap_or_else(|| usage()).clone());
+    let n: usize = args.get(3).and_then(|n| n.parse().ok()).unwrap_or_else(|| usage());
+    if a.len() != b.len() || a.len() >= BUF.len() {
+        usage();
+    }
+    let put = |p: &str| p.bytes().enumerate().for_each(|(i, c)| BUF[i].store(c, Relaxed));
+    put(&a);
+    let flipper = std::thread::spawn(move || {
+        while !STOP.load(Relaxed) {
+            put(&b);
+            std::hint::spin_loop();
+            put(&a);
+        }
+    });
+    let mut leaked = false;
+    for _ in 0..n {
+        // SAFETY: a NUL-terminated buffer (the last byte stays 0) that lives for the program.
+        let fd = unsafe { libc::open(BUF.as_ptr().cast(), libc::O_RDONLY) };
+        if fd >= 0 {
+            let mut data = [0u8; 64];
+            // SAFETY: reads into a local buffer from the descriptor just opened.
+            let got = unsafe { libc::read(fd, data.as_mut_ptr().cast(), data.len()) };
+            leaked |= got > 0 && data.starts_with(b"TOPSECRET");
+            // SAFETY: closes the descriptor just opened.
+            unsafe { libc::close(fd) };
+        }
+    }
+    STOP.store(true, Relaxed);
+    let _ = flipper.join();
+    if leaked { ("LEAK".into(), 3) } else { ("no leak".into(), 0) }
 }
 
 fn main() {

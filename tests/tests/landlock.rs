@@ -401,3 +401,106 @@ fn a_sub_task_is_confined_by_its_own_ruleset_inside_its_parents() {
         daemon.wait_event("sub-task denial", |e| e["task"]["intent"] == "delegated read" && e["decision"] == "denied");
     assert_eq!(denied["enforcement"], "landlock", "{denied}");
 }
+
+/// `work_grant` with an `ask` rule on reads of `asked` and on execs of /usr/bin/true.
+fn ask_grant(daemon: &Daemon, work: &std::path::Path, asked: &std::path::Path) -> std::path::PathBuf {
+    let bins = std::path::Path::new(PROBE).parent().unwrap().display().to_string();
+    let (work, asked) = (work.display(), asked.display());
+    let extra = format!(
+        "  files: {{read: [\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/sys/**\", \"/dev/**\", \"{bins}/**\", \"{work}/**\", {{path: \"{asked}\", action: ask}}], write: [\"/dev/**\", \"{work}/out/**\"]}}\n  exec: [\"{bins}/*\", {{path: \"/usr/bin/true\", action: ask}}]\n"
+    );
+    grant(daemon.dir.path(), "asking", "enforce", &[], &extra)
+}
+
+/// Starts `cmd` under `g` in the background; returns it and the approval it waits for.
+fn held(daemon: &Daemon, agent: &str, g: &std::path::Path, cmd: &[&str]) -> (std::process::Child, String) {
+    let child =
+        daemon.run_command(agent, "needs a human", g, &[], cmd).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let request =
+        daemon.wait_event("approval request", |e| e["kind"] == "approval.request" && e["task"]["agent"] == agent);
+    assert_eq!(request["decision"], "held", "{request}");
+    assert_eq!(request["enforcement"], "landlock", "{request}");
+    (child, request["approval"].to_string())
+}
+
+#[test]
+fn an_ask_rule_holds_the_open_or_exec_in_the_daemon_until_a_human_decides() {
+    let daemon = Daemon::start();
+    let dir = daemon.dir.path();
+    let work = dir.join("work");
+    std::fs::create_dir_all(work.join("out")).unwrap();
+    let secret = dir.join("secret.txt");
+    std::fs::write(&secret, "TOPSECRET").unwrap();
+    let g = ask_grant(&daemon, &work, &secret);
+    let secret_arg = secret.display().to_string();
+
+    // Approved: the very same open goes on and succeeds.
+    let (child, id) = held(&daemon, "asker-yes", &g, &[PROBE, "open", &secret_arg, "r"]);
+    assert!(daemon.cli(&["approve", &id]).status.success());
+    assert_eq!(stdout(&child.wait_with_output().unwrap()), "ok");
+    let granted = daemon
+        .wait_event("granted", |e| e["kind"] == "approval.granted" && e["approval"] == id.parse::<u64>().unwrap());
+    assert_eq!(granted["enforcement"], "landlock", "{granted}");
+
+    // Denied: EPERM, and the file was not read.
+    let (child, id) = held(&daemon, "asker-no", &g, &[PROBE, "open", &secret_arg, "r"]);
+    assert!(daemon.cli(&["deny", &id]).status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&out), "EPERM", "{out:?}");
+
+    // An exec an ask rule names waits too, and runs once approved.
+    let (child, id) = held(&daemon, "asker-exec", &g, &[PROBE, "exec", "/usr/bin/true"]);
+    assert!(daemon.cli(&["approve", &id]).status.success());
+    assert_eq!(stdout(&child.wait_with_output().unwrap()), "ok");
+
+    // In-scope work under the same filter is not held: no approval request for it.
+    let out = daemon.run("asking", "read notes", &g, &[PROBE, "open", &format!("{}/out", work.display()), "r"]);
+    assert_eq!(stdout(&out), "ok", "{out:?}");
+}
+
+#[test]
+fn rewriting_the_path_after_the_supervisor_read_it_reaches_nothing_unapproved() {
+    let daemon = Daemon::start();
+    let dir = daemon.dir.path();
+    let work = dir.join("work");
+    std::fs::create_dir_all(work.join("out")).unwrap();
+    // Two paths of the same length: one the grant allows, one an ask rule holds.
+    let (allowed, asked) = (work.join("aaaa.txt"), work.join("ssss.txt"));
+    std::fs::write(&allowed, "fine").unwrap();
+    std::fs::write(&asked, "TOPSECRET").unwrap();
+    let g = ask_grant(&daemon, &work, &asked);
+    // Every question the race raises is denied as it comes.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let denier = {
+        let (stop, bin, socket) = (stop.clone(), agent_guard_e2e::agent_guard_bin(), daemon.socket.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let out = std::process::Command::new(&bin)
+                    .args(["--socket", socket.to_str().unwrap(), "approvals", "--json"])
+                    .output()
+                    .unwrap();
+                let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+                for a in list.as_array().into_iter().flatten().filter(|a| a["state"] == "pending") {
+                    let _ = std::process::Command::new(&bin)
+                        .args(["--socket", socket.to_str().unwrap(), "deny", &a["id"].to_string()])
+                        .output();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        })
+    };
+    let (a, b) = (allowed.display().to_string(), asked.display().to_string());
+    let out = daemon.run("racer", "race the supervisor", &g, &[PROBE, "race-path", &a, &b, "300"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    denier.join().unwrap();
+    let asked_count = daemon.events().iter().filter(|e| e["kind"] == "approval.request").count();
+    eprintln!("race: {:?}, {asked_count} approval requests, all denied", out.status);
+    // Either it ran to the end without reading the held file, or it was killed reaching it.
+    assert!(!stdout(&out).contains("LEAK"), "the held file was read without approval: {out:?}");
+    if out.status.signal() == Some(libc::SIGKILL) {
+        let killed = daemon.wait_event("kill", |e| e["kind"] == "file.open" && e["enforcement"] == "kill");
+        assert_eq!(killed["object"]["path"], b.as_str(), "{killed}");
+    } else {
+        assert_eq!(stdout(&out), "no leak", "{out:?}");
+    }
+}

@@ -26,15 +26,16 @@ fn main() -> ExitCode {
         Some("test") => setup::ensure_all().and_then(|tc| cmd::test(&tc)),
         Some("codegen") => setup::ensure_all().and_then(|tc| cmd::codegen(&tc)),
         Some("vm-test") => {
-            let with_6_1 = args.iter().any(|a| a == "--with-6.1");
-            setup::ensure_all().and_then(|tc| vm::test(&tc, with_6_1)).map(|(passed, failed)| {
+            // `--kernel 6.1` (or 6.12): that kernel's two boots only.
+            let kernel = args.iter().position(|a| a == "--kernel").and_then(|i| args.get(i + 1)).cloned();
+            setup::ensure_all().and_then(|tc| vm::test(&tc, kernel.as_deref())).map(|(passed, failed)| {
                 println!("summary: {passed} passed, {failed} failed");
             })
         }
         Some("demo") => setup::ensure_all().and_then(|tc| demo::run(&tc)),
         Some("bench") => setup::ensure_all().and_then(|tc| bench::full(&tc)),
         _ => {
-            eprintln!("usage: cargo xtask setup|build|test|vm-test [--with-6.1]|demo|bench|codegen");
+            eprintln!("usage: cargo xtask setup|build|test|vm-test [--kernel 6.12|6.1]|demo|bench|codegen");
             return ExitCode::from(64);
         }
     };

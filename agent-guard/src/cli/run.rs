@@ -60,6 +60,22 @@ pub struct Args {
     command: Vec<String>,
 }
 
+/// Where the grant has `ask` rules: the filter that sends the task's opens and execs to the
+/// daemon, whose listener the daemon takes (`pidfd_getfd`) before this process closes its own
+/// copy. Nothing here may open a file once the filter is in: the call would wait for a
+/// supervisor that does not exist yet.
+fn hand_over_asks(socket: &Path, ruleset: &crate::api::LandlockRuleset) -> anyhow::Result<()> {
+    if !ruleset.hold_asks {
+        return Ok(());
+    }
+    let listener = confine::notify::install_listener()?;
+    let listener_fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
+    client::call(socket, RequestBody::SuperviseTask { listener_fd })
+        .context("handing the ask listener to the daemon")?;
+    drop(listener);
+    Ok(())
+}
+
 fn parse_var(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -92,10 +108,11 @@ pub fn main(socket: &Path, args: Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("unexpected reply from the daemon: {reply:?}");
     };
     if let Some(ruleset) = &landlock
-        && let Err(err) = confine::apply::apply(ruleset)
+        && let Err(err) =
+            confine::apply::apply(ruleset).map_err(anyhow::Error::from).and_then(|()| hand_over_asks(socket, ruleset))
     {
         // The task is open and this process is in it: exiting ends it, with nothing run.
-        eprintln!("agent-guard: task {}: cannot confine {} with Landlock: {err}", task.id, args.command[0]);
+        eprintln!("agent-guard: task {}: cannot confine {} with Landlock: {err:#}", task.id, args.command[0]);
         return Ok(ExitCode::from(126));
     }
     if !args.quiet {

@@ -7,8 +7,10 @@
 //! - `ruleset`: grant -> ruleset (the daemon).
 //! - `apply`: ruleset -> this process (`agent-guard run`).
 //! - `seccomp`: the system calls that would go around Landlock and the eBPF programs.
+//! - `notify`: `ask` at this level, the opens and execs the daemon holds for a human.
 
 pub mod apply;
+pub mod notify;
 pub mod ruleset;
 pub mod seccomp;
 

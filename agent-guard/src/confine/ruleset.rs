@@ -7,9 +7,11 @@
 //! - an exact path is a rule on that path (applied to its nearest existing directory when it
 //!   does not exist yet and is writable, so that it can be created; wider again).
 //!
-//! Only `allow` and `flag` rules go in: `ask` cannot be held without BPF LSM and is refused,
-//! and a `deny` inside an allowed tree cannot be expressed (Landlock only adds access); the
-//! eBPF side kills on it, at the `kill` level's strength.
+//! `allow` and `flag` rules go in, and `ask` rules where a supervisor holds the task's opens and
+//! execs (confine/notify.rs): the daemon answers each matching call after a human decided, and
+//! the eBPF side kills one that reached an `ask` path without that approval. A `deny` inside an
+//! allowed tree cannot be expressed (Landlock only adds access); the eBPF side kills on it, at
+//! the `kill` level's strength.
 
 use std::collections::BTreeMap;
 
@@ -18,11 +20,15 @@ use crate::{
     grant::{FileRule, GrantSpec, PathPattern, RuleAction},
 };
 
-/// The ruleset of `spec` for Landlock ABI `abi`.
-pub fn compile(spec: &GrantSpec, abi: u32) -> LandlockRuleset {
+/// The ruleset of `spec` for Landlock ABI `abi`; `asks_held`: a supervisor holds the task's
+/// `ask` actions, so their paths go in too.
+pub fn compile(spec: &GrantSpec, abi: u32, asks_held: bool) -> LandlockRuleset {
     let mut paths: BTreeMap<String, LandlockPath> = BTreeMap::new();
+    let included = |action: RuleAction| {
+        matches!(action, RuleAction::Allow | RuleAction::Flag) || (asks_held && action == RuleAction::Ask)
+    };
     let mut add = |rules: &[FileRule], set: fn(&mut LandlockPath)| {
-        for rule in rules.iter().filter(|r| matches!(r.action, RuleAction::Allow | RuleAction::Flag)) {
+        for rule in rules.iter().filter(|r| included(r.action)) {
             let path = match &rule.target {
                 PathPattern::Exact(path) => path.clone(),
                 PathPattern::Children(dir) | PathPattern::Subtree(dir) if dir.is_empty() => "/".to_string(),
@@ -39,7 +45,20 @@ pub fn compile(spec: &GrantSpec, abi: u32) -> LandlockRuleset {
     let mut capabilities: Vec<String> = spec.capabilities.iter().map(ToString::to_string).collect();
     capabilities.sort();
     capabilities.dedup();
-    LandlockRuleset { abi, paths: paths.into_values().collect(), capabilities, guard_pid: std::process::id() }
+    LandlockRuleset {
+        abi,
+        paths: paths.into_values().collect(),
+        capabilities,
+        guard_pid: std::process::id(),
+        hold_asks: false,
+    }
+}
+
+/// Whether `spec` has `ask` rules a supervisor would hold.
+pub fn has_asks(spec: &GrantSpec) -> bool {
+    [&spec.files.read, &spec.files.write, &spec.exec]
+        .iter()
+        .any(|rules| rules.iter().any(|r| r.action == RuleAction::Ask))
 }
 
 #[cfg(test)]
@@ -54,7 +73,7 @@ mod tests {
             "apiVersion: agent-guard.dev/v1\nkind: Grant\nmetadata: {name: t}\nspec:\n  files:\n    read: [/usr/**, /etc/hosts, {path: /srv/*, action: flag}, {path: /etc/shadow, action: deny}, {path: /root/**, action: ask}]\n    write: [/tmp/**, /usr/**]\n  exec: [/usr/bin/git]\n  capabilities: [CAP_NET_BIND_SERVICE, CAP_CHOWN]\n",
         )
         .unwrap();
-        let ruleset = compile(&grant.spec, 6);
+        let ruleset = compile(&grant.spec, 6, false);
         let got: Vec<(String, bool, bool, bool)> =
             ruleset.paths.iter().map(|p| (p.path.clone(), p.read, p.write, p.exec)).collect();
         assert_eq!(
@@ -69,5 +88,8 @@ mod tests {
         );
         assert_eq!(ruleset.capabilities, ["CAP_CHOWN", "CAP_NET_BIND_SERVICE"]);
         assert_eq!(ruleset.abi, 6);
+        let held = compile(&grant.spec, 6, true);
+        assert!(held.paths.iter().any(|p| p.path == "/root" && p.read && !p.write));
+        assert!(!held.paths.iter().any(|p| p.path == "/etc/shadow"));
     }
 }

@@ -33,6 +33,12 @@ const CLONE_THREAD: u64 = 0x1_0000;
 #[error("seccomp filter: {0}")]
 pub struct SeccompError(String);
 
+impl SeccompError {
+    pub fn new(why: String) -> SeccompError {
+        SeccompError(why)
+    }
+}
+
 fn fail(err: impl std::fmt::Display) -> SeccompError {
     SeccompError(err.to_string())
 }

@@ -221,6 +221,7 @@ pub async fn run(
         .map_err(|err| DaemonError::RingBuffer(err.into()))?;
     // The enrichment state is the readers', shared by both (lineage spans both rings).
     let decoder = Arc::new(Mutex::new(decode::Decoder::new(host.clone(), enforcement.clone())));
+    registry.lock().expect("registry lock is never poisoned").decoder = Some(decoder.clone());
     let reader = tokio::spawn(read_events(ring, decoder.clone(), registry.clone(), kernel_sink.clone()));
     let alert_reader = tokio::spawn(read_events(alerts, decoder, registry.clone(), kernel_sink));
     let drops = tokio::spawn(watch_drops(registry.clone()));

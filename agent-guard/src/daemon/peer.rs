@@ -55,6 +55,17 @@ impl Peer {
         Ok(Peer { pidfd: unsafe { OwnedFd::from_raw_fd(fd) }, uid })
     }
 
+    /// A duplicate of the peer's descriptor `fd` (`pidfd_getfd`, Linux 5.6+: the daemon's
+    /// `CAP_SYS_PTRACE` lets it take any process's).
+    pub fn take_fd(&self, fd: i32) -> std::io::Result<OwnedFd> {
+        // SAFETY: pidfd_getfd takes a pidfd, a descriptor number and flags, and returns a new
+        // descriptor or -1.
+        let got = unsafe { libc::syscall(libc::SYS_pidfd_getfd, self.pidfd.as_raw_fd(), fd, 0) };
+        let got = libc::c_int::try_from(got).ok().filter(|fd| *fd >= 0).ok_or_else(std::io::Error::last_os_error)?;
+        // SAFETY: the kernel just gave us this descriptor; we own it from here.
+        Ok(unsafe { OwnedFd::from_raw_fd(got) })
+    }
+
     /// A pidfd for `pid`, kept only if that process started no later than `accepted_ns`.
     fn by_pid(pid: u32, uid: u32, accepted_ns: u64) -> Option<Peer> {
         let pid_t = libc::pid_t::try_from(pid).ok().filter(|p| *p > 0)?;

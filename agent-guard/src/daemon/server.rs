@@ -55,6 +55,36 @@ pub async fn serve_connection(stream: UnixStream, registry: Arc<Mutex<Registry>>
     }
 }
 
+/// `SuperviseTask`: takes the caller's seccomp listener and starts the task's supervisor.
+fn supervise(
+    reg: &mut Registry,
+    registry: &Arc<Mutex<Registry>>,
+    peer: &Peer,
+    pid: u32,
+    listener_fd: i32,
+) -> ResponseBody {
+    use super::tasks::supervise;
+    let id = match reg.listener_expected(pid) {
+        Ok(id) => id,
+        Err(refusal) => return error(refusal),
+    };
+    let refused = |message: String| ResponseBody::Error { code: ErrorCode::BadRequest, message };
+    let listener = match peer.take_fd(listener_fd) {
+        Ok(fd) if supervise::is_listener(&fd) => fd,
+        Ok(_) => return refused(format!("descriptor {listener_fd} of process {pid} is not a seccomp listener")),
+        Err(err) => return refused(format!("descriptor {listener_fd} of process {pid}: {err}")),
+    };
+    if let Err(err) = supervise::start(listener, id, registry.clone()) {
+        return ResponseBody::Error { code: ErrorCode::Kernel, message: format!("task {id}'s supervisor: {err}") };
+    }
+    reg.mark_supervised(id);
+    tracing::info!(task = id, "holding the task's ask actions in its seccomp supervisor");
+    match reg.tasks.get(&id) {
+        Some(task) => ResponseBody::Task { task: task.info.clone() },
+        None => refused(format!("no task {id}")),
+    }
+}
+
 fn error(refusal: Refusal) -> ResponseBody {
     ResponseBody::Error { code: refusal.code, message: refusal.message }
 }
@@ -90,7 +120,7 @@ fn grant_request(
     }
 }
 
-fn handle_line(line: &str, peer: &Peer, pid: u32, registry: &Mutex<Registry>) -> ResponseBody {
+fn handle_line(line: &str, peer: &Peer, pid: u32, registry: &Arc<Mutex<Registry>>) -> ResponseBody {
     let uid = peer.uid;
     // Check the version before the body, so an old client gets a clear answer.
     let version = serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v.get("version")?.as_u64());
@@ -122,7 +152,10 @@ fn handle_line(line: &str, peer: &Peer, pid: u32, registry: &Mutex<Registry>) ->
         };
     }
     if let Some(task) = caller_task
-        && !matches!(request.body, RequestBody::OpenTask { .. } | RequestBody::DeclareIntent { .. })
+        && !matches!(
+            request.body,
+            RequestBody::OpenTask { .. } | RequestBody::DeclareIntent { .. } | RequestBody::SuperviseTask { .. }
+        )
     {
         return ResponseBody::Error {
             code: ErrorCode::Forbidden,
@@ -152,6 +185,7 @@ fn handle_line(line: &str, peer: &Peer, pid: u32, registry: &Mutex<Registry>) ->
             reg.open_task(OpenRequest { agent, intent, grant, ttl, actor, landlock_abi })
                 .map_or_else(error, |(task, landlock)| ResponseBody::TaskOpened { task, landlock })
         }
+        RequestBody::SuperviseTask { listener_fd } => supervise(&mut reg, registry, peer, pid, listener_fd),
         RequestBody::ListTasks => ResponseBody::Tasks { tasks: reg.list() },
         RequestBody::StopTask { id } => reg
             .stop_task(id, Some(&actor), "stopped through the API")

@@ -468,7 +468,9 @@ fn held(
 ) -> Decoded {
     let path = c_string(raw);
     let what = if exec { "exec" } else { "file" };
-    let mut verdict = out_of_scope(header, task, Decision::Held, Level::Lsm);
+    // BPF LSM holds it, or at the `landlock` level the daemon's seccomp supervisor.
+    let level = if exec { dec.enforcement.exec } else { dec.enforcement.file };
+    let mut verdict = out_of_scope(header, task, Decision::Held, level);
     verdict.rule = "ask".into();
     verdict.reason = format!(
         "an ask rule matched: {what} {path} ({}) waits for a human",

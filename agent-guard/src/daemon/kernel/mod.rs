@@ -761,6 +761,16 @@ impl Kernel {
         self.proc_tags.get(&tgid, 0).ok().map(|tag| tag.task_id)
     }
 
+    /// The tag of process `tgid` (its task, and the exec ids of its image and its parent's).
+    pub fn proc_tag(&self, tgid: u32) -> Option<agent_guard_common::task::ProcTag> {
+        self.proc_tags.get(&tgid, 0).ok()
+    }
+
+    /// The `PATH_RULES` entry of (`grant_id`, `hash`), approvals included.
+    pub fn path_rule(&self, grant_id: u32, hash: u64) -> Option<PathRule> {
+        self.path_rules.get(&PathKey { grant_id, pad: 0, hash }, 0).ok()
+    }
+
     /// Tagged processes of a task (a scan of `PROC_TAGS`).
     pub fn processes_of(&self, task_id: u32) -> Vec<u32> {
         self.proc_tags

@@ -106,6 +106,9 @@ impl Registry {
                 cgroup: t.cgroup,
                 usage: t.usage,
                 drops_at_open: t.drops_at_open,
+                // A listener dies with its daemon: the task's held calls fail with ENOSYS.
+                asks_holder: None,
+                supervised: false,
             };
             if in_kernel.contains(&id) {
                 adopted += 1;

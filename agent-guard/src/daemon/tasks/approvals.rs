@@ -27,6 +27,9 @@ pub(super) struct Held {
     pub(super) access: u32,
     pub(super) hash: u64,
     pub(super) deadline: Instant,
+    /// Held by the seccomp supervisor (the `landlock` level, supervise.rs), which answers the
+    /// call with what is sent here; None: held in the kernel by BPF LSM (SIGSTOP).
+    pub(super) reply: Option<std::sync::mpsc::Sender<bool>>,
 }
 
 /// A path allowed for a while by `approve --for`, and what to restore when it ends.
@@ -41,6 +44,15 @@ pub(super) struct TemporaryAllow {
 impl Registry {
     /// Files an action the kernel holds and reports it (`approval.request`).
     pub fn hold(&mut self, held: HeldAction) {
+        self.file_held(held, None);
+    }
+
+    /// Files a call the seccomp supervisor holds; its answer goes to `reply`.
+    pub(super) fn hold_call(&mut self, held: HeldAction, reply: std::sync::mpsc::Sender<bool>) {
+        self.file_held(held, Some(reply));
+    }
+
+    fn file_held(&mut self, held: HeldAction, reply: Option<std::sync::mpsc::Sender<bool>>) {
         let id = self.next_approval;
         self.next_approval += 1;
         let now = SystemTime::now();
@@ -73,6 +85,7 @@ impl Registry {
                 access: held.access,
                 hash,
                 deadline: Instant::now() + self.approval_timeout,
+                reply,
             },
         );
     }
@@ -90,7 +103,11 @@ impl Registry {
             return Err(refuse(ErrorCode::BadRequest, format!("approval {id} is already {}", held.info.state)));
         }
         let state = if approve { APPROVAL_GRANTED } else { APPROVAL_REFUSED };
-        self.kernel.decide_held(held.tid, state, held.access, held.hash)?;
+        // The seccomp supervisor's refusals need no record: the call fails before it reaches
+        // the kernel's checks.
+        if approve || held.reply.is_none() {
+            self.kernel.decide_held(held.tid, state, held.access, held.hash)?;
+        }
         if approve && let Some(duration) = allow_for {
             let (task_id, hash, access) = (held.info.task, held.hash, held.access);
             let grant_id = task_id;
@@ -107,7 +124,15 @@ impl Registry {
             "denied"
         }
         .into();
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(held.tgid as i32), nix::sys::signal::Signal::SIGCONT);
+        // The approval is filed (above) before the call goes on, so the exit programs find it.
+        let enforcement = if let Some(reply) = held.reply.take() {
+            let _ = reply.send(approve);
+            Level::Landlock
+        } else {
+            let pid = nix::unistd::Pid::from_raw(held.tgid as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
+            Level::Lsm
+        };
         let info = held.info.clone();
         let reason = match (approve, by, allow_for) {
             (true, Some(by), Some(d)) => {
@@ -122,7 +147,7 @@ impl Registry {
         let verdict = Verdict {
             decision: if approve { Decision::Allowed } else { Decision::Denied },
             policy_decision: None,
-            enforcement: Level::Lsm,
+            enforcement,
             rule: "ask".into(),
             reason,
         };

@@ -9,5 +9,6 @@ mod open;
 pub mod registry;
 pub mod reload;
 pub mod state;
+pub mod supervise;
 
 pub use open::{GrantRequest, OpenRequest};

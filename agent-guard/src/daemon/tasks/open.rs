@@ -190,13 +190,21 @@ impl Registry {
         // sub-task only inside a confined parent (whose ruleset then bounds it whatever its
         // caller does). A caller that does not apply the ruleset gets the `kill` level: what
         // Landlock would have refused succeeds, and is killed at syscall exit.
+        // Its `ask` actions are held by the seccomp supervisor of the nearest enclosing task that
+        // has one (every call of a process under a filter goes to that listener), else by its own.
+        let inherited_holder = parent.and_then(|p| self.tasks.get(&p)).and_then(|t| t.asks_holder);
+        let mut asks_holder = None;
         let landlock = match req.landlock_abi {
             Some(abi)
                 if self.kernel.enforcement.file == Level::Landlock
                     && grant.spec.mode == Mode::Enforce
                     && parent_confined =>
             {
-                Some(crate::confine::ruleset::compile(&own_spec, abi.min(crate::confine::MAX_ABI)))
+                asks_holder = inherited_holder.or_else(|| crate::confine::ruleset::has_asks(&grant.spec).then_some(id));
+                let abi = abi.min(crate::confine::MAX_ABI);
+                let mut ruleset = crate::confine::ruleset::compile(&own_spec, abi, asks_holder.is_some());
+                ruleset.hold_asks = asks_holder == Some(id);
+                Some(ruleset)
             }
             _ => None,
         };
@@ -278,6 +286,8 @@ impl Registry {
             cgroup,
             usage: Usage::default(),
             drops_at_open: self.dropped_total,
+            asks_holder,
+            supervised: false,
         };
         let reason = format!(
             "ttl {}, mode {}, grant from {}{}{}",

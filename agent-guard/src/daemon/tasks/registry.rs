@@ -44,6 +44,11 @@ pub struct Task {
     pub(super) usage: Usage,
     /// Kernel records lost before the task opened (to tell whether its usage is complete).
     pub(super) drops_at_open: u64,
+    /// The task whose seccomp supervisor holds this one's `ask` actions (the `landlock` level,
+    /// supervise.rs): itself, or the enclosing task that has one; None: nothing is held.
+    pub(super) asks_holder: Option<u32>,
+    /// Its own supervisor runs (the listener was handed over).
+    pub(super) supervised: bool,
 }
 
 impl Task {
@@ -96,6 +101,9 @@ pub struct Registry {
     pub(super) dirty: BTreeSet<u32>,
     /// Where the open tasks are saved for the next daemon (None until adoption is done).
     pub state: Option<super::state::StateDir>,
+    /// The ring-buffer readers' decoder, which the seccomp supervisor's held calls go through
+    /// too (supervise.rs). Lock order: the registry, then the decoder.
+    pub decoder: Option<std::sync::Arc<std::sync::Mutex<crate::daemon::events::decode::Decoder>>>,
 }
 
 /// A refused request: what the API sends back.
@@ -147,6 +155,7 @@ impl Registry {
             policy_dir: PathBuf::new(),
             dirty: BTreeSet::default(),
             state: None,
+            decoder: None,
         }
     }
 
