@@ -144,6 +144,9 @@ fn try_exec(filename: u64, argv: u64) {
         match decide(matched.allowed, ACCESS_EXEC) {
             // Reported (once) if the exec succeeds, like an out-of-scope one.
             Decision::Allow if usage::first_use(task.task_id, ACCESS_EXEC, matched.hash) => VERDICT_IN_SCOPE,
+            // Confined: judged again, quietly, on the program that runs (an allowed spelling can
+            // lead to an `ask` or `deny` one: a symlink to /proc/self/fd/N).
+            Decision::Allow if task.landlock_decides() => VERDICT_NONE,
             Decision::Allow => {
                 // In scope: forget an earlier out-of-scope attempt of this thread.
                 let _ = EXEC_PENDING.remove(&current_tid());
@@ -265,6 +268,11 @@ fn try_exec_done(old_tid: u32) {
                 // Confined, and the program has no path a grant can name (a memfd, however it
                 // was reached): out of scope.
                 Err(crate::resolve::NoPath::Pathless) if landlock => VERDICT_OUT_OF_SCOPE,
+                // An allowed spelling already reported once, whose program cannot be found.
+                Err(_) if spelled == VERDICT_NONE => {
+                    let _ = EXEC_PENDING.remove(&old_tid);
+                    return;
+                }
                 Err(_) => spelled,
             };
             event.header.verdict = verdict;

@@ -26,6 +26,8 @@
 //!   after SECS VERB ARGS   sleeps, then does VERB
 //!   open-many N PATH [HOLD]  opens PATH N times (results ignored), then sleeps HOLD seconds
 //!   pid                    prints its pid
+//!   exec-fd-link LINK ALLOWED HELD  execs LINK as a symlink to ALLOWED, then as a symlink to
+//!                          `/proc/self/fd/900`, an `O_PATH` descriptor of HELD: the second exec's outcome
 //!   race-path A B N        opens the path in a buffer another thread keeps rewriting between A
 //!                          and B (same length) N times: "LEAK" if a read returned TOPSECRET
 //!   pid-then VERB ARGS     prints "PID LINE" for VERB
@@ -79,6 +81,32 @@ fn act(args: &[String]) -> (String, i32) {
             )
         }
         Some("race-path") => race_path(args),
+        Some("exec-fd-link") => {
+            use std::os::{fd::AsRawFd, unix::fs::OpenOptionsExt};
+            let arg = |i: usize| args.get(i).unwrap_or_else(|| usage()).clone();
+            let (link, allowed, held) = (arg(1), arg(2), arg(3));
+            let run = || std::process::Command::new(&link).status();
+            let _ = std::fs::remove_file(&link);
+            let first = std::os::unix::fs::symlink(&allowed, &link).and_then(|()| run());
+            if first.is_err() {
+                return outcome(first.map(drop));
+            }
+            let handle = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH).open(&held);
+            let second = handle.and_then(|handle| {
+                // SAFETY: duplicates a descriptor this process owns onto 900, without CLOEXEC.
+                if unsafe { libc::dup2(handle.as_raw_fd(), 900) } < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                std::fs::remove_file(&link)?;
+                std::os::unix::fs::symlink("/proc/self/fd/900", &link)?;
+                run()
+            });
+            match second {
+                Ok(status) if status.success() => ("ran".into(), 0),
+                Ok(status) => (format!("child {status}"), 2),
+                Err(err) => outcome(Err(err)),
+            }
+        }
         Some("opath-reopen") => {
             use std::os::{fd::AsRawFd, unix::fs::OpenOptionsExt};
             let path = args.get(1).unwrap_or_else(|| usage());

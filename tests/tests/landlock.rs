@@ -453,6 +453,32 @@ fn an_ask_rule_holds_the_open_or_exec_in_the_daemon_until_a_human_decides() {
     assert!(daemon.cli(&["approve", &id]).status.success());
     assert_eq!(stdout(&child.wait_with_output().unwrap()), "ok");
 
+    // An allowed spelling that leads to a held program (a symlink to /proc/self/fd/N, which the
+    // daemon cannot resolve as the agent's): the exit programs judge the program that runs.
+    let g2 = {
+        let bins = std::path::Path::new(PROBE).parent().unwrap().display().to_string();
+        let w = work.display();
+        let extra = format!(
+            "  files: {{read: [\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/sys/**\", \"/dev/**\", \"{bins}/**\", \"{w}/**\"], write: [\"/dev/**\", \"{w}/out/**\"]}}\n  exec: [\"{bins}/*\", \"/usr/bin/false\", \"{w}/out/**\", {{path: \"/usr/bin/true\", action: ask}}]\n"
+        );
+        grant(dir, "fd-link", "enforce", &[], &extra)
+    };
+    let link = work.join("out/x").display().to_string();
+    let out = daemon.run(
+        "fd-linker",
+        "exec through a link",
+        &g2,
+        &[PROBE, "exec-fd-link", &link, "/usr/bin/false", "/usr/bin/true"],
+    );
+    // Killed before the held program ran an instruction (and the task with it, one strike,
+    // which may come before or after the probe saw its child die).
+    let child_killed = stdout(&out) == "child signal: 9 (SIGKILL)";
+    assert!(child_killed || out.status.signal() == Some(libc::SIGKILL), "{out:?}");
+    let killed = daemon.wait_event("kill", |e| {
+        e["kind"] == "process.exec" && e["enforcement"] == "kill" && e["task"]["agent"] == "fd-linker"
+    });
+    assert_eq!(killed["object"]["path"], "/usr/bin/true", "{killed}");
+
     // In-scope work under the same filter is not held: no approval request for it.
     let out = daemon.run("asking", "read notes", &g, &[PROBE, "open", &format!("{}/out", work.display()), "r"]);
     assert_eq!(stdout(&out), "ok", "{out:?}");
