@@ -330,10 +330,7 @@ pub fn test(toolchain: &str, only: Option<&str>) -> Result<(u64, u64)> {
         return Err(format!("no kernel {name} in the matrix (6.12, 6.1)"));
     }
     cmd::build(toolchain)?;
-    step(&format!(
-        "VM stage under qemu: {}, with and without BPF LSM",
-        only.map_or("6.12 and 6.1".to_string(), |name| name.to_string())
-    ));
+    step(&format!("VM stage under qemu: {}, with and without BPF LSM", only.unwrap_or("6.12 and 6.1")));
     let lsm_suite = build_test(toolchain, "vm")?;
     let landlock_suite = build_test(toolchain, "landlock")?;
     let target = workspace_root().join("target/debug");
