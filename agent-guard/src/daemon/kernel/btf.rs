@@ -9,20 +9,13 @@ pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 /// The offsets lsm.rs uses.
 #[derive(Clone, Debug)]
 pub struct LsmOffsets {
-    pub file_path: u32,
+    /// The path walk (`dentry_path.rs`), which the `landlock` level uses too.
+    pub walk: WalkOffsets,
     pub file_mode: u32,
     pub file_flags: u32,
     pub bprm_file: u32,
     pub socket_type: u32,
     pub task_tgid: u32,
-    pub dentry_name: u32,
-    pub dentry_parent: u32,
-    pub path_mnt: u32,
-    pub path_dentry: u32,
-    pub vfsmnt_root: u32,
-    pub mount_mnt: u32,
-    pub mount_parent: u32,
-    pub mount_point: u32,
     pub task_cred: u32,
     pub socket_sk: u32,
     pub sock_family: u32,
@@ -102,16 +95,10 @@ fn first_mount_link(types: &TypeInformation) -> Result<u32, String> {
     })
 }
 
-/// What the `landlock` level reads to judge the file an open or exec reached (file.rs, exec.rs):
-/// the descriptor table (include/linux/fdtable.h), the executable (`mm_struct.exe_file`), and
-/// the path walk's members (`dentry_path.rs`).
-#[derive(Clone, Copy, Debug)]
-pub struct ResolveOffsets {
-    pub task_files: u32,
-    pub files_fdt: u32,
-    pub fdt_fd: u32,
-    pub task_mm: u32,
-    pub mm_exe_file: u32,
+/// The path walk's members (`dentry_path.rs`): the BPF LSM hooks and the `landlock` level's
+/// exit programs both build paths with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalkOffsets {
     pub file_path: u32,
     pub path_mnt: u32,
     pub path_dentry: u32,
@@ -123,6 +110,33 @@ pub struct ResolveOffsets {
     pub mount_point: u32,
 }
 
+fn walk_offsets(types: &TypeInformation) -> Result<WalkOffsets, String> {
+    Ok(WalkOffsets {
+        file_path: offset(types, "file", "f_path")?,
+        path_mnt: offset(types, "path", "mnt")?,
+        path_dentry: offset(types, "path", "dentry")?,
+        dentry_name: offset(types, "dentry", "d_name.name")?,
+        dentry_parent: offset(types, "dentry", "d_parent")?,
+        vfsmnt_root: offset(types, "vfsmount", "mnt_root")?,
+        mount_mnt: offset(types, "mount", "mnt")?,
+        mount_parent: offset(types, "mount", "mnt_parent")?,
+        mount_point: offset(types, "mount", "mnt_mountpoint")?,
+    })
+}
+
+/// What the `landlock` level reads to judge the file an open or exec reached (file.rs, exec.rs):
+/// the descriptor table (include/linux/fdtable.h), the executable (`mm_struct.exe_file`), and
+/// the path walk.
+#[derive(Clone, Copy, Debug)]
+pub struct ResolveOffsets {
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdt_fd: u32,
+    pub task_mm: u32,
+    pub mm_exe_file: u32,
+    pub walk: WalkOffsets,
+}
+
 pub fn resolve_offsets() -> Result<ResolveOffsets, String> {
     let types = read_types()?;
     Ok(ResolveOffsets {
@@ -131,15 +145,7 @@ pub fn resolve_offsets() -> Result<ResolveOffsets, String> {
         fdt_fd: offset(&types, "fdtable", "fd")?,
         task_mm: offset(&types, "task_struct", "mm")?,
         mm_exe_file: offset(&types, "mm_struct", "exe_file")?,
-        file_path: offset(&types, "file", "f_path")?,
-        path_mnt: offset(&types, "path", "mnt")?,
-        path_dentry: offset(&types, "path", "dentry")?,
-        dentry_name: offset(&types, "dentry", "d_name.name")?,
-        dentry_parent: offset(&types, "dentry", "d_parent")?,
-        vfsmnt_root: offset(&types, "vfsmount", "mnt_root")?,
-        mount_mnt: offset(&types, "mount", "mnt")?,
-        mount_parent: offset(&types, "mount", "mnt_parent")?,
-        mount_point: offset(&types, "mount", "mnt_mountpoint")?,
+        walk: walk_offsets(&types)?,
     })
 }
 
@@ -181,20 +187,12 @@ pub fn lsm_offsets() -> Result<LsmOffsets, String> {
             .copied()
             .filter(|hook| parameter_count(&types, &format!("bpf_lsm_{hook}")).is_none())
             .collect(),
-        file_path: offset(&types, "file", "f_path")?,
         file_mode: offset(&types, "file", "f_mode")?,
         file_flags: offset(&types, "file", "f_flags")?,
         bprm_file: offset(&types, "linux_binprm", "file")?,
         socket_type: offset(&types, "socket", "type")?,
         task_tgid: offset(&types, "task_struct", "tgid")?,
-        dentry_name: offset(&types, "dentry", "d_name.name")?,
-        dentry_parent: offset(&types, "dentry", "d_parent")?,
-        path_mnt: offset(&types, "path", "mnt")?,
-        path_dentry: offset(&types, "path", "dentry")?,
-        vfsmnt_root: offset(&types, "vfsmount", "mnt_root")?,
-        mount_mnt: offset(&types, "mount", "mnt")?,
-        mount_parent: offset(&types, "mount", "mnt_parent")?,
-        mount_point: offset(&types, "mount", "mnt_mountpoint")?,
+        walk: walk_offsets(&types)?,
     })
 }
 
@@ -204,14 +202,11 @@ mod tests {
     #[test]
     fn resolves_the_lsm_offsets_from_this_kernel() {
         let offsets = super::lsm_offsets().expect("this host has /sys/kernel/btf/vmlinux");
-        assert_ne!(offsets.file_path, offsets.file_mode);
+        assert_ne!(offsets.walk.file_path, offsets.file_mode);
         let resolve = super::resolve_offsets().expect("this host's BTF has the resolve offsets");
-        assert_eq!(
-            (resolve.file_path, resolve.dentry_name, resolve.mount_point),
-            (offsets.file_path, offsets.dentry_name, offsets.mount_point)
-        );
+        assert_eq!(resolve.walk, offsets.walk);
         assert!(resolve.mm_exe_file > 0 && resolve.fdt_fd > 0 && resolve.task_files > 0);
-        assert!(offsets.file_path < 512 && offsets.file_mode < 512);
+        assert!(offsets.walk.file_path < 512 && offsets.file_mode < 512);
         assert!(offsets.bprm_file < 1024);
         assert_eq!(offsets.socket_type, 4, "struct socket starts with socket_state state; short type");
         assert_eq!(offsets.setattr_dentry_arg, 1, "6.18's inode_setattr takes the idmap first");

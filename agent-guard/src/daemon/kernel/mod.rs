@@ -371,9 +371,8 @@ impl Kernel {
         };
         // The landlock level's resolution (file.rs, exec.rs): wherever there is BTF.
         let resolve = btf::resolve_offsets().ok();
-        let pick = |from_lsm: fn(&btf::LsmOffsets) -> u32, from_resolve: fn(&btf::ResolveOffsets) -> u32| {
-            lsm.map(from_lsm).or(resolve.as_ref().map(from_resolve)).unwrap_or(0)
-        };
+        let walk = lsm.map(|o| o.walk).or(resolve.map(|r| r.walk));
+        let walk_off = |field: fn(&btf::WalkOffsets) -> u32| walk.as_ref().map_or(0, field);
         let newtask_pid = offset("task", "task_newtask", "pid")?;
         let newtask_flags = offset("task", "task_newtask", "clone_flags")?;
         let exit_pid = offset("sched", "sched_process_exit", "pid")?;
@@ -427,20 +426,20 @@ impl Kernel {
             .override_global("EXIT_PID_OFF", &exit_pid, true)
             .override_global("EXEC_OLDPID_OFF", &exec_old_pid, true)
             .override_global("EXIT_GDEAD_OFF", &exit_group_dead, true)
-            .override_global("FILE_PATH_OFF", &pick(|o| o.file_path, |r| r.file_path), true)
+            .override_global("FILE_PATH_OFF", &walk_off(|w| w.file_path), true)
             .override_global("FILE_MODE_OFF", &lsm.map_or(0, |o| o.file_mode), true)
             .override_global("FILE_FLAGS_OFF", &lsm.map_or(0, |o| o.file_flags), true)
             .override_global("BPRM_FILE_OFF", &lsm.map_or(0, |o| o.bprm_file), true)
             .override_global("SOCKET_TYPE_OFF", &lsm.map_or(0, |o| o.socket_type), true)
             .override_global("TASK_TGID_OFF", &lsm.map_or(0, |o| o.task_tgid), true)
-            .override_global("DENTRY_NAME_OFF", &pick(|o| o.dentry_name, |r| r.dentry_name), true)
-            .override_global("DENTRY_PARENT_OFF", &pick(|o| o.dentry_parent, |r| r.dentry_parent), true)
-            .override_global("PATH_MNT_OFF", &pick(|o| o.path_mnt, |r| r.path_mnt), true)
-            .override_global("PATH_DENTRY_OFF", &pick(|o| o.path_dentry, |r| r.path_dentry), true)
-            .override_global("VFSMNT_ROOT_OFF", &pick(|o| o.vfsmnt_root, |r| r.vfsmnt_root), true)
-            .override_global("MOUNT_MNT_OFF", &pick(|o| o.mount_mnt, |r| r.mount_mnt), true)
-            .override_global("MOUNT_PARENT_OFF", &pick(|o| o.mount_parent, |r| r.mount_parent), true)
-            .override_global("MOUNT_POINT_OFF", &pick(|o| o.mount_point, |r| r.mount_point), true)
+            .override_global("DENTRY_NAME_OFF", &walk_off(|w| w.dentry_name), true)
+            .override_global("DENTRY_PARENT_OFF", &walk_off(|w| w.dentry_parent), true)
+            .override_global("PATH_MNT_OFF", &walk_off(|w| w.path_mnt), true)
+            .override_global("PATH_DENTRY_OFF", &walk_off(|w| w.path_dentry), true)
+            .override_global("VFSMNT_ROOT_OFF", &walk_off(|w| w.vfsmnt_root), true)
+            .override_global("MOUNT_MNT_OFF", &walk_off(|w| w.mount_mnt), true)
+            .override_global("MOUNT_PARENT_OFF", &walk_off(|w| w.mount_parent), true)
+            .override_global("MOUNT_POINT_OFF", &walk_off(|w| w.mount_point), true)
             .override_global("TASK_FILES_OFF", &resolve.map_or(0, |r| r.task_files), true)
             .override_global("FILES_FDT_OFF", &resolve.map_or(0, |r| r.files_fdt), true)
             .override_global("FDT_FD_OFF", &resolve.map_or(0, |r| r.fdt_fd), true)
