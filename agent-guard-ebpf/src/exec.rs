@@ -174,18 +174,14 @@ fn resolved_verdict(task: &crate::task::CurrentTask, event: &mut ExecEvent) -> R
     // SAFETY: per-CPU scratch entry, free between the entry programs' runs on this CPU.
     let scratch = unsafe { &mut *EXEC_SCRATCH.get_ptr_mut(0).ok_or(NoPath::Unknown)? };
     let len = crate::resolve::exe_path(&mut scratch.path)?;
-    let matched = match_path(task.entry.grant_id, &scratch.path, len, true);
-    if matched.flags != 0 {
-        return Err(NoPath::Unknown);
-    }
+    // An approval is looked up by the thread that execed, whose tid is now the process's
+    // (fs/exec.c `de_thread`): the supervisor files exec approvals under the tgid.
+    let decision = crate::resolve::decide_on(task.entry.grant_id, &scratch.path, len, ACCESS_EXEC)?;
     event.path = scratch.path;
     event.path_flags = 0;
-    Ok(match decide(matched.allowed, ACCESS_EXEC) {
+    Ok(match decision {
         Decision::Allow => VERDICT_IN_SCOPE,
         Decision::Flag => VERDICT_FLAGGED,
-        // Approved for the thread that execed, whose tid is now the process's (fs/exec.c
-        // `de_thread`): the supervisor files exec approvals under the tgid.
-        Decision::Ask if crate::hold::approved_once(ACCESS_EXEC, matched.hash) => VERDICT_IN_SCOPE,
         Decision::Deny => VERDICT_RULE_DENY,
         Decision::Ask | Decision::OutOfScope => VERDICT_OUT_OF_SCOPE,
     })

@@ -205,18 +205,14 @@ fn resolved_verdict(fd: u64, event: &mut FileEvent) -> Result<u32, resolve::NoPa
     // SAFETY: per-CPU scratch entry, free between the entry program's runs on this CPU.
     let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0).ok_or(resolve::NoPath::Unknown)? };
     let len = resolve::fd_path(fd, &mut scratch.path)?;
-    let matched = match_path(task.entry.grant_id, &scratch.path, len, true);
-    if matched.flags != 0 {
-        return Err(resolve::NoPath::Unknown);
-    }
+    let decision = resolve::decide_on(task.entry.grant_id, &scratch.path, len, event.access)?;
     event.path = scratch.path;
     event.path_flags = 0;
     if task.grant_ended().is_some() {
         return Ok(VERDICT_OUT_OF_SCOPE);
     }
-    Ok(match decide(matched.allowed, event.access) {
+    Ok(match decision {
         Decision::Allow | Decision::Flag => VERDICT_IN_SCOPE,
-        Decision::Ask if crate::hold::approved_once(event.access, matched.hash) => VERDICT_IN_SCOPE,
         Decision::Deny => VERDICT_RULE_DENY,
         Decision::Ask | Decision::OutOfScope => VERDICT_OUT_OF_SCOPE,
     })

@@ -10,10 +10,10 @@
 //! `NoPath::Unknown` when an offset is missing (no BTF), a read faults, or the path is deeper
 //! than 8 components. The callers decide what each means.
 
-use agent_guard_common::path::PATH_MAX_MATCH;
+use agent_guard_common::path::{Decision, PATH_MAX_MATCH, decide};
 use aya_ebpf::helpers::bpf_get_current_task;
 
-use crate::{config, dentry_path, dentry_path::read_ptr};
+use crate::{config, dentry_path, dentry_path::read_ptr, path_match::match_path};
 
 /// Why a file's path was not found.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -54,6 +54,21 @@ pub fn exe_path(out: &mut [u8; PATH_MAX_MATCH]) -> Result<usize, NoPath> {
         return Err(NoPath::Unknown);
     }
     file_path(read_ptr(mm + config::mm_exe_file_off() as u64), out)
+}
+
+/// What grant `grant_id` says about an action needing `need` on the resolved path `path[..len]`;
+/// an `ask` this thread was approved for by the daemon's supervisor (hold.rs `approved_once`,
+/// used up here) allows. `NoPath::Unknown` when the path cannot be matched whole.
+#[inline(always)]
+pub fn decide_on(grant_id: u32, path: &[u8; PATH_MAX_MATCH], len: usize, need: u32) -> Result<Decision, NoPath> {
+    let matched = match_path(grant_id, path, len, true);
+    if matched.flags != 0 {
+        return Err(NoPath::Unknown);
+    }
+    Ok(match decide(matched.allowed, need) {
+        Decision::Ask if crate::hold::approved_once(need, matched.hash) => Decision::Allow,
+        decision => decision,
+    })
 }
 
 /// The path of `file` into `out`, at most 8 components (`dentry_path::build`: a deeper walk
