@@ -19,7 +19,6 @@
 //! answers for a supervisor that is gone): the task is stuck, never widened.
 
 use std::{
-    io::Read,
     os::{
         fd::{AsRawFd, OwnedFd},
         unix::fs::FileExt,
@@ -65,6 +64,9 @@ pub enum Answer {
 pub struct HeldCall {
     pub tid: u32,
     pub tgid: u32,
+    /// Real uid and gid (`/proc/TID/status`).
+    pub uid: u32,
+    pub gid: u32,
     pub exec: bool,
     /// ACCESS_* bits it needs.
     pub access: u32,
@@ -163,9 +165,10 @@ fn read_call(req: &libc::seccomp_notif) -> Option<HeldCall> {
     let tid = req.pid;
     let args = req.data.args;
     let nr = i64::from(req.data.nr);
+    let mem = std::fs::File::open(format!("/proc/{tid}/mem")).ok()?;
     let (dfd, path_at, flags, exec) = match nr {
         libc::SYS_openat => (args[0] as i64, args[1], args[2] as u32, false),
-        libc::SYS_openat2 => (args[0] as i64, args[1], read_u64(tid, args[2])? as u32, false),
+        libc::SYS_openat2 => (args[0] as i64, args[1], read_u64(&mem, args[2])? as u32, false),
         libc::SYS_execve => (AT_FDCWD, args[0], 0, true),
         libc::SYS_execveat => (args[0] as i64, args[1], 0, true),
         #[cfg(target_arch = "x86_64")]
@@ -177,11 +180,14 @@ fn read_call(req: &libc::seccomp_notif) -> Option<HeldCall> {
     if !exec && flags & O_PATH != 0 {
         return None;
     }
-    let spelled = read_string(tid, path_at)?;
+    let spelled = read_string(&mem, path_at)?;
     let path = resolve(tid, dfd, &spelled)?;
+    let status = procfs::process::Process::new(i32::try_from(tid).ok()?).ok()?.status().ok()?;
     Some(HeldCall {
         tid,
-        tgid: tgid_of(tid)?,
+        tgid: u32::try_from(status.tgid).ok()?,
+        uid: status.ruid,
+        gid: status.rgid,
         exec,
         access: if exec { ACCESS_EXEC } else { open_access(flags) },
         open_flags: flags,
@@ -190,20 +196,15 @@ fn read_call(req: &libc::seccomp_notif) -> Option<HeldCall> {
     })
 }
 
-fn mem(tid: u32) -> Option<std::fs::File> {
-    std::fs::File::open(format!("/proc/{tid}/mem")).ok()
-}
-
-fn read_u64(tid: u32, at: u64) -> Option<u64> {
+fn read_u64(mem: &std::fs::File, at: u64) -> Option<u64> {
     let mut buf = [0u8; 8];
-    mem(tid)?.read_exact_at(&mut buf, at).ok()?;
+    mem.read_exact_at(&mut buf, at).ok()?;
     Some(u64::from_ne_bytes(buf))
 }
 
-/// The NUL-terminated string at `at`, read page by page (the next page may be unmapped).
-fn read_string(tid: u32, at: u64) -> Option<Vec<u8>> {
+/// The NUL-terminated string at `at` in `mem`, read page by page (the next page may be unmapped).
+fn read_string(mem: &std::fs::File, at: u64) -> Option<Vec<u8>> {
     const PAGE: u64 = 4096;
-    let mem = mem(tid)?;
     let mut out = Vec::new();
     let mut pos = at;
     while out.len() < libc::PATH_MAX as usize {
@@ -239,12 +240,6 @@ fn resolve(tid: u32, dfd: i64, spelled: &[u8]) -> Option<String> {
     });
     let path = resolved.ok()?.to_string_lossy().into_owned();
     (path.len() < PATH_MAX_MATCH).then_some(path)
-}
-
-fn tgid_of(tid: u32) -> Option<u32> {
-    let mut status = String::new();
-    std::fs::File::open(format!("/proc/{tid}/status")).ok()?.read_to_string(&mut status).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse().ok())
 }
 
 impl Registry {
@@ -289,7 +284,6 @@ impl Registry {
 /// The record a hook would have sent for `call`: an `ask` held (decode.rs makes it the
 /// `approval.request` event, with the process's exec ids).
 fn held_record(task_id: u32, call: &HeldCall, tag: Option<agent_guard_common::task::ProcTag>) -> KernelEvent {
-    let (uid, gid) = ids_of(call.tid).unwrap_or((u32::MAX, u32::MAX));
     let mut comm = [0u8; 16];
     if let Ok(name) = std::fs::read(format!("/proc/{}/comm", call.tid)) {
         let name = name.strip_suffix(b"\n").unwrap_or(&name);
@@ -304,8 +298,8 @@ fn held_record(task_id: u32, call: &HeldCall, tag: Option<agent_guard_common::ta
         task_id,
         tgid: call.tgid,
         pid: call.tid,
-        uid,
-        gid,
+        uid: call.uid,
+        gid: call.gid,
         ptgid: tag.map_or(0, |t| t.parent_tgid),
         boot_ns: boot_ns_now(),
         exec_ns: tag.map_or(0, |t| t.exec_ns),
@@ -334,15 +328,6 @@ fn held_record(task_id: u32, call: &HeldCall, tag: Option<agent_guard_common::ta
             path,
         }))
     }
-}
-
-/// Real uid and gid of thread `tid`.
-fn ids_of(tid: u32) -> Option<(u32, u32)> {
-    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
-    let first = |key: &str| -> Option<u32> {
-        status.lines().find_map(|l| l.strip_prefix(key))?.split_whitespace().next()?.parse().ok()
-    };
-    Some((first("Uid:")?, first("Gid:")?))
 }
 
 impl Registry {
