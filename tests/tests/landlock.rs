@@ -9,15 +9,50 @@ use agent_guard_e2e::{Daemon, grant, stdout};
 
 const PROBE: &str = env!("CARGO_BIN_EXE_ag-probe");
 
+/// A path as a YAML flow item.
+fn q(path: impl std::fmt::Display) -> String {
+    format!("\"{path}\"")
+}
+
+/// An `ask` rule on `path`, as a YAML flow item.
+fn ask(path: impl std::fmt::Display) -> String {
+    format!("{{path: \"{path}\", action: ask}}")
+}
+
+/// An enforced grant named `name`, written in `dir`: the system and the probe's directory
+/// readable, the probe executable, and `read`, `write` and `exec` (YAML flow items) besides.
+fn confined_grant(
+    dir: &std::path::Path,
+    name: &str,
+    read: &[String],
+    write: &[String],
+    exec: &[String],
+) -> std::path::PathBuf {
+    let bins = std::path::Path::new(PROBE).parent().unwrap().display().to_string();
+    let system = ["/usr/**", "/lib/**", "/lib64/**", "/etc/**", "/proc/**", "/sys/**", "/dev/**"];
+    let reads: Vec<String> =
+        system.iter().map(q).chain([q(format!("{bins}/**"))]).chain(read.iter().cloned()).collect();
+    let execs: Vec<String> = [q(format!("{bins}/*"))].into_iter().chain(exec.iter().cloned()).collect();
+    let extra = format!(
+        "  files: {{read: [{}], write: [{}]}}\n  exec: [{}]\n",
+        reads.join(", "),
+        write.join(", "),
+        execs.join(", ")
+    );
+    grant(dir, name, "enforce", &[], &extra)
+}
+
 /// The grant of these tests: the system read-only, WORK readable, WORK/out writable, and only
 /// the probe's directory executable.
 fn work_grant(daemon: &Daemon, work: &std::path::Path) -> std::path::PathBuf {
-    let bins = std::path::Path::new(PROBE).parent().unwrap().display().to_string();
     let work = work.display();
-    let extra = format!(
-        "  files: {{read: [\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/sys/**\", \"/dev/**\", \"{bins}/**\", \"{work}/**\"], write: [\"/dev/**\", \"{work}/out/**\"]}}\n  exec: [\"{bins}/*\"]\n"
-    );
-    grant(daemon.dir.path(), "confined", "enforce", &[], &extra)
+    confined_grant(
+        daemon.dir.path(),
+        "confined",
+        &[q(format!("{work}/**"))],
+        &[q("/dev/**"), q(format!("{work}/out/**"))],
+        &[],
+    )
 }
 
 #[test]
@@ -199,14 +234,11 @@ fn what_landlock_lets_through_is_judged_on_the_file_it_reached() {
     std::fs::write(work.join("private/a/b/c/d/e/f/key"), "KEY").unwrap();
     std::fs::write(dir.join("shelf/top.txt"), "top").unwrap();
     std::fs::write(dir.join("shelf/sub/deep.txt"), "deep").unwrap();
-    let bins = std::path::Path::new(PROBE).parent().unwrap().display().to_string();
     let (w, d) = (work.display(), dir.display());
     // Landlock can express neither the `deny` inside `work/**` nor `shelf/*` without its
     // subdirectories: both are narrowed by the eBPF side, on the file the open reached.
-    let extra = format!(
-        "  files: {{read: [\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/sys/**\", \"/dev/**\", \"{bins}/**\", \"{w}/**\", {{path: \"{w}/private/**\", action: deny}}, \"{d}/shelf/*\"], write: [\"/dev/**\"]}}\n  exec: [\"{bins}/*\"]\n"
-    );
-    let g = grant(dir, "narrowed", "enforce", &[], &extra);
+    let read = [q(format!("{w}/**")), format!("{{path: \"{w}/private/**\", action: deny}}"), q(format!("{d}/shelf/*"))];
+    let g = confined_grant(daemon.dir.path(), "narrowed", &read, &[q("/dev/**")], &[]);
     let key = work.join("private/key").display().to_string();
     let run_in = |cwd: &std::path::Path, intent: &str, args: &[&str]| {
         let mut cmd = vec![PROBE];
@@ -322,12 +354,8 @@ fn a_rule_path_that_leads_elsewhere_through_a_symlink_is_left_out() {
     std::fs::create_dir_all(dir.join("work")).unwrap();
     // Planted (by an earlier task, say) where the grant's rule points.
     std::os::unix::fs::symlink(dir.join("vault"), dir.join("work/inputs")).unwrap();
-    let bins = std::path::Path::new(PROBE).parent().unwrap().display().to_string();
     let inputs = dir.join("work/inputs").display().to_string();
-    let extra = format!(
-        "  files: {{read: [\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/sys/**\", \"/dev/**\", \"{bins}/**\", \"{inputs}/**\"]}}\n  exec: [\"{bins}/*\"]\n"
-    );
-    let g = grant(dir, "planted", "enforce", &[], &extra);
+    let g = confined_grant(daemon.dir.path(), "planted", &[q(format!("{inputs}/**"))], &[], &[]);
     let out = daemon.run("planted", "read inputs", &g, &[PROBE, "open", &format!("{inputs}/s.txt"), "r"]);
     assert_eq!(stdout(&out), "error 13", "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("left out"), "{out:?}");
@@ -341,29 +369,13 @@ fn a_sub_task_is_confined_by_its_own_ruleset_inside_its_parents() {
     std::fs::create_dir_all(work.join("out")).unwrap();
     std::fs::create_dir_all(dir.join("vault")).unwrap();
     std::fs::write(dir.join("vault/s.txt"), "TOPSECRET").unwrap();
-    let bins = std::path::Path::new(PROBE).parent().unwrap().display().to_string();
     let (w, d) = (work.display(), dir.display());
-    let system = format!(
-        "\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/sys/**\", \"/dev/**\", \"{bins}/**\", \"{w}/**\""
-    );
     // The parent may read the vault (flagged); the sub-task's own grant does not name it: the
     // parent's flag rule reaches it only as a restriction, never as access.
-    let parent = grant(
-        dir,
-        "parent",
-        "enforce",
-        &[],
-        &format!(
-            "  files: {{read: [{system}, {{path: \"{d}/vault/**\", action: flag}}], write: [\"/dev/**\"]}}\n  exec: [\"{bins}/*\"]\n"
-        ),
-    );
-    let child = grant(
-        &work,
-        "child",
-        "enforce",
-        &[],
-        &format!("  files: {{read: [{system}], write: [\"/dev/**\"]}}\n  exec: [\"{bins}/*\"]\n"),
-    );
+    let vault = format!("{{path: \"{d}/vault/**\", action: flag}}");
+    let parent = confined_grant(dir, "parent", &[q(format!("{w}/**")), vault], &[q("/dev/**")], &[]);
+    // Written where the confined parent can read it.
+    let child = confined_grant(&work, "child", &[q(format!("{w}/**"))], &[q("/dev/**")], &[]);
     let secret = format!("{d}/vault/s.txt");
     let out = daemon.run("lead", "read the vault", &parent, &[PROBE, "open", &secret, "r"]);
     assert_eq!(stdout(&out), "ok", "the parent may: {out:?}");
@@ -404,12 +416,10 @@ fn a_sub_task_is_confined_by_its_own_ruleset_inside_its_parents() {
 
 /// `work_grant` with an `ask` rule on reads of `asked` and on execs of /usr/bin/true.
 fn ask_grant(daemon: &Daemon, work: &std::path::Path, asked: &std::path::Path) -> std::path::PathBuf {
-    let bins = std::path::Path::new(PROBE).parent().unwrap().display().to_string();
-    let (work, asked) = (work.display(), asked.display());
-    let extra = format!(
-        "  files: {{read: [\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/sys/**\", \"/dev/**\", \"{bins}/**\", \"{work}/**\", {{path: \"{asked}\", action: ask}}], write: [\"/dev/**\", \"{work}/out/**\"]}}\n  exec: [\"{bins}/*\", {{path: \"/usr/bin/true\", action: ask}}]\n"
-    );
-    grant(daemon.dir.path(), "asking", "enforce", &[], &extra)
+    let work = work.display();
+    let read = [q(format!("{work}/**")), ask(asked.display())];
+    let write = [q("/dev/**"), q(format!("{work}/out/**"))];
+    confined_grant(daemon.dir.path(), "asking", &read, &write, &[ask("/usr/bin/true")])
 }
 
 /// Starts `cmd` under `g` in the background; returns it and the approval it waits for.
@@ -456,12 +466,10 @@ fn an_ask_rule_holds_the_open_or_exec_in_the_daemon_until_a_human_decides() {
     // An allowed spelling that leads to a held program (a symlink to /proc/self/fd/N, which the
     // daemon cannot resolve as the agent's): the exit programs judge the program that runs.
     let g2 = {
-        let bins = std::path::Path::new(PROBE).parent().unwrap().display().to_string();
         let w = work.display();
-        let extra = format!(
-            "  files: {{read: [\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/sys/**\", \"/dev/**\", \"{bins}/**\", \"{w}/**\"], write: [\"/dev/**\", \"{w}/out/**\"]}}\n  exec: [\"{bins}/*\", \"/usr/bin/false\", \"{w}/out/**\", {{path: \"/usr/bin/true\", action: ask}}]\n"
-        );
-        grant(dir, "fd-link", "enforce", &[], &extra)
+        let write = [q("/dev/**"), q(format!("{w}/out/**"))];
+        let exec = [q("/usr/bin/false"), q(format!("{w}/out/**")), ask("/usr/bin/true")];
+        confined_grant(daemon.dir.path(), "fd-link", &[q(format!("{w}/**"))], &write, &exec)
     };
     let link = work.join("out/x").display().to_string();
     let out = daemon.run(
