@@ -468,16 +468,12 @@ fn an_ask_rule_holds_the_open_or_exec_in_the_daemon_until_a_human_decides() {
     let g2 = {
         let w = work.display();
         let write = [q("/dev/**"), q(format!("{w}/out/**"))];
-        let exec = [q("/usr/bin/false"), q(format!("{w}/out/**")), ask("/usr/bin/true")];
+        let exec = [q(format!("{w}/out/**")), ask("/usr/bin/true")];
         confined_grant(daemon.dir.path(), "fd-link", &[q(format!("{w}/**"))], &write, &exec)
     };
     let link = work.join("out/x").display().to_string();
-    let out = daemon.run(
-        "fd-linker",
-        "exec through a link",
-        &g2,
-        &[PROBE, "exec-fd-link", &link, "/usr/bin/false", "/usr/bin/true"],
-    );
+    let out =
+        daemon.run("fd-linker", "exec through a link", &g2, &[PROBE, "exec-fd-link", &link, PROBE, "/usr/bin/true"]);
     // Killed before the held program ran an instruction (and the task with it, one strike,
     // which may come before or after the probe saw its child die).
     let child_killed = stdout(&out) == "child signal: 9 (SIGKILL)";
