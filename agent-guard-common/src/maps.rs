@@ -53,6 +53,15 @@ pub const APPROVALS: &str = "APPROVALS";
 pub const DEFAULT_APPROVALS: u32 = 4_096;
 /// Per-CPU 512-byte buffer where the file-tree hooks join a directory's path and a name.
 pub const PATH_JOIN: &str = "PATH_JOIN";
+/// Per-CPU scratch of the dentry walk (`dentry_path::DentryWalk` in the eBPF crate: the names
+/// found and their count, kept out of the verifier's sight; see there).
+pub const DENTRY_WALK: &str = "DENTRY_WALK";
+/// Per-CPU scratch of the path matcher's byte walk (`path_match::WalkState` in the eBPF crate,
+/// which says why it is not on the stack).
+pub const PATH_WALK: &str = "PATH_WALK";
+/// Per-CPU [`crate::task::TaskEntry`]: the revoked entry a process whose task is gone is
+/// judged by (`task::current_task` in the eBPF crate says why it is in a map).
+pub const TASK_GONE: &str = "TASK_GONE";
 /// LRU [`crate::task::UsageKey`] -> u32: allowed accesses of a task already reported once
 /// (`VERDICT_IN_SCOPE`), so an allowed action is reported at its first use only.
 pub const USAGE_SEEN: &str = "USAGE_SEEN";

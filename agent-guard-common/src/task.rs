@@ -65,6 +65,12 @@ pub const CONFINE_LANDLOCK: u32 = 1;
 /// restrictions included), so an open Landlock lets through is in the grant and its exit need
 /// not look the file up.
 pub const CONFINE_FILES_EXACT: u32 = 2;
+/// `TaskEntry::confine` bit, with `CONFINE_LANDLOCK`: the ruleset lets the `ask` paths through
+/// for the daemon's supervisor to hold (`LandlockRuleset::hold_asks`). An open or exec whose file
+/// the kernel cannot find (deeper or longer than its walk) is then refused (killed), not judged
+/// on its spelling: the spelling may have led the supervisor elsewhere (`/proc/self` names the
+/// daemon when the daemon resolves it), and only the kernel's own lookup would catch that.
+pub const CONFINE_ASKS_HELD: u32 = 4;
 
 /// `Approval::state`
 pub const APPROVAL_PENDING: u32 = 0;

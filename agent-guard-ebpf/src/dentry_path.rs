@@ -7,32 +7,58 @@
 //! the host's view. At most `MAX_DEPTH` components; deeper paths are not built (the caller refuses).
 
 use agent_guard_common::path::PATH_MAX_MATCH;
-use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes};
+use core::ffi::c_void;
 
-use crate::{config, maps::PATH_JOIN};
+use aya_ebpf::helpers::{bpf_probe_read_kernel_str_bytes, generated::bpf_probe_read_kernel};
 
-const MAX_DEPTH: usize = 8;
+use crate::{
+    config,
+    maps::{DENTRY_WALK, PATH_JOIN},
+};
 
+const MAX_DEPTH: usize = 16;
+
+/// A pointer-sized field of a kernel object; 0 when the read faults, which ends a walk.
+///
+/// The helper's result is not tested: it zeroes the destination itself on a fault
+/// (`kernel/trace/bpf_trace.c`, `bpf_probe_read_kernel_common`). A test would give the verifier
+/// a known 0 beside an unknown value for every field read, two states where one will do.
 #[inline(always)]
 pub fn read_ptr(addr: u64) -> u64 {
-    // SAFETY: reads a pointer-sized field of a kernel object; a fault yields 0, which ends the walk.
-    unsafe { bpf_probe_read_kernel(addr as *const u64) }.unwrap_or(0)
+    let mut value = 0u64;
+    // SAFETY: writes 8 bytes into `value`, which lives across the call.
+    unsafe { bpf_probe_read_kernel((&raw mut value).cast::<c_void>(), 8, addr as *const c_void) };
+    value
+}
+
+/// The walk's names, leaf first, and how many there are; per CPU (`DENTRY_WALK`).
+///
+/// In map memory, not on the stack, on purpose: the verifier tracks the value of every stack
+/// slot and register but not of map memory. With the count and the names on the stack, each
+/// mix of mount crossings and names in the first `i` steps was a state of its own (2^i of them,
+/// none pruned), and 6.1's verifier ran out of its 1M-instruction budget on `sched_process_exec`;
+/// read back from here the count is just "some number", masked before use, so the states at
+/// each step are one.
+#[repr(C)]
+pub struct DentryWalk {
+    names: [u64; MAX_DEPTH],
+    count: u64,
 }
 
 /// The absolute path of `dentry` on the mount `vfsmount`, into `out`; its length, or None when
 /// it is deeper than `MAX_DEPTH` components (mount crossings included), longer than
 /// `PATH_MAX_MATCH` - 2 bytes, or unreadable.
 ///
-/// Both loops have constant bounds and index their array with the loop counter, so the
-/// verifier sees constant indices and can prune its states (a `bpf_loop` walk with the counter
-/// in the callback's context cost it 8 s per hook under emulation and E2BIG for two walks).
+/// Both loops have constant bounds (a `bpf_loop` walk cost the verifier 8 s per hook under
+/// emulation and E2BIG for two walks).
 #[inline(always)]
 pub fn build(vfsmount: u64, dentry: u64, out: &mut [u8; PATH_MAX_MATCH]) -> Option<usize> {
-    let mut names = [0u64; MAX_DEPTH];
+    // SAFETY: per-CPU scratch, used by this program only until it returns.
+    let walk = unsafe { &mut *DENTRY_WALK.get_ptr_mut(0)? };
+    walk.count = 0;
     let mut dentry = dentry;
     let mut vfsmount = vfsmount;
     let mut mount = vfsmount.wrapping_sub(config::mount_mnt_off() as u64);
-    let mut count = 0usize;
     let mut done = false;
     for _ in 0..MAX_DEPTH + 4 {
         if dentry == 0 || mount == 0 {
@@ -52,16 +78,18 @@ pub fn build(vfsmount: u64, dentry: u64, out: &mut [u8; PATH_MAX_MATCH]) -> Opti
             vfsmount = parent_mount + config::mount_mnt_off() as u64;
             continue;
         }
+        let count = walk.count as usize;
         if count >= MAX_DEPTH {
             return None;
         }
-        names[count & (MAX_DEPTH - 1)] = read_ptr(dentry + config::dentry_name_off() as u64);
-        count += 1;
+        walk.names[count & (MAX_DEPTH - 1)] = read_ptr(dentry + config::dentry_name_off() as u64);
+        walk.count = count as u64 + 1;
         dentry = parent;
     }
     if !done {
         return None;
     }
+    let count = walk.count as usize;
     // SAFETY: per-CPU buffer, used by this program only until it returns.
     let buf = unsafe { &mut *PATH_JOIN.get_ptr_mut(0)? };
     // Not zeroed: a 512-byte clear compiles to a byte loop. Each name is NUL-terminated by the
@@ -76,7 +104,7 @@ pub fn build(vfsmount: u64, dentry: u64, out: &mut [u8; PATH_MAX_MATCH]) -> Opti
         if at >= PATH_MAX_MATCH - 1 {
             return None;
         }
-        let name = names[(count - 1 - i) & (MAX_DEPTH - 1)];
+        let name = walk.names[(count - 1 - i) & (MAX_DEPTH - 1)];
         let at_masked = at & (PATH_MAX_MATCH - 1);
         buf[at_masked] = b'/';
         // SAFETY: `at_masked` < 256, so the 256-byte window after the '/' stays inside the buffer.

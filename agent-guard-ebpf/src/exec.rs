@@ -264,6 +264,9 @@ fn try_exec_done(old_tid: u32) {
                 // Confined, and the program has no path a grant can name (a memfd, however it
                 // was reached): out of scope.
                 Err(crate::resolve::NoPath::Pathless) if landlock => VERDICT_OUT_OF_SCOPE,
+                // Its program cannot be found where the supervisor holds `ask` paths
+                // (`CONFINE_ASKS_HELD`): refused.
+                Err(crate::resolve::NoPath::Unknown) if landlock && task.asks_held() => VERDICT_OUT_OF_SCOPE,
                 // An allowed spelling already reported once, whose program cannot be found.
                 Err(_) if spelled == VERDICT_NONE => {
                     let _ = EXEC_PENDING.remove(&old_tid);

@@ -204,7 +204,12 @@ fn resolved_verdict(fd: u64, event: &mut FileEvent) -> Result<u32, resolve::NoPa
     let task = current_task().ok_or(resolve::NoPath::Unknown)?;
     // SAFETY: per-CPU scratch entry, free between the entry program's runs on this CPU.
     let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0).ok_or(resolve::NoPath::Unknown)? };
-    let len = resolve::fd_path(fd, &mut scratch.path)?;
+    let len = match resolve::fd_path(fd, &mut scratch.path) {
+        // Where the supervisor holds `ask` paths, a file only the kernel could place (and
+        // cannot) is refused (`CONFINE_ASKS_HELD`).
+        Err(resolve::NoPath::Unknown) if task.asks_held() => return Ok(VERDICT_OUT_OF_SCOPE),
+        found => found?,
+    };
     let decision = resolve::decide_on(task.entry.grant_id, &scratch.path, len, event.access)?;
     event.path = scratch.path;
     event.path_flags = 0;

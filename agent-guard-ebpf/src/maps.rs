@@ -62,4 +62,13 @@ pub static APPROVALS: HashMap<u32, Approval> = HashMap::with_max_entries(1, 0);
 pub static PATH_JOIN: PerCpuArray<[u8; 512]> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
+pub static TASK_GONE: PerCpuArray<TaskEntry> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub static PATH_WALK: PerCpuArray<crate::path_match::WalkState> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub static DENTRY_WALK: PerCpuArray<crate::dentry_path::DentryWalk> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
 pub static USAGE_SEEN: LruHashMap<UsageKey, u32> = LruHashMap::with_max_entries(1, 0);

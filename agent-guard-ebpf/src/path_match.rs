@@ -14,7 +14,10 @@ use agent_guard_common::{
 };
 use aya_ebpf::helpers::generated::bpf_loop;
 
-use crate::{config, maps::PATH_RULES};
+use crate::{
+    config,
+    maps::{PATH_RULES, PATH_WALK},
+};
 
 pub struct PathMatch {
     /// ACCESS_* bits the grant gives this path.
@@ -33,10 +36,16 @@ fn rule(grant_id: u32, hash: u64) -> Option<PathRule> {
     unsafe { PATH_RULES.get(&PathKey { grant_id, pad: 0, hash }) }.copied()
 }
 
-/// State of one walk, on the caller's stack, shared with the `bpf_loop` callback.
+/// What the walk has found so far, per CPU (`PATH_WALK`), and what it needs to know.
+///
+/// In map memory, not on the caller's stack, on purpose. The verifier of kernels before 6.7
+/// checks a `bpf_loop` callback once, as if it ran a single time ("bpf: verify callbacks as if
+/// they are called unknown number of times", 6.7), and then hard-wires the branches it never
+/// took (`opt_hard_wire_dead_code_branches`). With `prev` on the stack, known to be 0 in that one
+/// run, 6.1 compiled the '/' + '.' test away: `/granted/../etc/shadow` matched `/granted/**`.
+/// Fields in map memory are unknown to every verifier, so every branch is kept.
 #[repr(C)]
-struct Walk {
-    path: *const [u8; PATH_MAX_MATCH],
+pub struct WalkState {
     hash: u64,
     grant_id: u32,
     allowed: u32,
@@ -46,31 +55,41 @@ struct Walk {
     pad: u32,
 }
 
+/// The callback's context, on the caller's stack (`bpf_loop` requires it there): where the
+/// path and the state are.
+#[repr(C)]
+struct Walk {
+    path: *const [u8; PATH_MAX_MATCH],
+    state: *mut WalkState,
+}
+
 /// One byte of the walk; returns 1 to stop at the terminating NUL.
 #[inline(never)]
 extern "C" fn walk_byte(index: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: `ctx` is the `Walk` match_path passed to bpf_loop, alive for the whole loop;
-    // the index is masked into the array (PATH_MAX_MATCH is a power of two).
-    let walk = unsafe { &mut *ctx.cast::<Walk>() };
+    // SAFETY: `ctx` is the `Walk` match_path passed to bpf_loop, alive for the whole loop, and
+    // its state this CPU's `PATH_WALK` entry; the index is masked into the array
+    // (PATH_MAX_MATCH is a power of two).
+    let walk = unsafe { &*ctx.cast::<Walk>() };
+    let state = unsafe { &mut *walk.state };
     let c = unsafe { (*walk.path)[(index as usize) & (PATH_MAX_MATCH - 1)] };
     if c == 0 {
         return 1;
     }
     // "//", "/." and "/.." (and, conservatively, hidden names "/.x") go to the daemon.
-    if walk.prev == u32::from(b'/') && (c == b'/' || c == b'.') {
-        walk.unnormalized = 1;
+    if state.prev == u32::from(b'/') && (c == b'/' || c == b'.') {
+        state.unnormalized = 1;
     }
-    walk.hash = fnv1a_step(walk.hash, c);
+    state.hash = fnv1a_step(state.hash, c);
     if c == b'/' {
-        match rule(walk.grant_id, walk.hash) {
+        match rule(state.grant_id, state.hash) {
             Some(r) => {
-                walk.allowed |= r.subtree;
-                walk.children = r.children;
+                state.allowed |= r.subtree;
+                state.children = r.children;
             }
-            None => walk.children = 0,
+            None => state.children = 0,
         }
     }
-    walk.prev = u32::from(c);
+    state.prev = u32::from(c);
     0
 }
 
@@ -90,8 +109,12 @@ pub fn match_path(grant_id: u32, path: &[u8; PATH_MAX_MATCH], len: usize, resolv
     if len >= PATH_MAX_MATCH - 1 {
         return PathMatch { allowed: 0, flags: PATH_TRUNCATED, hash: 0, below: 0 };
     }
-    let mut walk = Walk {
-        path: core::ptr::from_ref(path),
+    let Some(state) = PATH_WALK.get_ptr_mut(0) else {
+        return PathMatch { allowed: 0, flags: PATH_TRUNCATED, hash: 0, below: 0 };
+    };
+    // SAFETY: this CPU's entry, used by this program only until it returns.
+    let state = unsafe { &mut *state };
+    *state = WalkState {
         hash: FNV_OFFSET ^ config::path_seed(),
         grant_id,
         allowed: 0,
@@ -100,12 +123,15 @@ pub fn match_path(grant_id: u32, path: &[u8; PATH_MAX_MATCH], len: usize, resolv
         unnormalized: 0,
         pad: 0,
     };
+    let mut walk = Walk { path: core::ptr::from_ref(path), state: core::ptr::from_mut(state) };
     // SAFETY: callback and context as bpf_loop documents them; the walk outlives the call.
     let steps = unsafe { bpf_loop(PATH_MAX_MATCH as u32, walk_byte as *mut c_void, (&raw mut walk).cast(), 0) };
     if steps < 0 {
         // The helper failed: decide nothing in the kernel.
         return PathMatch { allowed: 0, flags: PATH_TRUNCATED, hash: 0, below: 0 };
     }
+    // SAFETY: as above; the callback is done with it.
+    let walk = unsafe { &*walk.state };
     if len == 1 {
         // "/" itself: only a subtree rule on "/" covers it, looked up in the walk.
         return PathMatch { allowed: walk.allowed, flags: 0, hash: walk.hash, below: 1 };

@@ -8,7 +8,7 @@
 //! Fail-open/closed: `NoPath::Pathless` for a file with no place in the tree (a pipe or socket
 //! reopened through `/dev/fd`, a memfd: its dentry is its own root, the walk gives "/");
 //! `NoPath::Unknown` when an offset is missing (no BTF), a read faults, or the path is deeper
-//! than 8 components. The callers decide what each means.
+//! than 16 components. The callers decide what each means.
 
 use agent_guard_common::path::{Decision, PATH_MAX_MATCH, decide};
 use aya_ebpf::helpers::bpf_get_current_task;
@@ -71,8 +71,7 @@ pub fn decide_on(grant_id: u32, path: &[u8; PATH_MAX_MATCH], len: usize, need: u
     })
 }
 
-/// The path of `file` into `out`, at most 8 components (`dentry_path::build`: a deeper walk
-/// exceeds these programs' verifier budget).
+/// The path of `file` into `out`, at most 16 components (`dentry_path::build`).
 #[inline(always)]
 fn file_path(file: u64, out: &mut [u8; PATH_MAX_MATCH]) -> Result<usize, NoPath> {
     if file == 0 {

@@ -6,7 +6,7 @@ use agent_guard_common::{
 };
 use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns};
 
-use crate::maps::{PROC_TAGS, TASKS};
+use crate::maps::{PROC_TAGS, TASK_GONE, TASKS};
 
 /// The current process's task, copied out of the maps.
 pub struct CurrentTask {
@@ -32,26 +32,29 @@ pub fn current_task() -> Option<CurrentTask> {
     let tag = unsafe { PROC_TAGS.get(&current_tgid()) }?;
     let task_id = tag.task_id;
     let entry = unsafe { TASKS.get(&task_id) };
-    match entry {
-        Some(entry) => Some(CurrentTask { task_id, entry: *entry }),
-        // A tag whose task is gone (stopped while the process lived on) allows nothing:
-        // fail closed with an entry that is revoked.
-        None => Some(CurrentTask {
-            task_id,
-            entry: TaskEntry {
-                grant_id: 0,
-                mode: 0,
-                state: agent_guard_common::task::STATE_REVOKED,
-                parent_task: 0,
-                expires_ns: 0,
-                confine: agent_guard_common::task::CONFINE_NONE,
-                pad: 0,
-            },
-        }),
+    if let Some(entry) = entry {
+        return Some(CurrentTask { task_id, entry: *entry });
+    }
+    // A tag whose task is gone (stopped while the process lived on) allows nothing: fail
+    // closed with an entry that is revoked. Written to per-CPU map memory and read back, not
+    // built on the stack: the verifier would know its fields, and every branch they decide
+    // (`grant_ended`, `landlock_decides`) would verify the rest of the program once more for it.
+    let gone = TASK_GONE.get_ptr_mut(0)?;
+    // SAFETY: this CPU's entry, written and copied out before the program returns.
+    unsafe {
+        *gone = TaskEntry {
+            grant_id: 0,
+            mode: 0,
+            state: agent_guard_common::task::STATE_REVOKED,
+            parent_task: 0,
+            expires_ns: 0,
+            confine: agent_guard_common::task::CONFINE_NONE,
+            pad: 0,
+        };
+        Some(CurrentTask { task_id, entry: *gone })
     }
 }
 
-/// Sub-task levels followed when deciding whether a process belongs to a task's tree.
 const MAX_SUBTASK_DEPTH: usize = 4;
 
 /// The task of process `tgid`, if it is tagged.
@@ -106,6 +109,13 @@ impl CurrentTask {
         self.entry.confine & agent_guard_common::task::CONFINE_LANDLOCK != 0
             && self.entry.mode != agent_guard_common::task::MODE_AUDIT
             && self.grant_ended().is_none()
+    }
+
+    /// With `landlock_decides`: whether the daemon's supervisor holds the grant's `ask` paths,
+    /// which Landlock then lets through.
+    #[inline(always)]
+    pub fn asks_held(&self) -> bool {
+        self.entry.confine & agent_guard_common::task::CONFINE_ASKS_HELD != 0
     }
 
     /// With `landlock_decides`: whether Landlock's file rules are exactly the grant's.

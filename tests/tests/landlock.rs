@@ -228,10 +228,10 @@ fn what_landlock_lets_through_is_judged_on_the_file_it_reached() {
     let daemon = Daemon::start();
     let dir = daemon.dir.path();
     let work = dir.join("work");
-    std::fs::create_dir_all(work.join("private/a/b/c/d/e/f")).unwrap();
+    std::fs::create_dir_all(work.join("private/a/b/c/d/e/f/g/h/i/j/k/l/m/n")).unwrap();
     std::fs::create_dir_all(dir.join("shelf/sub")).unwrap();
     std::fs::write(work.join("private/key"), "KEY").unwrap();
-    std::fs::write(work.join("private/a/b/c/d/e/f/key"), "KEY").unwrap();
+    std::fs::write(work.join("private/a/b/c/d/e/f/g/h/i/j/k/l/m/n/key"), "KEY").unwrap();
     std::fs::write(dir.join("shelf/top.txt"), "top").unwrap();
     std::fs::write(dir.join("shelf/sub/deep.txt"), "deep").unwrap();
     let (w, d) = (work.display(), dir.display());
@@ -264,10 +264,10 @@ fn what_landlock_lets_through_is_judged_on_the_file_it_reached() {
         let stop = daemon.wait_event("task.stop", |e| e["task"]["intent"] == intent && e["kind"] == "task.stop");
         assert!(stop["reason"].as_str().unwrap().contains("one strike"), "{stop}");
     }
-    // Deeper than the kernel's walk (8 components), spelled absolutely but unnormalised: not
+    // Deeper than the kernel's walk (16 components), spelled absolutely but unnormalised: not
     // judged in the kernel, so only reported (the daemon resolves it), a stated gap of this level.
-    let deep = work.join("private/a/b/c/d/e/f/key").display().to_string();
-    let spelled = format!("{w}/./private/a/b/c/d/e/f/key");
+    let deep = work.join("private/a/b/c/d/e/f/g/h/i/j/k/l/m/n/key").display().to_string();
+    let spelled = format!("{w}/./private/a/b/c/d/e/f/g/h/i/j/k/l/m/n/key");
     let out = run_in(dir, "deep", &["open", &spelled, "r"]);
     assert_eq!(stdout(&out), "ok", "{out:?}");
     let event = daemon.wait_event("deep", |e| e["task"]["intent"] == "deep" && e["kind"] == "file.open");
@@ -486,6 +486,37 @@ fn an_ask_rule_holds_the_open_or_exec_in_the_daemon_until_a_human_decides() {
     // In-scope work under the same filter is not held: no approval request for it.
     let out = daemon.run("asking", "read notes", &g, &[PROBE, "open", &format!("{}/out", work.display()), "r"]);
     assert_eq!(stdout(&out), "ok", "{out:?}");
+}
+
+#[test]
+fn an_ask_file_reopened_through_the_agents_own_descriptor_is_never_read_unapproved() {
+    // `/proc/self/fd/N` names the daemon's descriptor when the daemon's supervisor resolves it,
+    // so the supervisor lets the open go on; the kernel's exit program must catch it, also where
+    // the file is deeper than its walk reaches.
+    let daemon = Daemon::start();
+    let dir = daemon.dir.path();
+    let work = dir.join("work");
+    std::fs::create_dir_all(work.join("out")).unwrap();
+    let shallow = dir.join("secret.txt");
+    let deep_dir = (0..20).fold(dir.join("deep"), |p, _| p.join("d"));
+    std::fs::create_dir_all(&deep_dir).unwrap();
+    let deep = deep_dir.join("secret.txt");
+    for secret in [&shallow, &deep] {
+        std::fs::write(secret, "TOPSECRET").unwrap();
+        let g = ask_grant(&daemon, &work, secret);
+        let agent = if secret == &shallow { "reopen-shallow" } else { "reopen-deep" };
+        let out = daemon.run(agent, "read notes", &g, &[PROBE, "opath-reopen", &secret.display().to_string()]);
+        assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{agent}: {out:?}");
+        assert_ne!(stdout(&out), "ok", "{agent}");
+        let killed = daemon.wait_event("kill", |e| {
+            e["kind"] == "file.open" && e["enforcement"] == "kill" && e["task"]["agent"] == agent
+        });
+        assert_eq!(killed["decision"], "denied", "{killed}");
+        // No human was asked: nothing was held for it.
+        let approvals = daemon.cli(&["approvals", "--json"]);
+        let list: serde_json::Value = serde_json::from_slice(&approvals.stdout).unwrap();
+        assert!(list.as_array().unwrap().iter().all(|a| a["task"]["agent"] != agent), "{list}");
+    }
 }
 
 #[test]

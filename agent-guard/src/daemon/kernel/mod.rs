@@ -504,7 +504,7 @@ impl Kernel {
                 let program: &mut Lsm = program(&mut ebpf, name)?;
                 let started = std::time::Instant::now();
                 program.load(hook, &btf).map_err(|source| KernelError::Lsm { name, source })?;
-                tracing::info!(program = name, ms = started.elapsed().as_millis() as u64, "BPF LSM program loaded");
+                log_loaded(name, started, program.info());
             }
             // Attached only once all are verified (the slow part), each link swapped in for
             // the previous daemon's at once: two copies of a hook run for microseconds at most.
@@ -524,7 +524,9 @@ impl Kernel {
         let observe: &[(&str, &str, &str)] = if lsm.is_some() { &[] } else { OBSERVE_TRACEPOINTS };
         for &(name, category, event) in TRACEPOINTS.iter().chain(observe) {
             let program: &mut TracePoint = program(&mut ebpf, name)?;
+            let started = std::time::Instant::now();
             program.load().map_err(|source| KernelError::Program { name, source })?;
+            log_loaded(name, started, program.info());
             links.attach(name, || {
                 let id = program.attach(category, event).map_err(|source| KernelError::Program { name, source })?;
                 let link = program.take_link(id).map_err(|source| KernelError::Program { name, source })?;
@@ -837,4 +839,15 @@ fn net_key(grant_id: u32, len: u8, addr: &[u8; 16]) -> Key<NetKey> {
 /// any address (`lsm_socket.rs` looks it up with the all-zero address).
 fn listen_key(grant_id: u32) -> Key<NetKey> {
     Key::new(NET_KEY_BITS - 128, NetKey { grant_be: (grant_id | LISTEN_GRANT_BIT).to_be_bytes(), addr: [0; 16] })
+}
+
+/// How long the verifier took over a program and how many instructions it walked: the figure
+/// that approaches the kernel's 1M budget as a hook grows.
+fn log_loaded(
+    name: &str,
+    started: std::time::Instant,
+    info: Result<aya::programs::ProgramInfo, aya::programs::ProgramError>,
+) {
+    let verified = info.ok().and_then(|info| info.verified_instruction_count());
+    tracing::info!(program = name, ms = started.elapsed().as_millis() as u64, verified, "BPF program loaded");
 }

@@ -7,7 +7,8 @@ use std::{
 };
 
 use agent_guard_common::task::{
-    CONFINE_FILES_EXACT, CONFINE_LANDLOCK, CONFINE_NONE, MODE_AUDIT, MODE_ENFORCE, STATE_ACTIVE, TaskEntry,
+    CONFINE_ASKS_HELD, CONFINE_FILES_EXACT, CONFINE_LANDLOCK, CONFINE_NONE, MODE_AUDIT, MODE_ENFORCE, STATE_ACTIVE,
+    TaskEntry,
 };
 
 use crate::daemon::{
@@ -219,6 +220,7 @@ impl Registry {
             expires_ns,
             confine: match &landlock {
                 Some(_) if files_exact(&grant.spec) => CONFINE_LANDLOCK | CONFINE_FILES_EXACT,
+                Some(_) if asks_holder.is_some() => CONFINE_LANDLOCK | CONFINE_ASKS_HELD,
                 Some(_) => CONFINE_LANDLOCK,
                 None => CONFINE_NONE,
             },
