@@ -42,7 +42,7 @@ use aya_ebpf::{helpers::bpf_probe_read_user_str_bytes, macros::tracepoint, progr
 
 use crate::{
     emit,
-    maps::{FILE_PENDING, SCRATCH},
+    maps::{APPROVALS, FILE_PENDING, SCRATCH},
     path_match::match_path,
     resolve,
     task::{current_task, current_tgid, current_tid, kill_if_enforced, reason_for},
@@ -193,6 +193,11 @@ fn try_open_exit(ret: i64) {
             event.header.action = ACTION_KILLED;
             emit::send(event);
         }
+    }
+    if ret < 0 {
+        // An approval the supervisor filed for this open that then failed (hold.rs
+        // `approved_once`) must not be left for a later open of the same file.
+        let _ = APPROVALS.remove(&tid);
     }
     let _ = FILE_PENDING.remove(&tid);
 }

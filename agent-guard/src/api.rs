@@ -237,7 +237,7 @@ pub struct ApprovalInfo {
     pub requested: String,
     /// When it is refused if nobody answers.
     pub deadline: String,
-    /// `pending`, `approved`, `denied`, `timed_out`.
+    /// `pending`, `approved`, `denied`, `timed_out`, `refused` (too many waiting).
     pub state: String,
 }
 

@@ -300,6 +300,19 @@ fn act(args: &[String]) -> (String, i32) {
             }
             ("ok".into(), 0)
         }
+        Some("open-parallel") => {
+            // N threads open PATH at once; prints how many read it ("read=R refused=F").
+            let count: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or_else(|| usage());
+            let path = args.get(2).unwrap_or_else(|| usage()).clone();
+            let threads: Vec<_> = (0..count)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || std::fs::read(&path).is_ok())
+                })
+                .collect();
+            let read = threads.into_iter().filter_map(|t| t.join().ok()).filter(|&ok| ok).count();
+            (format!("read={read} refused={}", count - read), 0)
+        }
         Some("pid-then") => {
             let (line, code) = act(&args[1..]);
             (format!("{} {line}", std::process::id()), code)

@@ -520,6 +520,45 @@ fn an_ask_file_reopened_through_the_agents_own_descriptor_is_never_read_unapprov
 }
 
 #[test]
+fn a_flood_of_held_calls_is_refused_past_the_cap_and_nothing_is_read() {
+    // Every held call keeps a daemon thread and a question for a human: a task may have 32
+    // waiting; the rest are refused on arrival, reported, never read.
+    let daemon = Daemon::start();
+    let dir = daemon.dir.path();
+    let work = dir.join("work");
+    std::fs::create_dir_all(work.join("out")).unwrap();
+    let secret = dir.join("secret.txt");
+    std::fs::write(&secret, "TOPSECRET").unwrap();
+    let g = ask_grant(&daemon, &work, &secret);
+    let child = daemon
+        .run_command("flooder", "read notes", &g, &[], &[PROBE, "open-parallel", "40", &secret.display().to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let list = |state: &str| {
+        let out = daemon.cli(&["approvals", "--json"]);
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        list.as_array().unwrap().iter().filter(|a| a["state"] == state).count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while list("pending") + list("refused") < 40 {
+        assert!(std::time::Instant::now() < deadline, "pending {} refused {}", list("pending"), list("refused"));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!((list("pending"), list("refused")), (32, 8));
+    let refused = daemon.wait_event("overflow", |e| {
+        e["kind"] == "approval.denied" && e["reason"].as_str().is_some_and(|r| r.contains("waiting already"))
+    });
+    assert_eq!(refused["task"]["agent"], "flooder", "{refused}");
+    let out = daemon.cli(&["approvals", "--json"]);
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for a in all.as_array().unwrap().iter().filter(|a| a["state"] == "pending") {
+        assert!(daemon.cli(&["deny", &a["id"].to_string()]).status.success());
+    }
+    assert_eq!(stdout(&child.wait_with_output().unwrap()), "read=0 refused=40");
+}
+
+#[test]
 fn rewriting_the_path_after_the_supervisor_read_it_reaches_nothing_unapproved() {
     let daemon = Daemon::start();
     let dir = daemon.dir.path();

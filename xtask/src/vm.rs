@@ -323,8 +323,8 @@ fn verdict(lines: &[String], with_bench: bool) -> Result<(u64, u64)> {
 /// landlock suite (6.1's verifier refuses some BPF LSM programs, so 6.1 is at the landlock level
 /// either way). Every boot must pass.
 ///
-/// `only`: that kernel's two boots (`cargo xtask vm-test --kernel 6.1`). `cargo xtask test` runs
-/// 6.12's only: 6.1's verifier refuses `sched_process_exec` (README, "Kernels").
+/// `only`: that kernel's two boots (`cargo xtask vm-test --kernel 6.1`); `cargo xtask test` runs
+/// all four.
 pub fn test(toolchain: &str, only: Option<&str>) -> Result<(u64, u64)> {
     if let Some(name) = only.filter(|n| ![KERNEL_6_12.name, KERNEL_6_1.name].contains(n)) {
         return Err(format!("no kernel {name} in the matrix (6.12, 6.1)"));

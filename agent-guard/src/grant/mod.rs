@@ -184,6 +184,17 @@ impl GrantSpec {
         {
             return Err(format!("network.listen {}: a listen rule is allow or deny", rule.target));
         }
+        // open_by_handle_at(2) opens a file without a path: the `landlock` level's supervisor
+        // cannot hold it, so an `ask` file would be readable unasked.
+        let has_asks =
+            [&self.files.read, &self.files.write].iter().any(|l| l.iter().any(|r| r.action == RuleAction::Ask));
+        if has_asks && self.capabilities.iter().any(|c| c.0 == caps::Capability::CAP_DAC_READ_SEARCH) {
+            return Err(
+                "capabilities: CAP_DAC_READ_SEARCH opens files by handle, past `ask` rules: keep it only in a \
+                        grant without them"
+                    .into(),
+            );
+        }
         Ok(())
     }
 }

@@ -252,6 +252,19 @@ fn ask_rules_parse_and_compile_to_ask_bits() {
 }
 
 #[test]
+fn an_ask_grant_cannot_keep_the_capability_that_opens_files_by_handle() {
+    let asking = EXAMPLE.replace("\"/usr/**\"]", "\"/usr/**\", {path: \"/x\", action: ask}]");
+    let keeps = |text: &str| text.replace("  ttl: 15m", "  ttl: 15m\n  capabilities: [CAP_DAC_READ_SEARCH]");
+    assert!(
+        error_of(&keeps(&asking)).contains("CAP_DAC_READ_SEARCH opens files by handle"),
+        "{}",
+        error_of(&keeps(&asking))
+    );
+    // Without `ask` rules it may be kept.
+    Grant::parse("ok.yaml", &keeps(EXAMPLE)).unwrap();
+}
+
+#[test]
 fn the_committed_json_schema_is_current() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/policy.schema.json");
     let committed = std::fs::read_to_string(&path).unwrap_or_default();

@@ -19,6 +19,14 @@ use crate::daemon::{
 
 use super::registry::{Refusal, Registry, Task, refuse};
 
+/// Held actions one task may have waiting at once. Past it, a further one is refused at once
+/// (`held_full`): every held call of the `landlock` level keeps a daemon thread, and a human
+/// cannot read a flood of questions anyway.
+pub const MAX_PENDING_PER_TASK: usize = 32;
+/// Decided approvals kept for `approvals` (the newest); older ones are dropped, their answers
+/// being in the event stream and the audit store.
+const DECIDED_KEPT: usize = 1_000;
+
 /// An action held in the kernel, waiting for a human.
 pub(super) struct Held {
     pub(super) info: ApprovalInfo,
@@ -30,6 +38,8 @@ pub(super) struct Held {
     /// Held by the seccomp supervisor (the `landlock` level, supervise.rs), which answers the
     /// call with what is sent here; None: held in the kernel by BPF LSM (SIGSTOP).
     pub(super) reply: Option<std::sync::mpsc::Sender<bool>>,
+    /// Refused on arrival: its task had `MAX_PENDING_PER_TASK` waiting already.
+    pub(super) overflow: bool,
 }
 
 /// A path allowed for a while by `approve --for`, and what to restore when it ends.
@@ -52,7 +62,14 @@ impl Registry {
         self.file_held(held, Some(reply));
     }
 
+    /// Whether task `task_id` already has `MAX_PENDING_PER_TASK` actions waiting.
+    pub(super) fn held_full(&self, task_id: u32) -> bool {
+        self.approvals.values().filter(|h| h.info.task == task_id && h.info.state == "pending").count()
+            >= MAX_PENDING_PER_TASK
+    }
+
     fn file_held(&mut self, held: HeldAction, reply: Option<std::sync::mpsc::Sender<bool>>) {
+        let full = self.held_full(held.task_id);
         let id = self.next_approval;
         self.next_approval += 1;
         let now = SystemTime::now();
@@ -86,8 +103,14 @@ impl Registry {
                 hash,
                 deadline: Instant::now() + self.approval_timeout,
                 reply,
+                overflow: full,
             },
         );
+        if full {
+            // Reported like any other, then refused without waiting for anyone.
+            tracing::warn!(task = held.task_id, approval = id, "too many held actions waiting: refused");
+            let _ = self.decide(id, false, None, None);
+        }
     }
 
     /// Approves or refuses held action `id`, then continues its process.
@@ -116,8 +139,11 @@ impl Registry {
             self.temporary.push(TemporaryAllow { task_id, hash, previous, until_ns });
         }
         let held = self.approvals.get_mut(&id).expect("checked above");
+        let overflow = held.overflow;
         held.info.state = if approve {
             "approved"
+        } else if overflow {
+            "refused"
         } else if by.is_none() {
             "timed_out"
         } else {
@@ -139,6 +165,9 @@ impl Registry {
                 format!("approved by {by} for {}: {} {}", humantime::format_duration(d), info.object, info.path)
             }
             (true, Some(by), None) => format!("approved by {by}: {} {}", info.object, info.path),
+            (_, None, _) if overflow => {
+                format!("{MAX_PENDING_PER_TASK} actions of this task were waiting already: refused at once")
+            }
             (_, None, _) => {
                 format!("no answer within {}: refused", humantime::format_duration(self.approval_timeout))
             }
@@ -170,6 +199,11 @@ impl Registry {
             .collect();
         for id in late {
             let _ = self.decide(id, false, None, None);
+        }
+        let decided: Vec<u32> =
+            self.approvals.iter().filter(|(_, h)| h.info.state != "pending").map(|(id, _)| *id).collect();
+        for id in decided.iter().take(decided.len().saturating_sub(DECIDED_KEPT)) {
+            self.approvals.remove(id);
         }
         let now_ns = boot_ns_now();
         let (ended, kept): (Vec<_>, Vec<_>) = self.temporary.drain(..).partition(|t| t.until_ns <= now_ns);
