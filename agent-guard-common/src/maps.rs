@@ -56,6 +56,15 @@ pub const PATH_JOIN: &str = "PATH_JOIN";
 /// Per-CPU scratch of the dentry walk (`dentry_path::DentryWalk` in the eBPF crate: the names
 /// found and their count, kept out of the verifier's sight; see there).
 pub const DENTRY_WALK: &str = "DENTRY_WALK";
+/// [`crate::net::LearnedKey`] -> [`crate::net::LearnedPorts`]: addresses a task's DNS answers
+/// gave for its grant's name rules, until their TTL runs out.
+pub const NET_LEARNED: &str = "NET_LEARNED";
+/// Default entries of `NET_LEARNED`.
+pub const DEFAULT_NET_LEARNED: u32 = 65_536;
+/// LRU socket cookie -> [`crate::net::DnsOrig`]: the DNS server a redirected socket meant.
+pub const DNS_ORIG: &str = "DNS_ORIG";
+/// Default entries of `DNS_ORIG`.
+pub const DEFAULT_DNS_ORIG: u32 = 16_384;
 /// Per-CPU scratch of the path matcher's byte walk (`path_match::WalkState` in the eBPF crate,
 /// which says why it is not on the stack).
 pub const PATH_WALK: &str = "PATH_WALK";
@@ -95,4 +104,6 @@ pub const PINNED: &[&str] = &[
     APPROVALS,
     USAGE_SEEN,
     TAG_COUNT,
+    NET_LEARNED,
+    DNS_ORIG,
 ];

@@ -67,6 +67,67 @@ const _: () = assert!(core::mem::size_of::<NetKey>() == 20);
 const _: () = assert!(core::mem::size_of::<PortRule>() == 8);
 const _: () = assert!(core::mem::size_of::<NetPorts>() == 8 + 8 * MAX_PORT_RULES);
 
+/// Port rules one learned address may carry (several name rules can resolve to one address).
+pub const MAX_LEARNED_RULES: usize = 4;
+
+/// Key of `NET_LEARNED`: an address a task's DNS answer gave, under the task's grant.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LearnedKey {
+    /// The task's grant (its id).
+    pub grant_id: u32,
+    /// IPv6 address, or IPv4-mapped IPv6 address, in network byte order.
+    pub addr: [u8; 16],
+}
+
+/// One name rule's ports at a learned address, until the answer's TTL runs out.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LearnedRule {
+    /// `CLOCK_BOOTTIME` after which the rule no longer applies (the kernel compares it itself).
+    pub expires_ns: u64,
+    /// Inclusive port range of the name rule, host byte order.
+    pub port_lo: u16,
+    /// Upper end of the range, inclusive.
+    pub port_hi: u16,
+    /// PROTO_* bits.
+    pub protocols: u8,
+    /// `NET_ALLOW` or `NET_FLAG` (a `deny` name rule answers REFUSED and learns nothing).
+    pub action: u8,
+    /// Index of the name rule in the grant's `network.connect` list.
+    pub rule_index: u16,
+}
+
+/// Value of `NET_LEARNED`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LearnedPorts {
+    /// Rules in use at the start of `rules`.
+    pub count: u32,
+    /// Explicit padding, zero.
+    pub pad: u32,
+    /// The rules; entries past `count` are unused.
+    pub rules: [LearnedRule; MAX_LEARNED_RULES],
+}
+
+/// Value of `DNS_ORIG`, keyed by socket cookie: the server a redirected DNS socket meant, shown
+/// back to the process as the source of the answers (`recvmsg`) and as its peer (`getpeername`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DnsOrig {
+    /// IPv6 address, or IPv4-mapped IPv6 address, in network byte order.
+    pub addr: [u8; 16],
+    /// Network byte order, as `bpf_sock_addr::user_port` holds it.
+    pub port_be: u32,
+    /// The task's `TaskEntry::dns_port` when it was sent (to recognise its resolver's answers).
+    pub dns_port: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<LearnedKey>() == 20);
+const _: () = assert!(core::mem::size_of::<LearnedRule>() == 16);
+const _: () = assert!(core::mem::size_of::<LearnedPorts>() == 8 + 16 * MAX_LEARNED_RULES);
+const _: () = assert!(core::mem::size_of::<DnsOrig>() == 24);
+
 /// Set in the grant id of the `NET_RULES` key that holds a grant's `network.listen` ports (with
 /// the all-zero address): listen rules never match a connect, and connect rules never a listen.
 /// Grant ids stay below it.

@@ -4,7 +4,7 @@ use crate::event::{
     EscapeEvent, EventHeader, ExecEvent, FileEvent, KIND_ESCAPE, KIND_EXEC, KIND_EXEC_START, KIND_FILE, KIND_FORK,
     KIND_NET, KIND_TAG_LOST, KIND_TAMPER, KIND_TASK_EMPTY, NetEvent, TaskEvent,
 };
-use crate::net::{NetKey, NetPorts};
+use crate::net::{LearnedKey, LearnedPorts, NetKey, NetPorts};
 use crate::path::{PathKey, PathRule};
 use crate::task::{Approval, ProcTag, TaskEntry, UsageKey};
 
@@ -16,6 +16,8 @@ unsafe impl aya::Pod for Approval {}
 unsafe impl aya::Pod for UsageKey {}
 unsafe impl aya::Pod for NetKey {}
 unsafe impl aya::Pod for NetPorts {}
+unsafe impl aya::Pod for LearnedKey {}
+unsafe impl aya::Pod for LearnedPorts {}
 unsafe impl aya::Pod for PathKey {}
 unsafe impl aya::Pod for PathRule {}
 

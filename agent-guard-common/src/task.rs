@@ -49,9 +49,16 @@ pub struct TaskEntry {
     pub expires_ns: u64,
     /// CONFINE_*: what else confines the task's processes.
     pub confine: u32,
-    /// Zero.
-    pub pad: u32,
+    /// Loopback port of the task's own DNS resolver in the daemon (low 16 bits), and
+    /// `DNS_ON_IP6_LOOPBACK`: the cgroup programs send the task's DNS queries (TCP and UDP port
+    /// 53, to any server) there. 0: no resolver (queries are judged by the grant's address rules
+    /// like any other destination).
+    pub dns_port: u32,
 }
+
+/// `TaskEntry::dns_port` bit: the resolver listens on `[::1]` too, where IPv6 sockets' DNS goes
+/// (an IPv6-only socket cannot reach `::ffff:127.0.0.1`, the fallback).
+pub const DNS_ON_IP6_LOOPBACK: u32 = 1 << 16;
 
 /// `TaskEntry::confine`: nothing but the eBPF programs.
 pub const CONFINE_NONE: u32 = 0;

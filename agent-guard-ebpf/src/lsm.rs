@@ -307,6 +307,11 @@ fn try_socket_connect(ctx: &LsmContext) -> bool {
         // AF_UNIX, AF_UNSPEC (disconnect) and others are not network destinations.
         _ => return true,
     };
+    // DNS of a task with a resolver: the cgroup program, which runs after this hook, sends it
+    // to the daemon (dns.rs).
+    if crate::dns::route(&task, protocol, port, &addr) != crate::dns::Route::Judged {
+        return true;
+    }
     // A flagged connect is let through silently here: the cgroup connect program, which the
     // kernel runs after this hook (inet_stream_connect / udp pre_connect), reports it once.
     if task.grant_ended().is_none() && net_decision(task.entry.grant_id, &addr, port, protocol).0 == NET_FLAG {

@@ -20,6 +20,7 @@
 
 mod config;
 mod dentry_path;
+mod dns;
 mod emit;
 mod escape;
 mod exec;

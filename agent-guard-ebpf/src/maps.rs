@@ -4,7 +4,7 @@
 
 use agent_guard_common::{
     event::{ExecEvent, FileEvent},
-    net::{NetKey, NetPorts},
+    net::{DnsOrig, LearnedKey, LearnedPorts, NetKey, NetPorts},
     path::{PathKey, PathRule},
     task::{Approval, ProcTag, TaskEntry, UsageKey},
 };
@@ -25,6 +25,12 @@ pub static TASK_LIVE: HashMap<u32, u64> = HashMap::with_max_entries(1, 0);
 /// `BPF_F_NO_PREALLOC` is mandatory for LPM tries.
 #[map]
 pub static NET_RULES: LpmTrie<NetKey, NetPorts> = LpmTrie::with_max_entries(1, 1);
+
+#[map]
+pub static NET_LEARNED: HashMap<LearnedKey, LearnedPorts> = HashMap::with_max_entries(1, 0);
+
+#[map]
+pub static DNS_ORIG: LruHashMap<u64, DnsOrig> = LruHashMap::with_max_entries(1, 0);
 
 #[map]
 pub static PATH_RULES: HashMap<PathKey, PathRule> = HashMap::with_max_entries(1, 0);

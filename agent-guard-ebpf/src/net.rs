@@ -15,15 +15,17 @@ use agent_guard_common::{
         ACTION_ALLOWED, ACTION_BLOCKED, HOOK_CONNECT4, HOOK_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6, KIND_NET, NO_RULE,
         NetEvent, REASON_NONE, VERDICT_FLAGGED, VERDICT_IN_SCOPE, VERDICT_OUT_OF_SCOPE, VERDICT_RULE_DENY,
     },
-    net::{NET_ALLOW, NET_DENY, NET_FLAG, NET_KEY_BITS, NetKey, PROTO_TCP, PROTO_UDP},
+    net::{LearnedKey, NET_ALLOW, NET_DENY, NET_FLAG, NET_KEY_BITS, NetKey, PROTO_TCP, PROTO_UDP},
     task::MODE_AUDIT,
     task::USE_CONNECT,
 };
-use aya_ebpf::{macros::cgroup_sock_addr, maps::lpm_trie::Key, programs::SockAddrContext};
+use aya_ebpf::{
+    helpers::bpf_ktime_get_boot_ns, macros::cgroup_sock_addr, maps::lpm_trie::Key, programs::SockAddrContext,
+};
 
 use crate::{
     emit,
-    maps::NET_RULES,
+    maps::{NET_LEARNED, NET_RULES},
     task::{CurrentTask, current_task},
     usage,
 };
@@ -84,6 +86,10 @@ fn try_sock_addr(ctx: &SockAddrContext, hook: u32) -> i32 {
     // SAFETY: plain ctx field reads, valid for every sock_addr attach type.
     let (protocol, port) = unsafe { ((*sa).protocol, u16::from_be((*sa).user_port as u16)) };
     let addr = destination(ctx, hook);
+    let v4 = hook == HOOK_CONNECT4 || hook == HOOK_SENDMSG4;
+    if crate::dns::redirect(ctx, &task, v4, protocol, port, &addr) {
+        return ALLOW;
+    }
 
     if connect_verdict(&task, hook, protocol, port, addr) { ALLOW } else { DENY }
 }
@@ -146,23 +152,44 @@ pub fn net_decision(grant_id: u32, addr: &[u8; 16], port: u16, protocol: u32) ->
         _ => return (NO_MATCH, NO_RULE),
     };
     let key = Key::new(NET_KEY_BITS, NetKey { grant_be: grant_id.to_be_bytes(), addr: *addr });
-    let Some(ports) = NET_RULES.get(&key) else {
-        return (NO_MATCH, NO_RULE);
-    };
-    let count = ports.count as usize;
     let (mut action, mut index) = (NO_MATCH, NO_RULE);
-    for i in 0..ports.rules.len() {
-        if i >= count {
-            break;
+    if let Some(ports) = NET_RULES.get(&key) {
+        let count = ports.count as usize;
+        for i in 0..ports.rules.len() {
+            if i >= count {
+                break;
+            }
+            let rule = &ports.rules[i];
+            if rule.protocols & proto_bit != 0
+                && port >= rule.port_lo
+                && port <= rule.port_hi
+                && (action == NO_MATCH || rule.action > action)
+            {
+                action = rule.action;
+                index = u32::from(rule.rule_index);
+            }
         }
-        let rule = &ports.rules[i];
-        if rule.protocols & proto_bit != 0
-            && port >= rule.port_lo
-            && port <= rule.port_hi
-            && (action == NO_MATCH || rule.action > action)
-        {
-            action = rule.action;
-            index = u32::from(rule.rule_index);
+    }
+    // Addresses the task's DNS answers gave for its name rules, while their TTL lasts.
+    // SAFETY: the value is read in place; the daemon replaces entries whole.
+    if let Some(learned) = unsafe { NET_LEARNED.get(&LearnedKey { grant_id, addr: *addr }) } {
+        // SAFETY: helper without arguments.
+        let now = unsafe { bpf_ktime_get_boot_ns() };
+        let count = learned.count as usize;
+        for i in 0..learned.rules.len() {
+            if i >= count {
+                break;
+            }
+            let rule = &learned.rules[i];
+            if rule.expires_ns > now
+                && rule.protocols & proto_bit != 0
+                && port >= rule.port_lo
+                && port <= rule.port_hi
+                && (action == NO_MATCH || rule.action > action)
+            {
+                action = rule.action;
+                index = u32::from(rule.rule_index);
+            }
         }
     }
     (action, index)

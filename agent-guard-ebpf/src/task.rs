@@ -49,7 +49,7 @@ pub fn current_task() -> Option<CurrentTask> {
             parent_task: 0,
             expires_ns: 0,
             confine: agent_guard_common::task::CONFINE_NONE,
-            pad: 0,
+            dns_port: 0,
         };
         Some(CurrentTask { task_id, entry: *gone })
     }

@@ -31,6 +31,8 @@
 //!   race-path A B N        opens the path in a buffer another thread keeps rewriting between A
 //!                          and B (same length) N times: "LEAK" if a read returned TOPSECRET
 //!   pid-then VERB ARGS     prints "PID LINE" for VERB
+//!   resolve NAME           resolves NAME with getaddrinfo: its addresses, sorted, or "unresolved"
+//!   resolve-connect NAME PORT  resolves NAME, then connects to its first address on PORT
 //! and the attack verbs of attack.rs.
 //! Exit status: 0 ok, 1 EPERM, 2 other error, 64 usage.
 
@@ -312,6 +314,28 @@ fn act(args: &[String]) -> (String, i32) {
                 .collect();
             let read = threads.into_iter().filter_map(|t| t.join().ok()).filter(|&ok| ok).count();
             (format!("read={read} refused={}", count - read), 0)
+        }
+        Some("resolve") => {
+            use std::net::ToSocketAddrs;
+            let name = args.get(1).unwrap_or_else(|| usage());
+            match (name.as_str(), 0).to_socket_addrs() {
+                Ok(addrs) => {
+                    let mut ips: Vec<String> = addrs.map(|a| a.ip().to_string()).collect();
+                    ips.sort();
+                    ips.dedup();
+                    (ips.join(" "), 0)
+                }
+                Err(_) => ("unresolved".into(), 2),
+            }
+        }
+        Some("resolve-connect") => {
+            use std::net::ToSocketAddrs;
+            let name = args.get(1).unwrap_or_else(|| usage());
+            let port: u16 = args.get(2).and_then(|p| p.parse().ok()).unwrap_or_else(|| usage());
+            match (name.as_str(), port).to_socket_addrs().map(|mut a| a.find(SocketAddr::is_ipv4)) {
+                Ok(Some(to)) => outcome(TcpStream::connect_timeout(&to, Duration::from_secs(5)).map(drop)),
+                _ => ("unresolved".into(), 2),
+            }
         }
         Some("pid-then") => {
             let (line, code) = act(&args[1..]);

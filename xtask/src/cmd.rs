@@ -128,6 +128,13 @@ fn host_tests(toolchain: &str) -> Result<(u64, u64)> {
         step("installing rsyslog (the syslog receiver of the output tests)");
         crate::setup::apt_install(&["rsyslog"])?;
     }
+    // The DNS tests (tests/tests/dns.rs) serve their zone with a real dnsmasq and ask with dig.
+    let dns: Vec<&str> =
+        ["dnsmasq-base", "bind9-dnsutils"].into_iter().filter(|p| !crate::setup::debian_installed(p)).collect();
+    if !dns.is_empty() {
+        step(&format!("installing {} (the DNS server and client of the DNS tests)", dns.join(" ")));
+        crate::setup::apt_install(&dns)?;
+    }
     // The real-work suite (tests/tests/real_work.rs) runs these toolchains for real.
     let tools = [("git", "git"), ("curl", "curl"), ("npm", "npm"), ("node", "nodejs")];
     let mut missing: Vec<&str> = tools.iter().filter(|(cmd, _)| !on_path(cmd)).map(|(_, pkg)| *pkg).collect();

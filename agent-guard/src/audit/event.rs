@@ -149,5 +149,8 @@ pub fn object_of(body: &Body) -> Option<(Target<'_>, String)> {
         }
         ObjectRef::Executable(exe) => (Target::Path(&exe.path), format!("exec {}", exe.path)),
         ObjectRef::Escape(escape) => (Target::Elsewhere, format!("escape {} {}", escape.route, escape.detail)),
+        ObjectRef::Dns(dns) => {
+            (Target::Destination(dns.question.clone()), format!("dns {} {} ({})", dns.question, dns.qtype, dns.rcode))
+        }
     })
 }

@@ -170,6 +170,7 @@ impl Building {
             | Body::TaskIntent(_)
             | Body::NetworkConnect(_)
             | Body::NetworkSend(_)
+            | Body::NetworkDns(_)
             | Body::FileOpen(_)
             | Body::FileChange(_)
             | Body::ProcessExec(_)

@@ -263,6 +263,7 @@ impl Builder {
             }
             Body::NetworkConnect(_)
             | Body::NetworkSend(_)
+            | Body::NetworkDns(_)
             | Body::FileOpen(_)
             | Body::FileChange(_)
             | Body::ProcessExec(_)

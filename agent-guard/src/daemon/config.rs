@@ -28,6 +28,9 @@ pub struct ConfigFile {
     pub metrics: Option<MetricsConfig>,
     #[serde(default)]
     pub aggregation: AggregationConfig,
+    /// The tasks' resolvers (name rules, DNS of tagged processes).
+    #[serde(default)]
+    pub dns: DnsConfig,
 }
 
 impl Default for ConfigFile {
@@ -37,6 +40,7 @@ impl Default for ConfigFile {
             audit_store: AuditStoreConfig::default(),
             metrics: None,
             aggregation: AggregationConfig::default(),
+            dns: DnsConfig::default(),
         }
     }
 }
@@ -311,6 +315,49 @@ fn default_window() -> Duration {
     Duration::from_secs(10)
 }
 
+/// Each task's DNS resolver in the daemon (daemon/dns).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DnsConfig {
+    /// Send tagged processes' DNS (port 53, TCP and UDP, any server) to their task's resolver.
+    /// Off: DNS is a destination like any other, judged by the grant's address rules, and name
+    /// rules allow nothing.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Servers the resolvers ask (`host:port`). Empty: the `nameserver`s of /etc/resolv.conf.
+    #[serde(default)]
+    pub upstream: Vec<SocketAddr>,
+    /// The shortest time an answer's addresses stay allowed, whatever its TTL.
+    #[serde(default = "default_ttl_floor", with = "duration")]
+    pub ttl_floor: Duration,
+    /// The longest; answers are passed on with their TTLs cut to it, so no cache outlives it.
+    #[serde(default = "default_ttl_ceiling", with = "duration")]
+    pub ttl_ceiling: Duration,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            enabled: true,
+            upstream: Vec::new(),
+            ttl_floor: default_ttl_floor(),
+            ttl_ceiling: default_ttl_ceiling(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_ttl_floor() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_ttl_ceiling() -> Duration {
+    Duration::from_hours(1)
+}
+
 fn some_duration<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
     duration::deserialize(de).map(Some)
 }
@@ -336,6 +383,13 @@ impl ConfigFile {
 
     /// What serde cannot say: names unique, sizes sane, URLs that parse.
     pub fn validate(&self) -> Result<(), String> {
+        if self.dns.ttl_floor > self.dns.ttl_ceiling {
+            return Err(format!(
+                "dns: ttlFloor {} is above ttlCeiling {}",
+                humantime::format_duration(self.dns.ttl_floor),
+                humantime::format_duration(self.dns.ttl_ceiling)
+            ));
+        }
         let mut names = std::collections::BTreeSet::new();
         let mut spools = std::collections::BTreeSet::new();
         for output in &self.outputs {

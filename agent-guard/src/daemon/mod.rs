@@ -3,6 +3,7 @@
 
 mod clock;
 pub mod config;
+pub mod dns;
 pub mod events;
 mod kernel;
 mod output;
@@ -192,6 +193,9 @@ pub async fn run(
     )));
     {
         let mut reg = registry.lock().expect("registry lock is never poisoned");
+        // Before adoption: an adopted task gets a new resolver (the old one died with its daemon).
+        let tasks: Arc<Mutex<dyn dns::TaskDns + Send>> = registry.clone();
+        reg.dns = dns::Resolvers::new(&config.file.dns, Arc::downgrade(&tasks));
         reg.policy_dir.clone_from(&config.policy_dir);
         reg.apply_policies(policies, "start");
         let (adopted, revoked, closed) = reg.adopt(saved);
@@ -493,12 +497,18 @@ fn is_action(record: &KernelEvent) -> bool {
 }
 
 /// Once a second: reports kernel-side event losses, closes tasks whose "empty" record may have
-/// been among them, and ends the processes of confined tasks whose grant expired.
+/// been among them, and ends the processes of confined tasks whose grant expired. Once a
+/// minute: drops learned DNS addresses whose TTL ran out (the kernel ignores them already).
 async fn watch_drops(registry: Arc<Mutex<Registry>>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut ticks: u64 = 0;
     loop {
         tick.tick().await;
+        ticks += 1;
         let mut reg = registry.lock().expect("registry lock is never poisoned");
+        if ticks.is_multiple_of(60) {
+            reg.kernel.sweep_learned();
+        }
         report_drops(&mut reg);
         reg.close_empty_tasks();
         reg.kill_ended_confined_tasks();

@@ -42,7 +42,7 @@ pub fn action_shift(action: RuleAction) -> u32 {
     }
 }
 
-fn net_action(action: RuleAction) -> u8 {
+pub fn net_action(action: RuleAction) -> u8 {
     match action {
         RuleAction::Allow | RuleAction::Ask => NET_ALLOW,
         RuleAction::Flag => NET_FLAG,
@@ -104,7 +104,10 @@ impl CompiledGrant {
             if rule.action == RuleAction::Ask {
                 return Err(CompileError::AskOnNetwork { rule: rule.target.to_string() });
             }
-            by_prefix.entry(rule.target.mapped_prefix()).or_default().push(index);
+            // Name rules have no prefix: their addresses are learned per task (daemon/dns).
+            if let Some(prefix) = rule.target.mapped_prefix() {
+                by_prefix.entry(prefix).or_default().push(index);
+            }
         }
         let lengths: BTreeSet<u8> = by_prefix.keys().map(|(len, _)| *len).collect();
         let prefixes: BTreeSet<(u8, [u8; 16])> = by_prefix.keys().copied().collect();
@@ -113,7 +116,7 @@ impl CompiledGrant {
             let mut covering: Vec<usize> =
                 lengths.range(..=len).filter_map(|&l| by_prefix.get(&(l, mask(&addr, l)))).flatten().copied().collect();
             if covering.len() > MAX_PORT_RULES {
-                let prefix = rules[by_prefix[&(len, addr)][0]].target.net.to_string();
+                let prefix = rules[by_prefix[&(len, addr)][0]].target.to_string();
                 return Err(CompileError::TooManyPortRules { prefix, count: covering.len() });
             }
             covering.sort_unstable();

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use capability::CapabilityName;
-pub use compile::CompiledGrant;
+pub use compile::{CompiledGrant, net_action};
 pub use eval::normalize_path;
 pub use net_rule::{Destination, ListenPorts, mapped};
 pub use rule::{Rule, RuleAction};

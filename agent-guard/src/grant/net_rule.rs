@@ -1,6 +1,9 @@
 //! Network destinations: `CIDR:PORTS[/PROTO]`, e.g. `10.0.0.0/8:443`, `[::1]/128:8080-8090`,
-//! `127.0.0.1:53/udp`, `192.168.1.0/24:*`. Without a protocol a rule covers TCP connects and
-//! UDP sends. IPv4 rules also cover IPv4-mapped IPv6 destinations (`::ffff:a.b.c.d`).
+//! `127.0.0.1:53/udp`, `192.168.1.0/24:*`, or `NAME:PORTS[/PROTO]`, e.g. `api.github.com:443`,
+//! `*.pythonhosted.org:443` (every name below the suffix, not the suffix itself). Without a
+//! protocol a rule covers TCP connects and UDP sends. IPv4 rules also cover IPv4-mapped IPv6
+//! destinations (`::ffff:a.b.c.d`). A name rule allows the addresses the task's own DNS
+//! questions for that name were answered with, for the answer's TTL (daemon/dns).
 
 use std::{
     fmt,
@@ -19,13 +22,96 @@ impl Protocols {
     pub const ALL: Protocols = Protocols(PROTO_TCP | PROTO_UDP);
 }
 
-/// Where a network rule lets a task connect: a prefix, a port range, protocols.
+/// Where a network rule lets a task connect: a prefix or a DNS name, a port range, protocols.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Destination {
-    pub net: IpNet,
+    pub host: Host,
     pub port_lo: u16,
     pub port_hi: u16,
     pub protocols: Protocols,
+}
+
+/// The address part of a destination.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// A prefix, enforced in the kernel as written (`NET_RULES`).
+    Net(IpNet),
+    /// A DNS name: the addresses its answers give, learned per task (`NET_LEARNED`).
+    Name(NamePattern),
+}
+
+/// A DNS name a rule names: exact, or every name below a suffix (`*.example.com`).
+/// Stored lowercase, without a trailing dot.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum NamePattern {
+    Exact(String),
+    /// The suffix without `*.`: matches `a.example.com` and `a.b.example.com`, not `example.com`.
+    Below(String),
+}
+
+impl NamePattern {
+    /// Whether the question `name` (any case, trailing dot or not) is this pattern's.
+    pub fn matches(&self, name: &str) -> bool {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        match self {
+            NamePattern::Exact(exact) => name == *exact,
+            NamePattern::Below(suffix) => {
+                name.len() > suffix.len() + 1
+                    && name.ends_with(suffix.as_str())
+                    && name.as_bytes()[name.len() - suffix.len() - 1] == b'.'
+            }
+        }
+    }
+
+    /// Whether every name `other` matches, this matches too.
+    pub fn covers(&self, other: &NamePattern) -> bool {
+        match (self, other) {
+            (NamePattern::Exact(a), NamePattern::Exact(b)) => a == b,
+            (NamePattern::Below(_), NamePattern::Exact(name)) => self.matches(name),
+            (NamePattern::Below(a), NamePattern::Below(b)) => a == b || NamePattern::Below(a.clone()).matches(b),
+            (NamePattern::Exact(_), NamePattern::Below(_)) => false,
+        }
+    }
+}
+
+impl fmt::Display for NamePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NamePattern::Exact(name) => f.write_str(name),
+            NamePattern::Below(suffix) => write!(f, "*.{suffix}"),
+        }
+    }
+}
+
+/// A DNS name as a rule may write it: letters, digits and '-' in labels of 1-63 characters
+/// (and '_', which service names use), at most 253 characters, at least two labels.
+fn parse_name(text: &str) -> Result<NamePattern, String> {
+    let (below, name) = match text.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    if name.contains('*') {
+        return Err("a name may only start with '*.' (every name below a suffix)".into());
+    }
+    if name.is_empty() || name.len() > 253 {
+        return Err(format!("{text:?} is not a DNS name (1-253 characters)"));
+    }
+    let labels: Vec<&str> = name.split('.').collect();
+    let label_ok = |l: &&str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if !labels.iter().all(label_ok) {
+        return Err(format!("{text:?} is not a DNS name (labels of letters, digits and '-', 1-63 characters)"));
+    }
+    if labels.len() < 2 {
+        return Err(format!("{text:?}: a name needs at least two labels (a top-level domain alone is too wide)"));
+    }
+    Ok(if below { NamePattern::Below(name) } else { NamePattern::Exact(name) })
 }
 
 /// A network rule that does not parse.
@@ -45,19 +131,34 @@ pub fn mapped(addr: IpAddr) -> [u8; 16] {
 }
 
 impl Destination {
-    /// The rule's prefix in the kernel's address space: (prefix length, address).
-    pub fn mapped_prefix(&self) -> (u8, [u8; 16]) {
-        match self.net {
-            IpNet::V4(net) => (96 + net.prefix_len(), mapped(IpAddr::V4(net.network()))),
-            IpNet::V6(net) => (net.prefix_len(), net.network().octets()),
+    /// A prefix rule's prefix in the kernel's address space: (prefix length, address); None for
+    /// a name rule.
+    pub fn mapped_prefix(&self) -> Option<(u8, [u8; 16])> {
+        match &self.host {
+            Host::Net(IpNet::V4(net)) => Some((96 + net.prefix_len(), mapped(IpAddr::V4(net.network())))),
+            Host::Net(IpNet::V6(net)) => Some((net.prefix_len(), net.network().octets())),
+            Host::Name(_) => None,
         }
     }
 
+    /// The name pattern of a name rule.
+    pub fn name(&self) -> Option<&NamePattern> {
+        match &self.host {
+            Host::Name(name) => Some(name),
+            Host::Net(_) => None,
+        }
+    }
+
+    /// Whether a prefix rule covers `dest`:`port` over `protocol`. A name rule matches no
+    /// address by itself (its addresses are learned per task, `NET_LEARNED`).
     pub fn matches(&self, dest: &[u8; 16], port: u16, protocol: u8) -> bool {
-        let (len, net) = self.mapped_prefix();
-        prefix_contains(&net, len, dest)
-            && (self.port_lo..=self.port_hi).contains(&port)
-            && self.protocols.0 & protocol != 0
+        self.mapped_prefix().is_some_and(|(len, net)| prefix_contains(&net, len, dest))
+            && self.covers_port(port, protocol)
+    }
+
+    /// Whether `port` over `protocol` is within the rule's ports and protocols.
+    pub fn covers_port(&self, port: u16, protocol: u8) -> bool {
+        (self.port_lo..=self.port_hi).contains(&port) && self.protocols.0 & protocol != 0
     }
 }
 
@@ -130,21 +231,39 @@ impl FromStr for Destination {
         } else {
             (text, Protocols::ALL)
         };
-        let (net, ports) = body
+        let (host, ports) = body
             .rsplit_once(':')
             .filter(|(net, _)| !net.is_empty() && (!net.starts_with('[') || net.contains(']')))
-            .ok_or_else(|| fail("expected CIDR:PORTS, e.g. 10.0.0.0/8:443 or [::1]/128:8080-8090".into()))?;
-        let net = parse_net(net).map_err(fail)?;
+            .ok_or_else(|| {
+                fail(
+                    "expected CIDR:PORTS or NAME:PORTS, e.g. 10.0.0.0/8:443, [::1]/128:8080-8090, api.example.com:443"
+                        .into(),
+                )
+            })?;
+        // An address starts with a digit or '['; a name with a letter, a digit or '*' — a
+        // leading digit is read as an address first (`1.2.3.4`), then as a name (`1password.com`).
+        let host = match parse_net(host) {
+            Ok(net) => Host::Net(net),
+            Err(_)
+                if host.starts_with('[')
+                    || host.contains('/')
+                    || host.bytes().all(|b| b.is_ascii_digit() || b == b'.') =>
+            {
+                return Err(fail(parse_net(host).expect_err("failed above")));
+            }
+            Err(_) => Host::Name(parse_name(host).map_err(fail)?),
+        };
         let (port_lo, port_hi) = parse_ports(ports).map_err(fail)?;
-        Ok(Destination { net, port_lo, port_hi, protocols })
+        Ok(Destination { host, port_lo, port_hi, protocols })
     }
 }
 
 impl fmt::Display for Destination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.net {
-            IpNet::V4(net) => write!(f, "{net}:")?,
-            IpNet::V6(net) => write!(f, "[{}]/{}:", net.network(), net.prefix_len())?,
+        match &self.host {
+            Host::Net(IpNet::V4(net)) => write!(f, "{net}:")?,
+            Host::Net(IpNet::V6(net)) => write!(f, "[{}]/{}:", net.network(), net.prefix_len())?,
+            Host::Name(name) => write!(f, "{name}:")?,
         }
         match (self.port_lo, self.port_hi) {
             (0, u16::MAX) => f.write_str("*")?,
@@ -171,8 +290,8 @@ impl schemars::JsonSchema for Destination {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "description": "CIDR:PORTS[/tcp|/udp], e.g. 10.0.0.0/8:443, [::1]/128:8080-8090, 127.0.0.53/32:53/udp, 192.168.1.0/24:*",
-            "pattern": "^(\\[[0-9a-fA-F:.]+\\]|[0-9.]+)(/[0-9]{1,3})?:([0-9]{1,5}(-[0-9]{1,5})?|\\*)(/tcp|/udp)?$"
+            "description": "CIDR:PORTS[/tcp|/udp] or NAME:PORTS[/tcp|/udp], e.g. 10.0.0.0/8:443, [::1]/128:8080-8090, 127.0.0.53/32:53/udp, 192.168.1.0/24:*, api.github.com:443, *.pythonhosted.org:443",
+            "pattern": "^((\\[[0-9a-fA-F:.]+\\]|[0-9.]+)(/[0-9]{1,3})?|(\\*\\.)?[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)+\\.?):([0-9]{1,5}(-[0-9]{1,5})?|\\*)(/tcp|/udp)?$"
         })
     }
 }

@@ -21,10 +21,16 @@ fn pattern_covers(parent: &PathPattern, child: &PathPattern) -> bool {
 }
 
 fn destination_covers(parent: &Destination, child: &Destination) -> bool {
-    let (plen, pnet) = parent.mapped_prefix();
-    let (clen, cnet) = child.mapped_prefix();
-    plen <= clen
-        && super::net_rule::prefix_contains(&pnet, plen, &cnet)
+    let hosts = match (parent.mapped_prefix(), child.mapped_prefix(), parent.name(), child.name()) {
+        (Some((plen, pnet)), Some((clen, cnet)), _, _) => {
+            plen <= clen && super::net_rule::prefix_contains(&pnet, plen, &cnet)
+        }
+        (_, _, Some(pname), Some(cname)) => pname.covers(cname),
+        // A name's addresses are unknown until asked: a prefix never covers a name, nor a name
+        // a prefix.
+        _ => false,
+    };
+    hosts
         && parent.port_lo <= child.port_lo
         && child.port_hi <= parent.port_hi
         && child.protocols.0 & !parent.protocols.0 == 0

@@ -98,6 +98,51 @@ fn net_rules_parse_and_print_round_trip() {
     assert_eq!(bare.to_string(), "127.0.0.1/32:80");
 }
 
+#[test]
+fn name_rules_parse_print_and_refuse_what_is_not_a_name() {
+    for text in ["api.github.com:443", "*.pythonhosted.org:443/tcp", "1password.com:443", "_dns.example.com:53/udp"] {
+        let rule: Destination = text.parse().unwrap();
+        assert_eq!(rule.to_string(), text);
+        assert!(rule.mapped_prefix().is_none() && rule.name().is_some(), "{text}");
+    }
+    // Lowercased, trailing dot dropped.
+    assert_eq!("API.Example.COM.:443".parse::<Destination>().unwrap().to_string(), "api.example.com:443");
+    for (bad, why) in [
+        ("com:443", "at least two labels"),
+        ("*.com:443", "at least two labels"),
+        ("a.*.example.com:443", "only start with"),
+        ("-a.example.com:443", "not a DNS name"),
+        ("a..example.com:443", "not a DNS name"),
+        ("1.2.3.4.5:443", "not an IPv4 address"),
+        ("api.example.com:99999", "not a port"),
+    ] {
+        let err = bad.parse::<Destination>().unwrap_err().to_string();
+        assert!(err.contains(why), "{bad}: {err}");
+    }
+    // A name rule matches no address by itself, and compiles to nothing in the trie.
+    let text = EXAMPLE.replace("connect: [", "connect: [\"api.example.com:443\", ");
+    let g = Grant::parse("names.yaml", &text).unwrap();
+    assert!(g.connect_rule(&crate::grant::mapped("93.184.216.34".parse().unwrap()), 443, PROTO_TCP).is_none());
+    let plain = CompiledGrant::compile(&example()).unwrap();
+    assert_eq!(CompiledGrant::compile(&g).unwrap().nets.len(), plain.nets.len());
+}
+
+#[test]
+fn a_sub_grant_name_rule_must_lie_within_the_parents() {
+    use crate::grant::excess;
+    let with = |rules: &str| {
+        let text = EXAMPLE.replace("connect: [", &format!("connect: [{rules}, "));
+        Grant::parse("x.yaml", &text).unwrap().spec
+    };
+    let parent = with("\"*.example.com:443\"");
+    assert!(excess(&with("\"api.example.com:443\""), &parent).is_empty());
+    assert!(excess(&with("\"*.a.example.com:443\""), &parent).is_empty());
+    for wider in ["\"example.com:443\"", "\"api.example.org:443\"", "\"api.example.com:80\""] {
+        let child = with(wider);
+        assert!(excess(&child, &parent).iter().any(|e| e.contains("network.connect")), "{wider}");
+    }
+}
+
 /// A userspace copy of the kernel's `match_path` over compiled entries: the representation
 /// must give the reference evaluator's answer for every normalised absolute path.
 fn kernel_style_match(paths: &HashMap<u64, PathRule>, path: &str) -> u32 {

@@ -41,6 +41,8 @@ pub struct TaskFacts<'a> {
     pub grant: &'a Grant,
     /// RFC 3339 expiry, for the reason of an access after it.
     pub expires: &'a str,
+    /// Addresses the task's DNS answers gave, and their names.
+    pub learned: &'a std::collections::HashMap<[u8; 16], String>,
 }
 
 /// The tasks as decoding sees them: read-only.
@@ -332,7 +334,8 @@ fn net_event(dec: &mut Decoder, e: &NetEvent, task: Option<&TaskFacts>) -> Event
             e.port
         );
     }
-    let object = NetworkObject { address: address.to_string(), port: e.port as u16, protocol };
+    let learned_from = task.and_then(|t| t.learned.get(&e.addr)).cloned();
+    let object = NetworkObject { address: address.to_string(), port: e.port as u16, protocol, learned_from };
     let send = e.hook == HOOK_SENDMSG4 || e.hook == HOOK_SENDMSG6;
     let action = Action { verdict, object };
     let body = if send { Body::NetworkSend(action) } else { Body::NetworkConnect(action) };

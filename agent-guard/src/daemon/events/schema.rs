@@ -57,6 +57,10 @@ pub enum Body {
     NetworkConnect(Action<NetworkObject>),
     #[serde(rename = "network.send")]
     NetworkSend(Action<NetworkObject>),
+    /// A DNS question of a task, answered by its resolver in the daemon: forwarded (a name rule
+    /// allows it; `object.answers` are then allowed for that rule's ports) or refused.
+    #[serde(rename = "network.dns")]
+    NetworkDns(Action<DnsObject>),
     #[serde(rename = "file.open")]
     FileOpen(Action<FileObject>),
     /// A change to the file tree: create, unlink, mkdir, rmdir, rename, link, symlink,
@@ -159,6 +163,7 @@ pub struct Held {
 #[derive(Clone, Copy, Debug)]
 pub enum ObjectRef<'a> {
     Network(&'a NetworkObject),
+    Dns(&'a DnsObject),
     File(&'a FileObject),
     Executable(&'a ExecObject),
     Escape(&'a EscapeObject),
@@ -309,6 +314,7 @@ pub enum Kind {
     GrantExtend,
     NetworkConnect,
     NetworkSend,
+    NetworkDns,
     FileOpen,
     FileChange,
     ProcessExec,
@@ -341,6 +347,7 @@ impl Kind {
             Kind::GrantExtend => "grant.extend",
             Kind::NetworkConnect => "network.connect",
             Kind::NetworkSend => "network.send",
+            Kind::NetworkDns => "network.dns",
             Kind::FileOpen => "file.open",
             Kind::FileChange => "file.change",
             Kind::ProcessExec => "process.exec",
@@ -374,6 +381,7 @@ impl Body {
             Body::GrantExtend(_) => Kind::GrantExtend,
             Body::NetworkConnect(_) => Kind::NetworkConnect,
             Body::NetworkSend(_) => Kind::NetworkSend,
+            Body::NetworkDns(_) => Kind::NetworkDns,
             Body::FileOpen(_) => Kind::FileOpen,
             Body::FileChange(_) => Kind::FileChange,
             Body::ProcessExec(_) => Kind::ProcessExec,
@@ -399,6 +407,7 @@ impl Body {
     pub fn verdict(&self) -> Option<&Verdict> {
         match self {
             Body::NetworkConnect(a) | Body::NetworkSend(a) => Some(&a.verdict),
+            Body::NetworkDns(a) => Some(&a.verdict),
             Body::FileOpen(a) | Body::FileChange(a) => Some(&a.verdict),
             Body::ProcessExec(a) => Some(&a.verdict),
             Body::TaskEscape(a) => Some(&a.verdict),
@@ -427,6 +436,7 @@ impl Body {
     pub fn object(&self) -> Option<ObjectRef<'_>> {
         match self {
             Body::NetworkConnect(a) | Body::NetworkSend(a) => Some(ObjectRef::Network(&a.object)),
+            Body::NetworkDns(a) => Some(ObjectRef::Dns(&a.object)),
             Body::FileOpen(a) | Body::FileChange(a) => Some(ObjectRef::File(&a.object)),
             Body::ProcessExec(a) => Some(ObjectRef::Executable(&a.object)),
             Body::TaskEscape(a) => Some(ObjectRef::Escape(&a.object)),
@@ -459,6 +469,7 @@ impl Body {
     pub fn verdict_mut(&mut self) -> Option<&mut Verdict> {
         match self {
             Body::NetworkConnect(a) | Body::NetworkSend(a) => Some(&mut a.verdict),
+            Body::NetworkDns(a) => Some(&mut a.verdict),
             Body::FileOpen(a) | Body::FileChange(a) => Some(&mut a.verdict),
             Body::ProcessExec(a) => Some(&mut a.verdict),
             Body::TaskEscape(a) => Some(&mut a.verdict),
@@ -553,6 +564,37 @@ pub struct NetworkObject {
     pub port: u16,
     /// `tcp`, `udp` or `ip-proto-N`.
     pub protocol: String,
+    /// The name whose DNS answer gave the task this address, where one did (name rules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned_from: Option<String>,
+}
+
+/// A DNS question and what came of it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(tag = "type", rename = "dns")]
+pub struct DnsObject {
+    /// The name asked (lowercase, without the trailing dot).
+    pub question: String,
+    /// The record type asked: `A`, `AAAA`, `TXT`...
+    pub qtype: String,
+    /// `udp` or `tcp`.
+    pub transport: String,
+    /// The server the process sent it to, as it believes (`address:port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// The addresses of the answer (A and AAAA records), each allowed for the deciding name
+    /// rules' ports for `ttl` seconds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<String>,
+    /// Seconds the answers stay allowed (their TTL within the daemon's floor and ceiling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u32>,
+    /// The answer's DNS response code (`NOERROR`, `NXDOMAIN`, `REFUSED`, `SERVFAIL`...).
+    pub rcode: String,
+    /// A refused name whose labels look like data (long, or close to random): the classic
+    /// DNS exfiltration channel.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspected_exfiltration: bool,
 }
 
 /// A file opened or changed.

@@ -28,6 +28,7 @@ use aya::{
 mod bpffs;
 pub mod btf;
 pub mod cgroup;
+mod learned;
 mod links;
 mod securityfs;
 mod tracefs;
@@ -178,6 +179,8 @@ pub struct Kernel {
     tasks: HashMap<MapData, u32, TaskEntry>,
     task_live: HashMap<MapData, u32, u64>,
     net_rules: LpmTrie<MapData, NetKey, NetPorts>,
+    /// Addresses the tasks' DNS answers gave (learned.rs).
+    net_learned: HashMap<MapData, agent_guard_common::net::LearnedKey, agent_guard_common::net::LearnedPorts>,
     path_rules: HashMap<MapData, PathKey, PathRule>,
     drops: PerCpuArray<MapData, u64>,
     approvals: HashMap<MapData, u32, Approval>,
@@ -296,7 +299,17 @@ const LSM_PROGRAMS: &[(&str, &str)] = &[
     ("mmap_file", "mmap_file"),
 ];
 
-const SOCK_ADDR_PROGRAMS: &[&str] = &["connect4", "connect6", "sendmsg4", "sendmsg6"];
+const SOCK_ADDR_PROGRAMS: &[&str] = &[
+    "connect4",
+    "connect6",
+    "sendmsg4",
+    "sendmsg6",
+    // DNS answers and peers of redirected sockets (dns.rs in the eBPF crate).
+    "recvmsg4",
+    "recvmsg6",
+    "getpeername4",
+    "getpeername6",
+];
 
 /// The oldest kernel whose verifier takes all of the BPF LSM programs: 6.1's refuses the
 /// file-tree hooks' calls (`path_mknod`: "reg type unsupported for arg#0"), so there the daemon
@@ -421,6 +434,8 @@ impl Kernel {
             .map_max_entries(maps::FILE_PENDING, maps::DEFAULT_FILE_PENDING)
             .map_max_entries(maps::APPROVALS, maps::DEFAULT_APPROVALS)
             .map_max_entries(maps::USAGE_SEEN, maps::DEFAULT_USAGE_SEEN)
+            .map_max_entries(maps::NET_LEARNED, maps::DEFAULT_NET_LEARNED)
+            .map_max_entries(maps::DNS_ORIG, maps::DEFAULT_DNS_ORIG)
             .override_global("NEWTASK_PID_OFF", &newtask_pid, true)
             .override_global("NEWTASK_FLAGS_OFF", &newtask_flags, true)
             .override_global("EXIT_PID_OFF", &exit_pid, true)
@@ -569,6 +584,7 @@ impl Kernel {
             tasks: take(&mut ebpf, maps::TASKS)?,
             task_live: take(&mut ebpf, maps::TASK_LIVE)?,
             net_rules: take(&mut ebpf, maps::NET_RULES)?,
+            net_learned: take(&mut ebpf, maps::NET_LEARNED)?,
             path_rules: take(&mut ebpf, maps::PATH_RULES)?,
             drops: take(&mut ebpf, maps::EVENT_DROPS)?,
             approvals: take(&mut ebpf, maps::APPROVALS)?,
@@ -688,6 +704,7 @@ impl Kernel {
         if grant.listen.is_some() && self.net_rules.remove(&listen_key(grant_id)).is_ok() {
             self.used.net_rules = self.used.net_rules.saturating_sub(1);
         }
+        self.forget_learned(grant_id);
     }
 
     /// Creates a task's entry and its live count (1: the process about to be tagged).
@@ -729,6 +746,12 @@ impl Kernel {
     /// Sets a task's expiry (`CLOCK_BOOTTIME` ns), which the programs check themselves.
     pub fn set_expiry(&mut self, task_id: u32, expires_ns: u64) -> Result<(), KernelError> {
         self.update_task(task_id, |entry| entry.expires_ns = expires_ns)
+    }
+
+    /// Sends a task's DNS to its resolver (`TaskEntry::dns_port`; 0: judged like any other
+    /// destination).
+    pub fn set_dns_port(&mut self, task_id: u32, dns_port: u32) -> Result<(), KernelError> {
+        self.update_task(task_id, |entry| entry.dns_port = dns_port)
     }
 
     /// Reads a task's entry, changes it and writes it back.

@@ -57,6 +57,7 @@ impl Aggregator {
         // events are never folded.
         let object = match event.body.object()? {
             ObjectRef::Network(net) => format!("net {} {} {}", net.address, net.port, net.protocol),
+            ObjectRef::Dns(dns) => format!("dns {} {} {}", dns.question, dns.qtype, dns.rcode),
             ObjectRef::File(file) => format!("file {} {:?} {:?}", file.path, file.access, file.operation),
             ObjectRef::Executable(exe) => format!("exec {}", exe.path),
             ObjectRef::Escape(escape) => format!("escape {} {} {:?}", escape.route, escape.detail, escape.target_pid),

@@ -6,7 +6,8 @@ use std::time::UNIX_EPOCH;
 use serde_json::{Map, Value, json};
 
 use crate::daemon::events::schema::{
-    Access, Actor, Body, Decision, Event, ExecObject, FileObject, FileOperation, HeldObject, NetworkObject, Process,
+    Access, Actor, Body, Decision, DnsObject, Event, ExecObject, FileObject, FileOperation, HeldObject, NetworkObject,
+    Process,
 };
 
 /// The OCSF schema version the events claim (`metadata.version`).
@@ -19,12 +20,15 @@ const BASE_EVENT: u64 = 0;
 const FILE_ACTIVITY: u64 = 1001;
 const PROCESS_ACTIVITY: u64 = 1007;
 const NETWORK_ACTIVITY: u64 = 4001;
+/// OCSF DNS Activity.
+const DNS_ACTIVITY: u64 = 4003;
 
 /// What an event is about, in OCSF's terms: the object of its class.
 enum Subject<'a> {
     File(&'a FileObject),
     Launch(&'a ExecObject),
     Network(&'a NetworkObject),
+    Dns(&'a DnsObject),
     /// Lifecycle, control and guard events: no OCSF class describes a task grant (Entity
     /// Management would need a managed entity type the schema does not have), so they are
     /// Base Events, "Other".
@@ -45,6 +49,8 @@ fn classify(body: &Body) -> (u64, u64, Subject<'_>) {
         }
         Body::NetworkConnect(a) => (NETWORK_ACTIVITY, 1, Subject::Network(&a.object)), // Open
         Body::NetworkSend(a) => (NETWORK_ACTIVITY, 6, Subject::Network(&a.object)),    // Traffic
+        // The question with its answer (or refusal): the schema's "Response".
+        Body::NetworkDns(a) => (DNS_ACTIVITY, 2, Subject::Dns(&a.object)),
         // A held action is reported in the class of the action it holds.
         Body::ApprovalRequest(h) => match &h.object {
             HeldObject::File(file) => (FILE_ACTIVITY, 14, Subject::File(file)),
@@ -157,10 +163,38 @@ pub fn to_ocsf(event: &Event) -> Value {
                 }),
             );
         }
+        Subject::Dns(dns) => {
+            fields.insert("query".into(), json!({ "hostname": dns.question, "type": dns.qtype, "class": "IN" }));
+            let answers: Vec<Value> =
+                dns.answers.iter().map(|a| json!({ "rdata": a, "ttl": dns.ttl, "class": "IN" })).collect();
+            fields.insert("answers".into(), json!(answers));
+            fields.insert("rcode".into(), json!(dns.rcode));
+            fields.insert("rcode_id".into(), json!(rcode_id(&dns.rcode)));
+            fields.insert(
+                "connection_info".into(),
+                json!({ "protocol_name": dns.transport, "direction_id": 2, "direction": "Outbound" }),
+            );
+            if let Some(server) = &dns.server {
+                fields.insert("dst_endpoint".into(), json!({ "ip": server }));
+            }
+        }
         Subject::Other | Subject::Unknown => {}
     }
     drop_nulls(&mut out);
     out
+}
+
+/// OCSF `rcode_id` of a DNS response code (RFC 1035 numbering; 99: other).
+fn rcode_id(rcode: &str) -> u64 {
+    match rcode {
+        "NOERROR" => 0,
+        "FORMERR" => 1,
+        "SERVFAIL" => 2,
+        "NXDOMAIN" => 3,
+        "NOTIMP" => 4,
+        "REFUSED" => 5,
+        _ => 99,
+    }
 }
 
 fn file_change_activity(operation: Option<FileOperation>) -> u64 {
@@ -400,6 +434,7 @@ fn extension(event: &Event) -> Value {
         }
         Body::NetworkConnect(_)
         | Body::NetworkSend(_)
+        | Body::NetworkDns(_)
         | Body::ProcessExec(_)
         | Body::TaskIntent(_)
         | Body::GrantRevoke(_)

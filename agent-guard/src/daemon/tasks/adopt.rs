@@ -109,10 +109,20 @@ impl Registry {
                 // A listener dies with its daemon: the task's held calls fail with ENOSYS.
                 asks_holder: None,
                 supervised: false,
+                learned: std::collections::HashMap::new(),
             };
             if in_kernel.contains(&id) {
                 adopted += 1;
                 self.tasks.insert(id, task);
+                // Its resolver died with the previous daemon: a new one, on a new port.
+                match self.start_dns(id) {
+                    Ok(port) => {
+                        if let Err(err) = self.kernel.set_dns_port(id, port) {
+                            tracing::warn!(task = id, %err, "the task's DNS could not be sent to its new resolver");
+                        }
+                    }
+                    Err(err) => tracing::warn!(task = id, %err, "no DNS resolver for an adopted task: its DNS fails"),
+                }
                 continue;
             }
             // The kernel state is gone (the host restarted, or the pins were removed): the

@@ -44,6 +44,7 @@ impl Registry {
         self.kernel.remove_task(id);
         self.kernel.remove_grant(id, &task.compiled);
         cgroup::remove_when_empty(task.cgroup.clone());
+        task.learned.clear();
         let reason = match task.info.state {
             TaskState::Stopped => "stopped by an operator; its processes have exited".into(),
             _ => "its last process exited".into(),

@@ -4,6 +4,7 @@
 
 mod adopt;
 mod approvals;
+mod dns;
 mod lifecycle;
 mod open;
 pub mod registry;

@@ -212,6 +212,8 @@ impl Registry {
 
         let started = SystemTime::now();
         let expires_ns = now_ns.saturating_add(ttl.as_nanos() as u64);
+        // Its resolver before its entry: the kernel sends its DNS to this port from the start.
+        let dns_port = self.start_dns(id).map_err(|err| refuse(ErrorCode::Kernel, err.to_string()))?;
         let entry = TaskEntry {
             grant_id: id,
             mode: if grant.spec.mode == Mode::Audit { MODE_AUDIT } else { MODE_ENFORCE },
@@ -224,13 +226,16 @@ impl Registry {
                 Some(_) => CONFINE_LANDLOCK,
                 None => CONFINE_NONE,
             },
-            pad: 0,
+            dns_port,
         };
         let cgroup = self.cgroup_base.join(format!("task-{id}"));
 
         // Rules first, then the task, then the cgroup, and the tag last: the tag is what puts
         // the process under the grant, so it only goes in once everything it points to exists.
-        self.kernel.put_grant(id, &compiled)?;
+        if let Err(err) = self.kernel.put_grant(id, &compiled) {
+            self.stop_dns(id);
+            return Err(err.into());
+        }
         let rollback = |kernel: &mut Kernel, upto: u8| {
             if upto >= 2 {
                 let _ = cgroup::remove(&cgroup);
@@ -242,14 +247,17 @@ impl Registry {
         };
         if let Err(err) = self.kernel.put_task(id, &entry) {
             rollback(&mut self.kernel, 0);
+            self.stop_dns(id);
             return Err(err.into());
         }
         if let Err(err) = cgroup::create_with(&cgroup, req.actor.pid) {
             rollback(&mut self.kernel, 2);
+            self.stop_dns(id);
             return Err(refuse(ErrorCode::Kernel, err.to_string()));
         }
         if let Err(err) = self.kernel.tag(req.actor.pid, id) {
             rollback(&mut self.kernel, 2);
+            self.stop_dns(id);
             return Err(err.into());
         }
         self.next_id += 1;
@@ -290,6 +298,7 @@ impl Registry {
             drops_at_open: self.dropped_total,
             asks_holder,
             supervised: false,
+            learned: std::collections::HashMap::new(),
         };
         let reason = format!(
             "ttl {}, mode {}, grant from {}{}{}",

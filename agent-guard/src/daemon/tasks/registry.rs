@@ -49,6 +49,9 @@ pub struct Task {
     pub(super) asks_holder: Option<u32>,
     /// Its own supervisor runs (the listener was handed over).
     pub(super) supervised: bool,
+    /// Addresses its DNS answers gave, and the name each came from (for connect events);
+    /// at most `dns::MAX_LEARNED_NAMES`.
+    pub(super) learned: std::collections::HashMap<[u8; 16], String>,
 }
 
 impl Task {
@@ -77,7 +80,12 @@ impl Task {
 impl TaskView for Registry {
     fn facts(&self, task_id: u32) -> Option<TaskFacts<'_>> {
         let task = self.tasks.get(&task_id)?;
-        Some(TaskFacts { task: task.task_ref(), grant: &task.grant, expires: &task.info.expires })
+        Some(TaskFacts {
+            task: task.task_ref(),
+            grant: &task.grant,
+            expires: &task.info.expires,
+            learned: &task.learned,
+        })
     }
 }
 
@@ -104,6 +112,8 @@ pub struct Registry {
     /// The ring-buffer readers' decoder, which the seccomp supervisor's held calls go through
     /// too (supervise.rs). Lock order: the registry, then the decoder.
     pub decoder: Option<std::sync::Arc<std::sync::Mutex<crate::daemon::events::decode::Decoder>>>,
+    /// The tasks' DNS resolvers (None: DNS is off in the config).
+    pub dns: Option<crate::daemon::dns::Resolvers>,
 }
 
 /// A refused request: what the API sends back.
@@ -156,6 +166,7 @@ impl Registry {
             dirty: BTreeSet::default(),
             state: None,
             decoder: None,
+            dns: None,
         }
     }
 

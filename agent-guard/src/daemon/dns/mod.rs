@@ -1,0 +1,124 @@
+//! Each task's own DNS resolver: name rules (`api.example.com:443`) enforced in the kernel, and
+//! DNS refused as a channel out.
+//!
+//! Every open task gets a UDP socket and a TCP listener on one loopback port; the kernel sends
+//! the task's DNS there (`TaskEntry::dns_port`, dns.rs in the eBPF crate), whatever server the
+//! process asked. A question for a name a rule allows is forwarded upstream, and the answer's
+//! addresses are allowed to the task for that rule's ports (`NET_LEARNED`) before the answer is
+//! passed on, so its first connect never races the map. Other questions get REFUSED. Each
+//! question is reported (`network.dns`). The socket a query arrives on names its task: no
+//! guess from addresses or ports.
+
+mod judge;
+mod serve;
+mod upstream;
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex, Weak},
+    time::Duration,
+};
+
+pub use judge::{NameJudgement, judge_name};
+
+use agent_guard_common::task::DNS_ON_IP6_LOOPBACK;
+
+use crate::daemon::{config::DnsConfig, events::schema::TaskRef, output::EventSink};
+
+/// What the resolvers need of the task registry (implemented in tasks/dns.rs: the registry
+/// knows this module, not the other way round).
+pub trait TaskDns {
+    /// Judges a question of task `task_id` for `name`; None when the task is gone.
+    fn dns_question(&self, task_id: u32, name: &str) -> Option<DnsAsked>;
+    /// Allows task `task_id` the addresses `addrs` (an answer for `name`) for the ports of its
+    /// name rules `rules` (indexes in `network.connect`), for `ttl`.
+    fn dns_learn(
+        &mut self,
+        task_id: u32,
+        name: &str,
+        addrs: &[IpAddr],
+        rules: &[usize],
+        ttl: Duration,
+    ) -> Result<(), String>;
+}
+
+/// The registry as the resolvers hold it.
+pub type Tasks = Weak<Mutex<dyn TaskDns + Send>>;
+
+/// A question of a task, judged: what the resolver needs to answer and report it.
+pub struct DnsAsked {
+    pub judgement: NameJudgement,
+    /// The task is in audit mode: everything is forwarded, and reported as the grant would
+    /// decide.
+    pub audit: bool,
+    /// Why the task allows nothing any more (revoked, expired); None while it is in force.
+    pub ended: Option<&'static str>,
+    /// The deciding rule as events name it.
+    pub rule_name: Option<String>,
+    pub grant: String,
+    pub task: TaskRef,
+    pub host: String,
+    pub sink: EventSink,
+}
+
+/// What every resolver uses.
+pub struct Settings {
+    pub upstream: Vec<SocketAddr>,
+    pub ttl_floor: Duration,
+    pub ttl_ceiling: Duration,
+}
+
+/// The resolvers of the open tasks.
+pub struct Resolvers {
+    settings: Arc<Settings>,
+    runtime: tokio::runtime::Handle,
+    registry: Tasks,
+    running: HashMap<u32, serve::Running>,
+}
+
+/// A resolver that could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    #[error("task {task}: no loopback port for its DNS resolver: {source}")]
+    Bind { task: u32, source: std::io::Error },
+}
+
+impl Resolvers {
+    /// None when DNS is turned off in the config.
+    pub fn new(config: &DnsConfig, registry: Tasks) -> Option<Resolvers> {
+        if !config.enabled {
+            return None;
+        }
+        let upstream = if config.upstream.is_empty() {
+            upstream::from_resolv_conf(std::path::Path::new("/etc/resolv.conf"))
+        } else {
+            config.upstream.clone()
+        };
+        if upstream.is_empty() {
+            tracing::warn!(
+                "no DNS servers (dns.upstream is empty and /etc/resolv.conf names none): every task's DNS is refused"
+            );
+        }
+        Some(Resolvers {
+            settings: Arc::new(Settings { upstream, ttl_floor: config.ttl_floor, ttl_ceiling: config.ttl_ceiling }),
+            runtime: tokio::runtime::Handle::current(),
+            registry,
+            running: HashMap::new(),
+        })
+    }
+
+    /// Starts task `task`'s resolver; its `TaskEntry::dns_port`.
+    pub fn start(&mut self, task: u32) -> Result<u32, DnsError> {
+        let running = serve::start(task, &self.runtime, self.settings.clone(), self.registry.clone())
+            .map_err(|source| DnsError::Bind { task, source })?;
+        let entry = u32::from(running.port) | if running.ip6 { DNS_ON_IP6_LOOPBACK } else { 0 };
+        self.running.insert(task, running);
+        Ok(entry)
+    }
+
+    /// Stops task `task`'s resolver (it ended).
+    pub fn stop(&mut self, task: u32) {
+        self.running.remove(&task);
+    }
+}
