@@ -35,7 +35,7 @@ use agent_guard_common::{
         VERDICT_RULE_DENY, VERDICT_UNRESOLVED,
     },
     event::{FileEvent, PATH_UNREADABLE, REASON_NONE},
-    path::{Decision, O_CREAT, O_TRUNC, O_WRONLY, PATH_MAX_MATCH, decide, open_access},
+    path::{Decision, O_CREAT, O_RDWR, O_TRUNC, O_WRONLY, PATH_MAX_MATCH, decide, open_access},
     task::MODE_AUDIT,
 };
 use aya_ebpf::{helpers::bpf_probe_read_user_str_bytes, macros::tracepoint, programs::TracePointContext};
@@ -80,10 +80,11 @@ pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
     // user `struct open_how` whose first member is the u64 flags (include/uapi/linux/openat2.h).
     let args = unsafe { (ctx.read_at::<i64>(16), ctx.read_at::<u64>(24), ctx.read_at::<u64>(32)) };
     if let (Ok(dfd), Ok(filename), Ok(how)) = args {
+        // `how` on a page not faulted in yet cannot be read here (the kernel's own copy will
+        // fault it in): judged as the widest open, for reading and writing, so it is pended
+        // and judged at exit like any other, never skipped.
         let flags = unsafe { aya_ebpf::helpers::bpf_probe_read_user(how as *const u64) };
-        if let Ok(flags) = flags {
-            try_open(dfd, filename, flags as u32);
-        }
+        try_open(dfd, filename, flags.map_or(O_RDWR | O_CREAT | O_TRUNC, |f| f as u32));
     }
     0
 }

@@ -282,6 +282,50 @@ pub fn act(args: &[String]) -> Option<std::io::Result<()>> {
                 }
                 errno_result(i64::from(opened))
             }
+            "openat2-unfaulted-how" => {
+                // openat2 with its `struct open_how` on an anonymous page never touched: the
+                // kernel's copy faults it in (zeros: O_RDONLY), a tracepoint's read cannot.
+                let path = cstr(args, 1);
+                let how = libc::mmap(
+                    std::ptr::null_mut(),
+                    4096,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                let opened = libc::syscall(libc::SYS_openat2, libc::AT_FDCWD, path.as_ptr(), how, 24usize);
+                if opened >= 0 {
+                    let mut buf = [0u8; 64];
+                    libc::read(opened as i32, buf.as_mut_ptr().cast(), buf.len());
+                }
+                errno_result(opened)
+            }
+            "truncate" => errno_result(i64::from(libc::truncate(cstr(args, 1).as_ptr(), 0))),
+            "open-rdonly-trunc" => {
+                errno_result(i64::from(libc::open(cstr(args, 1).as_ptr(), libc::O_RDONLY | libc::O_TRUNC)))
+            }
+            "tiocsti" => {
+                // Pushes a byte into the input of a fresh pty's terminal; the byte reaching the
+                // terminal's input would mean the agent can type into the operator's shell.
+                let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+                libc::grantpt(master);
+                libc::unlockpt(master);
+                let slave = libc::open(libc::ptsname(master), libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK);
+                // A whole line: the terminal's canonical mode hands out complete lines only.
+                let (c, nl) = (b'x', b'\n');
+                let pushed = errno_result(i64::from(libc::ioctl(slave, libc::TIOCSTI, &raw const c)))
+                    .and_then(|()| errno_result(i64::from(libc::ioctl(slave, libc::TIOCSTI, &raw const nl))));
+                let mut buf = [0u8; 2];
+                if libc::read(slave, buf.as_mut_ptr().cast(), 2) > 0 {
+                    return Some(Err(std::io::Error::other("INJECTED")));
+                }
+                pushed
+            }
+            "x32-getpid" => {
+                // An x32 system call: the x32 bit over getpid's number.
+                errno_result(libc::syscall(0x4000_0000 | libc::SYS_getpid))
+            }
             "clone-files" => {
                 // A process sharing this one's descriptor table (CLONE_FILES without CLONE_THREAD).
                 let flags = libc::c_long::from(libc::CLONE_FILES | libc::SIGCHLD);

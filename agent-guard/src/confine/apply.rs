@@ -75,7 +75,8 @@ pub fn apply(ruleset: &LandlockRuleset) -> Result<(), ConfineError> {
         return Err(ConfineError::NotEnforced { status: format!("{:?}", status.ruleset) });
     }
     drop_capabilities(&ruleset.capabilities)?;
-    super::seccomp::install_for(ruleset.guard_pid)?;
+    super::seccomp::install_for(ruleset.guard_pid, ruleset.abi)?;
+    super::notify::install_arch_guard()?;
     Ok(())
 }
 

@@ -37,12 +37,12 @@ fn jeq(k: u32, jt: u8) -> libc::sock_filter {
     libc::sock_filter { code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16, jt, jf: 0, k }
 }
 
-/// The program: foreign architecture or x32 → kill; a notified call → the listener; else allow.
-fn program(nrs: &[i64]) -> Vec<libc::sock_filter> {
+/// Foreign architecture or x32 → kill; falls through otherwise, with the syscall number loaded.
+fn prologue() -> Vec<libc::sock_filter> {
     let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
     let ret = libc::BPF_RET | libc::BPF_K;
     // struct seccomp_data: nr at 0, arch at 4.
-    let mut prog = vec![
+    vec![
         stmt(load, 4),
         jeq(AUDIT_ARCH, 1),
         stmt(ret, libc::SECCOMP_RET_KILL_PROCESS),
@@ -54,7 +54,13 @@ fn program(nrs: &[i64]) -> Vec<libc::sock_filter> {
             k: X32_SYSCALL_BIT,
         },
         stmt(ret, libc::SECCOMP_RET_KILL_PROCESS),
-    ];
+    ]
+}
+
+/// The program: foreign architecture or x32 → kill; a notified call → the listener; else allow.
+fn program(nrs: &[i64]) -> Vec<libc::sock_filter> {
+    let ret = libc::BPF_RET | libc::BPF_K;
+    let mut prog = prologue();
     let n = nrs.len();
     for (i, nr) in nrs.iter().enumerate() {
         // Past the comparisons left and the `allow` return, to the `notify` return.
@@ -66,24 +72,33 @@ fn program(nrs: &[i64]) -> Vec<libc::sock_filter> {
     prog
 }
 
-/// Installs the filter on this process (single-threaded, `no_new_privs` already set) and
-/// returns its listener.
-pub fn install_listener() -> Result<OwnedFd, SeccompError> {
-    let prog = program(&notified());
+/// Installs, on this process, a filter that kills calls of a foreign architecture or of the x32
+/// ABI, for every confined task: seccompiler's filters check the architecture only, and an x32
+/// call, which reports the native one, would reach what they refuse under another number (x32
+/// `bpf`, `linkat`, `kill`) and the syscall tracepoints, which do not see x32 calls at all.
+pub fn install_arch_guard() -> Result<(), SeccompError> {
+    let mut prog = prologue();
+    prog.push(stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW));
+    install(&prog, 0).map(drop)
+}
+
+/// Installs `prog` on this process with `flags`; what the call returns (a listener for
+/// `SECCOMP_FILTER_FLAG_NEW_LISTENER`).
+fn install(prog: &[libc::sock_filter], flags: libc::c_ulong) -> Result<i64, SeccompError> {
     let fprog =
         libc::sock_fprog { len: u16::try_from(prog.len()).expect("short program"), filter: prog.as_ptr().cast_mut() };
     // SAFETY: `fprog` points to `prog`, alive for the call; the kernel copies the program.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
-            &raw const fprog,
-        )
-    };
-    if fd < 0 {
-        return Err(SeccompError::new(format!("listener filter: {}", std::io::Error::last_os_error())));
+    let ret = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, flags, &raw const fprog) };
+    if ret < 0 {
+        return Err(SeccompError::new(format!("filter: {}", std::io::Error::last_os_error())));
     }
+    Ok(ret)
+}
+
+/// Installs the filter on this process (single-threaded, `no_new_privs` already set) and
+/// returns its listener.
+pub fn install_listener() -> Result<OwnedFd, SeccompError> {
+    let fd = install(&program(&notified()), libc::SECCOMP_FILTER_FLAG_NEW_LISTENER)?;
     // SAFETY: a new descriptor the kernel just returned, owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(i32::try_from(fd).expect("descriptors fit in i32")) })
 }

@@ -16,6 +16,14 @@
 //!   `deny` rule names would be judged as the new name.
 //! - signals to the guard by pid, by its process group and by broadcast (`kill(-1)`), and
 //!   `pidfd_open` of it: Landlock scopes signals only from ABI 6 (Linux 6.12).
+//! - `ioctl` `TIOCSTI` and `TIOCLINUX` on any descriptor: pushing input into the terminal the
+//!   agent shares with the operator would have the operator's shell run it, untagged, after the
+//!   agent exits (`drivers/tty/tty_io.c` `tiocsti`; off by default only from 6.2,
+//!   `CONFIG_LEGACY_TIOCSTI`).
+//! - Before Landlock ABI 3 (Linux 6.2; 6.1 has ABI 2), which added the truncate right: `truncate`
+//!   by path, an open for reading with `O_TRUNC` (which truncates a file the agent may only
+//!   read), and `openat2`, whose flags a filter cannot read (ENOSYS: the C library falls back to
+//!   `openat`). `ftruncate` needs a descriptor open for writing, which Landlock checked.
 
 use std::collections::BTreeMap;
 
@@ -49,8 +57,22 @@ fn arg_is(index: u8, value: i32) -> Result<SeccompRule, SeccompError> {
         .map_err(fail)
 }
 
-/// The refusals (EPERM) for a guard whose process is `guard_pid`.
-fn refused(guard_pid: i32) -> Result<BTreeMap<i64, Vec<SeccompRule>>, SeccompError> {
+/// include/uapi/asm-generic/ioctls.h
+const TIOCSTI: i32 = 0x5412;
+const TIOCLINUX: i32 = 0x541C;
+/// The Landlock ABI that handles truncation.
+const ABI_TRUNCATE: u32 = 3;
+
+/// A rule matching an open (`flags` argument `index`) for reading only, with `O_TRUNC`.
+fn read_only_trunc(index: u8) -> Result<SeccompRule, SeccompError> {
+    let mask = (libc::O_ACCMODE | libc::O_TRUNC).cast_unsigned();
+    let cond = Cond::new(index, Len::Dword, Op::MaskedEq(u64::from(mask)), u64::from(libc::O_TRUNC.cast_unsigned()))
+        .map_err(fail)?;
+    SeccompRule::new(vec![cond]).map_err(fail)
+}
+
+/// The refusals (EPERM) for a guard whose process is `guard_pid`, under Landlock ABI `abi`.
+fn refused(guard_pid: i32, abi: u32) -> Result<BTreeMap<i64, Vec<SeccompRule>>, SeccompError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for nr in [
         libc::SYS_bpf,
@@ -76,6 +98,13 @@ fn refused(guard_pid: i32) -> Result<BTreeMap<i64, Vec<SeccompRule>>, SeccompErr
     ] {
         rules.insert(nr, vec![arg_is(0, guard_pid)?]);
     }
+    rules.insert(libc::SYS_ioctl, vec![arg_is(1, TIOCSTI)?, arg_is(1, TIOCLINUX)?]);
+    if abi < ABI_TRUNCATE {
+        rules.insert(libc::SYS_truncate, Vec::new());
+        rules.insert(libc::SYS_openat, vec![read_only_trunc(2)?]);
+        #[cfg(target_arch = "x86_64")]
+        rules.insert(libc::SYS_open, vec![read_only_trunc(1)?]);
+    }
     Ok(rules)
 }
 
@@ -87,9 +116,14 @@ fn install(rules: BTreeMap<i64, Vec<SeccompRule>>, errno: i32) -> Result<(), Sec
     seccompiler::apply_filter(&program).map_err(fail)
 }
 
-/// Installs the filters on this process (single-threaded: `agent-guard run` before its exec).
-pub fn install_for(guard_pid: u32) -> Result<(), SeccompError> {
+/// Installs the filters on this process (single-threaded: `agent-guard run` before its exec),
+/// confined by Landlock ABI `abi`.
+pub fn install_for(guard_pid: u32, abi: u32) -> Result<(), SeccompError> {
     let guard_pid = i32::try_from(guard_pid).map_err(fail)?;
-    install(refused(guard_pid)?, libc::EPERM)?;
-    install(BTreeMap::from([(libc::SYS_clone3, Vec::new())]), libc::ENOSYS)
+    install(refused(guard_pid, abi)?, libc::EPERM)?;
+    let mut unsupported = BTreeMap::from([(libc::SYS_clone3, Vec::new())]);
+    if abi < ABI_TRUNCATE {
+        unsupported.insert(libc::SYS_openat2, Vec::new());
+    }
+    install(unsupported, libc::ENOSYS)
 }
