@@ -97,8 +97,21 @@ impl Bpftrace {
 
 impl Drop for Bpftrace {
     fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+        // SIGINT is how bpftrace stops (printing its maps); one that lands while it is still
+        // setting up is sometimes lost (seen: a bench run waited 7 minutes), so it is sent again
+        // each second, and after 10 s the process is killed.
+        for _ in 0..10 {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while Instant::now() < deadline {
+                if matches!(self.0.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }

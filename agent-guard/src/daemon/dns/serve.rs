@@ -8,8 +8,8 @@ use std::{
 };
 
 use hickory_proto::{
-    op::{Message, MessageType, ResponseCode},
-    rr::RData,
+    op::{Message, MessageType, OpCode, ResponseCode},
+    rr::{DNSClass, RData},
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -26,8 +26,16 @@ use crate::{
 
 /// Questions one task may have in flight; more are dropped (the client retries).
 const IN_FLIGHT: usize = 64;
-/// How long an idle TCP connection is kept.
+/// TCP connections one task may have open to its resolver; more are closed at once.
+const TCP_CONNECTIONS: usize = 16;
+/// How long a TCP connection may stay idle, or take to send one whole message.
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// Refused questions of one task reported one by one per second; the rest are counted and
+/// reported together once a second (a flood must not crowd out the kernel's events).
+const REFUSED_REPORTED_PER_SEC: u32 = 20;
+/// Addresses learned from one answer, at most (the shared `NET_LEARNED` map must not be filled
+/// by one task's answers).
+const MAX_ANSWER_ADDRS: usize = 32;
 
 /// A running resolver; dropping it stops it.
 pub struct Running {
@@ -51,6 +59,18 @@ struct Ctx {
     settings: Arc<Settings>,
     registry: Tasks,
     in_flight: Arc<Semaphore>,
+    connections: Arc<Semaphore>,
+    /// Refused questions reported in the current second, and those counted instead.
+    refused: std::sync::Mutex<Refused>,
+}
+
+#[derive(Default)]
+struct Refused {
+    second: u64,
+    reported: u32,
+    counted: u64,
+    /// The task as the last refused question named it (for the summary).
+    last: Option<DnsAsked>,
 }
 
 /// Binds task `task`'s sockets (UDP and TCP on one loopback port, on 127.0.0.1 and, where the
@@ -78,7 +98,14 @@ pub fn start(
         let ip6 = std::net::UdpSocket::bind((Ipv6Addr::LOCALHOST, port))
             .and_then(|udp| Ok((udp, std::net::TcpListener::bind((Ipv6Addr::LOCALHOST, port))?)))
             .ok();
-        let ctx = Arc::new(Ctx { task, settings, registry, in_flight: Arc::new(Semaphore::new(IN_FLIGHT)) });
+        let ctx = Arc::new(Ctx {
+            task,
+            settings,
+            registry,
+            in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
+            connections: Arc::new(Semaphore::new(TCP_CONNECTIONS)),
+            refused: std::sync::Mutex::new(Refused::default()),
+        });
         let mut tasks = Vec::new();
         let has_ip6 = ip6.is_some();
         for (udp, tcp) in std::iter::once((udp, tcp)).chain(ip6) {
@@ -88,14 +115,20 @@ pub fn start(
             tasks.push(runtime.spawn(serve_udp(udp, ctx.clone())));
             tasks.push(runtime.spawn(serve_tcp(tcp, ctx.clone())));
         }
+        tasks.push(runtime.spawn(report_counted(ctx)));
         return Ok(Running { port, ip6: has_ip6, tasks });
     }
     Err(last)
 }
 
+/// The largest question taken over UDP: a question is tens of bytes, and 4 KiB is EDNS's usual
+/// buffer; a bigger datagram is cut short and then fails to parse. Per task and per socket,
+/// so kept small: a thousand tasks hold two each.
+const UDP_QUESTION_MAX: usize = 4096;
+
 async fn serve_udp(socket: UdpSocket, ctx: Arc<Ctx>) {
     let socket = Arc::new(socket);
-    let mut buf = vec![0u8; 65_535];
+    let mut buf = vec![0u8; UDP_QUESTION_MAX];
     loop {
         let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
             continue;
@@ -116,27 +149,38 @@ async fn serve_udp(socket: UdpSocket, ctx: Arc<Ctx>) {
 async fn serve_tcp(listener: TcpListener, ctx: Arc<Ctx>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of descriptors, say: wait rather than spin.
+            tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        tokio::spawn(serve_connection(stream, ctx.clone()));
+        let Ok(permit) = ctx.connections.clone().try_acquire_owned() else {
+            continue;
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, &ctx).await;
+            drop(permit);
+        });
     }
 }
 
-/// RFC 1035 4.2.2: each message preceded by its length.
-async fn serve_connection(mut stream: TcpStream, ctx: Arc<Ctx>) {
+/// RFC 1035 4.2.2: each message preceded by its length; each whole message within `TCP_IDLE`.
+async fn serve_connection(mut stream: TcpStream, ctx: &Ctx) {
     loop {
-        let mut len = [0u8; 2];
-        if tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut len)).await.is_err() {
+        let read = async {
+            let mut len = [0u8; 2];
+            stream.read_exact(&mut len).await.ok()?;
+            let mut query = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            stream.read_exact(&mut query).await.ok()?;
+            Some(query)
+        };
+        let Ok(Some(query)) = tokio::time::timeout(TCP_IDLE, read).await else {
             return;
-        }
-        let mut query = vec![0u8; usize::from(u16::from_be_bytes(len))];
-        if stream.read_exact(&mut query).await.is_err() {
-            return;
-        }
+        };
         let Ok(permit) = ctx.in_flight.clone().try_acquire_owned() else {
             return;
         };
-        let reply = answer(&ctx, &query, true).await;
+        let reply = answer(ctx, &query, true).await;
         drop(permit);
         let Some(reply) = reply else { return };
         let Ok(len) = u16::try_from(reply.len()) else { return };
@@ -151,6 +195,18 @@ async fn answer(ctx: &Ctx, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
     let request = Message::from_vec(query).ok()?;
     if request.message_type() != MessageType::Query {
         return None;
+    }
+    // Only a plain question goes any further: one question of class IN, opcode QUERY, nothing
+    // else in the message. What is forwarded is a new message built from that question alone
+    // (with its own id), never the agent's bytes: no update, no extra records, no side data.
+    let plain = request.op_code() == OpCode::Query
+        && request.queries().len() == 1
+        && request.answers().is_empty()
+        && request.name_servers().is_empty()
+        && request.queries()[0].query_class() == DNSClass::IN
+        && request.to_vec().is_ok_and(|again| again.len() == query.len());
+    if !plain {
+        return reply_code(&request, ResponseCode::Refused);
     }
     let question = request.queries().first()?.clone();
     let name = question.name().to_ascii().trim_end_matches('.').to_ascii_lowercase();
@@ -172,18 +228,30 @@ async fn answer(ctx: &Ctx, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
         return reply_code(&request, ResponseCode::Refused);
     };
     let forward = asked.ended.is_none() && (asked.judgement.forwarded() || asked.audit);
+    object.suspected_exfiltration = suspected_exfiltration(&name) && !asked.judgement.forwarded();
     if !forward {
         object.rcode = rcode_name(ResponseCode::Refused);
-        object.suspected_exfiltration = suspected_exfiltration(&name);
-        report(&asked, object, false);
+        report_refused(ctx, asked, object);
         return reply_code(&request, ResponseCode::Refused);
     }
-    let Some(reply) = upstream::ask(&ctx.settings.upstream, query, tcp).await else {
+    let mut fresh = Message::new();
+    fresh.set_id(fresh_id());
+    fresh.set_message_type(MessageType::Query);
+    fresh.set_op_code(OpCode::Query);
+    fresh.set_recursion_desired(true);
+    fresh.add_query(question.clone());
+    let Ok(fresh) = fresh.to_vec() else {
+        return reply_code(&request, ResponseCode::ServFail);
+    };
+    let Some(reply) = upstream::ask(&ctx.settings.upstream, &fresh, tcp).await else {
         object.rcode = rcode_name(ResponseCode::ServFail);
         report(&asked, object, true);
         return reply_code(&request, ResponseCode::ServFail);
     };
-    let Ok(mut response) = Message::from_vec(&reply) else {
+    let Ok(mut response) = Message::from_vec(&reply).map(|mut r| {
+        r.set_id(request.id());
+        r
+    }) else {
         object.rcode = rcode_name(ResponseCode::ServFail);
         report(&asked, object, true);
         return reply_code(&request, ResponseCode::ServFail);
@@ -191,9 +259,7 @@ async fn answer(ctx: &Ctx, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
     let ceiling = u32::try_from(ctx.settings.ttl_ceiling.as_secs()).unwrap_or(u32::MAX);
     let mut addrs = Vec::new();
     let mut min_ttl = ceiling;
-    for record in response.answers_mut() {
-        // No cache downstream may keep an answer longer than the kernel allows its addresses.
-        record.set_ttl(record.ttl().min(ceiling));
+    for record in response.answers() {
         match record.data() {
             RData::A(a) => addrs.push(IpAddr::V4(a.0)),
             RData::AAAA(a) => addrs.push(IpAddr::V6(a.0)),
@@ -201,8 +267,14 @@ async fn answer(ctx: &Ctx, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
         }
         min_ttl = min_ttl.min(record.ttl());
     }
+    addrs.truncate(MAX_ANSWER_ADDRS);
     let floor = u32::try_from(ctx.settings.ttl_floor.as_secs()).unwrap_or(0);
     let ttl = min_ttl.max(floor);
+    // Every record is passed on with the TTL its addresses are allowed for: no cache downstream
+    // keeps an answer longer, nor drops it sooner.
+    for record in response.answers_mut() {
+        record.set_ttl(ttl);
+    }
     object.rcode = rcode_name(response.response_code());
     if !addrs.is_empty() && asked.judgement.forwarded() {
         // Learned before the answer is passed on: the first connect never races the map.
@@ -248,12 +320,84 @@ fn reply_code(request: &Message, code: ResponseCode) -> Option<Vec<u8>> {
     reply.to_vec().ok()
 }
 
+/// A random message id for a question sent upstream.
+fn fresh_id() -> u16 {
+    // The last bytes of a v7 UUID are random (RFC 9562 5.7).
+    let bytes = uuid::Uuid::now_v7().into_bytes();
+    u16::from_be_bytes([bytes[14], bytes[15]])
+}
+
+/// Reports a refused question, or counts it once `REFUSED_REPORTED_PER_SEC` were reported this
+/// second (`report_counted` reports the count).
+fn report_refused(ctx: &Ctx, asked: DnsAsked, object: DnsObject) {
+    let second = crate::daemon::clock::boot_ns_now() / 1_000_000_000;
+    let mut refused = ctx.refused.lock().expect("refused lock is never poisoned");
+    if refused.second != second {
+        refused.second = second;
+        refused.reported = 0;
+    }
+    if refused.reported < REFUSED_REPORTED_PER_SEC {
+        refused.reported += 1;
+        drop(refused);
+        report(&asked, object, false);
+    } else {
+        refused.counted += 1;
+        refused.last = Some(asked);
+    }
+}
+
+/// Once a second: one event for the refused questions counted instead of reported.
+async fn report_counted(ctx: Arc<Ctx>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let (counted, last) = {
+            let mut refused = ctx.refused.lock().expect("refused lock is never poisoned");
+            (std::mem::take(&mut refused.counted), refused.last.take())
+        };
+        let Some(asked) = last.filter(|_| counted > 0) else { continue };
+        let object = DnsObject {
+            question: format!("({counted} more)"),
+            qtype: "*".into(),
+            transport: "udp+tcp".into(),
+            server: None,
+            answers: Vec::new(),
+            ttl: None,
+            rcode: rcode_name(ResponseCode::Refused),
+            suspected_exfiltration: false,
+        };
+        let mut event = Event::new(
+            Body::NetworkDns(Action {
+                verdict: Verdict {
+                    decision: Decision::Denied,
+                    policy_decision: Some(PolicyDecision::Deny),
+                    enforcement: Level::Cgroup,
+                    rule: asked.rule_name.clone().unwrap_or_else(|| "default-deny".into()),
+                    reason: format!(
+                        "{counted} more questions refused within a second, counted rather than reported one by one"
+                    ),
+                },
+                object,
+            }),
+            &asked.host,
+            SystemTime::now(),
+        );
+        event.task = Some(asked.task.clone());
+        asked.sink.send(event);
+    }
+}
+
 /// Reports a question (`forwarded`: it went upstream).
 fn report(asked: &DnsAsked, object: DnsObject, forwarded: bool) {
     let action = asked.judgement.action;
     let rule = asked.rule_name.clone().unwrap_or_else(|| "default-deny".into());
     let (decision, policy_decision, reason) = match (asked.ended, action) {
         (Some(why), _) => (Decision::Denied, None, format!("{why}: every question is refused")),
+        (None, Some(RuleAction::Deny)) if forwarded => (
+            Decision::Flagged,
+            Some(PolicyDecision::Deny),
+            format!("rule {rule} would refuse {} (audit mode: forwarded)", object.question),
+        ),
         (None, Some(RuleAction::Allow)) => (Decision::Allowed, None, format!("rule {rule} names {}", object.question)),
         (None, Some(RuleAction::Flag)) => {
             (Decision::Flagged, Some(PolicyDecision::Flag), format!("rule {rule} flags {}", object.question))
@@ -273,7 +417,11 @@ fn report(asked: &DnsAsked, object: DnsObject, forwarded: bool) {
         decision,
         policy_decision: policy_decision.filter(|_| decision != Decision::Allowed),
         enforcement: Level::Cgroup,
-        rule: if asked.ended.is_some() { "grant.ttl".into() } else { rule },
+        rule: match asked.ended {
+            Some(why) if why.contains("stopped") => "task.stopped".into(),
+            Some(_) => "grant.ttl".into(),
+            None => rule,
+        },
         reason,
     };
     let mut event = Event::new(Body::NetworkDns(Action { verdict, object }), &asked.host, SystemTime::now());

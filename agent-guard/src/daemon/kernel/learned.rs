@@ -9,20 +9,26 @@ use crate::daemon::clock::boot_ns_now;
 
 impl Kernel {
     /// Allows `rules` (name rules of grant `grant_id`, each with its expiry) at `addr`. A rule
-    /// already there is renewed; expired ones make room; when the entry is full the rule that
-    /// ends first gives way.
+    /// already there keeps the later of its two expiries (a shorter answer for another name must
+    /// not cut short what an earlier one allowed); expired ones make room; when the entry is
+    /// full the rule that ends first gives way.
     pub fn learn(&mut self, grant_id: u32, addr: [u8; 16], rules: &[LearnedRule]) -> Result<(), KernelError> {
         let key = LearnedKey { grant_id, addr };
         let now = boot_ns_now();
-        let mut kept: Vec<LearnedRule> = match self.net_learned.get(&key, 0) {
+        let old: Vec<LearnedRule> = match self.net_learned.get(&key, 0) {
             Ok(old) => old.rules[..(old.count as usize).min(MAX_LEARNED_RULES)]
                 .iter()
-                .filter(|r| r.expires_ns > now && !rules.iter().any(|n| n.rule_index == r.rule_index))
+                .filter(|r| r.expires_ns > now)
                 .copied()
                 .collect(),
             Err(_) => Vec::new(),
         };
-        kept.extend_from_slice(rules);
+        let mut kept: Vec<LearnedRule> =
+            old.iter().filter(|r| !rules.iter().any(|n| n.rule_index == r.rule_index)).copied().collect();
+        for rule in rules {
+            let earlier = old.iter().find(|r| r.rule_index == rule.rule_index).map_or(0, |r| r.expires_ns);
+            kept.push(LearnedRule { expires_ns: rule.expires_ns.max(earlier), ..*rule });
+        }
         kept.sort_by_key(|r| std::cmp::Reverse(r.expires_ns));
         kept.truncate(MAX_LEARNED_RULES);
         let mut value =

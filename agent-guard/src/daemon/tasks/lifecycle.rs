@@ -53,6 +53,7 @@ impl Registry {
         let mut event = Event::new(Body::TaskClose(ended), &self.host, now);
         event.task = Some(task.task_ref());
         self.sink.send(event);
+        self.stop_dns(id);
     }
 
     /// Records the step a task's process declares; the task's later events carry it.
