@@ -454,6 +454,15 @@ fn ask_grant(daemon: &Daemon, work: &std::path::Path, asked: &std::path::Path) -
     confined_grant(daemon.dir.path(), "asking", &read, &write, &[ask("/usr/bin/true")])
 }
 
+/// Every approval the daemon lists (`approvals --json`).
+fn approvals(daemon: &Daemon) -> Vec<serde_json::Value> {
+    let out = daemon.cli(&["approvals", "--json"]);
+    match serde_json::from_slice(&out.stdout).unwrap() {
+        serde_json::Value::Array(list) => list,
+        other => panic!("approvals --json is not a list: {other}"),
+    }
+}
+
 /// Starts `cmd` under `g` in the background; returns it and the approval it waits for.
 fn held(daemon: &Daemon, agent: &str, g: &std::path::Path, cmd: &[&str]) -> (std::process::Child, String) {
     let child =
@@ -545,9 +554,8 @@ fn an_ask_file_reopened_through_the_agents_own_descriptor_is_never_read_unapprov
         });
         assert_eq!(killed["decision"], "denied", "{killed}");
         // No human was asked: nothing was held for it.
-        let approvals = daemon.cli(&["approvals", "--json"]);
-        let list: serde_json::Value = serde_json::from_slice(&approvals.stdout).unwrap();
-        assert!(list.as_array().unwrap().iter().all(|a| a["task"]["agent"] != agent), "{list}");
+        let list = approvals(&daemon);
+        assert!(list.iter().all(|a| a["task"]["agent"] != agent), "{list:?}");
     }
 }
 
@@ -567,11 +575,7 @@ fn a_flood_of_held_calls_is_refused_past_the_cap_and_nothing_is_read() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let list = |state: &str| {
-        let out = daemon.cli(&["approvals", "--json"]);
-        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        list.as_array().unwrap().iter().filter(|a| a["state"] == state).count()
-    };
+    let list = |state: &str| approvals(&daemon).iter().filter(|a| a["state"] == state).count();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while list("pending") + list("refused") < 40 {
         assert!(std::time::Instant::now() < deadline, "pending {} refused {}", list("pending"), list("refused"));
@@ -582,9 +586,7 @@ fn a_flood_of_held_calls_is_refused_past_the_cap_and_nothing_is_read() {
         e["kind"] == "approval.denied" && e["reason"].as_str().is_some_and(|r| r.contains("waiting already"))
     });
     assert_eq!(refused["task"]["agent"], "flooder", "{refused}");
-    let out = daemon.cli(&["approvals", "--json"]);
-    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for a in all.as_array().unwrap().iter().filter(|a| a["state"] == "pending") {
+    for a in approvals(&daemon).iter().filter(|a| a["state"] == "pending") {
         assert!(daemon.cli(&["deny", &a["id"].to_string()]).status.success());
     }
     assert_eq!(stdout(&child.wait_with_output().unwrap()), "read=0 refused=40");

@@ -53,7 +53,8 @@ pub struct DnsAsked {
     /// decide.
     pub audit: bool,
     /// Why the task allows nothing any more (revoked, expired); None while it is in force.
-    pub ended: Option<&'static str>,
+    /// The rule events name for it (`task.stopped`, `grant.ttl`) and why.
+    pub ended: Option<(&'static str, &'static str)>,
     /// The deciding rule as events name it.
     pub rule_name: Option<String>,
     pub grant: String,

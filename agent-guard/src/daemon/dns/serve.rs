@@ -366,24 +366,16 @@ async fn report_counted(ctx: Arc<Ctx>) {
             rcode: rcode_name(ResponseCode::Refused),
             suspected_exfiltration: false,
         };
-        let mut event = Event::new(
-            Body::NetworkDns(Action {
-                verdict: Verdict {
-                    decision: Decision::Denied,
-                    policy_decision: Some(PolicyDecision::Deny),
-                    enforcement: Level::Cgroup,
-                    rule: asked.rule_name.clone().unwrap_or_else(|| "default-deny".into()),
-                    reason: format!(
-                        "{counted} more questions refused within a second, counted rather than reported one by one"
-                    ),
-                },
-                object,
-            }),
-            &asked.host,
-            SystemTime::now(),
-        );
-        event.task = Some(asked.task.clone());
-        asked.sink.send(event);
+        let verdict = Verdict {
+            decision: Decision::Denied,
+            policy_decision: Some(PolicyDecision::Deny),
+            enforcement: Level::Cgroup,
+            rule: asked.rule_name.clone().unwrap_or_else(|| "default-deny".into()),
+            reason: format!(
+                "{counted} more questions refused within a second, counted rather than reported one by one"
+            ),
+        };
+        send(&asked, verdict, object);
     }
 }
 
@@ -392,7 +384,7 @@ fn report(asked: &DnsAsked, object: DnsObject, forwarded: bool) {
     let action = asked.judgement.action;
     let rule = asked.rule_name.clone().unwrap_or_else(|| "default-deny".into());
     let (decision, policy_decision, reason) = match (asked.ended, action) {
-        (Some(why), _) => (Decision::Denied, None, format!("{why}: every question is refused")),
+        (Some((_, why)), _) => (Decision::Denied, None, format!("{why}: every question is refused")),
         (None, Some(RuleAction::Deny)) if forwarded => (
             Decision::Flagged,
             Some(PolicyDecision::Deny),
@@ -417,13 +409,14 @@ fn report(asked: &DnsAsked, object: DnsObject, forwarded: bool) {
         decision,
         policy_decision: policy_decision.filter(|_| decision != Decision::Allowed),
         enforcement: Level::Cgroup,
-        rule: match asked.ended {
-            Some(why) if why.contains("stopped") => "task.stopped".into(),
-            Some(_) => "grant.ttl".into(),
-            None => rule,
-        },
+        rule: asked.ended.map_or(rule, |(rule, _)| rule.into()),
         reason,
     };
+    send(asked, verdict, object);
+}
+
+/// Sends a `network.dns` event of `asked`'s task.
+fn send(asked: &DnsAsked, verdict: Verdict, object: DnsObject) {
     let mut event = Event::new(Body::NetworkDns(Action { verdict, object }), &asked.host, SystemTime::now());
     event.task = Some(asked.task.clone());
     asked.sink.send(event);

@@ -21,11 +21,11 @@ impl TaskDns for Registry {
         let task = self.tasks.get(&task_id)?;
         let judgement = judge_name(&task.grant.spec, name);
         let ended = if task.info.revoked {
-            Some("the task was stopped")
+            Some(("task.stopped", "the task was stopped"))
         } else if task.info.ended.is_some() {
-            Some("the task ended")
+            Some(("grant.ttl", "the task ended"))
         } else if boot_ns_now() >= task.expires_ns {
-            Some("the grant expired")
+            Some(("grant.ttl", "the grant expired"))
         } else {
             None
         };
