@@ -21,6 +21,11 @@ pub struct Guard {
 
 impl Guard {
     pub fn start(bin: &Path, dir: &Path, extra: &[&str]) -> anyhow::Result<Guard> {
+        Guard::start_configured(bin, dir, "", extra)
+    }
+
+    /// `start` with `more_config` (YAML lines) added to the daemon's configuration.
+    pub fn start_configured(bin: &Path, dir: &Path, more_config: &str, extra: &[&str]) -> anyhow::Result<Guard> {
         let socket = dir.join("guard.sock");
         let events = dir.join("events.jsonl");
         let _ = std::fs::remove_file(&events);
@@ -33,7 +38,7 @@ impl Guard {
         std::fs::write(
             &config,
             format!(
-                "outputs: [{{type: file, path: {:?}, maxSize: 1TiB}}]\naggregation: {{window: 0s}}\n",
+                "outputs: [{{type: file, path: {:?}, maxSize: 1TiB}}]\naggregation: {{window: 0s}}\n{more_config}",
                 events.display().to_string()
             ),
         )?;
@@ -136,7 +141,20 @@ fn base_rules(dir: &Path, bins: &Path, port: u16) -> (Vec<String>, Vec<String>, 
 /// Writes a grant of about `rules` rules: the base rules, then half path and half network
 /// filler rules that never match. Returns (path, exact rule count).
 pub fn write_grant(dir: &Path, bins: &Path, port: u16, rules: usize, mode: &str) -> anyhow::Result<(PathBuf, usize)> {
+    write_grant_with(dir, bins, port, rules, mode, &[])
+}
+
+/// `write_grant` with `connect` rules added (before the filler).
+pub fn write_grant_with(
+    dir: &Path,
+    bins: &Path,
+    port: u16,
+    rules: usize,
+    mode: &str,
+    extra_connect: &[&str],
+) -> anyhow::Result<(PathBuf, usize)> {
     let (mut read, write, exec, mut connect) = base_rules(dir, bins, port);
+    connect.extend(extra_connect.iter().map(std::string::ToString::to_string));
     let base = read.len() + write.len() + exec.len() + connect.len();
     let filler = rules.saturating_sub(base);
     for i in 0..filler / 2 {

@@ -9,6 +9,7 @@
 //!       BENCHMARKS.md again from a run's benchmarks.json (text changes, same figures)
 
 mod ctx;
+mod dns;
 mod guard;
 mod latency;
 mod macro_load;
@@ -53,7 +54,7 @@ enum Mode {
         agent_guard: PathBuf,
         #[arg(long)]
         smoke: bool,
-        #[arg(value_parser = ["overhead", "pipeline", "latency", "memory", "macro"])]
+        #[arg(value_parser = ["overhead", "pipeline", "latency", "memory", "macro", "dns"])]
         name: String,
     },
     Lsm {
@@ -106,6 +107,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "pipeline" => serde_json::to_string_pretty(&pipeline::run(&ctx)?)?,
                 "latency" => serde_json::to_string_pretty(&latency::run(&ctx, if smoke { 3 } else { 200 })?)?,
                 "memory" => serde_json::to_string_pretty(&memory::run(&ctx, if smoke { 20 } else { 1000 })?)?,
+                "dns" => serde_json::to_string_pretty(&dns::run(
+                    &ctx,
+                    if smoke { 20 } else { 10_000 },
+                    if smoke { 1 } else { 5 },
+                    if smoke { 200 } else { 5000 },
+                )?)?,
                 _ => serde_json::to_string_pretty(&macro_load::run(&ctx, 1)?)?,
             };
             println!("{json}");
@@ -116,6 +123,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let ctx = ctx::Ctx::new(agent_guard, smoke)?;
             let started = std::time::Instant::now();
             let (reps, scale, trials, tasks, macro_reps) = if smoke { (1, 50, 3, 20, 1) } else { (7, 1, 200, 1000, 5) };
+            let (questions, dns_reps, rate_ms) = if smoke { (20, 1, 200) } else { (10_000, 5, 5000) };
             eprintln!("syscall overhead ({reps} repetitions)");
             let overhead = overhead::run(&ctx, reps, scale, true)?;
             eprintln!("event pipeline");
@@ -124,6 +132,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let latency = latency::run(&ctx, trials)?;
             eprintln!("memory with {tasks} tasks");
             let memory = memory::run(&ctx, tasks)?;
+            eprintln!("DNS through the task resolver ({questions} questions)");
+            let dns = dns::run(&ctx, questions, dns_reps, rate_ms)?;
             eprintln!("macro workload");
             let macro_load = macro_load::run(&ctx, macro_reps)?;
             let lsm = match vm_json {
@@ -141,6 +151,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 latency,
                 memory,
                 macro_load,
+                dns: Some(dns),
             };
             report::write(&results, &out)
         }

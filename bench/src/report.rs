@@ -5,7 +5,7 @@ use std::{fmt::Write as _, path::Path};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{latency::Latency, macro_load::MacroLoad, memory::Memory, overhead::Row, pipeline::Pipeline};
+use crate::{dns::Dns, latency::Latency, macro_load::MacroLoad, memory::Memory, overhead::Row, pipeline::Pipeline};
 
 #[derive(Serialize, Deserialize)]
 pub struct Machine {
@@ -28,6 +28,9 @@ pub struct Results {
     pub latency: Latency,
     pub memory: Memory,
     pub macro_load: MacroLoad,
+    /// Absent from runs before name rules.
+    #[serde(default)]
+    pub dns: Option<Dns>,
 }
 
 pub fn machine() -> Machine {
@@ -290,6 +293,7 @@ pub fn markdown(r: &Results) -> String {
         mem.open_seconds,
         mem.kernel_map_bytes as f64 / 1_048_576.0
     );
+    dns_section(&mut md, r.dns.as_ref());
     let ml = &r.macro_load;
     let _ = writeln!(
         md,
@@ -301,6 +305,40 @@ pub fn markdown(r: &Results) -> String {
         "\n## How\n\n- Workloads (`ag-workload`): open+close of one file; a 1-byte pread on a descriptor opened once (the per-read hooks: BPF LSM `file_permission`, which ends a task's reads when its grant ends); TCP connect to a loopback listener (closed with RST); fork+exec of /usr/bin/true; a stat of every entry of a 500-entry tree.\n- agent-guard: the daemon started and stopped within each repetition; tagged runs use grants of 13 rules (what the workloads need), 1,000 and 10,000 rules (the rest never match).\n- auditd: `-w <bench dir> -p rwa` and `-a always,exit -S connect` / `-S execve` rules. Landlock: the workload restricts itself to the same paths and port (ABI 4, fs + TCP connect). bpftrace: the same three observations (openat, connect, execve tracepoints) for the workload's comm.\n- Event pipeline: a tagged agent in audit mode opens an out-of-scope path at a set rate; every open is one event.\n- Revoke: `until-eperm` connects in a loop; the figure is when its first EPERM comes relative to the API reply."
     );
     md
+}
+
+/// The task resolver's latency and rate, beside the DNS server asked straight.
+fn dns_section(md: &mut String, dns: Option<&Dns>) {
+    match dns {
+        Some(d) => {
+            let _ = writeln!(
+                md,
+                "\n## DNS through the task resolver\n\nThe same A question, asked straight of dnsmasq on loopback by an untagged process, and by a tagged agent on port 53, which the kernel sends to its task's resolver in the daemon; that resolver judges the name, forwards a new question to the same dnsmasq, installs the answer's address in the kernel and then replies. {} questions each, one at a time:\n",
+                d.questions
+            );
+            let _ = writeln!(md, "| asked | p50 | p99 | max |\n|---|---|---|---|");
+            for (name, s) in
+                [("straight to the server", &d.direct_us), ("through the task resolver", &d.via_resolver_us)]
+            {
+                let _ = writeln!(md, "| {name} | {:.0} µs | {:.0} µs | {:.0} µs |", s.median, s.p99, s.max);
+            }
+            let _ = writeln!(
+                md,
+                "\nAdded by the resolver: **{:.0} µs at p50, {:.0} µs at p99**.\n\nAnswers per second, {} askers at once for {:.0} s: straight **{:.0}/s** ({} lost), through the task resolver **{:.0}/s** ({} lost).",
+                d.via_resolver_us.median - d.direct_us.median,
+                d.via_resolver_us.p99 - d.direct_us.p99,
+                d.rate_threads,
+                d.rate_seconds,
+                d.direct_rate,
+                d.direct_timeouts,
+                d.via_resolver_rate,
+                d.via_resolver_timeouts
+            );
+        }
+        None => {
+            let _ = writeln!(md, "\n## DNS through the task resolver\n\nNot measured in this run.");
+        }
+    }
 }
 
 fn table(md: &mut String, rows: &[Row], absolute: bool) {

@@ -36,6 +36,10 @@ impl Zone {
                 "--host-record=a.wild.test,127.0.0.12",
                 "--host-record=wild.test,127.0.0.13",
                 "--host-record=other-wild.test,127.0.0.14",
+                "--host-record=meta.granted.test,169.254.169.254",
+                "--host-record=n1.cap.test,127.0.0.21",
+                "--host-record=n2.cap.test,127.0.0.22",
+                "--host-record=n3.cap.test,127.0.0.23",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -65,10 +69,16 @@ impl Drop for Zone {
     }
 }
 
-/// A daemon whose resolvers ask `zone`, with a `floor`-second TTL floor.
+/// A daemon whose resolvers ask `zone`, with a `floor`-second TTL floor. The zone's names
+/// answer loopback addresses (the test listeners'), which answers may allow here.
 fn daemon_for(zone: &Zone, floor: u32) -> Daemon {
+    daemon_with(zone, &format!("ttlFloor: {floor}s, localAnswers: [\"127.0.0.0/8\"]"))
+}
+
+/// A daemon whose resolvers ask `zone`, with `dns` settings (YAML flow-map entries) added.
+fn daemon_with(zone: &Zone, dns: &str) -> Daemon {
     let config = format!(
-        "outputs: [{{type: file, path: \"{{events}}\"}}]\naggregation: {{window: 0s}}\ndns: {{upstream: [\"127.0.0.1:{}\"], ttlFloor: {floor}s}}\n",
+        "outputs: [{{type: file, path: \"{{events}}\"}}]\naggregation: {{window: 0s}}\ndns: {{upstream: [\"127.0.0.1:{}\"], {dns}}}\n",
         zone.port
     );
     Daemon::start_configured(Some(&config), &[])
@@ -220,4 +230,85 @@ fn data_smuggled_in_labels_is_refused_and_reported_as_suspected_exfiltration() {
     assert_eq!(event["decision"], "denied", "{event}");
     assert_eq!(event["object"]["qtype"], "TXT", "{event}");
     assert_eq!(event["object"]["suspected_exfiltration"], true, "{event}");
+}
+
+#[test]
+fn a_granted_name_answering_a_local_address_allows_nothing_there() {
+    // DNS rebinding: whoever answers for a granted name points it at this host or at the
+    // cloud metadata service. Default settings: local answers allow nothing.
+    let zone = Zone::start(300);
+    let daemon = daemon_with(&zone, "ttlFloor: 1s");
+    let port = listener("0.0.0.0:0");
+    let g = grant(
+        daemon.dir.path(),
+        "rebind",
+        "enforce",
+        &[format!("*.granted.test:{port}"), "*.granted.test:80".into()],
+        "",
+    );
+    let out = daemon.run("rebind", "loopback", &g, &[PROBE, "resolve-connect", "api.granted.test", &port.to_string()]);
+    assert_eq!(stdout(&out), "EPERM", "the loopback answer was allowed: {out:?}");
+    let asked = daemon.wait_event("dns answer", |e| {
+        e["kind"] == "network.dns" && e["task"]["intent"] == "loopback" && e["object"]["qtype"] == "A"
+    });
+    assert_eq!(asked["object"]["withheld"], serde_json::json!(["127.0.0.10"]), "{asked}");
+    assert!(asked["object"].get("answers").is_none(), "{asked}");
+    // The metadata address: refused by the kernel before any packet (EPERM, not a timeout).
+    let out = daemon.run("rebind", "metadata", &g, &[PROBE, "resolve-connect", "meta.granted.test", "80"]);
+    assert_eq!(stdout(&out), "EPERM", "the link-local answer was allowed: {out:?}");
+    let asked = daemon.wait_event("dns answer", |e| {
+        e["kind"] == "network.dns" && e["task"]["intent"] == "metadata" && e["object"]["qtype"] == "A"
+    });
+    assert_eq!(asked["object"]["withheld"], serde_json::json!(["169.254.169.254"]), "{asked}");
+}
+
+#[test]
+fn a_task_holds_at_most_max_addresses_and_an_answer_past_it_learns_nothing() {
+    let zone = Zone::start(300);
+    let daemon = daemon_with(&zone, "localAnswers: [\"127.0.0.0/8\"], maxAddresses: 2");
+    let port = listener("0.0.0.0:0");
+    let g = grant(daemon.dir.path(), "capped", "enforce", &[format!("*.cap.test:{port}")], "");
+    let script = format!(
+        "import socket\nfor n in ['n1', 'n2', 'n3', 'n1']:\n    try:\n        a = socket.getaddrinfo(n + '.cap.test', {port}, socket.AF_INET, socket.SOCK_STREAM)[0][4]\n    except OSError:\n        print(n, 'unresolved'); continue\n    try:\n        socket.create_connection(a, 5).close(); print(n, 'ok')\n    except OSError as e:\n        print(n, e.errno)\n"
+    );
+    let out = daemon.run("capped", "three names", &g, &["/usr/bin/python3", "-c", &script]);
+    assert_eq!(stdout(&out), "n1 ok\nn2 ok\nn3 unresolved\nn1 ok", "{out:?}");
+    // Its address, straight: never learned.
+    let out = daemon.run("capped", "around", &g, &[PROBE, "connect", &format!("127.0.0.23:{port}")]);
+    assert_eq!(stdout(&out), "EPERM", "{out:?}");
+    let asked = daemon.wait_event("n3", |e| e["kind"] == "network.dns" && e["object"]["question"] == "n3.cap.test");
+    assert_eq!(asked["object"]["rcode"], "SERVFAIL", "{asked}");
+}
+
+#[test]
+fn only_a_plain_question_is_answered() {
+    // Raw messages from the agent: two questions in one, a DNS UPDATE, a NOTIFY. Each gets
+    // REFUSED (rcode 5) or nothing, and nothing reaches the server as sent.
+    let zone = Zone::start(300);
+    let daemon = daemon_for(&zone, 1);
+    let g = grant(daemon.dir.path(), "raw", "enforce", &["api.granted.test:443".to_string()], "");
+    let script = r"
+import socket, struct
+def name(n):
+    return b''.join(bytes([len(l)]) + l.encode() for l in n.split('.')) + b'\0'
+q = name('api.granted.test') + struct.pack('>HH', 1, 1)
+cases = {
+    'two-questions': struct.pack('>HHHHHH', 1, 0x0100, 2, 0, 0, 0) + q + q,
+    'update': struct.pack('>HHHHHH', 2, 5 << 11, 1, 0, 0, 0) + name('granted.test') + struct.pack('>HH', 6, 1),
+    'notify': struct.pack('>HHHHHH', 3, 4 << 11, 1, 0, 0, 0) + q,
+    'plain': struct.pack('>HHHHHH', 4, 0x0100, 1, 0, 0, 0) + q,
+}
+for what, msg in cases.items():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(3)
+    s.sendto(msg, ('192.0.2.53', 53))
+    try:
+        reply = s.recv(4096)
+        print(what, reply[3] & 15, struct.unpack('>H', reply[6:8])[0])
+    except socket.timeout:
+        print(what, 'none')
+";
+    let out = daemon.run("raw", "raw messages", &g, &["/usr/bin/python3", "-c", script]);
+    // rcode, then the answer count.
+    assert_eq!(stdout(&out), "two-questions 5 0\nupdate 5 0\nnotify 5 0\nplain 0 1", "{out:?}");
 }

@@ -8,15 +8,19 @@ use crate::cmd::{self, Result, cargo, run, step, workspace_root};
 
 /// The tools agent-guard is compared with.
 const PEERS: &[&str] = &["auditd", "bpftrace"];
+/// What the benchmark runs beside them: a DNS server for the task resolver's figures.
+const TOOLS: &[(&str, &str)] = &[("dnsmasq", "dnsmasq-base")];
 
 fn ensure_peers() -> Result<()> {
-    if PEERS.iter().all(|tool| ["/usr/sbin", "/usr/bin"].iter().any(|d| std::path::Path::new(d).join(tool).exists())) {
+    let installed = |tool: &str| ["/usr/sbin", "/usr/bin"].iter().any(|d| std::path::Path::new(d).join(tool).exists());
+    if PEERS.iter().all(|tool| installed(tool)) && TOOLS.iter().all(|(tool, _)| installed(tool)) {
         return Ok(());
     }
-    step("installing the tools agent-guard is compared with (auditd, bpftrace)");
+    step("installing the tools agent-guard is compared with (auditd, bpftrace) and a DNS server (dnsmasq)");
     run(Command::new("apt-get")
         .args(["install", "-y", "--no-install-recommends"])
         .args(PEERS)
+        .args(TOOLS.iter().map(|(_, package)| package))
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 

@@ -333,6 +333,15 @@ pub struct DnsConfig {
     /// The longest; answers are passed on with their TTLs cut to it, so no cache outlives it.
     #[serde(default = "default_ttl_ceiling", with = "duration")]
     pub ttl_ceiling: Duration,
+    /// Local addresses (loopback, link-local, unspecified, multicast, broadcast) an answer may
+    /// still allow. Empty by default: a granted name that resolves to 127.0.0.1 or to the cloud
+    /// metadata service at 169.254.169.254 (DNS rebinding) allows the task nothing there.
+    #[serde(default)]
+    pub local_answers: Vec<ipnet::IpNet>,
+    /// Addresses one task may have learned at once; an answer that would take it past is
+    /// answered SERVFAIL and learns nothing (the kernel's `NET_LEARNED` map is shared).
+    #[serde(default = "default_max_learned")]
+    pub max_addresses: u32,
 }
 
 impl Default for DnsConfig {
@@ -342,6 +351,8 @@ impl Default for DnsConfig {
             upstream: Vec::new(),
             ttl_floor: default_ttl_floor(),
             ttl_ceiling: default_ttl_ceiling(),
+            local_answers: Vec::new(),
+            max_addresses: default_max_learned(),
         }
     }
 }
@@ -356,6 +367,10 @@ fn default_ttl_floor() -> Duration {
 
 fn default_ttl_ceiling() -> Duration {
     Duration::from_hours(1)
+}
+
+fn default_max_learned() -> u32 {
+    1024
 }
 
 fn some_duration<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
@@ -389,6 +404,9 @@ impl ConfigFile {
                 humantime::format_duration(self.dns.ttl_floor),
                 humantime::format_duration(self.dns.ttl_ceiling)
             ));
+        }
+        if self.dns.max_addresses == 0 {
+            return Err("dns: maxAddresses must be at least 1".into());
         }
         let mut names = std::collections::BTreeSet::new();
         let mut spools = std::collections::BTreeSet::new();

@@ -10,6 +10,11 @@
 //!   flood RATE MS PATH     opens PATH at RATE/s for MS ms       -> opens done, ns taken
 //!   until-eperm PORT       prints "ready", connects (to itself) until EPERM -> `CLOCK_MONOTONIC` ns of it
 //!   now                    `CLOCK_MONOTONIC` ns
+//!   dns N SERVER NAME      N A questions for NAME, one after another, over UDP to SERVER
+//!                          (ip:port) -> each answer's latency in ns, space separated
+//!   dns-rate T MS SERVER NAME
+//!                          T threads asking as fast as answers come for MS ms
+//!                          -> answers, timeouts, ns taken
 //!   landlock [--read P].. [--write P].. [--exec P].. [--port N].. -- VERB ARGS
 //!                          restricts itself with Landlock (fs + TCP connect), then runs VERB
 
@@ -166,6 +171,8 @@ fn run(args: &[String]) -> anyhow::Result<String> {
             }
         }
         Some("now") => format!("{}", monotonic_ns()),
+        Some("dns") => dns::latencies(num(1)?, &arg(2)?, &arg(3)?)?,
+        Some("dns-rate") => dns::rate(num(1)?, num(2)?, &arg(3)?, &arg(4)?)?,
         Some("landlock") => landlock(&args[1..])?,
         _ => bail!("usage: ag-workload open|connect|forkexec|walk|flood|until-eperm|now|landlock ..."),
     })
@@ -197,6 +204,111 @@ fn landlock(args: &[String]) -> anyhow::Result<String> {
         bail!("Landlock is not fully enforced here: {:?}", status.ruleset);
     }
     run(verb)
+}
+
+/// A stub resolver asking one question again and again, as a resolver library does: a
+/// connected UDP socket, a fresh id per question, the answer checked against it.
+mod dns {
+    use std::{
+        net::UdpSocket,
+        time::{Duration, Instant},
+    };
+
+    use anyhow::{Context, bail};
+    use hickory_proto::{
+        op::{Message, MessageType, OpCode, Query, ResponseCode},
+        rr::{Name, RecordType},
+    };
+
+    /// `dns N SERVER NAME`: each answer's latency in ns.
+    pub fn latencies(n: u64, server: &str, name: &str) -> anyhow::Result<String> {
+        let mut asker = Asker::new(server, name)?;
+        let mut latencies = Vec::with_capacity(usize::try_from(n)?);
+        for _ in 0..n {
+            let start = Instant::now();
+            if !asker.ask()? {
+                bail!("no answer for {name} from {server} within {TIMEOUT:?}");
+            }
+            latencies.push(start.elapsed().as_nanos().to_string());
+        }
+        Ok(latencies.join(" "))
+    }
+
+    /// `dns-rate T MS SERVER NAME`: answers, timeouts, ns taken.
+    pub fn rate(threads: u64, millis: u64, server: &str, name: &str) -> anyhow::Result<String> {
+        let until = Instant::now() + Duration::from_millis(millis);
+        let start = Instant::now();
+        let counts = std::thread::scope(|scope| {
+            let askers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| -> anyhow::Result<(u64, u64)> {
+                        let mut asker = Asker::new(server, name)?;
+                        let (mut answers, mut timeouts) = (0, 0);
+                        while Instant::now() < until {
+                            if asker.ask()? {
+                                answers += 1;
+                            } else {
+                                timeouts += 1;
+                            }
+                        }
+                        Ok((answers, timeouts))
+                    })
+                })
+                .collect();
+            askers.into_iter().map(|a| a.join().expect("asker thread")).collect::<anyhow::Result<Vec<_>>>()
+        })?;
+        let (answers, timeouts) = counts.iter().fold((0, 0), |(a, t), (x, y)| (a + x, t + y));
+        Ok(format!("{answers} {timeouts} {}", start.elapsed().as_nanos()))
+    }
+
+    /// How long one question waits for its answer before it counts as lost.
+    pub const TIMEOUT: Duration = Duration::from_secs(1);
+
+    pub struct Asker {
+        socket: UdpSocket,
+        query: Message,
+        id: u16,
+        buf: Vec<u8>,
+    }
+
+    impl Asker {
+        pub fn new(server: &str, name: &str) -> anyhow::Result<Asker> {
+            let socket = UdpSocket::bind(if server.starts_with('[') { "[::]:0" } else { "0.0.0.0:0" })?;
+            socket.connect(server).with_context(|| format!("connect {server}"))?;
+            socket.set_read_timeout(Some(TIMEOUT))?;
+            let mut query = Message::new();
+            query.set_message_type(MessageType::Query).set_op_code(OpCode::Query).set_recursion_desired(true);
+            query.add_query(Query::query(Name::from_ascii(name)?, RecordType::A));
+            // Seeded per process and thread, so that concurrent askers do not share ids.
+            let id = (std::process::id() as u16) ^ (socket.local_addr()?.port());
+            Ok(Asker { socket, query, id, buf: vec![0; 4096] })
+        }
+
+        /// One question and its answer: false when none came within `TIMEOUT`.
+        pub fn ask(&mut self) -> anyhow::Result<bool> {
+            self.id = self.id.wrapping_add(1);
+            self.query.set_id(self.id);
+            self.socket.send(&self.query.to_vec()?)?;
+            loop {
+                let len = match self.socket.recv(&mut self.buf) {
+                    Ok(len) => len,
+                    Err(err) if matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                        return Ok(false);
+                    }
+                    Err(err) => return Err(err.into()),
+                };
+                let answer = Message::from_vec(&self.buf[..len])?;
+                // A late answer to an earlier question (one that timed out) is skipped.
+                if answer.id() != self.id {
+                    continue;
+                }
+                if answer.response_code() != ResponseCode::NoError || answer.answers().is_empty() {
+                    bail!("{:?} with {} answers", answer.response_code(), answer.answers().len());
+                }
+                return Ok(true);
+            }
+        }
+    }
 }
 
 fn main() -> std::process::ExitCode {

@@ -32,7 +32,8 @@ pub trait TaskDns {
     /// Judges a question of task `task_id` for `name`; None when the task is gone.
     fn dns_question(&self, task_id: u32, name: &str) -> Option<DnsAsked>;
     /// Allows task `task_id` the addresses `addrs` (an answer for `name`) for the ports of its
-    /// name rules `rules` (indexes in `network.connect`), for `ttl`.
+    /// name rules `rules` (indexes in `network.connect`), for `ttl`; all of them, or none when
+    /// the task would hold more than `max` addresses at once.
     fn dns_learn(
         &mut self,
         task_id: u32,
@@ -40,6 +41,7 @@ pub trait TaskDns {
         addrs: &[IpAddr],
         rules: &[usize],
         ttl: Duration,
+        max: u32,
     ) -> Result<(), String>;
 }
 
@@ -68,6 +70,34 @@ pub struct Settings {
     pub upstream: Vec<SocketAddr>,
     pub ttl_floor: Duration,
     pub ttl_ceiling: Duration,
+    /// Local addresses answers may still allow (`dns.localAnswers`).
+    pub local_answers: Vec<ipnet::IpNet>,
+    /// Addresses one task may have learned at once (`dns.maxAddresses`).
+    pub max_addresses: u32,
+}
+
+impl Settings {
+    /// Whether an answer's `addr` may be allowed to the task: not a local address (loopback,
+    /// link-local, unspecified, multicast, broadcast) unless `dns.localAnswers` names it. An
+    /// IPv4 address written as IPv6 (`::ffff:127.0.0.1`) is judged as the IPv4 one.
+    pub fn learnable(&self, addr: IpAddr) -> bool {
+        let addr = addr.to_canonical();
+        let local = match addr {
+            IpAddr::V4(a) => {
+                a.is_loopback() || a.is_link_local() || a.is_unspecified() || a.is_multicast() || a.is_broadcast()
+            }
+            IpAddr::V6(a) => a.is_loopback() || a.is_unicast_link_local() || a.is_unspecified() || a.is_multicast(),
+        };
+        !local || self.local_answers.iter().any(|net| net.contains(&addr))
+    }
+}
+
+/// An address a task's answers gave: the name it came from (for connect events) and until when
+/// it is allowed (boot-clock ns; the latest of its rules).
+#[derive(Clone, Debug)]
+pub struct Learned {
+    pub name: String,
+    pub expires_ns: u64,
 }
 
 /// The resolvers of the open tasks.
@@ -102,7 +132,13 @@ impl Resolvers {
             );
         }
         Some(Resolvers {
-            settings: Arc::new(Settings { upstream, ttl_floor: config.ttl_floor, ttl_ceiling: config.ttl_ceiling }),
+            settings: Arc::new(Settings {
+                upstream,
+                ttl_floor: config.ttl_floor,
+                ttl_ceiling: config.ttl_ceiling,
+                local_answers: config.local_answers.clone(),
+                max_addresses: config.max_addresses,
+            }),
             runtime: tokio::runtime::Handle::current(),
             registry,
             running: HashMap::new(),
@@ -121,5 +157,48 @@ impl Resolvers {
     /// Stops task `task`'s resolver (it ended).
     pub fn stop(&mut self, task: u32) {
         self.running.remove(&task);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Settings;
+
+    fn settings(local_answers: &[&str]) -> Settings {
+        Settings {
+            upstream: Vec::new(),
+            ttl_floor: std::time::Duration::ZERO,
+            ttl_ceiling: std::time::Duration::ZERO,
+            local_answers: local_answers.iter().map(|n| n.parse().unwrap()).collect(),
+            max_addresses: 1,
+        }
+    }
+
+    #[test]
+    fn local_answers_allow_nothing_unless_named() {
+        let default = settings(&[]);
+        for local in [
+            "127.0.0.1",
+            "127.9.9.9",
+            "169.254.169.254",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "fe80::1",
+            "::",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(!default.learnable(local.parse().unwrap()), "{local}");
+        }
+        for routable in ["10.1.2.3", "192.0.2.20", "93.184.216.34", "fd00::10", "2001:db8::1", "::ffff:10.0.0.1"] {
+            assert!(default.learnable(routable.parse().unwrap()), "{routable}");
+        }
+        let loopback = settings(&["127.0.0.0/8"]);
+        assert!(loopback.learnable("127.0.0.10".parse().unwrap()));
+        assert!(loopback.learnable("::ffff:127.0.0.10".parse().unwrap()));
+        assert!(!loopback.learnable("169.254.169.254".parse().unwrap()));
     }
 }

@@ -219,6 +219,7 @@ async fn answer(ctx: &Ctx, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
         transport: transport.into(),
         server: None,
         answers: Vec::new(),
+        withheld: Vec::new(),
         ttl: None,
         rcode: String::new(),
         suspected_exfiltration: false,
@@ -256,25 +257,8 @@ async fn answer(ctx: &Ctx, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
         report(&asked, object, true);
         return reply_code(&request, ResponseCode::ServFail);
     };
-    let ceiling = u32::try_from(ctx.settings.ttl_ceiling.as_secs()).unwrap_or(u32::MAX);
-    let mut addrs = Vec::new();
-    let mut min_ttl = ceiling;
-    for record in response.answers() {
-        match record.data() {
-            RData::A(a) => addrs.push(IpAddr::V4(a.0)),
-            RData::AAAA(a) => addrs.push(IpAddr::V6(a.0)),
-            _ => continue,
-        }
-        min_ttl = min_ttl.min(record.ttl());
-    }
-    addrs.truncate(MAX_ANSWER_ADDRS);
-    let floor = u32::try_from(ctx.settings.ttl_floor.as_secs()).unwrap_or(0);
-    let ttl = min_ttl.max(floor);
-    // Every record is passed on with the TTL its addresses are allowed for: no cache downstream
-    // keeps an answer longer, nor drops it sooner.
-    for record in response.answers_mut() {
-        record.set_ttl(ttl);
-    }
+    let (addrs, withheld, ttl) = addresses_of(&ctx.settings, &mut response);
+    object.withheld = withheld.iter().map(ToString::to_string).collect();
     object.rcode = rcode_name(response.response_code());
     if !addrs.is_empty() && asked.judgement.forwarded() {
         // Learned before the answer is passed on: the first connect never races the map.
@@ -284,6 +268,7 @@ async fn answer(ctx: &Ctx, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
             &addrs,
             &asked.judgement.allowing,
             Duration::from_secs(u64::from(ttl)),
+            ctx.settings.max_addresses,
         );
         if let Err(err) = learned {
             tracing::warn!(task = ctx.task, %err, "DNS answer not learned: refused");
@@ -299,6 +284,33 @@ async fn answer(ctx: &Ctx, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
 }
 
 /// A response code as DNS tools print it (`NOERROR`, `NXDOMAIN`, `REFUSED`).
+/// An upstream answer's A and AAAA addresses the task may learn (at most `MAX_ANSWER_ADDRS`),
+/// those it may not (local ones: `Settings::learnable`), and the TTL they are allowed for,
+/// which every record of the answer is given: no cache downstream keeps an answer longer, nor
+/// drops it sooner.
+fn addresses_of(settings: &Settings, response: &mut Message) -> (Vec<IpAddr>, Vec<IpAddr>, u32) {
+    let ceiling = u32::try_from(settings.ttl_ceiling.as_secs()).unwrap_or(u32::MAX);
+    let mut addrs = Vec::new();
+    let mut min_ttl = ceiling;
+    for record in response.answers() {
+        match record.data() {
+            RData::A(a) => addrs.push(IpAddr::V4(a.0)),
+            RData::AAAA(a) => addrs.push(IpAddr::V6(a.0)),
+            _ => continue,
+        }
+        min_ttl = min_ttl.min(record.ttl());
+    }
+    let (mut addrs, withheld): (Vec<IpAddr>, Vec<IpAddr>) =
+        addrs.into_iter().partition(|addr| settings.learnable(*addr));
+    addrs.truncate(MAX_ANSWER_ADDRS);
+    let floor = u32::try_from(settings.ttl_floor.as_secs()).unwrap_or(0);
+    let ttl = min_ttl.max(floor);
+    for record in response.answers_mut() {
+        record.set_ttl(ttl);
+    }
+    (addrs, withheld, ttl)
+}
+
 fn rcode_name(code: ResponseCode) -> String {
     match u16::from(code) {
         0 => "NOERROR".into(),
@@ -362,6 +374,7 @@ async fn report_counted(ctx: Arc<Ctx>) {
             transport: "udp+tcp".into(),
             server: None,
             answers: Vec::new(),
+            withheld: Vec::new(),
             ttl: None,
             rcode: rcode_name(ResponseCode::Refused),
             suspected_exfiltration: false,

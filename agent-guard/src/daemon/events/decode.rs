@@ -42,7 +42,7 @@ pub struct TaskFacts<'a> {
     /// RFC 3339 expiry, for the reason of an access after it.
     pub expires: &'a str,
     /// Addresses the task's DNS answers gave, and their names.
-    pub learned: &'a std::collections::HashMap<[u8; 16], String>,
+    pub learned: &'a std::collections::HashMap<[u8; 16], crate::daemon::dns::Learned>,
 }
 
 /// The tasks as decoding sees them: read-only.
@@ -334,7 +334,7 @@ fn net_event(dec: &mut Decoder, e: &NetEvent, task: Option<&TaskFacts>) -> Event
             e.port
         );
     }
-    let learned_from = task.and_then(|t| t.learned.get(&e.addr)).cloned();
+    let learned_from = task.and_then(|t| t.learned.get(&e.addr)).map(|l| l.name.clone());
     let object = NetworkObject { address: address.to_string(), port: e.port as u16, protocol, learned_from };
     let send = e.hook == HOOK_SENDMSG4 || e.hook == HOOK_SENDMSG6;
     let action = Action { verdict, object };

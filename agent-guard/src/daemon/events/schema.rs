@@ -586,6 +586,11 @@ pub struct DnsObject {
     /// rules' ports for `ttl` seconds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub answers: Vec<String>,
+    /// Addresses of the answer that allow nothing: local ones (loopback, link-local,
+    /// unspecified, multicast) outside the daemon's `dns.localAnswers` (DNS rebinding). Passed
+    /// on in the answer all the same; a connect to one is judged by the grant's address rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub withheld: Vec<String>,
     /// Seconds the answers stay allowed (their TTL within the daemon's floor and ceiling).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u32>,

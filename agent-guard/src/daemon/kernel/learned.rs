@@ -46,6 +46,11 @@ impl Kernel {
         }
     }
 
+    /// Forgets address `addr` learned for grant `grant_id` (its rules expired).
+    pub fn forget_learned_at(&mut self, grant_id: u32, addr: [u8; 16]) {
+        let _ = self.net_learned.remove(&LearnedKey { grant_id, addr });
+    }
+
     /// Removes the entries whose every rule has expired; how many.
     pub fn sweep_learned(&mut self) -> usize {
         let now = boot_ns_now();

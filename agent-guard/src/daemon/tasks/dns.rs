@@ -8,13 +8,9 @@ use agent_guard_common::net::LearnedRule;
 use super::registry::Registry;
 use crate::daemon::{
     clock::boot_ns_now,
-    dns::{DnsAsked, TaskDns, judge_name},
+    dns::{DnsAsked, Learned, TaskDns, judge_name},
 };
 use crate::grant::{Mode, mapped, net_action};
-
-/// Names remembered per task for its connect events (`learned_from`); past it half are
-/// forgotten.
-const MAX_LEARNED_NAMES: usize = 4096;
 
 impl TaskDns for Registry {
     fn dns_question(&self, task_id: u32, name: &str) -> Option<DnsAsked> {
@@ -48,6 +44,7 @@ impl TaskDns for Registry {
         addrs: &[IpAddr],
         rules: &[usize],
         ttl: Duration,
+        max: u32,
     ) -> Result<(), String> {
         let Some(task) = self.tasks.get_mut(&task_id) else {
             return Ok(());
@@ -67,15 +64,32 @@ impl TaskDns for Registry {
                 })
             })
             .collect();
-        if task.learned.len() + addrs.len() > MAX_LEARNED_NAMES {
-            let keep: Vec<[u8; 16]> = task.learned.keys().skip(MAX_LEARNED_NAMES / 2).copied().collect();
-            task.learned.retain(|addr, _| keep.contains(addr));
+        let addrs: Vec<[u8; 16]> = addrs.iter().map(|a| mapped(*a)).collect();
+        let now = boot_ns_now();
+        let fresh = |learned: &std::collections::HashMap<[u8; 16], Learned>| {
+            addrs.iter().filter(|a| !learned.contains_key(*a)).count()
+        };
+        if task.learned.len() + fresh(&task.learned) > max as usize {
+            // Expired addresses make room (the kernel allows nothing at them already).
+            let expired: Vec<[u8; 16]> =
+                task.learned.iter().filter(|(_, l)| l.expires_ns <= now).map(|(a, _)| *a).collect();
+            for addr in &expired {
+                task.learned.remove(addr);
+                self.kernel.forget_learned_at(task_id, *addr);
+            }
+        }
+        if task.learned.len() + fresh(&task.learned) > max as usize {
+            return Err(format!(
+                "task {task_id} has {} addresses learned, and the answer for {name} would take it past dns.maxAddresses ({max})",
+                task.learned.len()
+            ));
         }
         for addr in addrs {
-            let addr = mapped(*addr);
-            task.learned.insert(addr, name.to_string());
             // The task's id is its grant's (open.rs).
             self.kernel.learn(task_id, addr, &learned).map_err(|err| err.to_string())?;
+            let entry = task.learned.entry(addr).or_insert(Learned { name: String::new(), expires_ns: 0 });
+            entry.name = name.to_string();
+            entry.expires_ns = entry.expires_ns.max(expires_ns);
         }
         Ok(())
     }

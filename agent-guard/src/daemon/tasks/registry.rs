@@ -49,9 +49,9 @@ pub struct Task {
     pub(super) asks_holder: Option<u32>,
     /// Its own supervisor runs (the listener was handed over).
     pub(super) supervised: bool,
-    /// Addresses its DNS answers gave, and the name each came from (for connect events);
-    /// at most `dns::MAX_LEARNED_NAMES`.
-    pub(super) learned: std::collections::HashMap<[u8; 16], String>,
+    /// Addresses its DNS answers gave, the name each came from (for connect events) and until
+    /// when; at most `dns.maxAddresses`.
+    pub(super) learned: std::collections::HashMap<[u8; 16], crate::daemon::dns::Learned>,
 }
 
 impl Task {
