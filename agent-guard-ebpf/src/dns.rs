@@ -53,10 +53,13 @@ unsafe fn set_ip6_word(sa: *mut aya_ebpf::bindings::bpf_sock_addr, i: usize, val
     unsafe { core::ptr::write_volatile(&raw mut (*sa).user_ip6[i], value) }
 }
 
-/// Whether `addr` (IPv6 or v4-mapped, network order) is `::ffff:127.0.0.1` or `::1`.
+/// Whether `addr` (IPv6 or v4-mapped, network order) is where the task's resolver listens:
+/// `::ffff:127.0.0.1`, or `::1` when the daemon holds that port there too (`ip6_loopback`);
+/// otherwise whoever holds `[::1]:port` would be reached unjudged.
 #[inline(always)]
-fn is_loopback(addr: &[u8; 16]) -> bool {
-    addr[..10].iter().all(|b| *b == 0) && (addr[10..] == [0xff, 0xff, 127, 0, 0, 1] || addr[10..] == [0, 0, 0, 0, 0, 1])
+fn is_resolver_addr(addr: &[u8; 16], ip6_loopback: bool) -> bool {
+    addr[..10].iter().all(|b| *b == 0)
+        && (addr[10..] == [0xff, 0xff, 127, 0, 0, 1] || (ip6_loopback && addr[10..] == [0, 0, 0, 0, 0, 1]))
 }
 
 /// Where a connect or send of `task` to `addr`:`port` over `protocol` goes.
@@ -76,7 +79,7 @@ pub fn route(task: &CurrentTask, protocol: u32, port: u16, addr: &[u8; 16]) -> R
     let dns_port = task.entry.dns_port;
     if dns_port == 0 || (protocol != IPPROTO_TCP && protocol != IPPROTO_UDP) {
         Route::Judged
-    } else if u32::from(port) == dns_port & 0xffff && is_loopback(addr) {
+    } else if u32::from(port) == dns_port & 0xffff && is_resolver_addr(addr, dns_port & DNS_ON_IP6_LOOPBACK != 0) {
         Route::Resolver
     } else if port == DNS {
         Route::Redirect

@@ -312,3 +312,28 @@ for what, msg in cases.items():
     // rcode, then the answer count.
     assert_eq!(stdout(&out), "two-questions 5 0\nupdate 5 0\nnotify 5 0\nplain 0 1", "{out:?}");
 }
+
+#[test]
+fn sub_tasks_share_their_roots_address_quota() {
+    // dns.maxAddresses is the task tree's: opening sub-tasks does not multiply it.
+    let zone = Zone::start(300);
+    let daemon = daemon_with(&zone, "localAnswers: [\"127.0.0.0/8\"], maxAddresses: 2");
+    let port = listener("0.0.0.0:0");
+    let g = grant(daemon.dir.path(), "tree", "enforce", &[format!("*.cap.test:{port}")], "");
+    let resolve = |names: &str| {
+        format!(
+            "import socket\nfor n in {names}:\n    try:\n        socket.getaddrinfo(n + '.cap.test', 80, socket.AF_INET); print(n, 'resolved')\n    except OSError:\n        print(n, 'unresolved')\n"
+        )
+    };
+    let inner = format!(
+        "{} --socket {} run --agent sub --intent 'one more name' --grant {} -- /usr/bin/python3 -c \"{}\"",
+        agent_guard_e2e::agent_guard_bin().display(),
+        daemon.socket.display(),
+        g.display(),
+        resolve("['n2', 'n3']")
+    );
+    let script = format!("/usr/bin/python3 -c \"{}\" && {inner}", resolve("['n1']"));
+    let out = daemon.run("tree", "two levels", &g, &["/bin/sh", "-c", &script]);
+    // n1 by the root, n2 by its sub-task: the tree's two; n3 would be a third.
+    assert_eq!(stdout(&out), "n1 resolved\nn2 resolved\nn3 unresolved", "{out:?}");
+}

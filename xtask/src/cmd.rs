@@ -123,10 +123,16 @@ fn host_tests(toolchain: &str) -> Result<(u64, u64)> {
         "-D",
         "warnings",
     ]))?;
-    // The syslog tests send to a real rsyslogd they start themselves.
-    if !crate::setup::debian_installed("rsyslog") {
-        step("installing rsyslog (the syslog receiver of the output tests)");
-        crate::setup::apt_install(&["rsyslog"])?;
+    // The syslog tests send to a real rsyslogd they start themselves, over TLS too (GnuTLS);
+    // the TLS tests make their certificates with the openssl command line.
+    let syslog: Vec<&str> =
+        ["rsyslog", "rsyslog-gnutls", "openssl"].into_iter().filter(|p| !crate::setup::debian_installed(p)).collect();
+    if !syslog.is_empty() {
+        step(&format!(
+            "installing {} (the syslog receiver of the output tests, its TLS, certificates)",
+            syslog.join(" ")
+        ));
+        crate::setup::apt_install(&syslog)?;
     }
     // The DNS tests (tests/tests/dns.rs) serve their zone with a real dnsmasq and ask with dig.
     let dns: Vec<&str> =

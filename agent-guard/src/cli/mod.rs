@@ -4,6 +4,8 @@
 
 mod approval;
 mod audit;
+mod completions;
+mod config;
 mod daemon;
 mod events;
 mod grant;
@@ -50,6 +52,11 @@ enum Command {
         #[command(subcommand)]
         command: grant::Command,
     },
+    /// Check the daemon's config file, offline (no daemon needed).
+    Config {
+        #[command(subcommand)]
+        command: config::Command,
+    },
     /// Check grant files, or print their JSON Schema (no daemon needed).
     Policy {
         #[command(subcommand)]
@@ -75,6 +82,10 @@ enum Command {
     Audit(audit::Args),
     /// A task's evidence report from the audit store: Markdown, JSON or HTML (no daemon needed).
     Report(report::Args),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions(completions::Args),
+    /// Print the man page (roff).
+    Man,
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -89,6 +100,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::main(&cli.socket, args),
         Command::Task { command } => task::main(&cli.socket, command),
         Command::Status(args) => status::main(&cli.socket, &args),
+        Command::Config { command } => config::main(&command),
         Command::Policy { command } => policy::main(command),
         Command::Events { command } => events::main(&command),
         Command::Grant { command } => grant::main(&cli.socket, &command),
@@ -99,5 +111,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Preflight(args) => preflight::main(&args),
         Command::Audit(args) => audit::main(args),
         Command::Report(args) => report::main(&args),
+        Command::Completions(args) => completions::completions(&args),
+        Command::Man => completions::man(),
     }
 }

@@ -30,6 +30,7 @@ pub use kernel::{
     cgroup::cgroup2_root,
     kernel_version, probe_lsm,
 };
+pub use output::check as check_outputs;
 
 use self::{
     events::{

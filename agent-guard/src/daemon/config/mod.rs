@@ -9,6 +9,11 @@ use serde::Deserialize;
 
 use crate::grant::duration;
 
+mod locate;
+mod validate;
+
+pub use validate::Seg;
+
 pub const DEFAULT_EVENTS_FILE: &str = "/var/log/agent-guard/events.jsonl";
 pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/agent-guard/spool";
 /// The audit store's name among the outputs (metrics, guard.output_* events).
@@ -149,6 +154,8 @@ fn default_keep() -> u32 {
 pub enum SyslogTransport {
     Udp,
     Tcp,
+    /// TCP with TLS (RFC 5425: octet-counted frames).
+    Tls,
     Unix,
 }
 
@@ -161,8 +168,18 @@ pub struct SyslogConfig {
     #[serde(default)]
     pub format: Format,
     pub transport: SyslogTransport,
-    /// `host:port` for udp and tcp, a socket path for unix (e.g. /dev/log).
+    /// `host:port` for udp, tcp and tls (a name is resolved at each connect), a socket path for
+    /// unix (e.g. /dev/log).
     pub address: String,
+    /// tls: PEM certificates trusted beside the bundled web roots (an internal CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// tls: a client certificate (PEM, its chain after it) and its key (PEM), for receivers that
+    /// require mutual TLS; both or neither.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
     /// RFC 5424 facility name (`auth`, `authpriv`, `daemon`, `local0`...).
     #[serde(default = "default_facility")]
     pub facility: String,
@@ -212,6 +229,24 @@ pub struct HttpConfig {
     /// Read from this file at start (Splunk HEC token, or a bearer token for the others).
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// An Elasticsearch API key, read from this file at start (the encoded `id:key`, as
+    /// Elasticsearch returns it): `Authorization: ApiKey ...`.
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
+    /// Basic auth: this user, with the password read from `passwordFile` at start.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// PEM certificates trusted beside the bundled web roots (an internal CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate (PEM, its chain after it) and its private key (PEM: PKCS#8, RSA or
+    /// SEC1), for receivers that require mutual TLS; both or neither.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
     /// Elasticsearch index or Splunk index.
     #[serde(default)]
     pub index: Option<String>,
@@ -382,94 +417,46 @@ fn some_duration<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Durat
 pub enum ConfigError {
     #[error("config file {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("config file {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    #[error("config file {path}: line {line}, column {column}: {message}")]
+    Invalid { path: PathBuf, line: usize, column: usize, message: String },
 }
 
 impl ConfigFile {
+    /// Reads, parses and validates the config file at `path`, as the daemon does at start.
     pub fn load(path: &std::path::Path) -> Result<ConfigFile, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        let invalid = |message: String| ConfigError::Invalid { path: path.to_path_buf(), message };
-        let config: ConfigFile = serde_yaml_ng::from_str(&text).map_err(|err| invalid(err.to_string()))?;
-        config.validate().map_err(invalid)?;
-        Ok(config)
+        ConfigFile::parse(&text).map_err(|invalid| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: invalid.line,
+            column: invalid.column,
+            message: invalid.message,
+        })
     }
 
-    /// What serde cannot say: names unique, sizes sane, URLs that parse.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.dns.ttl_floor > self.dns.ttl_ceiling {
-            return Err(format!(
-                "dns: ttlFloor {} is above ttlCeiling {}",
-                humantime::format_duration(self.dns.ttl_floor),
-                humantime::format_duration(self.dns.ttl_ceiling)
-            ));
-        }
-        if self.dns.max_addresses == 0 {
-            return Err("dns: maxAddresses must be at least 1".into());
-        }
-        let mut names = std::collections::BTreeSet::new();
-        let mut spools = std::collections::BTreeSet::new();
-        for output in &self.outputs {
-            let name = output.name();
-            if name == AUDIT_STORE_OUTPUT {
-                return Err(format!("output name {name:?} is the audit store's: choose another"));
-            }
-            if !names.insert(name.clone()) {
-                return Err(format!("two outputs are named {name:?}: give each a distinct `name`"));
-            }
-            match output {
-                OutputConfig::File(file) if file.max_size.as_u64() < 4096 => {
-                    return Err(format!("output {name:?}: maxSize {} is below 4 KiB", file.max_size));
-                }
-                OutputConfig::Http(http) => {
-                    let url = reqwest::Url::parse(&http.url)
-                        .map_err(|err| format!("output {name:?}: url {:?}: {err}", http.url))?;
-                    if !matches!(url.scheme(), "http" | "https") {
-                        return Err(format!("output {name:?}: url {:?} is not http(s)", http.url));
-                    }
-                    if http.batch == 0 {
-                        return Err(format!("output {name:?}: batch must be at least 1"));
-                    }
-                    if http.flush.is_zero() || http.timeout.is_zero() {
-                        return Err(format!("output {name:?}: flush and timeout must be longer than 0s"));
-                    }
-                    let spool = http.spool(&name);
-                    if !spools.insert(spool.clone()) {
-                        return Err(format!("output {name:?}: spool {} is another output's too", spool.display()));
-                    }
-                }
-                OutputConfig::Syslog(syslog) => {
-                    syslog
-                        .facility()
-                        .ok_or_else(|| format!("output {name:?}: unknown syslog facility {:?}", syslog.facility))?;
-                    if syslog.queue == 0 {
-                        return Err(format!("output {name:?}: queue must be at least 1"));
-                    }
-                    let address = &syslog.address;
-                    let bad = match syslog.transport {
-                        SyslogTransport::Udp => address.parse::<SocketAddr>().is_err(),
-                        SyslogTransport::Tcp => address
-                            .rsplit_once(':')
-                            .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err()),
-                        SyslogTransport::Unix => !address.starts_with('/'),
-                    };
-                    if bad {
-                        return Err(format!(
-                            "output {name:?}: address {address:?} is not {}",
-                            match syslog.transport {
-                                SyslogTransport::Udp => "IP:PORT",
-                                SyslogTransport::Tcp => "HOST:PORT",
-                                SyslogTransport::Unix => "an absolute socket path",
-                            }
-                        ));
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(())
+    /// Parses and validates config `text`; an error says where in it.
+    pub fn parse(text: &str) -> Result<ConfigFile, Located> {
+        let config: ConfigFile = serde_yaml_ng::from_str(text).map_err(|err| {
+            let (line, column) = err.location().map_or((1, 1), |l| (l.line(), l.column()));
+            // serde_yaml_ng's message ends with the location, which the error states itself.
+            let message = err.to_string();
+            let message = message.rsplit_once(" at line ").map_or(message.as_str(), |(m, _)| m).to_string();
+            Located { line, column, message }
+        })?;
+        config.validate().map_err(|invalid| {
+            let (line, column) = locate::position(text, &invalid.at);
+            Located { line, column, message: invalid.to_string() }
+        })?;
+        Ok(config)
     }
+}
+
+/// An error in config text, and where.
+#[derive(Debug)]
+pub struct Located {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
 }
 
 #[cfg(test)]
@@ -501,8 +488,8 @@ aggregation: {window: 0s}
 
     #[test]
     fn the_shipped_config_file_is_valid() {
-        let shipped: ConfigFile =
-            serde_yaml_ng::from_str(include_str!("../../../deploy/agent-guard.yaml")).expect("deploy/agent-guard.yaml");
+        let shipped: ConfigFile = serde_yaml_ng::from_str(include_str!("../../../../deploy/agent-guard.yaml"))
+            .expect("deploy/agent-guard.yaml");
         shipped.validate().unwrap();
         assert_eq!(shipped.audit_store.retention, Duration::from_hours(2160));
     }
@@ -513,21 +500,54 @@ aggregation: {window: 0s}
         assert!(unknown.unwrap_err().to_string().contains("maxsize"));
         let unknown = serde_yaml_ng::from_str::<ConfigFile>("outputs: [{type: stdout, path: /x}]");
         assert!(unknown.unwrap_err().to_string().contains("path"));
-        let twice: ConfigFile = serde_yaml_ng::from_str("outputs: [{type: stdout}, {type: stdout}]").unwrap();
-        assert!(twice.validate().unwrap_err().contains("two outputs are named \"stdout\""));
-        let bad_udp: ConfigFile =
-            serde_yaml_ng::from_str("outputs: [{type: syslog, transport: udp, address: 'logs.example:514'}]").unwrap();
-        assert!(bad_udp.validate().unwrap_err().contains("is not IP:PORT"));
-        let zero: ConfigFile =
-            serde_yaml_ng::from_str("outputs: [{type: http, flavor: webhook, url: 'http://x/', flush: 0s}]").unwrap();
-        assert!(zero.validate().unwrap_err().contains("longer than 0s"));
-        let shared: ConfigFile = serde_yaml_ng::from_str(
+        let refused = |text: &str| ConfigFile::parse(text).map(drop).unwrap_err();
+        let twice = refused("outputs: [{type: stdout}, {type: stdout}]");
+        assert!(twice.message.contains("a second output named \"stdout\""), "{twice:?}");
+        assert_eq!((twice.line, twice.column), (1, 28));
+        // UDP syslog takes a host name, like TCP.
+        ConfigFile::parse("outputs: [{type: syslog, transport: udp, address: 'logs.example:514'}]").unwrap();
+        let bad = refused("outputs: [{type: syslog, transport: udp, address: 'logs.example'}]");
+        assert!(bad.message.contains("is not HOST:PORT"), "{bad:?}");
+        let zero = refused("outputs:\n  - type: http\n    flavor: webhook\n    url: 'http://x/'\n    flush: 0s\n");
+        assert_eq!(zero.message, "outputs[0].flush: must be longer than 0s");
+        assert_eq!((zero.line, zero.column), (5, 5));
+        let shared = refused(
             "outputs: [{type: http, name: a, flavor: webhook, url: 'http://x/', spoolDir: /s}, {type: http, name: b, flavor: webhook, url: 'http://y/', spoolDir: /s}]",
-        )
-        .unwrap();
-        assert!(shared.validate().unwrap_err().contains("another output's too"));
-        let bad_url: ConfigFile =
-            serde_yaml_ng::from_str("outputs: [{type: http, flavor: webhook, url: 'ftp://x'}]").unwrap();
-        assert!(bad_url.validate().unwrap_err().contains("not http(s)"));
+        );
+        assert!(shared.message.contains("another output's spool too"), "{shared:?}");
+        let bad_url = refused("outputs: [{type: http, flavor: webhook, url: 'ftp://x'}]");
+        assert!(bad_url.message.contains("not http(s)"), "{bad_url:?}");
+        let unknown = refused("aggregation: {window: 0s}\noutputs: [{type: file, path: /x, maxsize: 1}]");
+        assert_eq!(unknown.line, 2, "{unknown:?}");
+        assert!(!unknown.message.contains(" at line "), "{unknown:?}");
+    }
+
+    #[test]
+    fn auth_and_tls_settings_are_checked_together() {
+        let refused = |text: &str| ConfigFile::parse(text).map(drop).unwrap_err().message;
+        let es = "{type: http, flavor: elasticsearch, url: 'https://es.example:9200'";
+        ConfigFile::parse(&format!("outputs: [{es}, username: u, passwordFile: /p, caFile: /ca}}]")).unwrap();
+        ConfigFile::parse(&format!("outputs: [{es}, apiKeyFile: /k, clientCert: /c, clientKey: /k}}]")).unwrap();
+        assert!(refused(&format!("outputs: [{es}, tokenFile: /t, apiKeyFile: /k}}]")).contains("give one of"));
+        assert!(refused(&format!("outputs: [{es}, username: u}}]")).contains("go together"));
+        assert!(refused(&format!("outputs: [{es}, clientKey: /k}}]")).contains("outputs[0].clientKey"));
+        let hec = "{type: http, flavor: splunk_hec, url: 'https://hec.example'";
+        assert!(refused(&format!("outputs: [{hec}, apiKeyFile: /k}}]")).contains("Elasticsearch's"));
+        let plain = "{type: http, flavor: webhook, url: 'http://hook.example'";
+        assert!(refused(&format!("outputs: [{plain}, caFile: /ca}}]")).contains("https"));
+        ConfigFile::parse("outputs: [{type: syslog, transport: tls, address: 'logs.example:6514', caFile: /ca}]")
+            .unwrap();
+        let tcp = refused("outputs: [{type: syslog, transport: tcp, address: 'logs.example:514', caFile: /ca}]");
+        assert!(tcp.contains("only for transport: tls"), "{tcp}");
+    }
+
+    #[test]
+    fn dns_limits_are_checked() {
+        let err = ConfigFile::parse("dns:\n  ttlFloor: 2h\n").map(drop).unwrap_err();
+        assert_eq!((err.line, err.column), (2, 3));
+        assert!(err.message.starts_with("dns.ttlFloor: 2h is above ttlCeiling 1h"), "{err:?}");
+        let err = ConfigFile::parse("dns: {maxAddresses: 0, localAnswers: ['127.0.0.0/8']}").map(drop).unwrap_err();
+        assert_eq!(err.message, "dns.maxAddresses: must be at least 1");
+        assert!(ConfigFile::parse("dns: {localAnswers: ['127.0.0.1']}").is_err(), "a CIDR, with its prefix");
     }
 }

@@ -72,23 +72,59 @@ pub struct Settings {
     pub ttl_ceiling: Duration,
     /// Local addresses answers may still allow (`dns.localAnswers`).
     pub local_answers: Vec<ipnet::IpNet>,
-    /// Addresses one task may have learned at once (`dns.maxAddresses`).
+    /// Addresses one task tree may have learned at once (`dns.maxAddresses`).
     pub max_addresses: u32,
+    /// This host's own addresses, and when they were read.
+    pub own: Mutex<OwnAddresses>,
 }
 
 impl Settings {
     /// Whether an answer's `addr` may be allowed to the task: not a local address (loopback,
-    /// link-local, unspecified, multicast, broadcast) unless `dns.localAnswers` names it. An
-    /// IPv4 address written as IPv6 (`::ffff:127.0.0.1`) is judged as the IPv4 one.
+    /// link-local, unspecified, multicast, broadcast, or one of this host's own) unless
+    /// `dns.localAnswers` names it. An IPv4 address written as IPv6 (`::ffff:127.0.0.1`) is
+    /// judged as the IPv4 one.
     pub fn learnable(&self, addr: IpAddr) -> bool {
         let addr = addr.to_canonical();
+        if self.local_answers.iter().any(|net| net.contains(&addr)) {
+            return true;
+        }
         let local = match addr {
             IpAddr::V4(a) => {
                 a.is_loopback() || a.is_link_local() || a.is_unspecified() || a.is_multicast() || a.is_broadcast()
             }
             IpAddr::V6(a) => a.is_loopback() || a.is_unicast_link_local() || a.is_unspecified() || a.is_multicast(),
         };
-        !local || self.local_answers.iter().any(|net| net.contains(&addr))
+        !local && !self.own.lock().expect("own addresses lock is never poisoned").contains(addr)
+    }
+}
+
+/// The addresses of this host's interfaces, read again when older than `OWN_ADDRESSES_FRESH`.
+#[derive(Default)]
+pub struct OwnAddresses {
+    read_at: Option<std::time::Instant>,
+    addrs: Vec<IpAddr>,
+}
+
+/// How long a read of the host's addresses is used (an address added since is caught after).
+const OWN_ADDRESSES_FRESH: Duration = Duration::from_secs(5);
+
+impl OwnAddresses {
+    fn contains(&mut self, addr: IpAddr) -> bool {
+        if self.read_at.is_none_or(|at| at.elapsed() > OWN_ADDRESSES_FRESH) {
+            self.addrs = nix::ifaddrs::getifaddrs()
+                .map(|all| {
+                    all.filter_map(|i| i.address)
+                        .filter_map(|a| {
+                            a.as_sockaddr_in()
+                                .map(|v4| IpAddr::V4(v4.ip()))
+                                .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            self.read_at = Some(std::time::Instant::now());
+        }
+        self.addrs.contains(&addr)
     }
 }
 
@@ -138,6 +174,7 @@ impl Resolvers {
                 ttl_ceiling: config.ttl_ceiling,
                 local_answers: config.local_answers.clone(),
                 max_addresses: config.max_addresses,
+                own: Mutex::default(),
             }),
             runtime: tokio::runtime::Handle::current(),
             registry,
@@ -171,6 +208,7 @@ mod tests {
             ttl_ceiling: std::time::Duration::ZERO,
             local_answers: local_answers.iter().map(|n| n.parse().unwrap()).collect(),
             max_addresses: 1,
+            own: std::sync::Mutex::default(),
         }
     }
 
@@ -195,6 +233,16 @@ mod tests {
         }
         for routable in ["10.1.2.3", "192.0.2.20", "93.184.216.34", "fd00::10", "2001:db8::1", "::ffff:10.0.0.1"] {
             assert!(default.learnable(routable.parse().unwrap()), "{routable}");
+        }
+        // This host's own addresses, whatever their range.
+        let own: Vec<std::net::IpAddr> = nix::ifaddrs::getifaddrs()
+            .unwrap()
+            .filter_map(|i| i.address)
+            .filter_map(|a| a.as_sockaddr_in().map(|v4| std::net::IpAddr::V4(v4.ip())))
+            .collect();
+        assert!(!own.is_empty());
+        for addr in own {
+            assert!(!default.learnable(addr), "{addr}");
         }
         let loopback = settings(&["127.0.0.0/8"]);
         assert!(loopback.learnable("127.0.0.10".parse().unwrap()));

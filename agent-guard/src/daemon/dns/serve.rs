@@ -249,9 +249,21 @@ async fn answer(ctx: &Ctx, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
         report(&asked, object, true);
         return reply_code(&request, ResponseCode::ServFail);
     };
-    let Ok(mut response) = Message::from_vec(&reply).map(|mut r| {
+    // The answer must be to the question asked (beside its random id): one that is not (a
+    // spoofed or stray datagram) would have its addresses learned for the asked name.
+    let answers_question = |r: &Message| {
+        r.message_type() == MessageType::Response
+            && r.queries().len() == 1
+            && r.queries()[0].query_type() == question.query_type()
+            && r.queries()[0].query_class() == question.query_class()
+            && r.queries()[0].name().to_ascii().eq_ignore_ascii_case(&question.name().to_ascii())
+    };
+    let Ok(mut response) = Message::from_vec(&reply).and_then(|mut r| {
+        if !answers_question(&r) {
+            return Err("an answer to another question".into());
+        }
         r.set_id(request.id());
-        r
+        Ok(r)
     }) else {
         object.rcode = rcode_name(ResponseCode::ServFail);
         report(&asked, object, true);

@@ -587,7 +587,7 @@ pub struct DnsObject {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub answers: Vec<String>,
     /// Addresses of the answer that allow nothing: local ones (loopback, link-local,
-    /// unspecified, multicast) outside the daemon's `dns.localAnswers` (DNS rebinding). Passed
+    /// unspecified, multicast, this host's own) outside the daemon's `dns.localAnswers` (DNS rebinding). Passed
     /// on in the answer all the same; a connect to one is judged by the grant's address rules.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub withheld: Vec<String>,

@@ -30,9 +30,78 @@ pub struct HttpOutput {
     name: String,
     config: HttpConfig,
     url: reqwest::Url,
-    token: Option<String>,
+    auth: Auth,
     client: reqwest::Client,
     metrics: Metrics,
+}
+
+/// How requests authenticate (one way at most: `ConfigFile::validate`).
+enum Auth {
+    None,
+    /// `tokenFile`: Splunk HEC's token, or a bearer token.
+    Token(String),
+    /// `apiKeyFile`: an Elasticsearch API key.
+    ApiKey(String),
+    /// `username` and `passwordFile`.
+    Basic {
+        username: String,
+        password: String,
+    },
+}
+
+impl Auth {
+    /// The secrets, read once at start.
+    fn read(config: &HttpConfig) -> Result<Auth, String> {
+        let secret = |what: &str, path: &std::path::Path| {
+            std::fs::read_to_string(path)
+                .map(|text| text.trim().to_string())
+                .map_err(|err| format!("{what} {}: {err}", path.display()))
+        };
+        Ok(match (&config.token_file, &config.api_key_file, &config.username, &config.password_file) {
+            (Some(path), _, _, _) => Auth::Token(secret("token file", path)?),
+            (_, Some(path), _, _) => Auth::ApiKey(secret("API key file", path)?),
+            (_, _, Some(username), Some(path)) => {
+                Auth::Basic { username: username.clone(), password: secret("password file", path)? }
+            }
+            _ => Auth::None,
+        })
+    }
+}
+
+/// The output's HTTP client: its timeout, the CA it trusts beside the web roots, and its
+/// client certificate.
+fn client(config: &HttpConfig) -> Result<reqwest::Client, String> {
+    let read = |what: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|err| format!("{what} {}: {err}", path.display()))
+    };
+    let mut builder = reqwest::Client::builder().timeout(config.timeout);
+    if let Some(path) = &config.ca_file {
+        let certs = reqwest::Certificate::from_pem_bundle(&read("CA file", path)?)
+            .map_err(|err| format!("CA file {}: {err}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("CA file {}: no PEM certificate in it", path.display()));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    if let (Some(cert), Some(key)) = (&config.client_cert, &config.client_key) {
+        let mut pem = read("client certificate", cert)?;
+        pem.push(b'\n');
+        pem.extend(read("client key", key)?);
+        let identity = reqwest::Identity::from_pem(&pem)
+            .map_err(|err| format!("client certificate {} with key {}: {err}", cert.display(), key.display()))?;
+        builder = builder.identity(identity);
+    }
+    builder.build().map_err(|err| format!("HTTP client: {err}"))
+}
+
+/// What `start` reads (secrets, CA, client certificate), checked without starting anything.
+pub fn check(name: &str, config: &HttpConfig) -> Result<(), OutputError> {
+    let output_error = |message: String| OutputError::Config { output: name.to_string(), message };
+    Auth::read(config).map_err(output_error)?;
+    client(config).map_err(output_error)?;
+    Ok(())
 }
 
 /// Opens the spool and starts both tasks; they end after `events` closes and the spool was
@@ -45,15 +114,7 @@ pub fn start(
     events: mpsc::Receiver<Arc<Rendered>>,
 ) -> Result<tokio::task::JoinHandle<()>, OutputError> {
     let output_error = |message: String| OutputError::Config { output: name.to_string(), message };
-    let token = match &config.token_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|err| output_error(format!("token file {}: {err}", path.display())))?
-                .trim()
-                .to_string(),
-        ),
-        None => None,
-    };
+    let auth = Auth::read(&config).map_err(output_error)?;
     let base = reqwest::Url::parse(&config.url).map_err(|err| output_error(format!("url {}: {err}", config.url)))?;
     let url = match config.flavor {
         HttpFlavor::Webhook => Ok(base),
@@ -61,14 +122,11 @@ pub fn start(
         HttpFlavor::Elasticsearch => base.join("_bulk"),
     }
     .map_err(|err| output_error(format!("url {}: {err}", config.url)))?;
-    let client = reqwest::Client::builder()
-        .timeout(config.timeout)
-        .build()
-        .map_err(|err| output_error(format!("HTTP client: {err}")))?;
+    let client = client(&config).map_err(output_error)?;
     let writer =
         SpoolWriter::open(spool_dir, config.spool_max.as_u64()).map_err(|err| output_error(err.to_string()))?;
     let state = writer.state();
-    let output = HttpOutput { name: name.to_string(), config, url, token, client, metrics };
+    let output = HttpOutput { name: name.to_string(), config, url, auth, client, metrics };
     let closing = CancellationToken::new();
     let intake = tokio::spawn(intake(writer, events, output.config.flush, output.metrics.clone(), name.to_string()));
     let sender = tokio::spawn(output.send_spooled(state, closing.clone()));
@@ -283,10 +341,15 @@ impl HttpOutput {
         let (body, content_type) = self.body(batch);
         let mut request =
             self.client.post(self.url.clone()).header(reqwest::header::CONTENT_TYPE, content_type).body(body);
-        if let Some(token) = &self.token {
-            let scheme = if self.config.flavor == HttpFlavor::SplunkHec { "Splunk" } else { "Bearer" };
-            request = request.header(reqwest::header::AUTHORIZATION, format!("{scheme} {token}"));
-        }
+        request = match &self.auth {
+            Auth::None => request,
+            Auth::Token(token) => {
+                let scheme = if self.config.flavor == HttpFlavor::SplunkHec { "Splunk" } else { "Bearer" };
+                request.header(reqwest::header::AUTHORIZATION, format!("{scheme} {token}"))
+            }
+            Auth::ApiKey(key) => request.header(reqwest::header::AUTHORIZATION, format!("ApiKey {key}")),
+            Auth::Basic { username, password } => request.basic_auth(username, Some(password)),
+        };
         let response = match request.send().await {
             Ok(response) => response,
             Err(err) => return Attempt::Retry(err.to_string()),

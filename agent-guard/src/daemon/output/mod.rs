@@ -212,6 +212,19 @@ pub struct Extra {
 }
 
 /// Opens every output (so a bad path or URL fails the start) and starts the hub.
+/// What starting the outputs reads (secrets, keys, certificates), checked without starting
+/// them: `agent-guard config check`.
+pub fn check(config: &crate::daemon::config::ConfigFile) -> Result<(), OutputError> {
+    for output in &config.outputs {
+        match output {
+            OutputConfig::Http(http) => http::check(&output.name(), http)?,
+            OutputConfig::Syslog(syslog) => syslog::check(&output.name(), syslog)?,
+            OutputConfig::Stdout(_) | OutputConfig::File(_) => {}
+        }
+    }
+    Ok(())
+}
+
 pub fn start(
     configs: &[OutputConfig],
     extra: Vec<Extra>,
@@ -243,7 +256,7 @@ pub fn start(
             }
             OutputConfig::Syslog(syslog) => {
                 let (tx, rx) = mpsc::channel(syslog.queue);
-                threads.push(syslog::start(&name, syslog.clone(), host.clone(), metrics.clone(), rx));
+                threads.push(syslog::start(&name, syslog.clone(), host.clone(), metrics.clone(), rx)?);
                 Target::Remote(tx)
             }
             OutputConfig::Http(http) => {

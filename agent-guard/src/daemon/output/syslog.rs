@@ -1,5 +1,5 @@
 //! Syslog output: RFC 5424 messages (formatted by fasyslog) over UDP (RFC 5426), TCP (RFC 6587,
-//! LF framing) or a Unix socket. MSGID is the event kind, the structured data element
+//! LF framing), TLS (RFC 5425, octet counting) or a Unix socket. MSGID is the event kind, the structured data element
 //! `agent-guard@32473` carries the event id, task, decision and rule (32473 is the enterprise
 //! number RFC 5612 reserves for documentation; there is no registered one), and MSG is the
 //! event in the output's format.
@@ -14,7 +14,7 @@
 
 use std::{
     io::Write,
-    net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket},
+    net::{TcpStream, ToSocketAddrs, UdpSocket},
     os::unix::net::{UnixDatagram, UnixStream},
     sync::Arc,
     time::Duration,
@@ -25,39 +25,51 @@ use tokio::sync::mpsc;
 
 use crate::daemon::config::{SyslogConfig, SyslogTransport};
 
-use super::{Rendered, metrics::Metrics};
+use super::{OutputError, Rendered, metrics::Metrics};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
+type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
 enum Transport {
     Udp(UdpSocket),
     Tcp(std::io::BufWriter<TcpStream>),
+    Tls(Box<std::io::BufWriter<TlsStream>>),
     UnixDatagram(UnixDatagram),
     UnixStream(std::io::BufWriter<UnixStream>),
 }
 
 impl Transport {
-    fn connect(config: &SyslogConfig) -> std::io::Result<Transport> {
+    /// Connects (a host name is resolved again at each connect: the receiver may move).
+    fn connect(config: &SyslogConfig, tls: Option<&Arc<rustls::ClientConfig>>) -> std::io::Result<Transport> {
         match config.transport {
             SyslogTransport::Udp => {
-                let remote: SocketAddr = config.address.parse().map_err(std::io::Error::other)?;
+                let remote = config
+                    .address
+                    .to_socket_addrs()?
+                    .next()
+                    .ok_or_else(|| std::io::Error::other(format!("{} resolves to no address", config.address)))?;
                 let socket = UdpSocket::bind(if remote.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
                 socket.connect(remote)?;
                 Ok(Transport::Udp(socket))
             }
-            SyslogTransport::Tcp => {
-                let mut last = std::io::Error::other(format!("{} resolves to no address", config.address));
-                for addr in config.address.to_socket_addrs()? {
-                    match TcpStream::connect_timeout(&addr, IO_TIMEOUT) {
-                        Ok(stream) => {
-                            stream.set_write_timeout(Some(IO_TIMEOUT))?;
-                            return Ok(Transport::Tcp(std::io::BufWriter::new(stream)));
-                        }
-                        Err(err) => last = err,
-                    }
+            SyslogTransport::Tcp => Ok(Transport::Tcp(std::io::BufWriter::new(tcp(&config.address)?))),
+            SyslogTransport::Tls => {
+                let tls = tls.ok_or_else(|| std::io::Error::other("no TLS settings"))?;
+                let host = config.address.rsplit_once(':').map_or(config.address.as_str(), |(host, _)| host);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let server =
+                    rustls::pki_types::ServerName::try_from(host.to_string()).map_err(std::io::Error::other)?;
+                let mut connection =
+                    rustls::ClientConnection::new(tls.clone(), server).map_err(std::io::Error::other)?;
+                let mut stream = tcp(&config.address)?;
+                stream.set_read_timeout(Some(IO_TIMEOUT))?;
+                // The handshake now, so that a receiver that refuses us is a connect error.
+                while connection.is_handshaking() {
+                    connection.complete_io(&mut stream)?;
                 }
-                Err(last)
+                Ok(Transport::Tls(Box::new(std::io::BufWriter::new(rustls::StreamOwned::new(connection, stream)))))
             }
             // /dev/log is a datagram socket (journald, rsyslog); a stream socket is tried next.
             SyslogTransport::Unix => {
@@ -80,6 +92,8 @@ impl Transport {
             // line of JSON, so they hold none.
             Transport::Tcp(out) => out.write_all(message).and_then(|()| out.write_all(b"\n")),
             Transport::UnixStream(out) => out.write_all(message).and_then(|()| out.write_all(b"\n")),
+            // Octet counting (RFC 5425 4.3): "MSG-LEN SP SYSLOG-MSG".
+            Transport::Tls(out) => write!(out, "{} ", message.len()).and_then(|()| out.write_all(message)),
         }
     }
 
@@ -87,9 +101,62 @@ impl Transport {
         match self {
             Transport::Tcp(out) => out.flush(),
             Transport::UnixStream(out) => out.flush(),
+            Transport::Tls(out) => out.flush(),
             Transport::Udp(_) | Transport::UnixDatagram(_) => Ok(()),
         }
     }
+}
+
+/// A TCP connection to `address` (`host:port`), to the first of its addresses that answers.
+fn tcp(address: &str) -> std::io::Result<TcpStream> {
+    let mut last = std::io::Error::other(format!("{address} resolves to no address"));
+    for addr in address.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&addr, IO_TIMEOUT) {
+            Ok(stream) => {
+                stream.set_write_timeout(Some(IO_TIMEOUT))?;
+                return Ok(stream);
+            }
+            Err(err) => last = err,
+        }
+    }
+    Err(last)
+}
+
+/// The TLS settings of a `tls` output: the bundled web roots and `caFile`, and the client
+/// certificate; read once, at start.
+fn tls_settings(config: &SyslogConfig) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = &config.ca_file {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .and_then(Iterator::collect)
+            .map_err(|err| format!("CA file {}: {err}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("CA file {}: no PEM certificate in it", path.display()));
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|err| format!("CA file {}: {err}", path.display()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| err.to_string())?
+        .with_root_certificates(roots);
+    let settings = match (&config.client_cert, &config.client_key) {
+        (Some(cert), Some(key)) => {
+            let chain: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_file_iter(cert)
+                    .and_then(Iterator::collect)
+                    .map_err(|err| format!("client certificate {}: {err}", cert.display()))?;
+            let key =
+                PrivateKeyDer::from_pem_file(key).map_err(|err| format!("client key {}: {err}", key.display()))?;
+            builder.with_client_auth_cert(chain, key).map_err(|err| format!("client certificate: {err}"))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(settings))
 }
 
 fn severity(event: &Rendered) -> Severity {
@@ -117,6 +184,14 @@ fn structured_data(event: &Rendered) -> Vec<SDElement> {
     vec![element]
 }
 
+/// What `start` reads (the TLS settings' files), checked without starting anything.
+pub fn check(name: &str, config: &SyslogConfig) -> Result<(), OutputError> {
+    if config.transport == SyslogTransport::Tls {
+        tls_settings(config).map_err(|message| OutputError::Config { output: name.to_string(), message })?;
+    }
+    Ok(())
+}
+
 /// Starts the output's thread; it ends when `events` closes.
 pub fn start(
     name: &str,
@@ -124,14 +199,21 @@ pub fn start(
     host: String,
     metrics: Metrics,
     mut events: mpsc::Receiver<Arc<Rendered>>,
-) -> std::thread::JoinHandle<()> {
+) -> Result<std::thread::JoinHandle<()>, OutputError> {
     let name = name.to_string();
+    let tls = match config.transport {
+        SyslogTransport::Tls => {
+            Some(tls_settings(&config).map_err(|message| OutputError::Config { output: name.clone(), message })?)
+        }
+        _ => None,
+    };
     let mut context = SyslogContext::new();
     context
         .facility(config.facility().unwrap_or(Facility::AUTHPRIV))
         .hostname(host)
         .appname("agent-guard")
         .procid(std::process::id().to_string());
+    let name_for_error = name.clone();
     std::thread::Builder::new()
         .name(format!("output-{name}"))
         .spawn(move || {
@@ -145,7 +227,7 @@ pub fn start(
                 let mut attempts = 0;
                 loop {
                     let Some(out) = transport.as_mut() else {
-                        match Transport::connect(&config) {
+                        match Transport::connect(&config, tls.as_ref()) {
                             Ok(t) => {
                                 transport = Some(t);
                                 backoff = Duration::from_millis(200);
@@ -192,5 +274,5 @@ pub fn start(
                 let _ = out.flush();
             }
         })
-        .expect("spawning an output thread")
+        .map_err(|err| OutputError::Config { output: name_for_error, message: format!("thread: {err}") })
 }

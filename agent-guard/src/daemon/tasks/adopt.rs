@@ -121,7 +121,14 @@ impl Registry {
                             tracing::warn!(task = id, %err, "the task's DNS could not be sent to its new resolver");
                         }
                     }
-                    Err(err) => tracing::warn!(task = id, %err, "no DNS resolver for an adopted task: its DNS fails"),
+                    Err(err) => {
+                        // Its old port is no longer the daemon's: whoever binds it next must not
+                        // be reached as the resolver. DNS is then judged by address rules.
+                        tracing::warn!(task = id, %err, "no DNS resolver for an adopted task: its DNS is judged by address rules");
+                        if let Err(err) = self.kernel.set_dns_port(id, 0) {
+                            tracing::warn!(task = id, %err, "the task's old resolver port could not be cleared");
+                        }
+                    }
                 }
                 continue;
             }

@@ -46,9 +46,14 @@ impl TaskDns for Registry {
         ttl: Duration,
         max: u32,
     ) -> Result<(), String> {
-        let Some(task) = self.tasks.get_mut(&task_id) else {
-            return Ok(());
+        let Some(task) = self.tasks.get(&task_id) else {
+            return Err(format!("task {task_id} is gone"));
         };
+        // An answer that comes back after the task ended allows nothing: its learned addresses
+        // were dropped at the close and nothing would drop these.
+        if task.info.revoked || task.info.ended.is_some() {
+            return Err(format!("task {task_id} ended while its question was out"));
+        }
         let expires_ns = boot_ns_now().saturating_add(u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX));
         let learned: Vec<LearnedRule> = rules
             .iter()
@@ -65,25 +70,20 @@ impl TaskDns for Registry {
             })
             .collect();
         let addrs: Vec<[u8; 16]> = addrs.iter().map(|a| mapped(*a)).collect();
-        let now = boot_ns_now();
-        let fresh = |learned: &std::collections::HashMap<[u8; 16], Learned>| {
-            addrs.iter().filter(|a| !learned.contains_key(*a)).count()
-        };
-        if task.learned.len() + fresh(&task.learned) > max as usize {
-            // Expired addresses make room (the kernel allows nothing at them already).
-            let expired: Vec<[u8; 16]> =
-                task.learned.iter().filter(|(_, l)| l.expires_ns <= now).map(|(a, _)| *a).collect();
-            for addr in &expired {
-                task.learned.remove(addr);
-                self.kernel.forget_learned_at(task_id, *addr);
-            }
+        let fresh = addrs.iter().filter(|a| !task.learned.contains_key(*a)).count();
+        // The quota is the task tree's: a task and its sub-tasks share `max`, so an agent cannot
+        // multiply it by opening sub-tasks.
+        let family = self.family_of(task_id);
+        if self.learned_by(&family) + fresh > max as usize {
+            self.forget_expired(&family);
         }
-        if task.learned.len() + fresh(&task.learned) > max as usize {
+        let held = self.learned_by(&family);
+        if held + fresh > max as usize {
             return Err(format!(
-                "task {task_id} has {} addresses learned, and the answer for {name} would take it past dns.maxAddresses ({max})",
-                task.learned.len()
+                "task {task_id} and its task tree hold {held} learned addresses, and the answer for {name} would take them past dns.maxAddresses ({max})"
             ));
         }
+        let Some(task) = self.tasks.get_mut(&task_id) else { return Err(format!("task {task_id} is gone")) };
         for addr in addrs {
             // The task's id is its grant's (open.rs).
             self.kernel.learn(task_id, addr, &learned).map_err(|err| err.to_string())?;
@@ -96,6 +96,47 @@ impl TaskDns for Registry {
 }
 
 impl Registry {
+    /// The open tasks of `task_id`'s tree that hold learned addresses (the root and every task
+    /// under it; the others count for nothing).
+    fn family_of(&self, task_id: u32) -> Vec<u32> {
+        let root_of = |mut id: u32| {
+            // Bounded: sub-tasks nest at most MAX_SUB_TASKS deep, and a parent id is older.
+            for _ in 0..=self.tasks.len() {
+                match self.tasks.get(&id).and_then(|t| t.info.parent) {
+                    Some(parent) if self.tasks.contains_key(&parent) => id = parent,
+                    _ => break,
+                }
+            }
+            id
+        };
+        let root = root_of(task_id);
+        self.tasks
+            .values()
+            .filter(|t| !t.learned.is_empty() && t.info.ended.is_none() && root_of(t.info.id) == root)
+            .map(|t| t.info.id)
+            .collect()
+    }
+
+    /// Addresses the tasks `family` have learned.
+    fn learned_by(&self, family: &[u32]) -> usize {
+        family.iter().filter_map(|id| self.tasks.get(id)).map(|t| t.learned.len()).sum()
+    }
+
+    /// Drops the expired learned addresses of `family`, here and in the kernel (which allows
+    /// nothing at them already).
+    fn forget_expired(&mut self, family: &[u32]) {
+        let now = boot_ns_now();
+        for id in family {
+            let Some(task) = self.tasks.get_mut(id) else { continue };
+            let expired: Vec<[u8; 16]> =
+                task.learned.iter().filter(|(_, l)| l.expires_ns <= now).map(|(a, _)| *a).collect();
+            for addr in expired {
+                task.learned.remove(&addr);
+                self.kernel.forget_learned_at(*id, addr);
+            }
+        }
+    }
+
     /// Starts task `task_id`'s resolver when DNS is on; its `TaskEntry::dns_port` (0: off).
     pub(super) fn start_dns(&mut self, task_id: u32) -> Result<u32, crate::daemon::dns::DnsError> {
         match &mut self.dns {
