@@ -337,6 +337,22 @@ fn act(args: &[String]) -> (String, i32) {
                 _ => ("unresolved".into(), 2),
             }
         }
+        Some("alloc") => {
+            // Allocates MIB MiB and touches every page (so that it is charged); "ok N CGROUP" if
+            // it lived, CGROUP being its cgroup v2 path.
+            let mib: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or_else(|| usage());
+            let mut held: Vec<Vec<u8>> = Vec::new();
+            for _ in 0..mib {
+                let mut chunk = vec![0u8; 1 << 20];
+                for page in chunk.iter_mut().step_by(4096) {
+                    *page = 1;
+                }
+                held.push(std::hint::black_box(chunk));
+            }
+            let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+            let cgroup = cgroup.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("?").to_string();
+            (format!("ok {} {cgroup}", held.len()), 0)
+        }
         Some("pid-then") => {
             let (line, code) = act(&args[1..]);
             (format!("{} {line}", std::process::id()), code)

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 mod containment;
+mod limits;
 mod restart;
 
 use agent_guard_e2e::{Daemon, grant, listener, stdout};

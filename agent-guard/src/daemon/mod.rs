@@ -308,11 +308,11 @@ pub async fn run(
                 state.clear();
             }
         }
-        reg.cgroup_base().to_path_buf()
+        (reg.cgroup_base().to_path_buf(), reg.task_cgroups())
     };
     drop(Arc::try_unwrap(registry).ok());
     if config.on_stop == OnStop::StopTasks {
-        remove_cgroups(&cgroup_base).await;
+        remove_cgroups(&cgroup_base.0, &cgroup_base.1).await;
     }
     drop(sink);
     let _ = writer.await;
@@ -383,15 +383,19 @@ fn report_adoption(reg: &Registry, last_alive: Option<SystemTime>, adopted: usiz
 }
 
 /// Removes the task cgroups and their parent, waiting briefly for killed processes to leave.
-async fn remove_cgroups(base: &std::path::Path) {
+/// Removes the tasks' cgroup directories (in their callers' cgroups; the deepest, a sub-task's,
+/// first) and `base`, where tasks whose caller's cgroup could not be read were placed.
+async fn remove_cgroups(base: &std::path::Path, tasks: &[PathBuf]) {
+    let mut tasks = tasks.to_vec();
+    tasks.sort_by_key(|dir| std::cmp::Reverse(dir.components().count()));
     for _ in 0..50 {
         let children: Vec<PathBuf> = std::fs::read_dir(base)
             .map(|dir| dir.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
             .unwrap_or_default();
-        for child in &children {
-            let _ = cgroup::remove(child);
+        for dir in tasks.iter().chain(&children) {
+            let _ = cgroup::remove(dir);
         }
-        if cgroup::remove(base).is_ok() {
+        if cgroup::remove(base).is_ok() && tasks.iter().all(|dir| !dir.exists()) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

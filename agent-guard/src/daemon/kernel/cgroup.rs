@@ -2,6 +2,12 @@
 //! `cgroup.kill` on stop). Enforcement does not depend on them: the kernel programs are
 //! attached at the cgroup v2 root and decide by the process tag, so a process that moves
 //! itself to another cgroup stays bound by its task.
+//!
+//! A task's directory is made inside the cgroup its caller runs in (a pod's container, a
+//! service, a login session), so that the limits set there (memory, CPU, pids) keep applying
+//! to the agent: a cgroup's limits cover all its descendants (Documentation/admin-guide/
+//! cgroup-v2.rst, "Top-down Constraint"). The caller's cgroup holds processes, so it enables no
+//! controllers for its children ("No Internal Process Constraint"), and none is asked for.
 
 use std::path::{Path, PathBuf};
 
@@ -32,6 +38,20 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError + '_ {
     move |source| CgroupError::Io { path: path.to_path_buf(), source }
 }
 
+/// The cgroup v2 directory `pid` runs in, under `root` (the hierarchy's mount point), from
+/// /proc/PID/cgroup (its `0::PATH` line). None when it cannot be read, or when the path lies
+/// outside this cgroup namespace's view (`/..`).
+pub fn of_process(root: &Path, pid: u32) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let path = text.lines().find_map(|line| line.strip_prefix("0::"))?;
+    let relative = Path::new(path).strip_prefix("/").ok()?;
+    if relative.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+        return None;
+    }
+    let dir = root.join(relative);
+    dir.is_dir().then_some(dir)
+}
+
 /// Creates `dir` and moves `pid` into it.
 pub fn create_with(dir: &Path, pid: u32) -> Result<(), CgroupError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
@@ -57,7 +77,10 @@ pub fn remove(dir: &Path) -> Result<(), CgroupError> {
 /// that closes a task fires in `do_exit()` before the exiting task leaves its cgroup
 /// (`cgroup_exit()` runs later, kernel/exit.c), so rmdir can briefly see EBUSY: retry for a while
 /// on a thread of its own instead of holding up the caller.
-pub fn remove_when_empty(dir: PathBuf) {
+///
+/// `prefix`: the daemon's task directories are named `PREFIX-task-N`; a parent directory so
+/// named (the enclosing task of a sub-task, which ended first) is removed too once empty.
+pub fn remove_when_empty(dir: PathBuf, prefix: String) {
     // On the daemon's runtime, not a thread of its own: an agent that exhausts the system's
     // threads must not be able to make this fail (a failed thread spawn panics).
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -67,7 +90,16 @@ pub fn remove_when_empty(dir: PathBuf) {
     runtime.spawn(async move {
         for _ in 0..100 {
             match remove(&dir) {
-                Ok(()) => return,
+                Ok(()) => {
+                    let task_dir = format!("{prefix}-task-");
+                    if let Some(parent) = dir.parent()
+                        && parent.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&task_dir))
+                    {
+                        // Best effort: busy while the enclosing task still runs.
+                        let _ = remove(parent);
+                    }
+                    return;
+                }
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
             }
         }

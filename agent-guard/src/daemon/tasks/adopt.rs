@@ -137,7 +137,7 @@ impl Registry {
             closed += 1;
             task.info.ended = Some(clock::rfc3339(now));
             task.info.live_processes = 0;
-            cgroup::remove_when_empty(task.cgroup.clone());
+            cgroup::remove_when_empty(task.cgroup.clone(), self.cgroup_prefix());
             let ended = TaskEnded {
                 actor: None,
                 usage: Some(task.usage(self.dropped_total)),

@@ -228,7 +228,7 @@ impl Registry {
             },
             dns_port,
         };
-        let cgroup = self.cgroup_base.join(format!("task-{id}"));
+        let cgroup = self.task_cgroup(req.actor.pid, id);
 
         // Rules first, then the task, then the cgroup, and the tag last: the tag is what puts
         // the process under the grant, so it only goes in once everything it points to exists.

@@ -218,6 +218,33 @@ impl Registry {
         &self.cgroup_base
     }
 
+    /// What the daemon's task cgroup directories are named after: `PREFIX-task-N`.
+    pub fn cgroup_prefix(&self) -> String {
+        self.cgroup_base.file_name().map_or_else(|| "agent-guard".into(), |n| n.to_string_lossy().into_owned())
+    }
+
+    /// Where task `id`, opened by `pid`, gets its cgroup: inside the cgroup `pid` runs in, so
+    /// that its limits keep applying (kernel/cgroup.rs); under `cgroup_base` when that cannot
+    /// be read.
+    pub(super) fn task_cgroup(&self, pid: u32, id: u32) -> PathBuf {
+        let root = self.cgroup_base.parent().unwrap_or(&self.cgroup_base);
+        if let Some(dir) = crate::daemon::cgroup::of_process(root, pid) {
+            return dir.join(format!("{}-task-{id}", self.cgroup_prefix()));
+        }
+        tracing::warn!(
+            task = id,
+            pid,
+            "the caller's cgroup could not be read: the task's cgroup is {} and the caller's limits do not apply to it",
+            self.cgroup_base.display()
+        );
+        self.cgroup_base.join(format!("task-{id}"))
+    }
+
+    /// The cgroup directories of the tasks this daemon knows.
+    pub fn task_cgroups(&self) -> Vec<PathBuf> {
+        self.tasks.values().map(|t| t.cgroup.clone()).collect()
+    }
+
     pub fn status(&self) -> StatusInfo {
         StatusInfo {
             version: env!("CARGO_PKG_VERSION").into(),
