@@ -176,6 +176,9 @@ pub struct TaskInfo {
     /// for its files and execs); none when the task is at the `lsm` or `kill` level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub landlock_abi: Option<u32>,
+    /// The container the task runs in, from its opener's cgroup (daemon/container.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<crate::daemon::container::Container>,
 }
 
 /// A Landlock ruleset compiled from a task's grant, which `agent-guard run` applies to itself

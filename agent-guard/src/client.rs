@@ -2,7 +2,7 @@
 //! must exec right after, with no runtime threads around.
 
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::{BufRead, BufReader},
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
 };
@@ -24,11 +24,24 @@ pub enum ClientError {
 
 pub fn call(socket: &Path, body: RequestBody) -> Result<ResponseBody, ClientError> {
     let io = |source| ClientError::Io { socket: socket.to_path_buf(), source };
-    let mut stream =
+    let stream =
         UnixStream::connect(socket).map_err(|source| ClientError::Connect { socket: socket.to_path_buf(), source })?;
     let mut line = serde_json::to_string(&Request { version: API_VERSION, body }).expect("requests serialize");
     line.push('\n');
-    stream.write_all(line.as_bytes()).map_err(io)?;
+    // MSG_NOSIGNAL: the CLI takes SIGPIPE's default action (cli/mod.rs), and a daemon that
+    // closes the connection must give an error, not a silent death.
+    let mut sent = 0;
+    while sent < line.len() {
+        match nix::sys::socket::send(
+            std::os::fd::AsRawFd::as_raw_fd(&stream),
+            &line.as_bytes()[sent..],
+            nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+        ) {
+            Ok(n) => sent += n,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(errno) => return Err(io(std::io::Error::from(errno))),
+        }
+    }
     let mut reply = String::new();
     BufReader::new(&stream).read_line(&mut reply).map_err(io)?;
     let response: Response = serde_json::from_str(&reply)

@@ -270,11 +270,13 @@ server.serve_forever()
 #[test]
 fn https_outputs_trust_an_internal_ca_present_a_client_certificate_and_authenticate() {
     let pki = Pki::new();
-    let (hook_port, es_port) = (free_port(), free_port());
-    let (hook_log, es_log) = (pki.path("hook.log"), pki.path("es.log"));
+    let (hook_port, es_port, hec_port) = (free_port(), free_port(), free_port());
+    let (hook_log, es_log, hec_log) = (pki.path("hook.log"), pki.path("es.log"), pki.path("hec.log"));
     let _hook = https_receiver(&pki, hook_port, "{}", &hook_log);
     let _es = https_receiver(&pki, es_port, r#"{"errors":false,"items":[]}"#, &es_log);
+    let _hec = https_receiver(&pki, hec_port, r#"{"text":"Success","code":0}"#, &hec_log);
     std::fs::write(pki.path("password"), "pa55word\n").unwrap();
+    std::fs::write(pki.path("token"), "s3cret\n").unwrap();
     std::fs::write(pki.path("api-key"), "VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw==\n").unwrap();
     let tls = format!(
         "caFile: \"{}\", clientCert: \"{}\", clientKey: \"{}\"",
@@ -283,15 +285,19 @@ fn https_outputs_trust_an_internal_ca_present_a_client_certificate_and_authentic
         pki.arg("client.key")
     );
     let config = format!(
-        "outputs:\n  - {{type: file, path: \"{{events}}\"}}\n  - {{type: http, name: hook, flavor: webhook, url: \"https://localhost:{hook_port}/in\", username: ops, passwordFile: \"{pw}\", {tls}, flush: 100ms, spoolDir: \"{{dir}}/hook\"}}\n  - {{type: http, name: es, flavor: elasticsearch, url: \"https://127.0.0.1:{es_port}/\", apiKeyFile: \"{key}\", {tls}, flush: 100ms, spoolDir: \"{{dir}}/es\"}}\n  - {{type: http, name: stranger, flavor: webhook, url: \"https://localhost:{hook_port}/stranger\", caFile: \"{stranger}\", flush: 100ms, spoolDir: \"{{dir}}/stranger\"}}\n",
+        "outputs:\n  - {{type: file, path: \"{{events}}\"}}\n  - {{type: http, name: hook, flavor: webhook, url: \"https://localhost:{hook_port}/in\", username: ops, passwordFile: \"{pw}\", {tls}, flush: 100ms, spoolDir: \"{{dir}}/hook\"}}\n  - {{type: http, name: es, flavor: elasticsearch, url: \"https://127.0.0.1:{es_port}/\", apiKeyFile: \"{key}\", {tls}, flush: 100ms, spoolDir: \"{{dir}}/es\"}}\n  - {{type: http, name: hec, flavor: splunk_hec, url: \"https://localhost:{hec_port}/\", tokenFile: \"{token}\", {tls}, flush: 100ms, spoolDir: \"{{dir}}/hec\"}}\n  - {{type: http, name: stranger, flavor: webhook, url: \"https://localhost:{hook_port}/stranger\", caFile: \"{stranger}\", flush: 100ms, spoolDir: \"{{dir}}/stranger\"}}\n",
         pw = pki.arg("password"),
         key = pki.arg("api-key"),
+        token = pki.arg("token"),
         stranger = pki.arg("stranger.pem"),
     );
     let daemon = Daemon::start_configured(Some(&config), &[]);
     let id = one_denial(&daemon, "https-bot");
     let hook = wait_until_text(&hook_log, |t| t.contains(&id));
     let es = wait_until_text(&es_log, |t| t.contains(&id));
+    let hec = wait_until_text(&hec_log, |t| t.contains(&id));
+    let line = hec.lines().find(|l| l.contains(&id)).unwrap();
+    assert!(line.starts_with("Splunk s3cret\t/services/collector/event\t"), "{line}");
     let line = hook.lines().find(|l| l.contains(&id)).unwrap();
     // "ops:pa55word", base64.
     assert!(line.starts_with("Basic b3BzOnBhNTV3b3Jk\t/in\t"), "{line}");

@@ -9,10 +9,12 @@
 //!   cargo xtask demo    setup, build, then show an agent's out-of-scope connect refused
 //!   cargo xtask bench   setup, then the full benchmark: BENCHMARKS.md and benchmarks.json
 //!   cargo xtask codegen regenerate policies/policy.schema.json and docs/event.schema.json
+//!   cargo xtask dist    release artifacts in target/dist: static binary, .deb, OCI image
 
 mod bench;
 mod cmd;
 mod demo;
+mod dist;
 mod setup;
 mod vm;
 
@@ -34,8 +36,9 @@ fn main() -> ExitCode {
         }
         Some("demo") => setup::ensure_all().and_then(|tc| demo::run(&tc)),
         Some("bench") => setup::ensure_all().and_then(|tc| bench::full(&tc)),
+        Some("dist") => setup::ensure_all().and_then(|tc| dist::run_dist(&tc)),
         _ => {
-            eprintln!("usage: cargo xtask setup|build|test|vm-test [--kernel 6.12|6.1]|demo|bench|codegen");
+            eprintln!("usage: cargo xtask setup|build|test|vm-test [--kernel 6.12|6.1]|demo|bench|codegen|dist");
             return ExitCode::from(64);
         }
     };

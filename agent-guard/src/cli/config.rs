@@ -25,8 +25,16 @@ pub fn main(command: &Command) -> anyhow::Result<ExitCode> {
             println!(
                 "{}: ok (outputs: {}; audit store: {}; DNS resolvers: {})",
                 crate::text::printable(&file.display().to_string()),
-                if outputs.is_empty() { "none".into() } else { outputs.join(", ") },
-                config.audit_store.path.as_ref().map_or("off".into(), |p| p.display().to_string()),
+                if outputs.is_empty() {
+                    "none".into()
+                } else {
+                    crate::text::printable(&outputs.join(", ")).into_owned()
+                },
+                config
+                    .audit_store
+                    .path
+                    .as_ref()
+                    .map_or("off".into(), |p| crate::text::printable(&p.display().to_string()).into_owned()),
                 if config.dns.enabled { "on" } else { "off" }
             );
             Ok(ExitCode::SUCCESS)

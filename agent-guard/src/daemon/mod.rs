@@ -3,6 +3,7 @@
 
 mod clock;
 pub mod config;
+pub mod container;
 pub mod dns;
 pub mod events;
 mod kernel;

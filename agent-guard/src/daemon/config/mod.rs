@@ -535,6 +535,14 @@ aggregation: {window: 0s}
         assert!(refused(&format!("outputs: [{hec}, apiKeyFile: /k}}]")).contains("Elasticsearch's"));
         let plain = "{type: http, flavor: webhook, url: 'http://hook.example'";
         assert!(refused(&format!("outputs: [{plain}, caFile: /ca}}]")).contains("https"));
+        let plain_token = "{type: http, flavor: webhook, url: 'http://hook.example', tokenFile: /t}";
+        assert!(refused(&format!("outputs: [{plain_token}]")).contains("only over https"));
+        let in_url = "{type: http, flavor: webhook, url: 'https://u:p@hook.example'}";
+        assert!(refused(&format!("outputs: [{in_url}]")).contains("credentials in the url"));
+        for name in ["../etc", "a/b", ".hidden", ""] {
+            let named = format!("outputs: [{{type: stdout, name: '{name}'}}]");
+            assert!(refused(&named).contains("outputs[0].name"), "{name:?}");
+        }
         ConfigFile::parse("outputs: [{type: syslog, transport: tls, address: 'logs.example:6514', caFile: /ca}]")
             .unwrap();
         let tcp = refused("outputs: [{type: syslog, transport: tcp, address: 'logs.example:514', caFile: /ca}]");

@@ -58,6 +58,14 @@ impl ConfigFile {
         for (index, output) in self.outputs.iter().enumerate() {
             let at = |key: &'static str| vec![Seg::Key("outputs"), Seg::Index(index), Seg::Key(key)];
             let name = output.name();
+            // It names a directory (the default spool is DEFAULT_SPOOL_DIR/NAME) and metric labels.
+            let plain = name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if name.is_empty() || !plain || name.starts_with('.') || name.len() > 64 {
+                return Err(invalid(
+                    &at("name"),
+                    format!("{name:?}: letters, digits, '-', '_' and '.' only, not leading"),
+                ));
+            }
             if name == AUDIT_STORE_OUTPUT {
                 return Err(invalid(&at("name"), format!("{name:?} is the audit store's: choose another")));
             }
@@ -120,6 +128,12 @@ fn http_output(http: &HttpConfig, at: &dyn Fn(&'static str) -> Vec<Seg>) -> Resu
     }
     if url.scheme() == "http" && (http.ca_file.is_some() || http.client_cert.is_some()) {
         return Err(invalid(&at("url"), "caFile and clientCert need an https url"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(&at("url"), "credentials in the url would be logged: use username and passwordFile"));
+    }
+    if url.scheme() == "http" && ways.iter().any(|&w| w) {
+        return Err(invalid(&at("url"), "a token, API key or password is sent only over https"));
     }
     Ok(())
 }

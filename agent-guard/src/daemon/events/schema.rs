@@ -554,6 +554,10 @@ pub struct TaskRef {
     /// The step the agent declared last (`agent-guard intent`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
+    /// The container the task runs in (its id and runtime, and the Kubernetes pod's uid),
+    /// where its opener ran in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<crate::daemon::container::Container>,
 }
 
 /// A destination of a connect or send.

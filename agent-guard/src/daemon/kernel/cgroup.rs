@@ -42,9 +42,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError + '_ {
 /// /proc/PID/cgroup (its `0::PATH` line). None when it cannot be read, or when the path lies
 /// outside this cgroup namespace's view (`/..`).
 pub fn of_process(root: &Path, pid: u32) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    let path = text.lines().find_map(|line| line.strip_prefix("0::"))?;
-    let relative = Path::new(path).strip_prefix("/").ok()?;
+    let path = path_of(pid)?;
+    let relative = Path::new(&path).strip_prefix("/").ok()?;
     if relative.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
         return None;
     }
@@ -52,9 +51,33 @@ pub fn of_process(root: &Path, pid: u32) -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
-/// Creates `dir` and moves `pid` into it.
+/// Whether a user other than root may move processes within `dir` or above it (below `root`):
+/// a cgroup delegated to a user (systemd's `user@UID.service`, `Delegate=yes`) has its
+/// `cgroup.procs` owned by them, and whoever can write the common ancestor's `cgroup.procs`
+/// can move a process between two cgroups (Documentation/admin-guide/cgroup-v2.rst,
+/// "Delegation Containment"). A task's cgroup there could be emptied from outside the task,
+/// out of reach of `cgroup.kill`.
+pub fn delegated(root: &Path, dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    dir.ancestors()
+        .take_while(|d| *d != root && d.starts_with(root))
+        .any(|d| std::fs::metadata(d.join("cgroup.procs")).map_or(true, |m| m.uid() != 0))
+}
+
+/// The cgroup v2 path of `pid` as /proc/PID/cgroup gives it (`0::PATH`, from the cgroup
+/// namespace's root).
+pub fn path_of(pid: u32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines().find_map(|line| line.strip_prefix("0::")).map(str::to_string)
+}
+
+/// Creates `dir` (which must not exist: a directory someone made in advance is not the
+/// daemon's) and moves `pid` into it.
 pub fn create_with(dir: &Path, pid: u32) -> Result<(), CgroupError> {
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    std::fs::create_dir(dir).map_err(io(dir))?;
     let procs = dir.join("cgroup.procs");
     std::fs::write(&procs, pid.to_string()).map_err(io(&procs))
 }
@@ -77,10 +100,7 @@ pub fn remove(dir: &Path) -> Result<(), CgroupError> {
 /// that closes a task fires in `do_exit()` before the exiting task leaves its cgroup
 /// (`cgroup_exit()` runs later, kernel/exit.c), so rmdir can briefly see EBUSY: retry for a while
 /// on a thread of its own instead of holding up the caller.
-///
-/// `prefix`: the daemon's task directories are named `PREFIX-task-N`; a parent directory so
-/// named (the enclosing task of a sub-task, which ended first) is removed too once empty.
-pub fn remove_when_empty(dir: PathBuf, prefix: String) {
+pub fn remove_when_empty(dir: PathBuf) {
     // On the daemon's runtime, not a thread of its own: an agent that exhausts the system's
     // threads must not be able to make this fail (a failed thread spawn panics).
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -90,16 +110,7 @@ pub fn remove_when_empty(dir: PathBuf, prefix: String) {
     runtime.spawn(async move {
         for _ in 0..100 {
             match remove(&dir) {
-                Ok(()) => {
-                    let task_dir = format!("{prefix}-task-");
-                    if let Some(parent) = dir.parent()
-                        && parent.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&task_dir))
-                    {
-                        // Best effort: busy while the enclosing task still runs.
-                        let _ = remove(parent);
-                    }
-                    return;
-                }
+                Ok(()) => return,
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
             }
         }

@@ -74,7 +74,7 @@ fn client(config: &HttpConfig) -> Result<reqwest::Client, String> {
     let read = |what: &str, path: &std::path::Path| {
         std::fs::read(path).map_err(|err| format!("{what} {}: {err}", path.display()))
     };
-    let mut builder = reqwest::Client::builder().timeout(config.timeout);
+    let mut builder = reqwest::Client::builder().timeout(config.timeout).redirect(reqwest::redirect::Policy::none());
     if let Some(path) = &config.ca_file {
         let certs = reqwest::Certificate::from_pem_bundle(&read("CA file", path)?)
             .map_err(|err| format!("CA file {}: {err}", path.display()))?;
@@ -363,7 +363,15 @@ impl HttpOutput {
         }
         let text = response.text().await.unwrap_or_default();
         let why = format!("{status}: {}", text.chars().take(200).collect::<String>());
-        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT || status.is_server_error()
+        // Retried, not dropped: overload and outages, and what a fix on the receiver's side
+        // ends (a rotated credential: 401, 403; a moved endpoint: redirects are not followed,
+        // so a login page never counts as delivery).
+        if status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::REQUEST_TIMEOUT
+            || status == StatusCode::UNAUTHORIZED
+            || status == StatusCode::FORBIDDEN
+            || status.is_redirection()
+            || status.is_server_error()
         {
             Attempt::Retry(why)
         } else {

@@ -79,6 +79,30 @@ fn classify(body: &Body) -> (u64, u64, Subject<'_>) {
     }
 }
 
+/// The profiles an event claims: always `security_control`; `host` for Base Events (`device`
+/// and `actor` are not attributes of the Base Event: the host profile adds them); container
+/// for a containerised task's.
+fn profiles(class_uid: u64, in_container: bool) -> Vec<&'static str> {
+    let mut profiles = vec!["security_control"];
+    if class_uid == BASE_EVENT {
+        profiles.push("host");
+    }
+    if in_container {
+        profiles.push("container");
+    }
+    profiles
+}
+
+/// The OCSF `container` object of a task's container (the container profile).
+fn container_object(container: &crate::daemon::container::Container) -> Value {
+    let mut object = json!({"uid": container.id, "runtime": container.runtime});
+    if let Some(pod) = &container.pod_uid {
+        object["pod_uuid"] = pod.as_str().into();
+        object["orchestrator"] = "kubernetes".into();
+    }
+    object
+}
+
 /// Maps one agent-guard event to one OCSF event.
 pub fn to_ocsf(event: &Event) -> Value {
     let (class_uid, activity_id, subject) = classify(&event.body);
@@ -86,11 +110,8 @@ pub fn to_ocsf(event: &Event) -> Value {
     let (severity_id, severity) = severity(&event.body);
     let (status_id, status) = status(&event.body);
 
-    let mut profiles = vec!["security_control"];
-    if class_uid == BASE_EVENT {
-        // `device` and `actor` are not attributes of the Base Event: the host profile adds them.
-        profiles.push("host");
-    }
+    let container = event.task.as_ref().and_then(|t| t.container.as_ref());
+    let profiles = profiles(class_uid, container.is_some());
     let mut out = json!({
         "activity_id": activity_id,
         "activity_name": activity_name,
@@ -140,6 +161,9 @@ pub fn to_ocsf(event: &Event) -> Value {
         fields.insert("count".into(), count.into());
     }
     security_control(fields, event);
+    if let Some(container) = container {
+        fields.insert("container".into(), container_object(container));
+    }
     if let Some(actor) = actor(class_uid, event) {
         fields.insert("actor".into(), actor);
     }
@@ -551,6 +575,7 @@ mod tests {
             "file" => "file",
             "dst_endpoint" | "src_endpoint" => "network_endpoint",
             "policy" => "policy",
+            "container" => "container",
             _ => return None,
         })
     }
@@ -620,6 +645,9 @@ mod tests {
         chain.extend(class.map(load));
         // The profile adds attributes without overriding the class's own definitions.
         let mut with_profile = vec![load("profiles/security_control.json")];
+        if event["metadata"]["profiles"].as_array().is_some_and(|p| p.contains(&json!("container"))) {
+            with_profile.push(load("profiles/container.json"));
+        }
         with_profile.extend(chain.iter().cloned());
         check("event", event, &with_profile, &mut errors);
 
@@ -666,7 +694,9 @@ mod tests {
 
     fn task() -> Value {
         json!({"id": 7, "agent": "claude", "intent": "fix the build", "grant": "repo-rw", "parent": 3,
-               "step": "run the tests"})
+               "step": "run the tests",
+               "container": {"id": "4f1a8e9c2b7d6e5f0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f",
+                             "runtime": "containerd", "pod_uid": "0b5c8f52-7a1e-4c2d-9f3b-6e8a1d2c4b5f"}})
     }
 
     fn process(argv: bool) -> Value {
@@ -832,6 +862,11 @@ mod tests {
         assert_eq!(ext["task"]["step"], "run the tests");
         assert_eq!(ext["enforcement"], "lsm");
         assert_eq!(ext["process"]["ancestry"][2], "e-4100-1");
+        // The task's container, with the container profile.
+        assert_eq!(denied["container"]["uid"], "4f1a8e9c2b7d6e5f0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f");
+        assert_eq!(denied["container"]["runtime"], "containerd");
+        assert_eq!(denied["container"]["pod_uuid"], "0b5c8f52-7a1e-4c2d-9f3b-6e8a1d2c4b5f");
+        assert!(denied["metadata"]["profiles"].as_array().unwrap().contains(&json!("container")));
 
         let exec = to_ocsf(&action("process.exec", "flagged", json!({"type": "executable", "path": "/usr/bin/curl"})));
         assert_eq!(exec["type_uid"], 100_701);

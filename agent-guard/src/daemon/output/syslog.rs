@@ -177,8 +177,10 @@ fn structured_data(event: &Rendered) -> Vec<SDElement> {
     ];
     for (name, value) in params {
         if let Some(value) = value {
-            // Values are escaped by fasyslog (RFC 5424 6.3.3: '"', '\' and ']').
-            let _ = element.add_param(name, value);
+            // fasyslog escapes '"', '\' and ']' (RFC 5424 6.3.3); control characters are ours to
+            // escape: a rule holds an agent's path pattern, and a line break in it would start a
+            // forged record on an LF-framed receiver (RFC 6587).
+            let _ = element.add_param(name, crate::text::printable(&value).into_owned());
         }
     }
     vec![element]

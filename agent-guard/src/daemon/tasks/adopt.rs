@@ -137,7 +137,7 @@ impl Registry {
             closed += 1;
             task.info.ended = Some(clock::rfc3339(now));
             task.info.live_processes = 0;
-            cgroup::remove_when_empty(task.cgroup.clone(), self.cgroup_prefix());
+            cgroup::remove_when_empty(task.cgroup.clone());
             let ended = TaskEnded {
                 actor: None,
                 usage: Some(task.usage(self.dropped_total)),
@@ -178,6 +178,7 @@ impl Registry {
                 grant: String::new(),
                 parent: None,
                 step: None,
+                container: None,
             });
             self.sink.send(event);
         }

@@ -31,7 +31,6 @@ impl Registry {
         // reaches them (the 1 s sweep closes it once they are gone).
         let has_open_children = self.tasks.values().any(|t| t.info.parent == Some(id) && t.info.ended.is_none());
         self.dirty.insert(id);
-        let prefix = self.cgroup_prefix();
         let task = self.tasks.get_mut(&id).expect("checked above");
         if task.info.state == TaskState::Open && (live_of(&self.kernel, task) != 0 || has_open_children) {
             return;
@@ -44,7 +43,7 @@ impl Registry {
         task.info.live_processes = 0;
         self.kernel.remove_task(id);
         self.kernel.remove_grant(id, &task.compiled);
-        cgroup::remove_when_empty(task.cgroup.clone(), prefix);
+        cgroup::remove_when_empty(task.cgroup.clone());
         task.learned.clear();
         let reason = match task.info.state {
             TaskState::Stopped => "stopped by an operator; its processes have exited".into(),

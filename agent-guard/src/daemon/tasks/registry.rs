@@ -73,6 +73,7 @@ impl Task {
             grant: self.info.grant.clone(),
             parent: self.info.parent,
             step: self.info.step_intent.clone(),
+            container: self.info.container.clone(),
         }
     }
 }
@@ -225,19 +226,30 @@ impl Registry {
 
     /// Where task `id`, opened by `pid`, gets its cgroup: inside the cgroup `pid` runs in, so
     /// that its limits keep applying (kernel/cgroup.rs); under `cgroup_base` when that cannot
-    /// be read.
+    /// be read, or when a user other than root could move processes there (a delegated
+    /// subtree): containment comes before the caller's limits.
     pub(super) fn task_cgroup(&self, pid: u32, id: u32) -> PathBuf {
-        let root = self.cgroup_base.parent().unwrap_or(&self.cgroup_base);
-        if let Some(dir) = crate::daemon::cgroup::of_process(root, pid) {
-            return dir.join(format!("{}-task-{id}", self.cgroup_prefix()));
-        }
+        use crate::daemon::cgroup;
+        let fallback = self.cgroup_base.join(format!("task-{id}"));
+        let Ok(root) = cgroup::cgroup2_root() else { return fallback };
+        let why = match cgroup::of_process(&root, pid) {
+            Some(dir) if !cgroup::delegated(&root, &dir) => {
+                let own = dir.join(format!("{}-task-{id}", self.cgroup_prefix()));
+                if !own.exists() {
+                    return own;
+                }
+                "a directory of the task's name is there already"
+            }
+            Some(_) => "it is delegated to a user, who could move the task's processes out",
+            None => "it could not be read",
+        };
         tracing::warn!(
             task = id,
             pid,
-            "the caller's cgroup could not be read: the task's cgroup is {} and the caller's limits do not apply to it",
-            self.cgroup_base.display()
+            "the caller's cgroup is not used ({why}): the task's cgroup is {} and the caller's limits do not apply to it",
+            fallback.display()
         );
-        self.cgroup_base.join(format!("task-{id}"))
+        fallback
     }
 
     /// The cgroup directories of the tasks this daemon knows.
