@@ -152,9 +152,21 @@ fn host_tests(toolchain: &str) -> Result<(u64, u64)> {
         step(&format!("installing {} (the toolchains of the real-work tests)", missing.join(" ")));
         crate::setup::apt_install(&missing)?;
     }
+    // The container test (tests/tests/container.rs) runs the image `dist` builds under a real
+    // containerd; the dist test (tests/tests/dist.rs) looks inside the .deb.
+    let containers: Vec<&str> =
+        ["containerd", "runc"].into_iter().filter(|p| !crate::setup::debian_installed(p)).collect();
+    if !containers.is_empty() {
+        step(&format!("installing {} (the container runtime of the container test)", containers.join(" ")));
+        crate::setup::apt_install(&containers)?;
+    }
+    let artifacts = crate::dist::run_dist(toolchain)?;
     step("unit tests (grants, matching, event decoding) and end-to-end tests on this host's kernel");
     let mut cmd = cargo(toolchain);
-    cmd.args(["test", "--workspace", "--exclude", "agent-guard-ebpf"]).env("AGENT_GUARD_BIN", agent_guard_bin());
+    cmd.args(["test", "--workspace", "--exclude", "agent-guard-ebpf"])
+        .env("AGENT_GUARD_BIN", agent_guard_bin())
+        .env("AGENT_GUARD_IMAGE", &artifacts.image)
+        .env("AGENT_GUARD_DEB", &artifacts.deb);
     let (passed, failed) = run_counting_tests(&mut cmd)?;
     let (bench_passed, bench_failed) = crate::bench::smoke()?;
     Ok((passed + bench_passed, failed + bench_failed))

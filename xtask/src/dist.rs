@@ -40,12 +40,17 @@ fn output(cmd: &mut Command) -> Result<String> {
 }
 
 /// The musl standard library is built from source (`-Z build-std`: the pinned nightly has no
-/// musl `rust-std` to download) and linked against Debian's musl (musl-tools) rather than a
-/// self-contained copy; musl-gcc also compiles the C (SQLite, ring). Then cargo-deb.
+/// musl `rust-std` to download) and linked against Debian's musl (musl-tools) and LLVM's
+/// libunwind rather than self-contained copies; musl-gcc also compiles the C (SQLite, ring).
+/// Then cargo-deb.
 fn ensure_tools() -> Result<()> {
-    if !crate::setup::debian_installed("musl-tools") {
-        step("installing musl-tools (musl-gcc, for the C the static build compiles)");
-        crate::setup::apt_install(&["musl-tools"])?;
+    // libunwind: std's unwinder (the self-contained copy comes with the musl rust-std that is
+    // not there), LLVM's, static, from the LLVM 22 packages the build already uses.
+    let missing: Vec<&str> =
+        ["musl-tools", "libunwind-22-dev"].into_iter().filter(|p| !crate::setup::debian_installed(p)).collect();
+    if !missing.is_empty() {
+        step(&format!("installing {} (musl-gcc and the unwinder for the static build)", missing.join(" ")));
+        crate::setup::apt_install(&missing)?;
     }
     let have_deb =
         output(Command::new("cargo").args(["deb", "--version"]).env("PATH", crate::setup::path_with_tools()))
@@ -55,6 +60,25 @@ fn ensure_tools() -> Result<()> {
         run(Command::new("cargo").args(["install", "cargo-deb", "--locked", "--version", CARGO_DEB_VERSION]))?;
     }
     Ok(())
+}
+
+/// Debian's static LLVM libunwind was compiled against glibc with `_FORTIFY_SOURCE`: its
+/// trace messages call `__fprintf_chk`, which musl does not have. This object gives it one
+/// (the checked variant of `fprintf`: the check is the caller's compile-time bound, and the
+/// unwinder's messages are fixed formats).
+const FORTIFY_SHIM: &str = "#include <stdarg.h>\n#include <stdio.h>\n\
+int __fprintf_chk(FILE *stream, int flag, const char *format, ...) {\n\
+    (void)flag;\n    va_list args;\n    va_start(args, format);\n\
+    int written = vfprintf(stream, format, args);\n    va_end(args);\n    return written;\n}\n";
+
+fn fortify_shim(dist: &Path) -> Result<PathBuf> {
+    let dir = dist.join("shim");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let source = dir.join("fortify.c");
+    std::fs::write(&source, FORTIFY_SHIM).map_err(|e| e.to_string())?;
+    let object = dir.join("fortify.o");
+    run(Command::new("musl-gcc").args(["-O2", "-fPIC", "-c", "-o"]).arg(&object).arg(&source))?;
+    Ok(object)
 }
 
 /// Fails unless `binary` is static: no program interpreter, no shared library.
@@ -148,20 +172,27 @@ fn oci_image(binary: &Path, version: &str, dist: &Path) -> Result<PathBuf> {
     Ok(image)
 }
 
-pub fn run_dist(toolchain: &str) -> Result<()> {
+/// What `dist` made.
+pub struct Artifacts {
+    pub deb: PathBuf,
+    pub image: PathBuf,
+}
+
+pub fn run_dist(toolchain: &str) -> Result<Artifacts> {
     ensure_tools()?;
     let version = version()?;
     let root = workspace_root();
     let dist = root.join("target/dist");
     std::fs::create_dir_all(&dist).map_err(|e| e.to_string())?;
     step(&format!("building the static release binary ({MUSL})"));
+    let shim = fortify_shim(&dist)?;
     let target_env = MUSL.replace('-', "_");
     run(cargo(toolchain)
         .args(["build", "--release", "--package", "agent-guard", "--target", MUSL])
         .args(["-Z", "build-std=std,panic_abort"])
         .env(format!("CC_{target_env}"), "musl-gcc")
         .env(format!("CARGO_TARGET_{}_LINKER", target_env.to_uppercase()), "musl-gcc")
-        .env(format!("CARGO_TARGET_{}_RUSTFLAGS", target_env.to_uppercase()), "-C link-self-contained=no"))?;
+        .env(format!("CARGO_TARGET_{}_RUSTFLAGS", target_env.to_uppercase()), format!("-C link-self-contained=no -C target-feature=+crt-static -C relocation-model=static -L native=/usr/lib/llvm-22/lib -C link-arg={}", shim.display())))?;
     let built = root.join("target").join(MUSL).join("release/agent-guard");
     check_static(&built)?;
     let binary = dist.join("agent-guard");
@@ -186,5 +217,5 @@ pub fn run_dist(toolchain: &str) -> Result<()> {
     std::fs::write(dist.join("SHA256SUMS"), &sums).map_err(|e| e.to_string())?;
     step("release artifacts in target/dist");
     eprint!("{sums}");
-    Ok(())
+    Ok(Artifacts { deb, image })
 }

@@ -36,7 +36,7 @@ fn main() -> ExitCode {
         }
         Some("demo") => setup::ensure_all().and_then(|tc| demo::run(&tc)),
         Some("bench") => setup::ensure_all().and_then(|tc| bench::full(&tc)),
-        Some("dist") => setup::ensure_all().and_then(|tc| dist::run_dist(&tc)),
+        Some("dist") => setup::ensure_all().and_then(|tc| dist::run_dist(&tc)).map(drop),
         _ => {
             eprintln!("usage: cargo xtask setup|build|test|vm-test [--kernel 6.12|6.1]|demo|bench|codegen|dist");
             return ExitCode::from(64);

@@ -158,8 +158,12 @@ pub async fn run(
     })?;
     // Loading parses the kernel's BTF and the eBPF object (twice where the LSM attempt falls
     // back): tens of MiB freed again. Hand them back to the system rather than keep them resident.
-    // SAFETY: malloc_trim only releases free heap memory.
-    unsafe { libc::malloc_trim(0) };
+    // SAFETY: malloc_trim only releases free heap memory. (glibc's; musl's allocator returns
+    // freed pages on its own.)
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0)
+    };
     kernel::release_object_pages();
     if let Some(want) = config.require {
         let e = &kernel.enforcement;

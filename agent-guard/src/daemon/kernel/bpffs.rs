@@ -10,7 +10,9 @@ pub const BPFFS: &str = "/sys/fs/bpf";
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 fn is_bpffs(path: &Path) -> bool {
-    nix::sys::statfs::statfs(path).is_ok_and(|fs| fs.filesystem_type().0 == BPF_FS_MAGIC)
+    // `f_type` is signed in glibc's struct statfs and unsigned in musl's.
+    #[allow(clippy::useless_conversion, reason = "i64 on glibc, u64 on musl")]
+    nix::sys::statfs::statfs(path).is_ok_and(|fs| i64::try_from(fs.filesystem_type().0) == Ok(BPF_FS_MAGIC))
 }
 
 /// Makes sure `pin_dir` can be created on a BPF filesystem: mounts one at /sys/fs/bpf when
