@@ -147,7 +147,8 @@ pub enum ErrorCode {
 
 /// A task as the API shows it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+// Not deny_unknown_fields: a newer daemon may add fields within API version 1, and an older
+// client (one baked into an agent's image) must still read the answer (docs/api.md).
 pub struct TaskInfo {
     pub id: u32,
     /// The task this one was opened from (a delegated sub-task), if any.
@@ -225,7 +226,8 @@ pub enum TaskState {
 
 /// An action held in the kernel until a human decides.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+// Not deny_unknown_fields: a newer daemon may add fields within API version 1, and an older
+// client (one baked into an agent's image) must still read the answer (docs/api.md).
 pub struct ApprovalInfo {
     pub id: u32,
     pub task: u32,
@@ -246,7 +248,8 @@ pub struct ApprovalInfo {
 
 /// The daemon's state (`agent-guard status`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+// Not deny_unknown_fields: a newer daemon may add fields within API version 1, and an older
+// client (one baked into an agent's image) must still read the answer (docs/api.md).
 pub struct StatusInfo {
     pub version: String,
     pub kernel: String,
@@ -266,7 +269,8 @@ pub struct StatusInfo {
 
 /// How full a kernel map is.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+// Not deny_unknown_fields: a newer daemon may add fields within API version 1, and an older
+// client (one baked into an agent's image) must still read the answer (docs/api.md).
 pub struct MapUse {
     pub name: String,
     pub used: u64,
@@ -275,7 +279,8 @@ pub struct MapUse {
 
 /// How each capability is enforced on this kernel (never more than what is loaded).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
+// Not deny_unknown_fields: a newer daemon may add fields within API version 1, and an older
+// client (one baked into an agent's image) must still read the answer (docs/api.md).
 pub struct Enforcement {
     pub network: Level,
     pub file: Level,
@@ -328,5 +333,32 @@ impl Level {
 impl std::fmt::Display for Level {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opened(task_extra: &str, landlock_extra: &str) -> serde_json::Result<Response> {
+        serde_json::from_str(&format!(
+            r#"{{"version": 1, "result": "task_opened",
+                "task": {{"id": 3, "parent": null, "agent": "a", "intent": "i", "step_intent": null,
+                         "grant": "g", "grant_source": "s", "mode": "enforce", "state": "open",
+                         "root_pid": 9, "started": "t", "expires": "t", "ended": null,
+                         "live_processes": 1, "remaining_secs": 60, "revoked": false, "counts": {{}},
+                         "container": {{"id": "c", "runtime": "containerd"{task_extra}}}{task_extra}}},
+                "landlock": {{"abi": 6, "paths": [], "capabilities": [], "guard_pid": 1{landlock_extra}}}}}"#
+        ))
+    }
+
+    #[test]
+    fn an_older_client_reads_new_task_fields_but_not_new_landlock_ones() {
+        assert!(opened("", "").is_ok());
+        // A field a newer daemon added to the task (and its container): read, ignored.
+        assert!(opened(r#", "added_later": 1"#, "").is_ok());
+        // One added to the ruleset could be a restriction this client would not apply: refused.
+        let err = opened("", r#", "added_later": 1"#).unwrap_err();
+        assert!(err.to_string().contains("added_later"), "{err}");
     }
 }

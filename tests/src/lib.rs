@@ -50,6 +50,8 @@ pub struct Daemon {
     args: Vec<OsString>,
     /// Its cgroup directory's name, which also names its bpffs pin directory.
     pub cgroup: String,
+    /// A command the daemon is started through (it ends by exec'ing the daemon), if any.
+    wrapper: Vec<OsString>,
 }
 
 impl Daemon {
@@ -67,6 +69,12 @@ impl Daemon {
     /// Starts a daemon with a config file: `config` is its YAML, where `{events}` stands for
     /// the events file the harness reads and `{dir}` for the daemon's temporary directory.
     pub fn start_configured(config: Option<&str>, extra: &[&str]) -> Daemon {
+        Self::start_wrapped(&[], config, extra)
+    }
+
+    /// Starts a daemon through `wrapper`, a command that ends by exec'ing the rest of its
+    /// command line (so the child is the daemon): `unshare`, `sh -c '...; exec "$@"' sh`.
+    pub fn start_wrapped(wrapper: &[&str], config: Option<&str>, extra: &[&str]) -> Daemon {
         require_root();
         // No leading dot: the kernel leaves paths with hidden components to the daemon (observed).
         let dir = tempfile::Builder::new().prefix("agent-guard-e2e-").tempdir().expect("temp dir");
@@ -90,7 +98,8 @@ impl Daemon {
             }
         }
         args.extend(extra.iter().map(OsString::from));
-        let mut daemon = Daemon { child: None, dir, socket, events, args, cgroup };
+        let wrapper = wrapper.iter().map(OsString::from).collect();
+        let mut daemon = Daemon { child: None, dir, socket, events, args, cgroup, wrapper };
         daemon.spawn();
         daemon
     }
@@ -104,7 +113,15 @@ impl Daemon {
             .append(true)
             .open(self.dir.path().join("daemon.stderr"))
             .expect("stderr file");
-        let child = Command::new(agent_guard_bin())
+        let mut command = match self.wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(agent_guard_bin());
+                command
+            }
+            None => Command::new(agent_guard_bin()),
+        };
+        let child = command
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

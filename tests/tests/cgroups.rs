@@ -67,3 +67,26 @@ fn a_task_cgroup_is_made_in_its_callers_unless_a_user_controls_that_cgroup() {
     assert!(!placed.starts_with(&format!("/{user}/")), "the task's cgroup {placed} is in the user's subtree");
     assert!(placed.starts_with(&format!("/{}/task-", daemon.cgroup)), "{placed}");
 }
+
+/// In a DaemonSet the daemon runs in its container's own cgroup namespace (with the host's PID
+/// namespace), where other pods' cgroups read as `/../..`, as does the host hierarchy mounted
+/// in: it reads one against the other, so a task's cgroup is still made inside its caller's.
+#[test]
+fn a_daemon_in_its_own_cgroup_namespace_still_places_tasks_in_their_callers_cgroup() {
+    let root = cgroup2_root();
+    let boxed = Cgroup(root.join(format!("ag-daemon-ns-{}", std::process::id())));
+    std::fs::create_dir(&boxed.0).unwrap();
+    // The daemon moves into its own cgroup, then into a new cgroup namespace rooted there.
+    let enter = format!("echo $$ > {} && exec unshare --cgroup \"$@\"", boxed.0.join("cgroup.procs").display());
+    let daemon = Daemon::start_wrapped(&["/bin/sh", "-c", &enter, "sh"], None, &[]);
+    let own = std::fs::read_to_string(format!("/proc/{}/cgroup", daemon.pid())).unwrap();
+    let name = boxed.0.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(own.contains(&format!("0::/{name}")), "the daemon is not in /{name}: {own}");
+
+    let g = grant(daemon.dir.path(), "placed", "enforce", &[], "");
+    let caller = Cgroup(root.join(format!("ag-caller-ns-{}", std::process::id())));
+    std::fs::create_dir(&caller.0).unwrap();
+    let placed = task_cgroup_from(&daemon, &g, &caller);
+    let caller_name = caller.0.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(placed.starts_with(&format!("/{caller_name}/")), "the task's cgroup {placed} is not under /{caller_name}");
+}

@@ -1,7 +1,8 @@
 //! Events name the container their task runs in: the image `cargo xtask dist` builds is
 //! imported into a real containerd (Debian's, with runc) started for the test, a container of
 //! it opens a task through the host daemon's socket, and the daemon's events name that
-//! container. `cargo xtask test` builds the image first and passes its path in
+//! container, and, from the annotations containerd's CRI plugin writes into its runtime spec,
+//! its pod. `cargo xtask test` builds the image first and passes its path in
 //! `AGENT_GUARD_IMAGE`; without it this test fails, saying so.
 
 use std::{
@@ -82,7 +83,12 @@ fn an_event_from_inside_a_container_names_that_container() {
     let reference =
         listed.lines().find(|l| l.contains("agent-guard")).expect("the imported image is listed").to_string();
 
-    let daemon = Daemon::start();
+    // Where this containerd keeps its containers' runtime specs, for the pod names.
+    let config = format!(
+        "outputs: [{{type: file, path: \"{{events}}\"}}]\ncontainers: {{containerdState: \"{}\"}}\n",
+        containerd.dir.path().join("state").display()
+    );
+    let daemon = Daemon::start_configured(Some(&config), &[]);
     // The socket's directory and a grant, bind-mounted into the container at /guard.
     let share = daemon.dir.path();
     std::fs::write(
@@ -94,6 +100,8 @@ fn an_event_from_inside_a_container_names_that_container() {
     // A container id the way Kubernetes runtimes make them: 64 hex digits.
     let id = format!("{:064x}", u128::from(std::process::id()) << 64 | 0xa6e7_0001);
     let mount = format!("type=bind,src={},dst=/guard,options=rbind:rw", share.display());
+    // The annotations containerd's CRI plugin writes into a pod container's runtime spec,
+    // given here as the kubelet's request would make it do.
     let out = containerd.ctr(&[
         "run",
         "--rm",
@@ -101,6 +109,16 @@ fn an_event_from_inside_a_container_names_that_container() {
         "native",
         "--mount",
         &mount,
+        "--annotation",
+        "io.kubernetes.cri.container-type=container",
+        "--annotation",
+        "io.kubernetes.cri.container-name=planner",
+        "--annotation",
+        "io.kubernetes.cri.sandbox-name=agent-7f9c",
+        "--annotation",
+        "io.kubernetes.cri.sandbox-namespace=agents",
+        "--annotation",
+        "io.kubernetes.cri.sandbox-uid=0b5c8f52-7a1e-4c2d-9f3b-6e8a1d2c4b5f",
         &reference,
         &id,
         "/usr/bin/agent-guard",
@@ -123,4 +141,15 @@ fn an_event_from_inside_a_container_names_that_container() {
         .wait_event("task.open from the container", |e| e["kind"] == "task.open" && e["task"]["agent"] == "boxed-bot");
     assert_eq!(opened["task"]["container"]["id"], id.as_str(), "{opened}");
     assert_eq!(opened["task"]["container"]["runtime"], "containerd", "{opened}");
+    let container = &opened["task"]["container"];
+    assert_eq!(
+        (&container["name"], &container["pod_name"], &container["pod_namespace"], &container["pod_uid"]),
+        (
+            &serde_json::json!("planner"),
+            &serde_json::json!("agent-7f9c"),
+            &serde_json::json!("agents"),
+            &serde_json::json!("0b5c8f52-7a1e-4c2d-9f3b-6e8a1d2c4b5f")
+        ),
+        "{opened}"
+    );
 }

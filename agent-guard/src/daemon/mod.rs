@@ -202,6 +202,7 @@ pub async fn run(
         // Before adoption: an adopted task gets a new resolver (the old one died with its daemon).
         let tasks: Arc<Mutex<dyn dns::TaskDns + Send>> = registry.clone();
         reg.dns = dns::Resolvers::new(&config.file.dns, Arc::downgrade(&tasks));
+        reg.containers = crate::daemon::container::Runtimes::new(&config.file.containers);
         reg.policy_dir.clone_from(&config.policy_dir);
         reg.apply_policies(policies, "start");
         let (adopted, revoked, closed) = reg.adopt(saved);

@@ -36,6 +36,9 @@ pub struct ConfigFile {
     /// The tasks' resolvers (name rules, DNS of tagged processes).
     #[serde(default)]
     pub dns: DnsConfig,
+    /// Where the container runtimes keep their records (pod and container names).
+    #[serde(default)]
+    pub containers: ContainersConfig,
 }
 
 impl Default for ConfigFile {
@@ -46,8 +49,36 @@ impl Default for ConfigFile {
             metrics: None,
             aggregation: AggregationConfig::default(),
             dns: DnsConfig::default(),
+            containers: ContainersConfig::default(),
         }
     }
+}
+
+/// Where the container runtimes of the node keep their records of containers, read for the
+/// Kubernetes names of a task's container (docs/config.md).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ContainersConfig {
+    /// containerd's state directory (its `--state`, `state` in its config).
+    #[serde(default = "default_containerd_state")]
+    pub containerd_state: PathBuf,
+    /// CRI-O's run root (`runroot` in containers-storage.conf).
+    #[serde(default = "default_crio_run_root")]
+    pub crio_run_root: PathBuf,
+}
+
+impl Default for ContainersConfig {
+    fn default() -> Self {
+        ContainersConfig { containerd_state: default_containerd_state(), crio_run_root: default_crio_run_root() }
+    }
+}
+
+fn default_containerd_state() -> PathBuf {
+    PathBuf::from("/run/containerd")
+}
+
+fn default_crio_run_root() -> PathBuf {
+    PathBuf::from("/run/containers/storage")
 }
 
 fn default_outputs() -> Vec<OutputConfig> {

@@ -22,32 +22,80 @@ pub enum CgroupError {
 
 /// Mount point of the cgroup v2 hierarchy (/sys/fs/cgroup, or /sys/fs/cgroup/unified in hybrid mode).
 pub fn cgroup2_root() -> Result<PathBuf, CgroupError> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts")
-        .map_err(|source| CgroupError::Io { path: "/proc/self/mounts".into(), source })?;
+    cgroup2_mount().map(|m| m.dir)
+}
+
+/// A cgroup v2 mount, and the cgroup it shows at its mount point as this cgroup namespace names
+/// it: mountinfo's fourth field (kernel/cgroup/cgroup.c, cgroup_show_path). That is `/` on a
+/// host. In a container with its own cgroup namespace (a DaemonSet pod: the host's PID
+/// namespace, but not its cgroup namespace) the host's hierarchy mounted in shows as `/../..`,
+/// and other pods' processes have /proc/PID/cgroup paths such as `/../../kubepods/...`.
+pub struct Cgroup2Mount {
+    pub dir: PathBuf,
+    pub shows: PathBuf,
+}
+
+/// The cgroup v2 mount that shows the most of the hierarchy (the container's own cgroup mount
+/// shows only its subtree; a DaemonSet mounts the host's too).
+pub fn cgroup2_mount() -> Result<Cgroup2Mount, CgroupError> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|source| CgroupError::Io { path: "/proc/self/mountinfo".into(), source })?;
+    let depth = |p: &Path| {
+        p.components().fold(0i64, |d, c| match c {
+            std::path::Component::Normal(_) => d + 1,
+            std::path::Component::ParentDir => d - 1,
+            _ => d,
+        })
+    };
     mounts
         .lines()
-        .find_map(|line| {
-            let mut fields = line.split_whitespace();
-            let (_, dir, fstype) = (fields.next()?, fields.next()?, fields.next()?);
-            (fstype == "cgroup2").then(|| PathBuf::from(dir))
+        .filter_map(|line| {
+            // ID PARENT MAJ:MIN ROOT MOUNT-POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER
+            let fields: Vec<&str> = line.split(' ').collect();
+            let dash = fields.iter().position(|f| *f == "-")?;
+            (fields.get(dash + 1) == Some(&"cgroup2")).then_some(())?;
+            let shows = PathBuf::from(unescape_octal(fields.get(3)?));
+            Some(Cgroup2Mount { dir: PathBuf::from(unescape_octal(fields.get(4)?)), shows })
         })
+        .min_by_key(|m| depth(&m.shows))
         .ok_or(CgroupError::NoCgroup2)
+}
+
+/// A mountinfo path with its `\ooo` escapes (space, tab, newline, backslash) undone.
+fn unescape_octal(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut rest = field;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        match rest.get(i + 1..i + 4).and_then(|o| u8::from_str_radix(o, 8).ok()) {
+            Some(byte) => {
+                out.push(char::from(byte));
+                rest = &rest[i + 4..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError + '_ {
     move |source| CgroupError::Io { path: path.to_path_buf(), source }
 }
 
-/// The cgroup v2 directory `pid` runs in, under `root` (the hierarchy's mount point), from
-/// /proc/PID/cgroup (its `0::PATH` line). None when it cannot be read, or when the path lies
-/// outside this cgroup namespace's view (`/..`).
-pub fn of_process(root: &Path, pid: u32) -> Option<PathBuf> {
+/// The cgroup v2 directory `pid` runs in, under `mount`, from /proc/PID/cgroup (its `0::PATH`
+/// line, named from this cgroup namespace as the mount's `shows` is). None when it cannot be
+/// read, or when it lies outside what the mount shows.
+pub fn of_process(mount: &Cgroup2Mount, pid: u32) -> Option<PathBuf> {
     let path = path_of(pid)?;
-    let relative = Path::new(&path).strip_prefix("/").ok()?;
+    let relative = Path::new(&path).strip_prefix(&mount.shows).ok()?;
     if relative.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
         return None;
     }
-    let dir = root.join(relative);
+    let dir = mount.dir.join(relative);
     dir.is_dir().then_some(dir)
 }
 

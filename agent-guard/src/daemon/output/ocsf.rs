@@ -100,6 +100,18 @@ fn container_object(container: &crate::daemon::container::Container) -> Value {
         object["pod_uuid"] = pod.as_str().into();
         object["orchestrator"] = "kubernetes".into();
     }
+    if let Some(name) = &container.name {
+        object["name"] = name.as_str().into();
+    }
+    // The container object has no pod name or namespace: tags (key_value_pair objects) named
+    // as OpenTelemetry's resource conventions name them.
+    let tags: Vec<Value> = [("k8s.pod.name", &container.pod_name), ("k8s.namespace.name", &container.pod_namespace)]
+        .into_iter()
+        .filter_map(|(key, value)| value.as_ref().map(|v| json!({"name": key, "value": v})))
+        .collect();
+    if !tags.is_empty() {
+        object["tags"] = tags.into();
+    }
     object
 }
 
@@ -696,7 +708,8 @@ mod tests {
         json!({"id": 7, "agent": "claude", "intent": "fix the build", "grant": "repo-rw", "parent": 3,
                "step": "run the tests",
                "container": {"id": "4f1a8e9c2b7d6e5f0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f",
-                             "runtime": "containerd", "pod_uid": "0b5c8f52-7a1e-4c2d-9f3b-6e8a1d2c4b5f"}})
+                             "runtime": "containerd", "pod_uid": "0b5c8f52-7a1e-4c2d-9f3b-6e8a1d2c4b5f",
+                             "name": "planner", "pod_name": "agent-7f9c", "pod_namespace": "agents"}})
     }
 
     fn process(argv: bool) -> Value {
@@ -866,6 +879,11 @@ mod tests {
         assert_eq!(denied["container"]["uid"], "4f1a8e9c2b7d6e5f0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f");
         assert_eq!(denied["container"]["runtime"], "containerd");
         assert_eq!(denied["container"]["pod_uuid"], "0b5c8f52-7a1e-4c2d-9f3b-6e8a1d2c4b5f");
+        assert_eq!(denied["container"]["name"], "planner");
+        assert_eq!(
+            denied["container"]["tags"],
+            json!([{"name": "k8s.pod.name", "value": "agent-7f9c"}, {"name": "k8s.namespace.name", "value": "agents"}])
+        );
         assert!(denied["metadata"]["profiles"].as_array().unwrap().contains(&json!("container")));
 
         let exec = to_ocsf(&action("process.exec", "flagged", json!({"type": "executable", "path": "/usr/bin/curl"})));

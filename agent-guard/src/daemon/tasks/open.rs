@@ -285,8 +285,7 @@ impl Registry {
             revoked: false,
             counts: BTreeMap::default(),
             landlock_abi: landlock.as_ref().map(|r| r.abi),
-            container: crate::daemon::cgroup::path_of(req.actor.pid)
-                .and_then(|path| crate::daemon::container::from_cgroup_path(&path)),
+            container: crate::daemon::cgroup::path_of(req.actor.pid).and_then(|path| self.containers.describe(&path)),
         };
         let task = Task {
             info: info.clone(),

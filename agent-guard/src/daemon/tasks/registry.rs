@@ -115,6 +115,8 @@ pub struct Registry {
     pub decoder: Option<std::sync::Arc<std::sync::Mutex<crate::daemon::events::decode::Decoder>>>,
     /// The tasks' DNS resolvers (None: DNS is off in the config).
     pub dns: Option<crate::daemon::dns::Resolvers>,
+    /// Where the container runtimes keep their records (the names of a task's container).
+    pub containers: crate::daemon::container::Runtimes,
 }
 
 /// A refused request: what the API sends back.
@@ -168,6 +170,7 @@ impl Registry {
             state: None,
             decoder: None,
             dns: None,
+            containers: crate::daemon::container::Runtimes::default(),
         }
     }
 
@@ -231,9 +234,9 @@ impl Registry {
     pub(super) fn task_cgroup(&self, pid: u32, id: u32) -> PathBuf {
         use crate::daemon::cgroup;
         let fallback = self.cgroup_base.join(format!("task-{id}"));
-        let Ok(root) = cgroup::cgroup2_root() else { return fallback };
-        let why = match cgroup::of_process(&root, pid) {
-            Some(dir) if !cgroup::delegated(&root, &dir) => {
+        let Ok(mount) = cgroup::cgroup2_mount() else { return fallback };
+        let why = match cgroup::of_process(&mount, pid) {
+            Some(dir) if !cgroup::delegated(&mount.dir, &dir) => {
                 let own = dir.join(format!("{}-task-{id}", self.cgroup_prefix()));
                 if !own.exists() {
                     return own;

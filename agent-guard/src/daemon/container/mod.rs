@@ -13,12 +13,19 @@
 //!
 //! The pod's uid is in the pod's own segment (`pod<uid>`; the systemd driver writes its dashes
 //! as underscores). A path that fits none of these is no container (a service, a session).
+//! The pod's name and namespace and the container's name are not in the path: `pods` reads
+//! them from the runtime's record of the container.
 
 use serde::{Deserialize, Serialize};
 
+mod pods;
+
+pub use pods::Runtimes;
+
 /// The container a task runs in.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
+// Not deny_unknown_fields: it is part of the API's TaskInfo, which may gain fields within
+// version 1 (docs/api.md).
 pub struct Container {
     /// The container's id as its runtime names it (64 hex digits, or a `ctr` name).
     pub id: String,
@@ -28,6 +35,28 @@ pub struct Container {
     /// The Kubernetes pod's uid, when the container is a pod's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_uid: Option<String>,
+    /// The container's name in its pod spec (Kubernetes, from the runtime's record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The pod's name (Kubernetes, from the runtime's record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_name: Option<String>,
+    /// The pod's namespace (Kubernetes, from the runtime's record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_namespace: Option<String>,
+}
+
+impl Container {
+    fn new(id: &str, runtime: &str, pod_uid: Option<String>) -> Container {
+        Container {
+            id: id.to_string(),
+            runtime: runtime.to_string(),
+            pod_uid,
+            name: None,
+            pod_name: None,
+            pod_namespace: None,
+        }
+    }
 }
 
 fn is_container_id(s: &str) -> bool {
@@ -53,7 +82,9 @@ fn pod_uid(segment: &str) -> Option<String> {
 
 /// The container of a process whose cgroup v2 path is `path`.
 pub fn from_cgroup_path(path: &str) -> Option<Container> {
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // A daemon in a cgroup namespace of its own (a DaemonSet pod) reads other processes'
+    // paths from above its root, as `/../../kubepods/...`: the `..`s name nothing.
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty() && *s != "..").collect();
     let kubernetes = segments.first().is_some_and(|s| s.starts_with("kubepods"));
     let pod = if kubernetes { segments.iter().find_map(|s| pod_uid(s)) } else { None };
     // The deepest segment that names a container: the task's own cgroups lie below it.
@@ -68,7 +99,7 @@ pub fn from_cgroup_path(path: &str) -> Option<Container> {
         .iter()
         .find_map(|(prefix, runtime)| scope_id(segment, prefix).map(|id| (id, *runtime)));
         if let Some((id, runtime)) = found {
-            return Some(Container { id: id.to_string(), runtime: runtime.to_string(), pod_uid: pod });
+            return Some(Container::new(id, runtime, pod));
         }
         if is_container_id(segment) && i > 0 {
             // cgroupfs drivers: a bare id under the pod's, docker's or a containerd namespace's
@@ -80,7 +111,7 @@ pub fn from_cgroup_path(path: &str) -> Option<Container> {
                 _ if i == 1 => "containerd",
                 _ => continue,
             };
-            return Some(Container { id: (*segment).to_string(), runtime: runtime.to_string(), pod_uid: pod });
+            return Some(Container::new(segment, runtime, pod));
         }
     }
     None
@@ -133,6 +164,9 @@ mod tests {
             // A task's own cgroup below the container's: the same container.
             let below = format!("{path}/agent-guard-task-7/agent-guard-task-9");
             assert_eq!(found(&below).map(|f| f.0), Some(ID.to_string()), "{below}");
+            // Read by a daemon in a cgroup namespace of its own.
+            let from_a_pod = format!("/../..{path}");
+            assert_eq!(found(&from_a_pod), found(path), "{from_a_pod}");
         }
     }
 
