@@ -68,7 +68,7 @@ fn a_task_cgroup_is_made_in_its_callers_unless_a_user_controls_that_cgroup() {
     assert!(placed.starts_with(&format!("/{}/task-", daemon.cgroup)), "{placed}");
 }
 
-/// In a DaemonSet the daemon runs in its container's own cgroup namespace (with the host's PID
+/// In a `DaemonSet` the daemon runs in its container's own cgroup namespace (with the host's PID
 /// namespace), where other pods' cgroups read as `/../..`, as does the host hierarchy mounted
 /// in: it reads one against the other, so a task's cgroup is still made inside its caller's.
 #[test]

@@ -26,8 +26,8 @@ pub fn cgroup2_root() -> Result<PathBuf, CgroupError> {
 }
 
 /// A cgroup v2 mount, and the cgroup it shows at its mount point as this cgroup namespace names
-/// it: mountinfo's fourth field (kernel/cgroup/cgroup.c, cgroup_show_path). That is `/` on a
-/// host. In a container with its own cgroup namespace (a DaemonSet pod: the host's PID
+/// it: mountinfo's fourth field (kernel/cgroup/cgroup.c, `cgroup_show_path`). That is `/` on a
+/// host. In a container with its own cgroup namespace (a `DaemonSet` pod: the host's PID
 /// namespace, but not its cgroup namespace) the host's hierarchy mounted in shows as `/../..`,
 /// and other pods' processes have /proc/PID/cgroup paths such as `/../../kubepods/...`.
 pub struct Cgroup2Mount {
@@ -36,7 +36,7 @@ pub struct Cgroup2Mount {
 }
 
 /// The cgroup v2 mount that shows the most of the hierarchy (the container's own cgroup mount
-/// shows only its subtree; a DaemonSet mounts the host's too).
+/// shows only its subtree; a `DaemonSet` mounts the host's too).
 pub fn cgroup2_mount() -> Result<Cgroup2Mount, CgroupError> {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|source| CgroupError::Io { path: "/proc/self/mountinfo".into(), source })?;
@@ -67,15 +67,12 @@ fn unescape_octal(field: &str) -> String {
     let mut rest = field;
     while let Some(i) = rest.find('\\') {
         out.push_str(&rest[..i]);
-        match rest.get(i + 1..i + 4).and_then(|o| u8::from_str_radix(o, 8).ok()) {
-            Some(byte) => {
-                out.push(char::from(byte));
-                rest = &rest[i + 4..];
-            }
-            None => {
-                out.push('\\');
-                rest = &rest[i + 1..];
-            }
+        if let Some(byte) = rest.get(i + 1..i + 4).and_then(|o| u8::from_str_radix(o, 8).ok()) {
+            out.push(char::from(byte));
+            rest = &rest[i + 4..];
+        } else {
+            out.push('\\');
+            rest = &rest[i + 1..];
         }
     }
     out.push_str(rest);
@@ -166,4 +163,12 @@ pub fn remove_when_empty(dir: PathBuf) {
             tracing::warn!(%err, "task cgroup still busy after 5 s; left in place");
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(super::unescape_octal(r"/sys/fs/cgroup\040x\134y\"), "/sys/fs/cgroup x\\y\\");
+    }
 }
