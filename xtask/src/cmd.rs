@@ -72,6 +72,10 @@ pub fn build(toolchain: &str) -> Result<()> {
 }
 
 /// Host tests (format, lints, unit, end-to-end) then the VM stage, with one closing line.
+/// The schema checker of the chart test, pinned: its schemas are those of Kubernetes 1.37 and
+/// the releases before it.
+const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
+
 pub fn test(toolchain: &str) -> Result<()> {
     let host = host_tests(toolchain);
     let vm = host.as_ref().map_err(Clone::clone).and_then(|_| crate::vm::test(toolchain, None));
@@ -159,6 +163,22 @@ fn host_tests(toolchain: &str) -> Result<(u64, u64)> {
     if !containers.is_empty() {
         step(&format!("installing {} (the container runtime of the container test)", containers.join(" ")));
         crate::setup::apt_install(&containers)?;
+    }
+    // The chart test (tests/tests/helm.rs) renders the Helm chart with Helm's engine, Go's
+    // text/template and sprig (Debian packages no helm), and validates the manifests offline
+    // against the Kubernetes schemas with kubernetes-validate (PyPI).
+    let chart: Vec<&str> = ["golang-go", "golang-github-masterminds-sprig-dev", "golang-gopkg-yaml.v2-dev"]
+        .into_iter()
+        .filter(|p| !crate::setup::debian_installed(p))
+        .collect();
+    if !chart.is_empty() {
+        step(&format!("installing {} (the chart test's template engine)", chart.join(" ")));
+        crate::setup::apt_install(&chart)?;
+    }
+    let validator = Command::new("python3").args(["-m", "kubernetes_validate", "--version"]).output();
+    if !validator.is_ok_and(|out| out.status.success()) {
+        step("installing kubernetes-validate (the chart test's schema check)");
+        run(Command::new("python3").args(["-m", "pip", "install", "--quiet", KUBERNETES_VALIDATE]))?;
     }
     let artifacts = crate::dist::run_dist(toolchain)?;
     step("unit tests (grants, matching, event decoding) and end-to-end tests on this host's kernel");
