@@ -79,7 +79,7 @@ fn find<'a>(docs: &'a [Value], kind: &str, name_suffix: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} *{name_suffix} in {docs:?}"))
 }
 
-/// Writes the config and the policies the chart puts in its ConfigMaps, and checks them with
+/// Writes the config and the policies the chart puts in its config maps, and checks them with
 /// the daemon's own `config check` and `policy check`. `secrets` are files the config names
 /// that the pod gets from a Secret: made here, with the config pointing at them.
 fn check_config_and_policies(dir: &Path, docs: &[Value], secrets: &[&str]) -> Value {
