@@ -44,9 +44,11 @@ impl Containerd {
     }
 
     fn ctr(&self, args: &[&str]) -> std::process::Output {
+        // The namespace containerd's CRI plugin uses: only its containers name a pod.
         Command::new("ctr")
             .arg("--address")
             .arg(self.dir.path().join("containerd.sock"))
+            .args(["--namespace", "k8s.io"])
             .args(args)
             .output()
             .expect("ctr must run")

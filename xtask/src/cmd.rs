@@ -79,24 +79,30 @@ const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
 pub fn test(toolchain: &str) -> Result<()> {
     let host = host_tests(toolchain);
     let vm = host.as_ref().map_err(Clone::clone).and_then(|_| crate::vm::test(toolchain, None));
-    let (mut passed, mut failed) = host.as_ref().copied().unwrap_or((0, 1));
-    if let Ok((p, f)) = vm {
-        passed += p;
-        failed += f;
-    } else if host.is_ok() {
-        failed += 1;
+    // The .deb installed on a Debian system booted under systemd (xtask/src/install.rs).
+    let install = host.as_ref().map_err(Clone::clone).and_then(|(_, deb)| crate::install::test(deb));
+    let (mut passed, mut failed) = host.as_ref().map_or((0, 1), |(counts, _)| *counts);
+    for stage in [&vm, &install] {
+        if let Ok((p, f)) = stage {
+            passed += p;
+            failed += f;
+        } else if host.is_ok() {
+            failed += 1;
+        }
     }
     // One closing line for the whole run (cargo's last "test result" is only its last binary's).
     println!("summary: {passed} passed, {failed} failed");
     host?;
     vm?;
+    install?;
     if passed == 0 {
         return Err("no test ran".into());
     }
     Ok(())
 }
 
-fn host_tests(toolchain: &str) -> Result<(u64, u64)> {
+/// The host's tests; their counts, and the .deb `dist` built.
+fn host_tests(toolchain: &str) -> Result<((u64, u64), std::path::PathBuf)> {
     build(toolchain)?;
     if !is_root() {
         return Err("the end-to-end tests load eBPF programs: run `cargo xtask test` as root".into());
@@ -189,7 +195,7 @@ fn host_tests(toolchain: &str) -> Result<(u64, u64)> {
         .env("AGENT_GUARD_DEB", &artifacts.deb);
     let (passed, failed) = run_counting_tests(&mut cmd)?;
     let (bench_passed, bench_failed) = crate::bench::smoke()?;
-    Ok((passed + bench_passed, failed + bench_failed))
+    Ok(((passed + bench_passed, failed + bench_failed), artifacts.deb))
 }
 
 /// Adds up the counts of a libtest "test result: ok. N passed; M failed; ..." line.

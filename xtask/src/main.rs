@@ -10,11 +10,13 @@
 //!   cargo xtask bench   setup, then the full benchmark: BENCHMARKS.md and benchmarks.json
 //!   cargo xtask codegen regenerate policies/policy.schema.json and docs/event.schema.json
 //!   cargo xtask dist    release artifacts in target/dist: static binary, .deb, OCI image
+//!   cargo xtask install-test  dist, then the .deb installed on Debian booted under systemd (VM)
 
 mod bench;
 mod cmd;
 mod demo;
 mod dist;
+mod install;
 mod setup;
 mod vm;
 
@@ -37,8 +39,14 @@ fn main() -> ExitCode {
         Some("demo") => setup::ensure_all().and_then(|tc| demo::run(&tc)),
         Some("bench") => setup::ensure_all().and_then(|tc| bench::full(&tc)),
         Some("dist") => setup::ensure_all().and_then(|tc| dist::run_dist(&tc)).map(drop),
+        Some("install-test") => setup::ensure_all()
+            .and_then(|tc| dist::run_dist(&tc))
+            .and_then(|artifacts| install::test(&artifacts.deb))
+            .map(|(passed, failed)| println!("summary: {passed} passed, {failed} failed")),
         _ => {
-            eprintln!("usage: cargo xtask setup|build|test|vm-test [--kernel 6.12|6.1]|demo|bench|codegen|dist");
+            eprintln!(
+                "usage: cargo xtask setup|build|test|vm-test [--kernel 6.12|6.1]|demo|bench|codegen|dist|install-test"
+            );
             return ExitCode::from(64);
         }
     };

@@ -28,14 +28,14 @@ const PYTHON: &str = "/usr/bin/python3.11";
 const PYTHON_STDLIB: &str = "/usr/lib/python3.11/encodings";
 /// A kernel of the matrix: the Debian package pattern, and how to order its versions (the
 /// number the newest has most of).
-struct Kernel {
+pub struct Kernel {
     name: &'static str,
     pattern: &'static str,
     version_field: fn(&str) -> Option<u32>,
 }
 
 /// Debian's 6.12 cloud kernel (bookworm-backports): linux-image-6.12.117+deb12-cloud-amd64-unsigned.
-const KERNEL_6_12: Kernel = Kernel {
+pub const KERNEL_6_12: Kernel = Kernel {
     name: "6.12",
     pattern: "^linux-image-6\\.12\\.[0-9]+\\+deb12-cloud-amd64-unsigned$",
     version_field: |n| n.split('.').nth(2)?.split('+').next()?.parse().ok(),
@@ -47,17 +47,17 @@ const KERNEL_6_1: Kernel = Kernel {
     version_field: |n| n.strip_prefix("linux-image-6.1.0-")?.split('-').next()?.parse().ok(),
 };
 /// The active LSMs of a boot with BPF LSM, and of one without (Landlock, as distributions ship).
-const LSM_WITH_BPF: &str = "lockdown,capability,landlock,yama,bpf";
+pub const LSM_WITH_BPF: &str = "lockdown,capability,landlock,yama,bpf";
 const LSM_WITHOUT_BPF: &str = "lockdown,capability,landlock,yama";
-const MARKER: &str = "AGENT-GUARD-VM-RESULT";
+pub const MARKER: &str = "AGENT-GUARD-VM-RESULT";
 /// Wall-clock limit for one VM run (TCG emulation is slow; the suite takes well under this).
 const VM_TIMEOUT: Duration = Duration::from_mins(20);
 
-fn vm_dir() -> PathBuf {
+pub fn vm_dir() -> PathBuf {
     workspace_root().join("target/vm")
 }
 
-fn ensure_packages() -> Result<()> {
+pub fn ensure_packages() -> Result<()> {
     let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !crate::setup::debian_installed(p)).collect();
     if missing.is_empty() {
         eprintln!("ok: Debian packages {}", PACKAGES.join(" "));
@@ -68,7 +68,7 @@ fn ensure_packages() -> Result<()> {
 }
 
 /// The newest kernel of `kernel`'s pattern in the archive, downloaded and unpacked once.
-fn ensure_kernel(kernel: &Kernel) -> Result<PathBuf> {
+pub fn ensure_kernel(kernel: &Kernel) -> Result<PathBuf> {
     let out = Command::new("apt-cache")
         .args(["search", "--names-only", kernel.pattern])
         .output()
@@ -210,16 +210,22 @@ fn boot(kernel: &Kernel, lsm: &str, cpus: &str, payload: &Payload) -> Result<Vec
     ensure_packages()?;
     let image = ensure_kernel(kernel)?;
     let initramfs = build_initramfs(payload)?;
-    step(&format!("booting {} with lsm={lsm} (TCG)", image.display()));
+    qemu(&image, &initramfs, &format!("lsm={lsm}"), cpus)
+}
+
+/// Boots the kernel `image` with `initramfs` as its root and `append` added to the command
+/// line, and returns the console lines (also shown as they come).
+pub fn qemu(image: &Path, initramfs: &Path, append: &str, cpus: &str) -> Result<Vec<String>> {
+    step(&format!("booting {} with {append} (TCG)", image.display()));
     let started = Instant::now();
     let mut qemu = Command::new("timeout")
         .arg(VM_TIMEOUT.as_secs().to_string())
         .args(["qemu-system-x86_64", "-accel", "tcg,thread=multi", "-cpu", "max", "-m", "2048", "-smp", cpus])
         .args(["-nographic", "-no-reboot", "-kernel"])
-        .arg(&image)
+        .arg(image)
         .arg("-initrd")
-        .arg(&initramfs)
-        .args(["-append", &format!("console=ttyS0 lsm={lsm} panic=-1 quiet loglevel=3")])
+        .arg(initramfs)
+        .args(["-append", &format!("console=ttyS0 {append} panic=-1 quiet loglevel=3")])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()

@@ -87,8 +87,10 @@ pub fn from_cgroup_path(path: &str) -> Option<Container> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty() && *s != "..").collect();
     let kubernetes = segments.first().is_some_and(|s| s.starts_with("kubepods"));
     let pod = if kubernetes { segments.iter().find_map(|s| pod_uid(s)) } else { None };
-    // The deepest segment that names a container: the task's own cgroups lie below it.
-    for (i, segment) in segments.iter().enumerate().rev() {
+    // The shallowest segment that names a container: below it lie the task's own cgroups, and
+    // whatever a process with a writable cgroup subtree made there (a directory named after
+    // another container would otherwise take that container's name).
+    for (i, segment) in segments.iter().enumerate() {
         let found = [
             ("cri-containerd-", "containerd"),
             ("crio-", "cri-o"),
@@ -164,6 +166,10 @@ mod tests {
             // A task's own cgroup below the container's: the same container.
             let below = format!("{path}/agent-guard-task-7/agent-guard-task-9");
             assert_eq!(found(&below).map(|f| f.0), Some(ID.to_string()), "{below}");
+            // A directory named after another container, made below this one's: still this one.
+            let other = ID.replace('4', "5");
+            let nested = format!("{path}/x/cri-containerd-{other}.scope");
+            assert_eq!(found(&nested).map(|f| f.0), Some(ID.to_string()), "{nested}");
             // Read by a daemon in a cgroup namespace of its own.
             let from_a_pod = format!("/../..{path}");
             assert_eq!(found(&from_a_pod), found(path), "{from_a_pod}");

@@ -73,24 +73,25 @@ impl Runtimes {
             "cri" => self.containerd(&container.id).or_else(|| self.crio(&container.id)),
             _ => None,
         };
-        if let Some(names) = names {
+        // The cgroup path's pod uid, where it has one, is the kernel's word: a record that names
+        // another pod is not this container's.
+        let agrees = |names: &Names| container.pod_uid.is_none() || names.pod_uid == container.pod_uid;
+        if let Some(names) = names.filter(agrees) {
             container.name = names.container;
             container.pod_name = names.pod_name;
             container.pod_namespace = names.pod_namespace;
-            // The cgroup path's uid, where it has one, is the kernel's word.
             container.pod_uid = container.pod_uid.or(names.pod_uid);
         }
         Some(container)
     }
 
     fn containerd(&self, id: &str) -> Option<Names> {
-        let tasks = self.containerd_state.join("io.containerd.runtime.v2.task");
-        // One directory per containerd namespace (`k8s.io` for Kubernetes); the id is 64 hex
+        // The CRI plugin's containerd namespace is `k8s.io`: a container someone made in
+        // another (`ctr`, nerdctl) with the same annotations is no pod's. The id is 64 hex
         // digits (checked by from_cgroup_path), so it names no other path.
-        let spec = std::fs::read_dir(tasks)
-            .ok()?
-            .flatten()
-            .find_map(|namespace| read_spec(&namespace.path().join(id).join("config.json")))?;
+        let spec = read_spec(
+            &self.containerd_state.join("io.containerd.runtime.v2.task/k8s.io").join(id).join("config.json"),
+        )?;
         let a = &spec.annotations;
         let names = Names {
             pod_name: name(a.get("io.kubernetes.cri.sandbox-name")),
@@ -147,7 +148,9 @@ mod tests {
                 "io.kubernetes.cri.container-name": "planner",
                 "io.kubernetes.cri.sandbox-name": "agent-7f9c",
                 "io.kubernetes.cri.sandbox-namespace": "agents",
-                "io.kubernetes.cri.sandbox-uid": "ignored-when-the-path-has-one"}}"#,
+                "io.kubernetes.cri.sandbox-uid": "POD"}}"#
+                .replace("POD", POD)
+                .as_str(),
         );
         let path = format!("/kubepods/burstable/pod{POD}/{ID}");
         let c = runtimes(dir.path()).describe(&path).unwrap();
@@ -156,6 +159,21 @@ mod tests {
         assert_eq!(c.pod_name.as_deref(), Some("agent-7f9c"));
         assert_eq!(c.pod_namespace.as_deref(), Some("agents"));
         assert_eq!(c.pod_uid.as_deref(), Some(POD));
+        // The same record under a path of another pod: not that pod's names.
+        let other = "1c6d9f63-8b2f-4d3e-a04c-7f9b2e3d5c6a";
+        let c = runtimes(dir.path()).describe(&format!("/kubepods/burstable/pod{other}/{ID}")).unwrap();
+        assert_eq!((c.name, c.pod_name, c.pod_uid.as_deref()), (None, None, Some(other)));
+    }
+
+    #[test]
+    fn containers_outside_the_cri_namespace_name_no_pod() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path().join(format!("containerd/io.containerd.runtime.v2.task/default/{ID}/config.json")),
+            r#"{"annotations": {"io.kubernetes.cri.sandbox-name": "payments-api", "io.kubernetes.cri.sandbox-namespace": "prod"}}"#,
+        );
+        let c = runtimes(dir.path()).describe(&format!("/default/{ID}")).unwrap();
+        assert_eq!((c.name, c.pod_name, c.pod_namespace), (None, None, None));
     }
 
     #[test]

@@ -25,29 +25,41 @@ pub fn cgroup2_root() -> Result<PathBuf, CgroupError> {
     cgroup2_mount().map(|m| m.dir)
 }
 
-/// A cgroup v2 mount, and the cgroup it shows at its mount point as this cgroup namespace names
-/// it: mountinfo's fourth field (kernel/cgroup/cgroup.c, `cgroup_show_path`). That is `/` on a
-/// host. In a container with its own cgroup namespace (a `DaemonSet` pod: the host's PID
-/// namespace, but not its cgroup namespace) the host's hierarchy mounted in shows as `/../..`,
-/// and other pods' processes have /proc/PID/cgroup paths such as `/../../kubepods/...`.
+/// The cgroup v2 mount that shows the whole hierarchy, and where in it this process's cgroup
+/// namespace is rooted.
+///
+/// On a host the namespace's root is the hierarchy's. In a container with a cgroup namespace of
+/// its own (a `DaemonSet` pod: the host's PID namespace, not its cgroup namespace), the host's
+/// hierarchy mounted in shows its root as `/../..` (mountinfo's fourth field,
+/// kernel/cgroup/cgroup.c `cgroup_show_path`), and /proc/PID/cgroup gives another pod's process
+/// a path relative to this namespace's root, up to the common ancestor and down again
+/// (`/../../kubepods-burstable.slice/...`, fs/kernfs/dir.c `kernfs_path_from_node`). Such a path is read against
+/// the namespace root's directory, found once.
+#[derive(Clone, Debug)]
 pub struct Cgroup2Mount {
     pub dir: PathBuf,
-    pub shows: PathBuf,
+    /// The namespace root's directory, relative to `dir` (empty on a host); None when it could
+    /// not be found: then only paths below the namespace's root are read.
+    ns_root: Option<PathBuf>,
 }
 
-/// The cgroup v2 mount that shows the most of the hierarchy (the container's own cgroup mount
-/// shows only its subtree; a `DaemonSet` mounts the host's too).
+/// The cgroup v2 mount that shows the most of the hierarchy (a container's own cgroup mount
+/// shows only its subtree; a `DaemonSet` mounts the host's too). Read once: the daemon never
+/// changes namespaces, and finding the namespace's root walks the hierarchy.
 pub fn cgroup2_mount() -> Result<Cgroup2Mount, CgroupError> {
+    static MOUNT: std::sync::OnceLock<Cgroup2Mount> = std::sync::OnceLock::new();
+    if let Some(mount) = MOUNT.get() {
+        return Ok(mount.clone());
+    }
+    let mount = find_cgroup2_mount()?;
+    Ok(MOUNT.get_or_init(|| mount).clone())
+}
+
+fn find_cgroup2_mount() -> Result<Cgroup2Mount, CgroupError> {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|source| CgroupError::Io { path: "/proc/self/mountinfo".into(), source })?;
-    let depth = |p: &Path| {
-        p.components().fold(0i64, |d, c| match c {
-            std::path::Component::Normal(_) => d + 1,
-            std::path::Component::ParentDir => d - 1,
-            _ => d,
-        })
-    };
-    mounts
+    let ups = |p: &Path| p.components().filter(|c| matches!(c, std::path::Component::ParentDir)).count();
+    let (dir, shows) = mounts
         .lines()
         .filter_map(|line| {
             // ID PARENT MAJ:MIN ROOT MOUNT-POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER
@@ -55,10 +67,55 @@ pub fn cgroup2_mount() -> Result<Cgroup2Mount, CgroupError> {
             let dash = fields.iter().position(|f| *f == "-")?;
             (fields.get(dash + 1) == Some(&"cgroup2")).then_some(())?;
             let shows = PathBuf::from(unescape_octal(fields.get(3)?));
-            Some(Cgroup2Mount { dir: PathBuf::from(unescape_octal(fields.get(4)?)), shows })
+            Some((PathBuf::from(unescape_octal(fields.get(4)?)), shows))
         })
-        .min_by_key(|m| depth(&m.shows))
-        .ok_or(CgroupError::NoCgroup2)
+        .max_by_key(|(_, shows)| (ups(shows), std::cmp::Reverse(shows.components().count())))
+        .ok_or(CgroupError::NoCgroup2)?;
+    let ns_root = if shows == Path::new("/") {
+        Some(PathBuf::new())
+    } else if shows.components().skip(1).all(|c| matches!(c, std::path::Component::ParentDir)) {
+        namespace_root(&dir, ups(&shows))
+    } else {
+        // The mount shows a cgroup beside or below this namespace's root, not the whole
+        // hierarchy: no path can be placed in it.
+        None
+    };
+    if ns_root.is_none() {
+        tracing::warn!(
+            mount = %dir.display(),
+            shows = %shows.display(),
+            "the cgroup namespace's root was not found in the cgroup v2 mount: tasks' cgroups go under the daemon's own directory"
+        );
+    }
+    Ok(Cgroup2Mount { dir, ns_root })
+}
+
+/// Where this cgroup namespace's root lies below the hierarchy's root (`depth` levels down): the
+/// cgroup of this process, found by its pid in `cgroup.procs`, less its own path below the root.
+fn namespace_root(dir: &Path, depth: usize) -> Option<PathBuf> {
+    let own = PathBuf::from(path_of(std::process::id())?);
+    let below: Vec<_> = own.components().skip(1).collect();
+    if below.iter().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+        return None;
+    }
+    let pid = std::process::id().to_string();
+    // Breadth first, level by level, to the depth of this process's cgroup.
+    let mut level = vec![dir.to_path_buf()];
+    for _ in 0..depth + below.len() {
+        level = level
+            .iter()
+            .filter_map(|d| std::fs::read_dir(d).ok())
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect();
+    }
+    let found = level
+        .into_iter()
+        .find(|d| std::fs::read_to_string(d.join("cgroup.procs")).is_ok_and(|procs| procs.lines().any(|p| p == pid)))?;
+    let root = found.ancestors().nth(below.len())?;
+    root.strip_prefix(dir).ok().map(Path::to_path_buf)
 }
 
 /// A mountinfo path with its `\ooo` escapes (space, tab, newline, backslash) undone.
@@ -84,16 +141,32 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError + '_ {
 }
 
 /// The cgroup v2 directory `pid` runs in, under `mount`, from /proc/PID/cgroup (its `0::PATH`
-/// line, named from this cgroup namespace as the mount's `shows` is). None when it cannot be
-/// read, or when it lies outside what the mount shows.
+/// line, relative to this cgroup namespace's root). None when it cannot be read, or when it
+/// leads out of the hierarchy.
 pub fn of_process(mount: &Cgroup2Mount, pid: u32) -> Option<PathBuf> {
     let path = path_of(pid)?;
-    let relative = Path::new(&path).strip_prefix(&mount.shows).ok()?;
-    if relative.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
-        return None;
-    }
+    let relative = absolute_in(mount.ns_root.as_deref()?, Path::new(&path))?;
     let dir = mount.dir.join(relative);
     dir.is_dir().then_some(dir)
+}
+
+/// `path` (from a namespace rooted at `ns_root`, both relative to the hierarchy's root) as a
+/// path from the hierarchy's root, its `..`s taken lexically (cgroupfs has no symlinks).
+fn absolute_in(ns_root: &Path, path: &Path) -> Option<PathBuf> {
+    let mut out = ns_root.to_path_buf();
+    for component in path.components() {
+        match component {
+            std::path::Component::RootDir | std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            std::path::Component::Normal(name) => out.push(name),
+            std::path::Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
 }
 
 /// Whether a user other than root may move processes within `dir` or above it (below `root`):
@@ -167,6 +240,23 @@ pub fn remove_when_empty(dir: PathBuf) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn paths_from_a_namespace_are_read_against_its_root() {
+        use std::path::Path;
+        let at = |root: &str, path: &str| super::absolute_in(Path::new(root), Path::new(path));
+        // A host: the namespace is the hierarchy.
+        assert_eq!(at("", "/system.slice/x.service"), Some("system.slice/x.service".into()));
+        // A pod four levels down reading another pod's process: up to the common ancestor.
+        let daemon = "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-podD.slice/cri-containerd-D.scope";
+        assert_eq!(
+            at(daemon, "/../../../kubepods-burstable.slice/kubepods-burstable-podA.slice/cri-containerd-A.scope"),
+            Some("kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podA.slice/cri-containerd-A.scope".into())
+        );
+        assert_eq!(at(daemon, "/"), Some(daemon.into()));
+        // Nothing leads above the hierarchy's root.
+        assert_eq!(at("a/b", "/../../../etc"), None);
+    }
+
     #[test]
     fn mountinfo_escapes_are_undone() {
         assert_eq!(super::unescape_octal(r"/sys/fs/cgroup\040x\134y\"), "/sys/fs/cgroup x\\y\\");

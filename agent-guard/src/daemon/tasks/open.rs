@@ -245,6 +245,9 @@ impl Registry {
             }
             kernel.remove_grant(id, &compiled);
         };
+        // Before the process moves into the task's cgroup: a fallback cgroup (kernel/cgroup.rs)
+        // no longer names its container.
+        let container = crate::daemon::cgroup::path_of(req.actor.pid).and_then(|path| self.containers.describe(&path));
         if let Err(err) = self.kernel.put_task(id, &entry) {
             rollback(&mut self.kernel, 0);
             self.stop_dns(id);
@@ -285,7 +288,7 @@ impl Registry {
             revoked: false,
             counts: BTreeMap::default(),
             landlock_abi: landlock.as_ref().map(|r| r.abi),
-            container: crate::daemon::cgroup::path_of(req.actor.pid).and_then(|path| self.containers.describe(&path)),
+            container,
         };
         let task = Task {
             info: info.clone(),

@@ -228,31 +228,48 @@ impl Registry {
     }
 
     /// Where task `id`, opened by `pid`, gets its cgroup: inside the cgroup `pid` runs in, so
-    /// that its limits keep applying (kernel/cgroup.rs); under `cgroup_base` when that cannot
-    /// be read, or when a user other than root could move processes there (a delegated
-    /// subtree): containment comes before the caller's limits.
+    /// that its limits keep applying (kernel/cgroup.rs). When a user other than root could move
+    /// processes there (a delegated subtree: `user@UID.service`, a user-namespaced container),
+    /// in the nearest cgroup above it that no user controls, whose limits still cover it.
+    /// Under `cgroup_base` only when no such cgroup is found, or the caller's cannot be read.
     pub(super) fn task_cgroup(&self, pid: u32, id: u32) -> PathBuf {
         use crate::daemon::cgroup;
         let fallback = self.cgroup_base.join(format!("task-{id}"));
-        let Ok(mount) = cgroup::cgroup2_mount() else { return fallback };
-        let why = match cgroup::of_process(&mount, pid) {
-            Some(dir) if !cgroup::delegated(&mount.dir, &dir) => {
-                let own = dir.join(format!("{}-task-{id}", self.cgroup_prefix()));
-                if !own.exists() {
-                    return own;
-                }
-                "a directory of the task's name is there already"
+        let placed = cgroup::cgroup2_mount().ok().and_then(|mount| {
+            let dir = cgroup::of_process(&mount, pid)?;
+            let home = dir
+                .ancestors()
+                .take_while(|d| *d != mount.dir && d.starts_with(&mount.dir))
+                .find(|d| !cgroup::delegated(&mount.dir, d))?
+                .to_path_buf();
+            if home != dir {
+                tracing::info!(
+                    task = id,
+                    pid,
+                    "the caller's cgroup {} is delegated to a user, who could move the task's processes out: the task's cgroup is made in {}",
+                    dir.display(),
+                    home.display()
+                );
             }
-            Some(_) => "it is delegated to a user, who could move the task's processes out",
-            None => "it could not be read",
+            Some(home)
+        });
+        let Some(home) = placed else {
+            tracing::warn!(
+                task = id,
+                pid,
+                "the caller's cgroup could not be read, or every cgroup above it is delegated: the task's cgroup is {} and the caller's limits do not apply to it",
+                fallback.display()
+            );
+            return fallback;
         };
-        tracing::warn!(
-            task = id,
-            pid,
-            "the caller's cgroup is not used ({why}): the task's cgroup is {} and the caller's limits do not apply to it",
-            fallback.display()
-        );
-        fallback
+        let own = home.join(format!("{}-task-{id}", self.cgroup_prefix()));
+        if !own.exists() {
+            return own;
+        }
+        // A directory of that name is someone else's (made in advance to push the task out of
+        // reach of the caller's limits): another name, in the same place.
+        let random = uuid::Uuid::now_v7().simple().to_string();
+        home.join(format!("{}-task-{id}-{}", self.cgroup_prefix(), &random[20..]))
     }
 
     /// The cgroup directories of the tasks this daemon knows.
