@@ -382,6 +382,43 @@ pub fn act_line(args: &[String]) -> Option<(String, i32)> {
                 Err(err) => super::outcome(Err(err)),
             }
         }
+        "api-flood" => {
+            // Opens N connections to the daemon's socket, each holding a long unfinished line;
+            // then how many the daemon closed, and its answer to one overlong line.
+            let socket = args.get(1).unwrap_or_else(|| super::usage());
+            let n: usize = num(args, 2);
+            let held: Vec<std::os::unix::net::UnixStream> = (0..n)
+                .filter_map(|_| {
+                    let mut stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
+                    let _ = stream.write_all(&vec![b'x'; 60 * 1024]);
+                    Some(stream)
+                })
+                .collect();
+            std::thread::sleep(Duration::from_secs(1));
+            let closed = held
+                .iter()
+                .filter(|s| {
+                    let _ = s.set_read_timeout(Some(Duration::from_millis(300)));
+                    let mut reader: &std::os::unix::net::UnixStream = s;
+                    // EOF, or a reset (the daemon closed with our line unread); a timeout: held.
+                    match reader.read(&mut [0u8; 1]) {
+                        Ok(n) => n == 0,
+                        Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+                    }
+                })
+                .count();
+            drop(held);
+            std::thread::sleep(Duration::from_millis(500));
+            let long = std::os::unix::net::UnixStream::connect(socket).and_then(|mut stream| {
+                let line = format!("{{\"version\":1,\"op\":\"status\",\"pad\":\"{}\"}}\n", "y".repeat(100 * 1024));
+                let _ = stream.write_all(line.as_bytes());
+                stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+                let mut answer = Vec::new();
+                let _ = stream.read_to_end(&mut answer);
+                Ok(String::from_utf8_lossy(&answer).chars().take(120).collect::<String>())
+            });
+            (format!("closed {closed} of {n}; long line: {}", long.unwrap_or_else(|e| e.to_string())), 0)
+        }
         "thread-exec" => {
             let rest: Vec<CString> = std::iter::once(std::env::current_exe().unwrap().display().to_string())
                 .chain(args[1..].iter().cloned())

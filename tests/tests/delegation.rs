@@ -154,3 +154,23 @@ fn a_socket_connected_by_a_zombie_child_speaks_for_nobody() {
         daemon.events()
     );
 }
+
+/// An agent cannot exhaust the daemon through its socket: a task's processes hold at most 16
+/// connections (the rest are closed at once), a line from inside a task is at most 64 KiB, and
+/// the operator is served meanwhile.
+#[test]
+fn an_agent_flooding_the_api_socket_is_held_to_a_few_short_connections() {
+    let daemon = Daemon::start();
+    let g = grant(daemon.dir.path(), "flooder", "enforce", &[], "");
+    let socket = daemon.socket.display().to_string();
+    let mut flood = daemon.run_command("flood-bot", "floods the API", &g, &[], &[PROBE, "api-flood", &socket, "40"]);
+    let flooding = flood.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    // While the agent holds its connections, the operator is served.
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let status = daemon.cli(&["status"]);
+    assert!(status.status.success(), "status during the flood: {status:?}");
+    let out = flooding.wait_with_output().unwrap();
+    let line = stdout(&out);
+    assert!(line.starts_with("closed 24 of 40;"), "16 connections are held, the rest closed: {line}");
+    assert!(line.contains("bad_request") && line.contains("line length"), "a 100 KiB line from a task: {line}");
+}

@@ -19,8 +19,32 @@ use super::{
 };
 use crate::api::{API_VERSION, ErrorCode, Request, RequestBody, Response, ResponseBody};
 
-/// Longest request line accepted (a grant file travels inside one).
+/// Longest request line accepted from outside every task (a grant file travels inside one).
 const MAX_LINE: usize = 4 * 1024 * 1024;
+/// Longest from a process inside a task: a sub-task's grant. Each connection may buffer a
+/// line this long, so an agent cannot make the daemon hold much (against MAX_TASK_CONNECTIONS).
+const MAX_TASK_LINE: usize = 64 * 1024;
+/// Connections the processes of one task may hold open at once: enough for `run` and its
+/// sub-tasks, not enough to exhaust the daemon's descriptors or memory.
+pub const MAX_TASK_CONNECTIONS: u32 = 16;
+
+/// A task's hold on one of its connection slots, given back when the connection ends.
+struct TaskConnection {
+    registry: Arc<Mutex<Registry>>,
+    task: u32,
+}
+
+impl Drop for TaskConnection {
+    fn drop(&mut self) {
+        let mut reg = self.registry.lock().expect("registry lock is never poisoned");
+        if let Some(count) = reg.connections.get_mut(&self.task) {
+            *count -= 1;
+            if *count == 0 {
+                reg.connections.remove(&self.task);
+            }
+        }
+    }
+}
 
 /// Serves one API connection; `accepted_ns` is the boot-clock time of its `accept()` (the
 /// connecting process started before it: peer.rs).
@@ -37,7 +61,23 @@ pub async fn serve_connection(stream: UnixStream, registry: Arc<Mutex<Registry>>
         tracing::warn!(pid, "API connection whose process cannot be named (exited, or its pid was reused): closed");
         return;
     };
-    let mut lines = Framed::new(stream, LinesCodec::new_with_max_length(MAX_LINE));
+    // A task's processes share a few connections, with short lines (sub-task requests).
+    let task = registry.lock().expect("registry lock is never poisoned").kernel.task_of(pid);
+    let _slot = match task {
+        Some(task) => {
+            let mut reg = registry.lock().expect("registry lock is never poisoned");
+            let count = reg.connections.entry(task).or_insert(0);
+            if *count >= MAX_TASK_CONNECTIONS {
+                tracing::warn!(task, pid, "API connection refused: the task holds {MAX_TASK_CONNECTIONS} already");
+                return;
+            }
+            *count += 1;
+            Some(TaskConnection { registry: registry.clone(), task })
+        }
+        None => None,
+    };
+    let max_line = if task.is_some() { MAX_TASK_LINE } else { MAX_LINE };
+    let mut lines = Framed::new(stream, LinesCodec::new_with_max_length(max_line));
     while let Some(line) = lines.next().await {
         let body = match (line, peer.pid()) {
             (Ok(line), Some(pid)) => handle_line(&line, &peer, pid, &registry),

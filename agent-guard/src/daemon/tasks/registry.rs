@@ -117,6 +117,8 @@ pub struct Registry {
     pub dns: Option<crate::daemon::dns::Resolvers>,
     /// Where the container runtimes keep their records (the names of a task's container).
     pub containers: crate::daemon::container::Runtimes,
+    /// API connections open from each task's processes (server.rs caps them).
+    pub connections: std::collections::HashMap<u32, u32>,
 }
 
 /// A refused request: what the API sends back.
@@ -171,6 +173,7 @@ impl Registry {
             decoder: None,
             dns: None,
             containers: crate::daemon::container::Runtimes::default(),
+            connections: std::collections::HashMap::new(),
         }
     }
 
