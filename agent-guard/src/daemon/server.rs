@@ -22,7 +22,7 @@ use crate::api::{API_VERSION, ErrorCode, Request, RequestBody, Response, Respons
 /// Longest request line accepted from outside every task (a grant file travels inside one).
 const MAX_LINE: usize = 4 * 1024 * 1024;
 /// Longest from a process inside a task: a sub-task's grant. Each connection may buffer a
-/// line this long, so an agent cannot make the daemon hold much (against MAX_TASK_CONNECTIONS).
+/// line this long, so an agent cannot make the daemon hold much (times `MAX_TASK_CONNECTIONS`).
 const MAX_TASK_LINE: usize = 64 * 1024;
 /// Connections the processes of one task may hold open at once: enough for `run` and its
 /// sub-tasks, not enough to exhaust the daemon's descriptors or memory.
