@@ -80,16 +80,24 @@ spec:
   ttl: 5m
   files:
     read: [/etc/passwd, /etc/ld.so.cache, /etc/localtime, /etc/nsswitch.conf, /lib/**, /lib64/**, /usr/lib/**]
-  exec: [/usr/bin/cat]
+  exec: [/usr/bin/cat, /usr/bin/bash, /usr/bin/sleep]
 GRANT
 run_agent() { agent-guard run --agent vm-check --intent "read the user list" --grant /root/vm-check.yaml -- "$@"; }
 check granted-read-works bash -c "$(declare -f run_agent); run_agent /usr/bin/cat /etc/passwd | grep -q '^root:x:0:'"
 check ungranted-read-refused bash -c "$(declare -f run_agent); ! run_agent /usr/bin/cat /etc/shadow > /root/shadow.out 2>&1 && grep -q 'Operation not permitted' /root/shadow.out && ! grep -q '^root:' /root/shadow.out"
-check event-in-logs-directory bash -c "sleep 2; grep /etc/shadow /var/log/agent-guard/events.jsonl | grep -q denied"
-check audit-store-in-state-directory bash -c "agent-guard audit --decision denied | grep -q /etc/shadow"
+eventually() { for _ in $(seq 30); do bash -c "$1" && return 0; sleep 1; done; return 1; }
+check event-in-logs-directory eventually "grep /etc/shadow /var/log/agent-guard/events.jsonl | grep -q denied"
+check audit-store-in-state-directory eventually "agent-guard audit --decision denied | grep -q /etc/shadow"
 
+# An agent that outlives its daemon: it reads after the kill, while no daemon runs or the new
+# one is starting, and is still judged by its grant (the pinned programs and maps).
+run_agent /usr/bin/bash -c 'sleep 12; /usr/bin/cat /etc/shadow; /usr/bin/cat /etc/passwd' > /root/across.out 2>&1 &
+agent=$!
+sleep 3
 before=$(main_pid)
 check killed-daemon-restarts bash -c "systemctl kill -s KILL agent-guard; sleep 3; $(declare -f serving); serving && [ \"\$(systemctl show -p MainPID --value agent-guard)\" != $before ]"
+wait $agent
+check confined-across-the-restart bash -c "cat /root/across.out; grep -q 'Operation not permitted' /root/across.out && grep -q '^root:x:0:' /root/across.out && ! grep -q '^root:[^x]' /root/across.out"
 check enforces-after-restart bash -c "$(declare -f run_agent); run_agent /usr/bin/cat /etc/passwd | grep -q '^root:x:0:' && ! run_agent /usr/bin/cat /etc/shadow > /root/shadow2.out 2>&1 && grep -q 'Operation not permitted' /root/shadow2.out && ! grep -q '^root:' /root/shadow2.out"
 
 check package-removes dpkg -r agent-guard
