@@ -71,11 +71,12 @@ pub fn build(toolchain: &str) -> Result<()> {
     ]))
 }
 
-/// Host tests (format, lints, unit, end-to-end) then the VM stage, with one closing line.
 /// The schema checker of the chart test, pinned: its schemas are those of Kubernetes 1.37 and
 /// the releases before it.
 const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
 
+/// Host tests (format, lints, unit, end-to-end), then the VM stage, then the install stage,
+/// with one closing line.
 pub fn test(toolchain: &str) -> Result<()> {
     let host = host_tests(toolchain);
     let vm = host.as_ref().map_err(Clone::clone).and_then(|_| crate::vm::test(toolchain, None));

@@ -167,8 +167,7 @@ fn build_image(deb: &Path) -> Result<std::path::PathBuf> {
     write("etc/hostname", "agent-guard-vm\n", 0o644)?;
     // Uncompressed: unpacking is faster for the emulated kernel than inflating.
     let image = vm::vm_dir().join("install-root.cpio");
-    let script = format!("cd {} && find . | cpio -o -H newc --quiet > {}", root.display(), image.display());
-    run(Command::new("sh").args(["-c", &script]))?;
+    vm::pack(&root, &image, false)?;
     Ok(image)
 }
 

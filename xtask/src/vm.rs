@@ -195,9 +195,15 @@ fn build_initramfs(payload: &Payload) -> Result<PathBuf> {
     std::fs::write(&init_path, init).map_err(|e| e.to_string())?;
     std::fs::set_permissions(&init_path, std::fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
     let image = vm_dir().join("initramfs.cpio.gz");
-    let script = format!("cd {} && find . | cpio -o -H newc --quiet | gzip -1 > {}", root.display(), image.display());
-    run(Command::new("sh").args(["-c", &script]))?;
+    pack(&root, &image, true)?;
     Ok(image)
+}
+
+/// Packs the tree `root` into the initramfs `image` (newc cpio), gzipped or not.
+pub fn pack(root: &Path, image: &Path, gzip: bool) -> Result<()> {
+    let compress = if gzip { " | gzip -1" } else { "" };
+    let script = format!("cd {} && find . | cpio -o -H newc --quiet{compress} > {}", root.display(), image.display());
+    run(Command::new("sh").args(["-c", &script]))
 }
 
 /// Boots `kernel` with the active LSMs `lsm` and `payload`, and returns its console lines (also

@@ -62,20 +62,20 @@ pub async fn serve_connection(stream: UnixStream, registry: Arc<Mutex<Registry>>
         return;
     };
     // A task's processes share a few connections, with short lines (sub-task requests).
-    let task = registry.lock().expect("registry lock is never poisoned").kernel.task_of(pid);
-    let _slot = match task {
-        Some(task) => {
-            let mut reg = registry.lock().expect("registry lock is never poisoned");
+    let task = {
+        let mut reg = registry.lock().expect("registry lock is never poisoned");
+        let task = reg.kernel.task_of(pid);
+        if let Some(task) = task {
             let count = reg.connections.entry(task).or_insert(0);
             if *count >= MAX_TASK_CONNECTIONS {
                 tracing::warn!(task, pid, "API connection refused: the task holds {MAX_TASK_CONNECTIONS} already");
                 return;
             }
             *count += 1;
-            Some(TaskConnection { registry: registry.clone(), task })
         }
-        None => None,
+        task
     };
+    let _slot = task.map(|task| TaskConnection { registry: registry.clone(), task });
     let max_line = if task.is_some() { MAX_TASK_LINE } else { MAX_LINE };
     let mut lines = Framed::new(stream, LinesCodec::new_with_max_length(max_line));
     while let Some(line) = lines.next().await {

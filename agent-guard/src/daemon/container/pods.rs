@@ -13,7 +13,7 @@
 //! runs can write what is read here. The file is read once, when a task opens; no CRI or kubelet
 //! connection is needed. Docker (cri-dockerd) keeps its record elsewhere and is not read.
 
-use std::{collections::HashMap, io::Read, path::PathBuf};
+use std::{collections::HashMap, io::Read};
 
 use serde::Deserialize;
 
@@ -26,17 +26,8 @@ const MAX_SPEC: u64 = 4 << 20;
 const MAX_NAME: usize = 253;
 
 /// Where the container runtimes keep their records (the daemon config's `containers`).
-#[derive(Clone, Debug)]
-pub struct Runtimes {
-    containerd_state: PathBuf,
-    crio_run_root: PathBuf,
-}
-
-impl Default for Runtimes {
-    fn default() -> Self {
-        Runtimes::new(&ContainersConfig::default())
-    }
-}
+#[derive(Clone, Debug, Default)]
+pub struct Runtimes(ContainersConfig);
 
 /// The part of an OCI runtime spec read here. Not `deny_unknown_fields`: the file is the
 /// runtime's, with many fields this does not read.
@@ -53,13 +44,23 @@ struct Names {
     container: Option<String>,
 }
 
-fn name(value: Option<&String>) -> Option<String> {
-    value.filter(|v| !v.is_empty() && v.len() <= MAX_NAME).cloned()
+impl Names {
+    /// The names under `keys` (pod name, pod namespace, pod uid, container name) of a runtime's
+    /// record; none without a pod name.
+    fn from(record: &HashMap<String, String>, keys: [&str; 4]) -> Option<Names> {
+        let name = |key: &str| record.get(key).filter(|v| !v.is_empty() && v.len() <= MAX_NAME).cloned();
+        Some(Names {
+            pod_name: Some(name(keys[0])?),
+            pod_namespace: name(keys[1]),
+            pod_uid: name(keys[2]),
+            container: name(keys[3]),
+        })
+    }
 }
 
 impl Runtimes {
     pub fn new(config: &ContainersConfig) -> Runtimes {
-        Runtimes { containerd_state: config.containerd_state.clone(), crio_run_root: config.crio_run_root.clone() }
+        Runtimes(config.clone())
     }
 
     /// The container of a process whose cgroup v2 path is `path`, with its Kubernetes names
@@ -90,29 +91,32 @@ impl Runtimes {
         // another (`ctr`, nerdctl) with the same annotations is no pod's. The id is 64 hex
         // digits (checked by from_cgroup_path), so it names no other path.
         let spec = read_spec(
-            &self.containerd_state.join("io.containerd.runtime.v2.task/k8s.io").join(id).join("config.json"),
+            &self.0.containerd_state.join("io.containerd.runtime.v2.task/k8s.io").join(id).join("config.json"),
         )?;
-        let a = &spec.annotations;
-        let names = Names {
-            pod_name: name(a.get("io.kubernetes.cri.sandbox-name")),
-            pod_namespace: name(a.get("io.kubernetes.cri.sandbox-namespace")),
-            pod_uid: name(a.get("io.kubernetes.cri.sandbox-uid")),
-            container: name(a.get("io.kubernetes.cri.container-name")),
-        };
-        names.pod_name.is_some().then_some(names)
+        Names::from(
+            &spec.annotations,
+            [
+                "io.kubernetes.cri.sandbox-name",
+                "io.kubernetes.cri.sandbox-namespace",
+                "io.kubernetes.cri.sandbox-uid",
+                "io.kubernetes.cri.container-name",
+            ],
+        )
     }
 
     fn crio(&self, id: &str) -> Option<Names> {
-        let spec = read_spec(&self.crio_run_root.join("overlay-containers").join(id).join("userdata/config.json"))?;
+        let spec = read_spec(&self.0.crio_run_root.join("overlay-containers").join(id).join("userdata/config.json"))?;
         let labels: HashMap<String, String> =
             serde_json::from_str(spec.annotations.get("io.kubernetes.cri-o.Labels")?).ok()?;
-        let names = Names {
-            pod_name: name(labels.get("io.kubernetes.pod.name")),
-            pod_namespace: name(labels.get("io.kubernetes.pod.namespace")),
-            pod_uid: name(labels.get("io.kubernetes.pod.uid")),
-            container: name(labels.get("io.kubernetes.container.name")),
-        };
-        names.pod_name.is_some().then_some(names)
+        Names::from(
+            &labels,
+            [
+                "io.kubernetes.pod.name",
+                "io.kubernetes.pod.namespace",
+                "io.kubernetes.pod.uid",
+                "io.kubernetes.container.name",
+            ],
+        )
     }
 }
 
@@ -133,7 +137,7 @@ mod tests {
         Runtimes::new(&ContainersConfig { containerd_state: dir.join("containerd"), crio_run_root: dir.join("crio") })
     }
 
-    fn write(path: PathBuf, text: &str) {
+    fn write(path: std::path::PathBuf, text: &str) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, text).unwrap();
     }

@@ -140,12 +140,11 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError + '_ {
     move |source| CgroupError::Io { path: path.to_path_buf(), source }
 }
 
-/// The cgroup v2 directory `pid` runs in, under `mount`, from /proc/PID/cgroup (its `0::PATH`
-/// line, relative to this cgroup namespace's root). None when it cannot be read, or when it
-/// leads out of the hierarchy.
-pub fn of_process(mount: &Cgroup2Mount, pid: u32) -> Option<PathBuf> {
-    let path = path_of(pid)?;
-    let relative = absolute_in(mount.ns_root.as_deref()?, Path::new(&path))?;
+/// The cgroup v2 directory under `mount` of a process whose /proc/PID/cgroup path is `path`
+/// (`path_of`: relative to this cgroup namespace's root). None when it leads out of the
+/// hierarchy, or is no directory.
+pub fn dir_of(mount: &Cgroup2Mount, path: &str) -> Option<PathBuf> {
+    let relative = absolute_in(mount.ns_root.as_deref()?, Path::new(path))?;
     let dir = mount.dir.join(relative);
     dir.is_dir().then_some(dir)
 }

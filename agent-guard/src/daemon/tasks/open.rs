@@ -228,7 +228,11 @@ impl Registry {
             },
             dns_port,
         };
-        let cgroup = self.task_cgroup(req.actor.pid, id);
+        // The caller's cgroup, read once: where the task's cgroup goes, and which container the
+        // task runs in (read before the process moves: a fallback cgroup names no container).
+        let caller_cgroup = crate::daemon::cgroup::path_of(req.actor.pid);
+        let cgroup = self.task_cgroup(caller_cgroup.as_deref(), req.actor.pid, id);
+        let container = caller_cgroup.as_deref().and_then(|path| self.containers.describe(path));
 
         // Rules first, then the task, then the cgroup, and the tag last: the tag is what puts
         // the process under the grant, so it only goes in once everything it points to exists.
@@ -245,9 +249,6 @@ impl Registry {
             }
             kernel.remove_grant(id, &compiled);
         };
-        // Before the process moves into the task's cgroup: a fallback cgroup (kernel/cgroup.rs)
-        // no longer names its container.
-        let container = crate::daemon::cgroup::path_of(req.actor.pid).and_then(|path| self.containers.describe(&path));
         if let Err(err) = self.kernel.put_task(id, &entry) {
             rollback(&mut self.kernel, 0);
             self.stop_dns(id);

@@ -235,11 +235,12 @@ impl Registry {
     /// processes there (a delegated subtree: `user@UID.service`, a user-namespaced container),
     /// in the nearest cgroup above it that no user controls, whose limits still cover it.
     /// Under `cgroup_base` only when no such cgroup is found, or the caller's cannot be read.
-    pub(super) fn task_cgroup(&self, pid: u32, id: u32) -> PathBuf {
+    /// `caller` is the caller's /proc/PID/cgroup path (`cgroup::path_of`).
+    pub(super) fn task_cgroup(&self, caller: Option<&str>, pid: u32, id: u32) -> PathBuf {
         use crate::daemon::cgroup;
         let fallback = self.cgroup_base.join(format!("task-{id}"));
         let placed = cgroup::cgroup2_mount().ok().and_then(|mount| {
-            let dir = cgroup::of_process(&mount, pid)?;
+            let dir = cgroup::dir_of(&mount, caller?)?;
             let home = dir
                 .ancestors()
                 .take_while(|d| *d != mount.dir && d.starts_with(&mount.dir))
