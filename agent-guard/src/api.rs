@@ -88,6 +88,67 @@ pub enum RequestBody {
     SuperviseTask {
         listener_fd: i32,
     },
+    /// From inside a task opened from a profile with `requestable` rules: ask for more access
+    /// for `duration_secs`, giving a reason. Answered with the approval (state `pending`), or
+    /// refused at once when the rules are not requestable. Nothing widens until approvers
+    /// allowed by the profile approve it.
+    RequestAccess {
+        rules: AccessRules,
+        duration_secs: u64,
+        reason: String,
+    },
+    /// From inside a task: its grant as in force now, what it may request, and the approved
+    /// requests widening it.
+    GetGrant,
+}
+
+/// Rules an access request asks for, in the grant's syntax (allow rules only).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRules {
+    #[serde(default)]
+    pub files: crate::grant::FileRules,
+    #[serde(default)]
+    pub exec: Vec<crate::grant::FileRule>,
+    #[serde(default)]
+    pub connect: Vec<crate::grant::NetRule>,
+}
+
+impl AccessRules {
+    /// As a grant spec (the form the coverage check and the compiler take).
+    pub fn spec(&self) -> crate::grant::GrantSpec {
+        crate::grant::GrantSpec {
+            files: self.files.clone(),
+            exec: self.exec.clone(),
+            network: crate::grant::NetworkRules { connect: self.connect.clone(), listen: Vec::new() },
+            ..Default::default()
+        }
+    }
+}
+
+/// A task's grant as the task itself sees it (`GetGrant`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GrantView {
+    pub task: TaskInfo,
+    /// The rules in force now, approved requests included.
+    pub rules: Vec<String>,
+    /// What the task may request (empty: nothing), and for how long at most.
+    #[serde(default)]
+    pub requestable: Vec<String>,
+    #[serde(default)]
+    pub max_request_secs: u64,
+    /// Approved requests widening the grant now.
+    #[serde(default)]
+    pub widenings: Vec<WideningInfo>,
+}
+
+/// An approved request in force.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WideningInfo {
+    pub approval: u32,
+    pub rules: Vec<String>,
+    /// RFC 3339: when the rules leave the grant.
+    pub until: String,
 }
 
 /// One response line: the API version and the answer.
@@ -126,6 +187,9 @@ pub enum ResponseBody {
     },
     Approvals {
         approvals: Vec<ApprovalInfo>,
+    },
+    Grant {
+        grant: GrantView,
     },
     Error {
         code: ErrorCode,
@@ -242,8 +306,29 @@ pub struct ApprovalInfo {
     pub requested: String,
     /// When it is refused if nobody answers.
     pub deadline: String,
-    /// `pending`, `approved`, `denied`, `timed_out`, `refused` (too many waiting).
+    /// `pending`, `approved`, `denied`, `timed_out`, `refused` (too many waiting), and for a
+    /// request `ended` (its time was up).
     pub state: String,
+    /// For an access request (`object: access`): what was asked, why, and who approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestInfo>,
+}
+
+/// What an access request asks, and how far its approval has come.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RequestInfo {
+    pub rules: Vec<String>,
+    pub duration_secs: u64,
+    /// The agent's reason (untrusted text).
+    pub reason: String,
+    /// Different approvers needed: 2 under the two-person rule.
+    pub approvals_needed: u32,
+    /// Who approved so far ("slack U024BE7LH (alice)").
+    #[serde(default)]
+    pub approved_by: Vec<String>,
+    /// RFC 3339: when the added rules leave the grant (once approved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
 }
 
 /// The daemon's state (`agent-guard status`).

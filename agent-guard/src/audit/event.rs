@@ -149,6 +149,14 @@ pub fn object_of(body: &Body) -> Option<(Target<'_>, String)> {
         }
         ObjectRef::Executable(exe) => (Target::Path(&exe.path), format!("exec {}", exe.path)),
         ObjectRef::Escape(escape) => (Target::Elsewhere, format!("escape {} {}", escape.route, escape.detail)),
+        ObjectRef::Access(access) => (
+            Target::Elsewhere,
+            format!(
+                "access {} for {}",
+                crate::grant::rule_lines(&access.requested).join(", "),
+                humantime::format_duration(std::time::Duration::from_secs(access.duration_secs))
+            ),
+        ),
         ObjectRef::Dns(dns) => {
             (Target::Destination(dns.question.clone()), format!("dns {} {} ({})", dns.question, dns.qtype, dns.rcode))
         }

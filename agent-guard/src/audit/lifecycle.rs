@@ -168,6 +168,7 @@ impl Building {
             | Body::TaskStop(_)
             | Body::TaskClose(_)
             | Body::TaskIntent(_)
+            | Body::GrantNarrow(_)
             | Body::NetworkConnect(_)
             | Body::NetworkSend(_)
             | Body::NetworkDns(_)

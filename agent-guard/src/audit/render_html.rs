@@ -67,7 +67,22 @@ impl Report {
         if self.approvals.is_empty() {
             out.push_str("<p>None requested.</p>\n");
         } else {
-            head(&mut out, &["id", "requested", "action", "outcome", "by", "decided", "reason"]);
+            head(
+                &mut out,
+                &[
+                    "id",
+                    "requested",
+                    "action",
+                    "asked by",
+                    "justification",
+                    "for",
+                    "outcome",
+                    "by",
+                    "decided",
+                    "ended",
+                    "reason",
+                ],
+            );
             for a in &self.approvals {
                 row(
                     &mut out,
@@ -75,9 +90,13 @@ impl Report {
                         &a.id.map_or("-".into(), |id| id.to_string()),
                         a.requested.as_deref().unwrap_or("-"),
                         &a.object,
+                        a.asked_by.as_deref().unwrap_or("-"),
+                        a.justification.as_deref().unwrap_or("-"),
+                        a.duration.as_deref().unwrap_or("-"),
                         &a.outcome,
-                        &a.by.as_ref().map_or("-".into(), ToString::to_string),
+                        &a.approver_line(),
                         a.decided.as_deref().unwrap_or("-"),
+                        a.narrowed.as_deref().unwrap_or("-"),
                         a.reason.as_deref().unwrap_or(""),
                     ],
                 );

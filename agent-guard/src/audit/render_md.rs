@@ -55,19 +55,23 @@ impl Report {
         } else {
             let _ = writeln!(
                 out,
-                "| id | requested | action | outcome | by | decided | reason |\n|---|---|---|---|---|---|---|"
+                "| id | requested | action | asked by | justification | for | outcome | by | decided | ended | reason |\n|---|---|---|---|---|---|---|---|---|---|---|"
             );
             for a in &self.approvals {
-                let by = a.by.as_ref().map_or("-".into(), ToString::to_string);
+                let by = a.approver_line();
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     a.id.map_or("-".into(), |id| id.to_string()),
                     t(a.requested.as_deref().unwrap_or("-")),
                     t(&a.object),
+                    t(a.asked_by.as_deref().unwrap_or("-")),
+                    t(a.justification.as_deref().unwrap_or("-")),
+                    t(a.duration.as_deref().unwrap_or("-")),
                     t(&a.outcome),
                     t(&by),
                     t(a.decided.as_deref().unwrap_or("-")),
+                    t(a.narrowed.as_deref().unwrap_or("-")),
                     t(a.reason.as_deref().unwrap_or("")),
                 );
             }

@@ -95,6 +95,30 @@ pub struct Approval {
     pub decided: Option<String>,
     pub by: Option<Actor>,
     pub reason: Option<String>,
+    /// For an access request: who asked (the agent and its process), the agent's own reason,
+    /// the duration asked for, who approved (every approver, on any channel), and when the
+    /// added rules left the grant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asked_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub justification: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub narrowed: Option<String>,
+}
+
+impl Approval {
+    /// Who decided: the approvers a channel named, else the local process that answered.
+    pub fn approver_line(&self) -> String {
+        if self.approvers.is_empty() {
+            self.by.as_ref().map_or("-".into(), ToString::to_string)
+        } else {
+            self.approvers.join(" and ")
+        }
+    }
 }
 
 /// What the task reached, by directory and destination.
@@ -252,6 +276,17 @@ impl Builder {
                 if approval.reason.is_none() {
                     approval.reason = Some(held.verdict.reason.clone());
                 }
+                if let crate::daemon::events::schema::HeldObject::Access(access) = &held.object {
+                    let agent = event.task.as_ref().map(|t| t.agent.clone()).unwrap_or_default();
+                    approval.asked_by = Some(format!("{agent}, {}", access.requester));
+                    approval.justification = Some(access.reason.clone());
+                    approval.duration =
+                        Some(humantime::format_duration(std::time::Duration::from_secs(access.duration_secs)).to_string());
+                }
+            }
+            Body::GrantNarrow(narrowed) => {
+                let approval = self.approval(narrowed.approval);
+                approval.narrowed = Some(ix.time.clone());
             }
             Body::ApprovalGranted(answer) | Body::ApprovalDenied(answer) => {
                 let granted = matches!(event.body, Body::ApprovalGranted(_));
@@ -259,6 +294,7 @@ impl Builder {
                 approval.outcome = if granted { "granted" } else { "denied" }.into();
                 approval.decided = Some(ix.time.clone());
                 approval.by = answer.actor.as_ref().map(Actor::from);
+                approval.approvers = answer.approvers.iter().map(ToString::to_string).collect();
                 approval.reason = Some(answer.verdict.reason.clone());
             }
             Body::NetworkConnect(_)
@@ -339,6 +375,11 @@ impl Builder {
                 decided: None,
                 by: None,
                 reason: None,
+                asked_by: None,
+                justification: None,
+                duration: None,
+                approvers: Vec::new(),
+                narrowed: None,
             });
             self.approvals.len() - 1
         });

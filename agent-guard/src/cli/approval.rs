@@ -82,6 +82,19 @@ pub fn list(socket: &Path, args: &List) -> anyhow::Result<ExitCode> {
             printable(&a.path),
             a.access.join("+")
         );
+        if let Some(request) = &a.request {
+            println!(
+                "      for {}s, {} approver(s) needed{}; reason: {}",
+                request.duration_secs,
+                request.approvals_needed,
+                if request.approved_by.is_empty() {
+                    String::new()
+                } else {
+                    format!(", approved by {}", printable(&request.approved_by.join(" and ")))
+                },
+                printable(&request.reason)
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

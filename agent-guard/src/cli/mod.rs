@@ -10,6 +10,7 @@ mod daemon;
 mod events;
 mod grant;
 mod intent;
+mod request;
 mod policy;
 mod preflight;
 mod report;
@@ -69,11 +70,14 @@ enum Command {
     },
     /// Inside a task: declare the step the agent is taking (carried by the task's next events).
     Intent(intent::Args),
-    /// Let an action held by an `ask` rule continue.
+    /// Inside a task: ask for more access for a while, with a reason; approvers the profile
+    /// names decide (or `--show` the grant in force and what may be requested).
+    Request(request::Args),
+    /// Let an action held by an `ask` rule continue, or approve an access request.
     Approve(approval::Approve),
-    /// Refuse an action held by an `ask` rule (it fails with EPERM).
+    /// Refuse an action held by an `ask` rule (it fails with EPERM), or an access request.
     Deny(approval::Deny),
-    /// List held actions and their decisions.
+    /// List held actions and access requests, and their decisions.
     Approvals(approval::List),
     /// Which enforcement level each capability would get on this machine, and why (no daemon
     /// needed, nothing changed).
@@ -105,6 +109,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Events { command } => events::main(&command),
         Command::Grant { command } => grant::main(&cli.socket, &command),
         Command::Intent(args) => intent::main(&cli.socket, args),
+        Command::Request(args) => request::main(&cli.socket, args),
         Command::Approve(args) => approval::approve(&cli.socket, &args),
         Command::Deny(args) => approval::deny(&cli.socket, &args),
         Command::Approvals(args) => approval::list(&cli.socket, &args),

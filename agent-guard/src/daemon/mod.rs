@@ -1,6 +1,7 @@
 //! The daemon: owns the kernel programs and maps, serves the API, turns kernel records into
 //! events. `run` takes its listener and shutdown signal as arguments so tests can drive it.
 
+pub mod approve;
 mod clock;
 pub mod config;
 pub mod container;

@@ -13,7 +13,7 @@ use super::{
     events::schema::Actor,
     peer::Peer,
     tasks::{
-        GrantRequest, OpenRequest,
+        Decider, GrantRequest, OpenRequest,
         registry::{Refusal, Registry},
     },
 };
@@ -194,17 +194,25 @@ fn handle_line(line: &str, peer: &Peer, pid: u32, registry: &Arc<Mutex<Registry>
     if let Some(task) = caller_task
         && !matches!(
             request.body,
-            RequestBody::OpenTask { .. } | RequestBody::DeclareIntent { .. } | RequestBody::SuperviseTask { .. }
+            RequestBody::OpenTask { .. }
+                | RequestBody::DeclareIntent { .. }
+                | RequestBody::SuperviseTask { .. }
+                | RequestBody::RequestAccess { .. }
+                | RequestBody::GetGrant
+                | RequestBody::ListApprovals
         )
     {
         return ResponseBody::Error {
             code: ErrorCode::Forbidden,
             message: format!(
-                "process {pid} belongs to task {task}: inside a task only `agent-guard run` (a sub-task) and `agent-guard intent` are allowed"
+                "process {pid} belongs to task {task}: inside a task only `agent-guard run` (a sub-task), `intent`, `request`, `grant show` and `approvals` are allowed"
             ),
         };
     }
-    let changes = !matches!(request.body, RequestBody::ListTasks | RequestBody::Status | RequestBody::ListApprovals);
+    let changes = !matches!(
+        request.body,
+        RequestBody::ListTasks | RequestBody::Status | RequestBody::ListApprovals | RequestBody::GetGrant
+    );
     let body = match request.body {
         RequestBody::OpenTask {
             agent,
@@ -238,12 +246,19 @@ fn handle_line(line: &str, peer: &Peer, pid: u32, registry: &Arc<Mutex<Registry>
             reg.extend(id, Duration::from_secs(secs), &actor).map_or_else(error, |task| ResponseBody::Task { task })
         }
         RequestBody::Approve { id, for_secs } => reg
-            .decide(id, true, for_secs.map(Duration::from_secs), Some(&actor))
+            .decide(id, true, for_secs.map(Duration::from_secs), Some(&Decider::local(&actor)))
             .map_or_else(error, |approval| ResponseBody::Approval { approval }),
-        RequestBody::Deny { id } => {
-            reg.decide(id, false, None, Some(&actor)).map_or_else(error, |approval| ResponseBody::Approval { approval })
-        }
-        RequestBody::ListApprovals => ResponseBody::Approvals { approvals: reg.approvals() },
+        RequestBody::Deny { id } => reg
+            .decide(id, false, None, Some(&Decider::local(&actor)))
+            .map_or_else(error, |approval| ResponseBody::Approval { approval }),
+        // A task sees its own questions only.
+        RequestBody::ListApprovals => ResponseBody::Approvals {
+            approvals: reg.approvals().into_iter().filter(|a| caller_task.is_none_or(|t| a.task == t)).collect(),
+        },
+        RequestBody::RequestAccess { rules, duration_secs, reason } => reg
+            .request_access(&actor, &rules, Duration::from_secs(duration_secs), &reason)
+            .map_or_else(error, |approval| ResponseBody::Approval { approval }),
+        RequestBody::GetGrant => reg.grant_view(pid).map_or_else(error, |grant| ResponseBody::Grant { grant }),
         RequestBody::DeclareIntent { intent } => {
             reg.declare_intent(pid, intent).map_or_else(error, |task| ResponseBody::Task { task })
         }

@@ -70,7 +70,7 @@ pub struct GrantSpec {
     #[serde(default)]
     pub mode: Mode,
     /// Longest life of a task opened with this grant ("15m", "1h30m").
-    #[serde(default, with = "opt_duration")]
+    #[serde(default, with = "opt_duration", skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
     pub ttl: Option<Duration>,
     #[serde(default)]
@@ -259,7 +259,8 @@ mod opt_duration {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
     pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
-        let text = String::deserialize(de)?;
+        // `null` is none: specs written into events before `ttl` was skipped when absent.
+        let Some(text) = Option::<String>::deserialize(de)? else { return Ok(None) };
         humantime::parse_duration(&text)
             .map(Some)
             .map_err(|err| D::Error::custom(format!("invalid duration {text:?}: {err} (examples: 90s, 15m, 1h30m)")))
@@ -276,3 +277,41 @@ mod opt_duration {
 
 #[cfg(test)]
 mod tests;
+
+/// A spec's rules one per line, as written ("files.read /srv/** (allow)" without the action
+/// for allow rules): for requests, events and the report.
+pub fn rule_lines(spec: &GrantSpec) -> Vec<String> {
+    fn line(list: &str, target: &dyn std::fmt::Display, action: RuleAction) -> String {
+        match action {
+            RuleAction::Allow => format!("{list} {target}"),
+            other => format!("{list} {target} ({})", other.name()),
+        }
+    }
+    let mut out = Vec::new();
+    for (list, rules) in [("files.read", &spec.files.read), ("files.write", &spec.files.write), ("exec", &spec.exec)] {
+        out.extend(rules.iter().map(|r| line(list, &r.target, r.action)));
+    }
+    out.extend(spec.network.connect.iter().map(|r| line("network.connect", &r.target, r.action)));
+    out.extend(spec.network.listen.iter().map(|r| line("network.listen", &r.target, r.action)));
+    out
+}
+
+/// `base` with the rules of each of `extra` added (each rule once): the grant a task has while
+/// approved requests widen it.
+pub fn widened<'a>(base: &GrantSpec, extra: impl IntoIterator<Item = &'a GrantSpec>) -> GrantSpec {
+    fn add<T: Clone + PartialEq>(to: &mut Vec<Rule<T>>, from: &[Rule<T>]) {
+        for rule in from {
+            if !to.contains(rule) {
+                to.push(rule.clone());
+            }
+        }
+    }
+    let mut spec = base.clone();
+    for more in extra {
+        add(&mut spec.files.read, &more.files.read);
+        add(&mut spec.files.write, &more.files.write);
+        add(&mut spec.exec, &more.exec);
+        add(&mut spec.network.connect, &more.network.connect);
+    }
+    spec
+}

@@ -6,12 +6,15 @@
 
 mod placeholder;
 mod profile;
+mod requestable;
 mod set;
 mod template;
 
 use serde::Deserialize;
 
 pub use profile::AgentProfile;
+pub use requestable::not_allow;
+pub use requestable::{ApproverId, Requestable, RequestableRules};
 pub use set::{PolicySet, policy_files};
 pub use template::GrantTemplate;
 

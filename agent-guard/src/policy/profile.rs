@@ -52,6 +52,13 @@ pub struct ProfileSpec {
     /// Rules every task of this agent gets, added to its template's.
     #[serde(default)]
     pub base_grant: BaseGrant,
+    /// Who may approve this agent's access requests and held actions (`CHANNEL:ID`). Empty:
+    /// held actions go to any operator, and nothing is requestable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<super::requestable::ApproverId>,
+    /// What this agent's tasks may ask for while they run (`agent-guard request`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requestable: Option<super::requestable::Requestable>,
 }
 
 /// What every task of a profile may do, whatever the template.
@@ -75,6 +82,12 @@ impl AgentProfile {
             return Err(invalid("spec.maxTtl must be longer than 0s".into()));
         }
         profile.base_spec().validate().map_err(|m| invalid(format!("spec.baseGrant: {m}")))?;
+        if let Some(requestable) = &profile.spec.requestable {
+            requestable.validate().map_err(|m| invalid(format!("spec.requestable: {m}")))?;
+            if profile.spec.approvers.is_empty() {
+                return Err(invalid("spec.requestable needs spec.approvers: who may approve the requests".into()));
+            }
+        }
         Ok(profile)
     }
 

@@ -53,6 +53,10 @@ pub enum Body {
     GrantRevoke(Control),
     #[serde(rename = "grant.extend")]
     GrantExtend(Control),
+    /// An approved access request's rules left the grant: their time was up, or the task
+    /// ended (`reason` names the request).
+    #[serde(rename = "grant.narrow")]
+    GrantNarrow(Narrowed),
     #[serde(rename = "network.connect")]
     NetworkConnect(Action<NetworkObject>),
     #[serde(rename = "network.send")]
@@ -74,8 +78,9 @@ pub enum Body {
     /// the grant does not allow, or access after its grant ended): refused (`object.route`).
     #[serde(rename = "task.escape")]
     TaskEscape(Action<EscapeObject>),
-    /// An action held in the kernel by an `ask` rule; `approval` names it for
-    /// `agent-guard approve|deny`.
+    /// An action held in the kernel by an `ask` rule, or a task's request for more access
+    /// (`object.requested`); `approval` names it for `agent-guard approve|deny` and the
+    /// approval channels.
     #[serde(rename = "approval.request")]
     ApprovalRequest(Held),
     #[serde(rename = "approval.granted")]
@@ -167,14 +172,64 @@ pub enum ObjectRef<'a> {
     File(&'a FileObject),
     Executable(&'a ExecObject),
     Escape(&'a EscapeObject),
+    Access(&'a AccessObject),
 }
 
 /// What a held action would touch.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum HeldObject {
+    /// First: the only one with `requested`, which the others lack.
+    Access(AccessObject),
     File(FileObject),
     Executable(ExecObject),
+}
+
+/// What a task asked for (`agent-guard request`): rules to add to its grant, for how long, why.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+pub struct AccessObject {
+    /// The rules asked for, in the grant's syntax (allow rules only).
+    pub requested: crate::grant::GrantSpec,
+    /// For how long, in seconds (at most the profile's `requestable.maxDuration`).
+    pub duration_secs: u64,
+    /// The agent's reason, as it gave it (untrusted text).
+    pub reason: String,
+    /// Different approvers needed (2 under a `twoPerson` entry).
+    pub approvals_needed: u32,
+    /// The task's process that asked, as the kernel names the API caller.
+    pub requester: Actor,
+}
+
+/// Who decided, on which channel.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+pub struct Approver {
+    pub channel: Channel,
+    /// The channel's id of the person: `uid:N` (cli), the Slack user id, the Entra object id
+    /// (teams), the user a webhook callback names.
+    pub id: String,
+    /// The person's name as the channel gives it (untrusted display text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// Where an approver answered.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Cli,
+    Slack,
+    Teams,
+    Webhook,
+}
+
+impl std::fmt::Display for Approver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let channel = crate::api::wire_name(&self.channel);
+        match &self.name {
+            Some(name) => write!(f, "{name} ({channel} {})", self.id),
+            None => write!(f, "{channel} {}", self.id),
+        }
+    }
 }
 
 /// A human's answer to a held action.
@@ -183,9 +238,13 @@ pub struct Answer {
     #[serde(flatten)]
     pub verdict: Verdict,
     pub approval: u32,
-    /// Who answered (absent when the daemon refused it: timeout, task ended).
+    /// The local process that answered through the API (absent for the other channels, and
+    /// when the daemon refused it: timeout, task ended).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<Actor>,
+    /// Who decided, whatever the channel; two under the two-person rule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<Approver>,
 }
 
 /// The payload of `task.open`.
@@ -222,6 +281,14 @@ pub struct Control {
     /// Who asked, as the kernel names the API caller (`SO_PEERPIDFD`, `SO_PEERCRED`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<Actor>,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// The payload of `grant.narrow`: which approved request's rules left the grant.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+pub struct Narrowed {
+    pub approval: u32,
     #[serde(default)]
     pub reason: String,
 }
@@ -312,6 +379,7 @@ pub enum Kind {
     TaskIntent,
     GrantRevoke,
     GrantExtend,
+    GrantNarrow,
     NetworkConnect,
     NetworkSend,
     NetworkDns,
@@ -345,6 +413,7 @@ impl Kind {
             Kind::TaskIntent => "task.intent",
             Kind::GrantRevoke => "grant.revoke",
             Kind::GrantExtend => "grant.extend",
+            Kind::GrantNarrow => "grant.narrow",
             Kind::NetworkConnect => "network.connect",
             Kind::NetworkSend => "network.send",
             Kind::NetworkDns => "network.dns",
@@ -379,6 +448,7 @@ impl Body {
             Body::TaskIntent(_) => Kind::TaskIntent,
             Body::GrantRevoke(_) => Kind::GrantRevoke,
             Body::GrantExtend(_) => Kind::GrantExtend,
+            Body::GrantNarrow(_) => Kind::GrantNarrow,
             Body::NetworkConnect(_) => Kind::NetworkConnect,
             Body::NetworkSend(_) => Kind::NetworkSend,
             Body::NetworkDns(_) => Kind::NetworkDns,
@@ -420,6 +490,7 @@ impl Body {
             | Body::TaskIntent(_)
             | Body::GrantRevoke(_)
             | Body::GrantExtend(_)
+            | Body::GrantNarrow(_)
             | Body::EventsDropped(_)
             | Body::OutputDropped(_)
             | Body::OutputFailed(_)
@@ -441,6 +512,7 @@ impl Body {
             Body::ProcessExec(a) => Some(ObjectRef::Executable(&a.object)),
             Body::TaskEscape(a) => Some(ObjectRef::Escape(&a.object)),
             Body::ApprovalRequest(h) => Some(match &h.object {
+                HeldObject::Access(access) => ObjectRef::Access(access),
                 HeldObject::File(file) => ObjectRef::File(file),
                 HeldObject::Executable(exe) => ObjectRef::Executable(exe),
             }),
@@ -450,6 +522,7 @@ impl Body {
             | Body::TaskIntent(_)
             | Body::GrantRevoke(_)
             | Body::GrantExtend(_)
+            | Body::GrantNarrow(_)
             | Body::ApprovalGranted(_)
             | Body::ApprovalDenied(_)
             | Body::Tamper(_)
@@ -486,6 +559,7 @@ impl Body {
             Body::TaskOpen(b) => Some(&b.reason),
             Body::TaskClose(b) | Body::TaskStop(b) => Some(&b.reason),
             Body::TaskIntent(b) | Body::GrantRevoke(b) | Body::GrantExtend(b) => Some(&b.reason),
+            Body::GrantNarrow(b) => Some(&b.reason),
             Body::EventsDropped(b) | Body::OutputDropped(b) | Body::OutputFailed(b) => Some(&b.reason),
             Body::GuardStart(b) => Some(&b.reason),
             Body::GuardStop(b) | Body::PolicyLoad(b) | Body::PolicyRejected(b) => Some(&b.reason),
@@ -739,5 +813,35 @@ mod tests {
             "{} is stale: regenerate it with `cargo xtask codegen`",
             path.display()
         );
+    }
+
+    #[test]
+    fn an_access_request_reads_back_as_written() {
+        use super::{AccessObject, Actor, Body, Decision, Event, Held, HeldObject, Level, Verdict};
+        let requested: crate::grant::GrantSpec =
+            serde_yaml_ng::from_str("files: {read: [\"/srv/reports/**\"]}\nnetwork: {connect: [\"10.0.0.1:443\"]}").unwrap();
+        let verdict = Verdict {
+            decision: Decision::Held,
+            policy_decision: None,
+            enforcement: Level::Landlock,
+            rule: "requestable".into(),
+            reason: String::new(),
+        };
+        let object = HeldObject::Access(AccessObject {
+            requested,
+            duration_secs: 60,
+            reason: "need the numbers".into(),
+            approvals_needed: 2,
+            requester: Actor { pid: 7, uid: 1000, user: None },
+        });
+        let event = Event::new(Body::ApprovalRequest(Held { verdict, approval: 3, object }), "h", std::time::SystemTime::now());
+        let line = serde_json::to_string(&event).unwrap();
+        assert!(!line.contains("\"ttl\""), "{line}");
+        let back: Event = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, event);
+        // A spec written with `ttl: null` (before it was skipped) reads too.
+        let old = line.replace("\"mode\":\"enforce\"", "\"mode\":\"enforce\",\"ttl\":null");
+        assert_ne!(old, line);
+        assert_eq!(serde_json::from_str::<Event>(&old).unwrap(), event);
     }
 }

@@ -707,6 +707,105 @@ impl Kernel {
         self.forget_learned(grant_id);
     }
 
+    /// Replaces grant `grant_id`'s rules `old` by `new` (an access request widening it, or
+    /// its end narrowing it), entry by entry: new and changed entries first, then the stale
+    /// ones removed, so no lookup in between sees less than the narrower of the two. Approved
+    /// bits of `approve --for` allowances in force are kept. All or nothing: on a failure the
+    /// old rules are written back.
+    pub fn replace_grant(&mut self, grant_id: u32, old: &CompiledGrant, new: &CompiledGrant) -> Result<(), KernelError> {
+        let old_paths: PathEntries = old.paths.iter().copied().collect();
+        let new_paths: PathEntries = new.paths.iter().copied().collect();
+        let old_nets: NetEntries = old.nets.iter().map(|(l, a, p)| ((*l, *a), *p)).collect();
+        let new_nets: NetEntries = new.nets.iter().map(|(l, a, p)| ((*l, *a), *p)).collect();
+        let added_paths = new_paths.keys().filter(|h| !old_paths.contains_key(h)).count();
+        let added_nets = new_nets.keys().filter(|k| !old_nets.contains_key(k)).count()
+            + usize::from(new.listen.is_some() && old.listen.is_none());
+        let checks = [
+            (maps::PATH_RULES, added_paths, self.used.path_rules, self.sizes.path_rules, "--max-path-rules"),
+            (maps::NET_RULES, added_nets, self.used.net_rules, self.sizes.net_rules, "--max-net-rules"),
+        ];
+        for (name, need, used, size, option) in checks {
+            let free = (size as usize).saturating_sub(used);
+            if need > free {
+                return Err(KernelError::MapFull { name, need, free, size, option });
+            }
+        }
+        if let Err(err) = self.write_rules(grant_id, &new_paths, &old_paths, &new_nets, &old_nets, new.listen.as_ref()) {
+            // Back to the old rules: what `new` added goes, what it changed is put back.
+            let _ = self.write_rules(grant_id, &old_paths, &new_paths, &old_nets, &new_nets, old.listen.as_ref());
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// Writes `paths` and `nets` (and the listen ports) under `grant_id`, then removes the
+    /// entries of `stale_paths` and `stale_nets` that `paths` and `nets` do not have.
+    fn write_rules(
+        &mut self,
+        grant_id: u32,
+        paths: &PathEntries,
+        stale_paths: &PathEntries,
+        nets: &NetEntries,
+        stale_nets: &NetEntries,
+        listen: Option<&NetPorts>,
+    ) -> Result<(), KernelError> {
+        let approved_mask = agent_guard_common::path::ACCESS_MASK << agent_guard_common::path::APPROVED_SHIFT;
+        for (hash, rule) in paths {
+            let key = PathKey { grant_id, pad: 0, hash: *hash };
+            let current = self.path_rules.get(&key, 0).ok();
+            let mut rule = *rule;
+            rule.exact |= current.map_or(0, |c| c.exact & approved_mask);
+            if current == Some(rule) {
+                continue;
+            }
+            self.path_rules.insert(&key, &rule, 0).map_err(|source| KernelError::Map { name: maps::PATH_RULES, source })?;
+            if current.is_none() {
+                self.used.path_rules += 1;
+            }
+        }
+        for ((len, addr), ports) in nets {
+            let key = net_key(grant_id, *len, addr);
+            let existed = self.net_rules.get(&key, 0).is_ok();
+            self.net_rules.insert(&key, ports, 0).map_err(|source| KernelError::Map { name: maps::NET_RULES, source })?;
+            if !existed {
+                self.used.net_rules += 1;
+            }
+        }
+        let listen_existed = self.net_rules.get(&listen_key(grant_id), 0).is_ok();
+        match listen {
+            Some(ports) => {
+                self.net_rules
+                    .insert(&listen_key(grant_id), ports, 0)
+                    .map_err(|source| KernelError::Map { name: maps::NET_RULES, source })?;
+                if !listen_existed {
+                    self.used.net_rules += 1;
+                }
+            }
+            None if listen_existed => {
+                if self.net_rules.remove(&listen_key(grant_id)).is_ok() {
+                    self.used.net_rules = self.used.net_rules.saturating_sub(1);
+                }
+            }
+            None => {}
+        }
+        for hash in stale_paths.keys().filter(|h| !paths.contains_key(h)) {
+            let key = PathKey { grant_id, pad: 0, hash: *hash };
+            let approved = self.path_rules.get(&key, 0).map_or(0, |c| c.exact & approved_mask);
+            if approved != 0 {
+                let rule = PathRule { exact: approved, ..PathRule::default() };
+                let _ = self.path_rules.insert(&key, &rule, 0);
+            } else if self.path_rules.remove(&key).is_ok() {
+                self.used.path_rules = self.used.path_rules.saturating_sub(1);
+            }
+        }
+        for (len, addr) in stale_nets.keys().filter(|k| !nets.contains_key(k)) {
+            if self.net_rules.remove(&net_key(grant_id, *len, addr)).is_ok() {
+                self.used.net_rules = self.used.net_rules.saturating_sub(1);
+            }
+        }
+        Ok(())
+    }
+
     /// Creates a task's entry and its live count (1: the process about to be tagged).
     pub fn put_task(&mut self, task_id: u32, entry: &TaskEntry) -> Result<(), KernelError> {
         if self.tasks.get(&task_id, 0).is_err() && self.used.tasks >= self.sizes.tasks as usize {
@@ -834,6 +933,21 @@ impl Kernel {
         Ok(previous)
     }
 
+    /// Clears `bits` of the exact-path rule of `hash` in grant `grant_id` (an `approve --for`
+    /// allowance ending); an entry left empty is removed.
+    pub fn clear_path_bits(&mut self, grant_id: u32, hash: u64, bits: u32) {
+        let key = PathKey { grant_id, pad: 0, hash };
+        let Ok(mut rule) = self.path_rules.get(&key, 0) else { return };
+        rule.exact &= !bits;
+        if rule == PathRule::default() {
+            if self.path_rules.remove(&key).is_ok() {
+                self.used.path_rules = self.used.path_rules.saturating_sub(1);
+            }
+        } else {
+            let _ = self.path_rules.insert(&key, &rule, 0);
+        }
+    }
+
     pub fn restore_path_rule(&mut self, grant_id: u32, hash: u64, previous: Option<PathRule>) {
         let key = PathKey { grant_id, pad: 0, hash };
         match previous {
@@ -853,6 +967,10 @@ impl Kernel {
         self.drops.get(&0, 0).map_or(0, |values| values.iter().sum())
     }
 }
+
+/// A grant's `PATH_RULES` entries by hash, and its `NET_RULES` entries by prefix.
+type PathEntries = std::collections::HashMap<u64, PathRule>;
+type NetEntries = std::collections::HashMap<(u8, [u8; 16]), NetPorts>;
 
 fn net_key(grant_id: u32, len: u8, addr: &[u8; 16]) -> Key<NetKey> {
     Key::new(NET_KEY_BITS - 128 + u32::from(len), NetKey { grant_be: grant_id.to_be_bytes(), addr: *addr })

@@ -61,6 +61,8 @@ impl Aggregator {
             ObjectRef::File(file) => format!("file {} {:?} {:?}", file.path, file.access, file.operation),
             ObjectRef::Executable(exe) => format!("exec {}", exe.path),
             ObjectRef::Escape(escape) => format!("escape {} {} {:?}", escape.route, escape.detail, escape.target_pid),
+            // Requests are answers' subjects: never folded.
+            ObjectRef::Access(_) => return None,
         };
         Some(Key {
             pid: process.pid,

@@ -55,6 +55,9 @@ fn classify(body: &Body) -> (u64, u64, Subject<'_>) {
         Body::ApprovalRequest(h) => match &h.object {
             HeldObject::File(file) => (FILE_ACTIVITY, 14, Subject::File(file)),
             HeldObject::Executable(exe) => (PROCESS_ACTIVITY, 1, Subject::Launch(exe)),
+            // No OCSF class describes a request to widen a policy: the base event, with the
+            // request in `unmapped.agent_guard`.
+            HeldObject::Access(_) => (BASE_EVENT, 99, Subject::Other),
         },
         Body::TaskOpen(_)
         | Body::TaskClose(_)
@@ -62,6 +65,7 @@ fn classify(body: &Body) -> (u64, u64, Subject<'_>) {
         | Body::TaskIntent(_)
         | Body::GrantRevoke(_)
         | Body::GrantExtend(_)
+        | Body::GrantNarrow(_)
         | Body::TaskEscape(_)
         | Body::ApprovalGranted(_)
         | Body::ApprovalDenied(_)
@@ -438,12 +442,27 @@ fn extension(event: &Event) -> Value {
     match &event.body {
         Body::ApprovalRequest(h) => {
             out.insert("approval".into(), h.approval.into());
-            if let HeldObject::File(file) = &h.object {
-                out.insert("access".into(), access_list(&file.access));
+            match &h.object {
+                HeldObject::File(file) => {
+                    out.insert("access".into(), access_list(&file.access));
+                }
+                HeldObject::Access(access) => {
+                    out.insert("requested".into(), json!(access.requested));
+                    out.insert("duration_secs".into(), access.duration_secs.into());
+                    out.insert("justification".into(), access.reason.as_str().into());
+                    out.insert("approvals_needed".into(), access.approvals_needed.into());
+                }
+                HeldObject::Executable(_) => {}
             }
         }
         Body::ApprovalGranted(a) | Body::ApprovalDenied(a) => {
             out.insert("approval".into(), a.approval.into());
+            if !a.approvers.is_empty() {
+                out.insert("approvers".into(), json!(a.approvers));
+            }
+        }
+        Body::GrantNarrow(narrowed) => {
+            out.insert("approval".into(), narrowed.approval.into());
         }
         Body::TaskOpen(b) => {
             out.insert("grant_spec".into(), json!(b.grant_spec));

@@ -27,6 +27,7 @@ fn saved_task(t: &Task) -> SavedTask {
         cgroup: t.cgroup.clone(),
         usage: t.usage.clone(),
         drops_at_open: t.drops_at_open,
+        access: Some(t.access.clone()),
     }
 }
 
@@ -58,6 +59,7 @@ impl Registry {
                     hash: t.hash,
                     previous: t.previous.map(|r| [r.exact, r.children, r.subtree, r.below]),
                     until_ns: t.until_ns,
+                    bits: t.bits,
                 })
                 .collect(),
         };
@@ -96,7 +98,13 @@ impl Registry {
                     continue;
                 }
             };
+            let access = t.access.unwrap_or_else(|| super::requests::TaskAccess {
+                opener_uid: u32::MAX,
+                base: t.grant.spec.clone(),
+                ..Default::default()
+            });
             let mut task = Task {
+                access,
                 info: t.info,
                 grant: t.grant,
                 expires_ns: t.expires_ns,
@@ -192,6 +200,7 @@ impl Registry {
                     subtree,
                     below,
                 }),
+                bits: t.bits,
                 until_ns: t.until_ns,
             });
         }

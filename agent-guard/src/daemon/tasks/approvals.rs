@@ -13,11 +13,14 @@ use crate::daemon::{
     clock::{self, boot_ns_now},
     events::{
         decode::{HeldAction, access_names},
-        schema::{Actor, Answer, Body, Decision, Event, Verdict},
+        schema::{Answer, Body, Decision, Event, Verdict},
     },
 };
 
-use super::registry::{Refusal, Registry, Task, refuse};
+use super::{
+    registry::{Refusal, Registry, Task, refuse},
+    requests::{Decider, PendingAccess},
+};
 
 /// Held actions one task may have waiting at once. Past it, a further one is refused at once
 /// (`held_full`): every held call of the `landlock` level keeps a daemon thread, and a human
@@ -40,6 +43,8 @@ pub(super) struct Held {
     pub(super) reply: Option<std::sync::mpsc::Sender<bool>>,
     /// Refused on arrival: its task had `MAX_PENDING_PER_TASK` waiting already.
     pub(super) overflow: bool,
+    /// Not an action but a task's request for more access (requests.rs).
+    pub(super) request: Option<PendingAccess>,
 }
 
 /// A path allowed for a while by `approve --for`, and what to restore when it ends.
@@ -47,6 +52,9 @@ pub(super) struct TemporaryAllow {
     pub(super) task_id: u32,
     pub(super) hash: u64,
     pub(super) previous: Option<PathRule>,
+    /// The approved bits it added (0 in states saved by older daemons: `previous` is then put
+    /// back whole).
+    pub(super) bits: u32,
     /// `CLOCK_BOOTTIME` of the end (saved across daemon restarts, state.rs).
     pub(super) until_ns: u64,
 }
@@ -86,6 +94,7 @@ impl Registry {
             requested: clock::rfc3339(now),
             deadline: clock::rfc3339(now + self.approval_timeout),
             state: "pending".into(),
+            request: None,
         };
         let hash = fnv1a_seeded(self.kernel.path_seed, held.path.as_bytes());
         let mut event = *held.event;
@@ -93,6 +102,7 @@ impl Registry {
             request.approval = id;
         }
         self.sink.send(event);
+        self.channels_ask(&info);
         self.approvals.insert(
             id,
             Held {
@@ -104,6 +114,7 @@ impl Registry {
                 deadline: Instant::now() + self.approval_timeout,
                 reply,
                 overflow: full,
+                request: None,
             },
         );
         if full {
@@ -113,17 +124,30 @@ impl Registry {
         }
     }
 
-    /// Approves or refuses held action `id`, then continues its process.
+    /// Approves or refuses held action or access request `id` (`by`: who, None when the
+    /// daemon refuses it), then continues the held process.
     pub fn decide(
         &mut self,
         id: u32,
         approve: bool,
         allow_for: Option<Duration>,
-        by: Option<&Actor>,
+        by: Option<&Decider>,
     ) -> Result<ApprovalInfo, Refusal> {
         let held = self.approvals.get(&id).ok_or_else(|| refuse(ErrorCode::NotFound, format!("no approval {id}")))?;
         if held.info.state != "pending" {
             return Err(refuse(ErrorCode::BadRequest, format!("approval {id} is already {}", held.info.state)));
+        }
+        if let Some(by) = by {
+            self.check_decider(held, by)?;
+        }
+        if held.request.is_some() {
+            if allow_for.is_some() {
+                return Err(refuse(
+                    ErrorCode::BadRequest,
+                    format!("approval {id} is an access request: it is approved for the time it asked, not --for"),
+                ));
+            }
+            return self.decide_request(id, approve, by);
         }
         let state = if approve { APPROVAL_GRANTED } else { APPROVAL_REFUSED };
         // The seccomp supervisor's refusals need no record: the call fails before it reaches
@@ -134,9 +158,10 @@ impl Registry {
         if approve && let Some(duration) = allow_for {
             let (task_id, hash, access) = (held.info.task, held.hash, held.access);
             let grant_id = task_id;
-            let previous = self.kernel.add_path_bits(grant_id, hash, access << APPROVED_SHIFT)?;
+            let bits = access << APPROVED_SHIFT;
+            let previous = self.kernel.add_path_bits(grant_id, hash, bits)?;
             let until_ns = boot_ns_now().saturating_add(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX));
-            self.temporary.push(TemporaryAllow { task_id, hash, previous, until_ns });
+            self.temporary.push(TemporaryAllow { task_id, hash, previous, bits, until_ns });
         }
         let held = self.approvals.get_mut(&id).expect("checked above");
         let overflow = held.overflow;
@@ -162,16 +187,16 @@ impl Registry {
         let info = held.info.clone();
         let reason = match (approve, by, allow_for) {
             (true, Some(by), Some(d)) => {
-                format!("approved by {by} for {}: {} {}", humantime::format_duration(d), info.object, info.path)
+                format!("approved by {} for {}: {} {}", by.approver, humantime::format_duration(d), info.object, info.path)
             }
-            (true, Some(by), None) => format!("approved by {by}: {} {}", info.object, info.path),
+            (true, Some(by), None) => format!("approved by {}: {} {}", by.approver, info.object, info.path),
             (_, None, _) if overflow => {
                 format!("{MAX_PENDING_PER_TASK} actions of this task were waiting already: refused at once")
             }
             (_, None, _) => {
                 format!("no answer within {}: refused", humantime::format_duration(self.approval_timeout))
             }
-            (false, Some(by), _) => format!("denied by {by}: {} {}", info.object, info.path),
+            (false, Some(by), _) => format!("denied by {}: {} {}", by.approver, info.object, info.path),
         };
         let verdict = Verdict {
             decision: if approve { Decision::Allowed } else { Decision::Denied },
@@ -180,11 +205,17 @@ impl Registry {
             rule: "ask".into(),
             reason,
         };
-        let answer = Answer { verdict, approval: id, actor: by.cloned() };
+        let answer = Answer {
+            verdict,
+            approval: id,
+            actor: by.and_then(|b| b.actor.clone()),
+            approvers: by.map(|b| vec![b.approver.clone()]).unwrap_or_default(),
+        };
         let body = if approve { Body::ApprovalGranted(answer) } else { Body::ApprovalDenied(answer) };
         let mut event = Event::new(body, &self.host, SystemTime::now());
         event.task = self.tasks.get(&info.task).map(Task::task_ref);
         self.sink.send(event);
+        self.channels_decided(&info);
         Ok(info)
     }
 
@@ -209,8 +240,15 @@ impl Registry {
         let (ended, kept): (Vec<_>, Vec<_>) = self.temporary.drain(..).partition(|t| t.until_ns <= now_ns);
         self.temporary = kept;
         for t in ended {
-            self.kernel.restore_path_rule(t.task_id, t.hash, t.previous);
+            // Only the bits no other allowance still in force added for the same path.
+            let kept: u32 = self.temporary.iter().filter(|o| o.task_id == t.task_id && o.hash == t.hash).map(|o| o.bits).fold(0, |a, b| a | b);
+            if t.bits == 0 {
+                self.kernel.restore_path_rule(t.task_id, t.hash, t.previous);
+            } else {
+                self.kernel.clear_path_bits(t.task_id, t.hash, t.bits & !kept);
+            }
         }
+        self.narrow_expired();
     }
 
     pub fn approvals(&self) -> Vec<ApprovalInfo> {

@@ -8,8 +8,10 @@ mod dns;
 mod lifecycle;
 mod open;
 pub mod registry;
+mod requests;
 pub mod reload;
 pub mod state;
 pub mod supervise;
 
 pub use open::{GrantRequest, OpenRequest};
+pub use requests::Decider;

@@ -195,15 +195,40 @@ impl Registry {
         // has one (every call of a process under a filter goes to that listener), else by its own.
         let inherited_holder = parent.and_then(|p| self.tasks.get(&p)).and_then(|t| t.asks_holder);
         let mut asks_holder = None;
+        // What the task may request (a task its profile opened, not a sub-task): at the
+        // `landlock` level its paths go into the ruleset now (Landlock never widens later),
+        // and the supervisor refuses them until a request is approved.
+        let profile = match &req.grant {
+            GrantRequest::Profile { profile, .. } => Some(profile.clone()),
+            GrantRequest::File { .. } => None,
+        };
+        let requestable = profile
+            .as_ref()
+            .filter(|_| parent.is_none())
+            .and_then(|p| self.policies.profiles.get(p))
+            .and_then(|p| p.spec.requestable.as_ref())
+            .map(|r| {
+                let entries: Vec<crate::grant::GrantSpec> = r.rules.iter().map(|e| e.spec()).collect();
+                crate::grant::widened(&crate::grant::GrantSpec::default(), &entries)
+            })
+            .filter(|r| !(r.files.read.is_empty() && r.files.write.is_empty() && r.exec.is_empty()));
+        let mut in_ruleset = None;
         let landlock = match req.landlock_abi {
             Some(abi)
                 if self.kernel.enforcement.file == Level::Landlock
                     && grant.spec.mode == Mode::Enforce
                     && parent_confined =>
             {
-                asks_holder = inherited_holder.or_else(|| crate::confine::ruleset::has_asks(&grant.spec).then_some(id));
+                in_ruleset.clone_from(&requestable);
+                asks_holder = inherited_holder.or_else(|| {
+                    (crate::confine::ruleset::has_asks(&grant.spec) || in_ruleset.is_some()).then_some(id)
+                });
                 let abi = abi.min(crate::confine::MAX_ABI);
-                let mut ruleset = crate::confine::ruleset::compile(&own_spec, abi, asks_holder.is_some());
+                let ruleset_spec = match &requestable {
+                    Some(more) => crate::grant::widened(&own_spec, [more]),
+                    None => own_spec.clone(),
+                };
+                let mut ruleset = crate::confine::ruleset::compile(&ruleset_spec, abi, asks_holder.is_some());
                 ruleset.hold_asks = asks_holder == Some(id);
                 Some(ruleset)
             }
@@ -221,7 +246,7 @@ impl Registry {
             parent_task: parent.unwrap_or(0),
             expires_ns,
             confine: match &landlock {
-                Some(_) if files_exact(&grant.spec) => CONFINE_LANDLOCK | CONFINE_FILES_EXACT,
+                Some(_) if files_exact(&grant.spec) && in_ruleset.is_none() => CONFINE_LANDLOCK | CONFINE_FILES_EXACT,
                 Some(_) if asks_holder.is_some() => CONFINE_LANDLOCK | CONFINE_ASKS_HELD,
                 Some(_) => CONFINE_LANDLOCK,
                 None => CONFINE_NONE,
@@ -291,6 +316,7 @@ impl Registry {
             landlock_abi: landlock.as_ref().map(|r| r.abi),
             container,
         };
+        let grant_spec_at_open = grant.spec.clone();
         let task = Task {
             info: info.clone(),
             grant,
@@ -304,6 +330,13 @@ impl Registry {
             asks_holder,
             supervised: false,
             learned: std::collections::HashMap::new(),
+            access: super::requests::TaskAccess {
+                profile,
+                opener_uid: req.actor.uid,
+                base: grant_spec_at_open,
+                widenings: Vec::new(),
+                in_ruleset,
+            },
         };
         let reason = format!(
             "ttl {}, mode {}, grant from {}{}{}",

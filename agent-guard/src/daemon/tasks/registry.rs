@@ -52,6 +52,8 @@ pub struct Task {
     /// Addresses its DNS answers gave, the name each came from (for connect events) and until
     /// when; at most `dns.maxAddresses`.
     pub(super) learned: std::collections::HashMap<[u8; 16], crate::daemon::dns::Learned>,
+    /// Its profile, opener, grant as opened and approved requests (requests.rs).
+    pub(super) access: super::requests::TaskAccess,
 }
 
 impl Task {
@@ -119,6 +121,8 @@ pub struct Registry {
     pub containers: crate::daemon::container::Runtimes,
     /// API connections open from each task's processes (server.rs caps them).
     pub connections: std::collections::HashMap<u32, u32>,
+    /// Where approvals are asked besides the CLI (Slack, Teams, webhooks; none by default).
+    pub channels: crate::daemon::approve::Channels,
 }
 
 /// A refused request: what the API sends back.
@@ -174,6 +178,7 @@ impl Registry {
             dns: None,
             containers: crate::daemon::container::Runtimes::default(),
             connections: std::collections::HashMap::new(),
+            channels: crate::daemon::approve::Channels::default(),
         }
     }
 

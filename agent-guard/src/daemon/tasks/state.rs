@@ -56,6 +56,9 @@ pub struct SavedTask {
     pub cgroup: PathBuf,
     pub usage: Usage,
     pub drops_at_open: u64,
+    /// Absent in states saved before access requests: a task opened from a grant file.
+    #[serde(default)]
+    pub access: Option<super::requests::TaskAccess>,
 }
 
 /// A temporary allowance (`approve --for`) as saved.
@@ -69,6 +72,9 @@ pub struct SavedAllow {
     pub previous: Option<[u32; 4]>,
     /// `CLOCK_BOOTTIME` of the end.
     pub until_ns: u64,
+    /// The approved bits it added (absent in states of older daemons).
+    #[serde(default)]
+    pub bits: u32,
 }
 
 /// The counters and allowances, saved whole (small) in `meta.json`.

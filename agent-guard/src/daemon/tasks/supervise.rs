@@ -30,8 +30,8 @@ use std::{
 use agent_guard_common::{
     event::KernelEvent,
     event::{
-        ACTION_HELD, EXEC_ARG_LEN, EXEC_ARGS, EventHeader, ExecEvent, FILE_OP_OPEN, FileEvent, KIND_EXEC, KIND_FILE,
-        REASON_NONE, VERDICT_ASK,
+        ACTION_HELD, ACTION_LANDLOCK, EXEC_ARG_LEN, EXEC_ARGS, EventHeader, ExecEvent, FILE_OP_OPEN, FileEvent,
+        KIND_EXEC, KIND_FILE, REASON_NO_RULE, REASON_NONE, VERDICT_ASK, VERDICT_OUT_OF_SCOPE,
     },
     path::{
         ACCESS_EXEC, ACCESS_MASK, APPROVED_SHIFT, Decision, O_CREAT, O_TRUNC, O_WRONLY, PATH_MAX_MATCH, fnv1a_seeded,
@@ -256,6 +256,23 @@ impl Registry {
         if task.info.ended.is_some() || task.info.revoked {
             return Answer::Refuse(libc::EPERM);
         }
+        if self.requestable_not_granted(task_id, &call.path, call.access) {
+            // Landlock lets it through (its ruleset holds what may be requested): refused here,
+            // and reported as the kernel would report a refusal.
+            let record = call_record(task_id, call, self.kernel.proc_tag(call.tgid), Verdict::Refused);
+            if let Some(decoder) = self.decoder.clone() {
+                let outcome = decode::decode(&mut decoder.lock().expect("decoder lock is never poisoned"), &*self, record);
+                if let decode::Decoded::Event(mut event) = outcome {
+                    if let Some(verdict) = event.body.verdict_mut() {
+                        verdict.reason = "requestable, and no approved request grants it: refused with EPERM by the \
+                                          task's supervisor (agent-guard request asks for it)"
+                            .into();
+                    }
+                    self.sink.send(*event);
+                }
+            }
+            return Answer::Refuse(libc::EPERM);
+        }
         if task.info.mode == "audit" || task.grant.path_decision(&call.path, call.access).0 != Decision::Ask {
             return Answer::Continue;
         }
@@ -264,7 +281,7 @@ impl Registry {
         if approved & call.access == call.access {
             return Answer::Continue;
         }
-        let record = held_record(task_id, call, self.kernel.proc_tag(call.tgid));
+        let record = call_record(task_id, call, self.kernel.proc_tag(call.tgid), Verdict::Held);
         let Some(decoder) = self.decoder.clone() else {
             return Answer::Refuse(libc::EPERM);
         };
@@ -281,9 +298,22 @@ impl Registry {
     }
 }
 
-/// The record a hook would have sent for `call`: an `ask` held (decode.rs makes it the
-/// `approval.request` event, with the process's exec ids).
-fn held_record(task_id: u32, call: &HeldCall, tag: Option<agent_guard_common::task::ProcTag>) -> KernelEvent {
+/// What the supervisor did with a call, as a hook would record it.
+#[derive(Clone, Copy)]
+enum Verdict {
+    /// Held for a human (decode.rs makes it the `approval.request` event).
+    Held,
+    /// Refused: a requestable path no approved request grants.
+    Refused,
+}
+
+/// The record a hook would have sent for `call`, with the process's exec ids.
+fn call_record(
+    task_id: u32,
+    call: &HeldCall,
+    tag: Option<agent_guard_common::task::ProcTag>,
+    verdict: Verdict,
+) -> KernelEvent {
     let mut comm = [0u8; 16];
     if let Ok(name) = std::fs::read(format!("/proc/{}/comm", call.tid)) {
         let name = name.strip_suffix(b"\n").unwrap_or(&name);
@@ -292,9 +322,18 @@ fn held_record(task_id: u32, call: &HeldCall, tag: Option<agent_guard_common::ta
     }
     let header = EventHeader {
         kind: if call.exec { KIND_EXEC } else { KIND_FILE },
-        verdict: VERDICT_ASK,
-        reason: REASON_NONE,
-        action: ACTION_HELD,
+        verdict: match verdict {
+            Verdict::Held => VERDICT_ASK,
+            Verdict::Refused => VERDICT_OUT_OF_SCOPE,
+        },
+        reason: match verdict {
+            Verdict::Held => REASON_NONE,
+            Verdict::Refused => REASON_NO_RULE,
+        },
+        action: match verdict {
+            Verdict::Held => ACTION_HELD,
+            Verdict::Refused => ACTION_LANDLOCK,
+        },
         task_id,
         tgid: call.tgid,
         pid: call.tid,
