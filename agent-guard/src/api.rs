@@ -350,6 +350,9 @@ pub struct StatusInfo {
     /// Whether the programs outlive the daemon (their links are pinned in bpffs): if not, a
     /// daemon that dies leaves its tasks unconfined until the next one stops them.
     pub survives_daemon: bool,
+    /// Approval-channel callbacks refused since start (forged, stale, unknown, not allowed).
+    #[serde(default)]
+    pub refused_callbacks: u64,
 }
 
 /// How full a kernel map is.

@@ -188,6 +188,7 @@ impl Building {
             | Body::GuardStop(_)
             | Body::GuardAdopt(_)
             | Body::PolicyLoad(_)
+            | Body::CallbackRefused(_)
             | Body::PolicyRejected(_)
             | Body::Unknown => {}
         }

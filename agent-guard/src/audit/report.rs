@@ -314,6 +314,7 @@ impl Builder {
             | Body::GuardStop(_)
             | Body::GuardAdopt(_)
             | Body::PolicyLoad(_)
+            | Body::CallbackRefused(_)
             | Body::PolicyRejected(_)
             | Body::Unknown => {}
         }

@@ -37,8 +37,9 @@ pub fn main(socket: &Path, args: &Args) -> anyhow::Result<ExitCode> {
         }
     );
     println!("open tasks      {}", status.open_tasks);
-    println!("held actions    {}", status.pending_approvals);
+    println!("waiting approvals {}", status.pending_approvals);
     println!("events dropped  {}", status.events_dropped);
+    println!("refused approval callbacks  {}", status.refused_callbacks);
     println!("policies        {} ({} files)", status.policy_dir, status.policies.len());
     println!("kernel maps (used / size):");
     for map in &status.maps {

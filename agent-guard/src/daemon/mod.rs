@@ -67,6 +67,8 @@ pub enum DaemonError {
     #[error(transparent)]
     Metrics(#[from] metrics::MetricsError),
     #[error(transparent)]
+    Approvals(#[from] approve::ApproveError),
+    #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
     #[error(transparent)]
     State(#[from] state::StateError),
@@ -249,6 +251,7 @@ pub async fn run(
         }
         None => None,
     };
+    let channels = approve::start(&config.file.approvals, registry.clone(), metrics_stop.clone()).await?;
 
     tokio::pin!(shutdown);
     // Connections are tracked so that shutdown can close them: an idle client must not keep
@@ -271,7 +274,7 @@ pub async fn run(
     }
 
     connections.shutdown().await;
-    for task in [reader, alert_reader, drops, reloads] {
+    for task in [reader, alert_reader, drops, reloads].into_iter().chain(channels) {
         task.abort();
         let _ = task.await;
     }

@@ -160,21 +160,26 @@ impl Requestable {
     }
 
     /// How many different approvers `requested` needs (1 or 2), or what lies outside every
-    /// entry (the request is then refused).
+    /// entry (the request is then refused). Two when any requested rule reaches into a
+    /// `twoPerson` entry: within it, or around it (`/srv/**` holds `/srv/payroll/**`).
     pub fn approvals_needed(&self, requested: &GrantSpec) -> Result<u32, Vec<String>> {
         let mut needed = 1;
         let mut outside = Vec::new();
+        let two_person: Vec<GrantSpec> =
+            self.rules.iter().filter(|e| e.two_person).flat_map(|e| single_rules(&e.spec())).collect();
         for single in single_rules(requested) {
-            let covering: Vec<&RequestableRules> =
-                self.rules.iter().filter(|entry| crate::grant::excess(&single, &entry.spec()).is_empty()).collect();
-            match covering.iter().map(|entry| entry.two_person).min() {
-                None => outside.extend(
+            let covered = self.rules.iter().any(|entry| crate::grant::excess(&single, &entry.spec()).is_empty());
+            let overlaps = two_person.iter().any(|guarded| {
+                crate::grant::excess(&single, guarded).is_empty() || crate::grant::excess(guarded, &single).is_empty()
+            });
+            match (covered, overlaps) {
+                (false, _) => outside.extend(
                     crate::grant::excess(&single, &GrantSpec::default())
                         .into_iter()
                         .map(|line| line.replace("the parent's", "the profile's requestable")),
                 ),
-                Some(true) => needed = 2,
-                Some(false) => {}
+                (true, true) => needed = 2,
+                (true, false) => {}
             }
         }
         if outside.is_empty() { Ok(needed) } else { Err(outside) }

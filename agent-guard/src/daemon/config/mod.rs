@@ -9,8 +9,11 @@ use serde::Deserialize;
 
 use crate::grant::duration;
 
+mod approvals;
 mod locate;
 mod validate;
+
+pub use approvals::{ApprovalsConfig, SlackConfig};
 
 pub use validate::Seg;
 
@@ -39,6 +42,10 @@ pub struct ConfigFile {
     /// Where the container runtimes keep their records (pod and container names).
     #[serde(default)]
     pub containers: ContainersConfig,
+    /// Where held actions and access requests are asked besides the CLI (Slack, Teams, a
+    /// webhook), and where their signed answers are received.
+    #[serde(default)]
+    pub approvals: ApprovalsConfig,
 }
 
 impl Default for ConfigFile {
@@ -50,6 +57,7 @@ impl Default for ConfigFile {
             aggregation: AggregationConfig::default(),
             dns: DnsConfig::default(),
             containers: ContainersConfig::default(),
+            approvals: ApprovalsConfig::default(),
         }
     }
 }

@@ -53,6 +53,9 @@ impl ConfigFile {
         if self.dns.max_addresses == 0 {
             return Err(invalid(&[dns[0].clone(), Seg::Key("maxAddresses")], "must be at least 1"));
         }
+        if let Err((key, message)) = self.approvals.check() {
+            return Err(invalid(&[Seg::Key("approvals"), Seg::Key(key)], message));
+        }
         let mut names = std::collections::BTreeSet::new();
         let mut spools = std::collections::BTreeSet::new();
         for (index, output) in self.outputs.iter().enumerate() {

@@ -87,6 +87,10 @@ pub enum Body {
     ApprovalGranted(Answer),
     #[serde(rename = "approval.denied")]
     ApprovalDenied(Answer),
+    /// An approval channel's callback was refused (bad or missing signature, stale timestamp,
+    /// unknown approval, not an approver, self-approval): nothing was decided.
+    #[serde(rename = "approval.callback_refused")]
+    CallbackRefused(Note),
     /// A tagged process tried to signal or trace the daemon, or to use bpf(2): refused.
     #[serde(rename = "guard.tamper")]
     Tamper(Verdict),
@@ -390,6 +394,7 @@ pub enum Kind {
     ApprovalRequest,
     ApprovalGranted,
     ApprovalDenied,
+    CallbackRefused,
     Tamper,
     TagLost,
     EventsDropped,
@@ -424,6 +429,7 @@ impl Kind {
             Kind::ApprovalRequest => "approval.request",
             Kind::ApprovalGranted => "approval.granted",
             Kind::ApprovalDenied => "approval.denied",
+            Kind::CallbackRefused => "approval.callback_refused",
             Kind::Tamper => "guard.tamper",
             Kind::TagLost => "guard.tag_lost",
             Kind::EventsDropped => "guard.events_dropped",
@@ -459,6 +465,7 @@ impl Body {
             Body::ApprovalRequest(_) => Kind::ApprovalRequest,
             Body::ApprovalGranted(_) => Kind::ApprovalGranted,
             Body::ApprovalDenied(_) => Kind::ApprovalDenied,
+            Body::CallbackRefused(_) => Kind::CallbackRefused,
             Body::Tamper(_) => Kind::Tamper,
             Body::TagLost(_) => Kind::TagLost,
             Body::EventsDropped(_) => Kind::EventsDropped,
@@ -498,6 +505,7 @@ impl Body {
             | Body::GuardStop(_)
             | Body::GuardAdopt(_)
             | Body::PolicyLoad(_)
+            | Body::CallbackRefused(_)
             | Body::PolicyRejected(_)
             | Body::Unknown => None,
         }
@@ -534,6 +542,7 @@ impl Body {
             | Body::GuardStop(_)
             | Body::GuardAdopt(_)
             | Body::PolicyLoad(_)
+            | Body::CallbackRefused(_)
             | Body::PolicyRejected(_)
             | Body::Unknown => None,
         }

@@ -78,6 +78,7 @@ fn classify(body: &Body) -> (u64, u64, Subject<'_>) {
         | Body::GuardStop(_)
         | Body::GuardAdopt(_)
         | Body::PolicyLoad(_)
+        | Body::CallbackRefused(_)
         | Body::PolicyRejected(_) => (BASE_EVENT, 99, Subject::Other),
         Body::Unknown => (BASE_EVENT, 0, Subject::Unknown),
     }
@@ -498,6 +499,7 @@ fn extension(event: &Event) -> Value {
         | Body::TagLost(_)
         | Body::GuardStop(_)
         | Body::PolicyLoad(_)
+        | Body::CallbackRefused(_)
         | Body::PolicyRejected(_)
         | Body::Unknown => {}
     }

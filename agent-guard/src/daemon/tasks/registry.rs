@@ -298,6 +298,7 @@ impl Registry {
             policies: self.policies.files.iter().map(|p| p.display().to_string()).collect(),
             maps: self.map_usage(),
             survives_daemon: self.kernel.links_pinned,
+            refused_callbacks: self.channels.refused(),
         }
     }
 

@@ -325,14 +325,16 @@ impl Registry {
                 request.approved_by = pending.votes.iter().map(ToString::to_string).collect();
             }
             if (pending.votes.len() as u32) < pending.needed {
-                return Ok(held.info.clone());
+                let info = held.info.clone();
+                self.channels_decided(&info);
+                return Ok(info);
             }
         }
         let (spec, duration, votes) = (pending.spec.clone(), pending.duration, pending.votes.clone());
         let lines = rule_lines(&spec).join(", ");
         let mut outcome = if approve && by.is_some() { "approved" } else if by.is_some() { "denied" } else { "timed_out" };
         let mut reason = match by {
-            Some(by) if approve => format!(
+            Some(_) if approve => format!(
                 "approved by {} for {}: {lines}",
                 votes.iter().map(ToString::to_string).collect::<Vec<_>>().join(" and "),
                 humantime::format_duration(duration)

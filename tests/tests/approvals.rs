@@ -1,0 +1,445 @@
+//! Just-in-time access and approval channels, end to end on this host (the `landlock` level):
+//! a task asks for more, approvers answer through Slack, Teams or a webhook with signed
+//! callbacks (sent here the way each service signs them), and the kernel grant widens for
+//! exactly that long. Each fake service checks what the daemon sent it the way the service
+//! would: Slack's bearer token and Block Kit, Teams' Adaptive Card, the webhook's signature.
+//! Forged, stale, unknown and self-approving answers are refused and change nothing.
+
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use agent_guard_e2e::{Daemon, agent_guard_bin, stdout};
+use base64::Engine;
+use serde_json::Value;
+
+const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+const SLACK_TOKEN: &str = "xoxb-test-token";
+const WEBHOOK_SECRET: &str = "webhook-shared-secret";
+/// A Teams Outgoing Webhook security token: base64 of the HMAC key.
+const TEAMS_TOKEN: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+/// What a fake service was sent: (path, headers, body).
+type Received = Arc<Mutex<Vec<(String, Vec<(String, String)>, Value)>>>;
+
+/// A fake service on `listener`: records each request and answers with `reply(path, body)`.
+fn service(listener: TcpListener, reply: fn(&str, &Value) -> String) -> Received {
+    let received: Received = Arc::default();
+    let server = tiny_http::Server::from_listener(listener, None).expect("serve");
+    let log = received.clone();
+    std::thread::spawn(move || {
+        for mut request in server.incoming_requests() {
+            let mut body = String::new();
+            request.as_reader().read_to_string(&mut body).unwrap();
+            let headers = request.headers().iter().map(|h| (h.field.to_string().to_lowercase(), h.value.to_string())).collect();
+            let json: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            let answer = reply(request.url(), &json);
+            log.lock().unwrap().push((request.url().to_string(), headers, json));
+            let header = tiny_http::Header::from_bytes("content-type", "application/json").unwrap();
+            request.respond(tiny_http::Response::from_string(answer).with_header(header)).unwrap();
+        }
+    });
+    received
+}
+
+/// Slack's Web API as far as the daemon uses it.
+fn slack_reply(path: &str, _: &Value) -> String {
+    match path {
+        "/chat.postMessage" => r#"{"ok": true, "channel": "C0APPROVALS", "ts": "1764500000.000100"}"#.into(),
+        "/chat.update" => r#"{"ok": true, "channel": "C0APPROVALS", "ts": "1764500000.000100"}"#.into(),
+        _ => r#"{"ok": false, "error": "unknown_method"}"#.into(),
+    }
+}
+
+fn ok_reply(_: &str, _: &Value) -> String {
+    "{}".into()
+}
+
+fn header(headers: &[(String, String)], name: &str) -> Option<String> {
+    headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+}
+
+/// Waits (up to `secs`) for a request to a fake service that matches `pred`.
+fn wait_request(received: &Received, secs: u64, pred: impl Fn(&str, &Value) -> bool) -> (Vec<(String, String)>, Value) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some((_, headers, body)) = received.lock().unwrap().iter().find(|(p, _, b)| pred(p, b)) {
+            return (headers.clone(), body.clone());
+        }
+        assert!(Instant::now() < deadline, "no such request within {secs} s: {:#?}", received.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn hmac_hex(secret: &[u8], message: &[u8]) -> String {
+    hex::encode(ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret), message).as_ref())
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// POSTs `body` to the daemon's callback listener; the status and body.
+fn post(port: u16, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
+    let mut request = ureq::post(&format!("http://127.0.0.1:{port}{path}"));
+    for (name, value) in headers {
+        request = request.set(name, value);
+    }
+    match request.send_bytes(body) {
+        Ok(reply) => (reply.status(), reply.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, reply)) => (code, reply.into_string().unwrap_or_default()),
+        Err(err) => panic!("callback {path}: {err}"),
+    }
+}
+
+/// A Slack interaction: a click on `action` of approval `id` by `user`, signed with `secret`
+/// at `ts`, as Slack sends it (form-encoded `payload`).
+fn slack_click(port: u16, secret: &str, ts: u64, user: &str, action: &str, id: &str) -> (u16, String) {
+    let payload = serde_json::json!({
+        "type": "block_actions",
+        "user": {"id": user, "username": format!("{user}-name"), "team_id": "T0TEAM"},
+        "actions": [{"action_id": action, "block_id": format!("agent-guard-{id}"), "value": id, "type": "button"}],
+        "response_url": "https://hooks.slack.com/actions/T0TEAM/1/x"
+    });
+    let body = format!("payload={}", urlencode(&payload.to_string()));
+    let signature = format!("v0={}", hmac_hex(secret.as_bytes(), format!("v0:{ts}:{body}").as_bytes()));
+    let headers = [("x-slack-request-timestamp", ts.to_string()), ("x-slack-signature", signature), ("content-type", "application/x-www-form-urlencoded".into())];
+    post(port, "/slack/actions", &headers, body.as_bytes())
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A Teams Outgoing Webhook activity from Entra user `aad`, signed with `token`.
+fn teams_message(port: u16, token: &str, aad: &str, text: &str, timestamp: &str) -> (u16, String) {
+    let body = serde_json::json!({
+        "type": "message", "id": "1764500000000", "timestamp": timestamp,
+        "serviceUrl": "https://smba.trafficmanager.net/emea/", "channelId": "msteams",
+        "from": {"id": "29:1abc", "name": "Bob Approver", "aadObjectId": aad},
+        "text": format!("<at>agent-guard</at> {text}"),
+        "textFormat": "plain"
+    })
+    .to_string();
+    let engine = base64::engine::general_purpose::STANDARD;
+    let key = engine.decode(token).unwrap();
+    let tag = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key), body.as_bytes());
+    post(port, "/teams/messages", &[("authorization", format!("HMAC {}", engine.encode(tag.as_ref())))], body.as_bytes())
+}
+
+/// A signed webhook decision.
+fn webhook_decision(port: u16, secret: &str, ts: u64, body: &str) -> (u16, String) {
+    let signature = format!("v1={}", hmac_hex(secret.as_bytes(), format!("v1:{ts}:{body}").as_bytes()));
+    post(port, "/webhook/decision", &[("x-agent-guard-timestamp", ts.to_string()), ("x-agent-guard-signature", signature)], body.as_bytes())
+}
+
+fn rfc3339(at: std::time::SystemTime) -> String {
+    humantime_rfc3339(at)
+}
+
+/// RFC 3339 in UTC, as Teams writes it.
+fn humantime_rfc3339(at: std::time::SystemTime) -> String {
+    let secs = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let out = std::process::Command::new("date").args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%S.0000000Z"]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+struct Setup {
+    daemon: Daemon,
+    callbacks: u16,
+    slack: Received,
+    teams: Received,
+    webhook: Received,
+    data: PathBuf,
+    _policies: tempfile::TempDir,
+}
+
+/// A daemon with all three channels pointed at fake services, and a profile `analyst` that
+/// may request reading `data/**` (one approver) and `payroll/**` (two).
+fn setup(asks: &[&str]) -> Setup {
+    let bind = || TcpListener::bind("127.0.0.1:0").unwrap();
+    let (slack_l, teams_l, webhook_l) = (bind(), bind(), bind());
+    let port = |l: &TcpListener| l.local_addr().unwrap().port();
+    let (slack_port, teams_port, webhook_port) = (port(&slack_l), port(&teams_l), port(&webhook_l));
+    // Picked free, then bound by the daemon: a parallel test could take it in between, which
+    // fails the start loudly (never silently).
+    let callbacks = port(&bind());
+    let policies = tempfile::Builder::new().prefix("agent-guard-e2e-approvals-").tempdir().unwrap();
+    let data = policies.path().join("data");
+    std::fs::create_dir_all(data.join("reports")).unwrap();
+    std::fs::write(data.join("reports/report.txt"), "q3-numbers\n").unwrap();
+    let bins = agent_guard_bin().parent().unwrap().display().to_string();
+    let d = data.display();
+    let asks: String = asks.iter().map(|f| format!(", {{path: \"{d}/{f}\", action: ask}}")).collect();
+    std::fs::write(
+        policies.path().join("analyst.yaml"),
+        format!(
+            "apiVersion: agent-guard.dev/v1\nkind: AgentProfile\nmetadata: {{name: analyst}}\nspec:\n  maxTtl: 20m\n  approvers: [\"uid:0\", \"slack:U0ALICE\", \"teams:aad-bob\", \"webhook:oncall\", \"webhook:second\"]\n  baseGrant:\n    files: {{read: [\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/sys/**\", \"/dev/**\", \"{bins}/**\"{asks}], write: [\"/dev/**\"]}}\n    exec: [\"{bins}/*\", \"/usr/bin/*\", \"/bin/*\"]\n  requestable:\n    maxDuration: 1m\n    rules:\n      - files: {{read: [\"{d}/reports/**\", \"{d}/*\"]}}\n      - files: {{read: [\"{d}/payroll/**\"]}}\n        twoPerson: true\n"
+        ),
+    )
+    .unwrap();
+    let config = format!(
+        "outputs:\n  - {{type: file, path: \"{{events}}\"}}\napprovals:\n  listen: 127.0.0.1:{callbacks}\n  slack: {{channel: C0APPROVALS, botTokenFile: \"{{dir}}/slack-token\", signingSecretFile: \"{{dir}}/slack-secret\", apiUrl: \"http://127.0.0.1:{slack_port}\"}}\n  teams: {{webhookUrl: \"http://127.0.0.1:{teams_port}/incoming\", securityTokenFile: \"{{dir}}/teams-token\"}}\n  webhook: {{url: \"http://127.0.0.1:{webhook_port}/agent-guard\", secretFile: \"{{dir}}/webhook-secret\"}}\n"
+    );
+    // The secrets are read at start, from the daemon's own directory (made by start_configured):
+    // written into a directory made first, passed by path.
+    let secrets = tempfile::Builder::new().prefix("agent-guard-e2e-secrets-").tempdir().unwrap();
+    for (file, text) in
+        [("slack-token", SLACK_TOKEN), ("slack-secret", SLACK_SECRET), ("teams-token", TEAMS_TOKEN), ("webhook-secret", WEBHOOK_SECRET)]
+    {
+        std::fs::write(secrets.path().join(file), text).unwrap();
+    }
+    let config = config.replace("{dir}", secrets.path().to_str().unwrap());
+    let slack = service(slack_l, slack_reply);
+    let teams = service(teams_l, ok_reply);
+    let webhook = service(webhook_l, ok_reply);
+    let daemon = Daemon::start_configured(Some(&config), &["--policy-dir", policies.path().to_str().unwrap()]);
+    std::mem::forget(secrets);
+    Setup { daemon, callbacks, slack, teams, webhook, data, _policies: policies }
+}
+
+/// `agent-guard run --profile analyst -- sh -c SCRIPT`, started.
+fn agent(setup: &Setup, script: &str) -> std::process::Child {
+    std::process::Command::new(agent_guard_bin())
+        .arg("--socket")
+        .arg(&setup.daemon.socket)
+        .args(["run", "--profile", "analyst", "--intent", "quarterly close", "--", "sh", "-c", script])
+        .env("AG", agent_guard_bin())
+        .env("AGENT_GUARD_SOCKET", &setup.daemon.socket)
+        .env_remove("LD_LIBRARY_PATH")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn approval_id(body: &Value) -> String {
+    let blocks = body["blocks"].as_array().expect("Block Kit blocks");
+    let actions = blocks.iter().find(|b| b["type"] == "actions").expect("an actions block with the buttons");
+    actions["elements"][0]["value"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_request_approved_in_slack_widens_the_grant_for_exactly_its_time() {
+    let s = setup(&[]);
+    let report = s.data.join("reports/report.txt");
+    let r = report.display();
+    let d = s.data.join("reports").display().to_string();
+    let script = format!(
+        "cat {r} || echo DENIED-BEFORE\n\
+         \"$AG\" approve 1 2>&1 | tail -1\n\
+         \"$AG\" request --read '{d}/**' --for 4s --reason 'reconcile Q3 before the audit' --wait 30s\n\
+         cat {r} || echo DENIED-DURING\n\
+         sleep 6\n\
+         cat {r} || echo DENIED-AFTER\n"
+    );
+    let child = agent(&s, &script);
+    // The question reaches Slack as the API would receive it: bearer token, channel, Block Kit
+    // with the request's facts and two buttons.
+    let (headers, message) = wait_request(&s.slack, 15, |p, _| p == "/chat.postMessage");
+    assert_eq!(header(&headers, "authorization").as_deref(), Some(&*format!("Bearer {SLACK_TOKEN}")));
+    assert_eq!(message["channel"], "C0APPROVALS");
+    let text = message.to_string();
+    assert!(text.contains("reconcile Q3 before the audit") && text.contains(&format!("files.read {d}/**")), "{text}");
+    let id = approval_id(&message);
+
+    // Refused, and nothing decided: a bad signature, a stale timestamp, an unknown approval, a
+    // Slack user who is not an approver, and root on the CLI (it opened the task: self-approval).
+    let now = now_secs();
+    assert_eq!(slack_click(s.callbacks, "not-the-secret", now, "U0ALICE", "approve", &id).0, 401);
+    assert_eq!(slack_click(s.callbacks, SLACK_SECRET, now - 600, "U0ALICE", "approve", &id).0, 401);
+    assert_eq!(slack_click(s.callbacks, SLACK_SECRET, now, "U0ALICE", "approve", "999").0, 404);
+    assert_eq!(slack_click(s.callbacks, SLACK_SECRET, now, "U0MALLORY", "approve", &id).0, 403);
+    let own = s.daemon.cli(&["approve", &id]);
+    assert!(!own.status.success(), "{own:?}");
+    assert!(String::from_utf8_lossy(&own.stderr).contains("never approves its own request"), "{own:?}");
+    let pending = s.daemon.cli(&["approvals", "--json"]);
+    let list: Value = serde_json::from_slice(&pending.stdout).unwrap();
+    assert_eq!(list[0]["state"], "pending", "{list}");
+
+    // Alice approves: 200, and the message is updated with the outcome.
+    let (status, _) = slack_click(s.callbacks, SLACK_SECRET, now_secs(), "U0ALICE", "approve", &id);
+    assert_eq!(status, 200);
+    let (_, update) = wait_request(&s.slack, 10, |p, _| p == "/chat.update");
+    assert_eq!(update["ts"], "1764500000.000100");
+    assert!(update.to_string().contains("approved by U0ALICE-name (slack U0ALICE)"), "{update}");
+    assert!(!update.to_string().contains("\"actions\""), "the buttons are gone once decided: {update}");
+
+    let out = child.wait_with_output().unwrap();
+    let lines = stdout(&out);
+    // The effect, not only the exit codes: the file's content was read only while approved.
+    assert_eq!(
+        lines.lines().filter(|l| !l.starts_with("request ") && !l.starts_with("agent-guard")).collect::<Vec<_>>(),
+        ["DENIED-BEFORE", "q3-numbers", "DENIED-AFTER"],
+        "{out:?}"
+    );
+    assert!(lines.contains(&format!("request {id}: approved until")), "{out:?}");
+    assert!(lines.contains("inside a task only"), "approving from inside the task is refused: {out:?}");
+
+    // On the record: the request, the answer with its approver, the narrowing, the refusals.
+    let granted = s.daemon.wait_event("approval.granted", |e| e["kind"] == "approval.granted");
+    assert_eq!(granted["approvers"][0]["channel"], "slack");
+    assert_eq!(granted["approvers"][0]["id"], "U0ALICE");
+    s.daemon.wait_event("grant.narrow", |e| e["kind"] == "grant.narrow" && e["approval"].to_string() == id);
+    let refused = s.daemon.events().iter().filter(|e| e["kind"] == "approval.callback_refused").count();
+    assert_eq!(refused, 4, "bad signature, stale, unknown, not an approver");
+    let status: Value = serde_json::from_slice(&s.daemon.cli(&["status", "--json"]).stdout).unwrap();
+    assert!(status["refused_callbacks"].as_u64().unwrap() >= 4, "{status}");
+
+    // The evidence report names the requester, the reason, the approver and the duration.
+    let task = granted["task"]["id"].to_string();
+    let store = s.daemon.dir.path().join("audit.db");
+    let report = std::process::Command::new(agent_guard_bin())
+        .args(["report", "--store", store.to_str().unwrap(), "--task", &task])
+        .output()
+        .unwrap();
+    let md = stdout(&report);
+    let row = md.lines().find(|l| l.starts_with(&format!("| {id} |"))).unwrap_or_else(|| panic!("{md}"));
+    for needle in ["analyst, process", "reconcile Q3 before the audit", "4s", "U0ALICE-name (slack U0ALICE)", "granted"] {
+        assert!(row.contains(needle), "{needle:?} missing from {row}");
+    }
+}
+
+#[test]
+fn a_two_person_request_needs_two_different_approvers_and_a_denial_changes_nothing() {
+    let s = setup(&[]);
+    let payroll = s.data.join("payroll");
+    std::fs::create_dir_all(&payroll).unwrap();
+    std::fs::write(payroll.join("salaries.csv"), "alice,1\n").unwrap();
+    let p = payroll.display();
+    let d = s.data.display();
+    let script = format!(
+        "\"$AG\" request --read '{p}/**' --for 30s --reason 'payroll check' --wait 30s\n\
+         cat {p}/salaries.csv || echo DENIED-PAYROLL\n\
+         \"$AG\" request --read '{d}/reports/**' --for 30s --reason 'second try' --wait 30s\n\
+         cat {d}/reports/report.txt || echo DENIED-REPORT\n\
+         \"$AG\" request --read /etc/shadow-not-requestable --for 30s --reason x; echo refused=$?\n\
+         \"$AG\" request --read '{d}/reports/**' --for 2h --reason 'too long'; echo toolong=$?\n"
+    );
+    let child = agent(&s, &script);
+    let (_, body) = wait_request(&s.webhook, 15, |_, b| b["type"] == "approval.request");
+    let id = body["approval"]["id"].as_u64().unwrap();
+    assert_eq!(body["approval"]["request"]["approvals_needed"], 2);
+    // One approver twice is still one.
+    let vote = |user: &str| format!("{{\"approval\": {id}, \"decision\": \"approve\", \"user\": \"{user}\"}}");
+    assert_eq!(webhook_decision(s.callbacks, WEBHOOK_SECRET, now_secs(), &vote("oncall")).0, 200);
+    assert_eq!(webhook_decision(s.callbacks, WEBHOOK_SECRET, now_secs(), &vote("oncall")).0, 409);
+    let list: Value = serde_json::from_slice(&s.daemon.cli(&["approvals", "--json"]).stdout).unwrap();
+    assert_eq!(list[0]["state"], "pending", "one of two approvals: {list}");
+    assert_eq!(webhook_decision(s.callbacks, WEBHOOK_SECRET, now_secs(), &vote("second")).0, 200);
+
+    // The second request is denied: nothing widens.
+    let (_, second) = wait_request(&s.webhook, 15, |_, b| b["type"] == "approval.request" && b["approval"]["id"] != id);
+    let second_id = second["approval"]["id"].as_u64().unwrap();
+    let deny = format!("{{\"approval\": {second_id}, \"decision\": \"deny\", \"user\": \"oncall\"}}");
+    assert_eq!(webhook_decision(s.callbacks, WEBHOOK_SECRET, now_secs(), &deny).0, 200);
+
+    let out = child.wait_with_output().unwrap();
+    let text = stdout(&out);
+    assert!(text.contains("alice,1"), "approved by two: {out:?}");
+    assert!(text.contains("DENIED-REPORT"), "a denied request widens nothing: {out:?}");
+    assert!(text.contains("refused=1") && text.contains("toolong=1"), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not requestable by profile analyst"), "{stderr}");
+    assert!(stderr.contains("maxDuration"), "{stderr}");
+    // The daemon signs what it sends the webhook.
+    let (headers, _) = wait_request(&s.webhook, 5, |_, b| b["type"] == "approval.decided");
+    let ts = header(&headers, "x-agent-guard-timestamp").unwrap();
+    let sig = header(&headers, "x-agent-guard-signature").unwrap();
+    let sent = s.webhook.lock().unwrap().iter().find(|(_, h, _)| header(h, "x-agent-guard-signature").as_deref() == Some(&sig)).map(|(_, _, b)| b.clone()).unwrap();
+    let expected = format!("v1={}", hmac_hex(WEBHOOK_SECRET.as_bytes(), format!("v1:{ts}:{}", serde_json::to_string(&sent).unwrap()).as_bytes()));
+    assert_eq!(sig, expected, "the webhook body is signed with the shared secret");
+}
+
+#[test]
+fn held_opens_are_answered_through_teams_and_the_webhook() {
+    let s = setup(&["held.txt", "refused.txt"]);
+    let held = s.data.join("held.txt");
+    let refused = s.data.join("refused.txt");
+    std::fs::write(&held, "held-content\n").unwrap();
+    std::fs::write(&refused, "refused-content\n").unwrap();
+    let script = format!(
+        "cat {} || echo DENIED-HELD\ncat {} || echo DENIED-REFUSED\n",
+        held.display(),
+        refused.display()
+    );
+    let child = agent(&s, &script);
+
+    // The held open is posted to Teams as an Adaptive Card naming the file.
+    let (_, card) = wait_request(&s.teams, 15, |p, b| p == "/incoming" && b.to_string().contains("held.txt"));
+    let content = &card["attachments"][0]["content"];
+    assert_eq!(card["attachments"][0]["contentType"], "application/vnd.microsoft.card.adaptive");
+    assert_eq!(content["type"], "AdaptiveCard");
+    let facts = content["body"][1]["facts"].as_array().expect("a FactSet");
+    assert!(facts.iter().any(|f| f["title"] == "Held"), "{card}");
+    let footer = content["body"][2]["text"].as_str().unwrap();
+    let id: String = footer.split("approve ").nth(1).unwrap().split(' ').next().unwrap().to_string();
+
+    // Refused: a bad HMAC, a replayed (stale) activity, a user who is not an approver.
+    let now = rfc3339(std::time::SystemTime::now());
+    let old = rfc3339(std::time::SystemTime::now() - Duration::from_secs(900));
+    let wrong_token = base64::engine::general_purpose::STANDARD.encode(b"another key, not the webhook's");
+    assert_eq!(teams_message(s.callbacks, &wrong_token, "aad-bob", &format!("approve {id}"), &now).0, 401);
+    assert_eq!(teams_message(s.callbacks, TEAMS_TOKEN, "aad-bob", &format!("approve {id}"), &old).0, 401);
+    assert_eq!(teams_message(s.callbacks, TEAMS_TOKEN, "aad-mallory", &format!("approve {id}"), &now).0, 403);
+    // Bob approves; Teams shows the daemon's reply in the channel.
+    let (status, reply) = teams_message(s.callbacks, TEAMS_TOKEN, "aad-bob", &format!("approve {id}"), &now);
+    assert_eq!(status, 200, "{reply}");
+    assert!(reply.contains(&format!("approval {id}: approved")), "{reply}");
+
+    // The second open goes to the webhook, signed; the webhook's user denies it.
+    let (headers, body) = wait_request(&s.webhook, 15, |_, b| b["type"] == "approval.request" && b.to_string().contains("refused.txt"));
+    let ts = header(&headers, "x-agent-guard-timestamp").unwrap();
+    let expected = format!("v1={}", hmac_hex(WEBHOOK_SECRET.as_bytes(), format!("v1:{ts}:{}", serde_json::to_string(&body).unwrap()).as_bytes()));
+    assert_eq!(header(&headers, "x-agent-guard-signature").unwrap(), expected);
+    let second = body["approval"]["id"].as_u64().unwrap();
+    let forged = format!("{{\"approval\": {second}, \"decision\": \"approve\", \"user\": \"oncall\"}}");
+    assert_eq!(webhook_decision(s.callbacks, "not-the-secret", now_secs(), &forged).0, 401);
+    let deny = format!("{{\"approval\": {second}, \"decision\": \"deny\", \"user\": \"oncall\"}}");
+    assert_eq!(webhook_decision(s.callbacks, WEBHOOK_SECRET, now_secs(), &deny).0, 200);
+
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&out), "held-content\nDENIED-REFUSED", "{out:?}");
+    let granted = s.daemon.wait_event("approval.granted", |e| e["kind"] == "approval.granted");
+    assert_eq!(granted["approvers"][0]["channel"], "teams");
+    assert_eq!(granted["approvers"][0]["id"], "aad-bob");
+    assert_eq!(granted["approvers"][0]["name"], "Bob Approver");
+    let denied = s.daemon.wait_event("approval.denied", |e| e["kind"] == "approval.denied");
+    assert_eq!(denied["approvers"][0]["channel"], "webhook");
+    assert_eq!(denied["approvers"][0]["id"], "oncall");
+}
+
+#[test]
+fn agent_controlled_text_is_printed_escaped() {
+    let s = setup(&[]);
+    // A file name is the agent's to choose: an escape sequence and a carriage return in it.
+    let evil = s.data.join("x\u{1b}c\rAPPROVED");
+    std::fs::write(&evil, "x").unwrap();
+    let name = evil.display().to_string();
+    let child = agent(&s, &format!("cat '{name}' 2>/dev/null; \"$AG\" request --read '{name}' --for 10s --reason 'fine' "));
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let list = s.daemon.cli(&["approvals"]);
+    let shown = String::from_utf8_lossy(&list.stdout);
+    assert!(!shown.contains('\u{1b}') && !shown.contains('\r'), "raw control characters reached the terminal: {shown:?}");
+    assert!(shown.contains("\\u{1b}c\\u{d}APPROVED"), "{shown}");
+    let audit = s.daemon.cli(&["audit", "--store", s.daemon.dir.path().join("audit.db").to_str().unwrap()]);
+    let shown = String::from_utf8_lossy(&audit.stdout);
+    assert!(shown.contains("\\u{1b}c") && !shown.contains('\u{1b}'), "{shown}");
+    // An intent or reason with control characters is refused outright at the API.
+    let bad = std::process::Command::new(agent_guard_bin())
+        .arg("--socket")
+        .arg(&s.daemon.socket)
+        .args(["run", "--profile", "analyst", "--intent", "fine\u{1b}[31m", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("printable text"), "{bad:?}");
+}
