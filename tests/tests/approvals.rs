@@ -6,6 +6,7 @@
 //! Forged, stale, unknown and self-approving answers are refused and change nothing.
 
 use std::{
+    fmt::Write as _,
     net::TcpListener,
     path::PathBuf,
     sync::{Arc, Mutex},
@@ -34,7 +35,8 @@ fn service(listener: TcpListener, reply: fn(&str, &Value) -> String) -> Received
         for mut request in server.incoming_requests() {
             let mut body = String::new();
             request.as_reader().read_to_string(&mut body).unwrap();
-            let headers = request.headers().iter().map(|h| (h.field.to_string().to_lowercase(), h.value.to_string())).collect();
+            let headers =
+                request.headers().iter().map(|h| (h.field.to_string().to_lowercase(), h.value.to_string())).collect();
             let json: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
             let answer = reply(request.url(), &json);
             log.lock().unwrap().push((request.url().to_string(), headers, json));
@@ -48,8 +50,9 @@ fn service(listener: TcpListener, reply: fn(&str, &Value) -> String) -> Received
 /// Slack's Web API as far as the daemon uses it.
 fn slack_reply(path: &str, _: &Value) -> String {
     match path {
-        "/chat.postMessage" => r#"{"ok": true, "channel": "C0APPROVALS", "ts": "1764500000.000100"}"#.into(),
-        "/chat.update" => r#"{"ok": true, "channel": "C0APPROVALS", "ts": "1764500000.000100"}"#.into(),
+        "/chat.postMessage" | "/chat.update" => {
+            r#"{"ok": true, "channel": "C0APPROVALS", "ts": "1764500000.000100"}"#.into()
+        }
         _ => r#"{"ok": false, "error": "unknown_method"}"#.into(),
     }
 }
@@ -106,7 +109,11 @@ fn slack_click(port: u16, secret: &str, ts: u64, user: &str, action: &str, id: &
     });
     let body = format!("payload={}", urlencode(&payload.to_string()));
     let signature = format!("v0={}", hmac_hex(secret.as_bytes(), format!("v0:{ts}:{body}").as_bytes()));
-    let headers = [("x-slack-request-timestamp", ts.to_string()), ("x-slack-signature", signature), ("content-type", "application/x-www-form-urlencoded".into())];
+    let headers = [
+        ("x-slack-request-timestamp", ts.to_string()),
+        ("x-slack-signature", signature),
+        ("content-type", "application/x-www-form-urlencoded".into()),
+    ];
     post(port, "/slack/actions", &headers, body.as_bytes())
 }
 
@@ -132,13 +139,23 @@ fn teams_message(port: u16, token: &str, aad: &str, text: &str, timestamp: &str)
     let engine = base64::engine::general_purpose::STANDARD;
     let key = engine.decode(token).unwrap();
     let tag = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key), body.as_bytes());
-    post(port, "/teams/messages", &[("authorization", format!("HMAC {}", engine.encode(tag.as_ref())))], body.as_bytes())
+    post(
+        port,
+        "/teams/messages",
+        &[("authorization", format!("HMAC {}", engine.encode(tag.as_ref())))],
+        body.as_bytes(),
+    )
 }
 
 /// A signed webhook decision.
 fn webhook_decision(port: u16, secret: &str, ts: u64, body: &str) -> (u16, String) {
     let signature = format!("v1={}", hmac_hex(secret.as_bytes(), format!("v1:{ts}:{body}").as_bytes()));
-    post(port, "/webhook/decision", &[("x-agent-guard-timestamp", ts.to_string()), ("x-agent-guard-signature", signature)], body.as_bytes())
+    post(
+        port,
+        "/webhook/decision",
+        &[("x-agent-guard-timestamp", ts.to_string()), ("x-agent-guard-signature", signature)],
+        body.as_bytes(),
+    )
 }
 
 fn rfc3339(at: std::time::SystemTime) -> String {
@@ -148,7 +165,10 @@ fn rfc3339(at: std::time::SystemTime) -> String {
 /// RFC 3339 in UTC, as Teams writes it.
 fn humantime_rfc3339(at: std::time::SystemTime) -> String {
     let secs = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let out = std::process::Command::new("date").args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%S.0000000Z"]).output().unwrap();
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%S.0000000Z"])
+        .output()
+        .unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -165,20 +185,23 @@ struct Setup {
 /// A daemon with all three channels pointed at fake services, and a profile `analyst` that
 /// may request reading `data/**` (one approver) and `payroll/**` (two).
 fn setup(asks: &[&str]) -> Setup {
-    let bind = || TcpListener::bind("127.0.0.1:0").unwrap();
-    let (slack_l, teams_l, webhook_l) = (bind(), bind(), bind());
+    let free = || TcpListener::bind("127.0.0.1:0").unwrap();
+    let (slack_l, teams_l, webhook_l) = (free(), free(), free());
     let port = |l: &TcpListener| l.local_addr().unwrap().port();
     let (slack_port, teams_port, webhook_port) = (port(&slack_l), port(&teams_l), port(&webhook_l));
     // Picked free, then bound by the daemon: a parallel test could take it in between, which
     // fails the start loudly (never silently).
-    let callbacks = port(&bind());
+    let callbacks = port(&free());
     let policies = tempfile::Builder::new().prefix("agent-guard-e2e-approvals-").tempdir().unwrap();
     let data = policies.path().join("data");
     std::fs::create_dir_all(data.join("reports")).unwrap();
     std::fs::write(data.join("reports/report.txt"), "q3-numbers\n").unwrap();
     let bins = agent_guard_bin().parent().unwrap().display().to_string();
     let d = data.display();
-    let asks: String = asks.iter().map(|f| format!(", {{path: \"{d}/{f}\", action: ask}}")).collect();
+    let asks = asks.iter().fold(String::new(), |mut out, f| {
+        let _ = write!(out, ", {{path: \"{d}/{f}\", action: ask}}");
+        out
+    });
     std::fs::write(
         policies.path().join("analyst.yaml"),
         format!(
@@ -192,9 +215,12 @@ fn setup(asks: &[&str]) -> Setup {
     // The secrets are read at start, from the daemon's own directory (made by start_configured):
     // written into a directory made first, passed by path.
     let secrets = tempfile::Builder::new().prefix("agent-guard-e2e-secrets-").tempdir().unwrap();
-    for (file, text) in
-        [("slack-token", SLACK_TOKEN), ("slack-secret", SLACK_SECRET), ("teams-token", TEAMS_TOKEN), ("webhook-secret", WEBHOOK_SECRET)]
-    {
+    for (file, text) in [
+        ("slack-token", SLACK_TOKEN),
+        ("slack-secret", SLACK_SECRET),
+        ("teams-token", TEAMS_TOKEN),
+        ("webhook-secret", WEBHOOK_SECRET),
+    ] {
         std::fs::write(secrets.path().join(file), text).unwrap();
     }
     let config = config.replace("{dir}", secrets.path().to_str().unwrap());
@@ -288,7 +314,7 @@ fn a_request_approved_in_slack_widens_the_grant_for_exactly_its_time() {
     let granted = s.daemon.wait_event("approval.granted", |e| e["kind"] == "approval.granted");
     assert_eq!(granted["approvers"][0]["channel"], "slack");
     assert_eq!(granted["approvers"][0]["id"], "U0ALICE");
-    s.daemon.wait_event("grant.narrow", |e| e["kind"] == "grant.narrow" && e["approval"].to_string() == id);
+    s.daemon.wait_event("grant.narrow", |e| e["kind"] == "grant.narrow" && e["approval"] == id.parse::<u64>().unwrap());
     let refused = s.daemon.events().iter().filter(|e| e["kind"] == "approval.callback_refused").count();
     assert_eq!(refused, 4, "bad signature, stale, unknown, not an approver");
     let status: Value = serde_json::from_slice(&s.daemon.cli(&["status", "--json"]).stdout).unwrap();
@@ -303,7 +329,8 @@ fn a_request_approved_in_slack_widens_the_grant_for_exactly_its_time() {
         .unwrap();
     let md = stdout(&report);
     let row = md.lines().find(|l| l.starts_with(&format!("| {id} |"))).unwrap_or_else(|| panic!("{md}"));
-    for needle in ["analyst, process", "reconcile Q3 before the audit", "4s", "U0ALICE-name (slack U0ALICE)", "granted"] {
+    for needle in ["analyst, process", "reconcile Q3 before the audit", "4s", "U0ALICE-name (slack U0ALICE)", "granted"]
+    {
         assert!(row.contains(needle), "{needle:?} missing from {row}");
     }
 }
@@ -354,8 +381,18 @@ fn a_two_person_request_needs_two_different_approvers_and_a_denial_changes_nothi
     let (headers, _) = wait_request(&s.webhook, 5, |_, b| b["type"] == "approval.decided");
     let ts = header(&headers, "x-agent-guard-timestamp").unwrap();
     let sig = header(&headers, "x-agent-guard-signature").unwrap();
-    let sent = s.webhook.lock().unwrap().iter().find(|(_, h, _)| header(h, "x-agent-guard-signature").as_deref() == Some(&sig)).map(|(_, _, b)| b.clone()).unwrap();
-    let expected = format!("v1={}", hmac_hex(WEBHOOK_SECRET.as_bytes(), format!("v1:{ts}:{}", serde_json::to_string(&sent).unwrap()).as_bytes()));
+    let sent = s
+        .webhook
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(_, h, _)| header(h, "x-agent-guard-signature").as_deref() == Some(&sig))
+        .map(|(_, _, b)| b.clone())
+        .unwrap();
+    let expected = format!(
+        "v1={}",
+        hmac_hex(WEBHOOK_SECRET.as_bytes(), format!("v1:{ts}:{}", serde_json::to_string(&sent).unwrap()).as_bytes())
+    );
     assert_eq!(sig, expected, "the webhook body is signed with the shared secret");
 }
 
@@ -366,11 +403,8 @@ fn held_opens_are_answered_through_teams_and_the_webhook() {
     let refused = s.data.join("refused.txt");
     std::fs::write(&held, "held-content\n").unwrap();
     std::fs::write(&refused, "refused-content\n").unwrap();
-    let script = format!(
-        "cat {} || echo DENIED-HELD\ncat {} || echo DENIED-REFUSED\n",
-        held.display(),
-        refused.display()
-    );
+    let script =
+        format!("cat {} || echo DENIED-HELD\ncat {} || echo DENIED-REFUSED\n", held.display(), refused.display());
     let child = agent(&s, &script);
 
     // The held open is posted to Teams as an Adaptive Card naming the file.
@@ -385,7 +419,7 @@ fn held_opens_are_answered_through_teams_and_the_webhook() {
 
     // Refused: a bad HMAC, a replayed (stale) activity, a user who is not an approver.
     let now = rfc3339(std::time::SystemTime::now());
-    let old = rfc3339(std::time::SystemTime::now() - Duration::from_secs(900));
+    let old = rfc3339(std::time::SystemTime::now() - Duration::from_mins(15));
     let wrong_token = base64::engine::general_purpose::STANDARD.encode(b"another key, not the webhook's");
     assert_eq!(teams_message(s.callbacks, &wrong_token, "aad-bob", &format!("approve {id}"), &now).0, 401);
     assert_eq!(teams_message(s.callbacks, TEAMS_TOKEN, "aad-bob", &format!("approve {id}"), &old).0, 401);
@@ -396,9 +430,13 @@ fn held_opens_are_answered_through_teams_and_the_webhook() {
     assert!(reply.contains(&format!("approval {id}: approved")), "{reply}");
 
     // The second open goes to the webhook, signed; the webhook's user denies it.
-    let (headers, body) = wait_request(&s.webhook, 15, |_, b| b["type"] == "approval.request" && b.to_string().contains("refused.txt"));
+    let (headers, body) =
+        wait_request(&s.webhook, 15, |_, b| b["type"] == "approval.request" && b.to_string().contains("refused.txt"));
     let ts = header(&headers, "x-agent-guard-timestamp").unwrap();
-    let expected = format!("v1={}", hmac_hex(WEBHOOK_SECRET.as_bytes(), format!("v1:{ts}:{}", serde_json::to_string(&body).unwrap()).as_bytes()));
+    let expected = format!(
+        "v1={}",
+        hmac_hex(WEBHOOK_SECRET.as_bytes(), format!("v1:{ts}:{}", serde_json::to_string(&body).unwrap()).as_bytes())
+    );
     assert_eq!(header(&headers, "x-agent-guard-signature").unwrap(), expected);
     let second = body["approval"]["id"].as_u64().unwrap();
     let forged = format!("{{\"approval\": {second}, \"decision\": \"approve\", \"user\": \"oncall\"}}");
@@ -424,12 +462,16 @@ fn agent_controlled_text_is_printed_escaped() {
     let evil = s.data.join("x\u{1b}c\rAPPROVED");
     std::fs::write(&evil, "x").unwrap();
     let name = evil.display().to_string();
-    let child = agent(&s, &format!("cat '{name}' 2>/dev/null; \"$AG\" request --read '{name}' --for 10s --reason 'fine' "));
+    let child =
+        agent(&s, &format!("cat '{name}' 2>/dev/null; \"$AG\" request --read '{name}' --for 10s --reason 'fine' "));
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{out:?}");
     let list = s.daemon.cli(&["approvals"]);
     let shown = String::from_utf8_lossy(&list.stdout);
-    assert!(!shown.contains('\u{1b}') && !shown.contains('\r'), "raw control characters reached the terminal: {shown:?}");
+    assert!(
+        !shown.contains('\u{1b}') && !shown.contains('\r'),
+        "raw control characters reached the terminal: {shown:?}"
+    );
     assert!(shown.contains("\\u{1b}c\\u{d}APPROVED"), "{shown}");
     let audit = s.daemon.cli(&["audit", "--store", s.daemon.dir.path().join("audit.db").to_str().unwrap()]);
     let shown = String::from_utf8_lossy(&audit.stdout);

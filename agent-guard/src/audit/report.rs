@@ -280,8 +280,9 @@ impl Builder {
                     let agent = event.task.as_ref().map(|t| t.agent.clone()).unwrap_or_default();
                     approval.asked_by = Some(format!("{agent}, {}", access.requester));
                     approval.justification = Some(access.reason.clone());
-                    approval.duration =
-                        Some(humantime::format_duration(std::time::Duration::from_secs(access.duration_secs)).to_string());
+                    approval.duration = Some(
+                        humantime::format_duration(std::time::Duration::from_secs(access.duration_secs)).to_string(),
+                    );
                 }
             }
             Body::GrantNarrow(narrowed) => {

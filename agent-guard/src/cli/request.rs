@@ -98,7 +98,8 @@ pub fn wait(socket: &Path, mut approval: ApprovalInfo, timeout: Duration) -> any
 }
 
 fn print(approval: &ApprovalInfo) {
-    let until = approval.request.as_ref().and_then(|r| r.until.clone()).map(|u| format!(" until {u}")).unwrap_or_default();
+    let until =
+        approval.request.as_ref().and_then(|r| r.until.clone()).map(|u| format!(" until {u}")).unwrap_or_default();
     println!("request {}: {}{until}: {}", approval.id, approval.state, printable(&approval.path));
 }
 

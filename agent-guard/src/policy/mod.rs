@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 pub use profile::AgentProfile;
 pub use requestable::not_allow;
-pub use requestable::ApproverId;
+pub use requestable::{ApproverId, RequestableRules};
 pub use set::{PolicySet, policy_files};
 pub use template::GrantTemplate;
 

@@ -53,7 +53,12 @@ pub struct RequestableRules {
 impl RequestableRules {
     /// The entry's rules as a grant spec (for the coverage check).
     pub fn spec(&self) -> GrantSpec {
-        GrantSpec { files: self.files.clone(), exec: self.exec.clone(), network: self.network.clone(), ..Default::default() }
+        GrantSpec {
+            files: self.files.clone(),
+            exec: self.exec.clone(),
+            network: self.network.clone(),
+            ..Default::default()
+        }
     }
 }
 
@@ -76,9 +81,9 @@ impl FromStr for ApproverId {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let (channel, id) = s
-            .split_once(':')
-            .ok_or_else(|| format!("approver {s:?}: write CHANNEL:ID (unix:alice, uid:1000, slack:U…, teams:…, webhook:…)"))?;
+        let (channel, id) = s.split_once(':').ok_or_else(|| {
+            format!("approver {s:?}: write CHANNEL:ID (unix:alice, uid:1000, slack:U…, teams:…, webhook:…)")
+        })?;
         if id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(format!("approver {s:?}: the id must be 1-128 printable characters without spaces"));
         }
@@ -89,9 +94,7 @@ impl FromStr for ApproverId {
             "teams" => ApproverId::Teams(id.into()),
             "webhook" => ApproverId::Webhook(id.into()),
             other => {
-                return Err(format!(
-                    "approver {s:?}: unknown channel {other:?} (unix, uid, slack, teams or webhook)"
-                ));
+                return Err(format!("approver {s:?}: unknown channel {other:?} (unix, uid, slack, teams or webhook)"));
             }
         })
     }

@@ -52,7 +52,8 @@ pub(super) async fn serve(
         .route("/slack/actions", route(slack))
         .route("/teams/messages", route(teams))
         .route("/webhook/decision", route(webhook));
-    if let Err(err) = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await {
+    if let Err(err) = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+    {
         tracing::error!(%err, "approval callback listener stopped");
     }
 }
@@ -72,8 +73,9 @@ fn refuse(state: &State, channel: Channel, status: StatusCode, why: &str) -> Res
     (status, format!("refused: {why}\n")).into_response()
 }
 
-/// Decides approval `id` for `approver`; the answer as the channel shows it.
-fn decide(state: &State, approver: Approver, id: u32, approve: bool) -> Result<String, Response> {
+/// Decides approval `id` for `approver`: the channel's answer made by `answer` from the
+/// outcome, or the refusal.
+fn decide(state: &State, approver: Approver, id: u32, approve: bool, answer: fn(&str) -> Response) -> Response {
     let channel = approver.channel;
     let by = Decider { approver, actor: None };
     let mut reg = state.registry.lock().expect("registry lock is never poisoned");
@@ -81,7 +83,7 @@ fn decide(state: &State, approver: Approver, id: u32, approve: bool) -> Result<S
     reg.persist();
     drop(reg);
     match result {
-        Ok(info) => Ok(format!("approval {id}: {}", info.state.replace('_', " "))),
+        Ok(info) => answer(&format!("approval {id}: {}", info.state.replace('_', " "))),
         Err(refusal) => {
             let status = match refusal.code {
                 ErrorCode::NotFound => StatusCode::NOT_FOUND,
@@ -89,7 +91,7 @@ fn decide(state: &State, approver: Approver, id: u32, approve: bool) -> Result<S
                 ErrorCode::BadRequest => StatusCode::CONFLICT,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             };
-            Err(refuse(state, channel, status, &refusal.message))
+            refuse(state, channel, status, &refusal.message)
         }
     }
 }
@@ -135,7 +137,8 @@ fn slack(state: &State, headers: &HeaderMap, body: &[u8]) -> Response {
         return refuse(state, Channel::Slack, StatusCode::UNAUTHORIZED, &why.to_string());
     }
     let form: Vec<(String, String)> = serde_urlencoded::from_bytes(body).unwrap_or_default();
-    let payload = form.iter().find(|(k, _)| k == "payload").and_then(|(_, v)| serde_json::from_str::<SlackPayload>(v).ok());
+    let payload =
+        form.iter().find(|(k, _)| k == "payload").and_then(|(_, v)| serde_json::from_str::<SlackPayload>(v).ok());
     let Some(payload) = payload.filter(|p| p.kind == "block_actions") else {
         return refuse(state, Channel::Slack, StatusCode::BAD_REQUEST, "not a block_actions payload");
     };
@@ -151,10 +154,7 @@ fn slack(state: &State, headers: &HeaderMap, body: &[u8]) -> Response {
     let name = payload.user.username.or(payload.user.name);
     let approver = Approver { channel: Channel::Slack, id: payload.user.id, name };
     // Slack wants a quick 200; the message itself is updated with the outcome (chat.update).
-    match decide(state, approver, id, approve) {
-        Ok(_) => StatusCode::OK.into_response(),
-        Err(response) => response,
-    }
+    decide(state, approver, id, approve, |_| StatusCode::OK.into_response())
 }
 
 /// The part of a Teams activity read here.
@@ -203,10 +203,7 @@ fn teams(state: &State, headers: &HeaderMap, body: &[u8]) -> Response {
     };
     let Ok(approval) = approval else { return teams_reply("Write `approve ID` or `deny ID`.") };
     let approver = Approver { channel: Channel::Teams, id, name: activity.from.name };
-    match decide(state, approver, approval, approve) {
-        Ok(text) => teams_reply(&text),
-        Err(response) => response,
-    }
+    decide(state, approver, approval, approve, teams_reply)
 }
 
 /// An Outgoing Webhook's reply, shown in the channel.
@@ -249,8 +246,5 @@ fn webhook(state: &State, headers: &HeaderMap, body: &[u8]) -> Response {
         _ => return refuse(state, Channel::Webhook, StatusCode::BAD_REQUEST, "decision is approve or deny"),
     };
     let approver = Approver { channel: Channel::Webhook, id: decision.user, name: decision.name };
-    match decide(state, approver, decision.approval, approve) {
-        Ok(text) => (StatusCode::OK, text + "\n").into_response(),
-        Err(response) => response,
-    }
+    decide(state, approver, decision.approval, approve, |text| (StatusCode::OK, format!("{text}\n")).into_response())
 }

@@ -20,23 +20,20 @@ fn clip(text: &str, max: usize) -> String {
 
 /// What is asked, as lines of (label, value).
 fn facts(info: &ApprovalInfo) -> Vec<(&'static str, String)> {
-    let mut out = vec![
-        ("Task", format!("{} ({})", info.task, info.agent)),
-        ("Intent", info.intent.clone()),
-    ];
-    match &info.request {
-        Some(request) => {
-            out.push(("Asks for", request.rules.join(", ")));
-            out.push(("For", humantime::format_duration(std::time::Duration::from_secs(request.duration_secs)).to_string()));
-            out.push(("Reason", request.reason.clone()));
-            if request.approvals_needed > 1 {
-                out.push(("Approvers needed", request.approvals_needed.to_string()));
-            }
+    let mut out = vec![("Task", format!("{} ({})", info.task, info.agent)), ("Intent", info.intent.clone())];
+    if let Some(request) = &info.request {
+        out.push(("Asks for", request.rules.join(", ")));
+        out.push((
+            "For",
+            humantime::format_duration(std::time::Duration::from_secs(request.duration_secs)).to_string(),
+        ));
+        out.push(("Reason", request.reason.clone()));
+        if request.approvals_needed > 1 {
+            out.push(("Approvers needed", request.approvals_needed.to_string()));
         }
-        None => {
-            let access = if info.access.is_empty() { String::new() } else { format!(" ({})", info.access.join("+")) };
-            out.push(("Held", format!("{} {}{access} by pid {}", info.object, info.path, info.pid)));
-        }
+    } else {
+        let access = if info.access.is_empty() { String::new() } else { format!(" ({})", info.access.join("+")) };
+        out.push(("Held", format!("{} {}{access} by pid {}", info.object, info.path, info.pid)));
     }
     out.push(("Answer by", info.deadline.clone()));
     out
@@ -65,7 +62,9 @@ pub fn slack(channel: &str, info: &ApprovalInfo, decided: bool) -> Value {
         .into_iter()
         .map(|(label, value)| json!({"type": "plain_text", "emoji": false, "text": clip(&format!("{label}: {value}"), 1900)}))
         .collect();
-    let mut blocks = vec![json!({"type": "header", "text": {"type": "plain_text", "emoji": false, "text": clip(&title(info), 150)}})];
+    let mut blocks = vec![
+        json!({"type": "header", "text": {"type": "plain_text", "emoji": false, "text": clip(&title(info), 150)}}),
+    ];
     for chunk in fields.chunks(10) {
         blocks.push(json!({"type": "section", "fields": chunk}));
     }
@@ -97,7 +96,9 @@ fn card_text(text: &str, max: usize) -> String {
 /// The Teams incoming-webhook message for `info`: an Adaptive Card, answered by mentioning
 /// the Outgoing Webhook (`approve ID` / `deny ID`).
 pub fn teams(info: &ApprovalInfo) -> Value {
-    let mut body = vec![json!({"type": "TextBlock", "weight": "Bolder", "size": "Medium", "wrap": true, "text": card_text(&title(info), 200)})];
+    let mut body = vec![
+        json!({"type": "TextBlock", "weight": "Bolder", "size": "Medium", "wrap": true, "text": card_text(&title(info), 200)}),
+    ];
     let facts: Vec<Value> = facts(info)
         .into_iter()
         .map(|(label, value)| json!({"title": label, "value": card_text(&value, 2000)}))

@@ -110,7 +110,11 @@ pub async fn start(
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, ApproveError> {
     let Some(listen) = config.listen else { return Ok(Vec::new()) };
     let secrets = Secrets {
-        slack_token: config.slack.as_ref().map(|s| read_secret("slack", "botTokenFile", &s.bot_token_file)).transpose()?,
+        slack_token: config
+            .slack
+            .as_ref()
+            .map(|s| read_secret("slack", "botTokenFile", &s.bot_token_file))
+            .transpose()?,
         slack_signing: config
             .slack
             .as_ref()

@@ -106,7 +106,13 @@ async fn webhook_sender(url: String, secret: Vec<u8>, client: reqwest::Client, m
 }
 
 /// Calls Slack's Web API `method`; Slack answers 200 with `ok: false` on errors.
-async fn slack_call(client: &reqwest::Client, api: &str, method: &str, token: &str, body: &Value) -> Result<Value, String> {
+async fn slack_call(
+    client: &reqwest::Client,
+    api: &str,
+    method: &str,
+    token: &str,
+    body: &Value,
+) -> Result<Value, String> {
     let url = format!("{}/{method}", api.trim_end_matches('/'));
     let reply = client
         .post(url)

@@ -62,12 +62,24 @@ fn versioned(
 }
 
 /// A Slack request's signature.
-pub fn slack(secret: &[u8], timestamp: Option<&str>, signature: Option<&str>, body: &[u8], now: u64) -> Result<(), Refused> {
+pub fn slack(
+    secret: &[u8],
+    timestamp: Option<&str>,
+    signature: Option<&str>,
+    body: &[u8],
+    now: u64,
+) -> Result<(), Refused> {
     versioned("0", secret, timestamp, signature, body, now)
 }
 
 /// A webhook callback's signature.
-pub fn webhook(secret: &[u8], timestamp: Option<&str>, signature: Option<&str>, body: &[u8], now: u64) -> Result<(), Refused> {
+pub fn webhook(
+    secret: &[u8],
+    timestamp: Option<&str>,
+    signature: Option<&str>,
+    body: &[u8],
+    now: u64,
+) -> Result<(), Refused> {
     versioned("1", secret, timestamp, signature, body, now)
 }
 
@@ -103,7 +115,8 @@ pub fn sign_teams(token: &str, body: &[u8]) -> Option<String> {
 pub fn fresh_rfc3339(time: Option<&str>, now: u64) -> Result<(), Refused> {
     // Teams writes UTC ("2017-11-03T21:49:03.4290285Z"); an explicit zero offset reads too.
     let at = time.and_then(|t| humantime::parse_rfc3339_weak(t.strip_suffix("+00:00").unwrap_or(t)).ok());
-    let secs = at.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs()).ok_or(Refused::Stale)?;
+    let secs =
+        at.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs()).ok_or(Refused::Stale)?;
     if secs.abs_diff(now) > MAX_SKEW_SECS {
         return Err(Refused::Stale);
     }
@@ -123,7 +136,10 @@ mod tests {
         let sig = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
         assert_eq!(slack(secret, Some("1531420618"), Some(sig), body, 1_531_420_618), Ok(()));
         assert_eq!(slack(secret, Some("1531420618"), Some(sig), body, 1_531_420_618 + 301), Err(Refused::Stale));
-        assert_eq!(slack(b"another secret", Some("1531420618"), Some(sig), body, 1_531_420_618), Err(Refused::BadSignature));
+        assert_eq!(
+            slack(b"another secret", Some("1531420618"), Some(sig), body, 1_531_420_618),
+            Err(Refused::BadSignature)
+        );
         let mut tampered = body.to_vec();
         tampered[0] = b'T';
         assert_eq!(slack(secret, Some("1531420618"), Some(sig), &tampered, 1_531_420_618), Err(Refused::BadSignature));

@@ -67,9 +67,9 @@ pub struct TeamsConfig {
     pub security_token_file: PathBuf,
 }
 
-/// A generic webhook (PagerDuty, Jira or ServiceNow-style flows): questions and outcomes are
-/// POSTed to `url`, signed; decisions come back to `<listen>/webhook/decision`, signed the
-/// same way with the same secret.
+/// A generic webhook (for `PagerDuty`, Jira or `ServiceNow` style flows): questions and
+/// outcomes are sent to `url` (POST), signed; decisions come back to
+/// `<listen>/webhook/decision`, signed the same way with the same secret.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct WebhookConfig {

@@ -828,7 +828,8 @@ mod tests {
     fn an_access_request_reads_back_as_written() {
         use super::{AccessObject, Actor, Body, Decision, Event, Held, HeldObject, Level, Verdict};
         let requested: crate::grant::GrantSpec =
-            serde_yaml_ng::from_str("files: {read: [\"/srv/reports/**\"]}\nnetwork: {connect: [\"10.0.0.1:443\"]}").unwrap();
+            serde_yaml_ng::from_str("files: {read: [\"/srv/reports/**\"]}\nnetwork: {connect: [\"10.0.0.1:443\"]}")
+                .unwrap();
         let verdict = Verdict {
             decision: Decision::Held,
             policy_decision: None,
@@ -843,7 +844,8 @@ mod tests {
             approvals_needed: 2,
             requester: Actor { pid: 7, uid: 1000, user: None },
         });
-        let event = Event::new(Body::ApprovalRequest(Held { verdict, approval: 3, object }), "h", std::time::SystemTime::now());
+        let event =
+            Event::new(Body::ApprovalRequest(Held { verdict, approval: 3, object }), "h", std::time::SystemTime::now());
         let line = serde_json::to_string(&event).unwrap();
         assert!(!line.contains("\"ttl\""), "{line}");
         let back: Event = serde_json::from_str(&line).unwrap();

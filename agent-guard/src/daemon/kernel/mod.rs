@@ -712,7 +712,12 @@ impl Kernel {
     /// ones removed, so no lookup in between sees less than the narrower of the two. Approved
     /// bits of `approve --for` allowances in force are kept. All or nothing: on a failure the
     /// old rules are written back.
-    pub fn replace_grant(&mut self, grant_id: u32, old: &CompiledGrant, new: &CompiledGrant) -> Result<(), KernelError> {
+    pub fn replace_grant(
+        &mut self,
+        grant_id: u32,
+        old: &CompiledGrant,
+        new: &CompiledGrant,
+    ) -> Result<(), KernelError> {
         let old_paths: PathEntries = old.paths.iter().copied().collect();
         let new_paths: PathEntries = new.paths.iter().copied().collect();
         let old_nets: NetEntries = old.nets.iter().map(|(l, a, p)| ((*l, *a), *p)).collect();
@@ -730,7 +735,8 @@ impl Kernel {
                 return Err(KernelError::MapFull { name, need, free, size, option });
             }
         }
-        if let Err(err) = self.write_rules(grant_id, &new_paths, &old_paths, &new_nets, &old_nets, new.listen.as_ref()) {
+        if let Err(err) = self.write_rules(grant_id, &new_paths, &old_paths, &new_nets, &old_nets, new.listen.as_ref())
+        {
             // Back to the old rules: what `new` added goes, what it changed is put back.
             let _ = self.write_rules(grant_id, &old_paths, &new_paths, &old_nets, &new_nets, old.listen.as_ref());
             return Err(err);
@@ -758,7 +764,9 @@ impl Kernel {
             if current == Some(rule) {
                 continue;
             }
-            self.path_rules.insert(&key, &rule, 0).map_err(|source| KernelError::Map { name: maps::PATH_RULES, source })?;
+            self.path_rules
+                .insert(&key, &rule, 0)
+                .map_err(|source| KernelError::Map { name: maps::PATH_RULES, source })?;
             if current.is_none() {
                 self.used.path_rules += 1;
             }
@@ -766,7 +774,9 @@ impl Kernel {
         for ((len, addr), ports) in nets {
             let key = net_key(grant_id, *len, addr);
             let existed = self.net_rules.get(&key, 0).is_ok();
-            self.net_rules.insert(&key, ports, 0).map_err(|source| KernelError::Map { name: maps::NET_RULES, source })?;
+            self.net_rules
+                .insert(&key, ports, 0)
+                .map_err(|source| KernelError::Map { name: maps::NET_RULES, source })?;
             if !existed {
                 self.used.net_rules += 1;
             }
@@ -781,10 +791,8 @@ impl Kernel {
                     self.used.net_rules += 1;
                 }
             }
-            None if listen_existed => {
-                if self.net_rules.remove(&listen_key(grant_id)).is_ok() {
-                    self.used.net_rules = self.used.net_rules.saturating_sub(1);
-                }
+            None if listen_existed && self.net_rules.remove(&listen_key(grant_id)).is_ok() => {
+                self.used.net_rules = self.used.net_rules.saturating_sub(1);
             }
             None => {}
         }

@@ -187,7 +187,13 @@ impl Registry {
         let info = held.info.clone();
         let reason = match (approve, by, allow_for) {
             (true, Some(by), Some(d)) => {
-                format!("approved by {} for {}: {} {}", by.approver, humantime::format_duration(d), info.object, info.path)
+                format!(
+                    "approved by {} for {}: {} {}",
+                    by.approver,
+                    humantime::format_duration(d),
+                    info.object,
+                    info.path
+                )
             }
             (true, Some(by), None) => format!("approved by {}: {} {}", by.approver, info.object, info.path),
             (_, None, _) if overflow => {
@@ -241,7 +247,12 @@ impl Registry {
         self.temporary = kept;
         for t in ended {
             // Only the bits no other allowance still in force added for the same path.
-            let kept: u32 = self.temporary.iter().filter(|o| o.task_id == t.task_id && o.hash == t.hash).map(|o| o.bits).fold(0, |a, b| a | b);
+            let kept: u32 = self
+                .temporary
+                .iter()
+                .filter(|o| o.task_id == t.task_id && o.hash == t.hash)
+                .map(|o| o.bits)
+                .fold(0, |a, b| a | b);
             if t.bits == 0 {
                 self.kernel.restore_path_rule(t.task_id, t.hash, t.previous);
             } else {

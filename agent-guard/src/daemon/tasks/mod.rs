@@ -8,8 +8,8 @@ mod dns;
 mod lifecycle;
 mod open;
 pub mod registry;
-mod requests;
 pub mod reload;
+mod requests;
 pub mod state;
 pub mod supervise;
 

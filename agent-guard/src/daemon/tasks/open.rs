@@ -208,7 +208,8 @@ impl Registry {
             .and_then(|p| self.policies.profiles.get(p))
             .and_then(|p| p.spec.requestable.as_ref())
             .map(|r| {
-                let entries: Vec<crate::grant::GrantSpec> = r.rules.iter().map(|e| e.spec()).collect();
+                let entries: Vec<crate::grant::GrantSpec> =
+                    r.rules.iter().map(crate::policy::RequestableRules::spec).collect();
                 crate::grant::widened(&crate::grant::GrantSpec::default(), &entries)
             })
             .filter(|r| !(r.files.read.is_empty() && r.files.write.is_empty() && r.exec.is_empty()));
@@ -220,9 +221,8 @@ impl Registry {
                     && parent_confined =>
             {
                 in_ruleset.clone_from(&requestable);
-                asks_holder = inherited_holder.or_else(|| {
-                    (crate::confine::ruleset::has_asks(&grant.spec) || in_ruleset.is_some()).then_some(id)
-                });
+                asks_holder = inherited_holder
+                    .or_else(|| (crate::confine::ruleset::has_asks(&grant.spec) || in_ruleset.is_some()).then_some(id));
                 let abi = abi.min(crate::confine::MAX_ABI);
                 let ruleset_spec = match &requestable {
                     Some(more) => crate::grant::widened(&own_spec, [more]),

@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 use crate::api::{AccessRules, ApprovalInfo, ErrorCode, GrantView, RequestInfo, WideningInfo};
 use crate::daemon::{
     clock::{self, boot_ns_now},
-    events::schema::{AccessObject, Actor, Approver, Body, Channel, Decision, Event, Held as HeldEvent, HeldObject, Narrowed, Verdict},
+    events::schema::{
+        AccessObject, Actor, Approver, Body, Channel, Decision, Event, Held as HeldEvent, HeldObject, Narrowed, Verdict,
+    },
 };
 use crate::grant::{CompiledGrant, GrantSpec, rule_lines, widened};
 use crate::policy::ApproverId;
@@ -104,7 +106,7 @@ impl Decider {
 }
 
 impl Registry {
-    /// Files a request of the task of process `pid` (its `actor`), or refuses it at once.
+    /// Files a request of the task of the calling process (`actor`), or refuses it at once.
     pub fn request_access(
         &mut self,
         actor: &Actor,
@@ -112,65 +114,10 @@ impl Registry {
         duration: Duration,
         reason: &str,
     ) -> Result<ApprovalInfo, Refusal> {
-        let forbidden = |m: String| refuse(ErrorCode::Forbidden, m);
-        let task_id =
-            self.kernel.task_of(actor.pid).ok_or_else(|| forbidden("only a task's processes request access".into()))?;
-        let task = self.tasks.get(&task_id).ok_or_else(|| forbidden(format!("no task {task_id}")))?;
-        if task.info.ended.is_some() || task.info.revoked || task.expires_ns <= boot_ns_now() {
-            return Err(forbidden(format!("task {task_id} has ended: it cannot request access")));
-        }
-        if task.info.parent.is_some() {
-            return Err(forbidden(format!(
-                "task {task_id} is a sub-task: requests are made by the task its profile opened"
-            )));
-        }
-        super::open::check_label("reason", reason, MAX_REASON)?;
-        let profile_name = task.access.profile.clone().ok_or_else(|| {
-            forbidden(format!("task {task_id} was opened from a grant file: it has nothing it may request"))
-        })?;
-        let profile = self
-            .policies
-            .profiles
-            .get(&profile_name)
-            .ok_or_else(|| forbidden(format!("profile {profile_name} is no longer in the daemon's policies")))?;
-        let requestable = profile
-            .spec
-            .requestable
-            .as_ref()
-            .ok_or_else(|| forbidden(format!("profile {profile_name} has no requestable rules")))?;
-        let spec = rules.spec();
-        let invalid = |m: String| refuse(ErrorCode::InvalidGrant, m);
-        if rule_lines(&spec).is_empty() {
-            return Err(invalid("the request names no rules".into()));
-        }
-        spec.validate().map_err(invalid)?;
-        if let Some(target) = crate::policy::not_allow(&spec) {
-            return Err(invalid(format!("{target}: a request asks for allow rules only")));
-        }
-        if let Some(rule) = spec.network.connect.iter().find(|r| r.target.name().is_some()) {
-            return Err(invalid(format!("network.connect {}: name rules cannot be requested yet", rule.target)));
-        }
-        if duration.is_zero() || duration > requestable.max_duration {
-            return Err(forbidden(format!(
-                "duration {} is not within 1s..{} (profile {profile_name}'s requestable.maxDuration)",
-                humantime::format_duration(duration),
-                humantime::format_duration(requestable.max_duration)
-            )));
-        }
-        let needed = requestable.approvals_needed(&spec).map_err(|outside| {
-            forbidden(format!("not requestable by profile {profile_name}: {}", outside.join("; ")))
-        })?;
-        CompiledGrant::compile_seeded(
-            &crate::grant::Grant { spec: widened(&task.grant.spec, [&spec]), ..task.grant.clone() },
-            self.kernel.path_seed,
-        )
-        .map_err(|err| invalid(err.to_string()))?;
-        if self.held_full(task_id) {
-            return Err(forbidden(format!("task {task_id} has {MAX_PENDING_PER_TASK} questions waiting already")));
-        }
-
+        let (task_id, spec, needed) = self.check_request(actor, rules, duration, reason)?;
         let id = self.next_approval;
         self.next_approval += 1;
+        let task = &self.tasks[&task_id];
         let now = SystemTime::now();
         let lines = rule_lines(&spec);
         let request = RequestInfo {
@@ -228,26 +175,93 @@ impl Registry {
                 deadline: Instant::now() + self.approval_timeout,
                 reply: None,
                 overflow: false,
-                request: Some(PendingAccess {
-                    spec,
-                    duration,
-                    needed,
-                    votes: Vec::new(),
-                    requester_uid: actor.uid,
-                }),
+                request: Some(PendingAccess { spec, duration, needed, votes: Vec::new(), requester_uid: actor.uid }),
             },
         );
         self.channels_ask(&info);
         Ok(info)
     }
 
+    /// The checks of a request, in the order a caller learns most from: its task, the text,
+    /// the profile, the rules, the duration. The task, the rules, and the approvers needed.
+    fn check_request(
+        &self,
+        actor: &Actor,
+        rules: &AccessRules,
+        duration: Duration,
+        reason: &str,
+    ) -> Result<(u32, GrantSpec, u32), Refusal> {
+        let forbidden = |m: String| refuse(ErrorCode::Forbidden, m);
+        let task_id =
+            self.kernel.task_of(actor.pid).ok_or_else(|| forbidden("only a task's processes request access".into()))?;
+        let task = self.tasks.get(&task_id).ok_or_else(|| forbidden(format!("no task {task_id}")))?;
+        if task.info.ended.is_some() || task.info.revoked || task.expires_ns <= boot_ns_now() {
+            return Err(forbidden(format!("task {task_id} has ended: it cannot request access")));
+        }
+        if task.info.parent.is_some() {
+            return Err(forbidden(format!(
+                "task {task_id} is a sub-task: requests are made by the task its profile opened"
+            )));
+        }
+        super::open::check_label("reason", reason, MAX_REASON)?;
+        let profile_name = task.access.profile.clone().ok_or_else(|| {
+            forbidden(format!("task {task_id} was opened from a grant file: it has nothing it may request"))
+        })?;
+        let profile = self
+            .policies
+            .profiles
+            .get(&profile_name)
+            .ok_or_else(|| forbidden(format!("profile {profile_name} is no longer in the daemon's policies")))?;
+        let requestable = profile
+            .spec
+            .requestable
+            .as_ref()
+            .ok_or_else(|| forbidden(format!("profile {profile_name} has no requestable rules")))?;
+        let spec = rules.spec();
+        let invalid = |m: String| refuse(ErrorCode::InvalidGrant, m);
+        if rule_lines(&spec).is_empty() {
+            return Err(invalid("the request names no rules".into()));
+        }
+        spec.validate().map_err(invalid)?;
+        if let Some(target) = crate::policy::not_allow(&spec) {
+            return Err(invalid(format!("{target}: a request asks for allow rules only")));
+        }
+        if let Some(rule) = spec.network.connect.iter().find(|r| r.target.name().is_some()) {
+            return Err(invalid(format!("network.connect {}: name rules cannot be requested yet", rule.target)));
+        }
+        if duration.is_zero() || duration > requestable.max_duration {
+            return Err(forbidden(format!(
+                "duration {} is not within 1s..{} (profile {profile_name}'s requestable.maxDuration)",
+                humantime::format_duration(duration),
+                humantime::format_duration(requestable.max_duration)
+            )));
+        }
+        let needed = requestable.approvals_needed(&spec).map_err(|outside| {
+            forbidden(format!("not requestable by profile {profile_name}: {}", outside.join("; ")))
+        })?;
+        CompiledGrant::compile_seeded(
+            &crate::grant::Grant { spec: widened(&task.grant.spec, [&spec]), ..task.grant.clone() },
+            self.kernel.path_seed,
+        )
+        .map_err(|err| invalid(err.to_string()))?;
+        if self.held_full(task_id) {
+            return Err(forbidden(format!("task {task_id} has {MAX_PENDING_PER_TASK} questions waiting already")));
+        }
+        Ok((task_id, spec, needed))
+    }
+
     /// The grant of the task of process `pid`, as the task may see it.
     pub fn grant_view(&self, pid: u32) -> Result<GrantView, Refusal> {
         let forbidden = |m: String| refuse(ErrorCode::Forbidden, m);
-        let task_id = self.kernel.task_of(pid).ok_or_else(|| forbidden("only a task's processes ask for their grant".into()))?;
+        let task_id =
+            self.kernel.task_of(pid).ok_or_else(|| forbidden("only a task's processes ask for their grant".into()))?;
         let task = self.tasks.get(&task_id).ok_or_else(|| forbidden(format!("no task {task_id}")))?;
-        let requestable =
-            task.access.profile.as_ref().and_then(|p| self.policies.profiles.get(p)).and_then(|p| p.spec.requestable.as_ref());
+        let requestable = task
+            .access
+            .profile
+            .as_ref()
+            .and_then(|p| self.policies.profiles.get(p))
+            .and_then(|p| p.spec.requestable.as_ref());
         let mut info = task.info.clone();
         info.remaining_secs = Duration::from_nanos(task.expires_ns.saturating_sub(boot_ns_now())).as_secs();
         Ok(GrantView {
@@ -255,10 +269,15 @@ impl Registry {
             rules: rule_lines(&task.grant.spec),
             requestable: requestable
                 .filter(|_| task.info.parent.is_none())
-                .map(|r| r.rules.iter().flat_map(|entry| {
-                    let two = if entry.two_person { " (two approvers)" } else { "" };
-                    rule_lines(&entry.spec()).into_iter().map(move |line| format!("{line}{two}"))
-                }).collect())
+                .map(|r| {
+                    r.rules
+                        .iter()
+                        .flat_map(|entry| {
+                            let two = if entry.two_person { " (two approvers)" } else { "" };
+                            rule_lines(&entry.spec()).into_iter().map(move |line| format!("{line}{two}"))
+                        })
+                        .collect()
+                })
                 .unwrap_or_default(),
             max_request_secs: requestable.map_or(0, |r| r.max_duration.as_secs()),
             widenings: task
@@ -312,7 +331,12 @@ impl Registry {
 
     /// Decides access request `id` (checked by `decide`): a denial ends it; an approval counts
     /// a vote, and the last vote needed widens the grant.
-    pub(super) fn decide_request(&mut self, id: u32, approve: bool, by: Option<&Decider>) -> Result<ApprovalInfo, Refusal> {
+    pub(super) fn decide_request(
+        &mut self,
+        id: u32,
+        approve: bool,
+        by: Option<&Decider>,
+    ) -> Result<ApprovalInfo, Refusal> {
         let held = self.approvals.get_mut(&id).expect("checked by decide");
         let pending = held.request.as_mut().expect("checked by decide");
         let task_id = held.info.task;
@@ -332,7 +356,13 @@ impl Registry {
         }
         let (spec, duration, votes) = (pending.spec.clone(), pending.duration, pending.votes.clone());
         let lines = rule_lines(&spec).join(", ");
-        let mut outcome = if approve && by.is_some() { "approved" } else if by.is_some() { "denied" } else { "timed_out" };
+        let mut outcome = if approve && by.is_some() {
+            "approved"
+        } else if by.is_some() {
+            "denied"
+        } else {
+            "timed_out"
+        };
         let mut reason = match by {
             Some(_) if approve => format!(
                 "approved by {} for {}: {lines}",
@@ -422,7 +452,8 @@ impl Registry {
             .collect();
         for task_id in due {
             let widenings = self.tasks[&task_id].access.widenings.clone();
-            let (ended, kept): (Vec<Widening>, Vec<Widening>) = widenings.into_iter().partition(|w| w.until_ns <= now_ns);
+            let (ended, kept): (Vec<Widening>, Vec<Widening>) =
+                widenings.into_iter().partition(|w| w.until_ns <= now_ns);
             if let Err(err) = self.rewrite_grant(task_id, kept) {
                 // Fail closed: a grant that cannot be narrowed is revoked.
                 tracing::error!(task = task_id, message = %err.message, "an approved request could not end: grant revoked");

@@ -261,7 +261,8 @@ impl Registry {
             // and reported as the kernel would report a refusal.
             let record = call_record(task_id, call, self.kernel.proc_tag(call.tgid), Verdict::Refused);
             if let Some(decoder) = self.decoder.clone() {
-                let outcome = decode::decode(&mut decoder.lock().expect("decoder lock is never poisoned"), &*self, record);
+                let outcome =
+                    decode::decode(&mut decoder.lock().expect("decoder lock is never poisoned"), &*self, record);
                 if let decode::Decoded::Event(mut event) = outcome {
                     if let Some(verdict) = event.body.verdict_mut() {
                         verdict.reason = "requestable, and no approved request grants it: refused with EPERM by the \
