@@ -8,6 +8,7 @@ mod client;
 mod confine;
 mod daemon;
 mod grant;
+mod mcp;
 mod policy;
 mod text;
 

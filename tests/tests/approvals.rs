@@ -8,7 +8,7 @@
 use std::{
     fmt::Write as _,
     net::TcpListener,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -197,6 +197,9 @@ fn setup(asks: &[&str]) -> Setup {
     std::fs::create_dir_all(data.join("reports")).unwrap();
     std::fs::write(data.join("reports/report.txt"), "q3-numbers\n").unwrap();
     let bins = agent_guard_bin().parent().unwrap().display().to_string();
+    let py = python();
+    let (py_exe, py_prefix, py_base) = (&py.executable, &py.prefix, &py.base_prefix);
+    let mcp_dir = mcp_agent().parent().unwrap().display().to_string();
     let d = data.display();
     let asks = asks.iter().fold(String::new(), |mut out, f| {
         let _ = write!(out, ", {{path: \"{d}/{f}\", action: ask}}");
@@ -205,7 +208,7 @@ fn setup(asks: &[&str]) -> Setup {
     std::fs::write(
         policies.path().join("analyst.yaml"),
         format!(
-            "apiVersion: agent-guard.dev/v1\nkind: AgentProfile\nmetadata: {{name: analyst}}\nspec:\n  maxTtl: 20m\n  approvers: [\"uid:0\", \"slack:U0ALICE\", \"teams:aad-bob\", \"webhook:oncall\", \"webhook:second\"]\n  baseGrant:\n    files: {{read: [\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/sys/**\", \"/dev/**\", \"{bins}/**\"{asks}], write: [\"/dev/**\"]}}\n    exec: [\"{bins}/*\", \"/usr/bin/*\", \"/bin/*\"]\n  requestable:\n    maxDuration: 1m\n    rules:\n      - files: {{read: [\"{d}/reports/**\", \"{d}/*\"]}}\n      - files: {{read: [\"{d}/payroll/**\"]}}\n        twoPerson: true\n"
+            "apiVersion: agent-guard.dev/v1\nkind: AgentProfile\nmetadata: {{name: analyst}}\nspec:\n  maxTtl: 20m\n  approvers: [\"uid:0\", \"slack:U0ALICE\", \"teams:aad-bob\", \"webhook:oncall\", \"webhook:second\"]\n  baseGrant:\n    files: {{read: [\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/proc/**\", \"/sys/**\", \"/dev/**\", \"{bins}/**\", \"{py_prefix}/**\", \"{py_base}/**\", \"{mcp_dir}/**\"{asks}], write: [\"/dev/**\"]}}\n    exec: [\"{bins}/*\", \"/usr/bin/*\", \"/bin/*\", \"{py_exe}\"]\n  requestable:\n    maxDuration: 1m\n    rules:\n      - files: {{read: [\"{d}/reports/**\", \"{d}/*\"]}}\n      - files: {{read: [\"{d}/payroll/**\"]}}\n        twoPerson: true\n"
         ),
     )
     .unwrap();
@@ -232,6 +235,32 @@ fn setup(asks: &[&str]) -> Setup {
     Setup { daemon, callbacks, slack, teams, webhook, data, _policies: policies }
 }
 
+/// The Python that has the MCP SDK (`cargo xtask test` installs it): its real executable and
+/// prefixes, which the task's grant must let it read and run.
+struct Python {
+    executable: String,
+    prefix: String,
+    base_prefix: String,
+}
+
+fn python() -> Python {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import os, sys, mcp; print(os.path.realpath(sys.executable)); print(sys.prefix); print(sys.base_prefix)",
+        ])
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "python3 with the MCP SDK (pip install mcp; cargo xtask test installs it): {out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    Python { executable: lines[0].into(), prefix: lines[1].into(), base_prefix: lines[2].into() }
+}
+
+fn mcp_agent() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("mcp/agent.py")
+}
+
 /// `agent-guard run --profile analyst -- sh -c SCRIPT`, started.
 fn agent(setup: &Setup, script: &str) -> std::process::Child {
     std::process::Command::new(agent_guard_bin())
@@ -254,23 +283,28 @@ fn approval_id(body: &Value) -> String {
 }
 
 #[test]
-fn a_request_approved_in_slack_widens_the_grant_for_exactly_its_time() {
+fn an_agent_asks_through_mcp_and_a_slack_approval_widens_its_grant_for_exactly_that_long() {
     let s = setup(&[]);
     let report = s.data.join("reports/report.txt");
-    let r = report.display();
     let d = s.data.join("reports").display().to_string();
-    let script = format!(
-        "cat {r} || echo DENIED-BEFORE\n\
-         \"$AG\" approve 1 2>&1 | tail -1\n\
-         \"$AG\" request --read '{d}/**' --for 4s --reason 'reconcile Q3 before the audit' --wait 30s\n\
-         cat {r} || echo DENIED-DURING\n\
-         sleep 6\n\
-         cat {r} || echo DENIED-AFTER\n"
-    );
-    let child = agent(&s, &script);
+    // The agent asks through the MCP server, driven by the official MCP Python SDK.
+    let py = python();
+    let child = std::process::Command::new(agent_guard_bin())
+        .arg("--socket")
+        .arg(&s.daemon.socket)
+        .args(["run", "--profile", "analyst", "--intent", "quarterly close", "--", &py.executable])
+        .arg(mcp_agent())
+        .arg(agent_guard_bin())
+        .arg(&s.daemon.socket)
+        .args([&report.display().to_string(), &d, "4", "reconcile Q3 before the audit"])
+        .env_remove("LD_LIBRARY_PATH")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     // The question reaches Slack as the API would receive it: bearer token, channel, Block Kit
     // with the request's facts and two buttons.
-    let (headers, message) = wait_request(&s.slack, 15, |p, _| p == "/chat.postMessage");
+    let (headers, message) = wait_request(&s.slack, 60, |p, _| p == "/chat.postMessage");
     assert_eq!(header(&headers, "authorization").as_deref(), Some(&*format!("Bearer {SLACK_TOKEN}")));
     assert_eq!(message["channel"], "C0APPROVALS");
     let text = message.to_string();
@@ -300,15 +334,24 @@ fn a_request_approved_in_slack_widens_the_grant_for_exactly_its_time() {
     assert!(!update.to_string().contains("\"actions\""), "the buttons are gone once decided: {update}");
 
     let out = child.wait_with_output().unwrap();
-    let lines = stdout(&out);
-    // The effect, not only the exit codes: the file's content was read only while approved.
-    assert_eq!(
-        lines.lines().filter(|l| !l.starts_with("request ") && !l.starts_with("agent-guard")).collect::<Vec<_>>(),
-        ["DENIED-BEFORE", "q3-numbers", "DENIED-AFTER"],
-        "{out:?}"
-    );
-    assert!(lines.contains(&format!("request {id}: approved until")), "{out:?}");
-    assert!(lines.contains("inside a task only"), "approving from inside the task is refused: {out:?}");
+    assert!(out.status.success(), "{out:?}");
+    // Step by step, as the agent saw it. The effect, not only the exit codes: the file's
+    // content was read only while approved.
+    let expected = [
+        "protocol 2026-07-28".to_string(),
+        "tools declare_intent,get_grant,list_requests,request_access".into(),
+        "requestable yes".into(),
+        "before DENIED".into(),
+        "intent ok".into(),
+        "outside refused".into(),
+        format!("request {id} approved"),
+        "self-approval refused".into(),
+        "during q3-numbers".into(),
+        "after DENIED".into(),
+        "listed ended".into(),
+    ];
+    assert_eq!(stdout(&out).lines().collect::<Vec<_>>(), expected, "{out:?}");
+    s.daemon.wait_event("task.intent", |e| e["kind"] == "task.intent" && e["task"]["step"] == "reconciling Q3 figures");
 
     // On the record: the request, the answer with its approver, the narrowing, the refusals.
     let granted = s.daemon.wait_event("approval.granted", |e| e["kind"] == "approval.granted");

@@ -74,6 +74,8 @@ pub fn build(toolchain: &str) -> Result<()> {
 /// The schema checker of the chart test, pinned: its schemas are those of Kubernetes 1.37 and
 /// the releases before it.
 const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
+/// The official MCP Python SDK, pinned: the client the MCP server is tested with.
+const MCP_SDK: &str = "mcp==2.3.0";
 
 /// Host tests (format, lints, unit, end-to-end), then the VM stage, then the install stage,
 /// with one closing line.
@@ -186,6 +188,21 @@ fn host_tests(toolchain: &str) -> Result<((u64, u64), std::path::PathBuf)> {
     if !validator.is_ok_and(|out| out.status.success()) {
         step("installing kubernetes-validate (the chart test's schema check)");
         run(Command::new("python3").args(["-m", "pip", "install", "--quiet", KUBERNETES_VALIDATE]))?;
+    }
+    // The approvals test (tests/tests/approvals.rs) drives `agent-guard mcp` with the official
+    // MCP Python SDK (PyPI).
+    let sdk = Command::new("python3")
+        .args([
+            "-c",
+            &format!(
+                "import mcp, importlib.metadata as m; assert m.version('mcp') == '{}'",
+                MCP_SDK.trim_start_matches("mcp==")
+            ),
+        ])
+        .output();
+    if !sdk.is_ok_and(|out| out.status.success()) {
+        step("installing the MCP Python SDK (the MCP client of the approvals test)");
+        run(Command::new("python3").args(["-m", "pip", "install", "--quiet", MCP_SDK]))?;
     }
     let artifacts = crate::dist::run_dist(toolchain)?;
     step("unit tests (grants, matching, event decoding) and end-to-end tests on this host's kernel");

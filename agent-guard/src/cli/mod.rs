@@ -10,6 +10,7 @@ mod daemon;
 mod events;
 mod grant;
 mod intent;
+mod mcp;
 mod policy;
 mod preflight;
 mod report;
@@ -73,6 +74,9 @@ enum Command {
     /// Inside a task: ask for more access for a while, with a reason; approvers the profile
     /// names decide (or `--show` the grant in force and what may be requested).
     Request(request::Args),
+    /// Inside a task: serve the Model Context Protocol on stdin/stdout (tools get_grant,
+    /// declare_intent, request_access, list_requests) for the agent's framework.
+    Mcp(mcp::Args),
     /// Let an action held by an `ask` rule continue, or approve an access request.
     Approve(approval::Approve),
     /// Refuse an action held by an `ask` rule (it fails with EPERM), or an access request.
@@ -110,6 +114,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Grant { command } => grant::main(&cli.socket, &command),
         Command::Intent(args) => intent::main(&cli.socket, args),
         Command::Request(args) => request::main(&cli.socket, args),
+        Command::Mcp(args) => mcp::main(&cli.socket, args),
         Command::Approve(args) => approval::approve(&cli.socket, &args),
         Command::Deny(args) => approval::deny(&cli.socket, &args),
         Command::Approvals(args) => approval::list(&cli.socket, &args),
