@@ -14,13 +14,53 @@ pub const PROTO_TCP: u8 = 1;
 /// UDP.
 pub const PROTO_UDP: u8 = 2;
 
-/// `PortRule::action`. When several rules match a destination the largest value decides
-/// (deny > flag > allow); connects cannot be held, so there is no `ask`.
+/// `PortRule::action`. When several rules match a destination the most restrictive decides
+/// (deny > ask > flag > allow: `net_rank`). The values are those pinned maps of earlier
+/// versions hold, so `ask`, added last, is not in rank order.
 pub const NET_ALLOW: u8 = 0;
 /// Allowed and reported.
 pub const NET_FLAG: u8 = 1;
 /// Refused whatever else matches.
 pub const NET_DENY: u8 = 2;
+/// Held until a human decides (a connect, with BPF LSM: `lsm.rs` `socket_connect`); refused
+/// where it cannot be held (a datagram send, or a kernel without BPF LSM).
+pub const NET_ASK: u8 = 3;
+
+/// How restrictive a `PortRule::action` is: the larger decides.
+#[expect(
+    clippy::inline_always,
+    reason = "called from eBPF programs: an outlined call would cost verifier budget and a BPF-to-BPF call"
+)]
+#[inline(always)]
+pub const fn net_rank(action: u8) -> u8 {
+    match action {
+        NET_ALLOW => 0,
+        NET_FLAG => 1,
+        NET_ASK => 2,
+        _ => 3,
+    }
+}
+
+/// `Approval::access` of a held connect (file and exec approvals use the ACCESS_* bits).
+pub const APPROVAL_CONNECT: u32 = 8;
+
+/// The hash of a destination (address, big-endian port, protocol): a held connect's
+/// `Approval::hash`, and the first-use key of an allowed one.
+#[expect(
+    clippy::inline_always,
+    reason = "called from eBPF programs: an outlined call would cost verifier budget and a BPF-to-BPF call"
+)]
+#[inline(always)]
+pub fn destination_hash(addr: &[u8; 16], port: u16, protocol: u32) -> u64 {
+    let mut hash = crate::path::FNV_OFFSET;
+    for byte in addr {
+        hash = crate::path::fnv1a_step(hash, *byte);
+    }
+    for byte in port.to_be_bytes() {
+        hash = crate::path::fnv1a_step(hash, byte);
+    }
+    crate::path::fnv1a_step(hash, protocol as u8)
+}
 
 /// Key data length in bits: 32 (grant id) + 128 (address).
 pub const NET_KEY_BITS: u32 = 160;
@@ -45,7 +85,7 @@ pub struct PortRule {
     pub port_hi: u16,
     /// PROTO_* bits.
     pub protocols: u8,
-    /// `NET_ALLOW`, `NET_FLAG` or `NET_DENY`.
+    /// `NET_ALLOW`, `NET_FLAG`, `NET_DENY` or `NET_ASK`.
     pub action: u8,
     /// Index of the rule in the grant's `network.connect` list, for events.
     pub rule_index: u16,

@@ -85,6 +85,11 @@ pub const APPROVAL_PENDING: u32 = 0;
 pub const APPROVAL_GRANTED: u32 = 1;
 /// Denied, timed out or the task ended: the held syscall fails with EPERM.
 pub const APPROVAL_REFUSED: u32 = 2;
+/// A held connect the human approved, let through by the LSM hook and left for the cgroup
+/// connect program the kernel runs after it to consume (net.rs `passed_once`): a connect that
+/// reaches that program without it (TCP Fast Open's `sendto`, which skips `socket_connect`)
+/// was never asked about.
+pub const APPROVAL_PASSED: u32 = 3;
 
 /// Value of `APPROVALS`, keyed by the held thread's tid: the decision on the held action
 /// identified by (`access`, `hash` of its path).

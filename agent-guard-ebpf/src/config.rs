@@ -131,6 +131,10 @@ static KILL_MODE: u32 = 0;
 /// 1 when the LSM hooks decide execs: the execve tracepoints then only capture argv for them.
 #[unsafe(no_mangle)]
 static EXEC_CAPTURE: u32 = 0;
+/// 1 when `socket_connect` (BPF LSM) holds connects an `ask` rule names: the cgroup connect
+/// programs, which the kernel runs after it, then let such a connect through (net.rs).
+#[unsafe(no_mangle)]
+static CONNECT_HELD: u32 = 0;
 
 /// The `landlock` level's resolution of an opened descriptor and of the executable (file.rs,
 /// exec.rs): `task_struct.files`, `files_struct.fdt`, `fdtable.fd`, `task_struct.mm`,
@@ -198,6 +202,9 @@ pub fn socket_type_off() -> usize {
 }
 pub fn exec_capture() -> bool {
     load(&EXEC_CAPTURE) != 0
+}
+pub fn connect_held() -> bool {
+    load(&CONNECT_HELD) != 0
 }
 pub fn file_flags_off() -> usize {
     load(&FILE_FLAGS_OFF) as usize

@@ -6,7 +6,9 @@
 //! a slow call that succeeds, or EPERM; never EINTR (-ERESTARTSYS would leak it to callers
 //! with a SIGCONT handler without `SA_RESTART`).
 
-use agent_guard_common::task::{APPROVAL_GRANTED, APPROVAL_PENDING, APPROVAL_REFUSED, Approval, MODE_AUDIT};
+use agent_guard_common::task::{
+    APPROVAL_GRANTED, APPROVAL_PASSED, APPROVAL_PENDING, APPROVAL_REFUSED, Approval, MODE_AUDIT,
+};
 use aya_ebpf::helpers::{bpf_ktime_get_boot_ns, generated::bpf_send_signal};
 
 use crate::{
@@ -69,6 +71,7 @@ pub fn ask(task: &CurrentTask, need: u32, hash: u64) -> Asked {
     if let Some(a) = unsafe { APPROVALS.get(&tid) }.copied()
         && a.hash == hash
         && a.access == need
+        && a.state != APPROVAL_PASSED
     {
         return match a.state {
             APPROVAL_GRANTED => {
@@ -117,6 +120,31 @@ pub fn approved_once(need: u32, hash: u64) -> bool {
         let _ = APPROVALS.remove(&tid);
     }
     approved
+}
+
+/// After a human approved this thread's held connect to the destination hashed `hash` (the
+/// LSM hook let it through): leaves the approval for the cgroup connect program to use up.
+#[inline(always)]
+pub fn pass_on(need: u32, hash: u64) {
+    let passed = Approval { state: APPROVAL_PASSED, access: need, hash, deadline_ns: 0 };
+    // No room: the cgroup program then refuses the connect (fail closed).
+    let _ = APPROVALS.insert(&current_tid(), &passed, 0);
+}
+
+/// In the cgroup connect program: whether this thread's connect to the destination hashed
+/// `hash` was held and approved by the LSM hook a moment ago (used up).
+#[inline(always)]
+pub fn passed_once(need: u32, hash: u64) -> bool {
+    let tid = current_tid();
+    // SAFETY: the value is copied out at once.
+    let Some(a) = unsafe { APPROVALS.get(&tid) }.copied() else {
+        return false;
+    };
+    let passed = a.state == APPROVAL_PASSED && a.hash == hash && a.access == need;
+    if passed {
+        let _ = APPROVALS.remove(&tid);
+    }
+    passed
 }
 
 /// Stops the current process; the syscall restarts when it is continued.

@@ -9,7 +9,8 @@
 //!   about to run. For a `#!` script it runs for the script and again for its interpreter
 //!   (`load_script` re-enters `search_binary_handler`), so both need `exec` in the grant.
 //! - `socket_connect` (`security_socket_connect`, net/socket.c __`sys_connect_file)`: TCP and UDP
-//!   connects, in addition to the cgroup programs.
+//!   connects, in addition to the cgroup programs; it holds a connect an `ask` rule names,
+//!   before the protocol's connect has changed anything, so the restarted syscall is the same.
 //!
 //! Paths come from `bpf_d_path` (allowed in these hooks: `kernel/trace/bpf_trace.c`
 //! `bpf_d_path_allowed`); they are absolute and normalised.
@@ -22,10 +23,10 @@
 use agent_guard_common::{
     event::{
         ACTION_ALLOWED, ACTION_BLOCKED, ACTION_HELD, ESCAPE_DEVICE, FILE_OP_OPEN, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6,
-        KIND_EXEC, KIND_FILE, PATH_TRUNCATED, VERDICT_ASK, VERDICT_FLAGGED, VERDICT_IN_SCOPE, VERDICT_OUT_OF_SCOPE,
-        VERDICT_RULE_DENY,
+        KIND_EXEC, KIND_FILE, KIND_NET, NetEvent, PATH_TRUNCATED, REASON_NONE, VERDICT_ASK, VERDICT_FLAGGED,
+        VERDICT_IN_SCOPE, VERDICT_OUT_OF_SCOPE, VERDICT_RULE_DENY,
     },
-    net::NET_FLAG,
+    net::{APPROVAL_CONNECT, NET_ASK, NET_FLAG, destination_hash},
     path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, Decision, PATH_MAX_MATCH, decide},
     task::MODE_AUDIT,
 };
@@ -78,7 +79,7 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
 
 #[lsm(hook = "socket_connect")]
 pub fn socket_connect(ctx: LsmContext) -> i32 {
-    verdict(try_socket_connect(&ctx))
+    ret(try_socket_connect(&ctx))
 }
 
 /// The hook's return value for a yes/no decision: 0 to allow, -1 (-EPERM) to refuse.
@@ -275,9 +276,9 @@ fn decide_exec(task: &CurrentTask, file: *const u8, open: bool) -> Verdict {
 }
 
 #[inline(always)]
-fn try_socket_connect(ctx: &LsmContext) -> bool {
+fn try_socket_connect(ctx: &LsmContext) -> Verdict {
     let Some(task) = current_task() else {
-        return true;
+        return Verdict::Allow;
     };
     let sock: *const u8 = ctx.arg(0);
     let address: *const u8 = ctx.arg(1);
@@ -288,7 +289,7 @@ fn try_socket_connect(ctx: &LsmContext) -> bool {
     let protocol = match sock_type {
         SOCK_STREAM => 6,
         SOCK_DGRAM => 17,
-        _ => return true,
+        _ => return Verdict::Allow,
     };
     let port = u16::from_be(unsafe { bpf_probe_read_kernel(address.add(2).cast::<u16>()) }.unwrap_or(0));
     let mut addr = [0u8; 16];
@@ -305,19 +306,48 @@ fn try_socket_connect(ctx: &LsmContext) -> bool {
             HOOK_LSM_CONNECT6
         }
         // AF_UNIX, AF_UNSPEC (disconnect) and others are not network destinations.
-        _ => return true,
+        _ => return Verdict::Allow,
     };
     // DNS of a task with a resolver: the cgroup program, which runs after this hook, sends it
     // to the daemon (dns.rs).
     if crate::dns::route(&task, protocol, port, &addr) != crate::dns::Route::Judged {
-        return true;
+        return Verdict::Allow;
     }
-    // A flagged connect is let through silently here: the cgroup connect program, which the
-    // kernel runs after this hook (inet_stream_connect / udp pre_connect), reports it once.
-    if task.grant_ended().is_none() && net_decision(task.entry.grant_id, &addr, port, protocol).0 == NET_FLAG {
-        return true;
+    let (action, rule_index) = if task.grant_ended().is_none() {
+        net_decision(task.entry.grant_id, &addr, port, protocol)
+    } else {
+        (u8::MAX, agent_guard_common::event::NO_RULE)
+    };
+    // A flagged connect is let through silently here, and so is an `ask` one in audit mode:
+    // the cgroup connect program, which the kernel runs after this hook (inet_stream_connect /
+    // udp pre_connect), reports it once.
+    if action == NET_FLAG || (action == NET_ASK && task.entry.mode == MODE_AUDIT) {
+        return Verdict::Allow;
     }
-    connect_verdict(&task, hook, protocol, port, addr)
+    if action == NET_ASK {
+        let hash = destination_hash(&addr, port, protocol);
+        match ask(&task, APPROVAL_CONNECT, hash) {
+            Asked::Decided(Verdict::Allow) => {
+                crate::hold::pass_on(APPROVAL_CONNECT, hash);
+                return Verdict::Allow;
+            }
+            Asked::Decided(verdict) => return verdict,
+            Asked::New => {
+                let event = NetEvent {
+                    header: emit::header(KIND_NET, VERDICT_ASK, REASON_NONE, ACTION_HELD, task.task_id),
+                    hook,
+                    protocol,
+                    port: u32::from(port),
+                    rule_index,
+                    addr,
+                };
+                emit::send(&event);
+                return hold();
+            }
+            Asked::No => {}
+        }
+    }
+    yes_no(connect_verdict(&task, hook, protocol, port, addr))
 }
 
 /// No scratch buffer: refuse in enforce mode without an event (counted as a drop).

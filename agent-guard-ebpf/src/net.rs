@@ -8,14 +8,20 @@
 //! Fail-open/closed: untagged processes are always allowed (they are not ours to judge). For a
 //! tagged process every failure (no task entry, grant ended, no rule) denies in enforce mode;
 //! a full ring buffer loses the event (counted) but never changes the decision.
-//! Rule actions: the most restrictive matching port rule decides (deny > flag > allow).
+//! Rule actions: the most restrictive matching port rule decides (deny > ask > flag > allow).
+//! An `ask` connect was held by the BPF LSM `socket_connect` hook, which the kernel runs first
+//! (net/socket.c `__sys_connect_file`), and reaches these programs only once a human approved
+//! it; without BPF LSM, and for datagram sends (which nothing holds), it is refused.
 
 use agent_guard_common::{
     event::{
         ACTION_ALLOWED, ACTION_BLOCKED, HOOK_CONNECT4, HOOK_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6, KIND_NET, NO_RULE,
-        NetEvent, REASON_NONE, VERDICT_FLAGGED, VERDICT_IN_SCOPE, VERDICT_OUT_OF_SCOPE, VERDICT_RULE_DENY,
+        NetEvent, REASON_NONE, VERDICT_ASK, VERDICT_FLAGGED, VERDICT_IN_SCOPE, VERDICT_OUT_OF_SCOPE, VERDICT_RULE_DENY,
     },
-    net::{LearnedKey, NET_ALLOW, NET_DENY, NET_FLAG, NET_KEY_BITS, NetKey, PROTO_TCP, PROTO_UDP},
+    net::{
+        APPROVAL_CONNECT, LearnedKey, NET_ALLOW, NET_ASK, NET_DENY, NET_FLAG, NET_KEY_BITS, NetKey, PROTO_TCP,
+        PROTO_UDP, net_rank,
+    },
     task::MODE_AUDIT,
     task::USE_CONNECT,
 };
@@ -24,7 +30,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    emit,
+    config, emit,
     maps::{NET_LEARNED, NET_RULES},
     task::{CurrentTask, current_task},
     usage,
@@ -110,6 +116,20 @@ pub fn connect_verdict(task: &CurrentTask, hook: u32, protocol: u32, port: u16, 
         }
         NET_ALLOW => return true,
         NET_FLAG => (VERDICT_FLAGGED, REASON_NONE, true),
+        // Held and approved by the LSM hook before this program ran (lsm.rs), which left the
+        // approval for this thread and destination; a send, or a connect that skipped the hook
+        // (TCP Fast Open), finds none.
+        NET_ASK
+            if config::connect_held()
+                && (hook == HOOK_CONNECT4 || hook == HOOK_CONNECT6)
+                && !audit
+                && crate::hold::passed_once(APPROVAL_CONNECT, usage::destination_hash(&addr, port, protocol)) =>
+        {
+            return true;
+        }
+        NET_ASK if audit => (VERDICT_FLAGGED, REASON_NONE, true),
+        // Nothing can hold it here: refused, and reported as an `ask` that was not held.
+        NET_ASK => (VERDICT_ASK, REASON_NONE, false),
         NET_DENY => (VERDICT_RULE_DENY, REASON_NONE, audit),
         _ => (VERDICT_OUT_OF_SCOPE, task.out_of_scope_reason(), audit),
     };
@@ -163,7 +183,7 @@ pub fn net_decision(grant_id: u32, addr: &[u8; 16], port: u16, protocol: u32) ->
             if rule.protocols & proto_bit != 0
                 && port >= rule.port_lo
                 && port <= rule.port_hi
-                && (action == NO_MATCH || rule.action > action)
+                && (action == NO_MATCH || net_rank(rule.action) > net_rank(action))
             {
                 action = rule.action;
                 index = u32::from(rule.rule_index);
@@ -185,7 +205,7 @@ pub fn net_decision(grant_id: u32, addr: &[u8; 16], port: u16, protocol: u32) ->
                 && rule.protocols & proto_bit != 0
                 && port >= rule.port_lo
                 && port <= rule.port_hi
-                && (action == NO_MATCH || rule.action > action)
+                && (action == NO_MATCH || net_rank(rule.action) > net_rank(action))
             {
                 action = rule.action;
                 index = u32::from(rule.rule_index);

@@ -6,10 +6,9 @@
 //! means a second report of the same use (harmless); a record lost to a full ring buffer is
 //! counted like any other.
 
-use agent_guard_common::{
-    path::{FNV_OFFSET, fnv1a_step},
-    task::UsageKey,
-};
+use agent_guard_common::task::UsageKey;
+
+pub use agent_guard_common::net::destination_hash;
 
 use crate::maps::USAGE_SEEN;
 
@@ -23,17 +22,4 @@ pub fn first_use(task_id: u32, access: u32, hash: u64) -> bool {
     }
     let _ = USAGE_SEEN.insert(&key, &1, 0);
     true
-}
-
-/// FNV-1a of a destination: address, port, protocol.
-#[inline(always)]
-pub fn destination_hash(addr: &[u8; 16], port: u16, protocol: u32) -> u64 {
-    let mut hash = FNV_OFFSET;
-    for byte in addr {
-        hash = fnv1a_step(hash, *byte);
-    }
-    for byte in port.to_be_bytes() {
-        hash = fnv1a_step(hash, byte);
-    }
-    fnv1a_step(hash, protocol as u8)
 }

@@ -69,6 +69,33 @@ fn act(args: &[String]) -> (String, i32) {
                 if dest.is_ipv4() { "0.0.0.0:0".parse().unwrap() } else { "[::]:0".parse().unwrap() };
             outcome(UdpSocket::bind(bind).and_then(|s| s.send_to(b"probe", dest)).map(drop))
         }
+        // TCP Fast Open: connect and send in one sendto(MSG_FASTOPEN), which never runs the
+        // socket_connect LSM hook (net/ipv4/tcp.c tcp_sendmsg_fastopen), only the cgroup one.
+        Some("tfo") => {
+            let dest = addr(1);
+            let SocketAddr::V4(v4) = dest else { usage() };
+            // SAFETY: plain socket calls on a descriptor this block owns and closes.
+            unsafe {
+                let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+                let sin = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: v4.port().to_be(),
+                    sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(v4.ip().octets()) },
+                    sin_zero: [0; 8],
+                };
+                let sent = libc::sendto(
+                    fd,
+                    b"x".as_ptr().cast(),
+                    1,
+                    libc::MSG_FASTOPEN,
+                    std::ptr::from_ref(&sin).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                );
+                let result = if sent < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) };
+                libc::close(fd);
+                outcome(result)
+            }
+        }
         Some("open") => {
             let path = args.get(1).unwrap_or_else(|| usage());
             let write = args.get(2).map(String::as_str) == Some("w");
@@ -598,7 +625,7 @@ fn api_via_child(socket: &str, request: &str, reap: bool) -> String {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: ag-probe connect|udp ADDR:PORT | open PATH r|w | grandchild VERB.. | daemonize OUT VERB.. | exit N | sleep S | pid"
+        "usage: ag-probe connect|udp|tfo ADDR:PORT | open PATH r|w | grandchild VERB.. | daemonize OUT VERB.. | exit N | sleep S | pid"
     );
     std::process::exit(64)
 }

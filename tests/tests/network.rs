@@ -153,3 +153,33 @@ fn the_unspecified_address_reaches_nothing_a_rule_names() {
     });
     assert_eq!(event["rule"], "default-deny");
 }
+
+/// A grant whose `network.connect` asks a human before each connect to `port` (127.0.0.1).
+fn ask_connect_grant(dir: &std::path::Path, name: &str, port: u16) -> std::path::PathBuf {
+    let g = grant(dir, name, "enforce", &[], "");
+    let text = std::fs::read_to_string(&g).unwrap().replace(
+        "network: {connect: []}",
+        &format!("network: {{connect: [{{to: \"127.0.0.1:{port}\", action: ask}}]}}"),
+    );
+    std::fs::write(&g, text).unwrap();
+    g
+}
+
+#[test]
+fn without_bpf_lsm_an_ask_connect_cannot_be_held_and_is_refused() {
+    let daemon = Daemon::start();
+    let asked = listener("127.0.0.1:0");
+    let g = ask_connect_grant(daemon.dir.path(), "net-ask", asked);
+    let to = format!("127.0.0.1:{asked}");
+    for verb in ["connect", "udp", "tfo"] {
+        let out = daemon.run("asker", "reach the asked port", &g, &[PROBE, verb, &to]);
+        assert_eq!(stdout(&out), "EPERM", "{verb}: {out:?}");
+    }
+    let event = daemon.wait_event("refused ask connect", |e| e["kind"] == "network.connect");
+    assert_eq!(event["decision"], "denied");
+    assert_eq!(event["rule"], format!("network.connect[0] 127.0.0.1/32:{asked} (ask)"));
+    assert!(event["reason"].as_str().unwrap().contains("cannot be held here"), "{event}");
+    assert!(daemon.events().iter().all(|e| e["kind"] != "approval.request"), "nothing was held");
+    let send = daemon.wait_event("refused ask send", |e| e["kind"] == "network.send");
+    assert!(send["reason"].as_str().unwrap().contains("datagram send"), "{send}");
+}

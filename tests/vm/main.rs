@@ -325,6 +325,47 @@ fn an_ask_rule_holds_an_exec_until_approved() {
 }
 
 #[test]
+fn an_ask_rule_holds_a_connect_until_a_human_decides_and_nothing_goes_around_it() {
+    let daemon = start();
+    let f = files(daemon);
+    let asked = listener("127.0.0.1:0");
+    let to = format!("127.0.0.1:{asked}");
+    let g = grant(f.path(), "ask-connect", "enforce", &[], "");
+    let text = std::fs::read_to_string(&g)
+        .unwrap()
+        .replace("network: {connect: []}", &format!("network: {{connect: [{{to: \"{to}\", action: ask}}]}}"));
+    std::fs::write(&g, text).unwrap();
+
+    // Approved: the held connect() continues and connects.
+    let (child, id) = held(daemon, "conn-yes", &g, &[PROBE, "connect", &to]);
+    let request = daemon.wait_event("held connect", |e| e["kind"] == "approval.request" && e["approval"].to_string() == id);
+    assert_eq!(request["object"]["address"], "127.0.0.1");
+    assert_eq!(request["object"]["port"], asked);
+    assert_eq!(request["enforcement"], "lsm");
+    let shown = daemon.cli(&["approvals"]);
+    assert!(stdout(&shown).contains(&format!("connect {to}/tcp")), "{shown:?}");
+    let with_for = daemon.cli(&["approve", &id, "--for", "1m"]);
+    assert!(!with_for.status.success(), "--for is for paths: {with_for:?}");
+    assert!(daemon.cli(&["approve", &id]).status.success());
+    assert_eq!(finish(child), "ok", "the held connect() continues and succeeds");
+
+    // Denied: EPERM.
+    let (child, id) = held(daemon, "conn-no", &g, &[PROBE, "connect", &to]);
+    assert!(daemon.cli(&["deny", &id]).status.success());
+    assert_eq!(finish(child), "EPERM");
+
+    // Around the hold: TCP Fast Open connects from sendto(2), which skips socket_connect, and a
+    // datagram send is never held. Both refused, and nothing asked.
+    for verb in ["tfo", "udp"] {
+        let out = daemon.run("conn-around", "go around the question", &g, &[PROBE, verb, &to]);
+        assert_eq!(stdout(&out), "EPERM", "{verb}: {out:?}");
+    }
+    let around: Vec<_> = daemon.events().into_iter().filter(|e| e["task"]["agent"] == "conn-around").collect();
+    assert!(around.iter().all(|e| e["kind"] != "approval.request"), "{around:#?}");
+    assert!(around.iter().any(|e| e["kind"] == "network.connect" && e["decision"] == "denied"), "{around:#?}");
+}
+
+#[test]
 fn relative_paths_are_judged_on_what_they_resolve_to() {
     let daemon = start();
     let f = files(daemon);

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use agent_guard_common::{
-    net::{MAX_PORT_RULES, NET_ALLOW, NET_DENY, NET_FLAG, NetPorts, PortRule},
+    net::{MAX_PORT_RULES, NET_ALLOW, NET_ASK, NET_DENY, NET_FLAG, NetPorts, PortRule},
     path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, ASK_SHIFT, DENY_SHIFT, FLAG_SHIFT, PathRule, fnv1a_seeded},
 };
 
@@ -28,8 +28,6 @@ pub enum CompileError {
          at most {MAX_PORT_RULES} fit in one kernel entry: merge port ranges"
     )]
     TooManyPortRules { prefix: String, count: usize },
-    #[error("network rule {rule}: `ask` is not available for connects (they cannot be held); use flag or deny")]
-    AskOnNetwork { rule: String },
 }
 
 /// Where a path rule's access bits go in the kernel's word for its action.
@@ -44,7 +42,9 @@ pub fn action_shift(action: RuleAction) -> u32 {
 
 pub fn net_action(action: RuleAction) -> u8 {
     match action {
-        RuleAction::Allow | RuleAction::Ask => NET_ALLOW,
+        RuleAction::Allow => NET_ALLOW,
+        // Held by BPF LSM's socket_connect; refused where nothing can hold it.
+        RuleAction::Ask => NET_ASK,
         RuleAction::Flag => NET_FLAG,
         RuleAction::Deny => NET_DENY,
     }
@@ -101,9 +101,6 @@ impl CompiledGrant {
         let rules = &spec.network.connect;
         let mut by_prefix: HashMap<(u8, [u8; 16]), Vec<usize>> = HashMap::new();
         for (index, rule) in rules.iter().enumerate() {
-            if rule.action == RuleAction::Ask {
-                return Err(CompileError::AskOnNetwork { rule: rule.target.to_string() });
-            }
             // Name rules have no prefix: their addresses are learned per task (daemon/dns).
             if let Some(prefix) = rule.target.mapped_prefix() {
                 by_prefix.entry(prefix).or_default().push(index);

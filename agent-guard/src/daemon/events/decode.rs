@@ -12,10 +12,10 @@ use std::{
 
 use agent_guard_common::{
     event::{
-        ACTION_BLOCKED, ACTION_KILLED, ACTION_LANDLOCK, EventHeader, ExecEvent, FILE_OP_CHMOD, FILE_OP_CHOWN,
+        ACTION_BLOCKED, ACTION_HELD, ACTION_KILLED, ACTION_LANDLOCK, EventHeader, ExecEvent, FILE_OP_CHMOD, FILE_OP_CHOWN,
         FILE_OP_CREATE, FILE_OP_LINK, FILE_OP_MKDIR, FILE_OP_RENAME_FROM, FILE_OP_RENAME_TO, FILE_OP_RMDIR,
         FILE_OP_SETATTR, FILE_OP_SYMLINK, FILE_OP_TRUNCATE, FILE_OP_UNIX_CONNECT, FILE_OP_UNLINK, FILE_OP_XATTR,
-        FileEvent, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6, KernelEvent, NetEvent,
+        FileEvent, HOOK_CONNECT4, HOOK_CONNECT6, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6, KernelEvent, NetEvent,
         PATH_FD_LINK, PATH_RELATIVE, PATH_RESOLVED_ELSEWHERE, PATH_TRUNCATED, PATH_UNNORMALIZED, REASON_EXPIRED,
         REASON_REVOKED, VERDICT_ASK, VERDICT_FLAGGED, VERDICT_IN_SCOPE, VERDICT_RULE_DENY, VERDICT_UNRESOLVED,
     },
@@ -109,11 +109,14 @@ pub struct HeldAction {
     pub task_id: u32,
     pub tid: u32,
     pub tgid: u32,
-    /// `file` or `exec`.
+    /// `file`, `exec` or `connect`.
     pub object: &'static str,
     pub path: String,
-    /// ACCESS_* bits the held syscall needs.
+    /// ACCESS_* bits the held syscall needs (`APPROVAL_CONNECT` for a connect).
     pub access: u32,
+    /// The kernel's hash of what is held, where it is not the path's (a connect's destination:
+    /// `destination_hash`).
+    pub hash: Option<u64>,
     pub event: Box<Event>,
 }
 
@@ -286,6 +289,7 @@ pub fn decode(dec: &mut Decoder, tasks: &impl TaskView, record: KernelEvent) -> 
         KernelEvent::Exec(e) if e.header.verdict == VERDICT_IN_SCOPE => {
             used_path(task, task_id, &c_string(&e.path), ACCESS_EXEC)
         }
+        KernelEvent::Net(e) if e.header.action == ACTION_HELD => held_connect(dec, &e, task),
         KernelEvent::Net(e) => Decoded::Event(Box::new(net_event(dec, &e, task))),
         KernelEvent::File(e) => file_event(dec, &e, task),
         KernelEvent::Exec(e) => exec_event(dec, &e, task),
@@ -322,7 +326,17 @@ fn net_event(dec: &mut Decoder, e: &NetEvent, task: Option<&TaskFacts>) -> Event
         if blocked { Decision::Denied } else { Decision::Flagged },
         if lsm { Level::Lsm } else { Level::Cgroup },
     );
-    if matches!(e.header.verdict, VERDICT_RULE_DENY | VERDICT_FLAGGED) {
+    if e.header.verdict == VERDICT_ASK {
+        // An `ask` rule where nothing can hold the action (net.rs): refused.
+        verdict.rule = task.and_then(|t| t.grant.net_rule_name(e.rule_index as usize)).unwrap_or_else(|| "?".into());
+        verdict.reason = format!(
+            "rule {} asks a human, but a {} to {address}:{} cannot be held here (only connects, with BPF LSM): refused",
+            verdict.rule,
+            if lsm || matches!(e.hook, HOOK_CONNECT4 | HOOK_CONNECT6) { "connect" } else { "datagram send" },
+            e.port
+        );
+        verdict.policy_decision = Some(PolicyDecision::Deny);
+    } else if matches!(e.header.verdict, VERDICT_RULE_DENY | VERDICT_FLAGGED) {
         let what = if e.header.verdict == VERDICT_FLAGGED { "flags" } else { "refuses" };
         verdict.rule = task.and_then(|t| t.grant.net_rule_name(e.rule_index as usize)).unwrap_or_else(|| "?".into());
         verdict.reason = format!("rule {} {what} {protocol} to {address}:{}", verdict.rule, e.port);
@@ -492,6 +506,34 @@ fn held(
         object: what,
         path,
         access,
+        hash: None,
+        event: Box::new(event),
+    })
+}
+
+/// The approval-request event for a connect BPF LSM holds (lsm.rs `socket_connect`).
+fn held_connect(dec: &mut Decoder, e: &NetEvent, task: Option<&TaskFacts>) -> Decoded {
+    let (address, protocol) = (address_of(&e.addr), protocol_name(e.protocol));
+    let mut verdict = out_of_scope(&e.header, task, Decision::Held, Level::Lsm);
+    verdict.rule = task.and_then(|t| t.grant.net_rule_name(e.rule_index as usize)).unwrap_or_else(|| "ask".into());
+    verdict.reason = format!("an ask rule matched: {protocol} connect to {address}:{} waits for a human", e.port);
+    let learned_from = task.and_then(|t| t.learned.get(&e.addr)).map(|l| l.name.clone());
+    let object = NetworkObject { address: address.to_string(), port: e.port as u16, protocol, learned_from };
+    let path = if e.addr[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff] {
+        format!("{}:{}/{}", object.address, object.port, object.protocol)
+    } else {
+        format!("[{}]:{}/{}", object.address, object.port, object.protocol)
+    };
+    let hash = agent_guard_common::net::destination_hash(&e.addr, e.port as u16, e.protocol);
+    let event = record_event(dec, Body::ApprovalRequest(Held { verdict, approval: 0, object: HeldObject::Network(object) }), &e.header, task);
+    Decoded::Held(HeldAction {
+        task_id: e.header.task_id,
+        tid: e.header.pid,
+        tgid: e.header.tgid,
+        object: "connect",
+        path,
+        access: agent_guard_common::net::APPROVAL_CONNECT,
+        hash: Some(hash),
         event: Box::new(event),
     })
 }

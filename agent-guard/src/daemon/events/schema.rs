@@ -185,6 +185,8 @@ pub enum ObjectRef<'a> {
 pub enum HeldObject {
     /// First: the only one with `requested`, which the others lack.
     Access(AccessObject),
+    /// A connect (BPF LSM): `address`, `port`, `protocol`, which the others lack.
+    Network(NetworkObject),
     File(FileObject),
     Executable(ExecObject),
 }
@@ -521,6 +523,7 @@ impl Body {
             Body::TaskEscape(a) => Some(ObjectRef::Escape(&a.object)),
             Body::ApprovalRequest(h) => Some(match &h.object {
                 HeldObject::Access(access) => ObjectRef::Access(access),
+                HeldObject::Network(net) => ObjectRef::Network(net),
                 HeldObject::File(file) => ObjectRef::File(file),
                 HeldObject::Executable(exe) => ObjectRef::Executable(exe),
             }),

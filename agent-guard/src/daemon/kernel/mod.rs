@@ -488,6 +488,7 @@ impl Kernel {
             .override_global("PATH_SEED", &options.path_seed, true)
             .override_global("DAEMON_TGID", &std::process::id(), true)
             .override_global("EXEC_CAPTURE", &u32::from(lsm.is_some()), true)
+            .override_global("CONNECT_HELD", &u32::from(lsm.is_some()), true)
             .override_global("KILL_MODE", &u32::from(lsm.is_none()), true)
             .load(EBPF_OBJECT)
             .map_err(|source| match source {

@@ -55,6 +55,7 @@ fn classify(body: &Body) -> (u64, u64, Subject<'_>) {
         Body::ApprovalRequest(h) => match &h.object {
             HeldObject::File(file) => (FILE_ACTIVITY, 14, Subject::File(file)),
             HeldObject::Executable(exe) => (PROCESS_ACTIVITY, 1, Subject::Launch(exe)),
+            HeldObject::Network(net) => (NETWORK_ACTIVITY, 1, Subject::Network(net)),
             // No OCSF class describes a request to widen a policy: the base event, with the
             // request in `unmapped.agent_guard`.
             HeldObject::Access(_) => (BASE_EVENT, 99, Subject::Other),
@@ -453,7 +454,7 @@ fn extension(event: &Event) -> Value {
                     out.insert("justification".into(), access.reason.as_str().into());
                     out.insert("approvals_needed".into(), access.approvals_needed.into());
                 }
-                HeldObject::Executable(_) => {}
+                HeldObject::Executable(_) | HeldObject::Network(_) => {}
             }
         }
         Body::ApprovalGranted(a) | Body::ApprovalDenied(a) => {

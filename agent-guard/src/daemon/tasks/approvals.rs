@@ -96,7 +96,7 @@ impl Registry {
             state: "pending".into(),
             request: None,
         };
-        let hash = fnv1a_seeded(self.kernel.path_seed, held.path.as_bytes());
+        let hash = held.hash.unwrap_or_else(|| fnv1a_seeded(self.kernel.path_seed, held.path.as_bytes()));
         let mut event = *held.event;
         if let Body::ApprovalRequest(request) = &mut event.body {
             request.approval = id;
@@ -148,6 +148,12 @@ impl Registry {
                 ));
             }
             return self.decide_request(id, approve, by);
+        }
+        if allow_for.is_some() && held.info.object == "connect" {
+            return Err(refuse(
+                ErrorCode::BadRequest,
+                format!("approval {id} holds a connect: --for allows paths; approve it without --for"),
+            ));
         }
         let state = if approve { APPROVAL_GRANTED } else { APPROVAL_REFUSED };
         // The seccomp supervisor's refusals need no record: the call fails before it reaches
