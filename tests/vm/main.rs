@@ -338,7 +338,8 @@ fn an_ask_rule_holds_a_connect_until_a_human_decides_and_nothing_goes_around_it(
 
     // Approved: the held connect() continues and connects.
     let (child, id) = held(daemon, "conn-yes", &g, &[PROBE, "connect", &to]);
-    let request = daemon.wait_event("held connect", |e| e["kind"] == "approval.request" && e["approval"].to_string() == id);
+    let request =
+        daemon.wait_event("held connect", |e| e["kind"] == "approval.request" && e["approval"].to_string() == id);
     assert_eq!(request["object"]["address"], "127.0.0.1");
     assert_eq!(request["object"]["port"], asked);
     assert_eq!(request["enforcement"], "lsm");

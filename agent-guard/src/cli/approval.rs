@@ -44,7 +44,7 @@ fn decided(reply: ResponseBody) -> anyhow::Result<ExitCode> {
         approval.object,
         printable(&approval.path),
         approval.task,
-        approval.agent
+        printable(&approval.agent)
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -65,7 +65,7 @@ pub fn list(socket: &Path, args: &List) -> anyhow::Result<ExitCode> {
         anyhow::bail!("unexpected reply from the daemon");
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&approvals)?);
+        println!("{}", crate::text::json_safe(serde_json::to_string_pretty(&approvals)?));
         return Ok(ExitCode::SUCCESS);
     }
     println!("{:<5} {:<10} {:<6} {:<16} {:<6} {:<28} PATH", "ID", "STATE", "TASK", "AGENT", "PID", "DEADLINE");
@@ -75,7 +75,7 @@ pub fn list(socket: &Path, args: &List) -> anyhow::Result<ExitCode> {
             a.id,
             a.state,
             a.task,
-            a.agent,
+            printable(&a.agent),
             a.pid,
             a.deadline,
             a.object,

@@ -107,7 +107,7 @@ fn line(value: &Value) -> String {
 pub fn print_tasks(tasks: &[TaskRow], json: bool) -> anyhow::Result<()> {
     if json {
         for task in tasks {
-            println!("{}", serde_json::to_string(task)?);
+            println!("{}", crate::text::json_safe(serde_json::to_string(task)?));
         }
         return Ok(());
     }
@@ -119,14 +119,14 @@ pub fn print_tasks(tasks: &[TaskRow], json: bool) -> anyhow::Result<()> {
         println!(
             "{:<5} {:<16} {:<20} {:<27} {:<9} {:>6} {:>7}  {:<36} {}",
             t.id,
-            t.agent,
-            t.grant,
+            printable(&t.agent),
+            printable(&t.grant),
             t.opened.as_deref().unwrap_or("-"),
             t.ended.as_ref().map_or("open", |e| e.how.name()),
             t.denied,
             t.flagged,
             t.open_event_id.as_deref().unwrap_or("-"),
-            t.intent
+            printable(&t.intent)
         );
     }
     Ok(())

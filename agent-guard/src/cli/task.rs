@@ -2,6 +2,8 @@
 
 use std::{path::Path, process::ExitCode};
 
+use crate::text::printable;
+
 use crate::{
     api::{RequestBody, ResponseBody, TaskInfo},
     client,
@@ -41,9 +43,18 @@ fn print_table(tasks: &[TaskInfo]) {
     );
     for t in tasks {
         let state = crate::api::wire_name(&t.state);
+        // Names and intents are the agents' (checked printable by the daemon, escaped here too:
+        // a store or daemon of another version may hold anything).
         println!(
             "{:<5} {:<16} {:<8} {:<20} {:<8} {:>5}  {:<27} {}",
-            t.id, t.agent, state, t.grant, t.mode, t.live_processes, t.expires, t.intent
+            t.id,
+            printable(&t.agent),
+            state,
+            printable(&t.grant),
+            t.mode,
+            t.live_processes,
+            t.expires,
+            printable(&t.intent)
         );
     }
 }
@@ -59,7 +70,7 @@ pub fn main(socket: &Path, command: Command) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("unexpected reply from the daemon");
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&tasks)?);
+                println!("{}", crate::text::json_safe(serde_json::to_string_pretty(&tasks)?));
             } else {
                 print_table(&tasks);
             }
@@ -70,10 +81,14 @@ pub fn main(socket: &Path, command: Command) -> anyhow::Result<ExitCode> {
             };
             let task = tasks.into_iter().find(|t| t.id == id).ok_or_else(|| anyhow::anyhow!("no task {id}"))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&task)?);
+                println!("{}", crate::text::json_safe(serde_json::to_string_pretty(&task)?));
             } else {
-                println!("task {} — agent {}, grant {} ({} mode)", task.id, task.agent, task.grant, task.mode);
-                println!("intent     {}", task.intent);
+                let (agent, grant) = (printable(&task.agent), printable(&task.grant));
+                println!("task {} — agent {agent}, grant {grant} ({} mode)", task.id, task.mode);
+                println!("intent     {}", printable(&task.intent));
+                if let Some(step) = &task.step_intent {
+                    println!("step       {}", printable(step));
+                }
                 println!("state      {:?}{}", task.state, if task.revoked { ", grant revoked" } else { "" });
                 println!("started    {}", task.started);
                 println!("expires    {} ({} s left)", task.expires, task.remaining_secs);

@@ -12,12 +12,13 @@ use std::{
 
 use agent_guard_common::{
     event::{
-        ACTION_BLOCKED, ACTION_HELD, ACTION_KILLED, ACTION_LANDLOCK, EventHeader, ExecEvent, FILE_OP_CHMOD, FILE_OP_CHOWN,
-        FILE_OP_CREATE, FILE_OP_LINK, FILE_OP_MKDIR, FILE_OP_RENAME_FROM, FILE_OP_RENAME_TO, FILE_OP_RMDIR,
-        FILE_OP_SETATTR, FILE_OP_SYMLINK, FILE_OP_TRUNCATE, FILE_OP_UNIX_CONNECT, FILE_OP_UNLINK, FILE_OP_XATTR,
-        FileEvent, HOOK_CONNECT4, HOOK_CONNECT6, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, HOOK_SENDMSG4, HOOK_SENDMSG6, KernelEvent, NetEvent,
-        PATH_FD_LINK, PATH_RELATIVE, PATH_RESOLVED_ELSEWHERE, PATH_TRUNCATED, PATH_UNNORMALIZED, REASON_EXPIRED,
-        REASON_REVOKED, VERDICT_ASK, VERDICT_FLAGGED, VERDICT_IN_SCOPE, VERDICT_RULE_DENY, VERDICT_UNRESOLVED,
+        ACTION_BLOCKED, ACTION_HELD, ACTION_KILLED, ACTION_LANDLOCK, EventHeader, ExecEvent, FILE_OP_CHMOD,
+        FILE_OP_CHOWN, FILE_OP_CREATE, FILE_OP_LINK, FILE_OP_MKDIR, FILE_OP_RENAME_FROM, FILE_OP_RENAME_TO,
+        FILE_OP_RMDIR, FILE_OP_SETATTR, FILE_OP_SYMLINK, FILE_OP_TRUNCATE, FILE_OP_UNIX_CONNECT, FILE_OP_UNLINK,
+        FILE_OP_XATTR, FileEvent, HOOK_CONNECT4, HOOK_CONNECT6, HOOK_LSM_CONNECT4, HOOK_LSM_CONNECT6, HOOK_SENDMSG4,
+        HOOK_SENDMSG6, KernelEvent, NetEvent, PATH_FD_LINK, PATH_RELATIVE, PATH_RESOLVED_ELSEWHERE, PATH_TRUNCATED,
+        PATH_UNNORMALIZED, REASON_EXPIRED, REASON_REVOKED, VERDICT_ASK, VERDICT_FLAGGED, VERDICT_IN_SCOPE,
+        VERDICT_RULE_DENY, VERDICT_UNRESOLVED,
     },
     path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, Decision as PathDecision},
 };
@@ -525,7 +526,12 @@ fn held_connect(dec: &mut Decoder, e: &NetEvent, task: Option<&TaskFacts>) -> De
         format!("[{}]:{}/{}", object.address, object.port, object.protocol)
     };
     let hash = agent_guard_common::net::destination_hash(&e.addr, e.port as u16, e.protocol);
-    let event = record_event(dec, Body::ApprovalRequest(Held { verdict, approval: 0, object: HeldObject::Network(object) }), &e.header, task);
+    let event = record_event(
+        dec,
+        Body::ApprovalRequest(Held { verdict, approval: 0, object: HeldObject::Network(object) }),
+        &e.header,
+        task,
+    );
     Decoded::Held(HeldAction {
         task_id: e.header.task_id,
         tid: e.header.pid,
