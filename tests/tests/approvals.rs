@@ -440,15 +440,11 @@ fn a_two_person_request_needs_two_different_approvers_and_a_denial_changes_nothi
 }
 
 #[test]
-fn held_opens_are_answered_through_teams_and_the_webhook() {
-    let s = setup(&["held.txt", "refused.txt"]);
+fn a_held_open_is_approved_through_teams() {
+    let s = setup(&["held.txt"]);
     let held = s.data.join("held.txt");
-    let refused = s.data.join("refused.txt");
     std::fs::write(&held, "held-content\n").unwrap();
-    std::fs::write(&refused, "refused-content\n").unwrap();
-    let script =
-        format!("cat {} || echo DENIED-HELD\ncat {} || echo DENIED-REFUSED\n", held.display(), refused.display());
-    let child = agent(&s, &script);
+    let child = agent(&s, &format!("cat {} || echo DENIED-HELD\n", held.display()));
 
     // The held open is posted to Teams as an Adaptive Card naming the file.
     let (_, card) = wait_request(&s.teams, 15, |p, b| p == "/incoming" && b.to_string().contains("held.txt"));
@@ -472,7 +468,24 @@ fn held_opens_are_answered_through_teams_and_the_webhook() {
     assert_eq!(status, 200, "{reply}");
     assert!(reply.contains(&format!("approval {id}: approved")), "{reply}");
 
-    // The second open goes to the webhook, signed; the webhook's user denies it.
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&out), "held-content", "the held open went on and read the file: {out:?}");
+    let granted = s.daemon.wait_event("approval.granted", |e| e["kind"] == "approval.granted");
+    assert_eq!(granted["approvers"][0]["channel"], "teams");
+    assert_eq!(granted["approvers"][0]["id"], "aad-bob");
+    assert_eq!(granted["approvers"][0]["name"], "Bob Approver");
+    // The outcome is posted to the channel too.
+    wait_request(&s.teams, 10, |_, b| b.to_string().contains("approved"));
+}
+
+#[test]
+fn a_held_open_is_refused_through_the_webhook() {
+    let s = setup(&["refused.txt"]);
+    let refused = s.data.join("refused.txt");
+    std::fs::write(&refused, "refused-content\n").unwrap();
+    let child = agent(&s, &format!("cat {} || echo DENIED-REFUSED\n", refused.display()));
+
+    // The held open goes to the webhook, signed with the shared secret.
     let (headers, body) =
         wait_request(&s.webhook, 15, |_, b| b["type"] == "approval.request" && b.to_string().contains("refused.txt"));
     let ts = header(&headers, "x-agent-guard-timestamp").unwrap();
@@ -481,21 +494,21 @@ fn held_opens_are_answered_through_teams_and_the_webhook() {
         hmac_hex(WEBHOOK_SECRET.as_bytes(), format!("v1:{ts}:{}", serde_json::to_string(&body).unwrap()).as_bytes())
     );
     assert_eq!(header(&headers, "x-agent-guard-signature").unwrap(), expected);
-    let second = body["approval"]["id"].as_u64().unwrap();
-    let forged = format!("{{\"approval\": {second}, \"decision\": \"approve\", \"user\": \"oncall\"}}");
+    let id = body["approval"]["id"].as_u64().unwrap();
+    // A forged approval (wrong secret) and a stale one are refused; the webhook's user denies it.
+    let forged = format!("{{\"approval\": {id}, \"decision\": \"approve\", \"user\": \"oncall\"}}");
     assert_eq!(webhook_decision(s.callbacks, "not-the-secret", now_secs(), &forged).0, 401);
-    let deny = format!("{{\"approval\": {second}, \"decision\": \"deny\", \"user\": \"oncall\"}}");
+    assert_eq!(webhook_decision(s.callbacks, WEBHOOK_SECRET, now_secs() - 900, &forged).0, 401);
+    let deny = format!("{{\"approval\": {id}, \"decision\": \"deny\", \"user\": \"oncall\"}}");
     assert_eq!(webhook_decision(s.callbacks, WEBHOOK_SECRET, now_secs(), &deny).0, 200);
 
     let out = child.wait_with_output().unwrap();
-    assert_eq!(stdout(&out), "held-content\nDENIED-REFUSED", "{out:?}");
-    let granted = s.daemon.wait_event("approval.granted", |e| e["kind"] == "approval.granted");
-    assert_eq!(granted["approvers"][0]["channel"], "teams");
-    assert_eq!(granted["approvers"][0]["id"], "aad-bob");
-    assert_eq!(granted["approvers"][0]["name"], "Bob Approver");
+    assert_eq!(stdout(&out), "DENIED-REFUSED", "the file was not read: {out:?}");
     let denied = s.daemon.wait_event("approval.denied", |e| e["kind"] == "approval.denied");
     assert_eq!(denied["approvers"][0]["channel"], "webhook");
     assert_eq!(denied["approvers"][0]["id"], "oncall");
+    // The outcome is posted back, signed.
+    wait_request(&s.webhook, 10, |_, b| b["type"] == "approval.decided" && b["approval"]["state"] == "denied");
 }
 
 #[test]
