@@ -179,6 +179,8 @@ struct Setup {
     teams: Received,
     webhook: Received,
     data: PathBuf,
+    /// Where the channels' secret files are.
+    secrets: PathBuf,
     _policies: tempfile::TempDir,
 }
 
@@ -227,12 +229,13 @@ fn setup(asks: &[&str]) -> Setup {
         std::fs::write(secrets.path().join(file), text).unwrap();
     }
     let config = config.replace("{dir}", secrets.path().to_str().unwrap());
+    let secrets_dir = secrets.path().to_path_buf();
     let slack = service(slack_l, slack_reply);
     let teams = service(teams_l, ok_reply);
     let webhook = service(webhook_l, ok_reply);
     let daemon = Daemon::start_configured(Some(&config), &["--policy-dir", policies.path().to_str().unwrap()]);
     std::mem::forget(secrets);
-    Setup { daemon, callbacks, slack, teams, webhook, data, _policies: policies }
+    Setup { daemon, callbacks, slack, teams, webhook, data, secrets: secrets_dir, _policies: policies }
 }
 
 /// The Python that has the MCP SDK (`cargo xtask test` installs it): its real executable and
@@ -540,4 +543,35 @@ fn agent_controlled_text_is_printed_escaped() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&bad.stderr).contains("printable text"), "{bad:?}");
+}
+
+#[test]
+fn a_task_that_could_read_the_approval_secrets_is_not_opened_without_bpf_lsm() {
+    let s = setup(&[]);
+    // A grant naming the directory of the secrets: its agent could sign its own approvals.
+    let g = agent_guard_e2e::grant(
+        s.data.as_path(),
+        "too-wide",
+        "enforce",
+        &[],
+        &format!("  files: {{read: [\"/usr/**\", \"{}/**\"]}}\n", s.secrets.display()),
+    );
+    let out = s.daemon.run("nosy", "read everything", &g, &["/bin/true"]);
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("an approval channel's secret"), "{stderr}");
+    assert!(s.daemon.events().iter().all(|e| e["kind"] != "task.open"), "nothing was opened");
+    // A deny rule on them keeps them out: that grant opens.
+    let narrowed = agent_guard_e2e::grant(
+        s.data.as_path(),
+        "carved-out",
+        "enforce",
+        &[],
+        &format!(
+            "  files: {{read: [\"/usr/**\", \"/lib/**\", \"/lib64/**\", \"/etc/**\", \"/tmp/**\", {{path: \"{d}/**\", action: deny}}]}}\n  exec: [\"/usr/bin/*\", \"/bin/*\"]\n",
+            d = s.secrets.display()
+        ),
+    );
+    let out = s.daemon.run("careful", "read the rest", &narrowed, &["/bin/true"]);
+    assert!(out.status.success(), "{out:?}");
 }

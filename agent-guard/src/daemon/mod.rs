@@ -341,6 +341,8 @@ fn guard_files(config: &DaemonConfig, api_socket: Option<&std::path::Path>) -> V
     files.extend(config.file.audit_store.path.clone().map(|p| (p, false)));
     files.extend(api_socket.map(|p| (p.to_path_buf(), false)));
     files.extend(config.config_path.clone().map(|p| (p, false)));
+    // Whoever reads an approval channel's secret can forge an approval.
+    files.extend(config.file.approvals.secret_files().into_iter().map(|p| (p, false)));
     files.extend(std::env::current_exe().ok().map(|p| (p, true)));
     // Where events wait or are kept: an agent must not truncate or delete its own trail.
     for output in &config.file.outputs {

@@ -43,6 +43,8 @@ pub enum ApproveError {
 pub struct Channels {
     queues: Vec<tokio::sync::mpsc::UnboundedSender<Notice>>,
     refused: Arc<AtomicU64>,
+    /// The channels' secret files, resolved: no task may be able to read one.
+    secrets: Vec<std::path::PathBuf>,
 }
 
 /// What the senders are told.
@@ -64,6 +66,25 @@ impl Channels {
     /// Callbacks refused since start (bad signature, stale, unknown request, not an approver).
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
+    }
+
+    /// The first secret file `spec` would let a task read (where only the grant, not BPF LSM,
+    /// stands between the task and the daemon's files).
+    pub fn secret_readable_by(&self, spec: &crate::grant::GrantSpec) -> Option<&std::path::Path> {
+        let grant = crate::grant::Grant {
+            api_version: crate::grant::ApiVersion::V1,
+            kind: crate::grant::GrantKind::Grant,
+            metadata: crate::grant::Metadata { name: String::new() },
+            spec: spec.clone(),
+        };
+        use agent_guard_common::path::{ACCESS_READ, Decision};
+        self.secrets.iter().map(std::path::PathBuf::as_path).find(|path| {
+            // Allowed, flagged, or asked (the question may be approved).
+            matches!(
+                grant.path_decision(&path.to_string_lossy(), ACCESS_READ).0,
+                Decision::Allow | Decision::Flag | Decision::Ask
+            )
+        })
     }
 }
 
@@ -141,7 +162,11 @@ pub async fn start(
     let refused = Arc::new(AtomicU64::new(0));
     let secrets = Arc::new(secrets);
     let (queues, mut tasks) = send::start(config, &secrets, &client);
-    registry.lock().expect("registry lock is never poisoned").channels = Channels { queues, refused: refused.clone() };
+    // As the kernel sees them (a symlinked /etc/agent-guard is judged where it leads).
+    let secret_paths =
+        config.secret_files().iter().map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())).collect();
+    registry.lock().expect("registry lock is never poisoned").channels =
+        Channels { queues, refused: refused.clone(), secrets: secret_paths };
     tasks.push(tokio::spawn(callback::serve(listener, secrets, registry, refused, shutdown)));
     tracing::info!(%listen, slack = config.slack.is_some(), teams = config.teams.is_some(), webhook = config.webhook.is_some(), "approval channels started");
     Ok(tasks)

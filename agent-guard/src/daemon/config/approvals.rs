@@ -78,6 +78,18 @@ pub struct WebhookConfig {
 }
 
 impl ApprovalsConfig {
+    /// The secret files the channels read: whoever reads one can forge an approval, so no
+    /// task may (the daemon protects them like its own files, daemon/mod.rs `guard_files`).
+    pub fn secret_files(&self) -> Vec<std::path::PathBuf> {
+        let mut files = Vec::new();
+        if let Some(slack) = &self.slack {
+            files.extend([slack.bot_token_file.clone(), slack.signing_secret_file.clone()]);
+        }
+        files.extend(self.teams.as_ref().map(|t| t.security_token_file.clone()));
+        files.extend(self.webhook.as_ref().map(|w| w.secret_file.clone()));
+        files
+    }
+
     /// What serde cannot check: a channel needs `listen`, URLs parse.
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         let any = self.slack.is_some() || self.teams.is_some() || self.webhook.is_some();

@@ -235,6 +235,25 @@ impl Registry {
             _ => None,
         };
 
+        // Where the grant, not BPF LSM, keeps a task from the daemon's files, a grant that could
+        // read an approval channel's secret would let the agent forge its own approvals.
+        if self.kernel.enforcement.file != Level::Lsm {
+            let reach = match &requestable {
+                Some(more) => crate::grant::widened(&grant.spec, [more]),
+                None => grant.spec.clone(),
+            };
+            if let Some(secret) = self.channels.secret_readable_by(&reach) {
+                return Err(refuse(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "the grant (or what it may request) covers {}, an approval channel's secret: its agent could \
+                         forge approvals on this kernel (no BPF LSM); keep the secrets outside what grants name \
+                         (docs/approvals.md)",
+                        secret.display()
+                    ),
+                ));
+            }
+        }
         let started = SystemTime::now();
         let expires_ns = now_ns.saturating_add(ttl.as_nanos() as u64);
         // Its resolver before its entry: the kernel sends its DNS to this port from the start.
