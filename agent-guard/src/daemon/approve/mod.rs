@@ -21,6 +21,8 @@ use std::{
     },
 };
 
+use agent_guard_common::path::{ACCESS_READ, Decision};
+
 use crate::api::ApprovalInfo;
 use crate::daemon::{config::ApprovalsConfig, tasks::registry::Registry};
 
@@ -77,7 +79,6 @@ impl Channels {
             metadata: crate::grant::Metadata { name: String::new() },
             spec: spec.clone(),
         };
-        use agent_guard_common::path::{ACCESS_READ, Decision};
         self.secrets.iter().map(std::path::PathBuf::as_path).find(|path| {
             // Allowed, flagged, or asked (the question may be approved).
             matches!(
