@@ -389,9 +389,18 @@ fn a_two_person_request_needs_two_different_approvers_and_a_denial_changes_nothi
     std::fs::write(payroll.join("salaries.csv"), "alice,1\n").unwrap();
     let p = payroll.display();
     let d = s.data.display();
+    let bins = agent_guard_bin().parent().unwrap().display().to_string();
+    // A sub-task opened while the approval is in force asks for what the approval added: refused,
+    // or it would keep it past the narrowing.
+    let sub_grant = format!(
+        "apiVersion: agent-guard.dev/v1\nkind: Grant\nmetadata: {{name: sub}}\nspec:\n  files: {{read: [\"/usr/**\", \"{bins}/**\", \"{p}/**\"]}}\n  exec: [\"/usr/bin/*\", \"/bin/*\"]\n"
+    );
     let script = format!(
-        "\"$AG\" request --read '{p}/**' --for 30s --reason 'payroll check' --wait 30s\n\
+        "(cd {p} && cat salaries.csv) || echo DENIED-RELATIVE\n\
+         cat {p}/./salaries.csv || echo DENIED-DOT\n\
+         \"$AG\" request --read '{p}/**' --for 30s --reason 'payroll check' --wait 30s\n\
          cat {p}/salaries.csv || echo DENIED-PAYROLL\n\
+         printf '%s' '{sub_grant}' | \"$AG\" run --agent sub --intent keep --grant /dev/stdin -- cat {p}/salaries.csv; echo sub=$?\n\
          \"$AG\" request --read '{d}/reports/**' --for 30s --reason 'second try' --wait 30s\n\
          cat {d}/reports/report.txt || echo DENIED-REPORT\n\
          \"$AG\" request --read /etc/shadow-not-requestable --for 30s --reason x; echo refused=$?\n\
@@ -413,11 +422,21 @@ fn a_two_person_request_needs_two_different_approvers_and_a_denial_changes_nothi
     let (_, second) = wait_request(&s.webhook, 15, |_, b| b["type"] == "approval.request" && b["approval"]["id"] != id);
     let second_id = second["approval"]["id"].as_u64().unwrap();
     let deny = format!("{{\"approval\": {second_id}, \"decision\": \"deny\", \"user\": \"oncall\"}}");
-    assert_eq!(webhook_decision(s.callbacks, WEBHOOK_SECRET, now_secs(), &deny).0, 200);
+    let ts = now_secs();
+    assert_eq!(webhook_decision(s.callbacks, WEBHOOK_SECRET, ts, &deny).0, 200);
+    // The very same signed decision again is a replay.
+    let (status, body) = webhook_decision(s.callbacks, WEBHOOK_SECRET, ts, &deny);
+    assert_eq!(status, 409);
+    assert!(body.contains("replayed"), "{body}");
 
     let out = child.wait_with_output().unwrap();
     let text = stdout(&out);
-    assert!(text.contains("alice,1"), "approved by two: {out:?}");
+    // Before the approval, however spelled: refused by the supervisor (EPERM), not killed.
+    assert!(text.starts_with("DENIED-RELATIVE\nDENIED-DOT\n"), "{out:?}");
+    assert_eq!(text.matches("alice,1").count(), 1, "read once, by the task, not by the sub-task: {out:?}");
+    assert!(text.contains("sub=1"), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is not within the parent's files.read"), "{stderr}");
     assert!(text.contains("DENIED-REPORT"), "a denied request widens nothing: {out:?}");
     assert!(text.contains("refused=1") && text.contains("toolong=1"), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -33,6 +33,21 @@ struct State {
     secrets: Arc<Secrets>,
     registry: Arc<Mutex<Registry>>,
     refused: Arc<AtomicU64>,
+    /// Signatures of verified callbacks, until they are too old to verify anyway: the same
+    /// signed request twice is a replay.
+    seen: Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+/// How long a signature is remembered: past the timestamp window, it no longer verifies.
+const SEEN_FOR: std::time::Duration = std::time::Duration::from_secs(2 * sign::MAX_SKEW_SECS + 60);
+
+/// Whether `signature` was seen already (and remembers it).
+fn replayed(state: &State, signature: Option<&str>) -> bool {
+    let Some(signature) = signature else { return false };
+    let now = std::time::Instant::now();
+    let mut seen = state.seen.lock().expect("seen lock is never poisoned");
+    seen.retain(|_, at| now.duration_since(*at) < SEEN_FOR);
+    seen.insert(signature.to_string(), now).is_some()
 }
 
 /// Serves callbacks on `listener` until `shutdown`.
@@ -43,7 +58,7 @@ pub(super) async fn serve(
     refused: Arc<AtomicU64>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    let state = Arc::new(State { secrets, registry, refused });
+    let state = Arc::new(State { secrets, registry, refused, seen: Mutex::default() });
     let route = |handler: fn(&State, &HeaderMap, &[u8]) -> Response| {
         let state = state.clone();
         axum::routing::post(move |headers: HeaderMap, body: Bytes| async move { handler(&state, &headers, &body) })
@@ -136,6 +151,14 @@ fn slack(state: &State, headers: &HeaderMap, body: &[u8]) -> Response {
     if let Err(why) = checked {
         return refuse(state, Channel::Slack, StatusCode::UNAUTHORIZED, &why.to_string());
     }
+    if replayed(state, header(headers, "x-slack-signature")) {
+        return refuse(
+            state,
+            Channel::Slack,
+            StatusCode::CONFLICT,
+            "replayed: this signed request was received already",
+        );
+    }
     let form: Vec<(String, String)> = serde_urlencoded::from_bytes(body).unwrap_or_default();
     let payload =
         form.iter().find(|(k, _)| k == "payload").and_then(|(_, v)| serde_json::from_str::<SlackPayload>(v).ok());
@@ -182,6 +205,14 @@ fn teams(state: &State, headers: &HeaderMap, body: &[u8]) -> Response {
     };
     if let Err(why) = sign::teams(token, header(headers, "authorization"), body) {
         return refuse(state, Channel::Teams, StatusCode::UNAUTHORIZED, &why.to_string());
+    }
+    if replayed(state, header(headers, "authorization")) {
+        return refuse(
+            state,
+            Channel::Teams,
+            StatusCode::CONFLICT,
+            "replayed: this signed message was received already",
+        );
     }
     let Ok(activity) = serde_json::from_slice::<TeamsActivity>(body) else {
         return refuse(state, Channel::Teams, StatusCode::BAD_REQUEST, "not a Teams activity");
@@ -236,6 +267,14 @@ fn webhook(state: &State, headers: &HeaderMap, body: &[u8]) -> Response {
     );
     if let Err(why) = checked {
         return refuse(state, Channel::Webhook, StatusCode::UNAUTHORIZED, &why.to_string());
+    }
+    if replayed(state, header(headers, "x-agent-guard-signature")) {
+        return refuse(
+            state,
+            Channel::Webhook,
+            StatusCode::CONFLICT,
+            "replayed: this signed decision was received already",
+        );
     }
     let Ok(decision) = serde_json::from_slice::<WebhookDecision>(body) else {
         return refuse(state, Channel::Webhook, StatusCode::BAD_REQUEST, "not a decision");

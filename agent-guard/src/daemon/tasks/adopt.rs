@@ -50,6 +50,7 @@ impl Registry {
         }
         let meta = Meta {
             next_id: self.next_id,
+            next_approval: self.next_approval,
             dropped_total: self.dropped_total,
             temporary: self
                 .temporary
@@ -85,6 +86,7 @@ impl Registry {
     pub fn adopt(&mut self, saved: Option<Saved>) -> (usize, usize, usize) {
         let saved = saved.unwrap_or_default();
         self.next_id = self.next_id.max(saved.next_id);
+        self.next_approval = self.next_approval.max(saved.next_approval);
         self.dropped_total = saved.dropped_total;
         let in_kernel = self.kernel.task_ids();
         let (mut adopted, mut closed) = (0, 0);

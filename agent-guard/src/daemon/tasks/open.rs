@@ -144,7 +144,9 @@ impl Registry {
                     format!("task {parent_id} has ended: it cannot open sub-tasks"),
                 ));
             }
-            let mut problems = crate::grant::excess(&grant.spec, &parent_task.grant.spec);
+            // Against the parent's grant as opened: what an approved request adds is the parent's
+            // for its approved time only, and a sub-task would keep it past the narrowing.
+            let mut problems = crate::grant::excess(&grant.spec, &parent_task.access.base);
             let (depth, root) = self.ancestry(parent_id);
             if depth >= MAX_SUB_TASK_DEPTH {
                 problems.push(format!("sub-tasks nest at most {MAX_SUB_TASK_DEPTH} deep"));

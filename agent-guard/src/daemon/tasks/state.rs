@@ -37,6 +37,9 @@ pub enum StateError {
 pub struct Saved {
     /// The next task id: ids are never reused, across restarts too.
     pub next_id: u32,
+    /// The next approval id, never reused either: a channel's answer names an approval by
+    /// id, and one given to an earlier daemon must not decide a new question.
+    pub next_approval: u32,
     /// Kernel records lost so far (`EVENT_DROPS` is pinned and keeps counting).
     pub dropped_total: u64,
     pub tasks: Vec<SavedTask>,
@@ -82,6 +85,9 @@ pub struct SavedAllow {
 #[serde(deny_unknown_fields)]
 pub struct Meta {
     pub next_id: u32,
+    /// Absent in states of older daemons.
+    #[serde(default)]
+    pub next_approval: u32,
     pub dropped_total: u64,
     pub temporary: Vec<SavedAllow>,
 }
@@ -153,7 +159,13 @@ impl StateDir {
         if self.last_meta.is_empty() && tasks.is_empty() {
             return Ok(None);
         }
-        Ok(Some(Saved { next_id: meta.next_id, dropped_total: meta.dropped_total, tasks, temporary: meta.temporary }))
+        Ok(Some(Saved {
+            next_id: meta.next_id,
+            next_approval: meta.next_approval,
+            dropped_total: meta.dropped_total,
+            tasks,
+            temporary: meta.temporary,
+        }))
     }
 
     /// The path hash's secret seed: read from `seed` (it must outlive the daemon with the
@@ -240,11 +252,11 @@ mod tests {
         let mut state = StateDir::open(dir.path()).unwrap();
         assert!(matches!(StateDir::open(dir.path()), Err(StateError::Locked { .. })));
         assert_eq!(state.load().unwrap(), None);
-        let meta = Meta { next_id: 42, dropped_total: 3, temporary: Vec::new() };
+        let meta = Meta { next_id: 42, next_approval: 7, dropped_total: 3, temporary: Vec::new() };
         state.save_meta(&meta).unwrap();
         drop(state);
         let mut again = StateDir::open(dir.path()).unwrap();
-        let saved = Saved { next_id: 42, dropped_total: 3, tasks: Vec::new(), temporary: Vec::new() };
+        let saved = Saved { next_id: 42, next_approval: 7, dropped_total: 3, tasks: Vec::new(), temporary: Vec::new() };
         assert_eq!(again.load().unwrap(), Some(saved));
     }
 

@@ -166,11 +166,14 @@ fn read_call(req: &libc::seccomp_notif) -> Option<HeldCall> {
     let args = req.data.args;
     let nr = i64::from(req.data.nr);
     let mem = std::fs::File::open(format!("/proc/{tid}/mem")).ok()?;
+    // A directory fd is an `int`: the register's upper half is not part of it, so AT_FDCWD
+    // arrives as 0xffffff9c and only its low 32 bits, sign-extended, compare.
+    let dirfd = |arg: u64| i64::from(arg as u32 as i32);
     let (dfd, path_at, flags, exec) = match nr {
-        libc::SYS_openat => (args[0] as i64, args[1], args[2] as u32, false),
-        libc::SYS_openat2 => (args[0] as i64, args[1], read_u64(&mem, args[2])? as u32, false),
+        libc::SYS_openat => (dirfd(args[0]), args[1], args[2] as u32, false),
+        libc::SYS_openat2 => (dirfd(args[0]), args[1], read_u64(&mem, args[2])? as u32, false),
         libc::SYS_execve => (AT_FDCWD, args[0], 0, true),
-        libc::SYS_execveat => (args[0] as i64, args[1], 0, true),
+        libc::SYS_execveat => (dirfd(args[0]), args[1], 0, true),
         #[cfg(target_arch = "x86_64")]
         libc::SYS_open => (AT_FDCWD, args[0], args[1] as u32, false),
         #[cfg(target_arch = "x86_64")]
