@@ -466,7 +466,8 @@ fn a_held_open_is_approved_through_teams() {
     let s = setup(&["held.txt"]);
     let held = s.data.join("held.txt");
     std::fs::write(&held, "held-content\n").unwrap();
-    let child = agent(&s, &format!("cat {} || echo DENIED-HELD\n", held.display()));
+    // Spelled relative to the working directory: the supervisor resolves it, and holds it.
+    let child = agent(&s, &format!("cd {} && cat held.txt || echo DENIED-HELD\n", s.data.display()));
 
     // The held open is posted to Teams as an Adaptive Card naming the file.
     let (_, card) = wait_request(&s.teams, 15, |p, b| p == "/incoming" && b.to_string().contains("held.txt"));
