@@ -834,6 +834,24 @@ mod tests {
                    "rule": "guard.containment", "reason": "capability",
                    "object": {"type": "escape", "route": "capability", "detail": "CAP_SYS_ADMIN"}}),
         ));
+        // Access requests, a held connect, their answers and the narrowing.
+        let requested = json!({"requested": {"mode": "enforce", "files": {"read": ["/srv/reports/**"], "write": []},
+                                             "exec": [], "network": {"connect": []}},
+                               "duration_secs": 600, "reason": "reconcile Q3", "approvals_needed": 2,
+                               "requester": requester});
+        events
+            .push(with(action("approval.request", "held", requested), json!({"approval": 14, "rule": "requestable"})));
+        events.push(with(action("approval.request", "held", net), json!({"approval": 15})));
+        events.push(with(
+            base("approval.granted"),
+            json!({"task": task(), "approval": 14, "decision": "allowed", "rule": "requestable",
+                   "enforcement": "landlock", "reason": "approved by alice and bob for 10m",
+                   "approvers": [{"channel": "slack", "id": "U0ALICE", "name": "alice"},
+                                 {"channel": "webhook", "id": "oncall"}]}),
+        ));
+        events.push(with(base("grant.narrow"), json!({"task": task(), "approval": 14, "reason": "time is up"})));
+        events
+            .push(with(base("approval.callback_refused"), json!({"reason": "slack callback refused: bad signature"})));
         events.push(with(base("policy.load"), json!({"reason": "profiles: dev; grants: repo-rw"})));
         events.push(with(base("policy.rejected"), json!({"reason": "grants/x.yaml: unknown field"})));
         events
