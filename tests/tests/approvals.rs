@@ -398,6 +398,7 @@ fn a_two_person_request_needs_two_different_approvers_and_a_denial_changes_nothi
     let script = format!(
         "(cd {p} && cat salaries.csv) || echo DENIED-RELATIVE\n\
          cat {p}/./salaries.csv || echo DENIED-DOT\n\
+         (cd {p} && cat /proc/self/cwd/salaries.csv) || echo DENIED-PROC-SELF\n\
          \"$AG\" request --read '{p}/**' --for 30s --reason 'payroll check' --wait 30s\n\
          cat {p}/salaries.csv || echo DENIED-PAYROLL\n\
          printf '%s' '{sub_grant}' | \"$AG\" run --agent sub --intent keep --grant /dev/stdin -- cat {p}/salaries.csv; echo sub=$?\n\
@@ -432,7 +433,7 @@ fn a_two_person_request_needs_two_different_approvers_and_a_denial_changes_nothi
     let out = child.wait_with_output().unwrap();
     let text = stdout(&out);
     // Before the approval, however spelled: refused by the supervisor (EPERM), not killed.
-    assert!(text.starts_with("DENIED-RELATIVE\nDENIED-DOT\n"), "{out:?}");
+    assert!(text.starts_with("DENIED-RELATIVE\nDENIED-DOT\nDENIED-PROC-SELF\n"), "{out:?}");
     assert_eq!(text.matches("alice,1").count(), 1, "read once, by the task, not by the sub-task: {out:?}");
     assert!(text.contains("sub=1"), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -580,6 +581,16 @@ fn a_task_that_could_read_the_approval_secrets_is_not_opened_without_bpf_lsm() {
     assert!(!out.status.success(), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("an approval channel's secret"), "{stderr}");
+    // Writing one would do as well: the agent would choose the key.
+    let w = agent_guard_e2e::grant(
+        s.data.as_path(),
+        "rewrites",
+        "enforce",
+        &[],
+        &format!("  files: {{read: [\"/usr/**\"], write: [\"{}/*\"]}}\n", s.secrets.display()),
+    );
+    let out = s.daemon.run("forger", "replace the key", &w, &["/bin/true"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("an approval channel's secret"), "{out:?}");
     assert!(s.daemon.events().iter().all(|e| e["kind"] != "task.open"), "nothing was opened");
     // A deny rule on them keeps them out: that grant opens.
     let narrowed = agent_guard_e2e::grant(
@@ -594,4 +605,37 @@ fn a_task_that_could_read_the_approval_secrets_is_not_opened_without_bpf_lsm() {
     );
     let out = s.daemon.run("careful", "read the rest", &narrowed, &["/bin/true"]);
     assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn approval_ids_are_never_reused_after_the_daemon_stops_and_an_old_answer_decides_nothing() {
+    let mut s = setup(&[]);
+    let d = s.data.join("reports").display().to_string();
+    let ask = |s: &Setup| {
+        agent(
+            s,
+            &format!(
+                "\"$AG\" request --read '{d}/**' --for 30s --reason 'numbers' --wait 8s; cat {d}/report.txt || echo DENIED"
+            ),
+        )
+    };
+    let first = ask(&s);
+    let (_, body) = wait_request(&s.webhook, 15, |_, b| b["type"] == "approval.request");
+    let old_id = body["approval"]["id"].as_u64().unwrap();
+    // The approver's signed answer, kept by someone who will send it again later.
+    let ts = now_secs();
+    let answer = format!("{{\"approval\": {old_id}, \"decision\": \"approve\", \"user\": \"oncall\"}}");
+    drop(first);
+    // A deliberate stop (SIGTERM: tasks stopped, saved state cleared), then a new daemon.
+    assert!(s.daemon.stop().success());
+    s.webhook.lock().unwrap().clear();
+    s.daemon.spawn();
+    let second = ask(&s);
+    let (_, body) = wait_request(&s.webhook, 15, |_, b| b["type"] == "approval.request");
+    let new_id = body["approval"]["id"].as_u64().unwrap();
+    assert!(new_id > old_id, "approval {new_id} after {old_id}: an id was reused");
+    // The old answer, still within its five minutes: it names no question of this daemon.
+    assert_eq!(webhook_decision(s.callbacks, WEBHOOK_SECRET, ts, &answer).0, 404);
+    let out = second.wait_with_output().unwrap();
+    assert!(stdout(&out).ends_with("DENIED"), "nothing was approved: {out:?}");
 }

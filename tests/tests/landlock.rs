@@ -504,8 +504,9 @@ fn an_ask_rule_holds_the_open_or_exec_in_the_daemon_until_a_human_decides() {
     assert!(daemon.cli(&["approve", &id]).status.success());
     assert_eq!(stdout(&child.wait_with_output().unwrap()), "ok");
 
-    // An allowed spelling that leads to a held program (a symlink to /proc/self/fd/N, which the
-    // daemon cannot resolve as the agent's): the exit programs judge the program that runs.
+    // An allowed spelling that leads to a held program (a symlink to /proc/self/fd/N): the
+    // supervisor resolves /proc/self as the agent's, not its own, and holds the exec; denied, it
+    // fails with EPERM and the program never runs.
     let g2 = {
         let w = work.display();
         let write = [q("/dev/**"), q(format!("{w}/out/**"))];
@@ -513,16 +514,13 @@ fn an_ask_rule_holds_the_open_or_exec_in_the_daemon_until_a_human_decides() {
         confined_grant(daemon.dir.path(), "fd-link", &[q(format!("{w}/**"))], &write, &exec)
     };
     let link = work.join("out/x").display().to_string();
-    let out =
-        daemon.run("fd-linker", "exec through a link", &g2, &[PROBE, "exec-fd-link", &link, PROBE, "/usr/bin/true"]);
-    // Killed before the held program ran an instruction (and the task with it, one strike,
-    // which may come before or after the probe saw its child die).
-    let child_killed = stdout(&out) == "child signal: 9 (SIGKILL)";
-    assert!(child_killed || out.status.signal() == Some(libc::SIGKILL), "{out:?}");
-    let killed = daemon.wait_event("kill", |e| {
-        e["kind"] == "process.exec" && e["enforcement"] == "kill" && e["task"]["agent"] == "fd-linker"
-    });
-    assert_eq!(killed["object"]["path"], "/usr/bin/true", "{killed}");
+    let (child, id) = held(&daemon, "fd-linker", &g2, &[PROBE, "exec-fd-link", &link, PROBE, "/usr/bin/true"]);
+    let request = approvals(&daemon).into_iter().find(|a| a["id"].to_string() == id).unwrap();
+    assert_eq!(request["path"], "/usr/bin/true", "{request}");
+    assert!(daemon.cli(&["deny", &id]).status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.signal().is_none(), "not killed: held and refused: {out:?}");
+    assert_ne!(stdout(&out), "ran", "{out:?}");
 
     // In-scope work under the same filter is not held: no approval request for it.
     let out = daemon.run("asking", "read notes", &g, &[PROBE, "open", &format!("{}/out", work.display()), "r"]);
@@ -531,9 +529,9 @@ fn an_ask_rule_holds_the_open_or_exec_in_the_daemon_until_a_human_decides() {
 
 #[test]
 fn an_ask_file_reopened_through_the_agents_own_descriptor_is_never_read_unapproved() {
-    // `/proc/self/fd/N` names the daemon's descriptor when the daemon's supervisor resolves it,
-    // so the supervisor lets the open go on; the kernel's exit program must catch it, also where
-    // the file is deeper than its walk reaches.
+    // An O_PATH descriptor of the `ask` file, reopened through `/proc/self/fd/N`: the supervisor
+    // resolves /proc/self as the agent's (not its own) and holds the reopen like any open of the
+    // file, also where the file is deeper than the kernel's walk reaches; denied, nothing is read.
     let daemon = Daemon::start();
     let dir = daemon.dir.path();
     let work = dir.join("work");
@@ -546,16 +544,12 @@ fn an_ask_file_reopened_through_the_agents_own_descriptor_is_never_read_unapprov
         std::fs::write(secret, "TOPSECRET").unwrap();
         let g = ask_grant(&daemon, &work, secret);
         let agent = if secret == &shallow { "reopen-shallow" } else { "reopen-deep" };
-        let out = daemon.run(agent, "read notes", &g, &[PROBE, "opath-reopen", &secret.display().to_string()]);
-        assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{agent}: {out:?}");
-        assert_ne!(stdout(&out), "ok", "{agent}");
-        let killed = daemon.wait_event("kill", |e| {
-            e["kind"] == "file.open" && e["enforcement"] == "kill" && e["task"]["agent"] == agent
-        });
-        assert_eq!(killed["decision"], "denied", "{killed}");
-        // No human was asked: nothing was held for it.
-        let list = approvals(&daemon);
-        assert!(list.iter().all(|a| a["task"]["agent"] != agent), "{list:?}");
+        let (child, id) = held(&daemon, agent, &g, &[PROBE, "opath-reopen", &secret.display().to_string()]);
+        let request = approvals(&daemon).into_iter().find(|a| a["id"].to_string() == id).unwrap();
+        assert_eq!(request["path"], secret.display().to_string(), "{request}");
+        assert!(daemon.cli(&["deny", &id]).status.success());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(stdout(&out), "EPERM", "{agent}: {out:?}");
     }
 }
 

@@ -213,7 +213,7 @@ pub async fn run(
         if adopting {
             report_adoption(&reg, last_alive, adopted, revoked, closed);
         }
-        reg.state = Some(state);
+        reg.keep_state(state);
         reg.persist();
     }
 
@@ -314,9 +314,7 @@ pub async fn run(
             // Without the pins, dropping the registry (and the kernel object in it) below
             // detaches every program and frees the maps.
             reg.kernel.unpin();
-            if let Some(state) = reg.state.as_mut() {
-                state.clear();
-            }
+            reg.clear_state();
         }
         (reg.cgroup_base().to_path_buf(), reg.task_cgroups())
     };

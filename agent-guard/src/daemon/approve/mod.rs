@@ -21,7 +21,7 @@ use std::{
     },
 };
 
-use agent_guard_common::path::{ACCESS_READ, Decision};
+use agent_guard_common::path::{ACCESS_READ, ACCESS_WRITE, Decision};
 
 use crate::api::ApprovalInfo;
 use crate::daemon::{config::ApprovalsConfig, tasks::registry::Registry};
@@ -80,11 +80,14 @@ impl Channels {
             spec: spec.clone(),
         };
         self.secrets.iter().map(std::path::PathBuf::as_path).find(|path| {
-            // Allowed, flagged, or asked (the question may be approved).
-            matches!(
-                grant.path_decision(&path.to_string_lossy(), ACCESS_READ).0,
-                Decision::Allow | Decision::Flag | Decision::Ask
-            )
+            // Read or written (replaced by a key of the agent's choosing): allowed, flagged, or
+            // asked (the question may be approved).
+            [ACCESS_READ, ACCESS_WRITE].into_iter().any(|need| {
+                matches!(
+                    grant.path_decision(&path.to_string_lossy(), need).0,
+                    Decision::Allow | Decision::Flag | Decision::Ask
+                )
+            })
         })
     }
 }

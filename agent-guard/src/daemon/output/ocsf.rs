@@ -835,12 +835,12 @@ mod tests {
                    "object": {"type": "escape", "route": "capability", "detail": "CAP_SYS_ADMIN"}}),
         ));
         // Access requests, a held connect, their answers and the narrowing.
-        let requested = json!({"requested": {"mode": "enforce", "files": {"read": ["/srv/reports/**"], "write": []},
+        let asked_for = json!({"requested": {"mode": "enforce", "files": {"read": ["/srv/reports/**"], "write": []},
                                              "exec": [], "network": {"connect": []}},
                                "duration_secs": 600, "reason": "reconcile Q3", "approvals_needed": 2,
                                "requester": requester});
         events
-            .push(with(action("approval.request", "held", requested), json!({"approval": 14, "rule": "requestable"})));
+            .push(with(action("approval.request", "held", asked_for), json!({"approval": 14, "rule": "requestable"})));
         events.push(with(action("approval.request", "held", net), json!({"approval": 15})));
         events.push(with(
             base("approval.granted"),

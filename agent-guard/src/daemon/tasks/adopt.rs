@@ -69,6 +69,20 @@ impl Registry {
         }
     }
 
+    /// Gives the saved state to the registry, with the approval ids a previous daemon used.
+    pub fn keep_state(&mut self, state: super::state::StateDir) {
+        self.next_approval = self.next_approval.max(state.approval_floor());
+        self.state = Some(state);
+    }
+
+    /// Clears the saved state at a deliberate stop, keeping the next approval id.
+    pub fn clear_state(&mut self) {
+        let next = self.next_approval;
+        if let Some(state) = self.state.as_mut() {
+            state.clear(next);
+        }
+    }
+
     /// Never hands out an id at or below `floor` (the audit store's highest).
     pub fn raise_next_id(&mut self, floor: u32) {
         self.next_id = self.next_id.max(floor.saturating_add(1));

@@ -117,6 +117,8 @@ impl Registry {
                 request: None,
             },
         );
+        // Its id is saved at once: no later daemon may give it to another question.
+        self.persist();
         if full {
             // Reported like any other, then refused without waiting for anyone.
             tracing::warn!(task = held.task_id, approval = id, "too many held actions waiting: refused");

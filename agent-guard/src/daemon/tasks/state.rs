@@ -218,8 +218,19 @@ impl StateDir {
         std::fs::metadata(self.meta_path()).and_then(|m| m.modified()).ok()
     }
 
-    /// Removes the saved state (a deliberate stop, after the tasks were stopped).
-    pub fn clear(&mut self) {
+    /// The first approval id this daemon may give: `next-approval`, which a deliberate stop
+    /// keeps (`clear`), as meta.json's `next_approval` is gone then.
+    pub fn approval_floor(&self) -> u32 {
+        std::fs::read_to_string(self.dir.join("next-approval")).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0)
+    }
+
+    /// Removes the saved state (a deliberate stop, after the tasks were stopped), keeping the
+    /// next approval id: a channel's answer to an approval of this daemon must find it decided
+    /// or gone, never a new question of the next daemon under the same id.
+    pub fn clear(&mut self, next_approval: u32) {
+        if let Err(err) = write_atomically(&self.dir.join("next-approval"), format!("{next_approval}\n").as_bytes()) {
+            tracing::error!(%err, "saving the next approval id for the next daemon");
+        }
         let _ = std::fs::remove_file(self.meta_path());
         if let Ok(entries) = std::fs::read_dir(self.dir.join("tasks")) {
             for entry in entries.flatten() {

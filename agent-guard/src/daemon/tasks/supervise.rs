@@ -184,11 +184,14 @@ fn read_call(req: &libc::seccomp_notif) -> Option<HeldCall> {
         return None;
     }
     let spelled = read_string(&mem, path_at)?;
-    let path = resolve(tid, dfd, &spelled)?;
     let status = procfs::process::Process::new(i32::try_from(tid).ok()?).ok()?.status().ok()?;
+    let process = u32::try_from(status.tgid).ok()?;
+    let in_root =
+        nr == libc::SYS_openat2 && read_u64(&mem, args[2].saturating_add(16)).is_some_and(|r| r & RESOLVE_IN_ROOT != 0);
+    let path = resolve(tid, process, dfd, &spelled, in_root)?;
     Some(HeldCall {
         tid,
-        tgid: u32::try_from(status.tgid).ok()?,
+        tgid: process,
         uid: status.ruid,
         gid: status.rgid,
         exec,
@@ -223,26 +226,88 @@ fn read_string(mem: &std::fs::File, at: u64) -> Option<Vec<u8>> {
     None
 }
 
-/// The file `spelled` names for thread `tid`: its symlinks and `..` resolved in the thread's
-/// root, working directory or `dfd`, as the kernel's exit programs will see it. A file still to
-/// be created is its resolved directory plus its name.
-fn resolve(tid: u32, dfd: i64, spelled: &[u8]) -> Option<String> {
+/// `RESOLVE_IN_ROOT` of `open_how.resolve` (include/uapi/linux/openat2.h).
+const RESOLVE_IN_ROOT: u64 = 0x10;
+/// Symlinks followed in one resolution at most (include/linux/namei.h `MAXSYMLINKS`).
+const MAX_SYMLINKS: usize = 40;
+
+/// The file `spelled` names for thread `thread` of process `process`, as the kernel's exit programs
+/// will see it: resolved component by component from the thread's root, working directory or
+/// `dfd` (inside `dfd` with `RESOLVE_IN_ROOT`), following symlinks, with `..` never above the
+/// root. `/proc/self` and `/proc/thread-self` are the caller's, not the daemon's (a library
+/// call would resolve them in the daemon), and so is every link that leads through them
+/// (`/dev/fd`, a symlink to `/proc/self/fd/N`). A name still to be created, or a component that
+/// does not exist, is kept as spelled.
+fn resolve(thread: u32, process: u32, dfd: i64, spelled: &[u8], in_root: bool) -> Option<String> {
     use std::os::unix::ffi::OsStrExt;
+    let link = |path: String| std::fs::read_link(path).ok();
+    let root = link(format!("/proc/{thread}/root"))?;
     let spelled = Path::new(std::ffi::OsStr::from_bytes(spelled));
-    let base = if spelled.is_absolute() {
-        PathBuf::from(format!("/proc/{tid}/root"))
-    } else if dfd == AT_FDCWD {
-        PathBuf::from(format!("/proc/{tid}/cwd"))
-    } else {
-        PathBuf::from(format!("/proc/{tid}/fd/{dfd}"))
-    };
-    let joined = base.join(spelled.strip_prefix("/").unwrap_or(spelled));
-    let resolved = std::fs::canonicalize(&joined).or_else(|_| {
-        let parent = std::fs::canonicalize(joined.parent().unwrap_or(&joined))?;
-        Ok::<_, std::io::Error>(parent.join(joined.file_name().unwrap_or_default()))
-    });
-    let path = resolved.ok()?.to_string_lossy().into_owned();
+    let dir =
+        || if dfd == AT_FDCWD { link(format!("/proc/{thread}/cwd")) } else { link(format!("/proc/{thread}/fd/{dfd}")) };
+    let top = if in_root { dir()? } else { root.clone() };
+    let mut current = if spelled.is_absolute() { top.clone() } else { dir()? };
+    if !current.is_absolute() || !top.is_absolute() {
+        // A descriptor that is not a directory of the file tree (a pipe, a socket).
+        return None;
+    }
+    let proc = root.join("proc");
+    let mut queue: std::collections::VecDeque<std::ffi::OsString> =
+        spelled.components().filter_map(component).collect();
+    let mut links = 0;
+    while let Some(name) = queue.pop_front() {
+        match name.to_str() {
+            Some(".") => continue,
+            Some("..") => {
+                if current != top {
+                    current.pop();
+                }
+                continue;
+            }
+            Some("self") if current == proc => {
+                queue.push_front(process.to_string().into());
+                continue;
+            }
+            Some("thread-self") if current == proc => {
+                for part in [thread.to_string(), "task".into(), process.to_string()] {
+                    queue.push_front(part.into());
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let next = current.join(&name);
+        match std::fs::symlink_metadata(&next) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                links += 1;
+                if links > MAX_SYMLINKS {
+                    return None;
+                }
+                let target = std::fs::read_link(&next).ok()?;
+                if target.is_absolute() {
+                    // A magic link (/proc/PID/fd/N, cwd) reads as the path the daemon sees; an
+                    // ordinary absolute link starts again from the caller's root.
+                    current = if next.starts_with(&proc) { PathBuf::from("/") } else { top.clone() };
+                }
+                for part in target.components().filter_map(component).collect::<Vec<_>>().into_iter().rev() {
+                    queue.push_front(part);
+                }
+            }
+            _ => current = next,
+        }
+    }
+    let path = current.to_string_lossy().into_owned();
     (path.len() < PATH_MAX_MATCH).then_some(path)
+}
+
+/// A path component as a name (`.` and `..` included; the root itself is not one).
+fn component(c: std::path::Component<'_>) -> Option<std::ffi::OsString> {
+    match c {
+        std::path::Component::Normal(name) => Some(name.to_owned()),
+        std::path::Component::CurDir => Some(".".into()),
+        std::path::Component::ParentDir => Some("..".into()),
+        std::path::Component::RootDir | std::path::Component::Prefix(_) => None,
+    }
 }
 
 impl Registry {
@@ -400,4 +465,47 @@ impl Registry {
 pub fn is_listener(fd: &OwnedFd) -> bool {
     std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
         .is_ok_and(|target| target.as_os_str() == "anon_inode:seccomp notify")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AT_FDCWD, resolve};
+
+    /// Resolves for this test process, as the supervisor does for a held one.
+    fn here(spelled: &str) -> Option<String> {
+        let pid = std::process::id();
+        resolve(pid, pid, AT_FDCWD, spelled.as_bytes(), false)
+    }
+
+    #[test]
+    fn the_callers_proc_self_and_links_through_it_are_resolved_for_the_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir(real.join("secret")).unwrap();
+        std::fs::write(real.join("secret/f"), "x").unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        let expected = real.join("secret/f").display().to_string();
+        // Through an open descriptor of the directory, however it is reached.
+        let file = std::fs::File::open(real.join("secret")).unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+        for spelled in
+            [format!("/proc/self/fd/{fd}/f"), format!("/dev/fd/{fd}/f"), format!("/proc/thread-self/fd/{fd}/f")]
+        {
+            assert_eq!(here(&spelled).as_deref(), Some(expected.as_str()), "{spelled}");
+        }
+        // A symlink elsewhere that leads through /proc/self.
+        std::os::unix::fs::symlink(format!("/proc/self/fd/{fd}"), real.join("link")).unwrap();
+        assert_eq!(here(&format!("{}/link/f", real.display())).as_deref(), Some(expected.as_str()));
+        // `..` never climbs above the root; a name still to be created is kept.
+        assert_eq!(here("/../../etc/../etc/hostname").as_deref(), Some("/etc/hostname"));
+        assert_eq!(
+            here(&format!("{}/secret/new-file", real.display())).as_deref(),
+            Some(real.join("secret/new-file").to_str().unwrap())
+        );
+        // Relative to the working directory, and to /proc/self/cwd.
+        let relative = here("some-name").unwrap();
+        assert_eq!(relative, cwd.join("some-name").display().to_string());
+        assert_eq!(here("/proc/self/cwd/some-name").unwrap(), relative);
+        drop(file);
+    }
 }
