@@ -515,7 +515,7 @@ fn an_ask_rule_holds_the_open_or_exec_in_the_daemon_until_a_human_decides() {
     };
     let link = work.join("out/x").display().to_string();
     let (child, id) = held(&daemon, "fd-linker", &g2, &[PROBE, "exec-fd-link", &link, PROBE, "/usr/bin/true"]);
-    let request = approvals(&daemon).into_iter().find(|a| a["id"].to_string() == id).unwrap();
+    let request = approvals(&daemon).into_iter().find(|a| a["id"] == id.parse::<u64>().unwrap()).unwrap();
     assert_eq!(request["path"], "/usr/bin/true", "{request}");
     assert!(daemon.cli(&["deny", &id]).status.success());
     let out = child.wait_with_output().unwrap();
@@ -545,7 +545,7 @@ fn an_ask_file_reopened_through_the_agents_own_descriptor_is_never_read_unapprov
         let g = ask_grant(&daemon, &work, secret);
         let agent = if secret == &shallow { "reopen-shallow" } else { "reopen-deep" };
         let (child, id) = held(&daemon, agent, &g, &[PROBE, "opath-reopen", &secret.display().to_string()]);
-        let request = approvals(&daemon).into_iter().find(|a| a["id"].to_string() == id).unwrap();
+        let request = approvals(&daemon).into_iter().find(|a| a["id"] == id.parse::<u64>().unwrap()).unwrap();
         assert_eq!(request["path"], secret.display().to_string(), "{request}");
         assert!(daemon.cli(&["deny", &id]).status.success());
         let out = child.wait_with_output().unwrap();
