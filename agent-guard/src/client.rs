@@ -51,3 +51,29 @@ pub fn call(socket: &Path, body: RequestBody) -> Result<ResponseBody, ClientErro
         body => Ok(body),
     }
 }
+
+/// The approvals the caller may see (from inside a task: its own task's).
+pub fn approvals(socket: &Path) -> Result<Vec<crate::api::ApprovalInfo>, ClientError> {
+    match call(socket, RequestBody::ListApprovals)? {
+        ResponseBody::Approvals { approvals } => Ok(approvals),
+        other => {
+            Err(ClientError::Protocol { socket: socket.to_path_buf(), detail: format!("unexpected reply {other:?}") })
+        }
+    }
+}
+
+/// Polls `approval` until it is decided or `timeout` passes; its state then.
+pub fn wait_decided(
+    socket: &Path,
+    mut approval: crate::api::ApprovalInfo,
+    timeout: std::time::Duration,
+) -> Result<crate::api::ApprovalInfo, ClientError> {
+    let end = std::time::Instant::now() + timeout;
+    while approval.state == "pending" && std::time::Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        if let Some(now) = approvals(socket)?.into_iter().find(|a| a.id == approval.id) {
+            approval = now;
+        }
+    }
+    Ok(approval)
+}

@@ -61,9 +61,7 @@ pub fn deny(socket: &Path, args: &Deny) -> anyhow::Result<ExitCode> {
 }
 
 pub fn list(socket: &Path, args: &List) -> anyhow::Result<ExitCode> {
-    let ResponseBody::Approvals { approvals } = client::call(socket, RequestBody::ListApprovals)? else {
-        anyhow::bail!("unexpected reply from the daemon");
-    };
+    let approvals = client::approvals(socket)?;
     if args.json {
         println!("{}", crate::text::json_safe(serde_json::to_string_pretty(&approvals)?));
         return Ok(ExitCode::SUCCESS);

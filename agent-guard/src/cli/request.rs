@@ -75,26 +75,11 @@ pub fn main(socket: &Path, args: Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("unexpected reply from the daemon");
     };
     let approval = match args.wait {
-        Some(timeout) => wait(socket, approval, timeout)?,
+        Some(timeout) => client::wait_decided(socket, approval, timeout)?,
         None => approval,
     };
     print(&approval);
     Ok(if matches!(approval.state.as_str(), "approved" | "pending") { ExitCode::SUCCESS } else { ExitCode::from(3) })
-}
-
-/// Polls the task's approvals until `approval` is decided or `timeout` passes.
-pub fn wait(socket: &Path, mut approval: ApprovalInfo, timeout: Duration) -> anyhow::Result<ApprovalInfo> {
-    let end = std::time::Instant::now() + timeout;
-    while approval.state == "pending" && std::time::Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(200));
-        let ResponseBody::Approvals { approvals } = client::call(socket, RequestBody::ListApprovals)? else {
-            anyhow::bail!("unexpected reply from the daemon");
-        };
-        if let Some(now) = approvals.into_iter().find(|a| a.id == approval.id) {
-            approval = now;
-        }
-    }
-    Ok(approval)
 }
 
 fn print(approval: &ApprovalInfo) {

@@ -5,16 +5,15 @@
 
 use agent_guard_common::path::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, Decision, decide};
 
-use super::{FileRule, Grant, NetRule, RuleAction, compile::action_shift};
+use super::{FileRule, Grant, GrantSpec, NetRule, RuleAction, compile::action_shift};
 
-impl Grant {
+impl GrantSpec {
     /// The access lists with the bit each grants and its name in grant files.
     fn path_lists(&self) -> [(&[FileRule], u32, &'static str); 3] {
-        let files = &self.spec.files;
         [
-            (&files.read, ACCESS_READ, "files.read"),
-            (&files.write, ACCESS_WRITE, "files.write"),
-            (&self.spec.exec, ACCESS_EXEC, "exec"),
+            (&self.files.read, ACCESS_READ, "files.read"),
+            (&self.files.write, ACCESS_WRITE, "files.write"),
+            (&self.exec, ACCESS_EXEC, "exec"),
         ]
     }
 
@@ -46,6 +45,17 @@ impl Grant {
             Some(format!("{list} {} ({})", rule.target, action.name()))
         });
         (decision, rule)
+    }
+}
+
+impl Grant {
+    fn path_lists(&self) -> [(&[FileRule], u32, &'static str); 3] {
+        self.spec.path_lists()
+    }
+
+    /// `GrantSpec::path_decision` of the grant's rules.
+    pub fn path_decision(&self, path: &str, need: u32) -> (Decision, Option<String>) {
+        self.spec.path_decision(path, need)
     }
 
     /// The rule deciding a connect/send to `dest` (IPv6 or IPv4-mapped): the most restrictive

@@ -198,11 +198,11 @@ fn compiled_paths_agree_with_the_reference_evaluator() {
         "/var/log/syslog",
         "/var/log/apt/history.log",
     ] {
-        assert_eq!(kernel_style_match(&compiled, path), g.path_access(path), "path {path}");
+        assert_eq!(kernel_style_match(&compiled, path), g.spec.path_access(path), "path {path}");
     }
-    assert_eq!(g.path_access("/usr/bin/python3"), ACCESS_READ | ACCESS_EXEC);
-    assert_eq!(g.path_access("/var/log/syslog"), ACCESS_READ | ACCESS_WRITE);
-    assert_eq!(g.path_access("/var/log/apt/history.log"), ACCESS_READ);
+    assert_eq!(g.spec.path_access("/usr/bin/python3"), ACCESS_READ | ACCESS_EXEC);
+    assert_eq!(g.spec.path_access("/var/log/syslog"), ACCESS_READ | ACCESS_WRITE);
+    assert_eq!(g.spec.path_access("/var/log/apt/history.log"), ACCESS_READ);
 }
 
 #[test]
@@ -287,9 +287,9 @@ fn ask_rules_parse_and_compile_to_ask_bits() {
     );
     let g = Grant::parse("ask.yaml", &text).unwrap();
     assert_eq!(g.spec.files.write[1].action, RuleAction::Ask);
-    assert_eq!(g.path_access("/etc/hosts"), ACCESS_WRITE << agent_guard_common::path::ASK_SHIFT);
+    assert_eq!(g.spec.path_access("/etc/hosts"), ACCESS_WRITE << agent_guard_common::path::ASK_SHIFT);
     let compiled: HashMap<u64, PathRule> = CompiledGrant::compile(&g).unwrap().paths.into_iter().collect();
-    assert_eq!(kernel_style_match(&compiled, "/etc/hosts"), g.path_access("/etc/hosts"));
+    assert_eq!(kernel_style_match(&compiled, "/etc/hosts"), g.spec.path_access("/etc/hosts"));
     let bad = EXAMPLE.replace("\"/usr/**\"]", "\"/usr/**\", {path: \"/x\", action: maybe}]");
     assert!(error_of(&bad).contains("unknown variant `maybe`"), "{}", error_of(&bad));
     let unknown = EXAMPLE.replace("\"/usr/**\"]", "\"/usr/**\", {path: \"/x\", acton: ask}]");

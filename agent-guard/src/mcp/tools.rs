@@ -2,10 +2,7 @@
 //! (or, while waiting, a few) calls to the daemon's API from inside the task, whose answers
 //! are the daemon's: a refused request is a failed tool call with the daemon's reason.
 
-use std::{
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+use std::{path::PathBuf, time::Duration};
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -136,7 +133,7 @@ impl DaemonTools {
             return Err("unexpected reply from the daemon".into());
         };
         let wait = Duration::from_secs(a.wait_secs).min(MAX_WAIT);
-        let approval = self.wait(approval, wait)?;
+        let approval = client::wait_decided(&self.socket, approval, wait).map_err(|e| e.to_string())?;
         let until = approval.request.as_ref().and_then(|r| r.until.clone());
         let text = match approval.state.as_str() {
             "approved" => format!("request {} approved until {}", approval.id, until.unwrap_or_default()),
@@ -146,29 +143,12 @@ impl DaemonTools {
         Ok(ToolResult::Done { structured: json!(approval), text })
     }
 
-    /// Polls the task's approvals until `approval` is decided or `wait` passes.
-    fn wait(&self, mut approval: ApprovalInfo, wait: Duration) -> Result<ApprovalInfo, String> {
-        let end = Instant::now() + wait;
-        while approval.state == "pending" && Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(200));
-            if let Some(now) = self.approvals()?.into_iter().find(|a| a.id == approval.id) {
-                approval = now;
-            }
-        }
-        Ok(approval)
-    }
-
-    fn approvals(&self) -> Result<Vec<ApprovalInfo>, String> {
-        let ResponseBody::Approvals { approvals } =
-            client::call(&self.socket, RequestBody::ListApprovals).map_err(|e| e.to_string())?
-        else {
-            return Err("unexpected reply from the daemon".into());
-        };
-        Ok(approvals)
-    }
-
     fn list_requests(&self) -> Result<ToolResult, String> {
-        let requests: Vec<ApprovalInfo> = self.approvals()?.into_iter().filter(|a| a.request.is_some()).collect();
+        let requests: Vec<ApprovalInfo> = client::approvals(&self.socket)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|a| a.request.is_some())
+            .collect();
         let text = requests
             .iter()
             .map(|r| format!("request {}: {} ({})", r.id, r.state, r.path))

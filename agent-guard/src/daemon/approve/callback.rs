@@ -41,6 +41,28 @@ struct State {
 /// How long a signature is remembered: past the timestamp window, it no longer verifies.
 const SEEN_FOR: std::time::Duration = std::time::Duration::from_secs(2 * sign::MAX_SKEW_SECS + 60);
 
+/// The refusal of a callback whose signature did not verify (`checked`) or was seen already;
+/// None when it is authentic and new (its `signature` is then remembered).
+fn unauthentic(
+    state: &State,
+    channel: Channel,
+    checked: Result<(), sign::Refused>,
+    signature: Option<&str>,
+) -> Option<Response> {
+    if let Err(why) = checked {
+        return Some(refuse(state, channel, StatusCode::UNAUTHORIZED, &why.to_string()));
+    }
+    if replayed(state, signature) {
+        return Some(refuse(
+            state,
+            channel,
+            StatusCode::CONFLICT,
+            "replayed: this signed callback was received already",
+        ));
+    }
+    None
+}
+
 /// Whether `signature` was seen already (and remembers it).
 fn replayed(state: &State, signature: Option<&str>) -> bool {
     let Some(signature) = signature else { return false };
@@ -148,16 +170,8 @@ fn slack(state: &State, headers: &HeaderMap, body: &[u8]) -> Response {
         body,
         sign::now_secs(),
     );
-    if let Err(why) = checked {
-        return refuse(state, Channel::Slack, StatusCode::UNAUTHORIZED, &why.to_string());
-    }
-    if replayed(state, header(headers, "x-slack-signature")) {
-        return refuse(
-            state,
-            Channel::Slack,
-            StatusCode::CONFLICT,
-            "replayed: this signed request was received already",
-        );
+    if let Some(refused) = unauthentic(state, Channel::Slack, checked, header(headers, "x-slack-signature")) {
+        return refused;
     }
     let form: Vec<(String, String)> = serde_urlencoded::from_bytes(body).unwrap_or_default();
     let payload =
@@ -203,16 +217,10 @@ fn teams(state: &State, headers: &HeaderMap, body: &[u8]) -> Response {
     let Some(token) = &state.secrets.teams_token else {
         return refuse(state, Channel::Teams, StatusCode::NOT_FOUND, "Teams is not configured");
     };
-    if let Err(why) = sign::teams(token, header(headers, "authorization"), body) {
-        return refuse(state, Channel::Teams, StatusCode::UNAUTHORIZED, &why.to_string());
-    }
-    if replayed(state, header(headers, "authorization")) {
-        return refuse(
-            state,
-            Channel::Teams,
-            StatusCode::CONFLICT,
-            "replayed: this signed message was received already",
-        );
+    let authorization = header(headers, "authorization");
+    let checked = sign::teams(token, authorization, body);
+    if let Some(refused) = unauthentic(state, Channel::Teams, checked, authorization) {
+        return refused;
     }
     let Ok(activity) = serde_json::from_slice::<TeamsActivity>(body) else {
         return refuse(state, Channel::Teams, StatusCode::BAD_REQUEST, "not a Teams activity");
@@ -265,16 +273,8 @@ fn webhook(state: &State, headers: &HeaderMap, body: &[u8]) -> Response {
         body,
         sign::now_secs(),
     );
-    if let Err(why) = checked {
-        return refuse(state, Channel::Webhook, StatusCode::UNAUTHORIZED, &why.to_string());
-    }
-    if replayed(state, header(headers, "x-agent-guard-signature")) {
-        return refuse(
-            state,
-            Channel::Webhook,
-            StatusCode::CONFLICT,
-            "replayed: this signed decision was received already",
-        );
+    if let Some(refused) = unauthentic(state, Channel::Webhook, checked, header(headers, "x-agent-guard-signature")) {
+        return refused;
     }
     let Ok(decision) = serde_json::from_slice::<WebhookDecision>(body) else {
         return refuse(state, Channel::Webhook, StatusCode::BAD_REQUEST, "not a decision");

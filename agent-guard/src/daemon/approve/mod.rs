@@ -73,18 +73,12 @@ impl Channels {
     /// The first secret file `spec` would let a task read (where only the grant, not BPF LSM,
     /// stands between the task and the daemon's files).
     pub fn secret_readable_by(&self, spec: &crate::grant::GrantSpec) -> Option<&std::path::Path> {
-        let grant = crate::grant::Grant {
-            api_version: crate::grant::ApiVersion::V1,
-            kind: crate::grant::GrantKind::Grant,
-            metadata: crate::grant::Metadata { name: String::new() },
-            spec: spec.clone(),
-        };
         self.secrets.iter().map(std::path::PathBuf::as_path).find(|path| {
             // Read or written (replaced by a key of the agent's choosing): allowed, flagged, or
             // asked (the question may be approved).
             [ACCESS_READ, ACCESS_WRITE].into_iter().any(|need| {
                 matches!(
-                    grant.path_decision(&path.to_string_lossy(), need).0,
+                    spec.path_decision(&path.to_string_lossy(), need).0,
                     Decision::Allow | Decision::Flag | Decision::Ask
                 )
             })

@@ -41,6 +41,14 @@ fn fresh(timestamp: Option<&str>, now: u64) -> Result<(), Refused> {
     Ok(())
 }
 
+/// What a `v{version}` signature covers: `"v{version}:" + timestamp + ":" + body`, for checking
+/// and for signing alike.
+fn signed_message(version: &str, timestamp: &str, body: &[u8]) -> Vec<u8> {
+    let mut message = format!("v{version}:{}:", timestamp.trim()).into_bytes();
+    message.extend_from_slice(body);
+    message
+}
+
 /// Checks `v{version}=HEX` over `"v{version}:" + timestamp + ":" + body` (Slack: "0"; the
 /// webhook: "1").
 fn versioned(
@@ -56,8 +64,7 @@ fn versioned(
     let hex_sig = signature.strip_prefix(&format!("v{version}=")).ok_or(Refused::BadSignature)?;
     let tag = hex::decode(hex_sig).map_err(|_| Refused::BadSignature)?;
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    let mut message = format!("v{version}:{}:", timestamp.unwrap_or_default().trim()).into_bytes();
-    message.extend_from_slice(body);
+    let message = signed_message(version, timestamp.unwrap_or_default(), body);
     hmac::verify(&key, &message, &tag).map_err(|_| Refused::BadSignature)
 }
 
@@ -86,9 +93,9 @@ pub fn webhook(
 /// The signature the daemon sends a webhook: (timestamp, `v1=HEX`).
 pub fn sign_webhook(secret: &[u8], body: &[u8], now: u64) -> (String, String) {
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    let mut message = format!("v1:{now}:").into_bytes();
-    message.extend_from_slice(body);
-    (now.to_string(), format!("v1={}", hex::encode(hmac::sign(&key, &message).as_ref())))
+    let timestamp = now.to_string();
+    let tag = hmac::sign(&key, &signed_message("1", &timestamp, body));
+    (timestamp, format!("v1={}", hex::encode(tag.as_ref())))
 }
 
 /// A Teams Outgoing Webhook's `Authorization` header; `token` is the security token as Teams

@@ -489,9 +489,8 @@ impl Registry {
         use agent_guard_common::path::Decision;
         let Some(task) = self.tasks.get(&task_id) else { return false };
         let Some(requestable) = &task.access.in_ruleset else { return false };
-        let as_grant = crate::grant::Grant { spec: requestable.clone(), ..task.grant.clone() };
         // Beneath a requestable path (what Landlock lets through), and not granted now.
-        as_grant.path_access(path) & need != 0
+        requestable.path_access(path) & need != 0
             && matches!(task.grant.path_decision(path, need).0, Decision::OutOfScope | Decision::Deny)
     }
 }
