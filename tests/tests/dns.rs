@@ -15,8 +15,19 @@ struct Zone {
 }
 
 impl Zone {
-    /// Answers with TTL `ttl` seconds.
+    /// Answers with TTL `ttl` seconds. The port is picked by binding and dropping a socket, so
+    /// a parallel test can take it before dnsmasq binds it: dnsmasq then exits, and the zone
+    /// starts again on a fresh port.
     fn start(ttl: u32) -> Zone {
+        for _ in 0..5 {
+            if let Some(zone) = Zone::try_start(ttl) {
+                return zone;
+            }
+        }
+        panic!("dnsmasq did not start on any of 5 ports");
+    }
+
+    fn try_start(ttl: u32) -> Option<Zone> {
         let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new("dnsmasq")
             .args([
@@ -45,20 +56,25 @@ impl Zone {
             .stderr(Stdio::null())
             .spawn()
             .expect("dnsmasq (installed by cargo xtask test: dnsmasq-base) must run");
+        let mut zone = Zone { child, port };
         // Ready when it answers, straight (the test is untagged).
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
+            if zone.child.try_wait().unwrap().is_some() {
+                return None; // the port was taken
+            }
             let out = Command::new("dig")
                 .args(["+short", "+time=1", "+tries=1", "-p", &port.to_string(), "@127.0.0.1", "other.test"])
                 .output()
                 .expect("dig (installed by cargo xtask test: bind9-dnsutils) must run");
             if String::from_utf8_lossy(&out.stdout).trim() == "127.0.0.11" {
-                break;
+                return Some(zone);
             }
-            assert!(std::time::Instant::now() < deadline, "dnsmasq never answered on port {port}");
+            if std::time::Instant::now() >= deadline {
+                return None; // dropping the zone kills it
+            }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        Zone { child, port }
     }
 }
 
