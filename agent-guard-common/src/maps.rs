@@ -76,6 +76,11 @@ pub const TASK_GONE: &str = "TASK_GONE";
 pub const USAGE_SEEN: &str = "USAGE_SEEN";
 /// Default entries of `USAGE_SEEN`.
 pub const DEFAULT_USAGE_SEEN: u32 = 65_536;
+/// LRU [`crate::task::OpenSeenKey`] -> u32: files a task whose opens are Landlock's alone
+/// (`CONFINE_OPENS_CACHED`) has opened and had reported; a later open of one costs a lookup.
+pub const OPEN_SEEN: &str = "OPEN_SEEN";
+/// Default entries of `OPEN_SEEN`.
+pub const DEFAULT_OPEN_SEEN: u32 = 65_536;
 /// One u64: tagged processes in `PROC_TAGS`, kept by the fork and exit programs, so that a fork
 /// whose child could not be tagged is refused before it happens (BPF LSM `task_alloc`).
 pub const TAG_COUNT: &str = "TAG_COUNT";

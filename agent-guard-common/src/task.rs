@@ -79,6 +79,12 @@ pub const CONFINE_FILES_EXACT: u32 = 2;
 /// daemon when the daemon resolves it), and only the kernel's own lookup would catch that.
 pub const CONFINE_ASKS_HELD: u32 = 4;
 
+/// `TaskEntry::confine` bit, with `CONFINE_FILES_EXACT`: every file rule allows (no `flag`), and
+/// the task enforces. An open is then Landlock's alone: the entry program does nothing, and the
+/// exit program reports a refusal (reading the syscall's arguments back from its registers) or
+/// the first use of a file, found by its identity in `OPEN_SEEN` (`OpenSeenKey`).
+pub const CONFINE_OPENS_CACHED: u32 = 8;
+
 /// `Approval::state`
 pub const APPROVAL_PENDING: u32 = 0;
 /// A human approved: the held syscall runs when continued.
@@ -120,10 +126,32 @@ pub struct UsageKey {
     pub hash: u64,
 }
 
+/// Key of `OPEN_SEEN`: a file a task opened with `access` and whose first use was reported. A
+/// file is its mount, inode number and generation (`include/linux/fs.h` `struct inode`
+/// `i_ino`, `i_generation`): a new file that reuses a deleted one's inode number gets another
+/// generation from the filesystems that recycle numbers (ext4, xfs, btrfs, tmpfs).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenSeenKey {
+    /// The task the process belongs to.
+    pub task_id: u32,
+    /// ACCESS_* bits the open needed.
+    pub access: u32,
+    /// `struct vfsmount` the file was opened through (a bind mount is another key).
+    pub mnt: u64,
+    /// `inode.i_ino`.
+    pub ino: u64,
+    /// `inode.i_generation`.
+    pub generation: u32,
+    /// Zero.
+    pub pad: u32,
+}
+
 /// `UsageKey::access` of a connect or send.
 pub const USE_CONNECT: u32 = 1 << 31;
 
 const _: () = assert!(core::mem::size_of::<Approval>() == 24);
 const _: () = assert!(core::mem::size_of::<UsageKey>() == 16);
+const _: () = assert!(core::mem::size_of::<OpenSeenKey>() == 32);
 const _: () = assert!(core::mem::size_of::<ProcTag>() == 24);
 const _: () = assert!(core::mem::size_of::<TaskEntry>() == 32);

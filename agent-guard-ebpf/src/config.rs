@@ -92,6 +92,9 @@ static DENTRY_INODE_OFF: u32 = 0;
 static INODE_INO_OFF: u32 = 0;
 #[unsafe(no_mangle)]
 static SB_DEV_OFF: u32 = 0;
+/// `inode.i_generation` (include/linux/fs.h), for `OpenSeenKey`.
+#[unsafe(no_mangle)]
+static INODE_GEN_OFF: u32 = 0;
 /// The daemon's files and directories (state, policies, audit store, socket, config, its own
 /// executable), by (inode, kernel `dev_t)`: no tagged process may open or change them or
 /// anything below them (`guard_fs.rs`). Unused entries are 0.
@@ -284,6 +287,9 @@ pub fn dentry_inode_off() -> usize {
 }
 pub fn inode_ino_off() -> usize {
     load(&INODE_INO_OFF) as usize
+}
+pub fn inode_gen_off() -> usize {
+    load(&INODE_GEN_OFF) as usize
 }
 pub fn sb_dev_off() -> usize {
     load(&SB_DEV_OFF) as usize

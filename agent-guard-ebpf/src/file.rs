@@ -43,16 +43,17 @@ use aya_ebpf::{helpers::bpf_probe_read_user_str_bytes, macros::tracepoint, progr
 use crate::{
     emit,
     maps::{APPROVALS, FILE_PENDING, SCRATCH},
+    open_cached::{self, OpenCall},
     path_match::match_path,
     resolve,
     task::{current_task, current_tgid, current_tid, kill_if_enforced, reason_for},
     usage,
 };
 
-const AT_FDCWD: i64 = -100;
-const O_PATH: u32 = 0o10_000_000;
+pub const AT_FDCWD: i64 = -100;
+pub const O_PATH: u32 = 0o10_000_000;
 /// include/uapi/asm-generic/errno-base.h
-const EACCES: i64 = 13;
+pub const EACCES: i64 = 13;
 
 #[tracepoint]
 pub fn sys_enter_openat(ctx: TracePointContext) -> u32 {
@@ -91,29 +92,59 @@ pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
-    open_exit(&ctx)
+    open_exit(&ctx, OpenCall::Open, false)
+}
+
+/// `sys_exit_open` where the kernel has BTF: opens Landlock alone decides too (`open_cached.rs`).
+#[tracepoint]
+pub fn sys_exit_open_btf(ctx: TracePointContext) -> u32 {
+    open_exit(&ctx, OpenCall::Open, true)
 }
 
 #[tracepoint]
 pub fn sys_exit_openat(ctx: TracePointContext) -> u32 {
-    open_exit(&ctx)
+    open_exit(&ctx, OpenCall::OpenAt, false)
+}
+
+/// `sys_exit_openat` where the kernel has BTF: opens Landlock alone decides too (`open_cached.rs`).
+#[tracepoint]
+pub fn sys_exit_openat_btf(ctx: TracePointContext) -> u32 {
+    open_exit(&ctx, OpenCall::OpenAt, true)
 }
 
 #[tracepoint]
 pub fn sys_exit_openat2(ctx: TracePointContext) -> u32 {
-    open_exit(&ctx)
+    open_exit(&ctx, OpenCall::OpenAt2, false)
+}
+
+/// `sys_exit_openat2` where the kernel has BTF: opens Landlock alone decides too (`open_cached.rs`).
+#[tracepoint]
+pub fn sys_exit_openat2_btf(ctx: TracePointContext) -> u32 {
+    open_exit(&ctx, OpenCall::OpenAt2, true)
 }
 
 #[tracepoint]
 pub fn sys_exit_creat(ctx: TracePointContext) -> u32 {
-    open_exit(&ctx)
+    open_exit(&ctx, OpenCall::Creat, false)
+}
+
+/// `sys_exit_creat` where the kernel has BTF: opens Landlock alone decides too (`open_cached.rs`).
+#[tracepoint]
+pub fn sys_exit_creat_btf(ctx: TracePointContext) -> u32 {
+    open_exit(&ctx, OpenCall::Creat, true)
 }
 
 #[inline(always)]
-fn open_exit(ctx: &TracePointContext) -> u32 {
+fn open_exit(ctx: &TracePointContext, call: OpenCall, with_btf: bool) -> u32 {
     // SAFETY: offset of `ret` in every sys_exit record (kernel/trace/trace_syscalls.c).
     if let Ok(ret) = unsafe { ctx.read_at::<i64>(16) } {
-        try_open_exit(ret);
+        match current_task() {
+            // A constant in each program: the variant without BTF has no such path.
+            Some(task) if with_btf && task.opens_cached() => open_cached::exit(&task, ret, call),
+            Some(task) => try_open_exit(ret, &task),
+            // Untagged: nothing was kept at entry.
+            None => {}
+        }
     }
     0
 }
@@ -143,28 +174,19 @@ fn is_fd_link(path: &[u8; PATH_MAX_MATCH]) -> bool {
 
 /// The outcome of an open Landlock decided (see the module comment).
 #[inline(always)]
-fn try_open_exit(ret: i64) {
+fn try_open_exit(ret: i64, task: &crate::task::CurrentTask) {
     let tid = current_tid();
     let Some(event) = FILE_PENDING.get_ptr_mut(&tid) else {
         return;
     };
     // SAFETY: this thread's own entry, sent and removed before it opens again.
     let event = unsafe { &mut *event };
-    let task = current_task();
-    let confined = task.as_ref().is_some_and(crate::task::CurrentTask::landlock_decides);
-    let exact = confined && task.as_ref().is_some_and(crate::task::CurrentTask::files_exact);
+    let confined = task.landlock_decides();
+    let exact = confined && task.files_exact();
     if event.header.tgid != current_tgid() {
         // Left by an exited thread whose tid was reused: never act on another process.
     } else if ret == -EACCES && confined {
-        // A spelled path the grant allows that Landlock refused leads out of the ruleset:
-        // reported as out of scope, with the path as spelled (path_flags says so).
-        if event.header.verdict == VERDICT_IN_SCOPE || event.header.verdict == VERDICT_FLAGGED {
-            event.header.verdict = VERDICT_OUT_OF_SCOPE;
-            event.header.reason = REASON_NO_RULE;
-            event.path_flags |= PATH_RESOLVED_ELSEWHERE;
-        }
-        event.header.action = ACTION_LANDLOCK;
-        emit::send(event);
+        report_refused(event);
     } else if ret >= 0 && exact && event.path_flags & PATH_UNREADABLE == 0 {
         // Landlock's file rules are the grant's: what it let through is in scope.
     } else if ret >= 0 {
@@ -174,7 +196,7 @@ fn try_open_exit(ret: i64) {
         // reopened through its descriptor link) is Landlock's; anything else is decided on its
         // spelling, as at the `kill` level, and a spelling the kernel cannot decide (relative,
         // deeper than the walk) is reported for the daemon to resolve.
-        let verdict = match resolved_verdict(ret as u64, event) {
+        let verdict = match resolved_verdict(task, ret as u64, event) {
             Ok(verdict) => verdict,
             Err(_) if event.path_flags & PATH_UNREADABLE != 0 => VERDICT_OUT_OF_SCOPE,
             Err(_) => {
@@ -203,11 +225,24 @@ fn try_open_exit(ret: i64) {
     let _ = FILE_PENDING.remove(&tid);
 }
 
+/// Reports an open Landlock refused (`-EACCES`). A spelled path the grant allows that Landlock
+/// refused leads out of the ruleset: reported as out of scope, with the path as spelled
+/// (`path_flags` says so).
+#[inline(always)]
+pub fn report_refused(event: &mut FileEvent) {
+    if event.header.verdict == VERDICT_IN_SCOPE || event.header.verdict == VERDICT_FLAGGED {
+        event.header.verdict = VERDICT_OUT_OF_SCOPE;
+        event.header.reason = REASON_NO_RULE;
+        event.path_flags |= PATH_RESOLVED_ELSEWHERE;
+    }
+    event.header.action = ACTION_LANDLOCK;
+    emit::send(event);
+}
+
 /// The grant's verdict on the file behind descriptor `fd`, which then replaces the spelled path
 /// in `event`; why not, when the file's path cannot be found (resolve.rs).
 #[inline(always)]
-fn resolved_verdict(fd: u64, event: &mut FileEvent) -> Result<u32, resolve::NoPath> {
-    let task = current_task().ok_or(resolve::NoPath::Unknown)?;
+fn resolved_verdict(task: &crate::task::CurrentTask, fd: u64, event: &mut FileEvent) -> Result<u32, resolve::NoPath> {
     // SAFETY: per-CPU scratch entry, free between the entry program's runs on this CPU.
     let scratch = unsafe { &mut *SCRATCH.get_ptr_mut(0).ok_or(resolve::NoPath::Unknown)? };
     let len = match resolve::fd_path(fd, &mut scratch.path) {
@@ -243,6 +278,10 @@ fn try_open(dfd: i64, filename: u64, flags: u32) {
     let Some(task) = current_task() else {
         return;
     };
+    if task.opens_cached() {
+        // Landlock's alone: the exit program judges and reports (open_cached.rs).
+        return;
+    }
     let landlock = task.landlock_decides();
     if landlock {
         // An entry left by an open whose exit was never seen (the exit program attached later)
@@ -252,25 +291,57 @@ fn try_open(dfd: i64, filename: u64, flags: u32) {
             return;
         }
     }
-    let Some(event) = SCRATCH.get_ptr_mut(0) else {
+    let Some((event, report)) = judge_spelled(&task, dfd, filename, flags, landlock, true) else {
         return;
     };
+    if event.path_flags & PATH_UNREADABLE != 0 {
+        // The string sits on a page not faulted in yet (the kernel's own read will fault it in):
+        // the open cannot be judged here, so it is judged at exit on the file it reached.
+        pend(&task, event);
+        return;
+    }
+    if report {
+        emit::send(event);
+    }
+    // Confined: every open Landlock may still refuse waits for its result, also one whose
+    // spelled path is in scope (a symlink or a bind mount may lead out of the grant).
+    if landlock {
+        pend(&task, event);
+    }
+}
+
+/// The open of `filename` (relative to `dfd`) with `flags`, judged on its spelling into the
+/// per-CPU scratch event, and whether it is reported now. `None` when there is nothing to
+/// report or keep (in scope and not confined), or no scratch. `landlock`: the task is confined
+/// (nothing is killed here; the exit judges). `count_use`: an allowed open is a use (usage.rs).
+#[inline(always)]
+pub fn judge_spelled(
+    task: &crate::task::CurrentTask,
+    dfd: i64,
+    filename: u64,
+    flags: u32,
+    landlock: bool,
+    count_use: bool,
+) -> Option<(&'static mut FileEvent, bool)> {
     // SAFETY: per-CPU scratch entry, used by this program only until it returns.
-    let event = unsafe { &mut *event };
+    let event = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
     // Zeroed first (a fixed-size store LLVM unrolls, no loop for the verifier) so that bytes
     // of an earlier path in this per-CPU scratch never reach an event.
     event.path = [0; PATH_MAX_MATCH];
     let access = open_access(flags);
+    event.access = access;
+    event.open_flags = flags;
+    event.dfd = dfd as i32;
+    event.op = FILE_OP_OPEN;
     let Ok(path) = (unsafe { bpf_probe_read_user_str_bytes(filename as *const u8, &mut event.path) }) else {
-        // The string sits on a page not faulted in yet (the kernel's own read will fault it in):
-        // the open cannot be judged here, so it is judged at exit on the file it reached.
-        pend_unreadable(&task, event, dfd, flags, access);
-        return;
+        let verdict = VERDICT_UNRESOLVED;
+        event.header = emit::header(KIND_FILE, verdict, reason_for(task, verdict), ACTION_ALLOWED, task.task_id);
+        event.path_flags = PATH_UNREADABLE;
+        return Some((event, false));
     };
     let len = path.len();
     let ended = task.grant_ended();
     let matched = match_path(task.entry.grant_id, &event.path, len, false);
-    // `report` is whether this open is reported now, at entry.
     let fd_link = landlock && is_fd_link(&event.path);
     let (verdict, report) = if ended.is_some() {
         (VERDICT_OUT_OF_SCOPE, true)
@@ -280,7 +351,7 @@ fn try_open(dfd: i64, filename: u64, flags: u32) {
         (VERDICT_UNRESOLVED, !landlock)
     } else {
         match decide(matched.allowed, access) {
-            Decision::Allow => (VERDICT_IN_SCOPE, usage::first_use(task.task_id, access, matched.hash)),
+            Decision::Allow => (VERDICT_IN_SCOPE, count_use && usage::first_use(task.task_id, access, matched.hash)),
             Decision::Flag => (VERDICT_FLAGGED, true),
             Decision::Deny => (VERDICT_RULE_DENY, !landlock),
             // Without BPF LSM nothing can be held: an `ask` is out of scope.
@@ -288,24 +359,13 @@ fn try_open(dfd: i64, filename: u64, flags: u32) {
         }
     };
     if !report && !landlock {
-        return;
+        return None;
     }
     // Confined: nothing is killed at entry; the exit judges what the open reached.
-    let action = if landlock { ACTION_ALLOWED } else { kill_if_enforced(&task, verdict) };
-    event.header = emit::header(KIND_FILE, verdict, reason_for(&task, verdict), action, task.task_id);
-    event.access = access;
-    event.open_flags = flags;
-    event.dfd = dfd as i32;
+    let action = if landlock { ACTION_ALLOWED } else { kill_if_enforced(task, verdict) };
+    event.header = emit::header(KIND_FILE, verdict, reason_for(task, verdict), action, task.task_id);
     event.path_flags = if fd_link { PATH_FD_LINK } else { matched.flags };
-    event.op = FILE_OP_OPEN;
-    if report {
-        emit::send(event);
-    }
-    // Confined: every open Landlock may still refuse waits for its result, also one whose
-    // spelled path is in scope (a symlink or a bind mount may lead out of the grant).
-    if landlock {
-        pend(&task, event);
-    }
+    Some((event, report))
 }
 
 /// Keeps `event` for the open's exit; an open that cannot be kept cannot be judged, so the
@@ -317,17 +377,4 @@ fn pend(task: &crate::task::CurrentTask, event: &mut FileEvent) {
         event.header.action = ACTION_KILLED;
         emit::send(event);
     }
-}
-
-/// An open whose path could not be read: kept for its exit, where the file it reached decides.
-#[inline(always)]
-fn pend_unreadable(task: &crate::task::CurrentTask, event: &mut FileEvent, dfd: i64, flags: u32, access: u32) {
-    let verdict = VERDICT_UNRESOLVED;
-    event.header = emit::header(KIND_FILE, verdict, reason_for(task, verdict), ACTION_ALLOWED, task.task_id);
-    event.access = access;
-    event.open_flags = flags;
-    event.dfd = dfd as i32;
-    event.path_flags = PATH_UNREADABLE;
-    event.op = FILE_OP_OPEN;
-    pend(task, event);
 }

@@ -36,6 +36,7 @@ mod lsm_tree;
 mod lsm_unix;
 mod maps;
 mod net;
+mod open_cached;
 mod path_match;
 mod resolve;
 mod tag;

@@ -6,7 +6,7 @@ use agent_guard_common::{
     event::{ExecEvent, FileEvent},
     net::{DnsOrig, LearnedKey, LearnedPorts, NetKey, NetPorts},
     path::{PathKey, PathRule},
-    task::{Approval, ProcTag, TaskEntry, UsageKey},
+    task::{Approval, OpenSeenKey, ProcTag, TaskEntry, UsageKey},
 };
 use aya_ebpf::{
     macros::map,
@@ -78,3 +78,6 @@ pub static DENTRY_WALK: PerCpuArray<crate::dentry_path::DentryWalk> = PerCpuArra
 
 #[map]
 pub static USAGE_SEEN: LruHashMap<UsageKey, u32> = LruHashMap::with_max_entries(1, 0);
+
+#[map]
+pub static OPEN_SEEN: LruHashMap<OpenSeenKey, u32> = LruHashMap::with_max_entries(1, 0);

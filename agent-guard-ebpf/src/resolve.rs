@@ -27,8 +27,14 @@ pub enum NoPath {
 /// The path of the file behind descriptor `fd` of the current process, into `out`.
 #[inline(always)]
 pub fn fd_path(fd: u64, out: &mut [u8; PATH_MAX_MATCH]) -> Result<usize, NoPath> {
+    file_path(fd_file(fd), out)
+}
+
+/// The `struct file` behind descriptor `fd` of the current process; 0 when it cannot be read.
+#[inline(always)]
+pub fn fd_file(fd: u64) -> u64 {
     if config::task_files_off() == 0 {
-        return Err(NoPath::Unknown);
+        return 0;
     }
     // SAFETY: helper without arguments; the pointer is only read through probe reads.
     let task = unsafe { bpf_get_current_task() };
@@ -36,9 +42,9 @@ pub fn fd_path(fd: u64, out: &mut [u8; PATH_MAX_MATCH]) -> Result<usize, NoPath>
     let fdt = read_ptr(files + config::files_fdt_off() as u64);
     let fds = read_ptr(fdt + config::fdt_fd_off() as u64);
     if fds == 0 {
-        return Err(NoPath::Unknown);
+        return 0;
     }
-    file_path(read_ptr(fds + fd * 8), out)
+    read_ptr(fds + fd * 8)
 }
 
 /// The path of the current process's executable, into `out`.
@@ -73,7 +79,7 @@ pub fn decide_on(grant_id: u32, path: &[u8; PATH_MAX_MATCH], len: usize, need: u
 
 /// The path of `file` into `out`, at most 16 components (`dentry_path::build`).
 #[inline(always)]
-fn file_path(file: u64, out: &mut [u8; PATH_MAX_MATCH]) -> Result<usize, NoPath> {
+pub fn file_path(file: u64, out: &mut [u8; PATH_MAX_MATCH]) -> Result<usize, NoPath> {
     if file == 0 {
         return Err(NoPath::Unknown);
     }

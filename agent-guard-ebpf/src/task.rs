@@ -124,6 +124,14 @@ impl CurrentTask {
         self.entry.confine & agent_guard_common::task::CONFINE_FILES_EXACT != 0
     }
 
+    /// Whether the task's opens are Landlock's alone (`CONFINE_OPENS_CACHED`), in force or not:
+    /// the exit program judges them whole (`open_cached.rs`), also once the grant has ended.
+    #[inline(always)]
+    pub fn opens_cached(&self) -> bool {
+        self.entry.confine & agent_guard_common::task::CONFINE_OPENS_CACHED != 0
+            && self.entry.mode != agent_guard_common::task::MODE_AUDIT
+    }
+
     /// Reason for an out-of-scope verdict: the grant ended, or no rule matched.
     #[inline(always)]
     pub fn out_of_scope_reason(&self) -> u32 {

@@ -632,3 +632,89 @@ fn rewriting_the_path_after_the_supervisor_read_it_reaches_nothing_unapproved() 
         assert_eq!(stdout(&out), "no leak", "{out:?}");
     }
 }
+
+/// A task whose grant Landlock holds exactly, every file rule an `allow`, has its opens judged
+/// by Landlock alone: nothing runs at their entry, and the exit program reports (reading the
+/// syscall's arguments back from its registers) and ends access with the grant. All in one
+/// task: every open syscall refused and reported, none of their effects, the first use of each
+/// file counted, and the grant's end enforced by the kernel with the daemon frozen.
+#[test]
+fn opens_landlock_alone_decides_are_reported_at_exit_and_end_with_the_grant() {
+    let mut daemon = Daemon::start();
+    let dir = daemon.dir.path().to_path_buf();
+    let work = dir.join("work");
+    std::fs::create_dir_all(work.join("out")).unwrap();
+    let (notes, secret, made) = (work.join("notes.txt"), dir.join("secret.txt"), work.join("out/made"));
+    std::fs::write(&notes, "notes").unwrap();
+    std::fs::write(&secret, "TOPSECRET").unwrap();
+    let g = confined_grant(
+        &dir,
+        "exact",
+        &[q(format!("{}/**", work.display()))],
+        &[q(format!("{}/out/**", work.display()))],
+        &[q("/usr/bin/dash")],
+    );
+    let (p, d, w) = (PROBE, dir.display(), work.display());
+    let (n, s, m) = (notes.display(), secret.display(), made.display());
+    let script = format!(
+        "{p} open-syscalls {s} {d}; {p} open-syscalls {n} {w}; {p} open-syscalls {m} {w}/out; \
+         {p} open {n} r; {p} open {n} r; cd {w} && {p} open ../secret.txt r; {p} after 4 open {n} r"
+    );
+    let agent = daemon
+        .run_command("exact", "read notes", &g, &["--ttl", "3s"], &["/usr/bin/sh", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let opened = daemon.wait_event("task.open", |e| e["kind"] == "task.open" && e["task"]["agent"] == "exact");
+    assert!(opened["reason"].as_str().unwrap().contains("Landlock's alone"), "{opened}");
+    // Frozen before the grant ends: the kernel alone ends access.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let pid = daemon.pid() as i32;
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let out = agent.wait_with_output().unwrap();
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let lines: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "open=error-13 openat=error-13 openat2=error-13 creat=error-13",
+            "open=ok openat=ok openat2=ok creat=error-13",
+            "open=error-2 openat=error-2 openat2=error-2 creat=ok",
+            "ok",
+            "ok",
+            "error 13",
+        ],
+        "{out:?}"
+    );
+    // The last open came after the grant's end: its process was killed before it returned.
+    assert_eq!(out.status.code(), Some(128 + libc::SIGKILL), "{out:?}");
+    // No effect: the secret and the notes (creat would truncate) are intact; made was made.
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "TOPSECRET");
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "notes");
+    assert!(made.exists());
+
+    let ended = daemon.wait_event("the open after the end", |e| {
+        e["kind"] == "file.open" && e["task"]["agent"] == "exact" && e["enforcement"] == "kill"
+    });
+    assert_eq!(ended["rule"], "grant.ttl", "{ended}");
+    assert_eq!(ended["object"]["path"], n.to_string(), "{ended}");
+    let closed = daemon.wait_event("task.close", |e| e["kind"] == "task.close" && e["task"]["agent"] == "exact");
+    let events = daemon.events();
+    let denied: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "file.open" && e["task"]["agent"] == "exact" && e["enforcement"] == "landlock")
+        .collect();
+    let secret_denials = denied
+        .iter()
+        .filter(|e| e["decision"] == "denied" && e["object"]["path"].as_str().unwrap().ends_with("secret.txt"))
+        .count();
+    assert_eq!(secret_denials, 5, "open, openat, openat2, creat and the relative spelling: {denied:#?}");
+    let notes_write = denied.iter().filter(|e| e["object"]["path"] == n.to_string()).collect::<Vec<_>>();
+    assert_eq!(notes_write.len(), 1, "creat of the notes: {denied:#?}");
+    assert_eq!(notes_write[0]["object"]["access"], serde_json::json!(["write"]));
+    // First uses, each counted: reads below work, the write that made `made`.
+    let used = closed["usage"]["used"].to_string();
+    assert!(used.contains(&format!("files.read {w}/**")), "{closed}");
+    assert!(used.contains(&format!("files.write {w}/out/**")), "{closed}");
+    assert!(daemon.stop().success());
+}

@@ -134,6 +134,12 @@ pub struct ResolveOffsets {
     pub fdt_fd: u32,
     pub task_mm: u32,
     pub mm_exe_file: u32,
+    /// An opened file's mode and identity (`OpenSeenKey`): `file.f_flags`, `file.f_inode`,
+    /// `inode.i_ino` and `inode.i_generation` (include/linux/fs.h).
+    pub file_flags: u32,
+    pub file_inode: u32,
+    pub inode_ino: u32,
+    pub inode_generation: u32,
     pub walk: WalkOffsets,
 }
 
@@ -145,6 +151,10 @@ pub fn resolve_offsets() -> Result<ResolveOffsets, String> {
         fdt_fd: offset(&types, "fdtable", "fd")?,
         task_mm: offset(&types, "task_struct", "mm")?,
         mm_exe_file: offset(&types, "mm_struct", "exe_file")?,
+        file_flags: offset(&types, "file", "f_flags")?,
+        file_inode: offset(&types, "file", "f_inode")?,
+        inode_ino: offset(&types, "inode", "i_ino")?,
+        inode_generation: offset(&types, "inode", "i_generation")?,
         walk: walk_offsets(&types)?,
     })
 }

@@ -188,6 +188,9 @@ pub struct Kernel {
     tag_count: Array<MapData, u64>,
     roots_tagged: u64,
     pub enforcement: Enforcement,
+    /// Whether the open exits judge the opens of tasks Landlock alone confines
+    /// (`CONFINE_OPENS_CACHED`): no BPF LSM, and the kernel's BTF.
+    pub opens_cached: bool,
     pub sizes: MapSizes,
     /// Entries the daemon has written, per map (it is the only writer of these three).
     pub used: MapUsage,
@@ -234,11 +237,19 @@ const OBSERVE_TRACEPOINTS: &[(&str, &str, &str)] = &[
     // LSM hooks report what they refuse themselves.
     ("sys_exit_execve", "syscalls", "sys_exit_execve"),
     ("sys_exit_execveat", "syscalls", "sys_exit_execveat"),
-    ("sys_exit_openat", "syscalls", "sys_exit_openat"),
-    ("sys_exit_open", "syscalls", "sys_exit_open"),
-    ("sys_exit_openat2", "syscalls", "sys_exit_openat2"),
-    ("sys_exit_creat", "syscalls", "sys_exit_creat"),
 ];
+/// The open exits of the `landlock` level (file.rs): (program, program with BTF, event). With
+/// the kernel's BTF the second, which also judges the opens Landlock alone decides
+/// (open_cached.rs); it reads the syscall's registers through `bpf_task_pt_regs`, which a kernel
+/// without BTF refuses to load.
+const OPEN_EXITS: &[(&str, &str, &str)] = &[
+    ("sys_exit_openat", "sys_exit_openat_btf", "sys_exit_openat"),
+    ("sys_exit_open", "sys_exit_open_btf", "sys_exit_open"),
+    ("sys_exit_openat2", "sys_exit_openat2_btf", "sys_exit_openat2"),
+    ("sys_exit_creat", "sys_exit_creat_btf", "sys_exit_creat"),
+];
+/// Whether `CONFINE_OPENS_CACHED` works on this architecture (open_cached.rs `ARG_OFF`).
+const OPENS_CACHED_ARCH: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
 /// BPF LSM programs: (program name, LSM hook).
 const LSM_PROGRAMS: &[(&str, &str)] = &[
     ("file_open", "file_open"),
@@ -386,6 +397,10 @@ impl Kernel {
         let resolve = btf::resolve_offsets().ok();
         let walk = lsm.map(|o| o.walk).or(resolve.map(|r| r.walk));
         let walk_off = |field: fn(&btf::WalkOffsets) -> u32| walk.as_ref().map_or(0, field);
+        // The LSM hooks and the `landlock` level's open cache (open_cached.rs) read the same members.
+        let file_inode = lsm.map(|o| o.file_inode).or(resolve.map(|r| r.file_inode)).unwrap_or(0);
+        let inode_ino = lsm.map(|o| o.inode_ino).or(resolve.map(|r| r.inode_ino)).unwrap_or(0);
+        let file_flags = lsm.map(|o| o.file_flags).or(resolve.map(|r| r.file_flags)).unwrap_or(0);
         let newtask_pid = offset("task", "task_newtask", "pid")?;
         let newtask_flags = offset("task", "task_newtask", "clone_flags")?;
         let exit_pid = offset("sched", "sched_process_exit", "pid")?;
@@ -434,6 +449,7 @@ impl Kernel {
             .map_max_entries(maps::FILE_PENDING, maps::DEFAULT_FILE_PENDING)
             .map_max_entries(maps::APPROVALS, maps::DEFAULT_APPROVALS)
             .map_max_entries(maps::USAGE_SEEN, maps::DEFAULT_USAGE_SEEN)
+            .map_max_entries(maps::OPEN_SEEN, maps::DEFAULT_OPEN_SEEN)
             .map_max_entries(maps::NET_LEARNED, maps::DEFAULT_NET_LEARNED)
             .map_max_entries(maps::DNS_ORIG, maps::DEFAULT_DNS_ORIG)
             .override_global("NEWTASK_PID_OFF", &newtask_pid, true)
@@ -443,7 +459,7 @@ impl Kernel {
             .override_global("EXIT_GDEAD_OFF", &exit_group_dead, true)
             .override_global("FILE_PATH_OFF", &walk_off(|w| w.file_path), true)
             .override_global("FILE_MODE_OFF", &lsm.map_or(0, |o| o.file_mode), true)
-            .override_global("FILE_FLAGS_OFF", &lsm.map_or(0, |o| o.file_flags), true)
+            .override_global("FILE_FLAGS_OFF", &file_flags, true)
             .override_global("BPRM_FILE_OFF", &lsm.map_or(0, |o| o.bprm_file), true)
             .override_global("SOCKET_TYPE_OFF", &lsm.map_or(0, |o| o.socket_type), true)
             .override_global("TASK_TGID_OFF", &lsm.map_or(0, |o| o.task_tgid), true)
@@ -464,7 +480,7 @@ impl Kernel {
             .override_global("SOCKET_SK_OFF", &lsm.map_or(0, |o| o.socket_sk), true)
             .override_global("SOCK_FAMILY_OFF", &lsm.map_or(0, |o| o.sock_family), true)
             .override_global("SOCK_NUM_OFF", &lsm.map_or(0, |o| o.sock_num), true)
-            .override_global("FILE_INODE_OFF", &lsm.map_or(0, |o| o.file_inode), true)
+            .override_global("FILE_INODE_OFF", &file_inode, true)
             .override_global("INODE_MODE_OFF", &lsm.map_or(0, |o| o.inode_mode), true)
             .override_global("DENTRY_SB_OFF", &lsm.map_or(0, |o| o.dentry_sb), true)
             .override_global("SB_MOUNTS_OFF", &lsm.map_or(0, |o| o.sb_mounts), true)
@@ -473,7 +489,8 @@ impl Kernel {
             .override_global("UNIX_ADDR_OFF", &lsm.map_or(0, |o| o.unix_addr), true)
             .override_global("KEY_TYPE_OFF", &lsm.map_or(0, |o| o.key_type), true)
             .override_global("DENTRY_INODE_OFF", &lsm.map_or(0, |o| o.dentry_inode), true)
-            .override_global("INODE_INO_OFF", &lsm.map_or(0, |o| o.inode_ino), true)
+            .override_global("INODE_INO_OFF", &inode_ino, true)
+            .override_global("INODE_GEN_OFF", &resolve.map_or(0, |r| r.inode_generation), true)
             .override_global("SB_DEV_OFF", &lsm.map_or(0, |o| o.sb_dev), true)
             .override_global("GUARD_INO", &guard_ino, true)
             .override_global("GUARD_DEV", &guard_dev, true)
@@ -537,8 +554,17 @@ impl Kernel {
                 })?;
             }
         }
-        let observe: &[(&str, &str, &str)] = if lsm.is_some() { &[] } else { OBSERVE_TRACEPOINTS };
-        for &(name, category, event) in TRACEPOINTS.iter().chain(observe) {
+        let opens_cached = lsm.is_none() && resolve.is_some() && OPENS_CACHED_ARCH;
+        let mut tracepoints = TRACEPOINTS.to_vec();
+        if lsm.is_none() {
+            tracepoints.extend_from_slice(OBSERVE_TRACEPOINTS);
+            tracepoints.extend(
+                OPEN_EXITS
+                    .iter()
+                    .map(|&(plain, with_btf, event)| (if opens_cached { with_btf } else { plain }, "syscalls", event)),
+            );
+        }
+        for &(name, category, event) in &tracepoints {
             let program: &mut TracePoint = program(&mut ebpf, name)?;
             let started = std::time::Instant::now();
             program.load().map_err(|source| KernelError::Program { name, source })?;
@@ -591,6 +617,7 @@ impl Kernel {
             approvals: take(&mut ebpf, maps::APPROVALS)?,
             tag_count,
             roots_tagged,
+            opens_cached,
             _ebpf: ebpf,
             pin_dir: options.pin_dir.to_path_buf(),
             adopted: false,

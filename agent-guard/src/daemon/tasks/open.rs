@@ -7,8 +7,8 @@ use std::{
 };
 
 use agent_guard_common::task::{
-    CONFINE_ASKS_HELD, CONFINE_FILES_EXACT, CONFINE_LANDLOCK, CONFINE_NONE, MODE_AUDIT, MODE_ENFORCE, STATE_ACTIVE,
-    TaskEntry,
+    CONFINE_ASKS_HELD, CONFINE_FILES_EXACT, CONFINE_LANDLOCK, CONFINE_NONE, CONFINE_OPENS_CACHED, MODE_AUDIT,
+    MODE_ENFORCE, STATE_ACTIVE, TaskEntry,
 };
 
 use crate::daemon::{
@@ -62,6 +62,13 @@ fn files_exact(spec: &crate::grant::GrantSpec) -> bool {
         matches!(rule.action, crate::grant::RuleAction::Allow | crate::grant::RuleAction::Flag)
             && !matches!(rule.target, crate::grant::PathPattern::Children(_))
     })
+}
+
+/// Whether every file rule allows (no `flag` rule to report on each open): with
+/// `files_exact`, an open Landlock lets through needs no judging beyond its first use
+/// (`CONFINE_OPENS_CACHED`).
+fn files_all_allow(spec: &crate::grant::GrantSpec) -> bool {
+    spec.files.read.iter().chain(&spec.files.write).all(|rule| rule.action == crate::grant::RuleAction::Allow)
 }
 
 impl Registry {
@@ -267,7 +274,11 @@ impl Registry {
             parent_task: parent.unwrap_or(0),
             expires_ns,
             confine: match &landlock {
-                Some(_) if files_exact(&grant.spec) && in_ruleset.is_none() => CONFINE_LANDLOCK | CONFINE_FILES_EXACT,
+                Some(_) if files_exact(&grant.spec) && in_ruleset.is_none() => {
+                    let cached =
+                        self.kernel.opens_cached && grant.spec.mode != Mode::Audit && files_all_allow(&grant.spec);
+                    CONFINE_LANDLOCK | CONFINE_FILES_EXACT | if cached { CONFINE_OPENS_CACHED } else { 0 }
+                }
                 Some(_) if asks_holder.is_some() => CONFINE_LANDLOCK | CONFINE_ASKS_HELD,
                 Some(_) => CONFINE_LANDLOCK,
                 None => CONFINE_NONE,
@@ -360,12 +371,17 @@ impl Registry {
             },
         };
         let reason = format!(
-            "ttl {}, mode {}, grant from {}{}{}",
+            "ttl {}, mode {}, grant from {}{}{}{}",
             humantime::format_duration(ttl),
             info.mode,
             info.grant_source,
             parent.map(|p| format!(", sub-task of task {p}")).unwrap_or_default(),
-            landlock.as_ref().map(|r| format!(", confined by Landlock ABI {}", r.abi)).unwrap_or_default()
+            landlock.as_ref().map(|r| format!(", confined by Landlock ABI {}", r.abi)).unwrap_or_default(),
+            if entry.confine & CONFINE_OPENS_CACHED != 0 {
+                " (opens are Landlock's alone: reported at exit)"
+            } else {
+                ""
+            }
         );
         let opened = TaskOpened { actor: Some(req.actor.clone()), grant_spec: task.grant.spec.clone(), reason };
         let mut event = Event::new(Body::TaskOpen(opened), &self.host, started);

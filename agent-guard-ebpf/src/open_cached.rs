@@ -1,0 +1,201 @@
+//! Opens of a task whose Landlock ruleset is its grant, every file rule an `allow`
+//! (`CONFINE_OPENS_CACHED`): Landlock alone decides them, so nothing runs at syscall entry
+//! (file.rs returns at once) and the exit program only reports.
+//! - `-EACCES`: Landlock refused; the syscall's arguments are read back from the registers the
+//!   task entered the kernel with (`bpf_task_pt_regs`: the user registers saved at syscall
+//!   entry, which the exit leaves alone but for the return value) and the open is judged and
+//!   reported on its spelling, as file.rs does for the other confined tasks.
+//! - success: the file's first use is reported. The file is found by its identity (mount,
+//!   inode number and generation, `OpenSeenKey`) in `OPEN_SEEN`: a file seen before costs one
+//!   lookup; a new one is walked to its path, matched against the grant and reported once per
+//!   path and access (usage.rs).
+//! - the grant ended (between entry and exit or before): the `kill` level answers here, on the
+//!   spelling, as file.rs does at entry for tasks whose grant ended.
+//!
+//! The cache decides nothing: Landlock has already let the open through. What a stale entry (a
+//! file renamed or hard-linked to another allowed path) can cost is the usage report of the
+//! second name, never an access.
+//!
+//! Fail-open/closed: reporting only, as file.rs. Registers that cannot be read lose the report
+//! (counted as a drop); for a task whose grant ended the process is killed all the same.
+
+use agent_guard_common::{
+    event::{
+        ACTION_ALLOWED, ACTION_KILLED, FILE_OP_OPEN, KIND_FILE, PATH_UNREADABLE, REASON_NONE, VERDICT_IN_SCOPE,
+        VERDICT_OUT_OF_SCOPE,
+    },
+    path::{Decision, O_CREAT, O_RDWR, O_TRUNC, O_WRONLY, PATH_MAX_MATCH, decide, open_access},
+    task::OpenSeenKey,
+};
+use aya_ebpf::helpers::{
+    bpf_probe_read_kernel, bpf_probe_read_user,
+    generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
+};
+
+use crate::{
+    config,
+    dentry_path::read_ptr,
+    emit,
+    file::{AT_FDCWD, EACCES, O_PATH, judge_spelled, report_refused},
+    maps::{OPEN_SEEN, SCRATCH},
+    path_match::match_path,
+    resolve,
+    task::{CurrentTask, kill_current},
+    usage,
+};
+
+/// The open syscalls whose exits are traced, which place their arguments differently.
+#[derive(Clone, Copy)]
+pub enum OpenCall {
+    Open,
+    OpenAt,
+    OpenAt2,
+    Creat,
+}
+
+/// What the open asked for, read back at its exit.
+struct OpenArgs {
+    dfd: i64,
+    filename: u64,
+    flags: u32,
+}
+
+/// Offsets in `struct pt_regs` of the first three syscall arguments.
+/// x86-64 (arch/x86/include/asm/ptrace.h): di, si, dx.
+#[cfg(bpf_target_arch = "x86_64")]
+const ARG_OFF: [u64; 3] = [14 * 8, 13 * 8, 12 * 8];
+/// arm64 (arch/arm64/include/asm/ptrace.h): x0 holds the return value by now, so the first
+/// argument is `orig_x0` (after regs[31], sp, pc, pstate); then x1, x2.
+#[cfg(bpf_target_arch = "aarch64")]
+const ARG_OFF: [u64; 3] = [34 * 8, 8, 16];
+
+/// The current syscall's arguments `ARG_OFF`; `None` when the registers cannot be read.
+#[inline(always)]
+fn syscall_args(call: OpenCall) -> Option<OpenArgs> {
+    // SAFETY: helpers on the current task; the registers are only read through probe reads.
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as u64;
+    if regs == 0 {
+        return None;
+    }
+    let arg = |n: usize| unsafe { bpf_probe_read_kernel((regs + ARG_OFF[n]) as *const u64) }.ok();
+    Some(match call {
+        OpenCall::Open => OpenArgs { dfd: AT_FDCWD, filename: arg(0)?, flags: arg(1)? as u32 },
+        OpenCall::OpenAt => OpenArgs { dfd: arg(0)? as i64, filename: arg(1)?, flags: arg(2)? as u32 },
+        OpenCall::OpenAt2 => {
+            // `how` points to a user `struct open_how` whose first member is the u64 flags
+            // (include/uapi/linux/openat2.h); unreadable, it is judged as the widest open.
+            let how = arg(2)?;
+            let flags = unsafe { bpf_probe_read_user(how as *const u64) };
+            OpenArgs {
+                dfd: arg(0)? as i64,
+                filename: arg(1)?,
+                flags: flags.map_or(O_RDWR | O_CREAT | O_TRUNC, |f| f as u32),
+            }
+        }
+        OpenCall::Creat => OpenArgs { dfd: AT_FDCWD, filename: arg(0)?, flags: O_CREAT | O_WRONLY | O_TRUNC },
+    })
+}
+
+/// The exit of an open of `task`, which returned `ret` (see the module comment).
+#[inline(always)]
+pub fn exit(task: &CurrentTask, ret: i64, call: OpenCall) {
+    if task.grant_ended().is_some() {
+        ended(task, call);
+    } else if ret == -EACCES {
+        let Some(args) = syscall_args(call) else {
+            emit::count_drop();
+            return;
+        };
+        if args.flags & O_PATH == 0
+            && let Some((event, _)) = judge_spelled(task, args.dfd, args.filename, args.flags, true, false)
+        {
+            report_refused(event);
+        }
+    } else if ret >= 0 {
+        first_use(task, ret as u64, call);
+    }
+}
+
+/// An open of a task whose grant ended: judged as at the `kill` level (file.rs kills there at
+/// entry; a spelling it could not read is killed here all the same: nothing is allowed any more).
+#[inline(always)]
+fn ended(task: &CurrentTask, call: OpenCall) {
+    let Some(args) = syscall_args(call) else {
+        kill_current();
+        emit::count_drop();
+        return;
+    };
+    if let Some((event, _)) = judge_spelled(task, args.dfd, args.filename, args.flags, false, false) {
+        if event.path_flags & PATH_UNREADABLE != 0 {
+            kill_current();
+            event.header.verdict = VERDICT_OUT_OF_SCOPE;
+            event.header.reason = task.out_of_scope_reason();
+            event.header.action = ACTION_KILLED;
+        }
+        emit::send(event);
+    }
+}
+
+/// Reports the first use of the file behind descriptor `fd` (see the module comment). The
+/// access is the file's open mode (`f_flags`, which keeps `O_ACCMODE` and `O_PATH`; the kernel
+/// clears `O_CREAT` and `O_TRUNC` from it, include/linux/fs.h `do_dentry_open`): a read-only
+/// `O_TRUNC` open of a file already seen is not reported as a write.
+#[inline(always)]
+fn first_use(task: &CurrentTask, fd: u64, call: OpenCall) {
+    let file = resolve::fd_file(fd);
+    if file == 0 {
+        return;
+    }
+    let read_u32 = |addr: u64| unsafe { bpf_probe_read_kernel(addr as *const u32) }.unwrap_or(0);
+    let f_flags = read_u32(file + config::file_flags_off() as u64);
+    if f_flags & O_PATH != 0 {
+        // No access to the file's data: see file.rs.
+        return;
+    }
+    let access = open_access(f_flags);
+    let inode = read_ptr(file + config::file_inode_off() as u64);
+    if inode == 0 {
+        return;
+    }
+    let key = OpenSeenKey {
+        task_id: task.task_id,
+        access,
+        mnt: read_ptr(file + (config::file_path_off() + config::path_mnt_off()) as u64),
+        ino: read_ptr(inode + config::inode_ino_off() as u64),
+        generation: read_u32(inode + config::inode_gen_off() as u64),
+        pad: 0,
+    };
+    if OPEN_SEEN.get_ptr(&key).is_some() {
+        return;
+    }
+    // A file not seen yet: the open's own flags (`O_TRUNC` included) decide its access.
+    let (dfd, flags) = syscall_args(call).map_or((AT_FDCWD, f_flags), |args| (args.dfd, args.flags));
+    let access = open_access(flags);
+    let Some(event) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: per-CPU scratch entry, used by this program only until it returns.
+    let event = unsafe { &mut *event };
+    event.path = [0; PATH_MAX_MATCH];
+    let Ok(len) = resolve::file_path(file, &mut event.path) else {
+        // Pathless or beyond the walk: nothing to report it by; looked up again next time.
+        return;
+    };
+    let matched = match_path(task.entry.grant_id, &event.path, len, true);
+    if matched.flags != 0 || !matches!(decide(matched.allowed, access), Decision::Allow) {
+        // Landlock let through what the grant's rules, matched on this path, do not name (the
+        // same file reached through a bind mount): Landlock's ruleset is the grant, so this is
+        // only a path the report cannot name a rule for.
+        return;
+    }
+    if usage::first_use(task.task_id, access, matched.hash) {
+        event.header = emit::header(KIND_FILE, VERDICT_IN_SCOPE, REASON_NONE, ACTION_ALLOWED, task.task_id);
+        event.access = access;
+        event.open_flags = flags;
+        event.dfd = dfd as i32;
+        event.path_flags = 0;
+        event.op = FILE_OP_OPEN;
+        emit::send(event);
+    }
+    let _ = OPEN_SEEN.insert(&key, &1, 0);
+}
