@@ -279,7 +279,13 @@ fn try_open(dfd: i64, filename: u64, flags: u32) {
         return;
     };
     if task.opens_cached() {
-        // Landlock's alone: the exit program judges and reports (open_cached.rs).
+        if task.grant_ended().is_none() {
+            // Landlock's alone: the exit program judges and reports (open_cached.rs).
+            return;
+        }
+        // The grant has ended: killed here, before the open can hand a descriptor to a sibling
+        // that would keep it.
+        open_cached::ended_at_entry(&task, dfd, filename, flags);
         return;
     }
     let landlock = task.landlock_decides();

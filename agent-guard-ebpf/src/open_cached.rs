@@ -1,28 +1,30 @@
 //! Opens of a task whose Landlock ruleset is its grant, every file rule an `allow`
 //! (`CONFINE_OPENS_CACHED`): Landlock alone decides them, so nothing runs at syscall entry
-//! (file.rs returns at once) and the exit program only reports.
+//! while the grant is in force (file.rs returns at once) and the exit program reports.
 //! - `-EACCES`: Landlock refused; the syscall's arguments are read back from the registers the
 //!   task entered the kernel with (`bpf_task_pt_regs`: the user registers saved at syscall
 //!   entry, which the exit leaves alone but for the return value) and the open is judged and
-//!   reported on its spelling, as file.rs does for the other confined tasks.
+//!   reported on its spelling, as file.rs does for the other confined tasks. The agent's own
+//!   seccomp filter can fail an open with `EACCES` before the kernel runs it (its exit is traced,
+//!   not its entry): that is reported as a refusal too, of an open the agent did ask for.
 //! - success: the file's first use is reported. The file is found by its identity (mount,
 //!   inode number and generation, `OpenSeenKey`) in `OPEN_SEEN`: a file seen before costs one
 //!   lookup; a new one is walked to its path, matched against the grant and reported once per
 //!   path and access (usage.rs).
-//! - the grant ended (between entry and exit or before): the `kill` level answers here, on the
-//!   spelling, as file.rs does at entry for tasks whose grant ended.
+//! - the grant ended: an open entered after the end is killed at its entry (file.rs calls
+//!   `ended_at_entry`), before a descriptor exists that a sibling could be handed; one that was
+//!   inside the kernel when the grant ended is killed at its exit.
 //!
 //! The cache decides nothing: Landlock has already let the open through. What a stale entry (a
 //! file renamed or hard-linked to another allowed path) can cost is the usage report of the
 //! second name, never an access.
 //!
 //! Fail-open/closed: reporting only, as file.rs. Registers that cannot be read lose the report
-//! (counted as a drop); for a task whose grant ended the process is killed all the same.
+//! (counted as a drop); a task whose grant ended is killed all the same.
 
 use agent_guard_common::{
     event::{
-        ACTION_ALLOWED, ACTION_KILLED, FILE_OP_OPEN, KIND_FILE, PATH_UNREADABLE, REASON_NONE, VERDICT_IN_SCOPE,
-        VERDICT_OUT_OF_SCOPE,
+        ACTION_ALLOWED, ACTION_KILLED, FILE_OP_OPEN, KIND_FILE, REASON_NONE, VERDICT_IN_SCOPE, VERDICT_OUT_OF_SCOPE,
     },
     path::{Decision, O_CREAT, O_RDWR, O_TRUNC, O_WRONLY, PATH_MAX_MATCH, decide, open_access},
     task::OpenSeenKey,
@@ -37,10 +39,10 @@ use crate::{
     dentry_path::read_ptr,
     emit,
     file::{AT_FDCWD, EACCES, O_PATH, judge_spelled, report_refused},
-    maps::{OPEN_SEEN, SCRATCH},
+    maps::{FILE_PENDING, OPEN_SEEN, SCRATCH},
     path_match::match_path,
     resolve,
-    task::{CurrentTask, kill_current},
+    task::{CurrentTask, current_tgid, current_tid, kill_current},
     usage,
 };
 
@@ -100,15 +102,17 @@ fn syscall_args(call: OpenCall) -> Option<OpenArgs> {
 #[inline(always)]
 pub fn exit(task: &CurrentTask, ret: i64, call: OpenCall) {
     if task.grant_ended().is_some() {
-        ended(task, call);
+        if !judged_at_entry() {
+            ended_between(task, call);
+        }
     } else if ret == -EACCES {
+        // Reported whatever the flags in the agent's memory say now (openat2's `open_how` may
+        // have been rewritten to `O_PATH` since): a refusal is never dropped on their word.
         let Some(args) = syscall_args(call) else {
             emit::count_drop();
             return;
         };
-        if args.flags & O_PATH == 0
-            && let Some((event, _)) = judge_spelled(task, args.dfd, args.filename, args.flags, true, false)
-        {
+        if let Some((event, _)) = judge_spelled(task, args.dfd, args.filename, args.flags, true, false) {
             report_refused(event);
         }
     } else if ret >= 0 {
@@ -116,24 +120,49 @@ pub fn exit(task: &CurrentTask, ret: i64, call: OpenCall) {
     }
 }
 
-/// An open of a task whose grant ended: judged as at the `kill` level (file.rs kills there at
-/// entry; a spelling it could not read is killed here all the same: nothing is allowed any more).
+/// An open entered after the grant ended: judged as at the `kill` level (file.rs), killed, and
+/// kept in `FILE_PENDING` so that its exit knows (`judged_at_entry`). A spelling that cannot be
+/// read is killed all the same: nothing is allowed any more.
 #[inline(always)]
-fn ended(task: &CurrentTask, call: OpenCall) {
+pub fn ended_at_entry(task: &CurrentTask, dfd: i64, filename: u64, flags: u32) {
+    kill_current();
+    if let Some((event, _)) = judge_spelled(task, dfd, filename, flags, false, false) {
+        killed(task, event);
+        let _ = FILE_PENDING.insert(&current_tid(), event, 0);
+    }
+}
+
+/// Whether this thread's open was judged at its entry (`ended_at_entry`); the mark is used up.
+#[inline(always)]
+fn judged_at_entry() -> bool {
+    let tid = current_tid();
+    // SAFETY: the value is read at once.
+    let ours = unsafe { FILE_PENDING.get(&tid) }.is_some_and(|event| event.header.tgid == current_tgid());
+    let _ = FILE_PENDING.remove(&tid);
+    ours
+}
+
+/// An open entered while the grant was in force that ended before it returned: killed, and
+/// judged on the arguments read back from the registers.
+#[inline(always)]
+fn ended_between(task: &CurrentTask, call: OpenCall) {
+    kill_current();
     let Some(args) = syscall_args(call) else {
-        kill_current();
         emit::count_drop();
         return;
     };
     if let Some((event, _)) = judge_spelled(task, args.dfd, args.filename, args.flags, false, false) {
-        if event.path_flags & PATH_UNREADABLE != 0 {
-            kill_current();
-            event.header.verdict = VERDICT_OUT_OF_SCOPE;
-            event.header.reason = task.out_of_scope_reason();
-            event.header.action = ACTION_KILLED;
-        }
-        emit::send(event);
+        killed(task, event);
     }
+}
+
+/// Sends `event` as an open killed because the grant ended.
+#[inline(always)]
+fn killed(task: &CurrentTask, event: &mut agent_guard_common::event::FileEvent) {
+    event.header.verdict = VERDICT_OUT_OF_SCOPE;
+    event.header.reason = task.out_of_scope_reason();
+    event.header.action = ACTION_KILLED;
+    emit::send(event);
 }
 
 /// Reports the first use of the file behind descriptor `fd` (see the module comment). The
@@ -168,9 +197,11 @@ fn first_use(task: &CurrentTask, fd: u64, call: OpenCall) {
     if OPEN_SEEN.get_ptr(&key).is_some() {
         return;
     }
-    // A file not seen yet: the open's own flags (`O_TRUNC` included) decide its access.
+    // A file not seen yet: what the open asked for (`O_TRUNC` included) is added to what the
+    // file was opened for; the flags come from the agent's memory for openat2, so they may add,
+    // never take away.
     let (dfd, flags) = syscall_args(call).map_or((AT_FDCWD, f_flags), |args| (args.dfd, args.flags));
-    let access = open_access(flags);
+    let asked = access | open_access(flags);
     let Some(event) = SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -182,6 +213,9 @@ fn first_use(task: &CurrentTask, fd: u64, call: OpenCall) {
         return;
     };
     let matched = match_path(task.entry.grant_id, &event.path, len, true);
+    // `O_CREAT` on a file that existed asks for a write it did not need: then the use is what
+    // the file was opened for.
+    let access = if matches!(decide(matched.allowed, asked), Decision::Allow) { asked } else { access };
     if matched.flags != 0 || !matches!(decide(matched.allowed, access), Decision::Allow) {
         // Landlock let through what the grant's rules, matched on this path, do not name (the
         // same file reached through a bind mount): Landlock's ruleset is the grant, so this is

@@ -122,15 +122,19 @@ pub fn start(
 }
 
 /// The largest question taken over UDP: a question is tens of bytes, and 4 KiB is EDNS's usual
-/// buffer; a bigger datagram is cut short and then fails to parse. Per task and per socket,
-/// so kept small: a thousand tasks hold two each.
+/// buffer; a bigger datagram is cut short and then fails to parse.
 const UDP_QUESTION_MAX: usize = 4096;
 
 async fn serve_udp(socket: UdpSocket, ctx: Arc<Ctx>) {
     let socket = Arc::new(socket);
-    let mut buf = vec![0u8; UDP_QUESTION_MAX];
     loop {
-        let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+        if socket.readable().await.is_err() {
+            continue;
+        }
+        // Received into a buffer on the stack of this poll, which no `.await` outlives: a
+        // waiting socket holds none (a thousand tasks would hold 8 MiB of them).
+        let mut buf = [0u8; UDP_QUESTION_MAX];
+        let Ok((n, peer)) = socket.try_recv_from(&mut buf) else {
             continue;
         };
         let Ok(permit) = ctx.in_flight.clone().try_acquire_owned() else {

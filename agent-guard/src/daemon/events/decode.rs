@@ -401,7 +401,7 @@ fn undecided_path(
 }
 
 /// The note on a path the grant allows as spelled whose file Landlock refused.
-const ELSEWHERE: &str = "the path as spelled is in the grant, but leads out of it: a symlink, a hard link or a mount";
+const ELSEWHERE: &str = "the path as spelled is in the grant, but was refused: it leads out of it (a symlink, a hard link or a mount), or the file's permissions or a seccomp filter of the agent's own refused it";
 
 /// What the kernel saw of a path-bearing action (file open or exec).
 struct PathAction<'a> {
