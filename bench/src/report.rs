@@ -94,7 +94,7 @@ fn targets(r: &Results) -> Vec<Target> {
             limit: 1.10,
             at_most: true,
             unit: "x",
-            why_missed: "without BPF LSM every openat of every process enters two tracepoint programs: sys_enter_openat (a tag lookup) and, for the landlock level, sys_exit_openat (a lookup of the thread's pending open), on top of the tracepoint machinery itself; the exit program came with the landlock level",
+            why_missed: "without BPF LSM every openat of every process enters two tracepoint programs, sys_enter_openat and sys_exit_openat, each a tag lookup, on top of the tracepoint machinery itself; the exit program came with the landlock level",
         },
         Target {
             what: "open/close, tagged (13 rules), this host's path (landlock level)".into(),
@@ -142,13 +142,13 @@ fn targets(r: &Results) -> Vec<Target> {
             limit: 32.0,
             at_most: true,
             unit: "MiB",
-            why_missed: "of the resident set, the 17 MiB of ring buffers (counted once) are kernel memory the daemon maps; the binary's pages in use are about 9 MiB, of which 2.7 MiB are the embedded eBPF object, parsed at load; the heap holds each task's grant, compiled rules and usage, and since name rules each task's DNS resolver (two 4 KiB UDP buffers, its sockets and five small tokio tasks; the heap with 1,000 tasks went from 9.3 MiB at cd34ba7 to 21.5 MiB with them; see Memory)",
+            why_missed: "of the resident set, the 17 MiB of ring buffers (counted once) are kernel memory the daemon maps; the binary's pages in use are about 9 MiB, of which 2.7 MiB are the embedded eBPF object, parsed at load; the heap holds each task's grant, compiled rules and usage, and since name rules each task's DNS resolver (its four sockets, five small tokio tasks and their registrations; the heap with 1,000 tasks went from 9.3 MiB at cd34ba7 to 21.5 MiB with them, and lost 8 KiB per task once a waiting resolver kept no receive buffer; see Memory for this run's heap)",
         },
     ]
 }
 
 /// Why a tagged open on this host costs what it does (two targets share it).
-const TAGGED_OPEN: &str = "at the `landlock` level a tagged open pays Landlock's own check, then the eBPF programs on both sides of the syscall (the entry keeps the open per thread so that the exit can report what Landlock did); and a tagged open copies the path from user memory and hashes it byte by byte with one map lookup per component (bpf_loop); the decision cache asked for is keyed by inode, which this hook (the raw string at syscall entry) does not have; Landlock, built into the kernel's path walk, pays no copy";
+const TAGGED_OPEN: &str = "at the `landlock` level a task whose grant Landlock holds exactly, every file rule an allow, has its opens judged by Landlock alone (`CONFINE_OPENS_CACHED`): no path copy or hash any more; what is left over Landlock's own check, measured by taking parts out one at a time (interleaved runs of 7, docs/design.md): about 55 ns for the two tracepoints and their task lookups, about 100 ns for the exit's first-use check (the opened file's identity through the descriptor table: nine probe reads and one LRU lookup), and about 50 ns for the exact grant-end check at entry (`bpf_ktime_get_boot_ns`, kept exact: the coarse clock is refused to tracing programs and jiffies stop during suspend). Against Landlock alone the tagged open cannot come out cheaper, since it is Landlock plus the reporting";
 
 /// Why the pipeline stops where it does: per-event CPU by stage, measured with perf at 100,000
 /// events/s on this machine (docs/design.md, "Event pipeline").

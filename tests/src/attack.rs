@@ -27,6 +27,9 @@
 //!   setown-pgrp        `F_SETOWN` of a pipe to a process group (a new one, led by this process)
 //!   bpf-obj-get PATH   `BPF_OBJ_GET` of a pinned map or link
 //!   open-unfaulted PATH  opens PATH spelled on a page the process never touched (a memfd mapping)
+//!   openat2-flip FIFO  openat2(FIFO, `O_WRONLY`) blocks for a reader; meanwhile another thread
+//!                      rewrites the `open_how` to `O_RDONLY` and opens the reader: "ok" once the
+//!                      writer's open returns (what the exit then reads in memory is a read)
 //!   open-syscalls PATH DIR  opens PATH for reading with open(2), openat(2) relative to DIR
 //!                      (PATH's name in DIR), openat2(2) and io-less creat(2): "open=.. openat=.. openat2=.. creat=.."
 //!   clone-files        clone(`CLONE_FILES`) without `CLONE_THREAD`: a process sharing the descriptors
@@ -350,38 +353,8 @@ pub fn act(args: &[String]) -> Option<std::io::Result<()>> {
 /// after a revoke their line may not be writable at all.
 pub fn act_line(args: &[String]) -> Option<(String, i32)> {
     let line = match args.first()?.as_str() {
-        "open-syscalls" => {
-            let path = std::ffi::CString::new(args.get(1).unwrap_or_else(|| super::usage()).as_str()).unwrap();
-            let dir = std::ffi::CString::new(args.get(2).unwrap_or_else(|| super::usage()).as_str()).unwrap();
-            let name = std::path::Path::new(args[1].as_str()).file_name().unwrap_or_else(|| super::usage());
-            let name = std::ffi::CString::new(name.as_encoded_bytes()).unwrap();
-            let said = |fd: libc::c_long| {
-                if fd >= 0 {
-                    // SAFETY: a descriptor this process just opened.
-                    unsafe { libc::close(fd as i32) };
-                    "ok".to_string()
-                } else {
-                    super::outcome(Err(std::io::Error::last_os_error())).0.replace(' ', "-")
-                }
-            };
-            // SAFETY: plain syscalls on NUL-terminated strings and a zeroed `open_how`.
-            let open = said(unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) }.into());
-            let dirfd = unsafe { libc::open(dir.as_ptr(), libc::O_PATH | libc::O_DIRECTORY) };
-            let openat = said(unsafe { libc::openat(dirfd, name.as_ptr(), libc::O_RDONLY) }.into());
-            // struct open_how (include/uapi/linux/openat2.h): flags, mode, resolve.
-            let how: [u64; 3] = [libc::O_RDONLY as u64, 0, 0];
-            let openat2 = said(unsafe {
-                libc::syscall(
-                    libc::SYS_openat2,
-                    libc::AT_FDCWD,
-                    path.as_ptr(),
-                    &raw const how,
-                    std::mem::size_of_val(&how),
-                )
-            });
-            let creat = said(unsafe { libc::creat(path.as_ptr(), 0o600) }.into());
-            (format!("open={open} openat={openat} openat2={openat2} creat={creat}"), 0)
-        }
+        "openat2-flip" => openat2_flip(args),
+        "open-syscalls" => open_syscalls(args),
         "read-again" => {
             let path = args.get(1).unwrap_or_else(|| super::usage());
             let secs: u64 = num(args, 2);
@@ -510,4 +483,59 @@ fn sigio(pid: i32) -> std::io::Result<()> {
         errno_result(i64::from(libc::fcntl(fds[0], libc::F_SETFL, flags | libc::O_ASYNC)))?;
         errno_result(libc::write(fds[1], b"x".as_ptr().cast(), 1) as i64)
     }
+}
+
+/// `openat2-flip FIFO` (see the module comment).
+fn openat2_flip(args: &[String]) -> (String, i32) {
+    let fifo = std::ffi::CString::new(args.get(1).unwrap_or_else(|| super::usage()).as_str()).unwrap();
+    // struct open_how (include/uapi/linux/openat2.h): flags, mode, resolve; shared with
+    // the thread that rewrites it while the open waits.
+    let how: &'static std::sync::atomic::AtomicU64 =
+        Box::leak(Box::new([std::sync::atomic::AtomicU64::new(libc::O_WRONLY as u64), 0.into(), 0.into()]))
+            .first()
+            .unwrap();
+    let how_ptr = std::ptr::from_ref(how) as usize;
+    let reader_path = fifo.clone();
+    let reader = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        how.store(libc::O_RDONLY as u64, std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: opens the FIFO for reading, which lets the writer's open return.
+        let fd = unsafe { libc::open(reader_path.as_ptr(), libc::O_RDONLY) };
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: closes what it opened.
+        unsafe { libc::close(fd) };
+    });
+    // SAFETY: openat2 on a NUL-terminated path and a 24-byte `open_how` that lives on.
+    let fd = unsafe { libc::syscall(libc::SYS_openat2, libc::AT_FDCWD, fifo.as_ptr(), how_ptr as *const u64, 24usize) };
+    let said = if fd >= 0 { "ok".to_string() } else { super::outcome(Err(std::io::Error::last_os_error())).0 };
+    let _ = reader.join();
+    (said, 0)
+}
+
+/// `open-syscalls PATH DIR` (see the module comment).
+fn open_syscalls(args: &[String]) -> (String, i32) {
+    let path = std::ffi::CString::new(args.get(1).unwrap_or_else(|| super::usage()).as_str()).unwrap();
+    let dir = std::ffi::CString::new(args.get(2).unwrap_or_else(|| super::usage()).as_str()).unwrap();
+    let name = std::path::Path::new(args[1].as_str()).file_name().unwrap_or_else(|| super::usage());
+    let name = std::ffi::CString::new(name.as_encoded_bytes()).unwrap();
+    let said = |fd: libc::c_long| {
+        if fd >= 0 {
+            // SAFETY: a descriptor this process just opened.
+            unsafe { libc::close(fd as i32) };
+            "ok".to_string()
+        } else {
+            super::outcome(Err(std::io::Error::last_os_error())).0.replace(' ', "-")
+        }
+    };
+    // SAFETY: plain syscalls on NUL-terminated strings and a zeroed `open_how`.
+    let open = said(unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) }.into());
+    let dirfd = unsafe { libc::open(dir.as_ptr(), libc::O_PATH | libc::O_DIRECTORY) };
+    let openat = said(unsafe { libc::openat(dirfd, name.as_ptr(), libc::O_RDONLY) }.into());
+    // struct open_how (include/uapi/linux/openat2.h): flags, mode, resolve.
+    let how: [u64; 3] = [libc::O_RDONLY as u64, 0, 0];
+    let openat2 = said(unsafe {
+        libc::syscall(libc::SYS_openat2, libc::AT_FDCWD, path.as_ptr(), &raw const how, std::mem::size_of_val(&how))
+    });
+    let creat = said(unsafe { libc::creat(path.as_ptr(), 0o600) }.into());
+    (format!("open={open} openat={openat} openat2={openat2} creat={creat}"), 0)
 }

@@ -654,11 +654,13 @@ fn opens_landlock_alone_decides_are_reported_at_exit_and_end_with_the_grant() {
         &[q(format!("{}/out/**", work.display()))],
         &[q("/usr/bin/dash")],
     );
-    let (p, d, w) = (PROBE, dir.display(), work.display());
-    let (n, s, m) = (notes.display(), secret.display(), made.display());
+    let (wd, nd) = (work.display(), notes.display());
     let script = format!(
-        "{p} open-syscalls {s} {d}; {p} open-syscalls {n} {w}; {p} open-syscalls {m} {w}/out; \
-         {p} open {n} r; {p} open {n} r; cd {w} && {p} open ../secret.txt r; {p} after 4 open {n} r"
+        "{PROBE} open-syscalls {} {}; {PROBE} open-syscalls {nd} {wd}; {PROBE} open-syscalls {} {wd}/out; \
+         {PROBE} open {nd} r; {PROBE} open {nd} r; cd {wd} && {PROBE} open ../secret.txt r; {PROBE} after 4 open {nd} r",
+        secret.display(),
+        dir.display(),
+        made.display()
     );
     let agent = daemon
         .run_command("exact", "read notes", &g, &["--ttl", "3s"], &["/usr/bin/sh", "-c", &script])
@@ -697,7 +699,7 @@ fn opens_landlock_alone_decides_are_reported_at_exit_and_end_with_the_grant() {
         e["kind"] == "file.open" && e["task"]["agent"] == "exact" && e["enforcement"] == "kill"
     });
     assert_eq!(ended["rule"], "grant.ttl", "{ended}");
-    assert_eq!(ended["object"]["path"], n.to_string(), "{ended}");
+    assert_eq!(ended["object"]["path"], nd.to_string(), "{ended}");
     let closed = daemon.wait_event("task.close", |e| e["kind"] == "task.close" && e["task"]["agent"] == "exact");
     let events = daemon.events();
     let denied: Vec<&serde_json::Value> = events
@@ -709,12 +711,41 @@ fn opens_landlock_alone_decides_are_reported_at_exit_and_end_with_the_grant() {
         .filter(|e| e["decision"] == "denied" && e["object"]["path"].as_str().unwrap().ends_with("secret.txt"))
         .count();
     assert_eq!(secret_denials, 5, "open, openat, openat2, creat and the relative spelling: {denied:#?}");
-    let notes_write = denied.iter().filter(|e| e["object"]["path"] == n.to_string()).collect::<Vec<_>>();
+    let notes_write = denied.iter().filter(|e| e["object"]["path"] == nd.to_string()).collect::<Vec<_>>();
     assert_eq!(notes_write.len(), 1, "creat of the notes: {denied:#?}");
     assert_eq!(notes_write[0]["object"]["access"], serde_json::json!(["write"]));
     // First uses, each counted: reads below work, the write that made `made`.
     let used = closed["usage"]["used"].to_string();
-    assert!(used.contains(&format!("files.read {w}/**")), "{closed}");
-    assert!(used.contains(&format!("files.write {w}/out/**")), "{closed}");
+    assert!(used.contains(&format!("files.read {wd}/**")), "{closed}");
+    assert!(used.contains(&format!("files.write {wd}/out/**")), "{closed}");
     assert!(daemon.stop().success());
+}
+
+/// The flags an openat2 asked with sit in the agent's memory, where the exit reads them: a thread
+/// rewriting them to a read while a write-open of a FIFO waits for its reader cannot have the
+/// write counted as a read (the file's own open mode counts too).
+#[test]
+fn an_openat2_whose_flags_are_rewritten_meanwhile_is_still_counted_as_the_write_it_was() {
+    let daemon = Daemon::start();
+    let dir = daemon.dir.path().to_path_buf();
+    let work = dir.join("work");
+    std::fs::create_dir_all(work.join("out")).unwrap();
+    let fifo = work.join("out/fifo");
+    let path = std::ffi::CString::new(fifo.display().to_string()).unwrap();
+    // SAFETY: mkfifo on a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let g = confined_grant(
+        &dir,
+        "fifo",
+        &[q(format!("{}/**", work.display()))],
+        &[q(format!("{}/out/**", work.display()))],
+        &[],
+    );
+    let out = daemon.run("flipper", "write a fifo", &g, &[PROBE, "openat2-flip", &fifo.display().to_string()]);
+    assert_eq!(stdout(&out), "ok", "{out:?}");
+    let closed = daemon.wait_event("task.close", |e| e["kind"] == "task.close" && e["task"]["agent"] == "flipper");
+    let opened = daemon.wait_event("task.open", |e| e["kind"] == "task.open" && e["task"]["agent"] == "flipper");
+    assert!(opened["reason"].as_str().unwrap().contains("Landlock's alone"), "{opened}");
+    let used = closed["usage"]["used"].to_string();
+    assert!(used.contains(&format!("files.write {}/out/**", work.display())), "the write was counted: {closed}");
 }

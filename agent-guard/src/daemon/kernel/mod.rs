@@ -240,7 +240,7 @@ const OBSERVE_TRACEPOINTS: &[(&str, &str, &str)] = &[
 ];
 /// The open exits of the `landlock` level (file.rs): (program, program with BTF, event). With
 /// the kernel's BTF the second, which also judges the opens Landlock alone decides
-/// (open_cached.rs); it reads the syscall's registers through `bpf_task_pt_regs`, which a kernel
+/// (`open_cached.rs`); it reads the syscall's registers through `bpf_task_pt_regs`, which a kernel
 /// without BTF refuses to load.
 const OPEN_EXITS: &[(&str, &str, &str)] = &[
     ("sys_exit_openat", "sys_exit_openat_btf", "sys_exit_openat"),
@@ -248,7 +248,7 @@ const OPEN_EXITS: &[(&str, &str, &str)] = &[
     ("sys_exit_openat2", "sys_exit_openat2_btf", "sys_exit_openat2"),
     ("sys_exit_creat", "sys_exit_creat_btf", "sys_exit_creat"),
 ];
-/// Whether `CONFINE_OPENS_CACHED` works on this architecture (open_cached.rs `ARG_OFF`).
+/// Whether `CONFINE_OPENS_CACHED` works on this architecture (`open_cached.rs` `ARG_OFF`).
 const OPENS_CACHED_ARCH: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
 /// BPF LSM programs: (program name, LSM hook).
 const LSM_PROGRAMS: &[(&str, &str)] = &[
