@@ -499,8 +499,9 @@ fn openat2_flip(args: &[String]) -> (String, i32) {
     let reader = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(300));
         how.store(libc::O_RDONLY as u64, std::sync::atomic::Ordering::SeqCst);
-        // SAFETY: opens the FIFO for reading, which lets the writer's open return.
-        let fd = unsafe { libc::open(reader_path.as_ptr(), libc::O_RDONLY) };
+        // SAFETY: opens the FIFO for reading, which lets the writer's open return (without
+        // waiting for a writer itself: openat2 may have been refused).
+        let fd = unsafe { libc::open(reader_path.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK) };
         std::thread::sleep(Duration::from_millis(300));
         // SAFETY: closes what it opened.
         unsafe { libc::close(fd) };
