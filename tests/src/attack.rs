@@ -27,6 +27,9 @@
 //!   setown-pgrp        `F_SETOWN` of a pipe to a process group (a new one, led by this process)
 //!   bpf-obj-get PATH   `BPF_OBJ_GET` of a pinned map or link
 //!   open-unfaulted PATH  opens PATH spelled on a page the process never touched (a memfd mapping)
+//!   seq STEP :: STEP ..  runs each STEP (`VERB ARGS`, or `cd DIR` for the steps after it) as a
+//!                      child probe, their lines in order; a child killed by a signal ends the
+//!                      sequence with exit status 128 + the signal, as a shell would
 //!   openat2-flip FIFO  openat2(FIFO, `O_WRONLY`) blocks for a reader; meanwhile another thread
 //!                      rewrites the `open_how` to `O_RDONLY` and opens the reader: "ok" once the
 //!                      writer's open returns (what the exit then reads in memory is a read)
@@ -539,4 +542,30 @@ fn open_syscalls(args: &[String]) -> (String, i32) {
     });
     let creat = said(unsafe { libc::creat(path.as_ptr(), 0o600) }.into());
     (format!("open={open} openat={openat} openat2={openat2} creat={creat}"), 0)
+}
+
+/// `seq STEP :: STEP ..` (see the module comment). Exits itself: the children printed the lines.
+pub fn run_seq(steps: &[String]) -> ! {
+    use std::os::unix::process::ExitStatusExt;
+    let me = std::env::current_exe().unwrap_or_else(|_| super::usage());
+    let mut dir: Option<String> = None;
+    for step in steps.split(|arg| arg == "::") {
+        if let [cd, to] = step
+            && cd == "cd"
+        {
+            dir = Some(to.clone());
+            continue;
+        }
+        let mut child = std::process::Command::new(&me);
+        child.args(step);
+        if let Some(dir) = &dir {
+            child.current_dir(dir);
+        }
+        let status = child.status().unwrap_or_else(|_| std::process::exit(127));
+        let _ = std::io::stdout().flush();
+        if let Some(signal) = status.signal() {
+            std::process::exit(128 + signal);
+        }
+    }
+    std::process::exit(0);
 }

@@ -54,6 +54,9 @@ fn outcome(result: std::io::Result<()>) -> (String, i32) {
 
 #[expect(clippy::too_many_lines, reason = "one arm per probe verb")]
 fn act(args: &[String]) -> (String, i32) {
+    if args.first().map(String::as_str) == Some("seq") {
+        attack::run_seq(&args[1..]);
+    }
     if let Some(result) = attack::act(args) {
         return outcome(result);
     }

@@ -657,25 +657,56 @@ fn opens_landlock_alone_decides_are_reported_at_exit_and_end_with_the_grant() {
     let (notes, secret, made) = (work.join("notes.txt"), dir.join("secret.txt"), work.join("out/made"));
     std::fs::write(&notes, "notes").unwrap();
     std::fs::write(&secret, "TOPSECRET").unwrap();
-    // The shell as the kernel execs it: dash here, busybox in the VM.
-    let shell = std::fs::canonicalize("/bin/sh").unwrap().display().to_string();
     let g = confined_grant(
         &dir,
         "exact",
         &[q(format!("{}/**", work.display()))],
         &[q(format!("{}/out/**", work.display()))],
-        &[q(&shell)],
+        &[],
     );
-    let (wd, nd) = (work.display(), notes.display());
-    let script = format!(
-        "{PROBE} open-syscalls {} {}; {PROBE} open-syscalls {nd} {wd}; {PROBE} open-syscalls {} {wd}/out; \
-         {PROBE} open {nd} r; {PROBE} open {nd} r; cd {wd} && {PROBE} open ../secret.txt r; {PROBE} after 12 open {nd} r",
-        secret.display(),
-        dir.display(),
-        made.display()
-    );
+    // One task: the probe runs each step as its child (no shell: the VM has only busybox).
+    let (wd, nd) = (work.display().to_string(), notes.display().to_string());
+    let (sd, dd, md) = (secret.display().to_string(), dir.display().to_string(), made.display().to_string());
+    let out_dir = format!("{wd}/out");
+    let steps: Vec<&str> = vec![
+        "seq",
+        "open-syscalls",
+        &sd,
+        &dd,
+        "::",
+        "open-syscalls",
+        &nd,
+        &wd,
+        "::",
+        "open-syscalls",
+        &md,
+        &out_dir,
+        "::",
+        "open",
+        &nd,
+        "r",
+        "::",
+        "open",
+        &nd,
+        "r",
+        "::",
+        "cd",
+        &wd,
+        "::",
+        "open",
+        "../secret.txt",
+        "r",
+        "::",
+        "after",
+        "12",
+        "open",
+        &nd,
+        "r",
+    ];
+    let mut cmd = vec![PROBE];
+    cmd.extend(steps);
     let agent = daemon
-        .run_command("exact", "read notes", &g, &["--ttl", "10s"], &["/bin/sh", "-c", &script])
+        .run_command("exact", "read notes", &g, &["--ttl", "10s"], &cmd)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -715,7 +746,7 @@ fn opens_landlock_alone_decides_are_reported_at_exit_and_end_with_the_grant() {
         e["kind"] == "file.open" && e["task"]["agent"] == "exact" && e["enforcement"] == "kill"
     });
     assert_eq!(ended["rule"], "grant.ttl", "{ended}");
-    assert_eq!(ended["object"]["path"], nd.to_string(), "{ended}");
+    assert_eq!(ended["object"]["path"], nd.as_str(), "{ended}");
     let closed = daemon.wait_event("task.close", |e| e["kind"] == "task.close" && e["task"]["agent"] == "exact");
     let events = daemon.events();
     let denied: Vec<&serde_json::Value> = events
@@ -728,7 +759,7 @@ fn opens_landlock_alone_decides_are_reported_at_exit_and_end_with_the_grant() {
         .count();
     let expected = if abi < 3 { 4 } else { 5 };
     assert_eq!(secret_denials, expected, "open, openat, openat2, creat and the relative spelling: {denied:#?}");
-    let notes_write = denied.iter().filter(|e| e["object"]["path"] == nd.to_string()).collect::<Vec<_>>();
+    let notes_write = denied.iter().filter(|e| e["object"]["path"] == nd.as_str()).collect::<Vec<_>>();
     assert_eq!(notes_write.len(), 1, "creat of the notes: {denied:#?}");
     assert_eq!(notes_write[0]["object"]["access"], serde_json::json!(["write"]));
     // First uses, each counted: reads below work, the write that made `made`.
