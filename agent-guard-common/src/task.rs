@@ -80,9 +80,10 @@ pub const CONFINE_FILES_EXACT: u32 = 2;
 pub const CONFINE_ASKS_HELD: u32 = 4;
 
 /// `TaskEntry::confine` bit, with `CONFINE_FILES_EXACT`: every file rule allows (no `flag`), and
-/// the task enforces. An open is then Landlock's alone: the entry program does nothing, and the
-/// exit program reports a refusal (reading the syscall's arguments back from its registers) or
-/// the first use of a file, found by its identity in `OPEN_SEEN` (`OpenSeenKey`).
+/// the task enforces. An open is then Landlock's alone: while the grant is in force the entry
+/// program does nothing (after it, it kills at entry), and the exit program reports a refusal
+/// (reading the syscall's arguments back from its registers) or the first use of a file, found
+/// by its identity in `OPEN_SEEN` (`OpenSeenKey`).
 pub const CONFINE_OPENS_CACHED: u32 = 8;
 
 /// `Approval::state`

@@ -121,13 +121,10 @@ pub fn exit(task: &CurrentTask, ret: i64, call: OpenCall) {
 }
 
 /// An open entered after the grant ended: judged as at the `kill` level (file.rs), killed, and
-/// kept in `FILE_PENDING` so that its exit knows (`judged_at_entry`). A spelling that cannot be
-/// read is killed all the same: nothing is allowed any more.
+/// kept in `FILE_PENDING` so that its exit knows (`judged_at_entry`).
 #[inline(always)]
 pub fn ended_at_entry(task: &CurrentTask, dfd: i64, filename: u64, flags: u32) {
-    kill_current();
-    if let Some((event, _)) = judge_spelled(task, dfd, filename, flags, false, false) {
-        killed(task, event);
+    if let Some(event) = kill_for_ended(task, dfd, filename, flags) {
         let _ = FILE_PENDING.insert(&current_tid(), event, 0);
     }
 }
@@ -146,23 +143,31 @@ fn judged_at_entry() -> bool {
 /// judged on the arguments read back from the registers.
 #[inline(always)]
 fn ended_between(task: &CurrentTask, call: OpenCall) {
-    kill_current();
     let Some(args) = syscall_args(call) else {
+        kill_current();
         emit::count_drop();
         return;
     };
-    if let Some((event, _)) = judge_spelled(task, args.dfd, args.filename, args.flags, false, false) {
-        killed(task, event);
-    }
+    let _ = kill_for_ended(task, args.dfd, args.filename, args.flags);
 }
 
-/// Sends `event` as an open killed because the grant ended.
+/// Kills the current process for an open after its grant ended and reports the open, judged on
+/// its spelling; the event sent. A spelling that cannot be read is killed all the same: nothing
+/// is allowed any more.
 #[inline(always)]
-fn killed(task: &CurrentTask, event: &mut agent_guard_common::event::FileEvent) {
+fn kill_for_ended(
+    task: &CurrentTask,
+    dfd: i64,
+    filename: u64,
+    flags: u32,
+) -> Option<&'static mut agent_guard_common::event::FileEvent> {
+    kill_current();
+    let (event, _) = judge_spelled(task, dfd, filename, flags, false, false)?;
     event.header.verdict = VERDICT_OUT_OF_SCOPE;
     event.header.reason = task.out_of_scope_reason();
     event.header.action = ACTION_KILLED;
     emit::send(event);
+    Some(event)
 }
 
 /// Reports the first use of the file behind descriptor `fd` (see the module comment). The

@@ -657,54 +657,17 @@ fn opens_landlock_alone_decides_are_reported_at_exit_and_end_with_the_grant() {
     let (notes, secret, made) = (work.join("notes.txt"), dir.join("secret.txt"), work.join("out/made"));
     std::fs::write(&notes, "notes").unwrap();
     std::fs::write(&secret, "TOPSECRET").unwrap();
-    let g = confined_grant(
-        &dir,
-        "exact",
-        &[q(format!("{}/**", work.display()))],
-        &[q(format!("{}/out/**", work.display()))],
-        &[],
-    );
+    let g = work_grant(&daemon, &work);
     // One task: the probe runs each step as its child (no shell: the VM has only busybox).
     let (wd, nd) = (work.display().to_string(), notes.display().to_string());
     let (sd, dd, md) = (secret.display().to_string(), dir.display().to_string(), made.display().to_string());
-    let out_dir = format!("{wd}/out");
-    let steps: Vec<&str> = vec![
-        "seq",
-        "open-syscalls",
-        &sd,
-        &dd,
-        "::",
-        "open-syscalls",
-        &nd,
-        &wd,
-        "::",
-        "open-syscalls",
-        &md,
-        &out_dir,
-        "::",
-        "open",
-        &nd,
-        "r",
-        "::",
-        "open",
-        &nd,
-        "r",
-        "::",
-        "cd",
-        &wd,
-        "::",
-        "open",
-        "../secret.txt",
-        "r",
-        "::",
-        "after",
-        "12",
-        "open",
-        &nd,
-        "r",
-    ];
+    // Temporary paths have no spaces: the steps are split on them.
+    let steps = format!(
+        "seq open-syscalls {sd} {dd} :: open-syscalls {nd} {wd} :: open-syscalls {md} {wd}/out :: open {nd} r :: \
+         open {nd} r :: cd {wd} :: open ../secret.txt r :: after 12 open {nd} r"
+    );
     let mut cmd = vec![PROBE];
-    cmd.extend(steps);
+    cmd.extend(steps.split(' '));
     let agent = daemon
         .run_command("exact", "read notes", &g, &["--ttl", "10s"], &cmd)
         .stdout(std::process::Stdio::piped())
@@ -782,13 +745,7 @@ fn an_openat2_whose_flags_are_rewritten_meanwhile_is_still_counted_as_the_write_
     let path = std::ffi::CString::new(fifo.display().to_string()).unwrap();
     // SAFETY: mkfifo on a NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
-    let g = confined_grant(
-        &dir,
-        "fifo",
-        &[q(format!("{}/**", work.display()))],
-        &[q(format!("{}/out/**", work.display()))],
-        &[],
-    );
+    let g = work_grant(&daemon, &work);
     let out = daemon.run("flipper", "write a fifo", &g, &[PROBE, "openat2-flip", &fifo.display().to_string()]);
     let closed = daemon.wait_event("task.close", |e| e["kind"] == "task.close" && e["task"]["agent"] == "flipper");
     let opened = daemon.wait_event("task.open", |e| e["kind"] == "task.open" && e["task"]["agent"] == "flipper");
