@@ -187,8 +187,14 @@ fn try_open_exit(ret: i64, task: &crate::task::CurrentTask) {
         // Left by an exited thread whose tid was reused: never act on another process.
     } else if ret == -EACCES && confined {
         report_refused(event);
-    } else if ret >= 0 && exact && event.path_flags & PATH_UNREADABLE == 0 {
-        // Landlock's file rules are the grant's: what it let through is in scope.
+    } else if ret >= 0
+        && exact
+        && event.path_flags & PATH_UNREADABLE == 0
+        && (event.header.verdict == VERDICT_IN_SCOPE || event.header.verdict == VERDICT_FLAGGED)
+    {
+        // Landlock's file rules are the grant's, and the grant allows the path as spelled:
+        // what Landlock let through is in scope. A spelling the grant does not allow that
+        // Landlock let through is judged on the file reached, below.
     } else if ret >= 0 {
         // Landlock let it through: judge the file the open reached (the ruleset is wider than
         // the grant for `DIR/*`, `deny` rules and sub-tasks). Where it cannot be found, a path

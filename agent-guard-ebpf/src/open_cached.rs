@@ -10,21 +10,24 @@
 //! - success: the file's first use is reported. The file is found by its identity (mount,
 //!   inode number and generation, `OpenSeenKey`) in `OPEN_SEEN`: a file seen before costs one
 //!   lookup; a new one is walked to its path, matched against the grant and reported once per
-//!   path and access (usage.rs).
+//!   path and access (usage.rs). A new file the grant does not name, which Landlock let through
+//!   all the same (a bind mount, a process outside the ruleset), kills the process at exit.
 //! - the grant ended: an open entered after the end is killed at its entry (file.rs calls
 //!   `ended_at_entry`), before a descriptor exists that a sibling could be handed; one that was
 //!   inside the kernel when the grant ended is killed at its exit.
 //!
-//! The cache decides nothing: Landlock has already let the open through. What a stale entry (a
-//! file renamed or hard-linked to another allowed path) can cost is the usage report of the
-//! second name, never an access.
+//! The cache decides nothing: Landlock has already let the open through, and a file enters it
+//! only once the grant allowed its path. What a stale entry (a file renamed or hard-linked to
+//! another path) can cost is the report of the second name, never an access the first did not
+//! have.
 //!
 //! Fail-open/closed: reporting only, as file.rs. Registers that cannot be read lose the report
 //! (counted as a drop); a task whose grant ended is killed all the same.
 
 use agent_guard_common::{
     event::{
-        ACTION_ALLOWED, ACTION_KILLED, FILE_OP_OPEN, KIND_FILE, REASON_NONE, VERDICT_IN_SCOPE, VERDICT_OUT_OF_SCOPE,
+        ACTION_ALLOWED, ACTION_KILLED, FILE_OP_OPEN, KIND_FILE, REASON_NO_RULE, REASON_NONE, VERDICT_IN_SCOPE,
+        VERDICT_OUT_OF_SCOPE,
     },
     path::{Decision, O_CREAT, O_RDWR, O_TRUNC, O_WRONLY, PATH_MAX_MATCH, decide, open_access},
     task::OpenSeenKey,
@@ -222,9 +225,18 @@ fn first_use(task: &CurrentTask, fd: u64, call: OpenCall) {
     // the file was opened for.
     let access = if matches!(decide(matched.allowed, asked), Decision::Allow) { asked } else { access };
     if matched.flags != 0 || !matches!(decide(matched.allowed, access), Decision::Allow) {
-        // Landlock let through what the grant's rules, matched on this path, do not name (the
-        // same file reached through a bind mount): Landlock's ruleset is the grant, so this is
-        // only a path the report cannot name a rule for.
+        // Landlock let through what the grant's rules, matched on the file's path, do not name:
+        // a sub-task's process held only by its parent's wider ruleset, or the same file
+        // reached through a bind mount. Fail closed, as the `kill` level does: the process dies
+        // before the open returns to it, and the open is reported (BPF LSM refuses this path).
+        crate::task::kill_current();
+        event.header = emit::header(KIND_FILE, VERDICT_OUT_OF_SCOPE, REASON_NO_RULE, ACTION_KILLED, task.task_id);
+        event.access = access;
+        event.open_flags = flags;
+        event.dfd = dfd as i32;
+        event.path_flags = 0;
+        event.op = FILE_OP_OPEN;
+        emit::send(event);
         return;
     }
     if usage::first_use(task.task_id, access, matched.hash) {

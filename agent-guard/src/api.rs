@@ -270,8 +270,12 @@ pub struct LandlockRuleset {
 /// One path of a [`LandlockRuleset`]: a file, or a directory and everything beneath it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(deny_unknown_fields)]
+#[expect(clippy::struct_excessive_bools, reason = "the wire form: one independent yes/no per right and for the tree")]
 pub struct LandlockPath {
     pub path: String,
+    /// Whether the grant names what lies beneath a directory at `path` (`DIR/**`, `DIR/*`);
+    /// false for an exact path, which, where it is a directory, gives only its listing.
+    pub beneath: bool,
     pub read: bool,
     pub write: bool,
     pub exec: bool,

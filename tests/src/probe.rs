@@ -31,6 +31,8 @@
 //!   race-path A B N        opens the path in a buffer another thread keeps rewriting between A
 //!                          and B (same length) N times: "LEAK" if a read returned TOPSECRET
 //!   pid-then VERB ARGS     prints "PID LINE" for VERB
+//!   api-then SOCKET REQUEST VERB ARGS  sends REQUEST (one API line) from this process, its reply
+//!                          to stderr, then does VERB
 //!   resolve NAME           resolves NAME with getaddrinfo: its addresses, sorted, or "unresolved"
 //!   resolve-connect NAME PORT  resolves NAME, then connects to its first address on PORT
 //! and the attack verbs of attack.rs.
@@ -315,6 +317,11 @@ fn act(args: &[String]) -> (String, i32) {
             ("ok".into(), 0)
         }
         Some("pid") => (std::process::id().to_string(), 0),
+        Some("api-then") => {
+            let (socket, request) = (args.get(1).unwrap_or_else(|| usage()), args.get(2).unwrap_or_else(|| usage()));
+            eprintln!("{}", api_line(socket, request));
+            act(&args[3..])
+        }
         Some("after") => {
             std::thread::sleep(Duration::from_secs_f64(
                 args.get(1).and_then(|n| n.parse().ok()).unwrap_or_else(|| usage()),
@@ -624,6 +631,20 @@ fn api_via_child(socket: &str, request: &str, reap: bool) -> String {
         let _ = BufReader::new(&stream).read_line(&mut line);
         line.trim().to_string()
     }
+}
+
+/// The daemon's reply to `request`, sent from this process.
+fn api_line(socket: &str, request: &str) -> String {
+    use std::io::{BufRead, BufReader};
+    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(socket) else {
+        return "error connect".into();
+    };
+    if stream.write_all(format!("{request}\n").as_bytes()).is_err() {
+        return "error write".into();
+    }
+    let mut line = String::new();
+    let _ = BufReader::new(&stream).read_line(&mut line);
+    line.trim().to_string()
 }
 
 fn usage() -> ! {

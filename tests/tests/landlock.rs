@@ -456,6 +456,67 @@ fn a_sub_task_is_confined_by_its_own_ruleset_inside_its_parents() {
     assert_eq!(denied["enforcement"], "landlock", "{denied}");
 }
 
+#[test]
+fn an_exact_directory_is_listed_and_nothing_beneath_it_is_reached() {
+    let daemon = Daemon::start();
+    let dir = daemon.dir.path();
+    let shelf = dir.join("shelf");
+    std::fs::create_dir_all(shelf.join("sub")).unwrap();
+    std::fs::write(shelf.join("sub/secret.txt"), "TOPSECRET").unwrap();
+    // `shelf` names the directory alone: Landlock would give a read right on it to the whole
+    // tree beneath.
+    let g = confined_grant(dir, "exact-dir", &[q(shelf.display())], &[q("/dev/**")], &[]);
+    let probe = |intent: &str, path: &std::path::Path| {
+        daemon.run("shelver", intent, &g, &[PROBE, "open", &path.display().to_string(), "r"])
+    };
+    assert_eq!(stdout(&probe("the listing", &shelf)), "ok");
+    let secret = shelf.join("sub/secret.txt");
+    let out = probe("a file beneath", &secret);
+    assert_eq!(stdout(&out), "error 13", "refused by Landlock: {out:?}");
+    let refused =
+        daemon.wait_event("the refusal", |e| e["task"]["intent"] == "a file beneath" && e["kind"] == "file.open");
+    assert_eq!(
+        (refused["decision"].as_str(), refused["enforcement"].as_str()),
+        (Some("denied"), Some("landlock")),
+        "{refused}"
+    );
+    // A subdirectory Landlock still lets be listed: judged on the grant at exit, killed.
+    let out = probe("a subdirectory", &shelf.join("sub"));
+    assert!(killed(&out), "{out:?}");
+    let event = daemon.wait_event("the kill", |e| e["task"]["intent"] == "a subdirectory" && e["kind"] == "file.open");
+    assert_eq!((event["decision"].as_str(), event["enforcement"].as_str()), (Some("denied"), Some("kill")), "{event}");
+    assert_eq!(event["object"]["path"], shelf.join("sub").display().to_string().as_str(), "{event}");
+}
+
+#[test]
+fn a_sub_task_that_claims_landlock_and_applies_nothing_is_killed_on_what_its_grant_lacks() {
+    let daemon = Daemon::start();
+    let dir = daemon.dir.path();
+    let work = dir.join("work");
+    std::fs::create_dir_all(work.join("deep")).unwrap();
+    std::fs::write(work.join("notes.txt"), "notes").unwrap();
+    std::fs::write(work.join("deep/secret.txt"), "TOPSECRET").unwrap();
+    let w = work.display();
+    let parent = confined_grant(dir, "parent", &[q(format!("{w}/**"))], &[q("/dev/**")], &[]);
+    // The sub-task's own grant, exact and all allow, opened straight through the API by the
+    // agent's process, which claims a Landlock ABI and confines itself with nothing: it is
+    // held only by its parent's ruleset, which reaches the whole of `work`.
+    let child = confined_grant(&work, "child", &[q(format!("{w}/notes.txt"))], &[q("/dev/**")], &[]);
+    let request = serde_json::json!({
+        "version": 1, "op": "open_task", "agent": "lead", "intent": "claims landlock",
+        "grant_yaml": std::fs::read_to_string(&child).unwrap(), "landlock_abi": 1,
+    })
+    .to_string();
+    let socket = daemon.socket.display().to_string();
+    let secret = work.join("deep/secret.txt").display().to_string();
+    let out = daemon.run("lead", "delegates", &parent, &[PROBE, "api-then", &socket, &request, "open", &secret, "r"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("task_opened"), "{out:?}");
+    assert!(killed(&out), "the open reached a file the sub-task's grant lacks: {out:?}");
+    let event = daemon.wait_event("the kill", |e| e["task"]["intent"] == "claims landlock" && e["kind"] == "file.open");
+    assert_eq!((event["decision"].as_str(), event["enforcement"].as_str()), (Some("denied"), Some("kill")), "{event}");
+    assert_eq!(event["object"]["path"], secret.as_str(), "{event}");
+}
+
 /// `work_grant` with an `ask` rule on reads of `asked` and on execs of /usr/bin/true.
 fn ask_grant(daemon: &Daemon, work: &std::path::Path, asked: &std::path::Path) -> std::path::PathBuf {
     let work = work.display();

@@ -57,14 +57,24 @@ pub fn apply(ruleset: &LandlockRuleset) -> Result<(), ConfineError> {
         attr = attr.scope(Scope::from_all(abi))?;
     }
     let mut created = attr.create()?;
-    let loaders =
-        DYNAMIC_LOADERS.iter().map(|path| LandlockPath { path: (*path).into(), read: true, write: false, exec: true });
+    let loaders = DYNAMIC_LOADERS.iter().map(|path| LandlockPath {
+        path: (*path).into(),
+        beneath: false,
+        read: true,
+        write: false,
+        exec: true,
+    });
     let loaders: Vec<LandlockPath> = loaders.collect();
     for rule in ruleset.paths.iter().chain(&loaders) {
         let Some((file, is_dir)) = open_rule_path(rule, ruleset)? else { continue };
         let mut access = access_of(rule, abi) & handled;
         if !is_dir {
             access &= AccessFs::from_file(abi);
+        } else if !rule.beneath {
+            // A right on a directory reaches everything beneath it: an exact path that is a
+            // directory may only be listed (Landlock's ReadDir still lists its subdirectories;
+            // the eBPF side judges what is opened there against the grant).
+            access &= AccessFs::ReadDir;
         }
         if !access.is_empty() {
             created = created.add_rule(PathBeneath::new(file, access))?;
@@ -133,8 +143,8 @@ fn open_rule_path(rule: &LandlockPath, ruleset: &LandlockRuleset) -> Result<Opti
 fn covered(resolved: &str, rule: &LandlockPath, ruleset: &LandlockRuleset) -> bool {
     let beneath = |p: &LandlockPath| {
         resolved == p.path
-            || p.path == "/"
-            || resolved.strip_prefix(p.path.as_str()).is_some_and(|rest| rest.starts_with('/'))
+            || (p.beneath
+                && (p.path == "/" || resolved.strip_prefix(p.path.as_str()).is_some_and(|rest| rest.starts_with('/'))))
     };
     let by_some = |access: fn(&LandlockPath) -> bool| ruleset.paths.iter().any(|p| access(p) && beneath(p));
     (!rule.read || by_some(|p| p.read)) && (!rule.write || by_some(|p| p.write)) && (!rule.exec || by_some(|p| p.exec))

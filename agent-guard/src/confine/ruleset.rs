@@ -4,8 +4,9 @@
 //! - `DIR/**` is a rule on DIR (exact);
 //! - `DIR/*` is a rule on DIR too (wider: deeper entries are allowed by Landlock and killed by
 //!   the eBPF side, which matches the grant's own patterns);
-//! - an exact path is a rule on that path (applied to its nearest existing directory when it
-//!   does not exist yet and is writable, so that it can be created; wider again).
+//! - an exact path is a rule on that path, left out while it does not exist (confine/apply.rs);
+//!   where it is a directory, the rule gives only its listing (`beneath: false`), since any
+//!   other right on a directory reaches everything beneath it.
 //!
 //! `allow` and `flag` rules go in, and `ask` rules where a supervisor holds the task's opens and
 //! execs (confine/notify.rs): the daemon answers each matching call after a human decided, and
@@ -23,19 +24,24 @@ use crate::{
 /// The ruleset of `spec` for Landlock ABI `abi`; `asks_held`: a supervisor holds the task's
 /// `ask` actions, so their paths go in too.
 pub fn compile(spec: &GrantSpec, abi: u32, asks_held: bool) -> LandlockRuleset {
-    let mut paths: BTreeMap<String, LandlockPath> = BTreeMap::new();
+    let mut paths: BTreeMap<(String, bool), LandlockPath> = BTreeMap::new();
     let included = |action: RuleAction| {
         matches!(action, RuleAction::Allow | RuleAction::Flag) || (asks_held && action == RuleAction::Ask)
     };
     let mut add = |rules: &[FileRule], set: fn(&mut LandlockPath)| {
         for rule in rules.iter().filter(|r| included(r.action)) {
-            let path = match &rule.target {
-                PathPattern::Exact(path) => path.clone(),
-                PathPattern::Children(dir) | PathPattern::Subtree(dir) if dir.is_empty() => "/".to_string(),
-                PathPattern::Children(dir) | PathPattern::Subtree(dir) => dir.clone(),
+            let (path, beneath) = match &rule.target {
+                PathPattern::Exact(path) => (path.clone(), false),
+                PathPattern::Children(dir) | PathPattern::Subtree(dir) if dir.is_empty() => ("/".to_string(), true),
+                PathPattern::Children(dir) | PathPattern::Subtree(dir) => (dir.clone(), true),
             };
-            let entry =
-                paths.entry(path.clone()).or_insert(LandlockPath { path, read: false, write: false, exec: false });
+            let entry = paths.entry((path.clone(), beneath)).or_insert(LandlockPath {
+                path,
+                beneath,
+                read: false,
+                write: false,
+                exec: false,
+            });
             set(entry);
         }
     };

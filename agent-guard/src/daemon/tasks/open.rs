@@ -274,7 +274,10 @@ impl Registry {
             parent_task: parent.unwrap_or(0),
             expires_ns,
             confine: match &landlock {
-                Some(_) if files_exact(&grant.spec) && in_ruleset.is_none() => {
+                // Never for a sub-task: it is opened from inside its parent's task, whose
+                // processes could claim a Landlock ABI and not apply the ruleset, and would then be
+                // held only by the parent's wider one; its opens are judged on the file reached.
+                Some(_) if files_exact(&grant.spec) && in_ruleset.is_none() && parent.is_none() => {
                     let cached =
                         self.kernel.opens_cached && grant.spec.mode != Mode::Audit && files_all_allow(&grant.spec);
                     CONFINE_LANDLOCK | CONFINE_FILES_EXACT | if cached { CONFINE_OPENS_CACHED } else { 0 }
