@@ -40,12 +40,14 @@ pub fn header(kind: u32, verdict: u32, reason: u32, action: u32, task_id: u32) -
 }
 
 /// Puts `record` on the ring buffer; when it is full the loss is counted in `EVENT_DROPS`,
-/// which the daemon reports, so nothing is lost silently.
+/// which the daemon reports, so nothing is lost silently. Whether it was put there.
 #[inline(always)]
-pub fn send<T>(record: &T) {
-    if EVENTS.output(record, 0).is_err() {
+pub fn send<T>(record: &T) -> bool {
+    let sent = EVENTS.output(record, 0).is_ok();
+    if !sent {
         count_drop();
     }
+    sent
 }
 
 /// Puts a record of a refused attempt on the guard or on the task's boundary (tampering, an

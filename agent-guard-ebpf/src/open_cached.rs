@@ -11,7 +11,7 @@
 //!   inode number and generation, `OpenSeenKey`) in `OPEN_SEEN`: a file seen before costs one
 //!   lookup; a new one is walked to its path, matched against the grant and reported once per
 //!   path and access (usage.rs). A new file the grant does not name, which Landlock let through
-//!   all the same (a bind mount, a process outside the ruleset), kills the process at exit.
+//!   all the same (a process outside the ruleset), kills the process at exit.
 //! - the grant ended: an open entered after the end is killed at its entry (file.rs calls
 //!   `ended_at_entry`), before a descriptor exists that a sibling could be handed; one that was
 //!   inside the kernel when the grant ended is killed at its exit.
@@ -26,8 +26,8 @@
 
 use agent_guard_common::{
     event::{
-        ACTION_ALLOWED, ACTION_KILLED, FILE_OP_OPEN, KIND_FILE, REASON_NO_RULE, REASON_NONE, VERDICT_IN_SCOPE,
-        VERDICT_OUT_OF_SCOPE,
+        ACTION_ALLOWED, ACTION_KILLED, FILE_OP_OPEN, KIND_FILE, PATH_FD_LINK, PATH_RELATIVE, PATH_UNREADABLE,
+        REASON_NO_RULE, REASON_NONE, VERDICT_IN_SCOPE, VERDICT_OUT_OF_SCOPE, VERDICT_RULE_DENY, VERDICT_UNRESOLVED,
     },
     path::{Decision, O_CREAT, O_RDWR, O_TRUNC, O_WRONLY, PATH_MAX_MATCH, decide, open_access},
     task::OpenSeenKey,
@@ -217,7 +217,11 @@ fn first_use(task: &CurrentTask, fd: u64, call: OpenCall) {
     let event = unsafe { &mut *event };
     event.path = [0; PATH_MAX_MATCH];
     let Ok(len) = resolve::file_path(file, &mut event.path) else {
-        // Pathless or beyond the walk: nothing to report it by; looked up again next time.
+        // Pathless (a pipe reopened through its descriptor link) or beyond the walk (deeper
+        // than its components, longer than its buffer): judged on its spelling instead.
+        if !spelled_first_use(task, call) {
+            let _ = OPEN_SEEN.insert(&key, &1, 0);
+        }
         return;
     };
     let matched = match_path(task.entry.grant_id, &event.path, len, true);
@@ -225,10 +229,10 @@ fn first_use(task: &CurrentTask, fd: u64, call: OpenCall) {
     // the file was opened for.
     let access = if matches!(decide(matched.allowed, asked), Decision::Allow) { asked } else { access };
     if matched.flags != 0 || !matches!(decide(matched.allowed, access), Decision::Allow) {
-        // Landlock let through what the grant's rules, matched on the file's path, do not name:
-        // a sub-task's process held only by its parent's wider ruleset, or the same file
-        // reached through a bind mount. Fail closed, as the `kill` level does: the process dies
-        // before the open returns to it, and the open is reported (BPF LSM refuses this path).
+        // Landlock let through what the grant's rules, matched on the file's path, do not name
+        // (a process held by a wider ruleset than its task's: see open.rs). Fail closed, as the
+        // `kill` level does: the process dies before the open returns to it, and the open is
+        // reported (BPF LSM refuses this path).
         crate::task::kill_current();
         event.header = emit::header(KIND_FILE, VERDICT_OUT_OF_SCOPE, REASON_NO_RULE, ACTION_KILLED, task.task_id);
         event.access = access;
@@ -246,7 +250,53 @@ fn first_use(task: &CurrentTask, fd: u64, call: OpenCall) {
         event.dfd = dfd as i32;
         event.path_flags = 0;
         event.op = FILE_OP_OPEN;
-        emit::send(event);
+        if !emit::send(event) {
+            // Lost to a full ring buffer (counted): the file's next open reports it, so that
+            // flooding the buffer cannot hide a use.
+            usage::forget(task.task_id, access, matched.hash);
+            return;
+        }
     }
     let _ = OPEN_SEEN.insert(&key, &1, 0);
+}
+
+/// The first use of a file whose path the kernel walk cannot give, judged and reported on the
+/// open's spelling as file.rs's exit does for other confined tasks: a use the grant allows is
+/// reported once (usage.rs); an absolute spelling the kernel cannot decide (`..`, a symlink
+/// the grant names) is reported for the daemon to resolve; one the grant does not allow, which
+/// Landlock let through all the same, or none that can be read, is killed. Whether the process
+/// was killed.
+#[inline(always)]
+fn spelled_first_use(task: &CurrentTask, call: OpenCall) -> bool {
+    let Some(args) = syscall_args(call) else {
+        return false;
+    };
+    let Some((event, report)) = judge_spelled(task, args.dfd, args.filename, args.flags, true, true) else {
+        return false;
+    };
+    if event.path_flags & PATH_UNREADABLE != 0 {
+        // Neither the file's path nor its spelling: refused, as file.rs's exit does.
+        event.header.verdict = VERDICT_OUT_OF_SCOPE;
+        event.header.reason = REASON_NO_RULE;
+    }
+    match event.header.verdict {
+        VERDICT_OUT_OF_SCOPE | VERDICT_RULE_DENY => {
+            crate::task::kill_current();
+            event.header.action = ACTION_KILLED;
+            emit::send(event);
+            true
+        }
+        // A relative spelling would need the process's directories, which may be gone when the
+        // daemon reads the event; a descriptor link names no file.
+        VERDICT_UNRESOLVED if event.path_flags & (PATH_RELATIVE | PATH_FD_LINK) == 0 => {
+            emit::send(event);
+            false
+        }
+        _ => {
+            if report {
+                emit::send(event);
+            }
+            false
+        }
+    }
 }

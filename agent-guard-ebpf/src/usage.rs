@@ -23,3 +23,9 @@ pub fn first_use(task_id: u32, access: u32, hash: u64) -> bool {
     let _ = USAGE_SEEN.insert(&key, &1, 0);
     true
 }
+
+/// Forgets a first use whose report was lost (a full ring buffer): the next use reports it.
+#[inline(always)]
+pub fn forget(task_id: u32, access: u32, hash: u64) {
+    let _ = USAGE_SEEN.remove(&UsageKey { task_id, access, hash });
+}

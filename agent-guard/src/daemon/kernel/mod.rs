@@ -889,6 +889,13 @@ impl Kernel {
         self.update_task(task_id, |entry| entry.dns_port = dns_port)
     }
 
+    /// Stops task `task_id`'s opens being Landlock's alone (`CONFINE_OPENS_CACHED`), for a
+    /// daemon whose exit programs cannot judge them that way: its entry programs judge them
+    /// again.
+    pub fn stop_opens_cached(&mut self, task_id: u32) -> Result<(), KernelError> {
+        self.update_task(task_id, |entry| entry.confine &= !agent_guard_common::task::CONFINE_OPENS_CACHED)
+    }
+
     /// Reads a task's entry, changes it and writes it back.
     fn update_task(&mut self, task_id: u32, change: impl FnOnce(&mut TaskEntry)) -> Result<(), KernelError> {
         let mut entry = self.tasks.get(&task_id, 0).map_err(|source| KernelError::Map { name: maps::TASKS, source })?;

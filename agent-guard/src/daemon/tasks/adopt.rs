@@ -138,6 +138,13 @@ impl Registry {
             if in_kernel.contains(&id) {
                 adopted += 1;
                 self.tasks.insert(id, task);
+                // Opened by a daemon whose exit programs judged its opens (the kernel's BTF);
+                // this one's cannot (open_cached.rs): they are judged at entry again.
+                if !self.kernel.opens_cached
+                    && let Err(err) = self.kernel.stop_opens_cached(id)
+                {
+                    tracing::warn!(task = id, %err, "an adopted task's opens could not be judged at entry again");
+                }
                 // Its resolver died with the previous daemon: a new one, on a new port.
                 match self.start_dns(id) {
                     Ok(port) => {
