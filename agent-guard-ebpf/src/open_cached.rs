@@ -26,8 +26,8 @@
 
 use agent_guard_common::{
     event::{
-        ACTION_ALLOWED, ACTION_KILLED, FILE_OP_OPEN, KIND_FILE, PATH_FD_LINK, PATH_RELATIVE, PATH_UNREADABLE,
-        REASON_NO_RULE, REASON_NONE, VERDICT_IN_SCOPE, VERDICT_OUT_OF_SCOPE, VERDICT_RULE_DENY, VERDICT_UNRESOLVED,
+        ACTION_ALLOWED, ACTION_KILLED, FILE_OP_OPEN, KIND_FILE, REASON_NO_RULE, REASON_NONE, VERDICT_IN_SCOPE,
+        VERDICT_OUT_OF_SCOPE,
     },
     path::{Decision, O_CREAT, O_RDWR, O_TRUNC, O_WRONLY, PATH_MAX_MATCH, decide, open_access},
     task::OpenSeenKey,
@@ -218,10 +218,9 @@ fn first_use(task: &CurrentTask, fd: u64, call: OpenCall) {
     event.path = [0; PATH_MAX_MATCH];
     let Ok(len) = resolve::file_path(file, &mut event.path) else {
         // Pathless (a pipe reopened through its descriptor link) or beyond the walk (deeper
-        // than its components, longer than its buffer): judged on its spelling instead.
-        if !spelled_first_use(task, call) {
-            let _ = OPEN_SEEN.insert(&key, &1, 0);
-        }
+        // than its components, longer than its buffer): nothing to report it by (Landlock
+        // decided it); looked up again next time. Judging the spelling here as well made these
+        // programs a third larger for the verifier (docs/design.md, "The landlock level").
         return;
     };
     let matched = match_path(task.entry.grant_id, &event.path, len, true);
@@ -258,45 +257,4 @@ fn first_use(task: &CurrentTask, fd: u64, call: OpenCall) {
         }
     }
     let _ = OPEN_SEEN.insert(&key, &1, 0);
-}
-
-/// The first use of a file whose path the kernel walk cannot give, judged and reported on the
-/// open's spelling as file.rs's exit does for other confined tasks: a use the grant allows is
-/// reported once (usage.rs); an absolute spelling the kernel cannot decide (`..`, a symlink
-/// the grant names) is reported for the daemon to resolve; one the grant does not allow, which
-/// Landlock let through all the same, or none that can be read, is killed. Whether the process
-/// was killed.
-#[inline(always)]
-fn spelled_first_use(task: &CurrentTask, call: OpenCall) -> bool {
-    let Some(args) = syscall_args(call) else {
-        return false;
-    };
-    let Some((event, report)) = judge_spelled(task, args.dfd, args.filename, args.flags, true, true) else {
-        return false;
-    };
-    if event.path_flags & PATH_UNREADABLE != 0 {
-        // Neither the file's path nor its spelling: refused, as file.rs's exit does.
-        event.header.verdict = VERDICT_OUT_OF_SCOPE;
-        event.header.reason = REASON_NO_RULE;
-    }
-    match event.header.verdict {
-        VERDICT_OUT_OF_SCOPE | VERDICT_RULE_DENY => {
-            crate::task::kill_current();
-            event.header.action = ACTION_KILLED;
-            emit::send(event);
-            true
-        }
-        // A relative spelling would need the process's directories, which may be gone when the
-        // daemon reads the event; a descriptor link names no file.
-        VERDICT_UNRESOLVED if event.path_flags & (PATH_RELATIVE | PATH_FD_LINK) == 0 => {
-            emit::send(event);
-            false
-        }
-        _ => {
-            if report {
-                emit::send(event);
-            }
-            false
-        }
-    }
 }

@@ -51,7 +51,7 @@ pub const LSM_WITH_BPF: &str = "lockdown,capability,landlock,yama,bpf";
 const LSM_WITHOUT_BPF: &str = "lockdown,capability,landlock,yama";
 pub const MARKER: &str = "AGENT-GUARD-VM-RESULT";
 /// Wall-clock limit for one VM run (TCG emulation is slow; the suite takes well under this).
-const VM_TIMEOUT: Duration = Duration::from_mins(20);
+const VM_TIMEOUT: Duration = Duration::from_mins(30);
 
 pub fn vm_dir() -> PathBuf {
     workspace_root().join("target/vm")
