@@ -227,34 +227,32 @@ fn first_use(task: &CurrentTask, fd: u64, call: OpenCall) {
     // `O_CREAT` on a file that existed asks for a write it did not need: then the use is what
     // the file was opened for.
     let access = if matches!(decide(matched.allowed, asked), Decision::Allow) { asked } else { access };
-    if matched.flags != 0 || !matches!(decide(matched.allowed, access), Decision::Allow) {
+    let in_grant = matched.flags == 0 && matches!(decide(matched.allowed, access), Decision::Allow);
+    if in_grant && !usage::first_use(task.task_id, access, matched.hash) {
+        let _ = OPEN_SEEN.insert(&key, &1, 0);
+        return;
+    }
+    event.access = access;
+    event.open_flags = flags;
+    event.dfd = dfd as i32;
+    event.path_flags = 0;
+    event.op = FILE_OP_OPEN;
+    if !in_grant {
         // Landlock let through what the grant's rules, matched on the file's path, do not name
         // (a process held by a wider ruleset than its task's: see open.rs). Fail closed, as the
         // `kill` level does: the process dies before the open returns to it, and the open is
         // reported (BPF LSM refuses this path).
         crate::task::kill_current();
         event.header = emit::header(KIND_FILE, VERDICT_OUT_OF_SCOPE, REASON_NO_RULE, ACTION_KILLED, task.task_id);
-        event.access = access;
-        event.open_flags = flags;
-        event.dfd = dfd as i32;
-        event.path_flags = 0;
-        event.op = FILE_OP_OPEN;
         emit::send(event);
         return;
     }
-    if usage::first_use(task.task_id, access, matched.hash) {
-        event.header = emit::header(KIND_FILE, VERDICT_IN_SCOPE, REASON_NONE, ACTION_ALLOWED, task.task_id);
-        event.access = access;
-        event.open_flags = flags;
-        event.dfd = dfd as i32;
-        event.path_flags = 0;
-        event.op = FILE_OP_OPEN;
-        if !emit::send(event) {
-            // Lost to a full ring buffer (counted): the file's next open reports it, so that
-            // flooding the buffer cannot hide a use.
-            usage::forget(task.task_id, access, matched.hash);
-            return;
-        }
+    event.header = emit::header(KIND_FILE, VERDICT_IN_SCOPE, REASON_NONE, ACTION_ALLOWED, task.task_id);
+    if emit::send(event) {
+        let _ = OPEN_SEEN.insert(&key, &1, 0);
+    } else {
+        // Lost to a full ring buffer (counted): the file's next open reports it, so that
+        // flooding the buffer cannot hide a use.
+        usage::forget(task.task_id, access, matched.hash);
     }
-    let _ = OPEN_SEEN.insert(&key, &1, 0);
 }

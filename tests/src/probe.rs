@@ -593,10 +593,7 @@ fn wait(pid: libc::pid_t) {
 /// kernel's peer credentials name the (gone) child. With `reap` false the child is left a
 /// zombie: exited, untagged by the kernel, but its pid still names it.
 fn api_via_child(socket: &str, request: &str, reap: bool) -> String {
-    use std::{
-        io::{BufRead, BufReader},
-        os::{fd::FromRawFd, unix::net::UnixStream},
-    };
+    use std::os::{fd::FromRawFd, unix::net::UnixStream};
     // SAFETY: plain socket/fork/connect/waitpid calls; the child only connects and _exits.
     unsafe {
         let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
@@ -623,27 +620,26 @@ fn api_via_child(socket: &str, request: &str, reap: bool) -> String {
                 return "error waitid".into();
             }
         }
-        let stream = UnixStream::from_raw_fd(fd);
-        if (&stream).write_all(format!("{request}\n").as_bytes()).is_err() {
-            return "error write".into();
-        }
-        let mut line = String::new();
-        let _ = BufReader::new(&stream).read_line(&mut line);
-        line.trim().to_string()
+        exchange(&UnixStream::from_raw_fd(fd), request)
     }
 }
 
 /// The daemon's reply to `request`, sent from this process.
 fn api_line(socket: &str, request: &str) -> String {
+    match std::os::unix::net::UnixStream::connect(socket) {
+        Ok(stream) => exchange(&stream, request),
+        Err(_) => "error connect".into(),
+    }
+}
+
+/// Writes `request` as one line on `stream` and reads the reply's line.
+fn exchange(stream: &std::os::unix::net::UnixStream, request: &str) -> String {
     use std::io::{BufRead, BufReader};
-    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(socket) else {
-        return "error connect".into();
-    };
-    if stream.write_all(format!("{request}\n").as_bytes()).is_err() {
+    if (&*stream).write_all(format!("{request}\n").as_bytes()).is_err() {
         return "error write".into();
     }
     let mut line = String::new();
-    let _ = BufReader::new(&stream).read_line(&mut line);
+    let _ = BufReader::new(stream).read_line(&mut line);
     line.trim().to_string()
 }
 
