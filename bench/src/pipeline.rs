@@ -115,7 +115,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Pipeline> {
     figure(ctx.plain(&["now".into()]))?;
     let mut tail = Tail { offset: 0, partial: String::new() };
     let (rates, millis): (&[u64], u64) =
-        if ctx.smoke { (&[10_000], 200) } else { (&[25_000, 50_000, 100_000, 200_000, 400_000, 800_000], 1_000) };
+        if ctx.smoke { (&[10_000], 200) } else { (&[25_000, 50_000, 100_000, 200_000, 400_000, 800_000], 3_000) };
     let mut steps = Vec::new();
     for &rate in rates {
         eprintln!("  event pipeline at {rate}/s");

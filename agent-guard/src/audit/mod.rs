@@ -4,6 +4,7 @@
 //! Events are handled as JSON values (their serialized form, docs/events.md) so that the
 //! store keeps fields this code does not know yet. See docs/audit.md.
 
+mod checkpoint;
 mod event;
 mod lifecycle;
 mod narrow;

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::{
     AuditError,
+    checkpoint::{BACKSTOP_PAGES, Checkpointer, LOG_LIMIT_BYTES},
     event::{self, Indexed},
     lifecycle::{self, TaskRow},
 };
@@ -113,6 +114,15 @@ impl Store {
         }
         tx.commit().map_err(sql(path))?;
         Ok(Store { conn, path: path.to_path_buf(), retention })
+    }
+
+    /// Moves the log's checkpoints from the writer's commits to a thread of their own
+    /// (checkpoint.rs), for as long as the returned handle lives.
+    pub fn checkpoint_in_background(&mut self) -> Result<Checkpointer, AuditError> {
+        let checkpointer = Checkpointer::start(&self.path)?;
+        self.conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES).map_err(sql(&self.path))?;
+        self.conn.pragma_update(None, "journal_size_limit", LOG_LIMIT_BYTES).map_err(sql(&self.path))?;
+        Ok(checkpointer)
     }
 
     /// Opens an existing store for reading only (the CLI: never creates nor changes it).

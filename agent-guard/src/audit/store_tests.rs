@@ -159,3 +159,21 @@ fn read_only_open_of_a_missing_store_names_it() {
     assert!(err.to_string().contains("absent.db"), "{err}");
     assert!(!path.exists(), "a reader never creates the store");
 }
+
+#[test]
+fn the_log_is_copied_back_into_the_database_by_the_checkpointer() {
+    let (dir, mut store) = store();
+    let db = dir.path().join("sub/audit.db");
+    let checkpointer = store.checkpoint_in_background().expect("checkpointer");
+    let before = std::fs::metadata(&db).expect("stat").len();
+    let events: Vec<_> = (0..2_000).map(|i| event(&format!("e{i}"), "file.open", i, Some(1))).collect();
+    assert_eq!(store.insert_batch(&events).expect("insert"), 2_000);
+    // The writer's own checkpoint waits for 256 MiB of log: only the thread moves these pages.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(&db).expect("stat").len() < before + 100_000 {
+        assert!(std::time::Instant::now() < deadline, "the database file never grew: no checkpoint ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(checkpointer);
+    assert_eq!(store.query(&Query::default()).expect("query").len(), 2_000);
+}

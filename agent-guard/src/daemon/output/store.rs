@@ -16,8 +16,15 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 const ATTEMPTS: u32 = 5;
 
 pub fn writer(mut store: Store) -> LocalWriter {
+    // Without it the writer checkpoints as SQLite does by default, in its commits: slower, safe.
+    let checkpointer = store
+        .checkpoint_in_background()
+        .inspect_err(|err| tracing::warn!(%err, "audit store: checkpoints stay in the writer"))
+        .ok();
     let mut pruned = Instant::now().checked_sub(PRUNE_EVERY).unwrap();
     Box::new(move |batch| {
+        // Owned by the writer, so that it stops (after a last checkpoint) when the writer does.
+        let _ = &checkpointer;
         if pruned.elapsed() >= PRUNE_EVERY {
             match store.prune(SystemTime::now()) {
                 Ok(0) => {}
