@@ -12,14 +12,17 @@ use std::{
     time::Duration,
 };
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 
 use super::AuditError;
 
 /// How often the log is copied back.
 const EVERY: Duration = Duration::from_millis(250);
-/// The writer's own checkpoint threshold, in pages (4 KiB: 256 MiB of log) while this runs.
-pub(super) const BACKSTOP_PAGES: i64 = 65_536;
+/// The writer's own checkpoint threshold, in pages (4 KiB: 64 MiB of log) while this runs.
+/// Under steady writes a passive checkpoint never quite catches up with the end of the log, so
+/// the log only starts over after the writer's own checkpoint: little is left for it to copy
+/// then, and this bounds the log on disk.
+pub(super) const BACKSTOP_PAGES: i64 = 16_384;
 /// The log file is cut back to this size when it restarts from its beginning.
 pub(super) const LOG_LIMIT_BYTES: i64 = 64 << 20;
 
@@ -31,7 +34,11 @@ pub struct Checkpointer {
 
 impl Checkpointer {
     pub(super) fn start(path: &Path) -> Result<Checkpointer, AuditError> {
-        let conn = Connection::open(path).map_err(|source| AuditError::Sql { path: path.to_path_buf(), source })?;
+        let sql = |source| AuditError::Sql { path: path.to_path_buf(), source };
+        // Never creates: a store gone since the writer opened it is not made anew with the umask.
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(sql)?;
+        // A full sync before the log restarts (SQLite's default, stated: the restart relies on it).
+        conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
         let (stop, stopped) = mpsc::channel::<()>();
         let path = path.to_path_buf();
         let thread = std::thread::Builder::new()

@@ -119,9 +119,10 @@ impl Store {
     /// Moves the log's checkpoints from the writer's commits to a thread of their own
     /// (checkpoint.rs), for as long as the returned handle lives.
     pub fn checkpoint_in_background(&mut self) -> Result<Checkpointer, AuditError> {
-        let checkpointer = Checkpointer::start(&self.path)?;
-        self.conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES).map_err(sql(&self.path))?;
         self.conn.pragma_update(None, "journal_size_limit", LOG_LIMIT_BYTES).map_err(sql(&self.path))?;
+        let checkpointer = Checkpointer::start(&self.path)?;
+        // Only once the thread runs: on any failure above, the writer checkpoints as by default.
+        self.conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES).map_err(sql(&self.path))?;
         Ok(checkpointer)
     }
 

@@ -168,7 +168,7 @@ fn the_log_is_copied_back_into_the_database_by_the_checkpointer() {
     let before = std::fs::metadata(&db).expect("stat").len();
     let events: Vec<_> = (0..2_000).map(|i| event(&format!("e{i}"), "file.open", i, Some(1))).collect();
     assert_eq!(store.insert_batch(&events).expect("insert"), 2_000);
-    // The writer's own checkpoint waits for 256 MiB of log: only the thread moves these pages.
+    // The writer's own checkpoint waits for 64 MiB of log: only the thread moves these pages.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while std::fs::metadata(&db).expect("stat").len() < before + 100_000 {
         assert!(std::time::Instant::now() < deadline, "the database file never grew: no checkpoint ran");
