@@ -180,11 +180,11 @@ pub fn test(deb: &Path) -> Result<(u64, u64)> {
     // One vCPU: with two, TCG can take the kernel's own live patching (an int3 during a
     // text_poke at boot) as an oops, seen before any check ran. Once more if the kernel still
     // died before the first check: that run tested nothing of ours, and says so.
-    let mut lines = vm::qemu(&kernel, &image, &append, "1")?;
+    let mut lines = vm::qemu("install", &kernel, &image, &append, "1")?;
     let started = |lines: &[String]| lines.iter().any(|l| l.contains("CHECK "));
     if !started(&lines) && lines.iter().any(|l| l.contains("Oops") || l.contains("Kernel panic")) {
         eprintln!("the VM's kernel died before the first install check (emulation): booting it once more");
-        lines = vm::qemu(&kernel, &image, &append, "1")?;
+        lines = vm::qemu("install", &kernel, &image, &append, "1")?;
     }
     let passed = lines.iter().filter(|l| l.contains("CHECK ") && l.ends_with(": ok")).count() as u64;
     let failed = lines.iter().filter(|l| l.contains("CHECK ") && l.ends_with(": FAIL")).count() as u64;

@@ -6,7 +6,8 @@
 //! package archive at run time, cached under target/vm), booted by qemu under TCG, each twice:
 //! with `bpf` in `lsm=` (the `lsm` level: the BPF LSM suite; on 6.1 the `landlock` level, whose
 //! verifier refuses some of the BPF LSM programs) and without it (the `landlock` level:
-//! tests/tests/landlock.rs). Each boot runs its whole suite at once. The initramfs holds
+//! tests/tests/landlock.rs). Each boot runs its suite at once (6.1 with `bpf`: the tests of
+//! the level choice, `LEVEL_CHOICE_TESTS`). The initramfs holds
 //! busybox, the real agent-guard binary, the probe and the test binaries, at the same absolute
 //! paths as on the host. qemu's exit status means nothing (it exits 0 after `poweroff -f`
 //! whatever happened), so the verdict is the marker line the VM prints.
@@ -178,8 +179,10 @@ struct Payload {
 const BENCH_MARKER: &str = "AGENT-GUARD-VM-BENCH";
 const BENCH_JSON: &str = "AGENT-GUARD-BENCH-JSON: ";
 
-fn build_initramfs(payload: &Payload) -> Result<PathBuf> {
-    let root = vm_dir().join("initramfs");
+/// Packs `payload` into target/vm/initramfs-NAME.cpio.gz, copying its binaries at once: what
+/// the boot runs is fixed here, whatever is built after.
+fn build_initramfs(payload: &Payload, name: &str) -> Result<PathBuf> {
+    let root = vm_dir().join(format!("initramfs-{name}"));
     let _ = std::fs::remove_dir_all(&root);
     for dir in ["bin", "proc", "sys", "dev", "tmp", "run", "root"] {
         std::fs::create_dir_all(root.join(dir)).map_err(|e| e.to_string())?;
@@ -194,8 +197,9 @@ fn build_initramfs(payload: &Payload) -> Result<PathBuf> {
     let init_path = root.join("init");
     std::fs::write(&init_path, init).map_err(|e| e.to_string())?;
     std::fs::set_permissions(&init_path, std::fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
-    let image = vm_dir().join("initramfs.cpio.gz");
+    let image = vm_dir().join(format!("initramfs-{name}.cpio.gz"));
     pack(&root, &image, true)?;
+    std::fs::remove_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
     Ok(image)
 }
 
@@ -208,20 +212,16 @@ pub fn pack(root: &Path, image: &Path, gzip: bool) -> Result<()> {
 
 /// Boots `kernel` with the active LSMs `lsm` and `payload`, and returns its console lines (also
 /// shown as they come).
-///
-/// The landlock suite's boots get one vCPU (`cpus`): at that level the daemon's syscall-exit
-/// tracepoints live-patch the kernel's syscall exit path at every attach and detach, and a second
-/// TCG vCPU running that code meanwhile can take the patch's int3 as an oops.
 fn boot(kernel: &Kernel, lsm: &str, cpus: &str, payload: &Payload) -> Result<Vec<String>> {
     ensure_packages()?;
     let image = ensure_kernel(kernel)?;
-    let initramfs = build_initramfs(payload)?;
-    qemu(&image, &initramfs, &format!("lsm={lsm}"), cpus)
+    let initramfs = build_initramfs(payload, "bench")?;
+    qemu("vm", &image, &initramfs, &format!("lsm={lsm}"), cpus)
 }
 
 /// Boots the kernel `image` with `initramfs` as its root and `append` added to the command
-/// line, and returns the console lines (also shown as they come).
-pub fn qemu(image: &Path, initramfs: &Path, append: &str, cpus: &str) -> Result<Vec<String>> {
+/// line, and returns the console lines (also shown as they come, after `label|`).
+pub fn qemu(label: &str, image: &Path, initramfs: &Path, append: &str, cpus: &str) -> Result<Vec<String>> {
     step(&format!("booting {} with {append} (TCG)", image.display()));
     let started = Instant::now();
     let mut qemu = Command::new("timeout")
@@ -240,12 +240,12 @@ pub fn qemu(image: &Path, initramfs: &Path, append: &str, cpus: &str) -> Result<
     for line in BufReader::new(qemu.stdout.take().expect("piped")).lines() {
         let line = line.unwrap_or_default();
         if !line.starts_with(BENCH_JSON) {
-            println!("vm| {line}");
+            println!("{label}| {line}");
         }
         lines.push(line);
     }
     let _ = qemu.wait();
-    eprintln!("VM stage took {:.0} s", started.elapsed().as_secs_f64());
+    eprintln!("{label}: the boot took {:.0} s", started.elapsed().as_secs_f64());
     Ok(lines)
 }
 
@@ -330,19 +330,42 @@ fn verdict(lines: &[String], with_bench: bool) -> Result<(u64, u64)> {
     }
 }
 
+/// One boot of the kernel matrix, its initramfs packed.
+pub struct Boot {
+    label: String,
+    kernel: PathBuf,
+    lsm: &'static str,
+    cpus: &'static str,
+    initramfs: PathBuf,
+    with_bench: bool,
+    /// How many tests its filters name (a renamed test would otherwise drop out unseen).
+    named_tests: Option<u64>,
+}
+
+/// The tests of the landlock suite that the boot of 6.1 with BPF LSM runs: there the daemon
+/// must choose the `landlock` level although `bpf` is active, and say so (`kernel::MIN_LSM_KERNEL`);
+/// the rest of the suite is the same code on the same kernel as the boot without it.
+const LEVEL_CHOICE_TESTS: &[&str] = &[
+    "status_and_the_task_name_the_landlock_level",
+    "preflight_predicts_the_levels_the_daemon_gets",
+    "out_of_scope_access_is_refused_on_the_resolved_file_and_the_agent_lives_on",
+    "a_confined_agent_cannot_signal_trace_or_reprogram_the_guard",
+];
+
 /// The kernel matrix: 6.12 and 6.1, each booted with BPF LSM and without it. 6.12 with BPF LSM
-/// runs the BPF LSM suite and a smoke run of the LSM benchmark; the other three boots run the
-/// landlock suite (6.1's verifier refuses some BPF LSM programs, so 6.1 is at the landlock level
-/// either way). Every boot must pass.
+/// runs the BPF LSM suite and a smoke run of the LSM benchmark; 6.12 and 6.1 without it run the
+/// landlock suite; 6.1 with it (whose verifier refuses some BPF LSM programs, so 6.1 is at the
+/// landlock level either way) runs the landlock tests of the level choice. Every boot must pass.
 ///
-/// `only`: that kernel's two boots (`cargo xtask vm-test --kernel 6.1`); `cargo xtask test` runs
-/// all four.
-pub fn test(toolchain: &str, only: Option<&str>) -> Result<(u64, u64)> {
+/// Builds the suites and packs each boot's initramfs now, so that `boot_all` may go on while other
+/// builds change target/debug (`cargo xtask test` boots them beside the host's tests).
+/// `only`: that kernel's two boots (`cargo xtask vm-test --kernel 6.1`).
+pub fn prepare(toolchain: &str, only: Option<&str>) -> Result<Vec<Boot>> {
     if let Some(name) = only.filter(|n| ![KERNEL_6_12.name, KERNEL_6_1.name].contains(n)) {
         return Err(format!("no kernel {name} in the matrix (6.12, 6.1)"));
     }
-    cmd::build(toolchain)?;
     step(&format!("VM stage under qemu: {}, with and without BPF LSM", only.unwrap_or("6.12 and 6.1")));
+    ensure_packages()?;
     let lsm_suite = build_test(toolchain, "vm")?;
     let landlock_suite = build_test(toolchain, "landlock")?;
     let target = workspace_root().join("target/debug");
@@ -358,34 +381,69 @@ pub fn test(toolchain: &str, only: Option<&str>) -> Result<(u64, u64)> {
             PathBuf::from("/usr/bin/true"),
         ]
     };
-    let suite_line = |suite: &Path| format!("{} --test-threads=1\necho \"{MARKER}: rc=$?\"", suite.display());
-    let (mut passed, mut failed) = (0, 0);
-    let mut problems = Vec::new();
-    for (kernel, lsm, suite, with_bench, cpus) in [
-        (&KERNEL_6_12, LSM_WITH_BPF, &lsm_suite, true, "2"),
-        (&KERNEL_6_12, LSM_WITHOUT_BPF, &landlock_suite, false, "1"),
-        // 6.1's verifier refuses some of the BPF LSM programs: the daemon uses the landlock
-        // level there even with `bpf` active (kernel::MIN_LSM_KERNEL), and says so.
-        (&KERNEL_6_1, LSM_WITH_BPF, &landlock_suite, false, "1"),
-        (&KERNEL_6_1, LSM_WITHOUT_BPF, &landlock_suite, false, "1"),
+    let suite_line = |suite: &Path, filters: &[&str]| {
+        format!("{} --test-threads=1 {}\necho \"{MARKER}: rc=$?\"", suite.display(), filters.join(" "))
+    };
+    let mut boots = Vec::new();
+    for (kernel, lsm, suite, filters, with_bench, cpus) in [
+        (&KERNEL_6_12, LSM_WITH_BPF, &lsm_suite, &[][..], true, "2"),
+        (&KERNEL_6_12, LSM_WITHOUT_BPF, &landlock_suite, &[][..], false, "1"),
+        (&KERNEL_6_1, LSM_WITH_BPF, &landlock_suite, LEVEL_CHOICE_TESTS, false, "1"),
+        (&KERNEL_6_1, LSM_WITHOUT_BPF, &landlock_suite, &[][..], false, "1"),
     ] {
         if only.is_some_and(|name| name != kernel.name) {
             continue;
         }
-        let mut script = suite_line(suite);
+        let mut script = suite_line(suite, filters);
         if with_bench {
             script = format!("{script}\n{}", bench_lines(&bench, &agent_guard, true));
         }
         let payload = Payload { agent_guard: agent_guard.clone(), binaries: binaries(suite), script };
-        let lines = boot(kernel, lsm, cpus, &payload)?;
-        match verdict(&lines, with_bench) {
+        let label = format!("vm {} {}", kernel.name, if lsm == LSM_WITH_BPF { "bpf" } else { "nobpf" });
+        boots.push(Boot {
+            kernel: ensure_kernel(kernel)?,
+            initramfs: build_initramfs(&payload, &label.replace(' ', "-"))?,
+            label,
+            lsm,
+            cpus,
+            with_bench,
+            named_tests: (!filters.is_empty()).then_some(filters.len() as u64),
+        });
+    }
+    Ok(boots)
+}
+
+/// Boots each of `boots` in turn; the passed and failed counts of them all.
+pub fn boot_all(boots: &[Boot]) -> Result<(u64, u64)> {
+    let (mut passed, mut failed) = (0, 0);
+    let mut problems = Vec::new();
+    for boot in boots {
+        // The landlock suite's boots get one vCPU: at that level the daemon's syscall-exit
+        // tracepoints live-patch the kernel's syscall exit path at every attach and detach, and
+        // a second TCG vCPU running that code meanwhile can take the patch's int3 as an oops.
+        let lines = qemu(&boot.label, &boot.kernel, &boot.initramfs, &format!("lsm={}", boot.lsm), boot.cpus)?;
+        match verdict(&lines, boot.with_bench) {
+            Ok((p, f)) if boot.named_tests.is_some_and(|n| p + f != n + u64::from(boot.with_bench)) => {
+                problems.push(format!(
+                    "{}: ran {} tests, not the {} it names",
+                    boot.label,
+                    p + f,
+                    boot.named_tests.unwrap_or(0)
+                ));
+            }
             Ok((p, f)) => {
-                eprintln!("VM {} lsm={lsm}: {p} passed, {f} failed", kernel.name);
+                eprintln!("{}: {p} passed, {f} failed", boot.label);
                 passed += p;
                 failed += f;
             }
-            Err(why) => problems.push(format!("{} lsm={lsm}: {why}", kernel.name)),
+            Err(why) => problems.push(format!("{}: {why}", boot.label)),
         }
     }
     if problems.is_empty() { Ok((passed, failed)) } else { Err(problems.join("; ")) }
+}
+
+/// `cargo xtask vm-test`: build, then the matrix's boots (of `only`'s kernel).
+pub fn test(toolchain: &str, only: Option<&str>) -> Result<(u64, u64)> {
+    cmd::build(toolchain)?;
+    boot_all(&prepare(toolchain, only)?)
 }

@@ -67,9 +67,16 @@ fn offset(types: &TypeInformation, structure: &str, member: &str) -> Result<u32,
     }
 }
 
-fn read_types() -> Result<TypeInformation, String> {
-    let data = std::fs::read(VMLINUX_BTF).map_err(|e| format!("{VMLINUX_BTF}: {e}"))?;
-    TypeInformation::new(&Bytes(data)).map_err(|e| format!("{VMLINUX_BTF}: {e:?}"))
+/// The running kernel's BTF, parsed once per start: a parse of the whole of vmlinux's types is
+/// most of a start's own work besides the verifier's (perf: a second natively in a debug build,
+/// about twenty under emulation), and every offset set below comes from the same parse.
+pub struct KernelBtf(TypeInformation);
+
+impl KernelBtf {
+    pub fn read() -> Result<Self, String> {
+        let data = std::fs::read(VMLINUX_BTF).map_err(|e| format!("{VMLINUX_BTF}: {e}"))?;
+        TypeInformation::new(&Bytes(data)).map(Self).map_err(|e| format!("{VMLINUX_BTF}: {e:?}"))
+    }
 }
 
 /// Parameters of the kernel function `name` (for a BPF LSM hook: `bpf_lsm_<hook>`), or None
@@ -143,67 +150,74 @@ pub struct ResolveOffsets {
     pub walk: WalkOffsets,
 }
 
-pub fn resolve_offsets() -> Result<ResolveOffsets, String> {
-    let types = read_types()?;
-    Ok(ResolveOffsets {
-        task_files: offset(&types, "task_struct", "files")?,
-        files_fdt: offset(&types, "files_struct", "fdt")?,
-        fdt_fd: offset(&types, "fdtable", "fd")?,
-        task_mm: offset(&types, "task_struct", "mm")?,
-        mm_exe_file: offset(&types, "mm_struct", "exe_file")?,
-        file_flags: offset(&types, "file", "f_flags")?,
-        file_inode: offset(&types, "file", "f_inode")?,
-        inode_ino: offset(&types, "inode", "i_ino")?,
-        inode_generation: offset(&types, "inode", "i_generation")?,
-        walk: walk_offsets(&types)?,
-    })
+impl KernelBtf {
+    pub fn resolve_offsets(&self) -> Result<ResolveOffsets, String> {
+        let types = &self.0;
+        Ok(ResolveOffsets {
+            task_files: offset(types, "task_struct", "files")?,
+            files_fdt: offset(types, "files_struct", "fdt")?,
+            fdt_fd: offset(types, "fdtable", "fd")?,
+            task_mm: offset(types, "task_struct", "mm")?,
+            mm_exe_file: offset(types, "mm_struct", "exe_file")?,
+            file_flags: offset(types, "file", "f_flags")?,
+            file_inode: offset(types, "file", "f_inode")?,
+            inode_ino: offset(types, "inode", "i_ino")?,
+            inode_generation: offset(types, "inode", "i_generation")?,
+            walk: walk_offsets(types)?,
+        })
+    }
+
+    pub fn task_offsets(&self) -> Result<TaskOffsets, String> {
+        let types = &self.0;
+        Ok(TaskOffsets {
+            task_signal: offset(types, "task_struct", "signal")?,
+            signal_live: offset(types, "signal_struct", "live")?,
+        })
+    }
+
+    pub fn lsm_offsets(&self) -> Result<LsmOffsets, String> {
+        let types = &self.0;
+        let setattr_dentry_arg = match parameter_count(types, "bpf_lsm_inode_setattr") {
+            Some(3) => 1,
+            Some(2) => 0,
+            other => return Err(format!("bpf_lsm_inode_setattr has {other:?} parameters, expected 2 or 3")),
+        };
+        Ok(LsmOffsets {
+            task_cred: offset(types, "task_struct", "cred")?,
+            socket_sk: offset(types, "socket", "sk")?,
+            sock_family: offset(types, "sock_common", "skc_family")?,
+            sock_num: offset(types, "sock_common", "skc_num")?,
+            file_inode: offset(types, "file", "f_inode")?,
+            inode_mode: offset(types, "inode", "i_mode")?,
+            dentry_sb: offset(types, "dentry", "d_sb")?,
+            sb_mounts: offset(types, "super_block", "s_mounts")?,
+            sb_magic: offset(types, "super_block", "s_magic")?,
+            unix_path: offset(types, "unix_sock", "path")?,
+            dentry_inode: offset(types, "dentry", "d_inode")?,
+            key_type: offset(types, "key", "type")?,
+            inode_ino: offset(types, "inode", "i_ino")?,
+            sb_dev: offset(types, "super_block", "s_dev")?,
+            unix_addr: offset(types, "unix_sock", "addr")?,
+            mount_instance: first_mount_link(types)?,
+            setattr_dentry_arg,
+            missing_hooks: OPTIONAL_HOOKS
+                .iter()
+                .copied()
+                .filter(|hook| parameter_count(types, &format!("bpf_lsm_{hook}")).is_none())
+                .collect(),
+            file_mode: offset(types, "file", "f_mode")?,
+            file_flags: offset(types, "file", "f_flags")?,
+            bprm_file: offset(types, "linux_binprm", "file")?,
+            socket_type: offset(types, "socket", "type")?,
+            task_tgid: offset(types, "task_struct", "tgid")?,
+            walk: walk_offsets(types)?,
+        })
+    }
 }
 
-pub fn task_offsets() -> Result<TaskOffsets, String> {
-    let types = read_types()?;
-    Ok(TaskOffsets {
-        task_signal: offset(&types, "task_struct", "signal")?,
-        signal_live: offset(&types, "signal_struct", "live")?,
-    })
-}
-
+/// The BPF LSM offsets alone (`preflight`).
 pub fn lsm_offsets() -> Result<LsmOffsets, String> {
-    let types = read_types()?;
-    let setattr_dentry_arg = match parameter_count(&types, "bpf_lsm_inode_setattr") {
-        Some(3) => 1,
-        Some(2) => 0,
-        other => return Err(format!("bpf_lsm_inode_setattr has {other:?} parameters, expected 2 or 3")),
-    };
-    Ok(LsmOffsets {
-        task_cred: offset(&types, "task_struct", "cred")?,
-        socket_sk: offset(&types, "socket", "sk")?,
-        sock_family: offset(&types, "sock_common", "skc_family")?,
-        sock_num: offset(&types, "sock_common", "skc_num")?,
-        file_inode: offset(&types, "file", "f_inode")?,
-        inode_mode: offset(&types, "inode", "i_mode")?,
-        dentry_sb: offset(&types, "dentry", "d_sb")?,
-        sb_mounts: offset(&types, "super_block", "s_mounts")?,
-        sb_magic: offset(&types, "super_block", "s_magic")?,
-        unix_path: offset(&types, "unix_sock", "path")?,
-        dentry_inode: offset(&types, "dentry", "d_inode")?,
-        key_type: offset(&types, "key", "type")?,
-        inode_ino: offset(&types, "inode", "i_ino")?,
-        sb_dev: offset(&types, "super_block", "s_dev")?,
-        unix_addr: offset(&types, "unix_sock", "addr")?,
-        mount_instance: first_mount_link(&types)?,
-        setattr_dentry_arg,
-        missing_hooks: OPTIONAL_HOOKS
-            .iter()
-            .copied()
-            .filter(|hook| parameter_count(&types, &format!("bpf_lsm_{hook}")).is_none())
-            .collect(),
-        file_mode: offset(&types, "file", "f_mode")?,
-        file_flags: offset(&types, "file", "f_flags")?,
-        bprm_file: offset(&types, "linux_binprm", "file")?,
-        socket_type: offset(&types, "socket", "type")?,
-        task_tgid: offset(&types, "task_struct", "tgid")?,
-        walk: walk_offsets(&types)?,
-    })
+    KernelBtf::read()?.lsm_offsets()
 }
 
 #[cfg(test)]
@@ -213,7 +227,8 @@ mod tests {
     fn resolves_the_lsm_offsets_from_this_kernel() {
         let offsets = super::lsm_offsets().expect("this host has /sys/kernel/btf/vmlinux");
         assert_ne!(offsets.walk.file_path, offsets.file_mode);
-        let resolve = super::resolve_offsets().expect("this host's BTF has the resolve offsets");
+        let btf = super::KernelBtf::read().unwrap();
+        let resolve = btf.resolve_offsets().expect("this host's BTF has the resolve offsets");
         assert_eq!(resolve.walk, offsets.walk);
         assert!(resolve.mm_exe_file > 0 && resolve.fdt_fd > 0 && resolve.task_files > 0);
         assert!(offsets.walk.file_path < 512 && offsets.file_mode < 512);
@@ -222,7 +237,7 @@ mod tests {
         assert_eq!(offsets.setattr_dentry_arg, 1, "6.18's inode_setattr takes the idmap first");
         assert!(offsets.missing_hooks.is_empty(), "6.18 has inode_set_acl: {:?}", offsets.missing_hooks);
         assert_ne!(offsets.sock_num, offsets.sock_family);
-        let task = super::task_offsets().unwrap();
+        let task = btf.task_offsets().unwrap();
         assert!(task.task_signal > 0 && task.signal_live < 64);
     }
 }

@@ -357,6 +357,7 @@ impl Kernel {
             std::fs::create_dir_all(&path).map_err(|source| KernelError::Pin { path, source })?;
         }
         let version = kernel_version();
+        let btf = btf::KernelBtf::read();
         let lsm = securityfs::bpf_lsm_active()
             .and_then(|()| {
                 if version < MIN_LSM_KERNEL {
@@ -367,12 +368,12 @@ impl Kernel {
                 }
                 Ok(())
             })
-            .and_then(|()| btf::lsm_offsets())
+            .and_then(|()| btf.as_ref().map_err(Clone::clone)?.lsm_offsets())
             .map_err(|detail| KernelError::LsmUnavailable { detail });
-        let loaded = match lsm.and_then(|offsets| Self::load_mode(options, Some(&offsets))) {
+        let loaded = match lsm.and_then(|offsets| Self::load_mode(options, Some(&offsets), &btf)) {
             Ok(loaded) => Ok(loaded),
             Err(err @ (KernelError::LsmUnavailable { .. } | KernelError::Lsm { .. })) if !options.require_lsm => {
-                let (mut kernel, rings) = Self::load_mode(options, None)?;
+                let (mut kernel, rings) = Self::load_mode(options, None, &btf)?;
                 kernel.warnings.push(format!("file and exec are observed, not refused: {err}"));
                 Ok((kernel, rings))
             }
@@ -387,14 +388,18 @@ impl Kernel {
         clippy::too_many_lines,
         reason = "the load sequence in kernel order (maps, programs, verify, attach, pin): splitting it would hide the order"
     )]
-    fn load_mode(options: &LoadOptions, lsm: Option<&btf::LsmOffsets>) -> Result<(Kernel, Rings), KernelError> {
+    fn load_mode(
+        options: &LoadOptions,
+        lsm: Option<&btf::LsmOffsets>,
+        btf: &Result<btf::KernelBtf, String>,
+    ) -> Result<(Kernel, Rings), KernelError> {
         let (sizes, cgroup_root) = (options.sizes, options.cgroup_root);
         let mut warnings = Vec::new();
         let offset = |cat, event, field| -> Result<u32, KernelError> {
             tracefs::field_offset(cat, event, field)?.ok_or(KernelError::TracepointLayout { event, field })
         };
         // The landlock level's resolution (file.rs, exec.rs): wherever there is BTF.
-        let resolve = btf::resolve_offsets().ok();
+        let resolve = btf.as_ref().ok().and_then(|btf| btf.resolve_offsets().ok());
         let walk = lsm.map(|o| o.walk).or(resolve.map(|r| r.walk));
         let walk_off = |field: fn(&btf::WalkOffsets) -> u32| walk.as_ref().map_or(0, field);
         // The LSM hooks and the `landlock` level's open cache (open_cached.rs) read the same members.
@@ -408,7 +413,7 @@ impl Kernel {
         let exit_group_dead = tracefs::field_offset("sched", "sched_process_exit", "group_dead")?.unwrap_or(0);
         // Before 6.16 the exit program reads signal->live instead (tag.rs); without BTF it can
         // only use the leader's exit.
-        let task_offsets = match btf::task_offsets() {
+        let task_offsets = match btf.as_ref().map_err(Clone::clone).and_then(btf::KernelBtf::task_offsets) {
             Ok(offsets) => Some(offsets),
             Err(err) if exit_group_dead == 0 => {
                 warnings.push(format!(
