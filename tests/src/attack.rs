@@ -13,8 +13,10 @@
 //!   listen PORT        TCP listen on 127.0.0.1:PORT
 //!   setxattr PATH | set-acl PATH | utimes PATH
 //!   perf               `perf_event_open` of a software clock
-//!   read-again PATH SECS     reads PATH, sleeps, reads again: "FIRST SECOND"
-//!   send-again ADDR SECS     connects, sends, sleeps, sends again: "FIRST SECOND"
+//!   read-again PATH SECS     reads PATH, waits for its stdin to close (at most SECS), reads
+//!                      again: "FIRST SECOND"
+//!   send-again ADDR SECS     connects, sends, waits for its stdin to close (at most SECS),
+//!                      sends again: "FIRST SECOND"
 //!   thread-exec VERB ARGS    a second thread execs this probe with VERB ARGS
 //!   leader-exit SECS VERB ARGS  the main thread exits; another does VERB after SECS
 //!   unix-connect PATH  stream connect to the Unix socket at PATH, then writes "hello"
@@ -365,7 +367,7 @@ pub fn act_line(args: &[String]) -> Option<(String, i32)> {
                 Ok(mut file) => {
                     let first = super::outcome(file.read(&mut [0u8; 16]).map(drop)).0;
                     announce();
-                    std::thread::sleep(Duration::from_secs(secs));
+                    until_stdin_closes(secs);
                     let _ = std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0));
                     let mut buf = [0u8; 64];
                     let (second, code) = match file.read(&mut buf) {
@@ -384,7 +386,7 @@ pub fn act_line(args: &[String]) -> Option<(String, i32)> {
                 Ok(mut stream) => {
                     let first = super::outcome(stream.write_all(b"first\n")).0;
                     announce();
-                    std::thread::sleep(Duration::from_secs(secs));
+                    until_stdin_closes(secs);
                     let (second, code) = super::outcome(stream.write_all(b"second\n"));
                     (format!("{first} {second}"), code)
                 }
@@ -467,6 +469,18 @@ pub fn act_line(args: &[String]) -> Option<(String, i32)> {
 /// Tells a waiting test that the first half is done (a line on stderr).
 fn announce() {
     eprintln!("ready");
+}
+
+/// Waits until the test closes this probe's stdin (it does once it has acted), or `secs` pass:
+/// a sleep of fixed length raced the test's own steps on a busy emulated CPU.
+fn until_stdin_closes(secs: u64) {
+    let (done, closed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // EOF, or a read refused once the grant has ended: either way the test is done.
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        let _ = done.send(());
+    });
+    let _ = closed.recv_timeout(Duration::from_secs(secs));
 }
 
 /// include/uapi/asm-generic/fcntl.h (not in the libc crate).

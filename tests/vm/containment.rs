@@ -302,6 +302,7 @@ fn across_revoke(daemon: &Daemon, agent: &str, g: &Path, args: &[&str]) -> Optio
     cmd.extend_from_slice(args);
     let mut child = daemon
         .run_command(agent, "keep access", g, &[], &cmd)
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -318,7 +319,10 @@ fn across_revoke(daemon: &Daemon, agent: &str, g: &Path, args: &[&str]) -> Optio
         .find(|t| t["agent"] == agent && t["ended"].is_null())
         .map(|t| t["id"].to_string())
         .expect("the task is listed");
-    assert!(daemon.cli(&["grant", "revoke", &id]).status.success());
+    let revoke = daemon.cli(&["grant", "revoke", &id]);
+    assert!(revoke.status.success(), "{revoke:?}");
+    // The probe makes its second access once its stdin closes: after the revoke, however slow.
+    drop(child.stdin.take());
     child.wait().unwrap().code()
 }
 
@@ -345,12 +349,12 @@ fn revoke_ends_access_through_descriptors_opened_before() {
         &[format!("127.0.0.1/32:{port}")],
         &base_files(&[&work.join("**")], &[], &[]),
     );
-    let code = across_revoke(daemon, "reader-bot", &g, &["read-again", f.allowed.to_str().unwrap(), "2"]);
+    let code = across_revoke(daemon, "reader-bot", &g, &["read-again", f.allowed.to_str().unwrap(), "120"]);
     assert_eq!(code, Some(1), "a read on a file opened before the revoke is refused (EPERM)");
     let event = escape(daemon, "reader-bot", "after_grant_end");
     assert_eq!(event["object"]["detail"], "read");
 
-    let code = across_revoke(daemon, "sender-bot", &g, &["send-again", &format!("127.0.0.1:{port}"), "2"]);
+    let code = across_revoke(daemon, "sender-bot", &g, &["send-again", &format!("127.0.0.1:{port}"), "120"]);
     assert_eq!(code, Some(1), "a send on a connection made before the revoke is refused (EPERM)");
     std::thread::sleep(Duration::from_millis(300));
     let got = received.lock().unwrap().clone();
