@@ -279,6 +279,7 @@ fn try_exec_done(old_tid: u32) {
         }
         event.header.action = kill_if_enforced(&task, event.header.verdict);
     }
-    emit::send(event);
+    let action = event.header.action;
+    emit::send_action(event, action);
     let _ = EXEC_PENDING.remove(&old_tid);
 }

@@ -220,7 +220,7 @@ fn try_open_exit(ret: i64, task: &crate::task::CurrentTask) {
             event.header.verdict = verdict;
             event.header.reason = if verdict == VERDICT_OUT_OF_SCOPE { REASON_NO_RULE } else { REASON_NONE };
             event.header.action = ACTION_KILLED;
-            emit::send(event);
+            emit::send_now(event);
         }
     }
     if ret < 0 {
@@ -313,7 +313,8 @@ fn try_open(dfd: i64, filename: u64, flags: u32) {
         return;
     }
     if report {
-        emit::send(event);
+        let action = event.header.action;
+        emit::send_action(event, action);
     }
     // Confined: every open Landlock may still refuse waits for its result, also one whose
     // spelled path is in scope (a symlink or a bind mount may lead out of the grant).
@@ -387,6 +388,6 @@ fn pend(task: &crate::task::CurrentTask, event: &mut FileEvent) {
     if FILE_PENDING.insert(&current_tid(), event, 0).is_err() && task.entry.mode != MODE_AUDIT {
         crate::task::kill_current();
         event.header.action = ACTION_KILLED;
-        emit::send(event);
+        emit::send_now(event);
     }
 }

@@ -94,6 +94,19 @@ fn yes_no(allow: bool) -> Verdict {
     if allow { Verdict::Allow } else { Verdict::Deny }
 }
 
+/// Reports `event` and returns `verdict`; a held action stops its thread until the daemon has
+/// asked, so its record wakes the daemon at once.
+#[inline(always)]
+fn report<T>(event: &T, verdict: Verdict) -> Verdict {
+    if verdict == Verdict::Hold {
+        emit::send_now(event);
+        hold()
+    } else {
+        emit::send(event);
+        verdict
+    }
+}
+
 /// Resolves `file` into `buf` and matches it: (grant bits, PATH_* flags, path hash). A path
 /// that does not fit the buffer matches nothing (`PATH_TRUNCATED`).
 #[inline(always)]
@@ -217,8 +230,7 @@ fn try_file_open(ctx: &LsmContext) -> Verdict {
     event.dfd = AT_FDCWD;
     event.path_flags = path_flags;
     event.op = FILE_OP_OPEN;
-    emit::send(event);
-    if verdict == Verdict::Hold { hold() } else { verdict }
+    report(event, verdict)
 }
 
 #[inline(always)]
@@ -271,8 +283,7 @@ fn decide_exec(task: &CurrentTask, file: *const u8, open: bool) -> Verdict {
     }
     event.header = emit::header(KIND_EXEC, why, reason_for(task, why), action, task.task_id);
     event.path_flags = path_flags;
-    emit::send(event);
-    if verdict == Verdict::Hold { hold() } else { verdict }
+    report(event, verdict)
 }
 
 #[inline(always)]
@@ -341,7 +352,7 @@ fn try_socket_connect(ctx: &LsmContext) -> Verdict {
                     rule_index,
                     addr,
                 };
-                emit::send(&event);
+                emit::send_now(&event);
                 return hold();
             }
             Asked::No => {}

@@ -169,7 +169,7 @@ fn kill_for_ended(
     event.header.verdict = VERDICT_OUT_OF_SCOPE;
     event.header.reason = task.out_of_scope_reason();
     event.header.action = ACTION_KILLED;
-    emit::send(event);
+    emit::send_now(event);
     Some(event)
 }
 
@@ -244,7 +244,7 @@ fn first_use(task: &CurrentTask, fd: u64, call: OpenCall) {
         // reported (BPF LSM refuses this path).
         crate::task::kill_current();
         event.header = emit::header(KIND_FILE, VERDICT_OUT_OF_SCOPE, REASON_NO_RULE, ACTION_KILLED, task.task_id);
-        emit::send(event);
+        emit::send_now(event);
         return;
     }
     event.header = emit::header(KIND_FILE, VERDICT_IN_SCOPE, REASON_NONE, ACTION_ALLOWED, task.task_id);

@@ -139,7 +139,7 @@ fn try_group_exit(tgid: u32) {
             child_tgid: 0,
             detail: 0,
         };
-        emit::send(&event);
+        emit::send_now(&event);
     }
 }
 

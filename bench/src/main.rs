@@ -17,6 +17,7 @@ mod memory;
 mod overhead;
 mod peers;
 mod pipeline;
+mod profile;
 mod report;
 mod stats;
 
@@ -54,7 +55,7 @@ enum Mode {
         agent_guard: PathBuf,
         #[arg(long)]
         smoke: bool,
-        #[arg(value_parser = ["overhead", "pipeline", "latency", "memory", "macro", "dns"])]
+        #[arg(value_parser = ["overhead", "profile", "pipeline", "latency", "memory", "macro", "dns"])]
         name: String,
     },
     Lsm {
@@ -95,8 +96,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Mode::Lsm { agent_guard, smoke } => {
             let ctx = ctx::Ctx::new(agent_guard, smoke)?;
             let (reps, scale) = if smoke { (1, 100) } else { (3, 10) };
-            let rows = overhead::run_lsm(&ctx, reps, scale)?;
-            println!("{VM_JSON_MARKER}{}", serde_json::to_string(&rows)?);
+            let lsm = overhead::run_lsm(&ctx, reps, scale)?;
+            println!("{VM_JSON_MARKER}{}", serde_json::to_string(&lsm)?);
             Ok(())
         }
         Mode::Section { agent_guard, smoke, name } => {
@@ -104,6 +105,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let started = std::time::Instant::now();
             let json = match name.as_str() {
                 "overhead" => serde_json::to_string_pretty(&overhead::run(&ctx, 1, if smoke { 50 } else { 1 }, true)?)?,
+                "profile" => serde_json::to_string_pretty(&overhead::profile_only(&ctx, if smoke { 50 } else { 1 })?)?,
                 "pipeline" => serde_json::to_string_pretty(&pipeline::run(&ctx)?)?,
                 "latency" => serde_json::to_string_pretty(&latency::run(&ctx, if smoke { 3 } else { 200 })?)?,
                 "memory" => serde_json::to_string_pretty(&memory::run(&ctx, if smoke { 20 } else { 1000 })?)?,
@@ -136,7 +138,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let dns = dns::run(&ctx, questions, dns_reps, rate_ms)?;
             eprintln!("macro workload");
             let macro_load = macro_load::run(&ctx, macro_reps)?;
-            let lsm = match vm_json {
+            let lsm: Option<overhead::Overhead> = match vm_json {
                 Some(path) => Some(serde_json::from_str(&std::fs::read_to_string(&path)?)?),
                 None => None,
             };
@@ -145,8 +147,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 commit,
                 smoke,
                 seconds: started.elapsed().as_secs_f64(),
-                overhead,
-                lsm,
+                overhead: overhead.rows,
+                profile: overhead.profile,
+                lsm_profile: lsm.as_ref().map(|l| l.profile.clone()).unwrap_or_default(),
+                lsm: lsm.map(|l| l.rows.into_iter().map(serde_json::to_value).collect()).transpose()?,
                 pipeline,
                 latency,
                 memory,

@@ -10,6 +10,7 @@ use crate::{
     ctx::{Ctx, figure},
     guard::{Guard, tagged, tagged_with, write_grant},
     peers::{Auditd, Bpftrace, landlock_args},
+    profile::{self, ProfiledRun},
     stats::{Summary, summarize},
 };
 
@@ -48,12 +49,19 @@ fn record(samples: &mut Samples, w: &Workload, config: &str, ns: f64, bare: f64)
     samples.entry((w.name.to_string(), config.to_string())).or_default().push((ns, ns / bare));
 }
 
+/// The overhead rows and, measured after them, the kernel time of each eBPF program.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Overhead {
+    pub rows: Vec<Row>,
+    pub profile: Vec<ProfiledRun>,
+}
+
 /// Runs `reps` repetitions; `peers` adds auditd, Landlock and bpftrace.
-pub fn run(ctx: &Ctx, reps: usize, scale: u64, peers: bool) -> anyhow::Result<Vec<Row>> {
+pub fn run(ctx: &Ctx, reps: usize, scale: u64, peers: bool) -> anyhow::Result<Overhead> {
     run_with(ctx, reps, scale, peers, &[])
 }
 
-fn run_with(ctx: &Ctx, reps: usize, scale: u64, peers: bool, daemon_args: &[&str]) -> anyhow::Result<Vec<Row>> {
+fn run_with(ctx: &Ctx, reps: usize, scale: u64, peers: bool, daemon_args: &[&str]) -> anyhow::Result<Overhead> {
     let workloads = workloads(ctx, scale);
     let grants: Vec<(std::path::PathBuf, usize)> = GRANT_RULES
         .iter()
@@ -139,11 +147,19 @@ fn run_with(ctx: &Ctx, reps: usize, scale: u64, peers: bool, daemon_args: &[&str
         let rules: usize = r.config.split(", ").nth(2).and_then(|s| s.split(' ').next()?.parse().ok()).unwrap_or(0);
         (workload_order.iter().position(|w| *w == r.workload), order(&r.config), rules)
     });
-    Ok(rows)
+    let (grant, rules) = &grants[0];
+    let profile = profile::run(ctx, &workloads, grant, *rules, daemon_args)?;
+    Ok(Overhead { rows, profile })
+}
+
+/// The per-program profile alone (for working on a hook).
+pub fn profile_only(ctx: &Ctx, scale: u64) -> anyhow::Result<Vec<ProfiledRun>> {
+    let (grant, rules) = write_grant(&ctx.dir, &ctx.bins, ctx.port, GRANT_RULES[0], "enforce")?;
+    profile::run(ctx, &workloads(ctx, scale), &grant, rules, &[])
 }
 
 /// Inside the BPF LSM VM: agent-guard only (the peers are measured on the host), started with
 /// `--require lsm` so the figures are those of the LSM path.
-pub fn run_lsm(ctx: &Ctx, reps: usize, scale: u64) -> anyhow::Result<Vec<Row>> {
+pub fn run_lsm(ctx: &Ctx, reps: usize, scale: u64) -> anyhow::Result<Overhead> {
     run_with(ctx, reps, scale, false, &["--require", "lsm"])
 }

@@ -5,7 +5,10 @@ use std::{fmt::Write as _, path::Path};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{dns::Dns, latency::Latency, macro_load::MacroLoad, memory::Memory, overhead::Row, pipeline::Pipeline};
+use crate::{
+    dns::Dns, latency::Latency, macro_load::MacroLoad, memory::Memory, overhead::Row, pipeline::Pipeline,
+    profile::ProfiledRun,
+};
 
 #[derive(Serialize, Deserialize)]
 pub struct Machine {
@@ -24,6 +27,12 @@ pub struct Results {
     pub overhead: Vec<Row>,
     /// Overhead rows measured on the BPF LSM path inside the VM (ratios only).
     pub lsm: Option<Vec<serde_json::Value>>,
+    /// Kernel time per eBPF program on this host, and in the VM (absent from runs before
+    /// 1 December 2026).
+    #[serde(default)]
+    pub profile: Vec<ProfiledRun>,
+    #[serde(default)]
+    pub lsm_profile: Vec<ProfiledRun>,
     pub pipeline: Pipeline,
     pub latency: Latency,
     pub memory: Memory,
@@ -65,7 +74,7 @@ struct Target {
     /// true: the value must be at most the limit; false: at least.
     at_most: bool,
     unit: &'static str,
-    why_missed: &'static str,
+    why_missed: String,
 }
 
 fn ratio_of(rows: &[Row], workload: &str, config: &str) -> Option<f64> {
@@ -86,7 +95,7 @@ fn targets(r: &Results) -> Vec<Target> {
             limit: 1.05,
             at_most: true,
             unit: "x",
-            why_missed: "every open of every process runs the file_open program, which returns after one hash lookup (the process has no tag); under TCG emulation that lookup is a larger share of a cheap syscall than on hardware",
+            why_missed: "every open of every process runs the file_open program, which returns after one hash lookup (the process has no tag); under TCG emulation that lookup is a larger share of a cheap syscall than on hardware".into(),
         },
         Target {
             what: "open/close, untagged, this host's path".into(),
@@ -94,7 +103,7 @@ fn targets(r: &Results) -> Vec<Target> {
             limit: 1.10,
             at_most: true,
             unit: "x",
-            why_missed: "without BPF LSM every openat of every process enters two tracepoint programs, sys_enter_openat and sys_exit_openat, each a tag lookup, on top of the tracepoint machinery itself; the exit program came with the landlock level",
+            why_missed: "without BPF LSM every openat of every process enters two tracepoint programs, sys_enter_openat and sys_exit_openat, each a tag lookup, on top of the tracepoint machinery itself; the exit program came with the landlock level".into(),
         },
         Target {
             what: "open/close, tagged (13 rules), this host's path (landlock level)".into(),
@@ -102,7 +111,7 @@ fn targets(r: &Results) -> Vec<Target> {
             limit: 1.25,
             at_most: true,
             unit: "x",
-            why_missed: TAGGED_OPEN,
+            why_missed: format!("{TAGGED_OPEN}{}", programs_note(&r.profile, "open/close", tagged)),
         },
         Target {
             what: "open/close, tagged (13 rules), this host's path (landlock level), against Landlock alone in the same run".into(),
@@ -110,7 +119,7 @@ fn targets(r: &Results) -> Vec<Target> {
             limit: landlock.unwrap_or(f64::NAN),
             at_most: true,
             unit: "x",
-            why_missed: TAGGED_OPEN,
+            why_missed: format!("{TAGGED_OPEN}{}", programs_note(&r.profile, "open/close", tagged)),
         },
         Target {
             what: "open/close, tagged (13 rules), BPF LSM path (VM)".into(),
@@ -118,7 +127,7 @@ fn targets(r: &Results) -> Vec<Target> {
             limit: 1.25,
             at_most: true,
             unit: "x",
-            why_missed: "file_open rebuilds the opened file's path from its dentries and hashes it, one map lookup per component; the per-task decision cache (keyed by task, mount, inode and access, invalidated by grant and rename generations) is designed in docs/design.md but not built yet",
+            why_missed: format!("{LSM_OPEN}{}", programs_note(&r.lsm_profile, "open/close", tagged)),
         },
         Target {
             what: "events/s kernel -> JSON file and audit store with zero loss".into(),
@@ -126,7 +135,7 @@ fn targets(r: &Results) -> Vec<Target> {
             limit: 500_000.0,
             at_most: false,
             unit: "/s",
-            why_missed: PIPELINE,
+            why_missed: PIPELINE.into(),
         },
         Target {
             what: "revoke, p99 (API round trip; in force in the kernel at the reply)".into(),
@@ -134,7 +143,7 @@ fn targets(r: &Results) -> Vec<Target> {
             limit: 5.0,
             at_most: true,
             unit: "ms",
-            why_missed: "the revoke is one map update behind one lock, and its reply waits until the task's state file is written and renamed into place (a task the caller was told about survives a crash); the ring-buffer reader now takes that lock per record, not per batch; the tail was not profiled in this run",
+            why_missed: "the revoke is one map update behind one lock, and its reply waits until the task's state file is written and renamed into place (a task the caller was told about survives a crash); the ring-buffer reader now takes that lock per record, not per batch; the tail was not profiled in this run".into(),
         },
         Target {
             what: "daemon RSS with 1,000 open tasks, ring buffers counted once".into(),
@@ -142,7 +151,7 @@ fn targets(r: &Results) -> Vec<Target> {
             limit: 32.0,
             at_most: true,
             unit: "MiB",
-            why_missed: "of the resident set, the 17 MiB of ring buffers (counted once) are kernel memory the daemon maps; the binary's pages in use are about 9 MiB, of which 2.7 MiB are the embedded eBPF object, parsed at load; the heap holds each task's grant, compiled rules and usage, and since name rules each task's DNS resolver (its four sockets, five small tokio tasks and their registrations; the heap with 1,000 tasks went from 9.3 MiB at cd34ba7 to 21.5 MiB with them, and lost 8 KiB per task once a waiting resolver kept no receive buffer; see Memory for this run's heap)",
+            why_missed: "of the resident set, the 17 MiB of ring buffers (counted once) are kernel memory the daemon maps; the binary's pages in use are about 9 MiB, of which 2.7 MiB are the embedded eBPF object, parsed at load; the heap holds each task's grant, compiled rules and usage, and since name rules each task's DNS resolver (its four sockets, five small tokio tasks and their registrations; the heap with 1,000 tasks went from 9.3 MiB at cd34ba7 to 21.5 MiB with them, and lost 8 KiB per task once a waiting resolver kept no receive buffer; see Memory for this run's heap)".into(),
         },
     ]
 }
@@ -150,9 +159,42 @@ fn targets(r: &Results) -> Vec<Target> {
 /// Why a tagged open on this host costs what it does (two targets share it).
 const TAGGED_OPEN: &str = "at the `landlock` level a task whose grant Landlock holds exactly, every file rule an allow, has its opens judged by Landlock alone (`CONFINE_OPENS_CACHED`): no path copy or hash any more; what is left over Landlock's own check, measured by taking parts out one at a time (interleaved runs of 7, docs/design.md): about 55 ns for the two tracepoints and their task lookups, about 100 ns for the exit's first-use check (the opened file's identity through the descriptor table: nine probe reads and one LRU lookup), and about 50 ns for the exact grant-end check at entry (`bpf_ktime_get_boot_ns`, kept exact: the coarse clock is refused to tracing programs and jiffies stop during suspend). Against Landlock alone the tagged open cannot come out cheaper, since it is Landlock plus the reporting";
 
+/// Why a tagged open on the BPF LSM path costs what it does.
+const LSM_OPEN: &str = "for a tagged process file_open checks the guard's own files (the opened dentry and up to eight ancestors, compared by inode), rebuilds the opened file's path with `bpf_d_path`, walks it under `bpf_loop` hashing every byte with one `PATH_RULES` lookup per component, and looks the file up in the first-use LRU; the per-task decision cache (keyed by task, mount, inode and access, invalidated by grant and rename generations), which would skip all but the task lookup for a file already decided, is designed in docs/design.md but not built yet";
+
+/// This run's kernel time of the programs behind `workload` under `config`, beside the same
+/// programs untagged, as a sentence to add to an explanation ("" when not profiled).
+fn programs_note(runs: &[ProfiledRun], workload: &str, config: &str) -> String {
+    let find = |c: &str| runs.iter().find(|r| r.workload == workload && r.config == c);
+    let (Some(tagged), Some(untagged)) = (find(config), find("agent-guard, untagged")) else {
+        return String::new();
+    };
+    let per_op = |run: &ProfiledRun| -> Vec<(String, f64)> {
+        run.programs
+            .iter()
+            .filter(|p| p.runs_per_op >= 0.5)
+            .map(|p| (p.program.clone(), p.ns_per_run * p.runs_per_op))
+            .collect()
+    };
+    let parts: Vec<String> = per_op(tagged)
+        .iter()
+        .map(|(name, ns)| {
+            let before = per_op(untagged).into_iter().find(|(n, _)| n == name).map_or(0.0, |(_, ns)| ns);
+            format!("`{name}` {ns:.0} ns (untagged {before:.0} ns)")
+        })
+        .collect();
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!(
+        ". This run's profile (the kernel's timing of each program, one clock read included; see the section on where the time goes), per open: {}",
+        parts.join(", ")
+    )
+}
+
 /// Why the pipeline stops where it does: per-event CPU by stage, measured with perf at 100,000
 /// events/s on this machine (docs/design.md, "Event pipeline").
-const PIPELINE: &str = "every event is decoded and enriched (task, rule, exec id and ancestry), serialised, written to the JSON file and inserted into the SQLite audit store. Each rate is now held for 3 s: a 1 s burst fitted in the buffers (16 MiB of ring buffer, 16,384 events queued for the hub and for each output), so the earlier figures of 100,000-200,000/s were bursts, not a rate the daemon keeps up with. The audit store is the bottleneck. Alone (200,000 rows of about 450 bytes in transactions of 1,024, 1 December 2026) SQLite took 56,000-70,000 rows/s with its automatic checkpoint and 105,000-140,000 without: the checkpoint, run in the writer's commit, was half the store's cost, so it now runs on a thread of its own (`audit-checkpoint`; at 100,000/s for 3 s, 194,000 and 196,000 of 300,000 events were delivered against 162,000 and 179,000 before). Per event at 100,000 events/s, measured by thread with perf: the audit store about 4.6 µs, decoding, enrichment and JSON 3.3 µs (serde's string escaping the largest part), the file 0.4 µs, on a machine whose other CPU runs the load generator. 500,000/s would need under 2 µs per event in all: the store has to leave the per-event path (an append-only log indexed in the background). The daemon also uses about one CPU already at 25,000/s, so its cost per event falls as the rate rises: a fixed cost per wake-up, not yet profiled. Measured with flood control off: with it on, a looping agent's identical events are folded into counted aggregates";
+const PIPELINE: &str = "every event is decoded and enriched (task, rule, exec id and ancestry), serialised, written to the JSON file and inserted into the SQLite audit store, each rate held for 3 s. Profiled by thread with perf and /proc at 100,000 events/s for 4 s on this host (1 December 2026, a day it ran about three times slower than the run of 8553fca: a bare open 3.3 µs against 1.15 µs), per event: the audit store 7.3-8.0 µs (`sqlite3VdbeExec`, the B-tree inserts of the row and its four indexes, and the kernel's `pwrite` of the WAL pages: about a third in the kernel), decoding, enrichment and JSON 6.0-7.0 µs (of that thread's samples 22% `memmove`, about 35% malloc and free, 10% serde's string escaping), the WAL checkpoint thread 1.3-1.7 µs, the JSON file 0.5 µs. 500,000/s would need under 2 µs per event in all, on a machine whose other CPU runs the load generator: the store has to leave the per-event path (an append-only log indexed in the background), and the decoder has to stop building an owned event per record. Tried and dropped: mimalloc as the allocator (no gain in CPU per event; the heap with 1,000 tasks went from 16 to 39 MiB). Done: the kernel no longer wakes the daemon for each record (a wake-up is a self-interrupt, which on this virtualised host showed in perf as `native_write_msr`), the reader collects every 10 ms instead; at 25,000/s the daemon's CPU for 125,000 events fell from 3.24 s to 2.45-2.59 s, the audit store's share the most (fewer, larger transactions). Measured with flood control off: with it on, a looping agent's identical events are folded into counted aggregates";
 
 fn fmt_value(v: f64, unit: &str) -> String {
     match unit {
@@ -231,6 +273,9 @@ pub fn markdown(r: &Results) -> String {
             let _ = writeln!(md, "\n## Syscall overhead on the BPF LSM path\n\nNot measured in this run.");
         }
     }
+    let lsm_rows: Vec<Row> = r.lsm.iter().flatten().filter_map(|v| serde_json::from_value(v.clone()).ok()).collect();
+    profile_section(&mut md, "this host", &r.profile, &r.overhead);
+    profile_section(&mut md, "the BPF LSM path (VM)", &r.lsm_profile, &lsm_rows);
     let p = &r.pipeline;
     let _ = writeln!(md, "\n## Event pipeline (kernel → ring buffer → daemon → JSON file)\n");
     let _ = writeln!(
@@ -337,6 +382,41 @@ fn dns_section(md: &mut String, dns: Option<&Dns>) {
         }
         None => {
             let _ = writeln!(md, "\n## DNS through the task resolver\n\nNot measured in this run.");
+        }
+    }
+}
+
+/// Each eBPF program's kernel time per operation, beside what the operation costs over bare.
+fn profile_section(md: &mut String, place: &str, runs: &[ProfiledRun], rows: &[Row]) {
+    if runs.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\n## Where a guarded operation's time goes, {place} (the kernel's BPF statistics)\n\nEach program's run time as the kernel times it (`BPF_ENABLE_STATS`), in a run of the workload of its own after the repetitions. Timing a run reads the clock twice and about one read falls inside the span it measures, so every *ns/run* includes one clock read: the untagged rows, whose programs look up the process's tag and return, show that floor. *Over bare* is the operation's median cost above bare in the overhead table above (another run, so the two do not add up exactly); what the programs do not explain is the hooks' own machinery (tracepoint or trampoline entry) and, for tagged runs at the `landlock` level, Landlock. Programs under 1 ns per operation are left out.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| workload | configuration | program | runs/op | ns/run | ns/op | over bare |\n|---|---|---|---|---|---|---|"
+    );
+    for run in runs {
+        let ns_of =
+            |config: &str| rows.iter().find(|r| r.workload == run.workload && r.config == config).map(|r| r.ns.median);
+        let over = match (ns_of(&run.config), ns_of("bare (nothing attached)")) {
+            (Some(guarded), Some(bare)) => format!("{:.0} ns", guarded - bare),
+            _ => "—".to_string(),
+        };
+        for p in run.programs.iter().filter(|p| p.ns_per_run * p.runs_per_op >= 1.0) {
+            let _ = writeln!(
+                md,
+                "| {} | {} | `{}` | {:.2} | {:.0} | {:.0} | {over} |",
+                run.workload,
+                run.config,
+                p.program,
+                p.runs_per_op,
+                p.ns_per_run,
+                p.ns_per_run * p.runs_per_op
+            );
         }
     }
 }

@@ -236,8 +236,10 @@ pub async fn run(
     // The enrichment state is the readers', shared by both (lineage spans both rings).
     let decoder = Arc::new(Mutex::new(decode::Decoder::new(host.clone(), enforcement.clone())));
     registry.lock().expect("registry lock is never poisoned").decoder = Some(decoder.clone());
-    let reader = tokio::spawn(read_events(ring, decoder.clone(), registry.clone(), kernel_sink.clone()));
-    let alert_reader = tokio::spawn(read_events(alerts, decoder, registry.clone(), kernel_sink));
+    let stop_reading = tokio_util::sync::CancellationToken::new();
+    let reader =
+        tokio::spawn(read_events(ring, decoder.clone(), registry.clone(), kernel_sink.clone(), stop_reading.clone()));
+    let alert_reader = tokio::spawn(read_events(alerts, decoder, registry.clone(), kernel_sink, stop_reading.clone()));
     let drops = tokio::spawn(watch_drops(registry.clone()));
     let reloads = reload::start(&config.policy_dir, registry.clone());
     let metrics_stop = tokio_util::sync::CancellationToken::new();
@@ -274,7 +276,16 @@ pub async fn run(
     }
 
     connections.shutdown().await;
-    for task in [reader, alert_reader, drops, reloads].into_iter().chain(channels) {
+    // The readers drain their rings a last time (what was sent without a wake-up since their
+    // last tick), then stop; if the hub cannot take it soon, they are aborted.
+    stop_reading.cancel();
+    for mut task in [reader, alert_reader] {
+        if tokio::time::timeout(Duration::from_secs(2), &mut task).await.is_err() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+    for task in [drops, reloads].into_iter().chain(channels) {
         task.abort();
         let _ = task.await;
     }
@@ -413,6 +424,11 @@ async fn remove_cgroups(base: &std::path::Path, tasks: &[PathBuf]) {
     tracing::warn!(path = %base.display(), "task cgroups still busy at shutdown; left in place");
 }
 
+/// How often the reader collects records the kernel put on a ring buffer without waking it
+/// (ebpf `emit::send`): the longest an event waits in the kernel while the daemon is idle. The
+/// records the daemon must act on at once wake it (`emit::send_now`).
+const READ_TICK: Duration = Duration::from_millis(10);
+
 /// Decodes kernel records into events. A record is only taken off the ring buffer once the
 /// kernel-event queue has room for its event (see output.rs): under a flood, the backlog stays
 /// in the ring buffer, and what does not fit there is counted by the kernel.
@@ -421,21 +437,30 @@ async fn read_events(
     decoder: Arc<Mutex<decode::Decoder>>,
     registry: Arc<Mutex<Registry>>,
     kernel_sink: output::KernelSink,
+    stop: tokio_util::sync::CancellationToken,
 ) {
+    let mut tick = tokio::time::interval(READ_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = false;
     loop {
-        let mut guard = match ring.readable_mut().await {
-            Ok(guard) => guard,
-            Err(err) => {
-                tracing::error!(%err, "ring buffer poll failed");
-                return;
-            }
-        };
+        tokio::select! {
+            ready = ring.readable_mut() => match ready {
+                // Cleared before the ring is read, so a record committed meanwhile wakes it again.
+                Ok(mut guard) => guard.clear_ready(),
+                Err(err) => {
+                    tracing::error!(%err, "ring buffer poll failed");
+                    return;
+                }
+            },
+            _ = tick.tick() => {}
+            () = stop.cancelled() => last = true,
+        }
         loop {
             // Room in the bounded queue first (backpressure: while the hub is behind, records
             // wait in the kernel's ring buffer, whose overflow is counted), then a batch of
             // records decoded under one lock, sent as one message.
             let Ok(permit) = kernel_sink.reserve().await else { return };
-            let (events, more) = decode_batch(guard.get_inner_mut(), &decoder, &registry);
+            let (events, more) = decode_batch(ring.get_mut(), &decoder, &registry);
             if !events.is_empty() {
                 permit.send(events);
             }
@@ -443,7 +468,9 @@ async fn read_events(
                 break;
             }
         }
-        guard.clear_ready();
+        if last {
+            return;
+        }
     }
 }
 
