@@ -103,7 +103,10 @@ fn targets(r: &Results) -> Vec<Target> {
             limit: 1.10,
             at_most: true,
             unit: "x",
-            why_missed: "without BPF LSM every openat of every process enters two tracepoint programs, sys_enter_openat and sys_exit_openat, each a tag lookup, on top of the tracepoint machinery itself; the exit program came with the landlock level".into(),
+            why_missed: format!(
+                "without BPF LSM every openat of every process enters two tracepoint programs, sys_enter_openat and sys_exit_openat, each a tag lookup, on top of the tracepoint machinery itself; the exit program came with the landlock level{}",
+                programs_note(&r.profile, "open/close", "agent-guard, untagged")
+            ),
         },
         Target {
             what: "open/close, tagged (13 rules), this host's path (landlock level)".into(),
@@ -143,7 +146,7 @@ fn targets(r: &Results) -> Vec<Target> {
             limit: 5.0,
             at_most: true,
             unit: "ms",
-            why_missed: "the revoke is one map update behind one lock, and its reply waits until the task's state file is written and renamed into place (a task the caller was told about survives a crash); the ring-buffer reader now takes that lock per record, not per batch; the tail was not profiled in this run".into(),
+            why_missed: "the revoke is one map update behind one lock, and its reply waits until the task's state file is written and renamed into place (a task the caller was told about survives a crash); the ring-buffer reader now takes that lock per record, not per batch. Profiled with bpftrace uprobes on the release daemon during 200 trials on this host (1 December 2026; round trip p50 963 µs, p99 5,879 µs in that run): `Registry::persist` (each changed task's state file and the counters file written and renamed into place) took 0.5-1 ms in most of its 603 calls and 2-16 ms in 7 of them, the tail; waits for a contended lock were all under 0.5 ms (38 of them). So the tail is the filesystem's, on a reply that waits for it on purpose".into(),
         },
         Target {
             what: "daemon RSS with 1,000 open tasks, ring buffers counted once".into(),
@@ -169,6 +172,7 @@ fn programs_note(runs: &[ProfiledRun], workload: &str, config: &str) -> String {
     let (Some(tagged), Some(untagged)) = (find(config), find("agent-guard, untagged")) else {
         return String::new();
     };
+    let compare = config != "agent-guard, untagged";
     let per_op = |run: &ProfiledRun| -> Vec<(String, f64)> {
         run.programs
             .iter()
@@ -180,7 +184,11 @@ fn programs_note(runs: &[ProfiledRun], workload: &str, config: &str) -> String {
         .iter()
         .map(|(name, ns)| {
             let before = per_op(untagged).into_iter().find(|(n, _)| n == name).map_or(0.0, |(_, ns)| ns);
-            format!("`{name}` {ns:.0} ns (untagged {before:.0} ns)")
+            if compare {
+                format!("`{name}` {ns:.0} ns (untagged {before:.0} ns)")
+            } else {
+                format!("`{name}` {ns:.0} ns")
+            }
         })
         .collect();
     if parts.is_empty() {
@@ -194,7 +202,7 @@ fn programs_note(runs: &[ProfiledRun], workload: &str, config: &str) -> String {
 
 /// Why the pipeline stops where it does: per-event CPU by stage, measured with perf at 100,000
 /// events/s on this machine (docs/design.md, "Event pipeline").
-const PIPELINE: &str = "every event is decoded and enriched (task, rule, exec id and ancestry), serialised, written to the JSON file and inserted into the SQLite audit store, each rate held for 3 s. Profiled by thread with perf and /proc at 100,000 events/s for 4 s on this host (1 December 2026, a day it ran about three times slower than the run of 8553fca: a bare open 3.3 µs against 1.15 µs), per event: the audit store 7.3-8.0 µs (`sqlite3VdbeExec`, the B-tree inserts of the row and its four indexes, and the kernel's `pwrite` of the WAL pages: about a third in the kernel), decoding, enrichment and JSON 6.0-7.0 µs (of that thread's samples 22% `memmove`, about 35% malloc and free, 10% serde's string escaping), the WAL checkpoint thread 1.3-1.7 µs, the JSON file 0.5 µs. 500,000/s would need under 2 µs per event in all, on a machine whose other CPU runs the load generator: the store has to leave the per-event path (an append-only log indexed in the background), and the decoder has to stop building an owned event per record. Tried and dropped: mimalloc as the allocator (no gain in CPU per event; the heap with 1,000 tasks went from 16 to 39 MiB). Done: the kernel no longer wakes the daemon for each record (a wake-up is a self-interrupt, which on this virtualised host showed in perf as `native_write_msr`), the reader collects every 10 ms instead; at 25,000/s the daemon's CPU for 125,000 events fell from 3.24 s to 2.45-2.59 s, the audit store's share the most (fewer, larger transactions). Measured with flood control off: with it on, a looping agent's identical events are folded into counted aggregates";
+const PIPELINE: &str = "every event is decoded and enriched (task, rule, exec id and ancestry), serialised, written to the JSON file and inserted into the SQLite audit store, each rate held for 3 s. Profiled by thread with perf and /proc at 100,000 events/s for 4 s on this host (1 December 2026, a day it ran about three times slower than the run of 8553fca: a bare open 3.3 µs against 1.15 µs), per event: the audit store 7.3-8.0 µs (`sqlite3VdbeExec`, the B-tree inserts of the row and of its three indexes, and the kernel's `pwrite` of the WAL pages: about a third in the kernel), decoding, enrichment and JSON 6.0-7.0 µs (of that thread's samples 22% `memmove`, about 35% malloc and free, 10% serde's string escaping), the WAL checkpoint thread 1.3-1.7 µs, the JSON file 0.5 µs. 500,000/s would need under 2 µs per event in all, on a machine whose other CPU runs the load generator: the store has to leave the per-event path (an append-only log indexed in the background), and the decoder has to stop building an owned event per record. Tried and dropped: mimalloc as the allocator (no gain in CPU per event; the heap with 1,000 tasks went from 16 to 39 MiB). Done: the kernel no longer wakes the daemon for each record (a wake-up is a self-interrupt, which on this virtualised host showed in perf as `native_write_msr`), the reader collects every 10 ms instead; at 25,000/s the daemon's CPU for 125,000 events fell from 3.24 s to 2.45-2.59 s, the audit store's share the most (fewer, larger transactions). Measured with flood control off: with it on, a looping agent's identical events are folded into counted aggregates";
 
 fn fmt_value(v: f64, unit: &str) -> String {
     match unit {
@@ -386,6 +394,10 @@ fn dns_section(md: &mut String, dns: Option<&Dns>) {
     }
 }
 
+/// Programs that ran less often than this per operation ran for something else (the daemon,
+/// `agent-guard run` starting the task): left out of the profile tables.
+const MIN_RUNS_PER_OP: f64 = 0.1;
+
 /// Each eBPF program's kernel time per operation, beside what the operation costs over bare.
 fn profile_section(md: &mut String, place: &str, runs: &[ProfiledRun], rows: &[Row]) {
     if runs.is_empty() {
@@ -393,7 +405,7 @@ fn profile_section(md: &mut String, place: &str, runs: &[ProfiledRun], rows: &[R
     }
     let _ = writeln!(
         md,
-        "\n## Where a guarded operation's time goes, {place} (the kernel's BPF statistics)\n\nEach program's run time as the kernel times it (`BPF_ENABLE_STATS`), in a run of the workload of its own after the repetitions. Timing a run reads the clock twice and about one read falls inside the span it measures, so every *ns/run* includes one clock read: the untagged rows, whose programs look up the process's tag and return, show that floor. *Over bare* is the operation's median cost above bare in the overhead table above (another run, so the two do not add up exactly); what the programs do not explain is the hooks' own machinery (tracepoint or trampoline entry) and, for tagged runs at the `landlock` level, Landlock. Programs under 1 ns per operation are left out.\n"
+        "\n## Where a guarded operation's time goes, {place} (the kernel's BPF statistics)\n\nEach program's run time as the kernel times it (`BPF_ENABLE_STATS`), in a run of the workload of its own after the repetitions. Timing a run reads the clock twice and about one read falls inside the span it measures, so every *ns/run* includes one clock read: the untagged rows, whose programs look up the process's tag and return, show that floor. *Over bare* is the operation's median cost above bare in the overhead table above (another run, so the two do not add up exactly); what the programs do not explain is the hooks' own machinery (tracepoint or trampoline entry) and, for tagged runs at the `landlock` level, Landlock. Programs that ran less than once per ten operations (for the daemon, or for `agent-guard run` starting the task) or for under 1 ns per operation are left out.\n"
     );
     let _ = writeln!(
         md,
@@ -406,7 +418,8 @@ fn profile_section(md: &mut String, place: &str, runs: &[ProfiledRun], rows: &[R
             (Some(guarded), Some(bare)) => format!("{:.0} ns", guarded - bare),
             _ => "—".to_string(),
         };
-        for p in run.programs.iter().filter(|p| p.ns_per_run * p.runs_per_op >= 1.0) {
+        for p in run.programs.iter().filter(|p| p.runs_per_op >= MIN_RUNS_PER_OP && p.ns_per_run * p.runs_per_op >= 1.0)
+        {
             let _ = writeln!(
                 md,
                 "| {} | {} | `{}` | {:.2} | {:.0} | {:.0} | {over} |",
