@@ -48,7 +48,9 @@ pub struct TaskFacts<'a> {
 
 /// The tasks as decoding sees them: read-only.
 pub trait TaskView {
-    fn facts(&self, task_id: u32) -> Option<TaskFacts<'_>>;
+    /// A task as it was at `at_ns` (`CLOCK_BOOTTIME`, the record's kernel time) where that
+    /// differs from now (its declared step).
+    fn facts(&self, task_id: u32, at_ns: u64) -> Option<TaskFacts<'_>>;
 }
 
 /// Decoding and its enrichment state, owned by the ring-buffer readers.
@@ -226,7 +228,7 @@ fn out_of_scope(header: &EventHeader, task: Option<&TaskFacts>, decision: Decisi
 
 pub fn decode(dec: &mut Decoder, tasks: &impl TaskView, record: KernelEvent) -> Decoded {
     let task_id = record.header().task_id;
-    let facts = tasks.facts(task_id);
+    let facts = tasks.facts(task_id, record.header().boot_ns);
     let task = facts.as_ref();
     match record {
         KernelEvent::TaskEmpty(_) => Decoded::TaskEmpty(task_id),

@@ -119,8 +119,11 @@ impl Registry {
                 base: t.grant.spec.clone(),
                 ..Default::default()
             });
+            // The step declared before the restart is in force for every record still to come.
+            let steps = t.info.step_intent.clone().map(|step| (0, step)).into_iter().collect();
             let mut task = Task {
                 access,
+                steps,
                 info: t.info,
                 grant: t.grant,
                 expires_ns: t.expires_ns,

@@ -71,6 +71,10 @@ impl Registry {
             return Err(refuse(ErrorCode::BadRequest, format!("task {id} has ended")));
         }
         let declared = Control { actor: None, reason: format!("process {pid} declared: {intent}") };
+        if task.steps.len() >= super::registry::STEP_HISTORY {
+            task.steps.remove(0);
+        }
+        task.steps.push((crate::daemon::clock::boot_ns_now(), intent.clone()));
         task.info.step_intent = Some(intent);
         let mut event = Event::new(Body::TaskIntent(declared), &self.host, SystemTime::now());
         event.task = Some(task.task_ref());

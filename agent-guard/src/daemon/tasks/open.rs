@@ -365,6 +365,7 @@ impl Registry {
             asks_holder,
             supervised: false,
             learned: std::collections::HashMap::new(),
+            steps: Vec::new(),
             access: super::requests::TaskAccess {
                 profile,
                 opener_uid: req.actor.uid,

@@ -54,7 +54,15 @@ pub struct Task {
     pub(super) learned: std::collections::HashMap<[u8; 16], crate::daemon::dns::Learned>,
     /// Its profile, opener, grant as opened and approved requests (requests.rs).
     pub(super) access: super::requests::TaskAccess,
+    /// The steps declared so far, with the `CLOCK_BOOTTIME` of each declaration, newest last
+    /// and at most `STEP_HISTORY`: a kernel record is decoded after the step that followed it
+    /// may have been declared (records wait for the reader's tick), so each record takes the
+    /// step in force at its own kernel time.
+    pub(super) steps: Vec<(u64, String)>,
 }
+
+/// Declared steps kept per task for records still in the ring buffer.
+pub(super) const STEP_HISTORY: usize = 16;
 
 impl Task {
     /// The usage summary: used rules, the allow rules never used, what was touched;
@@ -65,6 +73,21 @@ impl Task {
         usage.used.sort();
         usage.unused = self.grant.allow_rule_names().into_iter().filter(|r| !usage.used.contains(r)).collect();
         usage
+    }
+
+    /// `task_ref` as of `at_ns` (`CLOCK_BOOTTIME`): with the step declared last before then.
+    pub fn task_ref_at(&self, at_ns: u64) -> TaskRef {
+        let mut task = self.task_ref();
+        if let Some(i) = self.steps.iter().rposition(|(since, _)| *since <= at_ns) {
+            task.step = Some(self.steps[i].1.clone());
+        } else if self.steps.len() < STEP_HISTORY {
+            // Before the first step this task declared (the history is whole).
+            task.step = None;
+        } else if let Some((_, oldest)) = self.steps.first() {
+            // Older than the history kept: its oldest step is the best known.
+            task.step = Some(oldest.clone());
+        }
+        task
     }
 
     pub fn task_ref(&self) -> TaskRef {
@@ -81,10 +104,10 @@ impl Task {
 }
 
 impl TaskView for Registry {
-    fn facts(&self, task_id: u32) -> Option<TaskFacts<'_>> {
+    fn facts(&self, task_id: u32, at_ns: u64) -> Option<TaskFacts<'_>> {
         let task = self.tasks.get(&task_id)?;
         Some(TaskFacts {
-            task: task.task_ref(),
+            task: task.task_ref_at(at_ns),
             grant: &task.grant,
             expires: &task.info.expires,
             learned: &task.learned,
