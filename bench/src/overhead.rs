@@ -58,10 +58,18 @@ pub struct Overhead {
 
 /// Runs `reps` repetitions; `peers` adds auditd, Landlock and bpftrace.
 pub fn run(ctx: &Ctx, reps: usize, scale: u64, peers: bool) -> anyhow::Result<Overhead> {
-    run_with(ctx, reps, scale, peers, &[])
+    run_with(ctx, reps, scale, peers, &[], true)
 }
 
-fn run_with(ctx: &Ctx, reps: usize, scale: u64, peers: bool, daemon_args: &[&str]) -> anyhow::Result<Overhead> {
+/// `profiled`: the per-program profile is measured after the repetitions.
+fn run_with(
+    ctx: &Ctx,
+    reps: usize,
+    scale: u64,
+    peers: bool,
+    daemon_args: &[&str],
+    profiled: bool,
+) -> anyhow::Result<Overhead> {
     let workloads = workloads(ctx, scale);
     let grants: Vec<(std::path::PathBuf, usize)> = GRANT_RULES
         .iter()
@@ -148,7 +156,7 @@ fn run_with(ctx: &Ctx, reps: usize, scale: u64, peers: bool, daemon_args: &[&str
         (workload_order.iter().position(|w| *w == r.workload), order(&r.config), rules)
     });
     let (grant, rules) = &grants[0];
-    let profile = profile::run(ctx, &workloads, grant, *rules, daemon_args)?;
+    let profile = if profiled { profile::run(ctx, &workloads, grant, *rules, daemon_args)? } else { Vec::new() };
     Ok(Overhead { rows, profile })
 }
 
@@ -161,5 +169,8 @@ pub fn profile_only(ctx: &Ctx, scale: u64) -> anyhow::Result<Vec<ProfiledRun>> {
 /// Inside the BPF LSM VM: agent-guard only (the peers are measured on the host), started with
 /// `--require lsm` so the figures are those of the LSM path.
 pub fn run_lsm(ctx: &Ctx, reps: usize, scale: u64) -> anyhow::Result<Overhead> {
-    run_with(ctx, reps, scale, false, &["--require", "lsm"])
+    // Not in the smoke run, which follows the VM's test suite: the statistics switch patches
+    // kernel text, which is only safe under emulation while no daemon's programs are attached
+    // (profile.rs), and the suite's shared daemon may outlive its test binary.
+    run_with(ctx, reps, scale, false, &["--require", "lsm"], !ctx.smoke)
 }

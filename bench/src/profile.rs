@@ -4,6 +4,12 @@
 //! include/linux/filter.h `__bpf_prog_run` adds the run's `sched_clock` span to the program's
 //! `run_time_ns`). Measured apart from the overhead repetitions, since the timing itself adds two
 //! clock reads to every run.
+//!
+//! The statistics are switched on before the daemon starts and off after it stops, never while
+//! its programs run: the switch is a static key, patched into the kernel's text with int3
+//! breakpoints (`text_poke_bp`), and under qemu's TCG emulation a CPU running a BPF trampoline
+//! while it is patched met a stray int3 and the guest kernel panicked (`Oops: int3` in
+//! `__bpf_prog_enter`, a CI run of 1 December 2026).
 
 use std::collections::BTreeMap;
 
@@ -27,13 +33,12 @@ pub struct ProgramCost {
     pub ns_per_run: f64,
 }
 
-/// One workload under one configuration, run once without and once with the statistics.
+/// One workload under one configuration, run with the statistics on.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProfiledRun {
     pub workload: String,
     pub config: String,
-    /// ns per operation without the statistics, and with them (what timing every run adds).
-    pub ns_op_untimed: f64,
+    /// ns per operation with every program run timed.
     pub ns_op_timed: f64,
     /// Busiest first.
     pub programs: Vec<ProgramCost>,
@@ -51,20 +56,12 @@ fn snapshot() -> anyhow::Result<BTreeMap<u32, (String, u64, u64)>> {
     Ok(programs)
 }
 
-/// Runs `cmd()` (`ops` operations) without and then with statistics on, and returns what each
-/// program that ran spent, by name (programs of the same name summed).
-fn measure(
-    cmd: impl Fn() -> std::process::Command,
-    ops: f64,
-    workload: &str,
-    config: &str,
-) -> anyhow::Result<ProfiledRun> {
-    let ns_op_untimed = figure(cmd())?;
-    let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).context("BPF_ENABLE_STATS")?;
+/// Runs `cmd` (`ops` operations) and returns what each program that ran spent, by name
+/// (programs of the same name summed). The statistics must be on.
+fn measure(cmd: std::process::Command, ops: f64, workload: &str, config: &str) -> anyhow::Result<ProfiledRun> {
     let before = snapshot()?;
-    let ns_op_timed = figure(cmd())?;
+    let ns_op_timed = figure(cmd)?;
     let after = snapshot()?;
-    drop(stats);
     let mut by_name: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for (id, (name, run_ns, count)) in after {
         let (ns0, count0) = before.get(&id).map_or((0, 0), |(_, ns, c)| (*ns, *c));
@@ -84,7 +81,7 @@ fn measure(
         })
         .collect();
     programs.sort_by(|a, b| (b.ns_per_run * b.runs_per_op).total_cmp(&(a.ns_per_run * a.runs_per_op)));
-    Ok(ProfiledRun { workload: workload.to_string(), config: config.to_string(), ns_op_untimed, ns_op_timed, programs })
+    Ok(ProfiledRun { workload: workload.to_string(), config: config.to_string(), ns_op_timed, programs })
 }
 
 /// The per-program cost of every workload, untagged and tagged under `grant`, with a daemon
@@ -96,16 +93,19 @@ pub fn run(
     rules: usize,
     daemon_args: &[&str],
 ) -> anyhow::Result<Vec<ProfiledRun>> {
+    // On before the daemon attaches anything, off once it has detached (module comment).
+    let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).context("BPF_ENABLE_STATS")?;
     let guard = Guard::start(&ctx.agent_guard, &ctx.dir, daemon_args)?;
     let mut runs = Vec::new();
     for w in workloads {
         let ops: f64 = w.args.get(1).and_then(|n| n.parse().ok()).context("a workload's operation count")?;
-        runs.push(measure(|| ctx.plain(&w.args), ops, w.name, "agent-guard, untagged")?);
+        runs.push(measure(ctx.plain(&w.args), ops, w.name, "agent-guard, untagged")?);
         let mut cmd = vec![ctx.workload_path().display().to_string()];
         cmd.extend(w.args.iter().cloned());
         let config = format!("agent-guard, tagged, {rules} rules");
-        runs.push(measure(|| tagged(&ctx.agent_guard, &guard, grant, "bench", &cmd), ops, w.name, &config)?);
+        runs.push(measure(tagged(&ctx.agent_guard, &guard, grant, "bench", &cmd), ops, w.name, &config)?);
     }
     guard.stop()?;
+    drop(stats);
     Ok(runs)
 }
