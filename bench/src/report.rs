@@ -169,7 +169,7 @@ const LSM_OPEN: &str = "for a tagged process file_open checks the guard's own fi
 /// programs untagged, as a sentence to add to an explanation ("" when not profiled).
 fn programs_note(runs: &[ProfiledRun], workload: &str, config: &str) -> String {
     let find = |c: &str| runs.iter().find(|r| r.workload == workload && r.config == c);
-    let (Some(tagged), Some(untagged)) = (find(config), find("agent-guard, untagged")) else {
+    let (Some(run), Some(untagged)) = (find(config), find("agent-guard, untagged")) else {
         return String::new();
     };
     let compare = config != "agent-guard, untagged";
@@ -180,11 +180,12 @@ fn programs_note(runs: &[ProfiledRun], workload: &str, config: &str) -> String {
             .map(|p| (p.program.clone(), p.ns_per_run * p.runs_per_op))
             .collect()
     };
-    let parts: Vec<String> = per_op(tagged)
+    let untagged = per_op(untagged);
+    let parts: Vec<String> = per_op(run)
         .iter()
         .map(|(name, ns)| {
-            let before = per_op(untagged).into_iter().find(|(n, _)| n == name).map_or(0.0, |(_, ns)| ns);
             if compare {
+                let before = untagged.iter().find(|(n, _)| n == name).map_or(0.0, |(_, ns)| *ns);
                 format!("`{name}` {ns:.0} ns (untagged {before:.0} ns)")
             } else {
                 format!("`{name}` {ns:.0} ns")
