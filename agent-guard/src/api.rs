@@ -223,7 +223,7 @@ pub struct TaskInfo {
     pub step_intent: Option<String>,
     pub grant: String,
     pub grant_source: String,
-    pub mode: String,
+    pub mode: crate::grant::Mode,
     pub state: TaskState,
     pub root_pid: u32,
     /// RFC 3339.
@@ -310,12 +310,55 @@ pub struct ApprovalInfo {
     pub requested: String,
     /// When it is refused if nobody answers.
     pub deadline: String,
-    /// `pending`, `approved`, `denied`, `timed_out`, `refused` (too many waiting), and for a
-    /// request `ended` (its time was up).
-    pub state: String,
+    pub state: ApprovalState,
     /// For an access request (`object: access`): what was asked, why, and who approved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<RequestInfo>,
+}
+
+/// Where a held action or an access request is in its life.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalState {
+    /// Waiting for a human (or, under the two-person rule, for another one).
+    Pending,
+    Approved,
+    Denied,
+    /// Nobody answered within the approval timeout: refused.
+    TimedOut,
+    /// Refused by the daemon: too many actions of the task were waiting, or an approved
+    /// request's rules could not be added to the grant.
+    Refused,
+    /// An approved request's time was up: its rules left the grant.
+    Ended,
+}
+
+impl ApprovalState {
+    /// The wire name (`timed_out`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalState::Pending => "pending",
+            ApprovalState::Approved => "approved",
+            ApprovalState::Denied => "denied",
+            ApprovalState::TimedOut => "timed_out",
+            ApprovalState::Refused => "refused",
+            ApprovalState::Ended => "ended",
+        }
+    }
+
+    /// In words, for a message to a human (`timed out`).
+    pub fn words(self) -> &'static str {
+        match self {
+            ApprovalState::TimedOut => "timed out",
+            other => other.as_str(),
+        }
+    }
+}
+
+impl std::fmt::Display for ApprovalState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What an access request asks, and how far its approval has come.

@@ -1,6 +1,7 @@
 //! A blocking client for the control API: the CLI verbs need one request each, and `run`
 //! must exec right after, with no runtime threads around.
 
+use crate::api::ApprovalState;
 use std::{
     io::{BufRead, BufReader},
     os::unix::net::UnixStream,
@@ -69,7 +70,7 @@ pub fn wait_decided(
     timeout: std::time::Duration,
 ) -> Result<crate::api::ApprovalInfo, ClientError> {
     let end = std::time::Instant::now() + timeout;
-    while approval.state == "pending" && std::time::Instant::now() < end {
+    while approval.state == ApprovalState::Pending && std::time::Instant::now() < end {
         std::thread::sleep(std::time::Duration::from_millis(200));
         if let Some(now) = approvals(socket)?.into_iter().find(|a| a.id == approval.id) {
             approval = now;

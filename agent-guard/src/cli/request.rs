@@ -4,6 +4,7 @@
 //! webhook), and once they approve, the grant widens in the kernel for that long.
 //! `agent-guard request --show` prints the grant in force and what may be requested.
 
+use crate::api::ApprovalState;
 use std::{path::Path, process::ExitCode, time::Duration};
 
 use crate::{
@@ -79,7 +80,11 @@ pub fn main(socket: &Path, args: Args) -> anyhow::Result<ExitCode> {
         None => approval,
     };
     print(&approval);
-    Ok(if matches!(approval.state.as_str(), "approved" | "pending") { ExitCode::SUCCESS } else { ExitCode::from(3) })
+    Ok(if matches!(approval.state, ApprovalState::Approved | ApprovalState::Pending) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }
 
 fn print(approval: &ApprovalInfo) {

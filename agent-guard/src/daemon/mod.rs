@@ -200,7 +200,7 @@ pub async fn run(
         sink.clone(),
         config.approval_timeout,
     )));
-    {
+    let saving = {
         let mut reg = registry.lock().expect("registry lock is never poisoned");
         // Before adoption: an adopted task gets a new resolver (the old one died with its daemon).
         let tasks: Arc<Mutex<dyn dns::TaskDns + Send>> = registry.clone();
@@ -213,9 +213,10 @@ pub async fn run(
         if adopting {
             report_adoption(&reg, last_alive, adopted, revoked, closed);
         }
-        reg.keep_state(state);
-        reg.persist();
-    }
+        reg.keep_state(state)?;
+        reg.persist()
+    };
+    saving.wait();
 
     let reason = format!(
         "agent-guard {} enforcing network={} file={} exec={}",
@@ -301,7 +302,9 @@ pub async fn run(
                 "shutdown signal: open tasks stopped, programs detached".to_string()
             }
             OnStop::KeepConfined => {
-                reg.persist();
+                // Waited for under the lock: the readers have stopped, and the next daemon
+                // adopts from what is written.
+                reg.persist().wait();
                 format!(
                     "shutdown signal: {} open task(s) left confined by the pinned programs, for the next daemon to adopt",
                     open.len()
@@ -555,10 +558,9 @@ async fn watch_drops(registry: Arc<Mutex<Registry>>) {
         reg.close_empty_tasks();
         reg.kill_ended_confined_tasks();
         reg.expire();
-        reg.persist();
-        if let Some(state) = &reg.state {
-            state.heartbeat();
-        }
+        // Queued, not waited for: the writer thread does the I/O, not this lock's holder.
+        drop(reg.persist());
+        reg.heartbeat();
     }
 }
 

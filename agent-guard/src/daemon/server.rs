@@ -15,6 +15,7 @@ use super::{
     tasks::{
         Decider, GrantRequest, OpenRequest,
         registry::{Refusal, Registry},
+        state::Saving,
     },
 };
 use crate::api::{API_VERSION, ErrorCode, Request, RequestBody, Response, ResponseBody};
@@ -263,9 +264,10 @@ fn handle_line(line: &str, peer: &Peer, pid: u32, registry: &Arc<Mutex<Registry>
             reg.declare_intent(pid, intent).map_or_else(error, |task| ResponseBody::Task { task })
         }
     };
-    // Saved before the caller hears of it: a task it was told about survives a crash.
-    if changes {
-        reg.persist();
-    }
+    let saving = if changes { reg.persist() } else { Saving::none() };
+    drop(reg);
+    // Saved before the caller hears of it (a task it was told about survives a crash), and
+    // waited for outside the registry lock, which the ring readers take for every record.
+    saving.wait();
     body
 }

@@ -117,10 +117,11 @@ fn decide(state: &State, approver: Approver, id: u32, approve: bool, answer: fn(
     let by = Decider { approver, actor: None };
     let mut reg = state.registry.lock().expect("registry lock is never poisoned");
     let result = reg.decide(id, approve, None, Some(&by));
-    reg.persist();
+    let saving = reg.persist();
     drop(reg);
+    saving.wait();
     match result {
-        Ok(info) => answer(&format!("approval {id}: {}", info.state.replace('_', " "))),
+        Ok(info) => answer(&format!("approval {id}: {}", info.state.words())),
         Err(refusal) => {
             let status = match refusal.code {
                 ErrorCode::NotFound => StatusCode::NOT_FOUND,

@@ -3,6 +3,7 @@
 //! is escaped for the channel (`printable` for controls and bidi overrides, then the channel's
 //! own markup) and cut to the channel's field limits.
 
+use crate::api::ApprovalState;
 use serde_json::{Value, json};
 
 use crate::{api::ApprovalInfo, text::printable};
@@ -49,9 +50,9 @@ fn outcome(info: &ApprovalInfo) -> String {
     let by = info.request.as_ref().map(|r| r.approved_by.join(" and ")).filter(|b| !b.is_empty());
     let until = info.request.as_ref().and_then(|r| r.until.clone()).map(|u| format!(" until {u}")).unwrap_or_default();
     match by {
-        Some(by) if info.state == "approved" => format!("approved by {by}{until}"),
-        Some(by) if info.state == "pending" => format!("approved by {by}; waiting for another approver"),
-        _ => info.state.replace('_', " "),
+        Some(by) if info.state == ApprovalState::Approved => format!("approved by {by}{until}"),
+        Some(by) if info.state == ApprovalState::Pending => format!("approved by {by}; waiting for another approver"),
+        _ => info.state.words().to_string(),
     }
 }
 
@@ -68,10 +69,10 @@ pub fn slack(channel: &str, info: &ApprovalInfo, decided: bool) -> Value {
     for chunk in fields.chunks(10) {
         blocks.push(json!({"type": "section", "fields": chunk}));
     }
-    if decided || info.state != "pending" {
+    if decided || info.state != ApprovalState::Pending {
         blocks.push(json!({"type": "context", "elements": [{"type": "plain_text", "emoji": false, "text": clip(&outcome(info), 1900)}]}));
     }
-    if info.state == "pending" {
+    if info.state == ApprovalState::Pending {
         let value = info.id.to_string();
         blocks.push(json!({"type": "actions", "block_id": format!("agent-guard-{}", info.id), "elements": [
             {"type": "button", "action_id": "approve", "style": "primary", "value": value, "text": {"type": "plain_text", "text": "Approve"}},
@@ -104,7 +105,7 @@ pub fn teams(info: &ApprovalInfo) -> Value {
         .map(|(label, value)| json!({"title": label, "value": card_text(&value, 2000)}))
         .collect();
     body.push(json!({"type": "FactSet", "facts": facts}));
-    let footer = if info.state == "pending" {
+    let footer = if info.state == ApprovalState::Pending {
         format!("Answer by mentioning agent-guard: approve {id} or deny {id}", id = info.id)
     } else {
         outcome(info)
@@ -138,7 +139,7 @@ mod tests {
             access: Vec::new(),
             requested: "t0".into(),
             deadline: "t1".into(),
-            state: "pending".into(),
+            state: ApprovalState::Pending,
             request: Some(crate::api::RequestInfo {
                 rules: vec!["files.read /srv/reports/**".into()],
                 duration_secs: 600,

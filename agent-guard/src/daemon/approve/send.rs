@@ -3,6 +3,7 @@
 //! still be answered on the other channels and with the CLI, and the deadline refuses it if
 //! nobody does.
 
+use crate::api::ApprovalState;
 use std::{collections::HashMap, sync::Arc};
 
 use serde_json::Value;
@@ -75,7 +76,7 @@ async fn slack_sender(
         if let Err(err) = result {
             tracing::warn!(approval = info.id, %err, "Slack: question or outcome not posted");
         }
-        if decided && info.state != "pending" {
+        if decided && info.state != ApprovalState::Pending {
             posted.remove(&info.id);
         }
     }

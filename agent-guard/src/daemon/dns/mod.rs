@@ -60,7 +60,7 @@ pub struct DnsAsked {
     /// The deciding rule as events name it.
     pub rule_name: Option<String>,
     pub grant: String,
-    pub task: TaskRef,
+    pub task: std::sync::Arc<TaskRef>,
     pub host: String,
     pub sink: EventSink,
 }

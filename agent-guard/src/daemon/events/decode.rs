@@ -38,7 +38,7 @@ use crate::{
 
 /// What decoding reads of a task.
 pub struct TaskFacts<'a> {
-    pub task: TaskRef,
+    pub task: std::sync::Arc<TaskRef>,
     pub grant: &'a Grant,
     /// RFC 3339 expiry, for the reason of an access after it.
     pub expires: &'a str,

@@ -23,8 +23,9 @@ pub struct Event {
     pub body: Body,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<Process>,
+    // Shared with the task's other events: built once per declared step (tasks/registry.rs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub task: Option<TaskRef>,
+    pub task: Option<std::sync::Arc<TaskRef>>,
     /// The event stands for `count` identical ones of one process (flood control).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub aggregated: bool,

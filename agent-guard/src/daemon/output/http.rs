@@ -150,11 +150,11 @@ async fn intake(
         tokio::select! {
             event = events.recv() => {
                 let Some(event) = event else { break };
-                let record = Record { id: event.id.clone(), epoch_ms: event.epoch_ms, body: event.line.clone() };
+                let record = Record { id: event.id().to_string(), epoch_ms: event.epoch_ms, body: event.line.clone() };
                 // Disk writes are short; block_in_place keeps them off the other tasks' threads.
                 if let Err(err) = tokio::task::block_in_place(|| writer.append(&record)) {
                     metrics.output_dropped.get_or_create(&labels).inc();
-                    tracing::error!(output = name, %err, "event {} not spooled", event.id);
+                    tracing::error!(output = name, %err, "event {} not spooled", event.id());
                 }
             }
             _ = tick.tick() => {

@@ -22,8 +22,9 @@ pub type StatusSource = Arc<dyn Fn() -> StatusInfo + Send + Sync>;
 /// Labels of `agent_guard_events_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EventLabels {
-    pub kind: String,
-    pub decision: String,
+    // Static names: no allocation per event for its count.
+    pub kind: &'static str,
+    pub decision: &'static str,
 }
 
 /// Labels of the per-output metrics.

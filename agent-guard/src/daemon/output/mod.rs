@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 use self::metrics::{EventLabels, Metrics};
 use crate::daemon::{
     config::{Format, OutputConfig},
-    events::schema::{Body, Decision, Event, Loss},
+    events::schema::{Body, Decision, Event, Kind, Loss},
 };
 
 /// Kernel events waiting for the hub, at most (in batches of `KERNEL_BATCH`).
@@ -71,48 +71,59 @@ pub enum OutputError {
     File { output: String, path: PathBuf, source: std::io::Error },
 }
 
-/// One event in one format, with what outputs need to route and label it.
+/// One event in one format: its line, and the event itself (shared by every format's
+/// rendering), which outputs route, label and index it by.
 pub struct Rendered {
-    pub id: String,
-    /// RFC 3339, as in the event.
-    pub time: String,
+    pub event: Arc<Event>,
     pub epoch_ms: u64,
-    pub kind: String,
-    pub agent: Option<String>,
-    /// Occurrences the event stands for (`count` of an aggregate, else 1).
-    pub weight: u64,
-    pub decision: Option<String>,
-    pub task: Option<u32>,
-    pub rule: Option<String>,
     /// The event, one line, no newline.
     pub line: String,
 }
 
-/// An event's kind and decision as they are written: computed once per event, for the
-/// metric labels and every rendering.
-fn names(event: &Event) -> (&'static str, Option<&'static str>) {
-    (event.kind().as_str(), event.decision().map(Decision::as_str))
+impl Rendered {
+    pub fn id(&self) -> &str {
+        &self.event.event_id
+    }
+
+    /// RFC 3339, as in the event.
+    pub fn time(&self) -> &str {
+        &self.event.time
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.event.kind()
+    }
+
+    pub fn decision(&self) -> Option<Decision> {
+        self.event.decision()
+    }
+
+    pub fn task(&self) -> Option<u32> {
+        self.event.task.as_ref().map(|t| t.id)
+    }
+
+    pub fn agent(&self) -> Option<&str> {
+        self.event.task.as_ref().map(|t| t.agent.as_str())
+    }
+
+    pub fn rule(&self) -> Option<&str> {
+        self.event.rule()
+    }
+
+    /// Occurrences the event stands for (`count` of an aggregate, else 1).
+    pub fn weight(&self) -> u64 {
+        self.event.weight()
+    }
 }
 
-/// `event` in `format`; `kind` and `decision` are its `names`.
-pub fn render(event: &Event, format: Format, kind: &str, decision: Option<&str>) -> Rendered {
+/// `event` in `format`.
+pub fn render(event: &Arc<Event>, format: Format) -> Rendered {
     let line = match format {
-        Format::Json => crate::text::json_safe(serde_json::to_string(event).expect("events serialize")),
+        Format::Json => crate::text::json_safe(serde_json::to_string(&**event).expect("events serialize")),
         Format::Ocsf => crate::text::json_safe(ocsf::to_ocsf(event).to_string()),
     };
     let epoch_ms = crate::audit::parse_ms(&event.time).and_then(|ms| u64::try_from(ms).ok()).unwrap_or(0);
-    Rendered {
-        id: event.event_id.clone(),
-        time: event.time.clone(),
-        epoch_ms,
-        kind: kind.to_string(),
-        agent: event.task.as_ref().map(|t| t.agent.clone()),
-        weight: event.weight(),
-        decision: decision.map(str::to_owned),
-        task: event.task.as_ref().map(|t| t.id),
-        rule: event.rule().map(str::to_owned),
-        line,
-    }
+    Rendered { event: event.clone(), epoch_ms, line }
 }
 
 /// Events a local output could not write, and why.
@@ -341,14 +352,16 @@ impl HubLoop {
     async fn admit(&mut self, events: Vec<Event>) {
         let mut admitted = Vec::with_capacity(events.len());
         for event in events {
-            let (kind, decision) = names(&event);
-            let labels = EventLabels { kind: kind.to_string(), decision: decision.unwrap_or("none").to_string() };
+            let labels = EventLabels {
+                kind: event.kind().as_str(),
+                decision: event.decision().map_or("none", Decision::as_str),
+            };
             self.metrics.events.get_or_create(&labels).inc();
             if let Body::EventsDropped(loss) = &event.body {
                 self.metrics.ring_drops.inc_by(loss.lost);
             }
             if self.aggregator.admit(&event) {
-                admitted.push(event);
+                admitted.push(Arc::new(event));
             } else {
                 self.metrics.aggregated.inc();
             }
@@ -357,7 +370,7 @@ impl HubLoop {
     }
 
     /// Renders `events` once per format in use and sends each output its batch.
-    async fn fan_out(&mut self, events: &[Event]) {
+    async fn fan_out(&mut self, events: &[Arc<Event>]) {
         if events.is_empty() {
             return;
         }
@@ -368,15 +381,8 @@ impl HubLoop {
                 Format::Json => &mut json,
                 Format::Ocsf => &mut ocsf,
             };
-            let rendered = slot.get_or_insert_with(|| {
-                events
-                    .iter()
-                    .map(|event| {
-                        let (kind, decision) = names(event);
-                        Arc::new(render(event, output.format, kind, decision))
-                    })
-                    .collect()
-            });
+            let rendered =
+                slot.get_or_insert_with(|| events.iter().map(|event| Arc::new(render(event, output.format))).collect());
             match &output.target {
                 Target::Local(tx) => {
                     let _ = tx.send(rendered.clone()).await;
@@ -397,7 +403,7 @@ impl HubLoop {
         // Aggregates stand for events already counted when they were folded: not counted again.
         let mut aggregates = Vec::new();
         self.aggregator.expire(&self.host, last, &mut aggregates);
-        self.fan_out(&aggregates).await;
+        self.fan_out(&aggregates.into_iter().map(Arc::new).collect::<Vec<_>>()).await;
         let mut due = Vec::new();
         for output in &mut self.outputs {
             let labels = Metrics::output(&output.name);
@@ -412,9 +418,9 @@ impl HubLoop {
             }));
         }
         for event in &due {
-            let labels = EventLabels { kind: event.kind().as_str().to_string(), decision: "none".into() };
+            let labels = EventLabels { kind: event.kind().as_str(), decision: "none" };
             self.metrics.events.get_or_create(&labels).inc();
         }
-        self.fan_out(&due).await;
+        self.fan_out(&due.into_iter().map(Arc::new).collect::<Vec<_>>()).await;
     }
 }

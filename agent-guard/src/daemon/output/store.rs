@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::{LocalWriter, Lost};
 use crate::audit::{Row, Store};
+use crate::daemon::events::schema::Decision;
 
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Attempts per batch before it is given up (counted as dropped).
@@ -35,15 +36,15 @@ pub fn writer(mut store: Store) -> LocalWriter {
         }
         let rows = || {
             batch.iter().map(|r| Row {
-                event_id: &r.id,
-                time: &r.time,
+                event_id: r.id(),
+                time: r.time(),
                 time_ms: i64::try_from(r.epoch_ms).unwrap_or(i64::MAX),
-                kind: &r.kind,
-                decision: r.decision.as_deref(),
-                task_id: r.task,
-                agent: r.agent.as_deref(),
-                rule: r.rule.as_deref(),
-                weight: i64::try_from(r.weight).unwrap_or(i64::MAX),
+                kind: r.kind().as_str(),
+                decision: r.decision().map(Decision::as_str),
+                task_id: r.task(),
+                agent: r.agent(),
+                rule: r.rule(),
+                weight: i64::try_from(r.weight()).unwrap_or(i64::MAX),
                 json: &r.line,
             })
         };

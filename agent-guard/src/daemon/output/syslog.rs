@@ -23,7 +23,10 @@ use std::{
 use fasyslog::{Facility, SDElement, Severity, format::SyslogContext};
 use tokio::sync::mpsc;
 
-use crate::daemon::config::{SyslogConfig, SyslogTransport};
+use crate::daemon::{
+    config::{SyslogConfig, SyslogTransport},
+    events::schema::Decision,
+};
 
 use super::{OutputError, Rendered, metrics::Metrics};
 
@@ -160,20 +163,20 @@ fn tls_settings(config: &SyslogConfig) -> Result<Arc<rustls::ClientConfig>, Stri
 }
 
 fn severity(event: &Rendered) -> Severity {
-    match event.decision.as_deref() {
-        Some("denied") => Severity::WARNING,
-        Some("flagged" | "held") => Severity::NOTICE,
-        _ => Severity::INFORMATIONAL,
+    match event.decision() {
+        Some(Decision::Denied) => Severity::WARNING,
+        Some(Decision::Flagged | Decision::Held) => Severity::NOTICE,
+        Some(Decision::Allowed) | None => Severity::INFORMATIONAL,
     }
 }
 
 fn structured_data(event: &Rendered) -> Vec<SDElement> {
     let Ok(mut element) = SDElement::new("agent-guard@32473") else { return Vec::new() };
     let params = [
-        ("event_id", Some(event.id.clone())),
-        ("task", event.task.map(|t| t.to_string())),
-        ("decision", event.decision.clone()),
-        ("rule", event.rule.clone()),
+        ("event_id", Some(event.id().to_string())),
+        ("task", event.task().map(|t| t.to_string())),
+        ("decision", event.decision().map(|d| d.as_str().to_string())),
+        ("rule", event.rule().map(str::to_string)),
     ];
     for (name, value) in params {
         if let Some(value) = value {
@@ -224,7 +227,7 @@ pub fn start(
             let mut backoff = Duration::from_millis(200);
             'events: while let Some(event) = events.blocking_recv() {
                 let message = context
-                    .format_rfc5424(severity(&event), Some(event.kind.clone()), structured_data(&event), Some(&event.line))
+                    .format_rfc5424(severity(&event), Some(event.kind().as_str()), structured_data(&event), Some(&event.line))
                     .to_string();
                 let mut attempts = 0;
                 loop {
@@ -264,7 +267,7 @@ pub fn start(
                                 // Twice, once on a fresh connection: this message will not go
                                 // (too big for a datagram, say). Dropped and counted.
                                 metrics.output_dropped.get_or_create(&labels).inc();
-                                tracing::error!(output = name, %err, "event {} ({} bytes) dropped", event.id, message.len());
+                                tracing::error!(output = name, %err, "event {} ({} bytes) dropped", event.id(), message.len());
                                 continue 'events;
                             }
                             tracing::warn!(output = name, %err, "syslog send failed; reconnecting");

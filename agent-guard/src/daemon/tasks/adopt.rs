@@ -8,7 +8,7 @@ use agent_guard_common::path::PathRule;
 use super::{
     approvals::TemporaryAllow,
     registry::{Registry, Task},
-    state::{Meta, Saved, SavedAllow, SavedTask},
+    state::{Change, Meta, Saved, SavedAllow, SavedTask, Saving, StateDir, StateError, StateWriter},
 };
 use crate::daemon::{
     clock,
@@ -32,21 +32,21 @@ fn saved_task(t: &Task) -> SavedTask {
 }
 
 impl Registry {
-    /// Saves what changed since the last call: the tasks marked dirty (an ended one is
-    /// removed) and the counters. A failure is logged, not fatal: the kernel keeps enforcing;
-    /// only a restart's adoption would be incomplete (and fail closed).
-    pub fn persist(&mut self) {
-        let Some(state) = self.state.as_mut() else { return };
+    /// Queues what changed since the last call for the state writer: the tasks marked dirty
+    /// (an ended one is removed) and the counters. The caller waits for the returned
+    /// [`Saving`] after releasing the registry lock, if it must know them on disk (an API
+    /// reply). A failed write is logged, not fatal: the kernel keeps enforcing; only a
+    /// restart's adoption would be incomplete (and fail closed).
+    pub fn persist(&mut self) -> Saving {
+        let Some(state) = self.state.as_ref() else { return Saving::none() };
+        let mut changes = Vec::with_capacity(self.dirty.len() + 1);
         for id in std::mem::take(&mut self.dirty) {
-            let result = if let Some(t) = self.tasks.get(&id).filter(|t| t.info.ended.is_none()) {
-                state.save_task(&saved_task(t))
-            } else {
-                state.remove_task(id);
-                Ok(())
-            };
-            if let Err(err) = result {
-                tracing::error!(task = id, %err, "saving a task for the next daemon");
-            }
+            let saved = self
+                .tasks
+                .get(&id)
+                .filter(|t| t.info.ended.is_none())
+                .map(|t| serde_json::to_vec(&saved_task(t)).expect("the state serialises"));
+            changes.push(Change::Task { id, saved });
         }
         let meta = Meta {
             next_id: self.next_id,
@@ -64,22 +64,30 @@ impl Registry {
                 })
                 .collect(),
         };
-        if let Err(err) = state.save_meta(&meta) {
-            tracing::error!(%err, "saving the counters for the next daemon");
+        changes.push(Change::Meta(serde_json::to_vec(&meta).expect("the state serialises")));
+        state.send(changes)
+    }
+
+    /// Marks the daemon alive now, for the next daemon's measure of the gap (not waited for).
+    pub fn heartbeat(&self) {
+        if let Some(state) = self.state.as_ref() {
+            drop(state.send(vec![Change::Heartbeat]));
         }
     }
 
-    /// Gives the saved state to the registry, with the approval ids a previous daemon used.
-    pub fn keep_state(&mut self, state: super::state::StateDir) {
+    /// Gives the saved state to the registry, with the approval ids a previous daemon used;
+    /// from now on a thread of its own writes it.
+    pub fn keep_state(&mut self, state: StateDir) -> Result<(), StateError> {
         self.next_approval = self.next_approval.max(state.approval_floor());
-        self.state = Some(state);
+        self.state = Some(StateWriter::start(state)?);
+        Ok(())
     }
 
-    /// Clears the saved state at a deliberate stop, keeping the next approval id.
+    /// Clears the saved state at a deliberate stop, keeping the next approval id; waits for it.
     pub fn clear_state(&mut self) {
-        let next = self.next_approval;
-        if let Some(state) = self.state.as_mut() {
-            state.clear(next);
+        let next_approval = self.next_approval;
+        if let Some(state) = self.state.as_ref() {
+            state.send(vec![Change::Clear { next_approval }]).wait();
         }
     }
 
@@ -120,9 +128,17 @@ impl Registry {
                 ..Default::default()
             });
             // The step declared before the restart is in force for every record still to come.
-            let steps = t.info.step_intent.clone().map(|step| (0, step)).into_iter().collect();
+            let unstepped = super::registry::task_ref_of(&t.info, None);
+            let steps = t
+                .info
+                .step_intent
+                .clone()
+                .map(|step| (0, super::registry::task_ref_of(&t.info, Some(step))))
+                .into_iter()
+                .collect();
             let mut task = Task {
                 access,
+                unstepped,
                 steps,
                 info: t.info,
                 grant: t.grant,
@@ -205,7 +221,7 @@ impl Registry {
                         .into(),
             };
             let mut event = Event::new(Body::TaskStop(ended), &self.host, now);
-            event.task = Some(TaskRef {
+            event.task = Some(std::sync::Arc::new(TaskRef {
                 id,
                 agent: String::new(),
                 intent: String::new(),
@@ -213,7 +229,7 @@ impl Registry {
                 parent: None,
                 step: None,
                 container: None,
-            });
+            }));
             self.sink.send(event);
         }
         for t in saved.temporary {

@@ -1,6 +1,7 @@
 //! Held actions: filed when the kernel holds one, decided by a human or by the deadline;
 //! `approve --for` allowances and their end.
 
+use crate::api::ApprovalState;
 use std::time::{Duration, Instant, SystemTime};
 
 use agent_guard_common::{
@@ -72,7 +73,7 @@ impl Registry {
 
     /// Whether task `task_id` already has `MAX_PENDING_PER_TASK` actions waiting.
     pub(super) fn held_full(&self, task_id: u32) -> bool {
-        self.approvals.values().filter(|h| h.info.task == task_id && h.info.state == "pending").count()
+        self.approvals.values().filter(|h| h.info.task == task_id && h.info.state == ApprovalState::Pending).count()
             >= MAX_PENDING_PER_TASK
     }
 
@@ -93,7 +94,7 @@ impl Registry {
             access: access_names(held.access).iter().map(|a| a.as_str().to_string()).collect(),
             requested: clock::rfc3339(now),
             deadline: clock::rfc3339(now + self.approval_timeout),
-            state: "pending".into(),
+            state: ApprovalState::Pending,
             request: None,
         };
         let hash = held.hash.unwrap_or_else(|| fnv1a_seeded(self.kernel.path_seed, held.path.as_bytes()));
@@ -101,6 +102,9 @@ impl Registry {
         if let Body::ApprovalRequest(request) = &mut event.body {
             request.approval = id;
         }
+        // Its id is queued for saving before anyone hears of it: no later daemon may give it to
+        // another question. Not waited for: the ring reader holds the registry lock here.
+        drop(self.persist());
         self.sink.send(event);
         self.channels_ask(&info);
         self.approvals.insert(
@@ -117,8 +121,6 @@ impl Registry {
                 request: None,
             },
         );
-        // Its id is saved at once: no later daemon may give it to another question.
-        self.persist();
         if full {
             // Reported like any other, then refused without waiting for anyone.
             tracing::warn!(task = held.task_id, approval = id, "too many held actions waiting: refused");
@@ -136,7 +138,7 @@ impl Registry {
         by: Option<&Decider>,
     ) -> Result<ApprovalInfo, Refusal> {
         let held = self.approvals.get(&id).ok_or_else(|| refuse(ErrorCode::NotFound, format!("no approval {id}")))?;
-        if held.info.state != "pending" {
+        if held.info.state != ApprovalState::Pending {
             return Err(refuse(ErrorCode::BadRequest, format!("approval {id} is already {}", held.info.state)));
         }
         if let Some(by) = by {
@@ -174,15 +176,14 @@ impl Registry {
         let held = self.approvals.get_mut(&id).expect("checked above");
         let overflow = held.overflow;
         held.info.state = if approve {
-            "approved"
+            ApprovalState::Approved
         } else if overflow {
-            "refused"
+            ApprovalState::Refused
         } else if by.is_none() {
-            "timed_out"
+            ApprovalState::TimedOut
         } else {
-            "denied"
-        }
-        .into();
+            ApprovalState::Denied
+        };
         // The approval is filed (above) before the call goes on, so the exit programs find it.
         let enforcement = if let Some(reply) = held.reply.take() {
             let _ = reply.send(approve);
@@ -239,14 +240,14 @@ impl Registry {
         let late: Vec<u32> = self
             .approvals
             .iter()
-            .filter(|(_, h)| h.info.state == "pending" && h.deadline <= now)
+            .filter(|(_, h)| h.info.state == ApprovalState::Pending && h.deadline <= now)
             .map(|(id, _)| *id)
             .collect();
         for id in late {
             let _ = self.decide(id, false, None, None);
         }
         let decided: Vec<u32> =
-            self.approvals.iter().filter(|(_, h)| h.info.state != "pending").map(|(id, _)| *id).collect();
+            self.approvals.iter().filter(|(_, h)| h.info.state != ApprovalState::Pending).map(|(id, _)| *id).collect();
         for id in decided.iter().take(decided.len().saturating_sub(DECIDED_KEPT)) {
             self.approvals.remove(id);
         }

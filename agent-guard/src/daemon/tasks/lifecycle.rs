@@ -74,7 +74,8 @@ impl Registry {
         if task.steps.len() >= super::registry::STEP_HISTORY {
             task.steps.remove(0);
         }
-        task.steps.push((crate::daemon::clock::boot_ns_now(), intent.clone()));
+        let named = super::registry::task_ref_of(&task.info, Some(intent.clone()));
+        task.steps.push((crate::daemon::clock::boot_ns_now(), named));
         task.info.step_intent = Some(intent);
         let mut event = Event::new(Body::TaskIntent(declared), &self.host, SystemTime::now());
         event.task = Some(task.task_ref());

@@ -338,7 +338,7 @@ impl Registry {
             step_intent: None,
             grant: grant.metadata.name.clone(),
             grant_source,
-            mode: if grant.spec.mode == Mode::Audit { "audit" } else { "enforce" }.into(),
+            mode: grant.spec.mode,
             state: TaskState::Open,
             root_pid: req.actor.pid,
             started: clock::rfc3339(started),
@@ -365,6 +365,7 @@ impl Registry {
             asks_holder,
             supervised: false,
             learned: std::collections::HashMap::new(),
+            unstepped: super::registry::task_ref_of(&info, None),
             steps: Vec::new(),
             access: super::requests::TaskAccess {
                 profile,

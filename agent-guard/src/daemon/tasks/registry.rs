@@ -2,9 +2,11 @@
 //! Every change to the maps goes through here, under one lock, and either completes or is
 //! rolled back (nothing half-applied).
 
+use crate::api::ApprovalState;
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::PathBuf,
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
@@ -54,11 +56,27 @@ pub struct Task {
     pub(super) learned: std::collections::HashMap<[u8; 16], crate::daemon::dns::Learned>,
     /// Its profile, opener, grant as opened and approved requests (requests.rs).
     pub(super) access: super::requests::TaskAccess,
+    /// The task as its events name it before any step was declared.
+    pub(super) unstepped: Arc<TaskRef>,
     /// The steps declared so far, with the `CLOCK_BOOTTIME` of each declaration, newest last
     /// and at most `STEP_HISTORY`: a kernel record is decoded after the step that followed it
     /// may have been declared (records wait for the reader's tick), so each record takes the
-    /// step in force at its own kernel time.
-    pub(super) steps: Vec<(u64, String)>,
+    /// step in force at its own kernel time. Each as its events name the task, built once:
+    /// events share it, rather than copy the task's names into every one.
+    pub(super) steps: Vec<(u64, Arc<TaskRef>)>,
+}
+
+/// How events name the task `info` describes, at step `step`.
+pub(super) fn task_ref_of(info: &TaskInfo, step: Option<String>) -> Arc<TaskRef> {
+    Arc::new(TaskRef {
+        id: info.id,
+        agent: info.agent.clone(),
+        intent: info.intent.clone(),
+        grant: info.grant.clone(),
+        parent: info.parent,
+        step,
+        container: info.container.clone(),
+    })
 }
 
 /// Declared steps kept per task for records still in the ring buffer.
@@ -76,30 +94,21 @@ impl Task {
     }
 
     /// `task_ref` as of `at_ns` (`CLOCK_BOOTTIME`): with the step declared last before then.
-    pub fn task_ref_at(&self, at_ns: u64) -> TaskRef {
-        let mut task = self.task_ref();
+    pub fn task_ref_at(&self, at_ns: u64) -> Arc<TaskRef> {
         if let Some(i) = self.steps.iter().rposition(|(since, _)| *since <= at_ns) {
-            task.step = Some(self.steps[i].1.clone());
+            self.steps[i].1.clone()
         } else if self.steps.len() < STEP_HISTORY {
             // Before the first step this task declared (the history is whole).
-            task.step = None;
-        } else if let Some((_, oldest)) = self.steps.first() {
+            self.unstepped.clone()
+        } else {
             // Older than the history kept: its oldest step is the best known.
-            task.step = Some(oldest.clone());
+            self.steps.first().map_or_else(|| self.unstepped.clone(), |(_, oldest)| oldest.clone())
         }
-        task
     }
 
-    pub fn task_ref(&self) -> TaskRef {
-        TaskRef {
-            id: self.info.id,
-            agent: self.info.agent.clone(),
-            intent: self.info.intent.clone(),
-            grant: self.info.grant.clone(),
-            parent: self.info.parent,
-            step: self.info.step_intent.clone(),
-            container: self.info.container.clone(),
-        }
+    /// The task as its events name it now (with the step declared last).
+    pub fn task_ref(&self) -> Arc<TaskRef> {
+        self.steps.last().map_or_else(|| self.unstepped.clone(), |(_, last)| last.clone())
     }
 }
 
@@ -134,7 +143,7 @@ pub struct Registry {
     /// Tasks changed since they were last saved (adopt.rs `persist`).
     pub(super) dirty: BTreeSet<u32>,
     /// Where the open tasks are saved for the next daemon (None until adoption is done).
-    pub state: Option<super::state::StateDir>,
+    pub state: Option<super::state::StateWriter>,
     /// The ring-buffer readers' decoder, which the seccomp supervisor's held calls go through
     /// too (supervise.rs). Lock order: the registry, then the decoder.
     pub decoder: Option<std::sync::Arc<std::sync::Mutex<crate::daemon::events::decode::Decoder>>>,
@@ -315,7 +324,7 @@ impl Registry {
             kernel: nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default(),
             enforcement: self.kernel.enforcement.clone(),
             open_tasks: self.tasks.values().filter(|t| t.info.state == TaskState::Open).count(),
-            pending_approvals: self.approvals.values().filter(|h| h.info.state == "pending").count(),
+            pending_approvals: self.approvals.values().filter(|h| h.info.state == ApprovalState::Pending).count(),
             events_dropped: self.dropped_total,
             policy_dir: self.policy_dir.display().to_string(),
             policies: self.policies.files.iter().map(|p| p.display().to_string()).collect(),
@@ -329,7 +338,7 @@ impl Registry {
     fn map_usage(&self) -> Vec<MapUse> {
         let k = &self.kernel;
         let tagged: u64 = self.tasks.values().filter(|t| t.info.ended.is_none()).map(|t| live_of(k, t)).sum();
-        let approvals = self.approvals.values().filter(|h| h.info.state == "pending").count() as u64;
+        let approvals = self.approvals.values().filter(|h| h.info.state == ApprovalState::Pending).count() as u64;
         [
             (maps::PROC_TAGS, tagged, k.sizes.proc_tags),
             (maps::TASKS, k.used.tasks as u64, k.sizes.tasks),

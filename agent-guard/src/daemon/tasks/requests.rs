@@ -12,6 +12,7 @@
 //! never the requester itself: its tasks cannot reach a decision (the API refuses tagged
 //! callers), and a local approver may not share a uid with the task's opener or requester.
 
+use crate::api::ApprovalState;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -139,7 +140,7 @@ impl Registry {
             access: Vec::new(),
             requested: clock::rfc3339(now),
             deadline: clock::rfc3339(now + self.approval_timeout),
-            state: "pending".into(),
+            state: ApprovalState::Pending,
             request: Some(request),
         };
         let verdict = Verdict {
@@ -357,11 +358,11 @@ impl Registry {
         let (spec, duration, votes) = (pending.spec.clone(), pending.duration, pending.votes.clone());
         let lines = rule_lines(&spec).join(", ");
         let mut outcome = if approve && by.is_some() {
-            "approved"
+            ApprovalState::Approved
         } else if by.is_some() {
-            "denied"
+            ApprovalState::Denied
         } else {
-            "timed_out"
+            ApprovalState::TimedOut
         };
         let mut reason = match by {
             Some(_) if approve => format!(
@@ -373,23 +374,23 @@ impl Registry {
             None => format!("no answer within {}: refused", humantime::format_duration(self.approval_timeout)),
         };
         let mut until = None;
-        if outcome == "approved" {
+        if outcome == ApprovalState::Approved {
             match self.widen(task_id, id, spec, duration) {
                 Ok(end) => until = Some(end),
                 Err(err) => {
-                    outcome = "refused";
+                    outcome = ApprovalState::Refused;
                     reason = format!("approved, but the grant could not be widened: {}", err.message);
                 }
             }
         }
         let held = self.approvals.get_mut(&id).expect("checked by decide");
-        held.info.state = outcome.into();
+        held.info.state = outcome;
         if let Some(request) = held.info.request.as_mut() {
             request.until.clone_from(&until);
         }
         let info = held.info.clone();
         let verdict = Verdict {
-            decision: if outcome == "approved" { Decision::Allowed } else { Decision::Denied },
+            decision: if outcome == ApprovalState::Approved { Decision::Allowed } else { Decision::Denied },
             policy_decision: None,
             enforcement: self.kernel.enforcement.file,
             rule: "requestable".into(),
@@ -401,7 +402,11 @@ impl Registry {
             actor: by.and_then(|b| b.actor.clone()),
             approvers: if approve { votes } else { by.map(|b| vec![b.approver.clone()]).unwrap_or_default() },
         };
-        let body = if outcome == "approved" { Body::ApprovalGranted(answer) } else { Body::ApprovalDenied(answer) };
+        let body = if outcome == ApprovalState::Approved {
+            Body::ApprovalGranted(answer)
+        } else {
+            Body::ApprovalDenied(answer)
+        };
         let mut event = Event::new(body, &self.host, SystemTime::now());
         event.task = self.tasks.get(&task_id).map(super::registry::Task::task_ref);
         self.sink.send(event);
@@ -464,7 +469,7 @@ impl Registry {
             }
             for widening in ended {
                 if let Some(held) = self.approvals.get_mut(&widening.approval) {
-                    held.info.state = "ended".into();
+                    held.info.state = ApprovalState::Ended;
                 }
                 let reason = format!(
                     "request {}'s time is up: {} left the grant",

@@ -342,7 +342,9 @@ impl Registry {
             }
             return Answer::Refuse(libc::EPERM);
         }
-        if task.info.mode == "audit" || task.grant.path_decision(&call.path, call.access).0 != Decision::Ask {
+        if task.info.mode == crate::grant::Mode::Audit
+            || task.grant.path_decision(&call.path, call.access).0 != Decision::Ask
+        {
             return Answer::Continue;
         }
         let hash = fnv1a_seeded(self.kernel.path_seed, call.path.as_bytes());
