@@ -499,6 +499,8 @@ fn decode_batch(
             }
         };
         let action = is_action(&record);
+        // /proc first, under the decoder's lock alone: the registry's is the API's too.
+        decoder.lock().expect("decoder lock is never poisoned").prepare(&record);
         let mut reg = registry.lock().expect("registry lock is never poisoned");
         // Lock order: the registry, then the decoder (only the readers take both).
         let mut dec = decoder.lock().expect("decoder lock is never poisoned");

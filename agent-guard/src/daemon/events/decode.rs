@@ -8,6 +8,7 @@
 use std::{
     fmt::Write as _,
     net::{IpAddr, Ipv6Addr},
+    path::PathBuf,
 };
 
 use agent_guard_common::{
@@ -61,11 +62,32 @@ pub struct Decoder {
     proc_cache: ProcCache,
     /// Exec ids and ancestry of tagged processes.
     lineage: Lineage,
+    /// The directory a relative path of the record being decoded is relative to: (tgid, dfd)
+    /// and the link's target, read by `prepare`.
+    base: Option<((u32, i32), Option<PathBuf>)>,
 }
 
 impl Decoder {
     pub fn new(host: String, enforcement: Enforcement) -> Decoder {
-        Decoder { host, enforcement, proc_cache: ProcCache::default(), lineage: Lineage::default() }
+        Decoder { host, enforcement, proc_cache: ProcCache::default(), lineage: Lineage::default(), base: None }
+    }
+
+    /// Reads from /proc what `record` needs, before the caller takes the registry lock (which
+    /// the API waits on): the process's parent and executable (cached for `decode`), and the
+    /// directory a relative path the kernel could not decide is relative to.
+    pub fn prepare(&mut self, record: &KernelEvent) {
+        let header = record.header();
+        let (dfd, path) = match record {
+            KernelEvent::TaskEmpty(_) | KernelEvent::Fork(_) | KernelEvent::ExecStart(_) => return,
+            KernelEvent::File(e) => (e.dfd, &e.path[..]),
+            KernelEvent::Exec(e) => (AT_FDCWD, &e.path[..]),
+            _ => (AT_FDCWD, &b"/"[..]),
+        };
+        self.proc_cache.lookup(header);
+        self.base = None;
+        if header.verdict == VERDICT_UNRESOLVED && path.first() != Some(&b'/') {
+            self.base = Some(((header.tgid, dfd), base_of(header.tgid, dfd)));
+        }
     }
 
     /// A task ended: its processes' lineage is no longer needed.
@@ -227,6 +249,13 @@ fn out_of_scope(header: &EventHeader, task: Option<&TaskFacts>, decision: Decisi
 }
 
 pub fn decode(dec: &mut Decoder, tasks: &impl TaskView, record: KernelEvent) -> Decoded {
+    let decoded = decode_prepared(dec, tasks, record);
+    // What `prepare` read was for this record alone.
+    dec.base = None;
+    decoded
+}
+
+fn decode_prepared(dec: &mut Decoder, tasks: &impl TaskView, record: KernelEvent) -> Decoded {
     let task_id = record.header().task_id;
     let facts = tasks.facts(task_id, record.header().boot_ns);
     let task = facts.as_ref();
@@ -359,20 +388,31 @@ fn net_event(dec: &mut Decoder, e: &NetEvent, task: Option<&TaskFacts>) -> Event
     record_event(dec, body, &e.header, task)
 }
 
-/// Resolves a path the kernel could not decide: against the process's cwd or directory fd.
-/// Returns None when it cannot be resolved any more (the process is gone).
-fn resolve(tgid: u32, dfd: i32, path: &str) -> Option<String> {
+/// The directory process `tgid`'s relative paths at `dfd` start from: its cwd or the
+/// directory fd's target; None when the process is gone.
+fn base_of(tgid: u32, dfd: i32) -> Option<PathBuf> {
+    let link = if dfd == AT_FDCWD { format!("/proc/{tgid}/cwd") } else { format!("/proc/{tgid}/fd/{dfd}") };
+    std::fs::read_link(link).ok()
+}
+
+/// Resolves a path the kernel could not decide: against the process's cwd or directory fd
+/// (as `Decoder::prepare` read it, or read now). Returns None when it cannot be resolved any
+/// more (the process is gone).
+fn resolve(dec: &mut Decoder, tgid: u32, dfd: i32, path: &str) -> Option<String> {
     if path.starts_with('/') {
         return Some(normalize_path("/", path));
     }
-    let base = if dfd == AT_FDCWD { format!("/proc/{tgid}/cwd") } else { format!("/proc/{tgid}/fd/{dfd}") };
-    let base = std::fs::read_link(base).ok()?;
+    let base = match dec.base.take() {
+        Some((key, base)) if key == (tgid, dfd) => base,
+        _ => base_of(tgid, dfd),
+    }?;
     Some(normalize_path(&base.to_string_lossy(), path))
 }
 
 /// For a path the kernel left undecided: Some(resolved path) if it is still out of scope,
 /// None if the grant allows it after all.
 fn undecided_path(
+    dec: &mut Decoder,
     e_flags: u32,
     header: &EventHeader,
     dfd: i32,
@@ -383,7 +423,7 @@ fn undecided_path(
     if e_flags & PATH_TRUNCATED != 0 {
         return Ok((raw.to_string(), "path longer than the kernel matches (255 bytes): out of scope".into()));
     }
-    let Some(resolved) = resolve(header.tgid, dfd, raw) else {
+    let Some(resolved) = resolve(dec, header.tgid, dfd, raw) else {
         return Ok((raw.to_string(), "relative path could not be resolved (process gone): out of scope".into()));
     };
     let decision = task.map_or(PathDecision::OutOfScope, |t| t.grant.path_decision(&resolved, need).0);
@@ -418,13 +458,13 @@ struct PathAction<'a> {
 /// The verdict on a file or exec action, with the path it concerns; Err(path) when the path,
 /// resolved here because the kernel could not decide it, is in scope after all (a use).
 fn observed_verdict(
-    levels: &Enforcement,
+    dec: &mut Decoder,
     action: &PathAction<'_>,
     task: Option<&TaskFacts>,
 ) -> Result<(Verdict, String), String> {
     let raw = c_string(action.raw_path);
     let (path, note) = if action.header.verdict == VERDICT_UNRESOLVED {
-        match undecided_path(action.path_flags, action.header, action.dfd, &raw, action.need, task) {
+        match undecided_path(dec, action.path_flags, action.header, action.dfd, &raw, action.need, task) {
             Ok((path, note)) => (path, Some(note)),
             // Landlock refused what the spelling allows: the file is elsewhere.
             Err(path) if action.header.action == ACTION_LANDLOCK => (path, Some(ELSEWHERE.to_string())),
@@ -437,7 +477,7 @@ fn observed_verdict(
     };
     // Refused by a BPF LSM hook, answered by killing the process, or let through (audit mode,
     // or a path only the daemon could resolve, which is observed).
-    let level = if action.exec { levels.exec } else { levels.file };
+    let level = if action.exec { dec.enforcement.exec } else { dec.enforcement.file };
     let (decision, enforcement) = match action.header.action {
         ACTION_BLOCKED => (Decision::Denied, level),
         ACTION_KILLED => (Decision::Denied, Level::Kill),
@@ -580,7 +620,7 @@ fn file_event(dec: &mut Decoder, e: &FileEvent, task: Option<&TaskFacts>) -> Dec
         dfd: e.dfd,
         need: e.access,
     };
-    let (mut verdict, path) = match observed_verdict(&dec.enforcement, &action, task) {
+    let (mut verdict, path) = match observed_verdict(dec, &action, task) {
         Ok(observed) => observed,
         Err(path) => return used_path(task, e.header.task_id, &path, e.access),
     };
@@ -614,7 +654,7 @@ fn exec_event(dec: &mut Decoder, e: &ExecEvent, task: Option<&TaskFacts>) -> Dec
         dfd: AT_FDCWD,
         need: ACCESS_EXEC,
     };
-    let (verdict, path) = match observed_verdict(&dec.enforcement, &action, task) {
+    let (verdict, path) = match observed_verdict(dec, &action, task) {
         Ok(observed) => observed,
         Err(path) => return used_path(task, e.header.task_id, &path, ACCESS_EXEC),
     };
