@@ -48,6 +48,20 @@ fn a_duplicate_event_id_is_stored_once() {
 }
 
 #[test]
+fn a_batch_longer_than_one_statement_keeps_every_row_and_skips_duplicates_in_it() {
+    let (_dir, mut store) = store();
+    // 16 rows per statement and 7 one by one; ids 3 and 20 come twice (once in each part).
+    let mut events: Vec<_> = (0..37).map(|i| event(&format!("e{i:02}"), "guard.start", i, None)).collect();
+    events.insert(10, event("e03", "guard.start", 3, None));
+    events.push(event("e20", "guard.start", 20, None));
+    assert_eq!(events.len(), 39);
+    assert_eq!(store.insert_batch(&events).expect("insert"), 37);
+    let back = store.query(&Query::default()).expect("query");
+    let expected: Vec<String> = (0..37).map(|i| format!("e{i:02}")).collect();
+    assert_eq!(ids(&back), expected.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+#[test]
 fn a_batch_with_a_bad_event_stores_nothing() {
     let (_dir, mut store) = store();
     let bad = json!({"event_id": "x", "time": "yesterday", "kind": "file.open"});
