@@ -1,14 +1,13 @@
 //! A blocking client for the control API: the CLI verbs need one request each, and `run`
 //! must exec right after, with no runtime threads around.
 
-use crate::api::ApprovalState;
 use std::{
     io::{BufRead, BufReader},
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
 };
 
-use crate::api::{API_VERSION, Request, RequestBody, Response, ResponseBody};
+use crate::api::{API_VERSION, ApprovalState, Request, RequestBody, Response, ResponseBody};
 
 /// Why a CLI call to the daemon failed.
 #[derive(Debug, thiserror::Error)]

@@ -4,11 +4,10 @@
 //! webhook), and once they approve, the grant widens in the kernel for that long.
 //! `agent-guard request --show` prints the grant in force and what may be requested.
 
-use crate::api::ApprovalState;
 use std::{path::Path, process::ExitCode, time::Duration};
 
 use crate::{
-    api::{AccessRules, ApprovalInfo, RequestBody, ResponseBody},
+    api::{AccessRules, ApprovalInfo, ApprovalState, RequestBody, ResponseBody},
     client,
     grant::{FileRule, NetRule},
     text::printable,

@@ -3,10 +3,12 @@
 //! is escaped for the channel (`printable` for controls and bidi overrides, then the channel's
 //! own markup) and cut to the channel's field limits.
 
-use crate::api::ApprovalState;
 use serde_json::{Value, json};
 
-use crate::{api::ApprovalInfo, text::printable};
+use crate::{
+    api::{ApprovalInfo, ApprovalState},
+    text::printable,
+};
 
 /// At most `max` characters of `text`, with controls escaped.
 fn clip(text: &str, max: usize) -> String {

@@ -3,14 +3,13 @@
 //! still be answered on the other channels and with the CLI, and the deadline refuses it if
 //! nobody does.
 
-use crate::api::ApprovalState;
 use std::{collections::HashMap, sync::Arc};
 
 use serde_json::Value;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::{Notice, Secrets, message, sign};
-use crate::daemon::config::ApprovalsConfig;
+use crate::{api::ApprovalState, daemon::config::ApprovalsConfig};
 
 /// Starts a sender per configured channel; returns their queues and tasks.
 pub(super) fn start(

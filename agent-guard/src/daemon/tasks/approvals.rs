@@ -1,7 +1,6 @@
 //! Held actions: filed when the kernel holds one, decided by a human or by the deadline;
 //! `approve --for` allowances and their end.
 
-use crate::api::ApprovalState;
 use std::time::{Duration, Instant, SystemTime};
 
 use agent_guard_common::{
@@ -9,7 +8,7 @@ use agent_guard_common::{
     task::{APPROVAL_GRANTED, APPROVAL_REFUSED},
 };
 
-use crate::api::{ApprovalInfo, ErrorCode, Level};
+use crate::api::{ApprovalInfo, ApprovalState, ErrorCode, Level};
 use crate::daemon::{
     clock::{self, boot_ns_now},
     events::{

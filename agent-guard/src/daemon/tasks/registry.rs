@@ -2,7 +2,6 @@
 //! Every change to the maps goes through here, under one lock, and either completes or is
 //! rolled back (nothing half-applied).
 
-use crate::api::ApprovalState;
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::PathBuf,
@@ -22,7 +21,7 @@ use crate::daemon::{
     output::EventSink,
 };
 use crate::{
-    api::{ErrorCode, MapUse, StatusInfo, TaskInfo, TaskState},
+    api::{ApprovalState, ErrorCode, MapUse, StatusInfo, TaskInfo, TaskState},
     grant::{CompiledGrant, Grant},
     policy::PolicySet,
 };

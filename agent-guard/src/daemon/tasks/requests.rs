@@ -12,12 +12,11 @@
 //! never the requester itself: its tasks cannot reach a decision (the API refuses tagged
 //! callers), and a local approver may not share a uid with the task's opener or requester.
 
-use crate::api::ApprovalState;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{AccessRules, ApprovalInfo, ErrorCode, GrantView, RequestInfo, WideningInfo};
+use crate::api::{AccessRules, ApprovalInfo, ApprovalState, ErrorCode, GrantView, RequestInfo, WideningInfo};
 use crate::daemon::{
     clock::{self, boot_ns_now},
     events::schema::{

@@ -30,6 +30,8 @@ pub enum StateError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("state file {path} is not a saved agent-guard state: {source}")]
     Parse { path: PathBuf, source: serde_json::Error },
+    #[error("the state directory's writer thread cannot start: {0}")]
+    Writer(std::io::Error),
 }
 
 /// What a restarted daemon needs to carry on: every open task, and the id counter.
@@ -280,7 +282,7 @@ impl StateWriter {
                     }
                 }
             })
-            .map_err(|source| StateError::Dir { path: PathBuf::from("(writer thread)"), source })?;
+            .map_err(StateError::Writer)?;
         Ok(StateWriter { sender: Some(sender), thread: Some(thread) })
     }
 
