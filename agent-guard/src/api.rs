@@ -357,7 +357,8 @@ impl ApprovalState {
 
 impl std::fmt::Display for ApprovalState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        // `pad`: tables align it with `{:<10}`.
+        f.pad(self.as_str())
     }
 }
 
@@ -495,5 +496,20 @@ mod tests {
         // One added to the ruleset could be a restriction this client would not apply: refused.
         let err = opened("", r#", "added_later": 1"#).unwrap_err();
         assert!(err.to_string().contains("added_later"), "{err}");
+    }
+
+    #[test]
+    fn approval_states_keep_the_names_clients_know_and_pad_in_tables() {
+        use ApprovalState::{Approved, Denied, Ended, Pending, Refused, TimedOut};
+        let names = ["pending", "approved", "denied", "timed_out", "refused", "ended"];
+        for (state, name) in [Pending, Approved, Denied, TimedOut, Refused, Ended].into_iter().zip(names) {
+            assert_eq!(serde_json::to_value(state).unwrap(), serde_json::json!(name));
+            assert_eq!(serde_json::from_value::<ApprovalState>(serde_json::json!(name)).unwrap(), state);
+            assert_eq!(state.as_str(), name);
+        }
+        assert_eq!(TimedOut.words(), "timed out");
+        assert_eq!(format!("[{Pending:<9}]"), "[pending  ]");
+        assert_eq!(format!("[{:<8}]", crate::grant::Mode::Audit), "[audit   ]");
+        assert_eq!(serde_json::to_value(crate::grant::Mode::Enforce).unwrap(), serde_json::json!("enforce"));
     }
 }

@@ -322,7 +322,7 @@ pub async fn run(
         server.abort();
         let _ = server.await;
     }
-    let cgroup_base = {
+    let (cgroup_base, state) = {
         let mut reg = registry.lock().expect("registry lock is never poisoned");
         if config.on_stop == OnStop::StopTasks {
             // Without the pins, dropping the registry (and the kernel object in it) below
@@ -330,8 +330,11 @@ pub async fn run(
             reg.kernel.unpin();
             reg.clear_state();
         }
-        (reg.cgroup_base().to_path_buf(), reg.task_cgroups())
+        ((reg.cgroup_base().to_path_buf(), reg.task_cgroups()), reg.state.take())
     };
+    // Its thread writes what is still queued, then ends, even where something else still holds
+    // the registry.
+    drop(state);
     drop(Arc::try_unwrap(registry).ok());
     if config.on_stop == OnStop::StopTasks {
         remove_cgroups(&cgroup_base.0, &cgroup_base.1).await;
@@ -500,11 +503,11 @@ fn decode_batch(
         };
         let action = is_action(&record);
         // /proc first, under the decoder's lock alone: the registry's is the API's too.
-        decoder.lock().expect("decoder lock is never poisoned").prepare(&record);
+        let prepared = decoder.lock().expect("decoder lock is never poisoned").prepare(&record);
         let mut reg = registry.lock().expect("registry lock is never poisoned");
         // Lock order: the registry, then the decoder (only the readers take both).
         let mut dec = decoder.lock().expect("decoder lock is never poisoned");
-        match decode::decode(&mut dec, &*reg, record) {
+        match decode::decode(&mut dec, &*reg, record, prepared) {
             Decoded::Event(event) => {
                 reg.count(&event);
                 if action {

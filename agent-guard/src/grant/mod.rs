@@ -97,7 +97,8 @@ pub enum Mode {
 
 impl std::fmt::Display for Mode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+        // `pad`: tables align it with `{:<8}`.
+        f.pad(match self {
             Mode::Enforce => "enforce",
             Mode::Audit => "audit",
         })

@@ -63,7 +63,13 @@ pub struct Decoder {
     /// Exec ids and ancestry of tagged processes.
     lineage: Lineage,
     /// The directory a relative path of the record being decoded is relative to: (tgid, dfd)
-    /// and the link's target, read by `prepare`.
+    /// and the link's target, as `prepare` read it (set for one `decode` call).
+    base: Option<((u32, i32), Option<PathBuf>)>,
+}
+
+/// What `Decoder::prepare` read from /proc for one record, for its `decode`.
+#[derive(Default)]
+pub struct Prepared {
     base: Option<((u32, i32), Option<PathBuf>)>,
 }
 
@@ -75,19 +81,19 @@ impl Decoder {
     /// Reads from /proc what `record` needs, before the caller takes the registry lock (which
     /// the API waits on): the process's parent and executable (cached for `decode`), and the
     /// directory a relative path the kernel could not decide is relative to.
-    pub fn prepare(&mut self, record: &KernelEvent) {
+    pub fn prepare(&mut self, record: &KernelEvent) -> Prepared {
         let header = record.header();
         let (dfd, path) = match record {
-            KernelEvent::TaskEmpty(_) | KernelEvent::Fork(_) | KernelEvent::ExecStart(_) => return,
+            KernelEvent::TaskEmpty(_) | KernelEvent::Fork(_) | KernelEvent::ExecStart(_) => {
+                return Prepared::default();
+            }
             KernelEvent::File(e) => (e.dfd, &e.path[..]),
             KernelEvent::Exec(e) => (AT_FDCWD, &e.path[..]),
             _ => (AT_FDCWD, &b"/"[..]),
         };
         self.proc_cache.lookup(header);
-        self.base = None;
-        if header.verdict == VERDICT_UNRESOLVED && path.first() != Some(&b'/') {
-            self.base = Some(((header.tgid, dfd), base_of(header.tgid, dfd)));
-        }
+        let relative = header.verdict == VERDICT_UNRESOLVED && path.first() != Some(&b'/');
+        Prepared { base: relative.then(|| ((header.tgid, dfd), base_of(header.tgid, dfd))) }
     }
 
     /// A task ended: its processes' lineage is no longer needed.
@@ -248,7 +254,8 @@ fn out_of_scope(header: &EventHeader, task: Option<&TaskFacts>, decision: Decisi
     Verdict { decision, policy_decision: Some(policy_decision), enforcement, rule, reason }
 }
 
-pub fn decode(dec: &mut Decoder, tasks: &impl TaskView, record: KernelEvent) -> Decoded {
+pub fn decode(dec: &mut Decoder, tasks: &impl TaskView, record: KernelEvent, prepared: Prepared) -> Decoded {
+    dec.base = prepared.base;
     let decoded = decode_prepared(dec, tasks, record);
     // What `prepare` read was for this record alone.
     dec.base = None;

@@ -50,7 +50,8 @@ impl Registry {
         }
         let meta = Meta {
             next_id: self.next_id,
-            next_approval: self.next_approval,
+            // The ids saved as used ahead of being given, not only those given.
+            next_approval: self.next_approval.max(self.approvals_saved),
             dropped_total: self.dropped_total,
             temporary: self
                 .temporary

@@ -59,6 +59,9 @@ pub(super) struct TemporaryAllow {
     pub(super) until_ns: u64,
 }
 
+/// Approval ids saved as used at a time, ahead of being given (`take_approval_id`).
+const APPROVAL_ID_BLOCK: u32 = 64;
+
 impl Registry {
     /// Files an action the kernel holds and reports it (`approval.request`).
     pub fn hold(&mut self, held: HeldAction) {
@@ -70,6 +73,21 @@ impl Registry {
         self.file_held(held, Some(reply));
     }
 
+    /// The next approval id. Ids are saved as used in blocks of `APPROVAL_ID_BLOCK`, ahead of
+    /// being given, so that a question can go out to the channels at once and still no later
+    /// daemon gives its id to another question (whose answer the old one's would decide), even
+    /// if this daemon dies before its next save. Crossing a block waits for the save under the
+    /// registry lock: once per 64 questions.
+    pub(super) fn take_approval_id(&mut self) -> u32 {
+        let id = self.next_approval;
+        self.next_approval += 1;
+        if self.next_approval > self.approvals_saved {
+            self.approvals_saved = self.next_approval.saturating_add(APPROVAL_ID_BLOCK);
+            self.persist().wait();
+        }
+        id
+    }
+
     /// Whether task `task_id` already has `MAX_PENDING_PER_TASK` actions waiting.
     pub(super) fn held_full(&self, task_id: u32) -> bool {
         self.approvals.values().filter(|h| h.info.task == task_id && h.info.state == ApprovalState::Pending).count()
@@ -78,8 +96,7 @@ impl Registry {
 
     fn file_held(&mut self, held: HeldAction, reply: Option<std::sync::mpsc::Sender<bool>>) {
         let full = self.held_full(held.task_id);
-        let id = self.next_approval;
-        self.next_approval += 1;
+        let id = self.take_approval_id();
         let now = SystemTime::now();
         let task = self.tasks.get(&held.task_id);
         let info = ApprovalInfo {
@@ -101,9 +118,6 @@ impl Registry {
         if let Body::ApprovalRequest(request) = &mut event.body {
             request.approval = id;
         }
-        // Its id is queued for saving before anyone hears of it: no later daemon may give it to
-        // another question. Not waited for: the ring reader holds the registry lock here.
-        drop(self.persist());
         self.sink.send(event);
         self.channels_ask(&info);
         self.approvals.insert(

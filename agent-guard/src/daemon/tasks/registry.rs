@@ -130,6 +130,8 @@ pub struct Registry {
     pub(super) next_id: u32,
     pub(super) approvals: BTreeMap<u32, Held>,
     pub(super) next_approval: u32,
+    /// Approval ids below this are saved as used (`take_approval_id`).
+    pub(super) approvals_saved: u32,
     pub(super) approval_timeout: Duration,
     pub(super) temporary: Vec<TemporaryAllow>,
     pub(super) cgroup_base: PathBuf,
@@ -195,6 +197,7 @@ impl Registry {
             next_id: 1,
             approvals: BTreeMap::new(),
             next_approval: 1,
+            approvals_saved: 0,
             approval_timeout,
             temporary: Vec::new(),
             cgroup_base,

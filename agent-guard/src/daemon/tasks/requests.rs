@@ -115,8 +115,7 @@ impl Registry {
         reason: &str,
     ) -> Result<ApprovalInfo, Refusal> {
         let (task_id, spec, needed) = self.check_request(actor, rules, duration, reason)?;
-        let id = self.next_approval;
-        self.next_approval += 1;
+        let id = self.take_approval_id();
         let task = &self.tasks[&task_id];
         let now = SystemTime::now();
         let lines = rule_lines(&spec);

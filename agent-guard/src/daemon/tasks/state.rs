@@ -221,9 +221,7 @@ impl StateDir {
     /// next approval id: a channel's answer to an approval of this daemon must find it decided
     /// or gone, never a new question of the next daemon under the same id.
     fn clear(&mut self, next_approval: u32) {
-        if let Err(err) = write_atomically(&self.dir.join("next-approval"), format!("{next_approval}\n").as_bytes()) {
-            tracing::error!(%err, "saving the next approval id for the next daemon");
-        }
+        self.keep_next_approval(next_approval);
         let _ = std::fs::remove_file(self.meta_path());
         if let Ok(entries) = std::fs::read_dir(self.dir.join("tasks")) {
             for entry in entries.flatten() {
@@ -231,6 +229,13 @@ impl StateDir {
             }
         }
         self.last_meta.clear();
+    }
+
+    /// Writes the first approval id the next daemon may give (`approval_floor`).
+    fn keep_next_approval(&self, next_approval: u32) {
+        if let Err(err) = write_atomically(&self.dir.join("next-approval"), format!("{next_approval}\n").as_bytes()) {
+            tracing::error!(%err, "saving the next approval id for the next daemon");
+        }
     }
 }
 
@@ -243,9 +248,20 @@ pub enum Change {
     /// meta.json's mtime set to now.
     Heartbeat,
     /// The saved state removed (a deliberate stop), keeping the next approval id; later
-    /// changes are ignored.
+    /// changes are ignored, but for a higher next approval id (a question filed meanwhile).
     Clear { next_approval: u32 },
 }
+
+/// What the changes queued since the last write amount to: each file in its last form.
+#[derive(Default)]
+struct Pending {
+    tasks: std::collections::BTreeMap<u32, Option<Vec<u8>>>,
+    meta: Option<Vec<u8>>,
+    heartbeat: bool,
+}
+
+/// Batches the writer takes at most into one write (their changes merged).
+const MERGED_BATCHES: usize = 1024;
 
 /// A batch of changes, and whom to tell once they are written.
 struct Batch {
@@ -257,7 +273,10 @@ struct Batch {
 /// is sent, in the order they were sent. The registry sends them under its lock (so the order
 /// is the order of the changes) and whoever needs them on disk waits after releasing the lock
 /// ([`Saving::wait`]): a save is file I/O, measured at 2-16 ms in the tail of a revoke, and the
-/// ring readers and every API call take that lock.
+/// ring readers and every API call take that lock. What queued up during a write is merged
+/// into the next one (a file changed many times is written once, in its last form), so a
+/// burst of changes (an agent filing held actions in a loop) costs one write per file, not a
+/// queue that grows.
 pub struct StateWriter {
     sender: Option<mpsc::Sender<Batch>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -270,14 +289,19 @@ impl StateWriter {
         let thread = std::thread::Builder::new()
             .name("ag-state".into())
             .spawn(move || {
-                let mut cleared = false;
-                for batch in batches {
-                    for change in batch.changes {
-                        if !cleared {
-                            cleared = dir.apply(change);
+                // The next approval id a deliberate stop kept, once it has cleared the state.
+                let mut cleared: Option<u32> = None;
+                while let Ok(first) = batches.recv() {
+                    let mut pending = Pending::default();
+                    let mut waiting = Vec::new();
+                    for batch in std::iter::once(first).chain(batches.try_iter().take(MERGED_BATCHES)) {
+                        for change in batch.changes {
+                            dir.add(&mut pending, change, &mut cleared);
                         }
+                        waiting.extend(batch.done);
                     }
-                    if let Some(done) = batch.done {
+                    dir.write(std::mem::take(&mut pending));
+                    for done in waiting {
                         let _ = done.send(());
                     }
                 }
@@ -308,28 +332,54 @@ impl Drop for StateWriter {
 }
 
 impl StateDir {
-    /// Writes one change; returns whether the state was cleared.
-    fn apply(&mut self, change: Change) -> bool {
-        let result = match change {
-            Change::Task { id, saved: Some(bytes) } => write_atomically(&self.task_path(id), &bytes),
-            Change::Task { id, saved: None } => {
+    /// Adds `change` to what is pending; a clear writes what was pending before it first.
+    fn add(&mut self, pending: &mut Pending, change: Change, cleared: &mut Option<u32>) {
+        if let Some(kept) = cleared {
+            // Cleared: only a question filed since may still matter (its id is never reused).
+            if let Change::Meta(bytes) = change
+                && let Ok(meta) = serde_json::from_slice::<Meta>(&bytes)
+                && meta.next_approval > *kept
+            {
+                self.keep_next_approval(meta.next_approval);
+                *kept = meta.next_approval;
+            }
+            return;
+        }
+        match change {
+            Change::Task { id, saved } => {
+                pending.tasks.insert(id, saved);
+            }
+            Change::Meta(bytes) => pending.meta = Some(bytes),
+            Change::Heartbeat => pending.heartbeat = true,
+            Change::Clear { next_approval } => {
+                self.write(std::mem::take(pending));
+                self.clear(next_approval);
+                *cleared = Some(next_approval);
+            }
+        }
+    }
+
+    /// Writes each pending file in its last form.
+    fn write(&mut self, pending: Pending) {
+        for (id, saved) in pending.tasks {
+            let result = if let Some(bytes) = saved {
+                write_atomically(&self.task_path(id), &bytes)
+            } else {
                 let _ = std::fs::remove_file(self.task_path(id));
                 Ok(())
+            };
+            if let Err(err) = result {
+                tracing::error!(task = id, %err, "saving a task for the next daemon");
             }
-            Change::Meta(meta) => self.save_meta(meta),
-            Change::Heartbeat => {
-                self.heartbeat();
-                Ok(())
-            }
-            Change::Clear { next_approval } => {
-                self.clear(next_approval);
-                return true;
-            }
-        };
-        if let Err(err) = result {
-            tracing::error!(%err, "saving the state for the next daemon");
         }
-        false
+        if let Some(meta) = pending.meta
+            && let Err(err) = self.save_meta(meta)
+        {
+            tracing::error!(%err, "saving the counters for the next daemon");
+        }
+        if pending.heartbeat {
+            self.heartbeat();
+        }
     }
 }
 
@@ -346,10 +396,19 @@ impl Saving {
         Saving { written: None }
     }
 
-    /// Blocks until the changes are written (at once if the writer has stopped).
+    /// Blocks until the changes are written (at once if the writer has stopped). On a worker
+    /// of the daemon's runtime, the runtime moves its other tasks (the ring readers among them)
+    /// to another thread meanwhile.
     pub fn wait(self) {
-        if let Some(written) = self.written {
+        let Some(written) = self.written else { return };
+        let wait = move || {
             let _ = written.recv();
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait);
+            }
+            _ => wait(),
         }
     }
 }
@@ -398,12 +457,43 @@ mod tests {
         assert!(task(2).exists());
         writer.send(vec![Change::Clear { next_approval: 9 }]).wait();
         assert!(!task(2).exists(), "cleared");
-        // A change queued by a request that raced the deliberate stop: not written.
-        writer.send(vec![Change::Task { id: 3, saved: Some(b"{}".to_vec()) }]).wait();
+        // Changes queued by requests that raced the deliberate stop: not written, but for a
+        // question filed meanwhile, whose id stays used.
+        let meta = |next_approval| {
+            let meta = Meta { next_id: 5, next_approval, dropped_total: 0, temporary: Vec::new() };
+            Change::Meta(serde_json::to_vec(&meta).unwrap())
+        };
+        writer.send(vec![Change::Task { id: 3, saved: Some(b"{}".to_vec()) }, meta(12), meta(11)]).wait();
         drop(writer);
         assert!(!task(3).exists(), "nothing is saved after the state was cleared");
+        assert!(!dir.path().join("meta.json").exists());
         let again = StateDir::open(dir.path()).unwrap();
-        assert_eq!(again.approval_floor(), 9, "the next approval id is kept");
+        assert_eq!(again.approval_floor(), 12, "the next approval id is kept, raised by the question filed since");
+    }
+
+    #[test]
+    fn changes_queued_during_a_write_are_written_once_in_their_last_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = StateDir::open(dir.path()).unwrap();
+        let (sender, batches) = mpsc::channel::<Batch>();
+        // Queued before the writer runs: all taken into one write.
+        for n in 0..100u32 {
+            let changes = vec![Change::Task { id: n % 3, saved: Some(n.to_string().into_bytes()) }];
+            sender.send(Batch { changes, done: None }).unwrap();
+        }
+        sender.send(Batch { changes: vec![Change::Task { id: 2, saved: None }], done: None }).unwrap();
+        drop(sender);
+        let mut pending = Pending::default();
+        let mut cleared = None;
+        for batch in batches.try_iter() {
+            for change in batch.changes {
+                state.add(&mut pending, change, &mut cleared);
+            }
+        }
+        assert_eq!(pending.tasks.len(), 3, "one write per file");
+        state.write(pending);
+        let read = |id: u32| std::fs::read_to_string(dir.path().join("tasks").join(format!("{id}.json"))).ok();
+        assert_eq!((read(0), read(1), read(2)), (Some("99".into()), Some("97".into()), None));
     }
 
     #[test]

@@ -329,8 +329,12 @@ impl Registry {
             // and reported as the kernel would report a refusal.
             let record = call_record(task_id, call, self.kernel.proc_tag(call.tgid), Verdict::Refused);
             if let Some(decoder) = self.decoder.clone() {
-                let outcome =
-                    decode::decode(&mut decoder.lock().expect("decoder lock is never poisoned"), &*self, record);
+                let outcome = decode::decode(
+                    &mut decoder.lock().expect("decoder lock is never poisoned"),
+                    &*self,
+                    record,
+                    decode::Prepared::default(),
+                );
                 if let decode::Decoded::Event(mut event) = outcome {
                     if let Some(verdict) = event.body.verdict_mut() {
                         verdict.reason = "requestable, and no approved request grants it: refused with EPERM by the \
@@ -356,7 +360,12 @@ impl Registry {
         let Some(decoder) = self.decoder.clone() else {
             return Answer::Refuse(libc::EPERM);
         };
-        let outcome = decode::decode(&mut decoder.lock().expect("decoder lock is never poisoned"), &*self, record);
+        let outcome = decode::decode(
+            &mut decoder.lock().expect("decoder lock is never poisoned"),
+            &*self,
+            record,
+            decode::Prepared::default(),
+        );
         let decode::Decoded::Held(mut held) = outcome else {
             return Answer::Refuse(libc::EPERM);
         };
