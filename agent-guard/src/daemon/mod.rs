@@ -213,7 +213,7 @@ pub async fn run(
         if adopting {
             report_adoption(&reg, last_alive, adopted, revoked, closed);
         }
-        reg.keep_state(state)?;
+        reg.keep_state(state);
         reg.persist()
     };
     saving.wait();
@@ -332,9 +332,10 @@ pub async fn run(
         }
         ((reg.cgroup_base().to_path_buf(), reg.task_cgroups()), reg.state.take())
     };
-    // Its thread writes what is still queued, then ends, even where something else still holds
-    // the registry.
-    drop(state);
+    // What is still pending is written now, even where something else still holds the registry.
+    if let Some(state) = state {
+        state.queue(Vec::new()).wait();
+    }
     drop(Arc::try_unwrap(registry).ok());
     if config.on_stop == OnStop::StopTasks {
         remove_cgroups(&cgroup_base.0, &cgroup_base.1).await;
@@ -563,9 +564,11 @@ async fn watch_drops(registry: Arc<Mutex<Registry>>) {
         reg.close_empty_tasks();
         reg.kill_ended_confined_tasks();
         reg.expire();
-        // Queued, not waited for: the writer thread does the I/O, not this lock's holder.
-        drop(reg.persist());
+        let saving = reg.persist();
         reg.heartbeat();
+        drop(reg);
+        // Written after the lock is released: the readers take it for every record.
+        saving.wait();
     }
 }
 

@@ -8,7 +8,7 @@ use agent_guard_common::path::PathRule;
 use super::{
     approvals::TemporaryAllow,
     registry::{Registry, Task},
-    state::{Change, Meta, Saved, SavedAllow, SavedTask, Saving, StateDir, StateError, StateWriter},
+    state::{Change, Meta, Saved, SavedAllow, SavedTask, Saving, StateDir, StateWriter},
 };
 use crate::daemon::{
     clock,
@@ -32,10 +32,10 @@ fn saved_task(t: &Task) -> SavedTask {
 }
 
 impl Registry {
-    /// Queues what changed since the last call for the state writer: the tasks marked dirty
-    /// (an ended one is removed) and the counters. The caller waits for the returned
-    /// [`Saving`] after releasing the registry lock, if it must know them on disk (an API
-    /// reply). A failed write is logged, not fatal: the kernel keeps enforcing; only a
+    /// Queues what changed since the last call: the tasks marked dirty (an ended one is
+    /// removed) and the counters. The caller writes them with the returned [`Saving`] after
+    /// releasing the registry lock (an API reply waits for it; the 1 s sweep writes what is
+    /// left pending). A failed write is logged, not fatal: the kernel keeps enforcing; only a
     /// restart's adoption would be incomplete (and fail closed).
     pub fn persist(&mut self) -> Saving {
         let Some(state) = self.state.as_ref() else { return Saving::none() };
@@ -66,29 +66,27 @@ impl Registry {
                 .collect(),
         };
         changes.push(Change::Meta(serde_json::to_vec(&meta).expect("the state serialises")));
-        state.send(changes)
+        state.queue(changes)
     }
 
     /// Marks the daemon alive now, for the next daemon's measure of the gap (not waited for).
     pub fn heartbeat(&self) {
         if let Some(state) = self.state.as_ref() {
-            drop(state.send(vec![Change::Heartbeat]));
+            drop(state.queue(vec![Change::Heartbeat]));
         }
     }
 
-    /// Gives the saved state to the registry, with the approval ids a previous daemon used;
-    /// from now on a thread of its own writes it.
-    pub fn keep_state(&mut self, state: StateDir) -> Result<(), StateError> {
+    /// Gives the saved state to the registry, with the approval ids a previous daemon used.
+    pub fn keep_state(&mut self, state: StateDir) {
         self.next_approval = self.next_approval.max(state.approval_floor());
-        self.state = Some(StateWriter::start(state)?);
-        Ok(())
+        self.state = Some(StateWriter::new(state));
     }
 
     /// Clears the saved state at a deliberate stop, keeping the next approval id; waits for it.
     pub fn clear_state(&mut self) {
         let next_approval = self.next_approval;
         if let Some(state) = self.state.as_ref() {
-            state.send(vec![Change::Clear { next_approval }]).wait();
+            state.clear(next_approval);
         }
     }
 

@@ -9,7 +9,7 @@
 use std::{
     io::Write,
     path::{Path, PathBuf},
-    sync::mpsc,
+    sync::{Arc, Mutex},
     time::SystemTime,
 };
 
@@ -30,8 +30,6 @@ pub enum StateError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("state file {path} is not a saved agent-guard state: {source}")]
     Parse { path: PathBuf, source: serde_json::Error },
-    #[error("the state directory's writer thread cannot start: {0}")]
-    Writer(std::io::Error),
 }
 
 /// What a restarted daemon needs to carry on: every open task, and the id counter.
@@ -247,12 +245,9 @@ pub enum Change {
     Meta(Vec<u8>),
     /// meta.json's mtime set to now.
     Heartbeat,
-    /// The saved state removed (a deliberate stop), keeping the next approval id; later
-    /// changes are ignored, but for a higher next approval id (a question filed meanwhile).
-    Clear { next_approval: u32 },
 }
 
-/// What the changes queued since the last write amount to: each file in its last form.
+/// The changes not written yet, each file in its last form.
 #[derive(Default)]
 struct Pending {
     tasks: std::collections::BTreeMap<u32, Option<Vec<u8>>>,
@@ -260,112 +255,94 @@ struct Pending {
     heartbeat: bool,
 }
 
-/// Batches the writer takes at most into one write (their changes merged).
-const MERGED_BATCHES: usize = 1024;
-
-/// A batch of changes, and whom to tell once they are written.
-struct Batch {
-    changes: Vec<Change>,
-    done: Option<mpsc::SyncSender<()>>,
+/// The directory, and the next approval id a deliberate stop kept once it cleared the state.
+struct Files {
+    dir: StateDir,
+    cleared: Option<u32>,
 }
 
-/// The state directory's writer: a thread that owns the directory and writes the changes it
-/// is sent, in the order they were sent. The registry sends them under its lock (so the order
-/// is the order of the changes) and whoever needs them on disk waits after releasing the lock
-/// ([`Saving::wait`]): a save is file I/O, measured at 2-16 ms in the tail of a revoke, and the
-/// ring readers and every API call take that lock. What queued up during a write is merged
-/// into the next one (a file changed many times is written once, in its last form), so a
-/// burst of changes (an agent filing held actions in a loop) costs one write per file, not a
-/// queue that grows.
+struct Shared {
+    pending: Mutex<Pending>,
+    files: Mutex<Files>,
+}
+
+/// Writes the state directory without file I/O under the registry lock, which the ring readers
+/// take for every record. The registry queues its changes under that lock (`queue`: merged
+/// into what is pending, each file in its last form, so a burst of changes costs one write per
+/// file); whoever needs them on disk writes what is pending after releasing it
+/// ([`Saving::wait`]). Writers take the files' lock before they take what is pending, so the
+/// files always end in the state of the last change queued.
+#[derive(Clone)]
 pub struct StateWriter {
-    sender: Option<mpsc::Sender<Batch>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    shared: Arc<Shared>,
 }
 
 impl StateWriter {
-    /// Starts the writer thread, which owns `dir` (and its lock) from now on.
-    pub fn start(mut dir: StateDir) -> Result<StateWriter, StateError> {
-        let (sender, batches) = mpsc::channel::<Batch>();
-        let thread = std::thread::Builder::new()
-            .name("ag-state".into())
-            .spawn(move || {
-                // The next approval id a deliberate stop kept, once it has cleared the state.
-                let mut cleared: Option<u32> = None;
-                while let Ok(first) = batches.recv() {
-                    let mut pending = Pending::default();
-                    let mut waiting = Vec::new();
-                    for batch in std::iter::once(first).chain(batches.try_iter().take(MERGED_BATCHES)) {
-                        for change in batch.changes {
-                            dir.add(&mut pending, change, &mut cleared);
-                        }
-                        waiting.extend(batch.done);
-                    }
-                    dir.write(std::mem::take(&mut pending));
-                    for done in waiting {
-                        let _ = done.send(());
-                    }
+    /// Takes over `dir` (and its lock).
+    pub fn new(dir: StateDir) -> StateWriter {
+        let files = Mutex::new(Files { dir, cleared: None });
+        StateWriter { shared: Arc::new(Shared { pending: Mutex::new(Pending::default()), files }) }
+    }
+
+    /// Adds `changes` to what is pending; the returned [`Saving`] writes them.
+    pub fn queue(&self, changes: Vec<Change>) -> Saving {
+        let mut pending = self.shared.pending.lock().expect("state lock is never poisoned");
+        for change in changes {
+            match change {
+                Change::Task { id, saved } => {
+                    pending.tasks.insert(id, saved);
                 }
-            })
-            .map_err(StateError::Writer)?;
-        Ok(StateWriter { sender: Some(sender), thread: Some(thread) })
+                Change::Meta(bytes) => pending.meta = Some(bytes),
+                Change::Heartbeat => pending.heartbeat = true,
+            }
+        }
+        Saving { shared: Some(self.shared.clone()) }
     }
 
-    /// Queues `changes`; the returned [`Saving`] waits until they are written.
-    pub fn send(&self, changes: Vec<Change>) -> Saving {
-        let (done, written) = mpsc::sync_channel(1);
-        let sent = self.sender.as_ref().is_some_and(|sender| sender.send(Batch { changes, done: Some(done) }).is_ok());
-        if !sent {
-            tracing::error!("the state writer has stopped: changes not saved for the next daemon");
-        }
-        Saving { written: sent.then_some(written) }
+    /// Removes the saved state (a deliberate stop), after writing what is pending, keeping the
+    /// next approval id. Later changes are not written, but for a higher next approval id (a
+    /// question filed meanwhile), which is kept too.
+    pub fn clear(&self, next_approval: u32) {
+        let mut files = self.shared.files.lock().expect("state lock is never poisoned");
+        self.shared.write(&mut files);
+        files.dir.clear(next_approval);
+        files.cleared = Some(next_approval);
     }
 }
 
-impl Drop for StateWriter {
-    /// Writes what is queued before the daemon goes.
+impl Shared {
+    /// Writes what is pending; the caller holds the files' lock.
+    fn write(&self, files: &mut Files) {
+        let pending = std::mem::take(&mut *self.pending.lock().expect("state lock is never poisoned"));
+        files.write(pending);
+    }
+}
+
+impl Drop for Shared {
+    /// What is still pending is written before the daemon goes.
     fn drop(&mut self) {
-        drop(self.sender.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        let pending = std::mem::take(self.pending.get_mut().expect("state lock is never poisoned"));
+        self.files.get_mut().expect("state lock is never poisoned").write(pending);
     }
 }
 
-impl StateDir {
-    /// Adds `change` to what is pending; a clear writes what was pending before it first.
-    fn add(&mut self, pending: &mut Pending, change: Change, cleared: &mut Option<u32>) {
-        if let Some(kept) = cleared {
+impl Files {
+    fn write(&mut self, pending: Pending) {
+        if let Some(kept) = self.cleared {
             // Cleared: only a question filed since may still matter (its id is never reused).
-            if let Change::Meta(bytes) = change
-                && let Ok(meta) = serde_json::from_slice::<Meta>(&bytes)
-                && meta.next_approval > *kept
+            if let Some(meta) = pending.meta.and_then(|bytes| serde_json::from_slice::<Meta>(&bytes).ok())
+                && meta.next_approval > kept
             {
-                self.keep_next_approval(meta.next_approval);
-                *kept = meta.next_approval;
+                self.dir.keep_next_approval(meta.next_approval);
+                self.cleared = Some(meta.next_approval);
             }
             return;
         }
-        match change {
-            Change::Task { id, saved } => {
-                pending.tasks.insert(id, saved);
-            }
-            Change::Meta(bytes) => pending.meta = Some(bytes),
-            Change::Heartbeat => pending.heartbeat = true,
-            Change::Clear { next_approval } => {
-                self.write(std::mem::take(pending));
-                self.clear(next_approval);
-                *cleared = Some(next_approval);
-            }
-        }
-    }
-
-    /// Writes each pending file in its last form.
-    fn write(&mut self, pending: Pending) {
         for (id, saved) in pending.tasks {
             let result = if let Some(bytes) = saved {
-                write_atomically(&self.task_path(id), &bytes)
+                write_atomically(&self.dir.task_path(id), &bytes)
             } else {
-                let _ = std::fs::remove_file(self.task_path(id));
+                let _ = std::fs::remove_file(self.dir.task_path(id));
                 Ok(())
             };
             if let Err(err) = result {
@@ -373,42 +350,36 @@ impl StateDir {
             }
         }
         if let Some(meta) = pending.meta
-            && let Err(err) = self.save_meta(meta)
+            && let Err(err) = self.dir.save_meta(meta)
         {
             tracing::error!(%err, "saving the counters for the next daemon");
         }
         if pending.heartbeat {
-            self.heartbeat();
+            self.dir.heartbeat();
         }
     }
 }
 
-/// Changes queued for the state writer; [`Saving::wait`] returns once they are on disk (not
-/// synced: see `write_atomically`). Dropping it does not cancel them.
-#[must_use = "wait for the changes after the registry lock is released, or drop this to let them be written later"]
+/// Changes queued for the state directory; [`Saving::wait`] writes them (with whatever else is
+/// pending) and returns once they are on disk (not synced: see `write_atomically`). Dropped
+/// unwritten, they are written by the next `wait`, at the latest by the 1 s sweep's.
+#[must_use = "write the changes with `wait` after the registry lock is released"]
 pub struct Saving {
-    written: Option<mpsc::Receiver<()>>,
+    shared: Option<Arc<Shared>>,
 }
 
 impl Saving {
-    /// Nothing to wait for (no state directory).
+    /// Nothing to write (no state directory).
     pub fn none() -> Saving {
-        Saving { written: None }
+        Saving { shared: None }
     }
 
-    /// Blocks until the changes are written (at once if the writer has stopped). On a worker
-    /// of the daemon's runtime, the runtime moves its other tasks (the ring readers among them)
-    /// to another thread meanwhile.
+    /// Writes what is pending, this call's changes among them. If another caller is writing,
+    /// waits for it and then writes what it left.
     pub fn wait(self) {
-        let Some(written) = self.written else { return };
-        let wait = move || {
-            let _ = written.recv();
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(wait);
-            }
-            _ => wait(),
+        if let Some(shared) = self.shared {
+            let mut files = shared.files.lock().expect("state lock is never poisoned");
+            shared.write(&mut files);
         }
     }
 }
@@ -436,8 +407,8 @@ mod tests {
         assert!(matches!(StateDir::open(dir.path()), Err(StateError::Locked { .. })));
         assert_eq!(state.load().unwrap(), None);
         let meta = Meta { next_id: 42, next_approval: 7, dropped_total: 3, temporary: Vec::new() };
-        let writer = StateWriter::start(state).unwrap();
-        writer.send(vec![Change::Meta(serde_json::to_vec(&meta).unwrap())]).wait();
+        let writer = StateWriter::new(state);
+        writer.queue(vec![Change::Meta(serde_json::to_vec(&meta).unwrap())]).wait();
         drop(writer);
         let mut again = StateDir::open(dir.path()).unwrap();
         let saved = Saved { next_id: 42, next_approval: 7, dropped_total: 3, tasks: Vec::new(), temporary: Vec::new() };
@@ -445,55 +416,45 @@ mod tests {
     }
 
     #[test]
-    fn the_writer_applies_changes_in_the_order_sent_and_nothing_after_a_clear() {
+    fn each_file_ends_in_its_last_queued_form_and_nothing_is_written_after_a_clear() {
         let dir = tempfile::tempdir().unwrap();
-        let writer = StateWriter::start(StateDir::open(dir.path()).unwrap()).unwrap();
-        let task = |id: u32| dir.path().join("tasks").join(format!("{id}.json"));
-        // Not waited for: the removal still comes after the save it follows.
-        drop(writer.send(vec![Change::Task { id: 1, saved: Some(b"{}".to_vec()) }]));
-        drop(writer.send(vec![Change::Task { id: 2, saved: Some(b"{}".to_vec()) }]));
-        writer.send(vec![Change::Task { id: 1, saved: None }]).wait();
-        assert!(!task(1).exists(), "removed after it was saved");
-        assert!(task(2).exists());
-        writer.send(vec![Change::Clear { next_approval: 9 }]).wait();
-        assert!(!task(2).exists(), "cleared");
+        let writer = StateWriter::new(StateDir::open(dir.path()).unwrap());
+        let read = |id: u32| std::fs::read_to_string(dir.path().join("tasks").join(format!("{id}.json"))).ok();
+        // Queued without waiting (as under the registry lock), then written by one wait: each
+        // file once, in its last form; a removal queued after a save wins.
+        for n in 0..100u32 {
+            drop(writer.queue(vec![Change::Task { id: n % 3, saved: Some(n.to_string().into_bytes()) }]));
+        }
+        assert_eq!(read(0), None, "nothing is written before a wait");
+        writer.queue(vec![Change::Task { id: 2, saved: None }]).wait();
+        assert_eq!((read(0), read(1), read(2)), (Some("99".into()), Some("97".into()), None));
+        // Pending at the clear: written first, then cleared with the rest.
+        drop(writer.queue(vec![Change::Task { id: 4, saved: Some(b"{}".to_vec()) }]));
+        writer.clear(9);
+        assert_eq!((read(0), read(1), read(4)), (None, None, None), "cleared");
         // Changes queued by requests that raced the deliberate stop: not written, but for a
         // question filed meanwhile, whose id stays used.
         let meta = |next_approval| {
             let meta = Meta { next_id: 5, next_approval, dropped_total: 0, temporary: Vec::new() };
             Change::Meta(serde_json::to_vec(&meta).unwrap())
         };
-        writer.send(vec![Change::Task { id: 3, saved: Some(b"{}".to_vec()) }, meta(12), meta(11)]).wait();
+        writer.queue(vec![Change::Task { id: 3, saved: Some(b"{}".to_vec()) }, meta(12)]).wait();
+        // Left pending when the last handle goes: written then (here: ignored, as cleared).
+        drop(writer.queue(vec![meta(11)]));
         drop(writer);
-        assert!(!task(3).exists(), "nothing is saved after the state was cleared");
+        assert_eq!(read(3), None, "nothing is saved after the state was cleared");
         assert!(!dir.path().join("meta.json").exists());
         let again = StateDir::open(dir.path()).unwrap();
         assert_eq!(again.approval_floor(), 12, "the next approval id is kept, raised by the question filed since");
     }
 
     #[test]
-    fn changes_queued_during_a_write_are_written_once_in_their_last_form() {
+    fn what_is_pending_when_the_writer_goes_is_written() {
         let dir = tempfile::tempdir().unwrap();
-        let mut state = StateDir::open(dir.path()).unwrap();
-        let (sender, batches) = mpsc::channel::<Batch>();
-        // Queued before the writer runs: all taken into one write.
-        for n in 0..100u32 {
-            let changes = vec![Change::Task { id: n % 3, saved: Some(n.to_string().into_bytes()) }];
-            sender.send(Batch { changes, done: None }).unwrap();
-        }
-        sender.send(Batch { changes: vec![Change::Task { id: 2, saved: None }], done: None }).unwrap();
-        drop(sender);
-        let mut pending = Pending::default();
-        let mut cleared = None;
-        for batch in batches.try_iter() {
-            for change in batch.changes {
-                state.add(&mut pending, change, &mut cleared);
-            }
-        }
-        assert_eq!(pending.tasks.len(), 3, "one write per file");
-        state.write(pending);
-        let read = |id: u32| std::fs::read_to_string(dir.path().join("tasks").join(format!("{id}.json"))).ok();
-        assert_eq!((read(0), read(1), read(2)), (Some("99".into()), Some("97".into()), None));
+        let writer = StateWriter::new(StateDir::open(dir.path()).unwrap());
+        drop(writer.queue(vec![Change::Task { id: 7, saved: Some(b"{}".to_vec()) }]));
+        drop(writer);
+        assert!(dir.path().join("tasks/7.json").exists());
     }
 
     #[test]
