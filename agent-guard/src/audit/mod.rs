@@ -27,8 +27,9 @@ pub use lifecycle::TaskRow;
 pub use report::Report;
 pub use store::{Query, Row, Store};
 
-/// Where the daemon keeps the store unless told otherwise.
-pub const DEFAULT_STORE: &str = "/var/lib/agent-guard/audit.db";
+/// Where the daemon keeps the store unless told otherwise (its config's default, defined there:
+/// the daemon's config may not import the audit store, which imports the event schema).
+pub use crate::daemon::config::DEFAULT_AUDIT_STORE as DEFAULT_STORE;
 
 /// The audit store cannot be opened, read or written, or lacks what was asked.
 #[derive(Debug, thiserror::Error)]

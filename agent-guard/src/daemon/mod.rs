@@ -330,7 +330,8 @@ pub async fn run(
             reg.kernel.unpin();
             reg.clear_state();
         }
-        ((reg.cgroup_base().to_path_buf(), reg.task_cgroups()), reg.state.take())
+        // A clone: a supervisor thread that outlives this still saves what it changes.
+        ((reg.cgroup_base().to_path_buf(), reg.task_cgroups()), reg.state.clone())
     };
     // What is still pending is written now, even where something else still holds the registry.
     if let Some(state) = state {

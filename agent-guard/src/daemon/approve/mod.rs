@@ -2,10 +2,10 @@
 //! where signed answers come back from (Slack, Microsoft Teams, a generic webhook). Each
 //! channel is configured in the daemon's config (`approvals`); none is on by default.
 //!
-//! The flow is one way each: the registry hands questions and outcomes to `Channels` (never
-//! waiting on a network), a sender task posts them (send.rs); callbacks arrive at the listener
-//! (callback.rs), are verified (sign.rs), and go to `Registry::decide` like a CLI answer, with
-//! the channel's identity of the approver. A callback that does not verify changes nothing,
+//! The flow is one way each: the registry hands questions and outcomes to `Channels`
+//! (`tasks/channels.rs`, never waiting on a network), a sender task posts them (send.rs);
+//! callbacks arrive at the listener (callback.rs), are verified (sign.rs), and go to
+//! `Registry::decide` like a CLI answer, with the channel's identity of the approver. A callback that does not verify changes nothing,
 //! and is logged, reported (`approval.callback_refused`) and counted.
 
 mod callback;
@@ -15,16 +15,13 @@ pub mod sign;
 
 use std::{
     path::Path,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex, atomic::AtomicU64},
 };
 
-use agent_guard_common::path::{ACCESS_READ, ACCESS_WRITE, Decision};
-
-use crate::api::ApprovalInfo;
-use crate::daemon::{config::ApprovalsConfig, tasks::registry::Registry};
+use crate::daemon::{
+    config::ApprovalsConfig,
+    tasks::{channels::Channels, registry::Registry},
+};
 
 /// A channel that cannot be started.
 #[derive(Debug, thiserror::Error)]
@@ -37,65 +34,6 @@ pub enum ApproveError {
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("approvals: HTTP client: {0}")]
     Client(String),
-}
-
-/// The configured channels, as the registry sees them: each sender's queue, and the count of
-/// refused callbacks.
-#[derive(Default)]
-pub struct Channels {
-    queues: Vec<tokio::sync::mpsc::UnboundedSender<Notice>>,
-    refused: Arc<AtomicU64>,
-    /// The channels' secret files, resolved: no task may be able to read one.
-    secrets: Vec<std::path::PathBuf>,
-}
-
-/// What the senders are told.
-#[derive(Clone, Debug)]
-pub enum Notice {
-    /// A new question.
-    Ask(ApprovalInfo),
-    /// A question's outcome (or, under the two-person rule, a first vote).
-    Decided(ApprovalInfo),
-}
-
-impl Channels {
-    fn send(&self, notice: &Notice) {
-        for queue in &self.queues {
-            let _ = queue.send(notice.clone());
-        }
-    }
-
-    /// Callbacks refused since start (bad signature, stale, unknown request, not an approver).
-    pub fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
-    }
-
-    /// The first secret file `spec` would let a task read (where only the grant, not BPF LSM,
-    /// stands between the task and the daemon's files).
-    pub fn secret_readable_by(&self, spec: &crate::grant::GrantSpec) -> Option<&std::path::Path> {
-        self.secrets.iter().map(std::path::PathBuf::as_path).find(|path| {
-            // Read or written (replaced by a key of the agent's choosing): allowed, flagged, or
-            // asked (the question may be approved).
-            [ACCESS_READ, ACCESS_WRITE].into_iter().any(|need| {
-                matches!(
-                    spec.path_decision(&path.to_string_lossy(), need).0,
-                    Decision::Allow | Decision::Flag | Decision::Ask
-                )
-            })
-        })
-    }
-}
-
-impl Registry {
-    /// Asks every channel about `info`.
-    pub fn channels_ask(&self, info: &ApprovalInfo) {
-        self.channels.send(&Notice::Ask(info.clone()));
-    }
-
-    /// Tells every channel how `info` was decided.
-    pub fn channels_decided(&self, info: &ApprovalInfo) {
-        self.channels.send(&Notice::Decided(info.clone()));
-    }
 }
 
 /// The secrets of the configured channels, read at start.
@@ -164,7 +102,7 @@ pub async fn start(
     let secret_paths =
         config.secret_files().iter().map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())).collect();
     registry.lock().expect("registry lock is never poisoned").channels =
-        Channels { queues, refused: refused.clone(), secrets: secret_paths };
+        Channels::new(queues, refused.clone(), secret_paths);
     tasks.push(tokio::spawn(callback::serve(listener, secrets, registry, refused, shutdown)));
     tracing::info!(%listen, slack = config.slack.is_some(), teams = config.teams.is_some(), webhook = config.webhook.is_some(), "approval channels started");
     Ok(tasks)

@@ -8,7 +8,8 @@ use std::{collections::HashMap, sync::Arc};
 use serde_json::Value;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use super::{Notice, Secrets, message, sign};
+use super::{Secrets, message, sign};
+use crate::daemon::tasks::channels::Notice;
 use crate::{api::ApprovalState, daemon::config::ApprovalsConfig};
 
 /// Starts a sender per configured channel; returns their queues and tasks.

@@ -353,8 +353,11 @@ impl Default for AuditStoreConfig {
     reason = "serde's `default` for an optional field: `store: {path: null}` turns the store off"
 )]
 fn default_store_path() -> Option<PathBuf> {
-    Some(crate::audit::DEFAULT_STORE.into())
+    Some(DEFAULT_AUDIT_STORE.into())
 }
+
+/// Where the daemon keeps the audit store unless told otherwise.
+pub const DEFAULT_AUDIT_STORE: &str = "/var/lib/agent-guard/audit.db";
 
 fn default_retention() -> Duration {
     Duration::from_hours(2160)

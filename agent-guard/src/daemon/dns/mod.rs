@@ -128,13 +128,8 @@ impl OwnAddresses {
     }
 }
 
-/// An address a task's answers gave: the name it came from (for connect events) and until when
-/// it is allowed (boot-clock ns; the latest of its rules).
-#[derive(Clone, Debug)]
-pub struct Learned {
-    pub name: String,
-    pub expires_ns: u64,
-}
+// Defined with what decoding reads of a task (events may not import dns: dns imports events).
+pub use crate::daemon::events::decode::Learned;
 
 /// The resolvers of the open tasks.
 pub struct Resolvers {

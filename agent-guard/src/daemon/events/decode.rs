@@ -37,6 +37,14 @@ use crate::{
     grant::{Grant, Mode, normalize_path},
 };
 
+/// An address a task's DNS answers gave (`dns/`): the name it came from (for connect events)
+/// and until when it is allowed (boot-clock ns; the latest of its rules).
+#[derive(Clone, Debug)]
+pub struct Learned {
+    pub name: String,
+    pub expires_ns: u64,
+}
+
 /// What decoding reads of a task.
 pub struct TaskFacts<'a> {
     pub task: std::sync::Arc<TaskRef>,
@@ -44,7 +52,7 @@ pub struct TaskFacts<'a> {
     /// RFC 3339 expiry, for the reason of an access after it.
     pub expires: &'a str,
     /// Addresses the task's DNS answers gave, and their names.
-    pub learned: &'a std::collections::HashMap<[u8; 16], crate::daemon::dns::Learned>,
+    pub learned: &'a std::collections::HashMap<[u8; 16], Learned>,
 }
 
 /// The tasks as decoding sees them: read-only.

@@ -84,7 +84,8 @@ impl Registry {
 
     /// Clears the saved state at a deliberate stop, keeping the next approval id; waits for it.
     pub fn clear_state(&mut self) {
-        let next_approval = self.next_approval;
+        // Every id given, and those saved as used ahead of being given.
+        let next_approval = self.next_approval.max(self.approvals_saved);
         if let Some(state) = self.state.as_ref() {
             state.clear(next_approval);
         }

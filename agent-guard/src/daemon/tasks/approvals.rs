@@ -76,14 +76,17 @@ impl Registry {
     /// The next approval id. Ids are saved as used in blocks of `APPROVAL_ID_BLOCK`, ahead of
     /// being given, so that a question can go out to the channels at once and still no later
     /// daemon gives its id to another question (whose answer the old one's would decide), even
-    /// if this daemon dies before its next save. Crossing a block waits for the save under the
-    /// registry lock: once per 64 questions.
+    /// if this daemon dies before its next save. Crossing a block writes one small file
+    /// (`next-approval`) under the registry lock: once per 64 questions.
     pub(super) fn take_approval_id(&mut self) -> u32 {
         let id = self.next_approval;
         self.next_approval += 1;
         if self.next_approval > self.approvals_saved {
-            self.approvals_saved = self.next_approval.saturating_add(APPROVAL_ID_BLOCK);
-            self.persist().wait();
+            let block = self.next_approval.saturating_add(APPROVAL_ID_BLOCK);
+            // On failure (logged) the next question tries again.
+            if self.state.as_ref().is_none_or(|state| state.reserve_approvals(block)) {
+                self.approvals_saved = block;
+            }
         }
         id
     }

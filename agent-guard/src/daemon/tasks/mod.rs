@@ -4,6 +4,7 @@
 
 mod adopt;
 mod approvals;
+pub mod channels;
 mod dns;
 mod lifecycle;
 mod open;

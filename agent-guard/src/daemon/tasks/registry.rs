@@ -155,7 +155,7 @@ pub struct Registry {
     /// API connections open from each task's processes (server.rs caps them).
     pub connections: std::collections::HashMap<u32, u32>,
     /// Where approvals are asked besides the CLI (Slack, Teams, webhooks; none by default).
-    pub channels: crate::daemon::approve::Channels,
+    pub channels: super::channels::Channels,
 }
 
 /// A refused request: what the API sends back.
@@ -212,7 +212,7 @@ impl Registry {
             dns: None,
             containers: crate::daemon::container::Runtimes::default(),
             connections: std::collections::HashMap::new(),
-            channels: crate::daemon::approve::Channels::default(),
+            channels: super::channels::Channels::default(),
         }
     }
 

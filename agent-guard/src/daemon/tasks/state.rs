@@ -209,8 +209,9 @@ impl StateDir {
         std::fs::metadata(self.meta_path()).and_then(|m| m.modified()).ok()
     }
 
-    /// The first approval id this daemon may give: `next-approval`, which a deliberate stop
-    /// keeps (`clear`), as meta.json's `next_approval` is gone then.
+    /// The first approval id this daemon may give: `next-approval`, which the previous daemon
+    /// raised ahead of the ids it gave (`StateWriter::reserve_approvals`) and a deliberate stop
+    /// keeps (`clear`), when meta.json is gone.
     pub fn approval_floor(&self) -> u32 {
         std::fs::read_to_string(self.dir.join("next-approval")).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0)
     }
@@ -219,8 +220,10 @@ impl StateDir {
     /// next approval id: a channel's answer to an approval of this daemon must find it decided
     /// or gone, never a new question of the next daemon under the same id.
     fn clear(&mut self, next_approval: u32) {
-        self.keep_next_approval(next_approval);
-        let _ = std::fs::remove_file(self.meta_path());
+        // meta.json holds the next approval id too: kept if the file meant for it failed.
+        if self.keep_next_approval(next_approval) {
+            let _ = std::fs::remove_file(self.meta_path());
+        }
         if let Ok(entries) = std::fs::read_dir(self.dir.join("tasks")) {
             for entry in entries.flatten() {
                 let _ = std::fs::remove_file(entry.path());
@@ -229,11 +232,14 @@ impl StateDir {
         self.last_meta.clear();
     }
 
-    /// Writes the first approval id the next daemon may give (`approval_floor`).
-    fn keep_next_approval(&self, next_approval: u32) {
-        if let Err(err) = write_atomically(&self.dir.join("next-approval"), format!("{next_approval}\n").as_bytes()) {
+    /// Writes the first approval id the next daemon may give (`approval_floor`); whether it
+    /// was written.
+    fn keep_next_approval(&self, next_approval: u32) -> bool {
+        let written = write_atomically(&self.dir.join("next-approval"), format!("{next_approval}\n").as_bytes());
+        if let Err(err) = &written {
             tracing::error!(%err, "saving the next approval id for the next daemon");
         }
+        written.is_ok()
     }
 }
 
@@ -302,6 +308,13 @@ impl StateWriter {
     /// Removes the saved state (a deliberate stop), after writing what is pending, keeping the
     /// next approval id. Later changes are not written, but for a higher next approval id (a
     /// question filed meanwhile), which is kept too.
+    /// Saves approval ids below `next_approval` as used (the next daemon starts there: see
+    /// `approval_floor`); whether it was written. One small file, not what is pending.
+    pub fn reserve_approvals(&self, next_approval: u32) -> bool {
+        let files = self.shared.files.lock().expect("state lock is never poisoned");
+        files.cleared.is_none() && files.dir.keep_next_approval(next_approval)
+    }
+
     pub fn clear(&self, next_approval: u32) {
         let mut files = self.shared.files.lock().expect("state lock is never poisoned");
         self.shared.write(&mut files);
@@ -311,10 +324,17 @@ impl StateWriter {
 }
 
 impl Shared {
-    /// Writes what is pending; the caller holds the files' lock.
+    /// Writes what is pending; the caller holds the files' lock. A task file that could not be
+    /// written stays pending, unless a newer form of it was queued meanwhile.
     fn write(&self, files: &mut Files) {
         let pending = std::mem::take(&mut *self.pending.lock().expect("state lock is never poisoned"));
-        files.write(pending);
+        let failed = files.write(pending);
+        if !failed.is_empty() {
+            let mut pending = self.pending.lock().expect("state lock is never poisoned");
+            for (id, saved) in failed {
+                pending.tasks.entry(id).or_insert(saved);
+            }
+        }
     }
 }
 
@@ -322,41 +342,46 @@ impl Drop for Shared {
     /// What is still pending is written before the daemon goes.
     fn drop(&mut self) {
         let pending = std::mem::take(self.pending.get_mut().expect("state lock is never poisoned"));
-        self.files.get_mut().expect("state lock is never poisoned").write(pending);
+        let _ = self.files.get_mut().expect("state lock is never poisoned").write(pending);
     }
 }
 
 impl Files {
-    fn write(&mut self, pending: Pending) {
+    /// Writes `pending`: meta.json first (its next task id covers every task file written
+    /// after it), then the task files; returns the task changes that failed.
+    fn write(&mut self, pending: Pending) -> Vec<(u32, Option<Vec<u8>>)> {
         if let Some(kept) = self.cleared {
             // Cleared: only a question filed since may still matter (its id is never reused).
             if let Some(meta) = pending.meta.and_then(|bytes| serde_json::from_slice::<Meta>(&bytes).ok())
                 && meta.next_approval > kept
+                && self.dir.keep_next_approval(meta.next_approval)
             {
-                self.dir.keep_next_approval(meta.next_approval);
                 self.cleared = Some(meta.next_approval);
             }
-            return;
-        }
-        for (id, saved) in pending.tasks {
-            let result = if let Some(bytes) = saved {
-                write_atomically(&self.dir.task_path(id), &bytes)
-            } else {
-                let _ = std::fs::remove_file(self.dir.task_path(id));
-                Ok(())
-            };
-            if let Err(err) = result {
-                tracing::error!(task = id, %err, "saving a task for the next daemon");
-            }
+            return Vec::new();
         }
         if let Some(meta) = pending.meta
             && let Err(err) = self.dir.save_meta(meta)
         {
             tracing::error!(%err, "saving the counters for the next daemon");
         }
+        let mut failed = Vec::new();
+        for (id, saved) in pending.tasks {
+            let result = if let Some(bytes) = &saved {
+                write_atomically(&self.dir.task_path(id), bytes)
+            } else {
+                let _ = std::fs::remove_file(self.dir.task_path(id));
+                Ok(())
+            };
+            if let Err(err) = result {
+                tracing::error!(task = id, %err, "saving a task for the next daemon (kept to retry)");
+                failed.push((id, saved));
+            }
+        }
         if pending.heartbeat {
             self.dir.heartbeat();
         }
+        failed
     }
 }
 
@@ -446,6 +471,16 @@ mod tests {
         assert!(!dir.path().join("meta.json").exists());
         let again = StateDir::open(dir.path()).unwrap();
         assert_eq!(again.approval_floor(), 12, "the next approval id is kept, raised by the question filed since");
+    }
+
+    #[test]
+    fn approval_ids_reserved_ahead_are_the_next_daemons_floor() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = StateWriter::new(StateDir::open(dir.path()).unwrap());
+        assert!(writer.reserve_approvals(65));
+        // A crash now: the next daemon starts above every id this one could have given.
+        drop(writer);
+        assert_eq!(StateDir::open(dir.path()).unwrap().approval_floor(), 65);
     }
 
     #[test]
